@@ -1,0 +1,143 @@
+"""Players and mask designs.
+
+A **player** is what a mask switches on or off: one training example (the default) or a group
+of them. A **mask** is a bool vector over the ``n`` players, ``True = kept``.
+
+Model ``i`` of a sweep with ``repeats = r`` trains on mask ``i // r`` (its *mask id*) with a
+training seed of its own; both are pure functions of ``(sweep seed, i)``, so any worker on any
+machine re-creates them without coordination and a re-run reproduces them exactly.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+DESIGNS = ("bernoulli", "fixed_size", "exhaustive", "file")
+GROUPINGS = ("example", "class", "cluster", "file")
+MAX_EXHAUSTIVE_PLAYERS = 20
+
+# Separate stream tags keep the mask stream and the training-seed stream independent.
+_MASK_STREAM, _SEED_STREAM = 0, 1
+
+
+class MaskError(ValueError):
+    """A mask design or player grouping is invalid."""
+
+
+# --------------------------------------------------------------------------- players
+
+
+def group_players(kind: str, labels: np.ndarray, images: np.ndarray | None = None,
+                  num_groups: int | None = None, path: str | os.PathLike | None = None,
+                  seed: int = 0) -> np.ndarray:
+    """Group id (0..n_players-1) of every training example.
+
+    ``example``: every example is its own player. ``class``: one player per label.
+    ``cluster``: k-means on pixels (deterministic given ``seed``). ``file``: ids from a ``.npy``
+    file of one integer per training example.
+    """
+    m = len(labels)
+    if kind == "example":
+        return np.arange(m, dtype=np.int64)
+    if kind == "class":
+        return np.unique(labels, return_inverse=True)[1].astype(np.int64)
+    if kind == "cluster":
+        if not num_groups or not 1 <= num_groups <= m:
+            raise MaskError(f"players=cluster needs 1 <= num_groups <= {m}, got {num_groups}")
+        from sklearn.cluster import KMeans
+
+        features = images.reshape(m, -1).astype(np.float32) / 255.0
+        ids = KMeans(num_groups, n_init=3, random_state=seed).fit_predict(features)
+        return _compact(ids)
+    if kind == "file":
+        if path is None or not Path(path).is_file():
+            raise MaskError(f"players=file: group file {path!r} does not exist")
+        ids = np.load(path, allow_pickle=False)
+        if ids.shape != (m,) or not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0:
+            raise MaskError(f"players=file: {path} must hold {m} non-negative integers (one per training "
+                            f"example), found dtype {ids.dtype} and shape {ids.shape}")
+        return _compact(ids)
+    raise MaskError(f"unknown player grouping {kind!r}; choose one of {', '.join(GROUPINGS)}")
+
+
+def _compact(ids: np.ndarray) -> np.ndarray:
+    """Renumber group ids to 0..k-1 so that no player is empty."""
+    return np.unique(ids, return_inverse=True)[1].astype(np.int64)
+
+
+def kept_examples(mask: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Indices (into the train split) of the examples whose player the mask keeps."""
+    return np.flatnonzero(mask[groups])
+
+
+# --------------------------------------------------------------------------- designs
+
+
+@dataclass(frozen=True)
+class MaskDesign:
+    """How masks are drawn. ``mask(j)`` is a pure function of ``(seed, j)``."""
+
+    kind: str
+    n: int
+    alpha: float = 0.5
+    seed: int = 0
+    masks_from_file: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.kind not in DESIGNS:
+            raise MaskError(f"unknown mask design {self.kind!r}; choose one of {', '.join(DESIGNS)}")
+        if self.n < 1:
+            raise MaskError(f"a mask design needs at least one player, got n={self.n}")
+        if self.kind in ("bernoulli", "fixed_size") and not 0.0 < self.alpha < 1.0:
+            raise MaskError(f"sweep.alpha must lie strictly between 0 and 1, got {self.alpha}")
+        if self.kind == "exhaustive" and self.n > MAX_EXHAUSTIVE_PLAYERS:
+            raise MaskError(f"design=exhaustive enumerates 2^n masks and is refused for n={self.n} > "
+                            f"{MAX_EXHAUSTIVE_PLAYERS}; group the players (players=class or cluster) or sample masks")
+
+    @property
+    def num_masks(self) -> int | None:
+        """How many distinct masks the design has; ``None`` when it draws without end."""
+        if self.kind == "exhaustive":
+            return 2 ** self.n
+        if self.kind == "file":
+            return len(self.masks_from_file)
+        return None
+
+    def mask(self, j: int) -> np.ndarray:
+        if self.num_masks is not None and not 0 <= j < self.num_masks:
+            raise MaskError(f"mask id {j} is outside the {self.num_masks} masks of design={self.kind}")
+        if self.kind == "exhaustive":
+            return (j >> np.arange(self.n)) & 1 == 1  # bit p of j is player p
+        if self.kind == "file":
+            return self.masks_from_file[j].copy()
+        rng = np.random.default_rng([self.seed, _MASK_STREAM, j])
+        if self.kind == "bernoulli":
+            return rng.random(self.n) < self.alpha
+        kept = rng.choice(self.n, size=round(self.alpha * self.n), replace=False)
+        mask = np.zeros(self.n, dtype=bool)
+        mask[kept] = True
+        return mask
+
+
+def load_mask_file(path: str | os.PathLike, n: int) -> np.ndarray:
+    """Masks supplied by the user: a ``.npy`` array ``[M, n]`` of 0/1 or bool."""
+    if path is None or not Path(path).is_file():
+        raise MaskError(f"design=file: mask file {path!r} does not exist")
+    masks = np.load(path, allow_pickle=False)
+    if masks.ndim != 2 or masks.shape[1] != n or len(masks) == 0:
+        raise MaskError(f"design=file: {path} must hold an array [num_masks, {n}] (one column per player), "
+                        f"found shape {masks.shape}")
+    if masks.dtype != bool and not np.isin(masks, (0, 1)).all():
+        bad = np.argwhere(~np.isin(masks, (0, 1)))[0]
+        raise MaskError(f"design=file: {path} holds {masks[tuple(bad)]!r} at row {bad[0]}, column {bad[1]}; "
+                        f"masks must be 0/1 (1 = kept)")
+    return masks.astype(bool)
+
+
+def training_seed(sweep_seed: int, model_index: int) -> int:
+    """The training seed of model ``model_index``: a pure function of ``(sweep seed, index)``."""
+    return int(np.random.default_rng([sweep_seed, _SEED_STREAM, model_index]).integers(2**31 - 1))

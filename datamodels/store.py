@@ -1,0 +1,321 @@
+"""The sweep's store: one parquet file per shard, and the validated view over all of them.
+
+Shard files are ``<run_dir>/shards/shard-NNNNNN.parquet``, one row per model:
+
+============== ================================ =============================================
+column         type                             meaning
+============== ================================ =============================================
+model_index    int64                            model ``i`` of the sweep
+mask_id        int64                            the mask it trained on (``i // repeats``)
+repeat         int32                            which repeat of that mask (``i % repeats``)
+seed           int64                            its training seed, from ``(sweep seed, i)``
+mask           binary                           ``numpy.packbits`` of the bool mask over the
+                                                ``n`` players (big-endian bit order, 1 = kept)
+margins        fixed_size_list<float32>[T]      margin on every target point
+holdout_acc    float64                          accuracy on the holdout split
+train_seconds  float64                          wall time to train and evaluate it
+============== ================================ =============================================
+
+The file's key-value metadata ``datamodels`` is a JSON object: the run's identity
+(dataset fingerprint, ``n``, ``T``, design, alpha, sweep seed, repeats, models per shard,
+model count, config hash, package version) plus the shard number. ``collect`` refuses a shard
+whose identity differs from the run's, naming the file, and never deletes or rewrites one.
+
+A shard is written to a hidden temporary name in the same folder, flushed to disk, then
+renamed: a reader sees it whole or not at all, and a killed writer leaves only a hidden file.
+The same files open in pandas, pyarrow and DuckDB (``read_parquet('.../shard-*.parquet')``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+FORMAT = "datamodels.shard/1"
+META_KEY = b"datamodels"
+# The keys that make two shards belong to the same sweep.
+IDENTITY_KEYS = ("format", "fingerprint", "n", "T", "design", "alpha", "sweep_seed", "repeats",
+                 "models_per_shard", "num_models", "config_hash")
+SHARD_RE = re.compile(r"^shard-(\d{6})\.parquet$")
+TEMP_RE = re.compile(r"^\.shard-\d{6}\.parquet\.\d+\.tmp$")
+
+
+class StoreError(ValueError):
+    """A shard or run folder is corrupt, foreign or inconsistent; the message names the file."""
+
+
+@dataclass
+class ModelRecord:
+    model_index: int
+    mask_id: int
+    repeat: int
+    seed: int
+    mask: np.ndarray  # bool [n]
+    margins: np.ndarray  # float32 [T]
+    holdout_acc: float
+    train_seconds: float
+
+
+def shard_path(shard_dir: str | os.PathLike, shard: int) -> Path:
+    return Path(shard_dir) / f"shard-{shard:06d}.parquet"
+
+
+def _schema(meta: dict) -> pa.Schema:
+    return pa.schema([
+        ("model_index", pa.int64()), ("mask_id", pa.int64()), ("repeat", pa.int32()), ("seed", pa.int64()),
+        ("mask", pa.binary()), ("margins", pa.list_(pa.float32(), meta["T"])),
+        ("holdout_acc", pa.float64()), ("train_seconds", pa.float64()),
+    ], metadata={META_KEY: json.dumps(meta, sort_keys=True).encode()})
+
+
+def write_atomic(path: Path, write) -> None:
+    """Call ``write(tmp_path)``, flush it to disk, then rename it to ``path``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_shard(path: str | os.PathLike, records: Iterable[ModelRecord], meta: dict) -> Path:
+    """Write one shard atomically. Refuses to replace an existing file."""
+    path = Path(path)
+    if path.exists():
+        raise StoreError(f"{path} already exists; shards are never overwritten")
+    records = list(records)
+    n, T = meta["n"], meta["T"]
+    for r in records:
+        if r.mask.shape != (n,) or r.margins.shape != (T,):
+            raise StoreError(f"{path}: model {r.model_index} has mask shape {r.mask.shape} and margins shape "
+                             f"{r.margins.shape}, expected ({n},) and ({T},)")
+        if not np.isfinite(r.margins).all():
+            raise StoreError(f"{path}: model {r.model_index} has non-finite margins")
+    margins = np.stack([r.margins for r in records]).astype(np.float32) if records else np.zeros((0, T), np.float32)
+    table = pa.table({
+        "model_index": pa.array([r.model_index for r in records], pa.int64()),
+        "mask_id": pa.array([r.mask_id for r in records], pa.int64()),
+        "repeat": pa.array([r.repeat for r in records], pa.int32()),
+        "seed": pa.array([r.seed for r in records], pa.int64()),
+        "mask": pa.array([np.packbits(r.mask).tobytes() for r in records], pa.binary()),
+        "margins": pa.FixedSizeListArray.from_arrays(pa.array(margins.ravel(), pa.float32()), T),
+        "holdout_acc": pa.array([r.holdout_acc for r in records], pa.float64()),
+        "train_seconds": pa.array([r.train_seconds for r in records], pa.float64()),
+    }, schema=_schema(meta))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, lambda tmp: pq.write_table(table, tmp, row_group_size=1024))
+    return path
+
+
+def read_shard_meta(path: str | os.PathLike) -> dict:
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise StoreError(f"{path} is not a readable parquet file ({err}); move it out of the shard folder") from err
+    raw = (schema.metadata or {}).get(META_KEY)
+    if raw is None:
+        raise StoreError(f"{path} has no '{META_KEY.decode()}' metadata: not a shard written by this package")
+    meta = json.loads(raw)
+    if meta.get("format") != FORMAT:
+        raise StoreError(f"{path} has format {meta.get('format')!r}, expected {FORMAT!r}")
+    return meta
+
+
+def identity(meta: dict) -> dict:
+    return {k: meta.get(k) for k in IDENTITY_KEYS}
+
+
+def check_identity(path: Path, meta: dict, expected: dict) -> None:
+    found, want = identity(meta), identity(expected)
+    if found != want:
+        diff = ", ".join(f"{k}={found[k]!r} (run has {want[k]!r})" for k in IDENTITY_KEYS if found[k] != want[k])
+        raise StoreError(f"{path} belongs to a different sweep: {diff}. It was left untouched; "
+                         f"move it away or point the run at another folder.")
+
+
+def shard_files(shard_dir: str | os.PathLike) -> tuple[list[Path], list[Path]]:
+    """The shard files of a folder and the temporary files killed writers left behind.
+
+    Anything else in the folder is refused: a run folder must hold only this sweep's shards.
+    """
+    shard_dir = Path(shard_dir)
+    if not shard_dir.is_dir():
+        return [], []
+    shards, temps, foreign = [], [], []
+    for entry in sorted(shard_dir.iterdir()):
+        (shards if SHARD_RE.match(entry.name) else temps if TEMP_RE.match(entry.name) else foreign).append(entry)
+    if foreign:
+        raise StoreError(f"{shard_dir} holds files that are not shards of this package: "
+                         f"{', '.join(p.name for p in foreign[:5])}{' ...' if len(foreign) > 5 else ''}")
+    return shards, temps
+
+
+@dataclass
+class CollectReport:
+    shard_dir: Path
+    num_models: int
+    shards: list[Path]
+    present: np.ndarray  # sorted unique model indices found
+    missing: np.ndarray
+    duplicated: dict[int, list[str]]  # model index -> files holding it
+    leftover_temps: list[Path] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.missing) == 0 and not self.duplicated
+
+    def missing_shards(self, models_per_shard: int) -> list[int]:
+        return sorted({int(i) // models_per_shard for i in self.missing})
+
+    def summary(self) -> str:
+        lines = [f"{self.shard_dir}: {len(self.shards)} shard files, {len(self.present)} of {self.num_models} "
+                 f"models present, {len(self.missing)} missing, {len(self.duplicated)} duplicated"]
+        if len(self.missing):
+            lines.append(f"  missing model indices: {_ranges(self.missing)}")
+        for index, files in list(self.duplicated.items())[:10]:
+            lines.append(f"  model {index} appears in {', '.join(files)}")
+        if self.leftover_temps:
+            lines.append(f"  {len(self.leftover_temps)} temporary files from interrupted writers (harmless; "
+                         f"safe to delete): {', '.join(p.name for p in self.leftover_temps[:3])}")
+        return "\n".join(lines)
+
+
+def _ranges(indices: np.ndarray) -> str:
+    """Compact text for sorted integers: 0-4, 9, 12-13."""
+    if len(indices) == 0:
+        return ""
+    breaks = np.flatnonzero(np.diff(indices) != 1)
+    starts = np.concatenate([[indices[0]], indices[breaks + 1]])
+    ends = np.concatenate([indices[breaks], [indices[-1]]])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in zip(starts, ends))
+
+
+def collect(shard_dir: str | os.PathLike, expected: dict | None = None) -> CollectReport:
+    """Validate every shard of a folder against the run's identity and count its models.
+
+    ``expected`` is the run's metadata; without it the first shard's is used. Raises
+    :class:`StoreError` naming the first foreign, corrupt or inconsistent file.
+    """
+    shards, temps = shard_files(shard_dir)
+    if not shards and expected is None:
+        raise StoreError(f"{shard_dir} holds no shard files (shard-NNNNNN.parquet): has the sweep run?")
+    reference = expected
+    owners: dict[int, list[str]] = {}
+    for path in shards:
+        meta = read_shard_meta(path)
+        reference = reference or meta
+        check_identity(path, meta, reference)
+        if int(SHARD_RE.match(path.name).group(1)) != meta.get("shard"):
+            raise StoreError(f"{path} is named for another shard than the {meta.get('shard')} its metadata records")
+        indices = pq.read_table(path, columns=["model_index"]).column(0).to_numpy()
+        for i in indices:
+            owners.setdefault(int(i), []).append(path.name)
+    num_models = int(reference["num_models"])
+    present = np.array(sorted(owners), dtype=np.int64)
+    if len(present) and (present[0] < 0 or present[-1] >= num_models):
+        raise StoreError(f"{shard_dir}: model indices outside 0..{num_models - 1} ({present[0]}..{present[-1]})")
+    missing = np.setdiff1d(np.arange(num_models), present)
+    duplicated = {i: files for i, files in owners.items() if len(files) > 1}
+    return CollectReport(Path(shard_dir), num_models, shards, present, missing, duplicated, temps)
+
+
+@dataclass
+class Sweep:
+    """The collected sweep: one row per model, sorted by model index."""
+
+    model_index: np.ndarray  # int64 [m]
+    mask_id: np.ndarray  # int64 [m]
+    repeat: np.ndarray  # int32 [m]
+    seed: np.ndarray  # int64 [m]
+    packed_masks: np.ndarray  # uint8 [m, ceil(n/8)]
+    margins: np.ndarray  # float32 [m, T] (or [m, len(targets)] when a subset was read)
+    holdout_acc: np.ndarray  # float64 [m]
+    train_seconds: np.ndarray  # float64 [m]
+    targets: np.ndarray  # int64: which target columns ``margins`` holds
+    meta: dict
+    report: CollectReport
+
+    @property
+    def masks(self) -> np.ndarray:
+        """bool [m, n]; unpacks all masks at once (use ``packed_masks`` at CIFAR scale)."""
+        return np.unpackbits(self.packed_masks, axis=1, count=self.meta["n"]).astype(bool)
+
+
+def load_sweep(shard_dir: str | os.PathLike, targets: Iterable[int] | None = None,
+               require_complete: bool = False, expected: dict | None = None) -> Sweep:
+    """Validate and read a sweep's shards: ``(masks bool[m, n], margins float32[m, T])`` and indices.
+
+    Reads one shard at a time, keeping only the requested target columns, so the full margin
+    matrix never has to fit in memory when a fit job needs a few targets. A model index present
+    in two shards is an error unless both rows are identical (then one is kept and the report
+    says so). With ``require_complete`` a sweep with missing models is refused.
+    """
+    report = collect(shard_dir, expected)
+    if require_complete and len(report.missing):
+        raise StoreError(report.summary())
+    meta = expected or read_shard_meta(report.shards[0])
+    T = meta["T"]
+    cols = np.arange(T) if targets is None else np.asarray(list(targets), dtype=np.int64)
+    if len(cols) and (cols.min() < 0 or cols.max() >= T):
+        raise StoreError(f"target columns must lie in 0..{T - 1}, got {cols.min()}..{cols.max()}")
+    parts = []
+    for path in report.shards:
+        table = pq.read_table(path)
+        margins = table.column("margins").combine_chunks().flatten().to_numpy().reshape(-1, T)[:, cols]
+        masks = np.array([np.frombuffer(b, np.uint8) for b in table.column("mask").to_pylist()]).reshape(
+            len(table), -1)
+        parts.append({name: table.column(name).to_numpy() for name in
+                      ("model_index", "mask_id", "repeat", "seed", "holdout_acc", "train_seconds")}
+                     | {"margins": margins, "packed_masks": masks})
+    columns = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    order = np.argsort(columns["model_index"], kind="stable")
+    columns = {k: v[order] for k, v in columns.items()}
+    keep = np.ones(len(order), dtype=bool)
+    for index in report.duplicated:
+        rows = np.flatnonzero(columns["model_index"] == index)
+        first = rows[0]
+        for row in rows[1:]:
+            same = all(np.array_equal(columns[k][row], columns[k][first]) for k in
+                       ("mask_id", "seed", "packed_masks", "margins"))
+            if not same:
+                raise StoreError(f"model {index} appears with different results in "
+                                 f"{', '.join(report.duplicated[index])}; remove one of them")
+            keep[row] = False
+    columns = {k: v[keep] for k, v in columns.items()}
+    return Sweep(**columns, targets=cols, meta=meta, report=report)
+
+
+# --------------------------------------------------------------------------- run folder
+
+
+def check_run_folder(run_dir: str | os.PathLike, meta: dict) -> None:
+    """Claim ``run_dir`` for this sweep, or refuse it if it holds another sweep.
+
+    The run's identity is kept in ``run.json``. Parallel workers of the same sweep may all
+    write it: their contents are identical, and each re-reads what won.
+    """
+    run_dir = Path(run_dir)
+    manifest = run_dir / "run.json"
+    # Hydra may have made the log folder before the job starts.
+    if run_dir.exists() and not manifest.exists() and any(p.name != "logs" for p in run_dir.iterdir()):
+        raise StoreError(f"{run_dir} is not empty and holds no run.json: it is not a run folder of this "
+                         f"package. Choose another run_dir.")
+    if not manifest.exists():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(manifest, lambda tmp: tmp.write_text(json.dumps(identity(meta), sort_keys=True, indent=1)))
+    try:
+        found = json.loads(manifest.read_text())
+    except json.JSONDecodeError as err:
+        raise StoreError(f"{manifest} is corrupt ({err})") from err
+    check_identity(manifest, found, meta)
+

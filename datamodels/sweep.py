@@ -1,0 +1,153 @@
+"""The retraining sweep: for each model index of a shard, its mask, its training, its margins.
+
+A sweep is described by a plain configuration mapping (the ``conf/`` tree composed by Hydra,
+or a dict written by hand) with the sections ``dataset``, ``players``, ``model``, ``train``,
+``sweep`` and the keys ``device`` and ``torch_threads``; see ``conf/config.yaml`` for every
+setting and its default. :class:`SweepRun` turns it into data, players, a mask design and a
+training recipe, and :meth:`SweepRun.run_shard` trains one shard and writes its parquet file.
+
+Shards are idempotent: a shard whose file exists and validates is skipped, so re-running a
+sweep (after a crash, a pre-emption, or on purpose) redoes only what is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from tqdm.auto import tqdm
+
+from . import __version__
+from .data import prepare
+from .masks import MaskDesign, MaskError, group_players, kept_examples, load_mask_file, training_seed
+from .models import build_model
+from .store import (FORMAT, ModelRecord, StoreError, check_identity, check_run_folder, read_shard_meta,
+                    shard_path, write_shard)
+from .train import ResidentSplits, TrainConfig, to_device, train_model
+
+
+def config_hash(config: dict) -> str:
+    """Hash of everything that determines the sweep's results (not where or how it is launched)."""
+    relevant = {k: config.get(k) for k in ("dataset", "players", "model", "train")}
+    relevant["sweep"] = {k: v for k, v in config["sweep"].items() if k != "shard"}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={name!r} was asked for but torch sees no CUDA device; use device=cpu or auto")
+    return torch.device(name)
+
+
+class SweepRun:
+    """One sweep: its data, players, mask design, recipe and run folder."""
+
+    def __init__(self, config: dict, run_dir: str | os.PathLike):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.shard_dir = self.run_dir / "shards"
+        ds = dict(config["dataset"])
+        self.data = prepare(ds.pop("name"), ds.pop("train"), ds.pop("target"), ds.pop("holdout", None),
+                            ds.pop("split_seed", 0), **(ds.pop("options", None) or {}))
+        if ds:
+            raise ValueError(f"dataset: unknown settings {sorted(ds)}")
+        players = dict(config.get("players") or {"kind": "example"})
+        self.groups = group_players(players.pop("kind"), self.data.labels("train"), self.data.images("train"),
+                                    **players)
+        self.n = int(self.groups.max()) + 1
+        sweep = config["sweep"]
+        self.seed = int(sweep.get("seed", 0))
+        masks_from_file = load_mask_file(sweep["mask_file"], self.n) if sweep["design"] == "file" else None
+        self.design = MaskDesign(sweep["design"], self.n, float(sweep.get("alpha", 0.5)), self.seed, masks_from_file)
+        self.repeats = int(sweep.get("repeats", 1))
+        if self.repeats < 1:
+            raise MaskError(f"sweep.repeats must be >= 1, got {self.repeats}")
+        self.num_models = self._num_models(sweep.get("num_models"))
+        self.models_per_shard = int(sweep["models_per_shard"])
+        if self.models_per_shard < 1:
+            raise ValueError(f"sweep.models_per_shard must be >= 1, got {self.models_per_shard}")
+        self.train_cfg = TrainConfig(**config["train"])
+        self.model_options = {k: v for k, v in config["model"].items() if k != "name"}
+        build_model(config["model"]["name"], 1, 2, **self.model_options)  # fail now on a bad name or option
+        self.device = resolve_device(config.get("device", "cpu"))
+        self.threads = config.get("torch_threads")
+        self.meta = {
+            "format": FORMAT, "fingerprint": self.data.fingerprint, "n": self.n,
+            "T": len(self.data.splits["target"]), "design": self.design.kind,
+            "alpha": self.design.alpha if self.design.kind in ("bernoulli", "fixed_size") else None,
+            "sweep_seed": self.seed, "repeats": self.repeats, "models_per_shard": self.models_per_shard,
+            "num_models": self.num_models, "config_hash": config_hash(config), "version": __version__,
+            "dataset": self.data.name, "model": config["model"]["name"], "players": (config.get("players") or {}).get("kind", "example"),
+        }
+
+    def _num_models(self, requested) -> int:
+        limit = None if self.design.num_masks is None else self.design.num_masks * self.repeats
+        if requested is None:
+            if limit is None:
+                raise ValueError(f"sweep.num_models must be set for design={self.design.kind}")
+            return limit
+        requested = int(requested)
+        if requested < 1 or (limit is not None and requested > limit):
+            raise ValueError(f"sweep.num_models={requested} must lie in 1..{limit or 'inf'} for design="
+                             f"{self.design.kind} with n={self.n} and repeats={self.repeats}")
+        return requested
+
+    @property
+    def num_shards(self) -> int:
+        return -(-self.num_models // self.models_per_shard)
+
+    def shard_models(self, shard: int) -> range:
+        if not 0 <= shard < self.num_shards:
+            raise ValueError(f"sweep.shard={shard} is outside 0..{self.num_shards - 1}: {self.num_models} models "
+                             f"in shards of {self.models_per_shard}")
+        return range(shard * self.models_per_shard, min(self.num_models, (shard + 1) * self.models_per_shard))
+
+    def mask_of(self, model_index: int) -> np.ndarray:
+        return self.design.mask(model_index // self.repeats)
+
+    @cached_property
+    def splits(self) -> ResidentSplits:
+        return to_device(self.data, self.device)
+
+    def build(self) -> torch.nn.Module:
+        return build_model(self.config["model"]["name"], self.splits.in_channels, self.splits.num_classes,
+                           **self.model_options)
+
+    def train_one(self, model_index: int) -> ModelRecord:
+        mask = self.mask_of(model_index)
+        seed = training_seed(self.seed, model_index)
+        result = train_model(self.build, self.splits, kept_examples(mask, self.groups), seed, self.train_cfg)
+        return ModelRecord(model_index, model_index // self.repeats, model_index % self.repeats, seed, mask,
+                           result.margins, result.holdout_accuracy, result.seconds)
+
+    def shard_is_done(self, shard: int) -> bool:
+        """True when the shard's file exists and is whole and ours; an error when it is not ours."""
+        path = shard_path(self.shard_dir, shard)
+        if not path.exists():
+            return False
+        check_identity(path, read_shard_meta(path), self.meta)
+        found = pq.read_table(path, columns=["model_index"]).column(0).to_numpy()
+        if list(found) != list(self.shard_models(shard)):
+            raise StoreError(f"{path} holds models {found.min()}..{found.max()} ({len(found)}), expected "
+                             f"{self.shard_models(shard)}; it was left untouched")
+        return True
+
+    def run_shard(self, shard: int, progress: bool = True) -> bool:
+        """Train and write one shard. Returns False when it was already done (and skipped)."""
+        models = self.shard_models(shard)
+        check_run_folder(self.run_dir, self.meta)
+        if self.shard_is_done(shard):
+            return False
+        if self.threads:
+            torch.set_num_threads(int(self.threads))
+        records = [self.train_one(i) for i in tqdm(models, desc=f"shard {shard}", unit="model", disable=not progress)]
+        write_shard(shard_path(self.shard_dir, shard), records, self.meta | {"shard": shard})
+        return True

@@ -1,0 +1,38 @@
+"""Validate a sweep's shards and report missing or duplicated model indices.
+
+    python jobs/collect.py [run_dir=...]
+
+Exits 1 when models are missing, and prints the command that trains exactly the missing shards.
+Never deletes or rewrites a shard.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig
+
+from datamodels.store import StoreError, collect
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    run_dir = Path(to_absolute_path(cfg.run_dir))
+    manifest = run_dir / "run.json"
+    if not manifest.exists():
+        raise StoreError(f"{run_dir} holds no sweep (no run.json): run jobs/sweep.py with the same settings first")
+    expected = json.loads(manifest.read_text())
+    report = collect(run_dir / "shards", expected)
+    print(report.summary())
+    if not report.complete:
+        shards = report.missing_shards(expected["models_per_shard"])
+        if shards:
+            print(f"to train the missing shards: python jobs/sweep.py -m sweep.shard={','.join(map(str, shards))} "
+                  f"run_dir={run_dir} (plus the sweep's other settings)")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""Train the models of one shard (``sweep.shard=K``) or of every shard, and write their margins.
+
+    python jobs/sweep.py                                          # every shard, one after another
+    python jobs/sweep.py -m sweep.shard='range(0,8)' hydra/launcher=joblib   # 8 shards in parallel
+
+Shards already written and valid are skipped, so re-running resumes a sweep.
+"""
+
+import hydra
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig, OmegaConf
+
+from datamodels.sweep import SweepRun
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    run = SweepRun(OmegaConf.to_container(cfg, resolve=True), to_absolute_path(cfg.run_dir))
+    shards = range(run.num_shards) if cfg.sweep.shard is None else [int(cfg.sweep.shard)]
+    for shard in shards:
+        run.shard_models(shard)  # refuse a bad shard number before any work
+    written = sum(run.run_shard(shard, progress=cfg.progress) for shard in shards)
+    print(f"{run.shard_dir}: {written} shards written, {len(shards) - written} already present "
+          f"({run.num_models} models in {run.num_shards} shards of {run.models_per_shard})")
+
+
+if __name__ == "__main__":
+    main()
