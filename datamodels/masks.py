@@ -133,7 +133,7 @@ def load_mask_file(path: str | os.PathLike, n: int) -> np.ndarray:
                         f"found shape {masks.shape}")
     if masks.dtype != bool and not np.isin(masks, (0, 1)).all():
         bad = np.argwhere(~np.isin(masks, (0, 1)))[0]
-        raise MaskError(f"design=file: {path} holds {masks[tuple(bad)]!r} at row {bad[0]}, column {bad[1]}; "
+        raise MaskError(f"design=file: {path} holds {masks[tuple(bad)].item()!r} at row {bad[0]}, column {bad[1]}; "
                         f"masks must be 0/1 (1 = kept)")
     return masks.astype(bool)
 

@@ -34,10 +34,10 @@ class DivergedError(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 30
+    epochs: int = 12
     steps: int | None = None  # a fixed number of SGD steps instead of epochs
     batch_size: int = 64
-    lr: float = 0.05
+    lr: float = 0.2
     momentum: float = 0.9
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1

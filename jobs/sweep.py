@@ -15,7 +15,7 @@ from datamodels.sweep import SweepRun
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    run = SweepRun(OmegaConf.to_container(cfg, resolve=True), to_absolute_path(cfg.run_dir))
+    run = SweepRun(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True), to_absolute_path(cfg.run_dir))
     shards = range(run.num_shards) if cfg.sweep.shard is None else [int(cfg.sweep.shard)]
     for shard in shards:
         run.shard_models(shard)  # refuse a bad shard number before any work

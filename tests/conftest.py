@@ -1,0 +1,41 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+# A sweep small enough to train in seconds: 60 digits players, 20 targets, 2-epoch models.
+TINY = ["dataset.train=60", "dataset.target=20", "dataset.holdout=100", "train.epochs=2", "train.batch_size=32",
+        "sweep.num_models=6", "sweep.models_per_shard=3", "model.width=4"]
+
+
+def compose_config(overrides=(), run_dir=None) -> dict:
+    """The config the jobs would see, as a plain dict (through the real conf/ tree)."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides))
+    config = OmegaConf.to_container(cfg, resolve=False)
+    config.pop("hydra", None)
+    if run_dir is not None:
+        config["run_dir"] = str(run_dir)
+    return OmegaConf.to_container(OmegaConf.create(config), resolve=True, throw_on_missing=True)
+
+
+def run_job(script: str, *overrides: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run a Hydra entry point the way a user types it."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, str(ROOT / "jobs" / script), *overrides], capture_output=True,
+                          text=True, cwd=ROOT, env=env, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{script} {' '.join(overrides)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    return compose_config(TINY, run_dir=tmp_path / "run")

@@ -1,0 +1,139 @@
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, TINY, compose_config, run_job
+from datamodels.data import DataError
+from datamodels.masks import MaskError
+from datamodels.store import StoreError, load_sweep
+from datamodels.sweep import SweepRun
+from datamodels.train import DivergedError
+
+
+def test_a_model_is_a_pure_function_of_seed_and_index(tiny_config, tmp_path):
+    run = SweepRun(tiny_config, tmp_path / "a")
+    again = SweepRun(tiny_config, tmp_path / "b")
+    first, second = run.train_one(4), again.train_one(4)
+    np.testing.assert_array_equal(first.margins, second.margins)
+    np.testing.assert_array_equal(first.mask, second.mask)
+    assert first.seed == second.seed and first.holdout_acc == second.holdout_acc
+    assert not np.array_equal(run.train_one(5).margins, first.margins)
+
+
+def test_repeats_share_a_mask_and_differ_in_seed(tmp_path):
+    run = SweepRun(compose_config(TINY + ["sweep.repeats=3"]), tmp_path)
+    assert run.num_models == 6 and run.meta["repeats"] == 3
+    np.testing.assert_array_equal(run.mask_of(3), run.mask_of(5))
+    assert not np.array_equal(run.mask_of(2), run.mask_of(3))
+    records = [run.train_one(i) for i in (3, 4)]
+    assert records[0].mask_id == records[1].mask_id == 1 and records[0].seed != records[1].seed
+    assert not np.array_equal(records[0].margins, records[1].margins)
+
+
+@pytest.mark.parametrize("overrides,error,message", [
+    (["dataset.name=mnist"], DataError, "unknown dataset 'mnist'"),
+    (["model.name=vgg"], ValueError, "unknown model 'vgg'"),
+    (["sweep.alpha=1.5"], MaskError, "strictly between 0 and 1, got 1.5"),
+    (["sweep.design=exhaustive"], MaskError, "refused for n=60 > 20"),
+    (["sweep.design=file", "sweep.mask_file=/nonexistent.npy"], MaskError, "does not exist"),
+    (["train.schedule=cosine"], ValueError, "train.schedule must be one of"),
+    (["sweep.num_models=0"], ValueError, "sweep.num_models=0 must lie in"),
+])
+def test_bad_config_values_are_clear_errors(overrides, error, message, tmp_path):
+    with pytest.raises(error, match=message):
+        SweepRun(compose_config(TINY + overrides), tmp_path)
+
+
+def test_a_shard_beyond_the_model_count_is_refused(tiny_config, tmp_path):
+    with pytest.raises(ValueError, match=r"sweep.shard=2 is outside 0..1: 6 models in shards of 3"):
+        SweepRun(tiny_config, tmp_path).run_shard(2)
+
+
+def test_class_players_with_the_exhaustive_design_give_every_subset(tmp_path):
+    run = SweepRun(compose_config(["experiment=digits_classes_exhaustive", "dataset.train=300"]), tmp_path)
+    assert run.n == 10 and run.num_models == 2 * 1024 and run.num_shards == 16
+    np.testing.assert_array_equal(run.mask_of(2 * 6 + 1), (6 >> np.arange(10)) & 1 == 1)
+
+
+def test_a_diverged_model_is_an_error_and_writes_nothing(tmp_path):
+    run = SweepRun(compose_config(TINY + ["train.lr=1e30", "train.weight_decay=0"]), tmp_path)
+    with pytest.raises(DivergedError, match="non-finite margins .* lower train.lr"):
+        run.run_shard(0, progress=False)
+    assert not (tmp_path / "shards").exists() or not any((tmp_path / "shards").iterdir())
+
+
+@pytest.mark.slow
+def test_end_to_end_sweep_through_hydra_with_the_joblib_launcher(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_job("sweep.py", "-m", "sweep.shard=range(0,2)", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                   *TINY, f"run_dir={run_dir}")
+    assert sorted(p.name for p in (run_dir / "shards").iterdir()) == ["shard-000000.parquet", "shard-000001.parquet"]
+    assert "shard 1: 100%" in proc.stderr  # a progress bar per shard
+    collected = run_job("collect.py", *TINY, f"run_dir={run_dir}")
+    assert "6 of 6 models present, 0 missing, 0 duplicated" in collected.stdout
+    sweep = load_sweep(run_dir / "shards")
+    assert sweep.masks.shape == (6, 60) and sweep.margins.shape == (6, 20)
+    assert (sweep.holdout_acc > 0).all() and np.isfinite(sweep.margins).all()
+    # the same models as a library call in this process
+    np.testing.assert_array_equal(sweep.margins[4], SweepRun(compose_config(TINY), tmp_path / "x").train_one(4).margins)
+    again = run_job("sweep.py", *TINY, f"run_dir={run_dir}")
+    assert "0 shards written, 2 already present" in again.stdout
+
+
+@pytest.mark.slow
+def test_collect_names_missing_models_and_the_command_that_fills_them(tmp_path):
+    run_dir = tmp_path / "run"
+    run_job("sweep.py", "sweep.shard=1", *TINY, f"run_dir={run_dir}")
+    proc = run_job("collect.py", *TINY, f"run_dir={run_dir}", check=False)
+    assert proc.returncode == 1
+    assert "missing model indices: 0-2" in proc.stdout and "sweep.shard=0 " in proc.stdout
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_leaves_no_partial_shard_and_resumes_identically(tmp_path):
+    slow = TINY + ["sweep.num_models=6", "sweep.models_per_shard=6", "train.epochs=10"]
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "jobs" / "sweep.py"), *slow, f"run_dir={killed}"],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT)
+    seen, deadline = "", time.monotonic() + 120
+    while "1/6" not in seen and time.monotonic() < deadline:  # kill mid-shard, after the first model
+        char = proc.stderr.read(1)
+        if not char:
+            break
+        seen += char
+    assert "1/6" in seen, f"the sweep never finished its first model:\n{seen}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert not list(killed.glob("shards/shard-*.parquet"))
+    run_job("sweep.py", *slow, f"run_dir={killed}")
+    run_job("sweep.py", *slow, f"run_dir={clean}")
+    resumed, uninterrupted = load_sweep(killed / "shards"), load_sweep(clean / "shards")
+    np.testing.assert_array_equal(resumed.model_index, np.arange(6))  # every index exactly once
+    np.testing.assert_array_equal(resumed.margins, uninterrupted.margins)
+    np.testing.assert_array_equal(resumed.packed_masks, uninterrupted.packed_masks)
+
+
+@pytest.mark.slow
+def test_jobs_refuse_a_foreign_run_folder_and_keep_its_files(tmp_path):
+    (tmp_path / "paper.tex").write_text("precious")
+    proc = run_job("sweep.py", *TINY, f"run_dir={tmp_path}", check=False)
+    assert proc.returncode != 0 and "not a run folder of this package" in proc.stderr
+    assert (tmp_path / "paper.tex").read_text() == "precious"
+    other = tmp_path / "other"
+    run_job("sweep.py", "sweep.shard=0", *TINY, f"run_dir={other}")
+    proc = run_job("sweep.py", "sweep.shard=0", *TINY, "train.epochs=3", f"run_dir={other}", check=False)
+    assert proc.returncode != 0 and "belongs to a different sweep: config_hash=" in proc.stderr
+
+
+def test_an_existing_shard_of_another_sweep_is_refused_not_overwritten(tiny_config, tmp_path):
+    SweepRun(tiny_config, tmp_path).run_shard(0, progress=False)
+    shard = tmp_path / "shards" / "shard-000000.parquet"
+    before = shard.read_bytes()
+    other = SweepRun(compose_config(TINY + ["train.epochs=3"]), tmp_path)
+    with pytest.raises(StoreError, match="shard-000000.parquet belongs to a different sweep: config_hash="):
+        other.shard_is_done(0)
+    assert shard.read_bytes() == before
