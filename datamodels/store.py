@@ -62,6 +62,7 @@ class ModelRecord:
     margins: np.ndarray  # float32 [T]
     holdout_acc: float
     train_seconds: float
+    timings: dict = field(default_factory=dict)  # data / compute / eval seconds; not stored
 
 
 def shard_path(shard_dir: str | os.PathLike, shard: int) -> Path:

@@ -126,7 +126,7 @@ class SweepRun:
         seed = training_seed(self.seed, model_index)
         result = train_model(self.build, self.splits, kept_examples(mask, self.groups), seed, self.train_cfg)
         return ModelRecord(model_index, model_index // self.repeats, model_index % self.repeats, seed, mask,
-                           result.margins, result.holdout_accuracy, result.seconds)
+                           result.margins, result.holdout_accuracy, result.seconds, result.timings)
 
     def shard_is_done(self, shard: int) -> bool:
         """True when the shard's file exists and is whole and ours; an error when it is not ours."""
