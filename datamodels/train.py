@@ -151,10 +151,9 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return margins_of(logits, y), logits.argmax(1) == y
 
 
-def train_model(build: Callable[[], nn.Module], splits: ResidentSplits, kept: np.ndarray, seed: int,
-                cfg: TrainConfig) -> TrainResult:
-    """Train a fresh model on the kept train examples; return its target margins and holdout accuracy."""
-    start = time.perf_counter()
+def train_network(build: Callable[[], nn.Module], splits: ResidentSplits, kept: np.ndarray, seed: int,
+                  cfg: TrainConfig) -> tuple[nn.Module, dict[str, float]]:
+    """Train a fresh network on the kept train examples; return it and its data/compute seconds."""
     torch.manual_seed(seed)
     model = build().to(splits.train_x.device)
     gen = torch.Generator().manual_seed(seed)
@@ -181,6 +180,14 @@ def train_model(build: Callable[[], nn.Module], splits: ResidentSplits, kept: np
             t2 = time.perf_counter()
             data_s += t1 - t0
             compute_s += t2 - t1
+    return model, {"data": data_s, "compute": compute_s}
+
+
+def train_model(build: Callable[[], nn.Module], splits: ResidentSplits, kept: np.ndarray, seed: int,
+                cfg: TrainConfig) -> TrainResult:
+    """Train a fresh model on the kept train examples; return its target margins and holdout accuracy."""
+    start = time.perf_counter()
+    model, timings = train_network(build, splits, kept, seed, cfg)
     t3 = time.perf_counter()
     margins, _ = evaluate(model, splits.target_x, splits.target_y, cfg.eval_batch_size)
     _, correct = evaluate(model, splits.holdout_x, splits.holdout_y, cfg.eval_batch_size)
@@ -189,5 +196,4 @@ def train_model(build: Callable[[], nn.Module], splits: ResidentSplits, kept: np
         raise DivergedError(f"non-finite margins on {int((~np.isfinite(margins)).sum())} of {len(margins)} "
                             f"targets (training seed {seed}): the model diverged; lower train.lr")
     end = time.perf_counter()
-    return TrainResult(margins, float(correct.float().mean()), end - start,
-                       {"data": data_s, "compute": compute_s, "eval": end - t3})
+    return TrainResult(margins, float(correct.float().mean()), end - start, timings | {"eval": end - t3})
