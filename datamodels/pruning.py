@@ -1,0 +1,160 @@
+"""Data pruning: keep-sets of players at a grid of kept fractions, and how to judge them.
+
+Every method produces a **removal order** over the ``n`` players; the keep-set at fraction ``f``
+is everything except the first ``n - round(f * n)`` players removed, so keep-sets are nested.
+
+- ``interactions``: the fitted Möbius polynomials of the target points predict the margin of
+  every target for any subset. The objective is the **mean predicted target margin**
+  ``P(x) = mean_t f_t(x) = sum_S M(S) prod_{i in S} x_i`` with ``M(S) = mean_t m_t(S)``.
+  Greedy backward elimination starts from the full set and repeatedly removes the player whose
+  removal lowers ``P`` least, i.e. the kept player with the smallest current contribution
+  ``c_i = sum over kept S containing i of M(S)``. Interactions change contributions as players
+  go: once one member of a *redundant* pair (``M({i,j}) < 0``) is removed, the other's
+  contribution rises by ``-M({i,j})`` and it is kept longer, so near-duplicates are thinned one
+  at a time; a *synergistic* pair (``M({i,j}) > 0``) stays together because removing either
+  member also removes the pair term. (The polynomial was fitted on alpha-subsets; far from
+  alpha it extrapolates, which is what the retraining evaluation checks.)
+- ``linear``: the same greedy objective with the linear datamodel's polynomial (constant and
+  first-order terms only), which reduces to removing the lowest mean main effects first.
+- ``el2n``: Paul, Ganguli & Dziugaite, "Deep Learning on a Data Diet" (NeurIPS 2021): the L2
+  norm of ``softmax(logits) - onehot(label)`` of every training example, early in training,
+  averaged over seeds; the easiest (lowest-score) examples are removed first.
+- ``random``: a seeded random order.
+
+Evaluation follows the pruning literature: retrain on each keep-set under a **fixed number of
+SGD steps** (that of training on the full set), so smaller sets get more epochs, with several
+seeds, and report accuracy on the **holdout** split only (never on the targets that drove the
+attribution).
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .masks import kept_examples
+from .train import train_model, train_network
+
+METHODS = ("interactions", "linear", "el2n", "random")
+
+
+class PruningError(ValueError):
+    """Keep-sets cannot be made or evaluated as asked; the message says why."""
+
+
+def check_fractions(fractions) -> list[float]:
+    fractions = sorted({float(f) for f in fractions}, reverse=True)
+    if not fractions or any(not 0.0 < f <= 1.0 for f in fractions):
+        raise PruningError(f"kept fractions must lie in (0, 1], got {fractions}")
+    return fractions
+
+
+def mean_polynomial(interactions: pd.DataFrame, num_targets: int) -> dict[tuple[int, ...], float]:
+    """``M(S) = mean_t m_t(S)`` over the targets of a fit's interaction table.
+
+    Refuses a table that does not cover every target 0..T-1: pruning for a subset of the
+    targets silently would optimise a different objective than the one asked for.
+    """
+    found = set(interactions["target"].unique())
+    if missing := sorted(set(range(num_targets)) - found):
+        raise PruningError(f"the fit output lacks {len(missing)} of {num_targets} targets (e.g. {missing[:5]}); "
+                           f"fit every target before pruning")
+    keys = interactions["members"].map(lambda m: tuple(sorted(int(i) for i in m)))
+    sums = interactions.groupby(keys)["mobius"].sum()
+    return {members: float(total) / num_targets for members, total in sums.items()}
+
+
+def greedy_removal_order(polynomial: dict[tuple[int, ...], float], n: int, seed: int = 0) -> np.ndarray:
+    """Players in the order backward greedy elimination removes them (see the module docstring).
+
+    A lazy heap keeps this ``O((n + terms * order) log n)``; ties are broken by a seeded random
+    priority so that players without any term are not removed in index order.
+    """
+    terms = [(members, coef) for members, coef in polynomial.items() if members]
+    if any(not 0 <= i < n for members, _ in terms for i in members):
+        raise PruningError(f"the polynomial names players outside 0..{n - 1}")
+    contribution = np.zeros(n)
+    terms_of: list[list[int]] = [[] for _ in range(n)]
+    for t, (members, coef) in enumerate(terms):
+        for i in members:
+            contribution[i] += coef
+            terms_of[i].append(t)
+    tiebreak = np.random.default_rng([seed, 0x9A7E]).permutation(n)
+    heap = [(contribution[i], tiebreak[i], i) for i in range(n)]
+    heapq.heapify(heap)
+    active = np.ones(len(terms), dtype=bool)
+    kept = np.ones(n, dtype=bool)
+    order = []
+    while heap:
+        value, _, i = heapq.heappop(heap)
+        if not kept[i] or value != contribution[i]:
+            continue  # a stale entry: the player is gone or its contribution has changed
+        kept[i] = False
+        order.append(i)
+        for t in terms_of[i]:
+            if active[t]:
+                active[t] = False  # the term dies with its first removed member
+                members, coef = terms[t]
+                for k in members:
+                    if kept[k]:
+                        contribution[k] -= coef
+                        heapq.heappush(heap, (contribution[k], tiebreak[k], k))
+    return np.array(order, dtype=np.int64)
+
+
+def random_removal_order(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng([seed, 0x4A4D]).permutation(n).astype(np.int64)
+
+
+def score_removal_order(scores: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Lowest score removed first; ties in seeded random order."""
+    tiebreak = np.random.default_rng([seed, 0x9A7E]).permutation(len(scores))
+    return np.lexsort((tiebreak, scores)).astype(np.int64)
+
+
+def keep_sets(order: np.ndarray, fractions) -> dict[float, np.ndarray]:
+    """Sorted kept players at each fraction, from a removal order."""
+    n = len(order)
+    return {f: np.sort(order[n - round(f * n):]) for f in check_fractions(fractions)}
+
+
+def el2n_scores(run, num_seeds: int = 3, epochs: int = 2) -> np.ndarray:
+    """EL2N of every training example after ``epochs`` epochs of the sweep's recipe on the full
+    training set, averaged over ``num_seeds`` seeds; aggregated per player by the mean.
+
+    ``run`` is a :class:`datamodels.sweep.SweepRun` (data, recipe, model and players).
+    """
+    splits = run.splits
+    cfg = replace(run.train_cfg, epochs=epochs, steps=None)
+    everything = np.arange(len(splits.train_y))
+    scores = torch.zeros(len(everything))
+    for s in range(num_seeds):
+        model, _ = train_network(run.build, splits, everything, seed=10_000 + s, cfg=cfg)
+        model.eval()
+        with torch.no_grad():
+            logits = torch.cat([model(chunk) for chunk in splits.train_x.split(cfg.eval_batch_size)])
+        error = logits.softmax(1) - torch.nn.functional.one_hot(splits.train_y, logits.shape[1]).float()
+        scores += error.norm(dim=1).cpu()
+    per_example = (scores / num_seeds).numpy()
+    return np.bincount(run.groups, weights=per_example) / np.bincount(run.groups)
+
+
+def evaluate_keep_set(run, players: np.ndarray, seeds, steps: int) -> list[float]:
+    """Holdout accuracy of models trained on the kept players, one per seed, ``steps`` SGD steps each."""
+    mask = np.zeros(run.n, dtype=bool)
+    mask[players] = True
+    kept = kept_examples(mask, run.groups)
+    cfg = replace(run.train_cfg, steps=steps)
+    return [train_model(run.build, run.splits, kept, int(seed), cfg).holdout_accuracy for seed in seeds]
+
+
+def full_data_steps(run) -> int:
+    """SGD steps of the recipe on the whole training set: the budget every keep-set gets."""
+    cfg = run.train_cfg
+    if cfg.steps is not None:
+        return cfg.steps
+    return cfg.epochs * -(-len(run.groups) // cfg.batch_size)
