@@ -299,11 +299,12 @@ def load_sweep(shard_dir: str | os.PathLike, targets: Iterable[int] | None = Non
 # --------------------------------------------------------------------------- run folder
 
 
-def check_run_folder(run_dir: str | os.PathLike, meta: dict) -> None:
+def check_run_folder(run_dir: str | os.PathLike, meta: dict, config: dict | None = None) -> None:
     """Claim ``run_dir`` for this sweep, or refuse it if it holds another sweep.
 
-    The run's identity is kept in ``run.json``. Parallel workers of the same sweep may all
-    write it: their contents are identical, and each re-reads what won.
+    The run's identity is kept in ``run.json`` and, when given, the full resolved configuration
+    in ``config.json`` (later stages rebuild the data from it). Parallel workers of the same
+    sweep may all write them: their contents are identical, and each re-reads what won.
     """
     run_dir = Path(run_dir)
     manifest = run_dir / "run.json"
@@ -319,4 +320,14 @@ def check_run_folder(run_dir: str | os.PathLike, meta: dict) -> None:
     except json.JSONDecodeError as err:
         raise StoreError(f"{manifest} is corrupt ({err})") from err
     check_identity(manifest, found, meta)
+    if config is not None and not (run_dir / "config.json").exists():
+        write_atomic(run_dir / "config.json", lambda tmp: tmp.write_text(json.dumps(config, indent=1, default=str)))
 
+
+def read_run_config(run_dir: str | os.PathLike) -> dict:
+    """The resolved configuration a sweep was run with (``config.json`` of its run folder)."""
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        raise StoreError(f"{run_dir} holds no sweep (no config.json): run jobs/sweep.py there first, "
+                         f"or point run_dir at a sweep's folder")
+    return json.loads(path.read_text())

@@ -27,8 +27,8 @@ from . import __version__
 from .data import prepare
 from .masks import MaskDesign, MaskError, group_players, kept_examples, load_mask_file, training_seed
 from .models import build_model
-from .store import (FORMAT, ModelRecord, StoreError, check_identity, check_run_folder, read_shard_meta,
-                    shard_path, write_shard)
+from .store import (FORMAT, ModelRecord, StoreError, check_identity, check_run_folder, read_run_config,
+                    read_shard_meta, shard_path, write_shard)
 from .train import ResidentSplits, TrainConfig, to_device, train_model
 
 
@@ -88,6 +88,14 @@ class SweepRun:
             "dataset": self.data.name, "model": config["model"]["name"], "players": (config.get("players") or {}).get("kind", "example"),
         }
 
+    @classmethod
+    def open(cls, run_dir: str | os.PathLike) -> "SweepRun":
+        """The sweep of an existing run folder, its data re-created and checked against ``run.json``."""
+        run = cls(read_run_config(run_dir), run_dir)
+        manifest = Path(run_dir) / "run.json"
+        check_identity(manifest, json.loads(manifest.read_text()), run.meta)
+        return run
+
     def _num_models(self, requested) -> int:
         limit = None if self.design.num_masks is None else self.design.num_masks * self.repeats
         if requested is None:
@@ -143,7 +151,7 @@ class SweepRun:
     def run_shard(self, shard: int, progress: bool = True) -> bool:
         """Train and write one shard. Returns False when it was already done (and skipped)."""
         models = self.shard_models(shard)
-        check_run_folder(self.run_dir, self.meta)
+        check_run_folder(self.run_dir, self.meta, self.config)
         if self.shard_is_done(shard):
             return False
         if self.threads:
