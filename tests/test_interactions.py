@@ -1,0 +1,304 @@
+"""The interaction engine against ground truth: brute force for small n, planted games."""
+
+import itertools
+from math import factorial
+
+import lightgbm as lgb
+import numpy as np
+import pytest
+
+from datamodels.interactions import (
+    LinearDatamodel,
+    ProxySPEX,
+    banzhaf_interaction_index,
+    banzhaf_values,
+    booster_fourier,
+    fit_and_evaluate,
+    fit_targets,
+    fourier_to_mobius,
+    heldout_split,
+    interaction_table,
+    make_estimator,
+    mobius_predict,
+    mobius_to_fourier,
+    noise_ceiling,
+    planted_game,
+    r2,
+    shapley_interaction_index,
+    shapley_values,
+    spearman,
+)
+
+
+def all_masks(n):
+    return np.array(list(itertools.product([0, 1], repeat=n)), dtype=bool)
+
+
+def walsh_hadamard(values, n):
+    """Dense F(k) = 2^-n sum_x f(x) (-1)^<k,x>, masks in itertools.product order (bit 0 = x_0)."""
+    F = np.array(values, dtype=float).reshape((2,) * n)
+    for axis in range(n):
+        a, b = np.take(F, 0, axis=axis), np.take(F, 1, axis=axis)
+        F = np.stack([(a + b) / 2, (a - b) / 2], axis=axis)
+    return F.reshape(-1)
+
+
+def fourier_eval(fourier, X):
+    return sum(v * (-1.0) ** X[:, list(k)].sum(axis=1) for k, v in fourier.items())
+
+
+def random_spectrum(n, orders, rng, size=12):
+    spec = {(): rng.normal()}
+    for _ in range(size):
+        k = rng.choice(orders)
+        spec[tuple(sorted(rng.choice(n, k, replace=False).tolist()))] = rng.normal()
+    return spec
+
+
+def planted_data(n, m, alpha, noise, seed, game_seed=None):
+    truth = planted_game(n, seed=seed if game_seed is None else game_seed)
+    rng = np.random.default_rng(seed + 1000)
+    X, X_test = rng.random((m, n)) < alpha, rng.random((4000, n)) < alpha
+    f, f_test = mobius_predict(truth, X), mobius_predict(truth, X_test)
+    sd = noise * f.std()
+    return truth, X, f + rng.normal(0, sd, m), X_test, f_test + rng.normal(0, sd, len(f_test))
+
+
+# ------------------------------------------------------------------ tree -> Fourier exactness
+
+
+@pytest.mark.parametrize(
+    "n, depth, alpha, extra",
+    [(10, 3, 0.5, {}), (12, 5, 0.3, {}), (8, 4, 0.5, {"zero_as_missing": True})],
+)
+def test_booster_spectrum_is_exact(n, depth, alpha, extra):
+    rng = np.random.default_rng(n)
+    X = rng.random((3000, n)) < alpha
+    y = 2 * X[:, 0] - 3 * X[:, 1] * X[:, 2] + X[:, 3] * X[:, 4] * X[:, 5] + rng.normal(0, 0.5, 3000)
+    params = dict(objective="regression", max_depth=depth, num_leaves=2**depth, verbose=-1,
+                  num_threads=1, min_child_samples=5, **extra)
+    booster = lgb.train(params, lgb.Dataset(X.astype(float), y), num_boost_round=60)
+    fourier = booster_fourier(booster)
+    grid = all_masks(n)
+    pred = booster.predict(grid.astype(float))
+    assert max(len(k) for k in fourier) <= depth
+    np.testing.assert_allclose(fourier_eval(fourier, grid), pred, atol=1e-9)
+    dense = np.zeros(2**n)
+    for k, v in fourier.items():
+        dense[sum(1 << (n - 1 - i) for i in k)] = v
+    np.testing.assert_allclose(dense, walsh_hadamard(pred, n), atol=1e-9)
+
+
+# ------------------------------------------------------------------ conversions and indices
+
+
+def test_mobius_fourier_round_trips_and_evaluation():
+    rng = np.random.default_rng(0)
+    n = 8
+    mobius = random_spectrum(n, [1, 2, 3], rng)
+    fourier = mobius_to_fourier(mobius)
+    back = fourier_to_mobius(fourier)
+    assert set(back) == set(mobius)
+    np.testing.assert_allclose([back[k] for k in mobius], list(mobius.values()), atol=1e-12)
+    grid = all_masks(n)
+    np.testing.assert_allclose(mobius_predict(mobius, grid), fourier_eval(fourier, grid), atol=1e-12)
+    fourier2 = random_spectrum(n, [1, 2, 3, 4], rng)
+    again = mobius_to_fourier(fourier_to_mobius(fourier2))
+    np.testing.assert_allclose([again.get(k, 0.0) for k in fourier2], list(fourier2.values()), atol=1e-12)
+
+
+def brute_indices(v, n, S, shapley):
+    """Grabisch's Shapley / Banzhaf interaction index of S from game values v[frozenset]."""
+    rest = [i for i in range(n) if i not in S]
+    total = 0.0
+    for t in range(len(rest) + 1):
+        for T in itertools.combinations(rest, t):
+            delta = sum((-1) ** (len(S) - len(L)) * v[frozenset(T) | frozenset(L)]
+                        for l in range(len(S) + 1) for L in itertools.combinations(S, l))
+            if shapley:
+                w = factorial(n - t - len(S)) * factorial(t) / factorial(n - len(S) + 1)
+            else:
+                w = 2.0 ** -(n - len(S))
+            total += w * delta
+    return total
+
+
+def test_indices_match_brute_force_definitions():
+    rng = np.random.default_rng(1)
+    n = 5
+    mobius = {S: rng.normal() for k in range(4) for S in itertools.combinations(range(n), k)}
+    v = {frozenset(np.flatnonzero(x)): val for x, val in zip(all_masks(n), mobius_predict(mobius, all_masks(n)))}
+    sii, bii = shapley_interaction_index(mobius, order=3), banzhaf_interaction_index(mobius, order=3)
+    for k in (1, 2, 3):
+        for S in itertools.combinations(range(n), k):
+            assert sii[S] == pytest.approx(brute_indices(v, n, S, shapley=True), abs=1e-12)
+            assert bii[S] == pytest.approx(brute_indices(v, n, S, shapley=False), abs=1e-12)
+    shap = [sum(factorial(len(T)) * factorial(n - len(T) - 1) / factorial(n) * (v[T | {i}] - v[T])
+                for x in all_masks(n) if not x[i] for T in [frozenset(np.flatnonzero(x))])
+            for i in range(n)]
+    np.testing.assert_allclose(shapley_values(mobius, n), shap, atol=1e-12)
+    # Shapley values are efficient: they share f(all) - f(none).
+    assert shapley_values(mobius, n).sum() == pytest.approx(v[frozenset(range(n))] - v[frozenset()])
+    banz = [np.mean([v[T | {i}] - v[T] for x in all_masks(n) if not x[i]
+                     for T in [frozenset(np.flatnonzero(x))]]) for i in range(n)]
+    np.testing.assert_allclose(banzhaf_values(mobius, n), banz, atol=1e-12)
+
+
+def kinds_of(mobius):
+    table = interaction_table(mobius)
+    return dict(zip(table["members"].map(tuple), table["kind"]))
+
+
+def test_kind_rule_with_mixed_sign_mains():
+    mobius = {(): 0.0, (0,): 1.0, (1,): 0.5, (2,): -2.0, (3,): 0.1,
+              (0, 1): 0.7, (0, 2): 0.4, (1, 3): -0.3, (0, 1, 2): -0.1}
+    kinds = kinds_of(mobius)
+    assert kinds[(0, 1)] == "synergy"  # same sign as both mains
+    assert kinds[(0, 2)] == "redundancy"  # mixed mains, net -1.0, pair +0.4
+    assert kinds[(1, 3)] == "redundancy"  # net +0.6, pair -0.3
+    assert kinds[(0, 1, 2)] == "synergy"  # net -0.5, triple -0.1
+    assert kinds[(0,)] == "main"
+    assert kinds_of({(): 1.0, (4, 5): -1.0})[(4, 5)] == "synergy"  # they matter only together
+    table = interaction_table(mobius)
+    assert list(table["order"]) == [len(k) for k in table["members"]]
+    assert list(table["mobius"].abs()) == sorted(table["mobius"].abs(), reverse=True)
+
+
+# ------------------------------------------------------------------ planted games
+
+
+def planted_support(truth):
+    return {k: v for k, v in truth.items() if len(k) > 1}
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.3])
+def test_recovers_planted_game_with_sign_and_kind(alpha):
+    truth, X, y, X_test, y_test = planted_data(n=40, m=3000, alpha=alpha, noise=0.3, seed=3)
+    est = ProxySPEX(max_order=3, random_state=0).fit(X, y)
+    found = planted_support(est.mobius_)
+    planted = planted_support(truth)
+    assert len([k for k in planted if len(k) == 3]) == 1
+    truth_kinds, kinds = kinds_of(truth), kinds_of(est.mobius_)
+    for members, value in planted.items():
+        assert members in found, f"planted {members} = {value} not found"
+        assert np.sign(found[members]) == np.sign(value)
+        assert kinds[members] == truth_kinds[members]
+        assert found[members] == pytest.approx(value, rel=0.3)
+    assert len(set(found) - set(planted)) <= 1
+    assert r2(y_test, est.predict(X_test)) > 0.85
+    assert set(est.top_interactions(3, order=2)["order"]) == {2}
+
+
+@pytest.mark.parametrize("noise", [0.5, 1.0])
+def test_never_less_faithful_than_linear_datamodel(noise):
+    # The data-attribution regime: dense small mains on all players, a few strong groups, noise
+    # at 0.5x and 1x the signal's standard deviation (held-out R^2 ceilings about 0.8 and 0.5).
+    for seed in (11, 12):
+        truth, X, y, X_test, y_test = planted_data(n=100, m=1500, alpha=0.5, noise=noise, seed=seed)
+        linear = LinearDatamodel().fit(X, y)
+        proxy = ProxySPEX(max_order=3).fit(X, y)
+        assert r2(y_test, proxy.predict(X_test)) >= r2(y_test, linear.predict(X_test))
+        planted = planted_support(truth)
+        found = planted_support(proxy.mobius_)
+        assert len(set(found) - set(planted)) <= 2, "almost no false interactions"
+        assert all(np.sign(found[k]) == np.sign(v) for k, v in planted.items() if k in found)
+        if noise == 0.5:
+            assert len(set(found) & set(planted)) >= 4
+
+
+def test_linear_datamodel_is_first_order():
+    truth, X, y, X_test, y_test = planted_data(n=30, m=600, alpha=0.5, noise=0.2, seed=5)
+    model = LinearDatamodel().fit(X, y)
+    assert max(len(k) for k in model.mobius_) == 1 and () in model.mobius_
+    np.testing.assert_allclose(model.predict(X_test), mobius_predict(model.mobius_, X_test))
+    assert r2(y_test, model.predict(X_test)) > 0.3
+
+
+# ------------------------------------------------------------------ metrics, split, many targets
+
+
+def test_metrics():
+    y = np.array([1.0, 2.0, 3.0, 4.0])
+    assert r2(y, y) == 1.0 and r2(y, np.full(4, y.mean())) == 0.0
+    assert spearman(y, y**3) == pytest.approx(1.0) and spearman(y, -y) == pytest.approx(-1.0)
+    rng = np.random.default_rng(0)
+    means = rng.normal(0, 1, 4000)
+    ids = np.repeat(np.arange(4000), 3)
+    y = means[ids] + rng.normal(0, 1, ids.size)
+    # Signal variance 1, noise variance 1: the true mean explains half of a single repeat.
+    assert noise_ceiling(y, ids) == pytest.approx(0.5, abs=0.03)
+    assert np.isnan(noise_ceiling(y[::3], ids[::3]))
+
+
+def test_heldout_split_keeps_repeats_together_and_is_stable():
+    ids = np.repeat(np.arange(5000), 2)
+    held = heldout_split(ids, 0.2, seed=7)
+    assert (held[::2] == held[1::2]).all()
+    assert held.mean() == pytest.approx(0.2, abs=0.02)
+    assert (heldout_split(ids[:4000], 0.2, seed=7) == held[:4000]).all()
+    assert not (heldout_split(ids, 0.2, seed=8) == held).all()
+
+
+def test_fit_targets_in_two_workers_matches_one_process():
+    rng = np.random.default_rng(2)
+    X = rng.random((200, 12)) < 0.5
+    x = X.astype(float)
+    Y = np.stack([x[:, 0] + 2 * x[:, 1] * x[:, 2], x[:, 3] - x[:, 4]], axis=1) + rng.normal(0, 0.1, (200, 2))
+    est = ProxySPEX(max_order=2)
+    serial = fit_targets(est, X, Y, progress=False)
+    parallel = fit_targets(est, X, Y, n_jobs=2, progress=False)
+    assert [f.target for f in parallel] == [0, 1]
+    for a, b in zip(serial, parallel):
+        assert a.estimator.mobius_ == b.estimator.mobius_ and b.seconds > 0
+    assert (1, 2) in serial[0].estimator.mobius_
+
+
+def test_fit_and_evaluate_tables():
+    truth, X, _, _, _ = planted_data(n=20, m=200, alpha=0.5, noise=0.3, seed=4)
+    ids = np.repeat(np.arange(200), 2)  # two repeats (training seeds) of each mask
+    y = mobius_predict(truth, X[ids]) + np.random.default_rng(0).normal(0, 0.3, 400)
+    Y = np.stack([y, -y], axis=1)
+    inter, metrics = fit_and_evaluate(X[ids], Y, ids, "linear", target_ids=[5, 9], progress=False)
+    assert list(metrics["target"]) == [5, 9] and (metrics["method"] == "linear").all()
+    assert metrics["noise_ceiling"].notna().all() and (metrics["models_used"] < 400).all()
+    assert set(inter["target"]) == {5, 9} and set(inter["kind"]) == {"main"}
+    assert list(inter.columns) == ["target", "members", "order", "mobius", "kind", "method"]
+
+
+# ------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize("estimator", [ProxySPEX, LinearDatamodel])
+def test_bad_input_errors(estimator):
+    rng = np.random.default_rng(0)
+    X = (rng.random((50, 6)) < 0.5).astype(int)
+    y = rng.normal(size=50)
+    name = estimator.__name__
+    with pytest.raises(ValueError, match=r"only 0/1.*found 2 at row 3, column 1"):
+        bad = X.copy()
+        bad[3, 1] = 2
+        estimator().fit(bad, y)
+    with pytest.raises(ValueError, match=f"{name}.fit: X has 50 models .* y has 49"):
+        estimator().fit(X, y[:-1])
+    for value in (np.nan, np.inf):
+        with pytest.raises(ValueError, match=rf"must be finite; y\[7\] = {value}"):
+            estimator().fit(X, np.where(np.arange(50) == 7, value, y))
+    with pytest.raises(ValueError, match="y is constant"):
+        estimator().fit(X, np.ones(50))
+    with pytest.raises(ValueError, match="at least 20 models .* got 10"):
+        estimator().fit(X[:10], y[:10])
+    with pytest.raises(ValueError, match="2-D mask array"):
+        estimator().fit(X[0], y)
+    fitted = estimator().fit(X, y)
+    with pytest.raises(ValueError, match="has 5 players but the model was fitted on 6"):
+        fitted.predict(X[:, :5])
+
+
+def test_unknown_method_and_errors_name_the_target():
+    with pytest.raises(ValueError, match="unknown fit method 'lasso'; choose one of proxyspex, linear"):
+        make_estimator("lasso")
+    X = np.random.default_rng(0).random((40, 5)) < 0.5
+    Y = np.ones((40, 3))
+    Y[:, 0] = np.arange(40)
+    with pytest.raises(ValueError, match="target 1: LinearDatamodel.fit: y is constant"):
+        fit_targets(LinearDatamodel(), X, Y, progress=False)
