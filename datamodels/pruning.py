@@ -30,13 +30,18 @@ attribution).
 from __future__ import annotations
 
 import heapq
+import json
+import os
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from .masks import kept_examples
+from .store import read_frame, write_atomic, write_frame
 from .train import train_model, train_network
 
 METHODS = ("interactions", "linear", "el2n", "random")
@@ -158,3 +163,91 @@ def full_data_steps(run) -> int:
     if cfg.steps is not None:
         return cfg.steps
     return cfg.epochs * -(-len(run.groups) // cfg.batch_size)
+
+
+# --------------------------------------------------------------------------- stage functions
+
+
+def removal_order(method: str, run, interactions: pd.DataFrame | None = None, fit_method: str = "proxyspex",
+                  seed: int = 0, el2n_seeds: int = 3, el2n_epochs: int = 2) -> np.ndarray:
+    """The removal order of one pruning method over the players of ``run`` (a SweepRun)."""
+    if method in ("interactions", "linear"):
+        source = fit_method if method == "interactions" else "linear"
+        rows = interactions[interactions["method"] == source] if interactions is not None else None
+        if rows is None or rows.empty:
+            raise PruningError(f"pruning method {method!r} needs the fit stage's {source} interactions "
+                               f"(run jobs/fit.py{' fit=linear' if source == 'linear' else ''} first)")
+        return greedy_removal_order(mean_polynomial(rows, run.meta["T"]), run.n, seed)
+    if method == "el2n":
+        return score_removal_order(el2n_scores(run, el2n_seeds, el2n_epochs), seed)
+    if method == "random":
+        return random_removal_order(run.n, seed)
+    raise PruningError(f"unknown pruning method {method!r}; choose from {', '.join(METHODS)}")
+
+
+def make_keep_sets(run, interactions: pd.DataFrame | None, methods, fractions, **options) -> pd.DataFrame:
+    """One row per (method, fraction): the kept players (sorted) and how many."""
+    fractions = check_fractions(fractions)
+    rows = []
+    for method in methods:
+        for fraction, players in keep_sets(removal_order(method, run, interactions, **options), fractions).items():
+            rows.append({"method": method, "fraction": fraction, "size": len(players), "players": players.tolist()})
+    return pd.DataFrame(rows)
+
+
+def evaluate_keep_sets(run, keep: pd.DataFrame, seeds: int = 3, progress: bool = True) -> pd.DataFrame:
+    """Retrain on every keep-set with ``seeds`` seeds under the full-data step budget; holdout accuracy."""
+    if seeds < 1:
+        raise PruningError(f"evaluation needs at least one seed, got {seeds}")
+    steps = full_data_steps(run)
+    rows = []
+    for row in tqdm(keep.itertuples(), total=len(keep), desc="retraining keep-sets", disable=not progress):
+        # The same seeds for every keep-set: differences between methods are not seed luck.
+        accuracies = evaluate_keep_set(run, np.asarray(row.players), range(seeds), steps)
+        rows += [{"method": row.method, "fraction": row.fraction, "size": row.size, "seed": s,
+                  "steps": steps, "holdout_acc": acc} for s, acc in enumerate(accuracies)]
+    return pd.DataFrame(rows)
+
+
+def load_keep_sets(run, path: str | os.PathLike | None = None) -> tuple[pd.DataFrame, dict, Path]:
+    """Keep-sets from ``path`` (default: the run's ``prune/keep_sets.parquet``), checked to be for
+    this run's data."""
+    source = Path(path) if path else run.run_dir / "prune" / "keep_sets.parquet"
+    keep, meta = read_frame(source, "prune (jobs/prune.py)")
+    if meta.get("fingerprint") != run.meta["fingerprint"]:
+        raise PruningError(f"{source} was made for dataset fingerprint {meta.get('fingerprint')!r}, but this run's "
+                           f"data has {run.meta['fingerprint']!r}: keep-sets only apply to the split they were "
+                           f"chosen from")
+    if keep.empty:
+        raise PruningError(f"{source} holds no keep-sets")
+    return keep, meta, source
+
+
+def curate(run, keep: pd.DataFrame, method: str, fraction: float, out: str | os.PathLike, source: str,
+           export_arrays: bool = False) -> list[Path]:
+    """Write one keep-set with its provenance card (and optionally the kept examples' arrays)."""
+    rows = keep[(keep["method"] == method) & np.isclose(keep["fraction"], fraction)]
+    if rows.empty:
+        available = ", ".join(f"{m}@{f:g}" for m, f in zip(keep["method"], keep["fraction"]))
+        raise PruningError(f"no keep-set for method={method} fraction={fraction} in {source}; available: {available}")
+    out = Path(out)
+    if (out / "card.json").exists():
+        raise PruningError(f"{out} already holds a curated keep-set; choose another curate.out or remove it")
+    mask = np.zeros(run.n, dtype=bool)
+    mask[np.asarray(rows.iloc[0]["players"])] = True
+    examples = kept_examples(mask, run.groups)
+    frame = pd.DataFrame({"example": examples, "dataset_index": run.data.splits["train"][examples],
+                          "player": run.groups[examples]})
+    card = {"method": method, "fraction": float(fraction), "players_kept": int(mask.sum()), "players": run.n,
+            "examples_kept": len(examples), "examples": len(run.groups), "dataset": run.data.name,
+            "fingerprint": run.meta["fingerprint"], "source_run": str(run.run_dir), "keep_sets": source,
+            "index": "example = position in the run's train split; dataset_index = position in the dataset"}
+    written = [write_frame(out / "keep_set.parquet", frame, card)]
+    if export_arrays:
+        arrays = out / "dataset.npz"
+        write_atomic(arrays, lambda tmp: np.savez(open(tmp, "wb"), images=run.data.images("train")[examples],
+                                                   labels=run.data.labels("train")[examples],
+                                                   classes=np.array(run.data.dataset.classes)))
+        written.append(arrays)
+    write_atomic(out / "card.json", lambda tmp: tmp.write_text(json.dumps(card, indent=1)))
+    return written + [out / "card.json"]

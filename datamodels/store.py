@@ -331,3 +331,33 @@ def read_run_config(run_dir: str | os.PathLike) -> dict:
         raise StoreError(f"{run_dir} holds no sweep (no config.json): run jobs/sweep.py there first, "
                          f"or point run_dir at a sweep's folder")
     return json.loads(path.read_text())
+
+
+# --------------------------------------------------------------------------- stage tables
+
+FRAME_KEY = b"datamodels.stage"
+
+
+def write_frame(path: str | os.PathLike, frame, meta: dict) -> Path:
+    """Write a stage's DataFrame as parquet, atomically, with ``meta`` (JSON) in its metadata."""
+    path = Path(path)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.replace_schema_metadata((table.schema.metadata or {}) | {FRAME_KEY: json.dumps(meta).encode()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, lambda tmp: pq.write_table(table, tmp))
+    return path
+
+
+def read_frame(path: str | os.PathLike, stage: str):
+    """A stage's DataFrame and its metadata; a clear error when it is missing or not ours."""
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"{path} does not exist: run the {stage} stage first")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise StoreError(f"{path} is not a readable parquet file ({err})") from err
+    raw = (table.schema.metadata or {}).get(FRAME_KEY)
+    if raw is None:
+        raise StoreError(f"{path} was not written by the {stage} stage of this package (no metadata)")
+    return table.to_pandas(), json.loads(raw)

@@ -1,0 +1,232 @@
+"""Views of a run for a researcher: DataFrames and matplotlib figures, nothing computed twice.
+
+Everything reads the stage outputs of one run folder through :class:`RunView`:
+
+- ``run.json`` / ``config.json`` / ``shards/``  the sweep (:mod:`datamodels.store`);
+- ``fit/interactions.parquet``                  one row per (target, method, interaction):
+  ``members`` (list of players), ``order``, ``mobius``, ``kind`` (main / synergy / redundancy);
+- ``fit/fit_metrics.parquet``                   faithfulness per (target, method);
+- ``prune/evaluation.parquet``                  holdout accuracy per (method, fraction, seed).
+
+The notebooks under ``analysis/`` and ``jobs/report.py`` only call these functions.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are written to files or shown inline; never open a window
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .store import StoreError, load_sweep  # noqa: E402
+from .sweep import SweepRun  # noqa: E402
+
+KINDS = ("main", "synergy", "redundancy")
+
+
+class AnalysisError(ValueError):
+    """A run folder lacks the output a view needs."""
+
+
+@dataclass
+class RunView:
+    """Lazy access to everything one run folder holds."""
+
+    run_dir: Path
+
+    @classmethod
+    def open(cls, run_dir: str | os.PathLike) -> "RunView":
+        run_dir = Path(run_dir)
+        if not (run_dir / "run.json").exists():
+            raise AnalysisError(f"{run_dir} is not a run folder (no run.json); run `make demo` or point "
+                                f"RUN_DIR at a sweep's folder")
+        return cls(run_dir)
+
+    def _parquet(self, relative: str, stage: str) -> pd.DataFrame:
+        path = self.run_dir / relative
+        if not path.exists():
+            raise AnalysisError(f"{path} does not exist: run the {stage} stage for {self.run_dir} first")
+        return pd.read_parquet(path)
+
+    @cached_property
+    def sweep_run(self) -> SweepRun:
+        return SweepRun.open(self.run_dir)
+
+    @cached_property
+    def sweep(self):
+        try:
+            return load_sweep(self.run_dir / "shards", expected=self.sweep_run.meta)
+        except StoreError as err:
+            raise AnalysisError(str(err)) from err
+
+    @cached_property
+    def interactions(self) -> pd.DataFrame:
+        return self._parquet("fit/interactions.parquet", "fit (jobs/fit.py)")
+
+    @cached_property
+    def fit_metrics(self) -> pd.DataFrame:
+        return self._parquet("fit/fit_metrics.parquet", "fit (jobs/fit.py)")
+
+    @cached_property
+    def pruning(self) -> pd.DataFrame:
+        return self._parquet("prune/evaluation.parquet", "pruning evaluation (jobs/evaluate_pruning.py)")
+
+    def target_image(self, t: int) -> np.ndarray:
+        data = self.sweep_run.data
+        return data.images("target")[t]
+
+    def target_label(self, t: int) -> str:
+        data = self.sweep_run.data
+        return data.dataset.classes[data.labels("target")[t]]
+
+    @cached_property
+    def first_example(self) -> np.ndarray:
+        """For each player, the index (into the train split) of its first example: what figures show."""
+        return np.unique(self.sweep_run.groups, return_index=True)[1]
+
+    def player_class(self, player: int) -> str:
+        data = self.sweep_run.data
+        return data.dataset.classes[data.labels("train")[self.first_example[player]]]
+
+    def methods(self) -> list[str]:
+        return sorted(self.interactions["method"].unique())
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def top_effects(view: RunView, target: int, kind: str | None = None, k: int = 10, method: str = "proxyspex",
+                order: int | None = None) -> pd.DataFrame:
+    """The ``k`` strongest (by |Möbius|) interactions of one target, optionally of one kind/order."""
+    table = view.interactions
+    rows = table[(table["target"] == target) & (table["method"] == method)]
+    if rows.empty:
+        known = sorted(table.loc[table["method"] == method, "target"].unique())
+        raise AnalysisError(f"no {method} interactions for target {target} (fitted targets: "
+                            f"{known[:10]}{' ...' if len(known) > 10 else ''})")
+    rows = rows[rows["order"] > 0]
+    if kind is not None:
+        if kind not in KINDS:
+            raise AnalysisError(f"kind must be one of {KINDS}, got {kind!r}")
+        rows = rows[rows["kind"] == kind]
+    if order is not None:
+        rows = rows[rows["order"] == order]
+    out = rows.reindex(rows["mobius"].abs().sort_values(ascending=False).index).head(k).copy()
+    out["classes"] = [[view.player_class(p) for p in members] for members in out["members"]]
+    return out.reset_index(drop=True)
+
+
+def target_summary(view: RunView, target: int) -> pd.Series:
+    """Label, how often models get it right, and its margin distribution over the sweep."""
+    margins = view.sweep.margins[:, target]
+    return pd.Series({"target": target, "label": view.target_label(target),
+                      "fraction_correct": float((margins > 0).mean()), "mean_margin": float(margins.mean()),
+                      "std_margin": float(margins.std()), "models": len(margins)})
+
+
+def class_pair_patterns(view: RunView, kind: str, method: str = "proxyspex") -> pd.DataFrame:
+    """Across targets: how often pairs of each (class, class) combination are synergistic or
+    redundant, with the target's own class as the row's first level."""
+    table = view.interactions
+    pairs = table[(table["method"] == method) & (table["order"] == 2) & (table["kind"] == kind)]
+    records = [(view.target_label(t), *sorted((view.player_class(a), view.player_class(b))))
+               for t, (a, b) in zip(pairs["target"], pairs["members"])]
+    frame = pd.DataFrame(records, columns=["target_class", "class_a", "class_b"])
+    return frame.value_counts().rename("pairs").reset_index()
+
+
+def faithfulness_summary(view: RunView) -> pd.DataFrame:
+    """Median and quartiles of held-out R^2 and Spearman (LDS) per method."""
+    metrics = view.fit_metrics
+    return metrics.groupby("method")[["r2", "spearman"]].describe(percentiles=[0.25, 0.5, 0.75])[
+        [("r2", "25%"), ("r2", "50%"), ("r2", "75%"), ("spearman", "50%")]]
+
+
+def pruning_table(view: RunView) -> pd.DataFrame:
+    """Holdout accuracy, mean and standard deviation over seeds, per method and kept fraction."""
+    evaluation = view.pruning
+    return (evaluation.groupby(["method", "fraction"])["holdout_acc"].agg(["mean", "std", "count"])
+            .reset_index().sort_values(["fraction", "method"], ascending=[False, True]))
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _show(ax, image: np.ndarray, title: str) -> None:
+    ax.imshow(image.squeeze(), cmap="gray_r" if image.shape[-1] == 1 else None, interpolation="nearest")
+    ax.set_title(title, fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_target(view: RunView, target: int):
+    """The target image and the distribution of its margin over the sweep's models."""
+    summary = target_summary(view, target)
+    fig, (ax_img, ax_hist) = plt.subplots(1, 2, figsize=(7, 2.6), gridspec_kw={"width_ratios": [1, 2.5]})
+    _show(ax_img, view.target_image(target), f"target {target}: {summary['label']}")
+    ax_hist.hist(view.sweep.margins[:, target], bins=40, color="tab:blue")
+    ax_hist.axvline(0, color="black", lw=0.8)
+    ax_hist.set_xlabel("margin (correct logit - best other)")
+    ax_hist.set_ylabel("models")
+    ax_hist.set_title(f"correct in {summary['fraction_correct']:.0%} of {summary['models']} models", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_interactions(view: RunView, target: int, kind: str, k: int = 4, method: str = "proxyspex"):
+    """Rows of images: the target, then the members of each of its ``k`` strongest interactions
+    of one kind (the first example of a player that is a group), titled with class and Möbius."""
+    rows = top_effects(view, target, kind=kind, k=k, method=method)
+    if rows.empty:
+        fig, ax = plt.subplots(figsize=(4, 1))
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"no {kind} interactions found for target {target}", ha="center", va="center")
+        return fig
+    width = 1 + int(rows["order"].max())
+    fig, axes = plt.subplots(len(rows), width, figsize=(1.5 * width, 1.6 * len(rows)), squeeze=False)
+    train_images = view.sweep_run.data.images("train")
+    for r, row in rows.iterrows():
+        _show(axes[r, 0], view.target_image(target), f"target: {view.target_label(target)}")
+        for c, (player, cls) in enumerate(zip(row["members"], row["classes"]), start=1):
+            title = f"#{player} ({cls})" + (f"\nm={row['mobius']:+.3f}" if c == 1 else "")
+            _show(axes[r, c], train_images[view.first_example[player]], title)
+        for c in range(1 + len(row["members"]), width):
+            axes[r, c].axis("off")
+    fig.suptitle(f"strongest {kind} {'interactions' if kind != 'main' else 'effects'} of target {target}",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_faithfulness(view: RunView):
+    """Held-out R^2 per target, one box per method."""
+    metrics = view.fit_metrics
+    methods = sorted(metrics["method"].unique())
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.boxplot([metrics.loc[metrics["method"] == m, "r2"] for m in methods], tick_labels=methods)
+    ax.set_ylabel("held-out R^2 per target")
+    ax.axhline(0, color="black", lw=0.6)
+    fig.tight_layout()
+    return fig
+
+
+def plot_pruning(view: RunView):
+    """Holdout accuracy against the fraction of the training set kept, per method (mean +- std)."""
+    table = pruning_table(view)
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for method, rows in table.groupby("method"):
+        rows = rows.sort_values("fraction")
+        ax.errorbar(rows["fraction"], rows["mean"], yerr=rows["std"].fillna(0), marker="o", capsize=3, label=method)
+    ax.set_xlabel("fraction of training players kept")
+    ax.set_ylabel("holdout accuracy")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
