@@ -631,62 +631,6 @@ def fit_targets(estimator, X, Y, targets=None, n_jobs: int = 1, progress: bool =
     return [results[t] for t in targets]
 
 
-def heldout_split(mask_id, fraction: float, seed: int) -> np.ndarray:
-    """Bool [m]: models held out of fitting, chosen per mask id so repeats stay together.
-
-    A seeded hash of each mask id (splitmix64) rather than a permutation of the ids present,
-    so a model's side does not change when the sweep grows.
-    """
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"heldout_fraction must be in (0, 1); got {fraction}")
-    with np.errstate(over="ignore"):  # wrapping uint64 arithmetic is the hash
-        z = np.asarray(mask_id).astype(np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(11)).astype(float) / 2.0**53 < fraction
-
-
-def fit_and_evaluate(masks, margins, mask_id, method: str, params: dict | None = None,
-                     target_ids=None, heldout_fraction: float = 0.2, split_seed: int = 0,
-                     workers: int = 1, progress: bool = True):
-    """Fit ``method`` to every column of ``margins`` on the fit split; judge it on held-out models.
-
-    ``target_ids`` names the columns in the output (default ``0..T-1``), for margins that hold
-    a subset of a sweep's targets.
-
-    Returns ``(interactions, metrics)`` DataFrames: interactions has one row per non-constant
-    Möbius term (target, members, order, mobius, kind, method); metrics one row per target
-    (target, method, r2, spearman, noise_ceiling, r2_fraction_of_ceiling, models_used,
-    seconds). The noise ceiling uses all models' repeats (NaN when no mask is repeated).
-    """
-    estimator = make_estimator(method, **(params or {}))
-    masks = _check_masks(masks, "masks")
-    margins = np.asarray(margins)
-    held = heldout_split(mask_id, heldout_fraction, split_seed)
-    if held.all() or not held.any():
-        raise ValueError(
-            f"the held-out split of {len(held)} models is {'everything' if held.all() else 'empty'}"
-            f" (heldout_fraction={heldout_fraction}, {len(np.unique(mask_id))} distinct masks)"
-        )
-    target_ids = np.arange(margins.shape[1]) if target_ids is None else np.asarray(target_ids)
-    fits = fit_targets(estimator, masks[~held], margins[~held], n_jobs=workers, progress=progress)
-    tables, rows = [], []
-    for fit in fits:
-        y_held = margins[held, fit.target]
-        pred = fit.estimator.predict(masks[held])
-        ceiling = noise_ceiling(margins[:, fit.target], mask_id)
-        score = r2(y_held, pred)
-        rows.append((target_ids[fit.target], method, score, spearman(y_held, pred), ceiling,
-                     score / ceiling, int((~held).sum()), fit.seconds))
-        table = interaction_table(fit.estimator.mobius_)
-        tables.append(table.assign(target=target_ids[fit.target], method=method))
-    metrics = pd.DataFrame(rows, columns=["target", "method", "r2", "spearman", "noise_ceiling",
-                                          "r2_fraction_of_ceiling", "models_used", "seconds"])
-    columns = ["target", "members", "order", "mobius", "kind", "method"]
-    return pd.concat(tables, ignore_index=True)[columns], metrics
-
-
 def planted_game(
     n: int,
     n_synergy: int = 2,

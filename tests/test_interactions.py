@@ -13,10 +13,8 @@ from datamodels.interactions import (
     banzhaf_interaction_index,
     banzhaf_values,
     booster_fourier,
-    fit_and_evaluate,
     fit_targets,
     fourier_to_mobius,
-    heldout_split,
     interaction_table,
     make_estimator,
     mobius_predict,
@@ -230,15 +228,6 @@ def test_metrics():
     assert np.isnan(noise_ceiling(y[::3], ids[::3]))
 
 
-def test_heldout_split_keeps_repeats_together_and_is_stable():
-    ids = np.repeat(np.arange(5000), 2)
-    held = heldout_split(ids, 0.2, seed=7)
-    assert (held[::2] == held[1::2]).all()
-    assert held.mean() == pytest.approx(0.2, abs=0.02)
-    assert (heldout_split(ids[:4000], 0.2, seed=7) == held[:4000]).all()
-    assert not (heldout_split(ids, 0.2, seed=8) == held).all()
-
-
 def test_fit_targets_in_two_workers_matches_one_process():
     rng = np.random.default_rng(2)
     X = rng.random((200, 12)) < 0.5
@@ -251,18 +240,6 @@ def test_fit_targets_in_two_workers_matches_one_process():
     for a, b in zip(serial, parallel):
         assert a.estimator.mobius_ == b.estimator.mobius_ and b.seconds > 0
     assert (1, 2) in serial[0].estimator.mobius_
-
-
-def test_fit_and_evaluate_tables():
-    truth, X, _, _, _ = planted_data(n=20, m=200, alpha=0.5, noise=0.3, seed=4)
-    ids = np.repeat(np.arange(200), 2)  # two repeats (training seeds) of each mask
-    y = mobius_predict(truth, X[ids]) + np.random.default_rng(0).normal(0, 0.3, 400)
-    Y = np.stack([y, -y], axis=1)
-    inter, metrics = fit_and_evaluate(X[ids], Y, ids, "linear", target_ids=[5, 9], progress=False)
-    assert list(metrics["target"]) == [5, 9] and (metrics["method"] == "linear").all()
-    assert metrics["noise_ceiling"].notna().all() and (metrics["models_used"] < 400).all()
-    assert set(inter["target"]) == {5, 9} and set(inter["kind"]) == {"main"}
-    assert list(inter.columns) == ["target", "members", "order", "mobius", "kind", "method"]
 
 
 # ------------------------------------------------------------------ bad input

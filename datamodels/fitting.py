@@ -1,0 +1,148 @@
+"""The fit stage: split a sweep's models, fit every target, judge on held-out models, save.
+
+Reads ``<run_dir>/shards/`` (:func:`datamodels.store.load_sweep`) and writes, atomically and
+only after every fit succeeded:
+
+- ``<run_dir>/fit/interactions.parquet``: one row per (target, method, non-constant Möbius
+  term): target, members (list of players), order, mobius, kind (main / synergy / redundancy,
+  see :func:`datamodels.interactions.interaction_table`), method;
+- ``<run_dir>/fit/fit_metrics.parquet``: one row per (target, method): r2, spearman (LDS),
+  noise_ceiling (NaN without repeated masks), r2_fraction_of_ceiling, models_used, seconds.
+
+Rows of other methods, and of this method's other targets, already in those files are kept,
+so ``fit=proxyspex`` and ``fit=linear`` runs accumulate side by side for comparison.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .interactions import (
+    fit_targets,
+    interaction_table,
+    make_estimator,
+    noise_ceiling,
+    r2,
+    spearman,
+    _check_masks,
+)
+from .store import load_sweep, read_frame, read_shard_meta, shard_files, write_frame
+
+STAGE = "fit (jobs/fit.py)"
+
+
+def heldout_split(mask_id, fraction: float, seed: int) -> np.ndarray:
+    """Bool [m]: models held out of fitting, chosen per mask id so repeats stay together.
+
+    A seeded hash of each mask id (splitmix64) rather than a permutation of the ids present,
+    so a model's side does not change when the sweep grows.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"heldout_fraction must be in (0, 1); got {fraction}")
+    with np.errstate(over="ignore"):  # wrapping uint64 arithmetic is the hash
+        z = np.asarray(mask_id).astype(np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(float) / 2.0**53 < fraction
+
+
+def fit_and_evaluate(masks, margins, mask_id, method: str, params: dict | None = None,
+                     target_ids=None, heldout_fraction: float = 0.2, split_seed: int = 0,
+                     workers: int = 1, progress: bool = True):
+    """Fit ``method`` to every column of ``margins`` on the fit split; judge it on held-out models.
+
+    ``target_ids`` names the columns in the output (default ``0..T-1``), for margins that hold
+    a subset of a sweep's targets.
+
+    Returns ``(interactions, metrics)`` DataFrames: interactions has one row per non-constant
+    Möbius term (target, members, order, mobius, kind, method); metrics one row per target
+    (target, method, r2, spearman, noise_ceiling, r2_fraction_of_ceiling, models_used,
+    seconds). The noise ceiling uses all models' repeats (NaN when no mask is repeated).
+    """
+    estimator = make_estimator(method, **(params or {}))
+    masks = _check_masks(masks, "masks")
+    margins = np.asarray(margins)
+    held = heldout_split(mask_id, heldout_fraction, split_seed)
+    if held.all() or not held.any():
+        raise ValueError(
+            f"the held-out split of {len(held)} models is {'everything' if held.all() else 'empty'}"
+            f" (heldout_fraction={heldout_fraction}, {len(np.unique(mask_id))} distinct masks)"
+        )
+    target_ids = np.arange(margins.shape[1]) if target_ids is None else np.asarray(target_ids)
+    fits = fit_targets(estimator, masks[~held], margins[~held], n_jobs=workers, progress=progress)
+    tables, rows = [], []
+    for fit in fits:
+        y_held = margins[held, fit.target]
+        pred = fit.estimator.predict(masks[held])
+        ceiling = noise_ceiling(margins[:, fit.target], mask_id)
+        score = r2(y_held, pred)
+        rows.append((target_ids[fit.target], method, score, spearman(y_held, pred), ceiling,
+                     score / ceiling, int((~held).sum()), fit.seconds))
+        table = interaction_table(fit.estimator.mobius_)
+        tables.append(table.assign(target=target_ids[fit.target], method=method))
+    metrics = pd.DataFrame(rows, columns=["target", "method", "r2", "spearman", "noise_ceiling",
+                                          "r2_fraction_of_ceiling", "models_used", "seconds"])
+    columns = ["target", "members", "order", "mobius", "kind", "method"]
+    return pd.concat(tables, ignore_index=True)[columns], metrics
+
+
+def select_targets(shard_dir, targets=None, start=None, stop=None) -> list[int] | None:
+    """Target columns to fit: a list, a ``start``..``stop - 1`` range, or ``None`` for all.
+
+    ``stop`` defaults to the sweep's ``T`` (read from a shard's metadata, not its margins).
+    """
+    if targets is not None:
+        if start is not None or stop is not None:
+            raise ValueError("fit: give either targets or start/stop, not both")
+        return [int(t) for t in targets]
+    if start is None and stop is None:
+        return None
+    if stop is None:
+        shards, _ = shard_files(shard_dir)
+        if not shards:
+            return None  # load_sweep says what is missing
+        stop = read_shard_meta(shards[0])["T"]
+    return list(range(start or 0, stop))
+
+
+def save_fit(fit_dir, interactions: pd.DataFrame, metrics: pd.DataFrame, meta: dict):
+    """Write both tables, keeping rows of other methods or targets already there.
+
+    ``meta["methods"]`` (method -> its settings) is merged with the files' own, so the metadata
+    says how every method in the tables was fitted.
+    """
+    fit_dir = Path(fit_dir)
+    frames = {"interactions.parquet": interactions, "fit_metrics.parquet": metrics}
+    written = {}
+    for name, new in frames.items():
+        path, file_meta = fit_dir / name, meta
+        if path.exists():
+            old, old_meta = read_frame(path, STAGE)
+            replaced = old["method"].isin(new["method"].unique()) & old["target"].isin(new["target"])
+            new = pd.concat([old[~replaced], new], ignore_index=True).sort_values(
+                ["method", "target"], kind="stable", ignore_index=True)
+            file_meta = meta | {"methods": old_meta.get("methods", {}) | meta["methods"]}
+        written[name] = (new, file_meta)
+    return [write_frame(fit_dir / name, frame, m) for name, (frame, m) in written.items()]
+
+
+def run_fit(run_dir, method: str, params: dict | None = None, targets=None, start=None, stop=None,
+            heldout_fraction: float = 0.2, split_seed: int = 0, workers: int = 1,
+            progress: bool = True):
+    """The whole stage for one run folder; returns the metrics table and the written paths."""
+    make_estimator(method, **(params or {}))  # an unknown method or parameter fails before any reading
+    run_dir = Path(run_dir)
+    shard_dir = run_dir / "shards"
+    sweep = load_sweep(shard_dir, targets=select_targets(shard_dir, targets, start, stop))
+    interactions, metrics = fit_and_evaluate(
+        sweep.masks, sweep.margins, sweep.mask_id, method, params, sweep.targets,
+        heldout_fraction, split_seed, workers, progress)
+    meta = {"fingerprint": sweep.meta["fingerprint"], "n": sweep.meta["n"],
+            "T": sweep.meta["T"], "config_hash": sweep.meta.get("config_hash"),
+            "methods": {method: {"params": params or {}, "heldout_fraction": heldout_fraction,
+                                 "split_seed": split_seed}}}
+    return metrics, save_fit(run_dir / "fit", interactions, metrics, meta)

@@ -1,0 +1,109 @@
+"""The fit stage: a store of planted games in, faithful interaction tables out (jobs/fit.py)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import run_job
+
+from datamodels import store
+from datamodels.fitting import fit_and_evaluate, heldout_split, run_fit, select_targets
+from datamodels.interactions import mobius_predict, planted_game
+from datamodels.store import ModelRecord, StoreError, shard_path, write_shard
+
+N, MASKS, REPEATS, PER_SHARD = 24, 400, 2, 200
+GAMES = [planted_game(N, n_synergy=1, n_redundancy=1, n_triples=0, seed=s) for s in range(3)]
+
+
+def write_sweep(run_dir, constant_target=None):
+    """A sweep whose target t is planted game t plus seed noise: 400 masks x 2 repeats."""
+    rng = np.random.default_rng(0)
+    masks = rng.random((MASKS, N)) < 0.5
+    signal = np.stack([mobius_predict(g, masks) for g in GAMES], axis=1)
+    num_models = MASKS * REPEATS
+    meta = {"format": store.FORMAT, "fingerprint": "planted", "n": N, "T": len(GAMES),
+            "design": "bernoulli", "alpha": 0.5, "sweep_seed": 0, "repeats": REPEATS,
+            "models_per_shard": PER_SHARD, "num_models": num_models, "config_hash": "h",
+            "version": "test"}
+    records = []
+    for i in range(num_models):
+        margins = signal[i // REPEATS] + rng.normal(0, 0.5 * signal.std(axis=0))
+        if constant_target is not None:
+            margins[constant_target] = 1.0
+        records.append(ModelRecord(i, i // REPEATS, i % REPEATS, i, masks[i // REPEATS],
+                                   margins.astype(np.float32), 0.9, 0.1))
+    for shard in range(num_models // PER_SHARD):
+        write_shard(shard_path(run_dir / "shards", shard),
+                    records[shard * PER_SHARD:(shard + 1) * PER_SHARD], meta | {"shard": shard})
+
+
+def test_job_writes_both_methods_side_by_side(tmp_path):
+    write_sweep(tmp_path)
+    out = run_job("fit.py", f"run_dir={tmp_path}", "fit.workers=2", "progress=false").stdout
+    assert "proxyspex: 3 targets" in out
+    run_job("fit.py", f"run_dir={tmp_path}", "fit=linear", "fit.workers=1", "progress=false")
+    metrics = pd.read_parquet(tmp_path / "fit" / "fit_metrics.parquet")
+    inter = pd.read_parquet(tmp_path / "fit" / "interactions.parquet")
+    assert list(inter.columns) == ["target", "members", "order", "mobius", "kind", "method"]
+    assert sorted(metrics.columns) == sorted(["target", "method", "r2", "spearman", "noise_ceiling",
+                                              "r2_fraction_of_ceiling", "models_used", "seconds"])
+    assert set(zip(metrics["method"], metrics["target"])) == {(m, t) for m in ("linear", "proxyspex")
+                                                              for t in range(3)}
+    by = metrics.set_index(["method", "target"])
+    for t in range(3):
+        # Noise sd is half the signal's: the ceiling is about 0.8, and ProxySPEX gets near it.
+        assert by.loc[("proxyspex", t), "noise_ceiling"] == pytest.approx(0.8, abs=0.08)
+        assert by.loc[("proxyspex", t), "r2"] >= by.loc[("linear", t), "r2"]
+        assert by.loc[("proxyspex", t), "r2_fraction_of_ceiling"] > 0.85
+    assert (metrics["models_used"] < MASKS * REPEATS).all() and (metrics["seconds"] > 0).all()
+    proxy = inter[(inter["method"] == "proxyspex") & (inter["order"] == 2)]
+    for t, game in enumerate(GAMES):
+        found = {tuple(m): k for m, k in zip(proxy.loc[proxy.target == t, "members"], proxy.loc[proxy.target == t, "kind"])}
+        planted = [k for k in game if len(k) == 2]
+        assert set(planted) <= set(found)
+        assert sorted(found[k] for k in planted) == ["redundancy", "synergy"]
+
+
+def test_a_subset_of_targets_replaces_only_its_rows(tmp_path):
+    write_sweep(tmp_path)
+    run_fit(tmp_path, "linear", targets=[0, 2], progress=False)
+    before = pd.read_parquet(tmp_path / "fit" / "fit_metrics.parquet")
+    run_fit(tmp_path, "linear", start=2, progress=False)
+    after = pd.read_parquet(tmp_path / "fit" / "fit_metrics.parquet")
+    assert list(before["target"]) == [0, 2] and list(after["target"]) == [0, 2]
+    assert after.loc[0, "seconds"] == before.loc[0, "seconds"]
+    assert after.loc[1, "seconds"] != before.loc[1, "seconds"]
+    assert select_targets(tmp_path / "shards", start=1) == [1, 2]
+    with pytest.raises(ValueError, match="either targets or start/stop"):
+        select_targets(tmp_path / "shards", targets=[1], stop=2)
+
+
+def test_bad_runs_fail_clearly_and_write_nothing(tmp_path):
+    write_sweep(tmp_path, constant_target=1)
+    proc = run_job("fit.py", f"run_dir={tmp_path}", "fit.method=lasso", check=False)
+    assert proc.returncode != 0 and "unknown fit method 'lasso'" in proc.stderr
+    with pytest.raises(ValueError, match="target 1: ProxySPEX.fit: y is constant"):
+        run_fit(tmp_path, "proxyspex", progress=False)
+    assert not (tmp_path / "fit").exists()
+    with pytest.raises(StoreError, match="holds no shard files"):
+        run_fit(tmp_path / "nowhere", "linear", progress=False)
+
+
+def test_heldout_split_keeps_repeats_together_and_is_stable():
+    ids = np.repeat(np.arange(5000), 2)
+    held = heldout_split(ids, 0.2, seed=7)
+    assert (held[::2] == held[1::2]).all()
+    assert held.mean() == pytest.approx(0.2, abs=0.02)
+    assert (heldout_split(ids[:4000], 0.2, seed=7) == held[:4000]).all()  # stable as the sweep grows
+    assert not (heldout_split(ids, 0.2, seed=8) == held).all()
+    with pytest.raises(ValueError, match=r"heldout_fraction must be in \(0, 1\); got 1.0"):
+        heldout_split(ids, 1.0, seed=0)
+
+
+def test_fit_and_evaluate_without_repeats():
+    rng = np.random.default_rng(4)
+    X = rng.random((300, N)) < 0.5
+    y = mobius_predict(GAMES[0], X) + rng.normal(0, 0.3, 300)
+    inter, metrics = fit_and_evaluate(X, np.stack([y, -y], axis=1), np.arange(300), "linear",
+                                      target_ids=[5, 9], progress=False)
+    assert list(metrics["target"]) == [5, 9] and metrics["noise_ceiling"].isna().all()
+    assert set(inter["target"]) == {5, 9} and set(inter["kind"]) == {"main"}
