@@ -13,20 +13,18 @@ The notebooks under ``analysis/`` and ``jobs/report.py`` only call these functio
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")  # figures are written to files or shown inline; never open a window
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from .store import StoreError, load_sweep  # noqa: E402
-from .sweep import SweepRun  # noqa: E402
+from .store import StoreError, load_sweep
+from .sweep import SweepRun
 
 KINDS = ("main", "synergy", "redundancy")
 
@@ -75,6 +73,10 @@ class RunView:
         return self._parquet("fit/fit_metrics.parquet", "fit (jobs/fit.py)")
 
     @cached_property
+    def keep_sets(self) -> pd.DataFrame:
+        return self._parquet("prune/keep_sets.parquet", "prune (jobs/prune.py)")
+
+    @cached_property
     def pruning(self) -> pd.DataFrame:
         return self._parquet("prune/evaluation.parquet", "pruning evaluation (jobs/evaluate_pruning.py)")
 
@@ -105,12 +107,14 @@ class RunView:
 def top_effects(view: RunView, target: int, kind: str | None = None, k: int = 10, method: str = "proxyspex",
                 order: int | None = None) -> pd.DataFrame:
     """The ``k`` strongest (by |Möbius|) interactions of one target, optionally of one kind/order."""
+    metrics = view.fit_metrics
+    fitted = metrics.loc[metrics["method"] == method, "target"]
+    if target not in set(fitted):
+        known = sorted(int(t) for t in fitted)
+        raise AnalysisError(f"target {target} has no {method} fit (fitted targets: "
+                            f"{known[:10]}{' ...' if len(known) > 10 else ''})")
     table = view.interactions
     rows = table[(table["target"] == target) & (table["method"] == method)]
-    if rows.empty:
-        known = sorted(table.loc[table["method"] == method, "target"].unique())
-        raise AnalysisError(f"no {method} interactions for target {target} (fitted targets: "
-                            f"{known[:10]}{' ...' if len(known) > 10 else ''})")
     rows = rows[rows["order"] > 0]
     if kind is not None:
         if kind not in KINDS:
@@ -149,11 +153,43 @@ def faithfulness_summary(view: RunView) -> pd.DataFrame:
         [("r2", "25%"), ("r2", "50%"), ("r2", "75%"), ("spearman", "50%")]]
 
 
+def faithfulness_vs_models(view: RunView, budgets, methods=("linear", "proxyspex"), targets=None,
+                           workers: int = 1) -> pd.DataFrame:
+    """Median held-out R^2 and Spearman when only the first ``b`` models of the sweep are used,
+    for each budget ``b`` and method (each budget re-fits, with its own held-out share)."""
+    from .fitting import fit_and_evaluate
+
+    sweep = view.sweep
+    columns = np.arange(sweep.margins.shape[1]) if targets is None else np.asarray(targets)
+    rows = []
+    for budget in budgets:
+        if budget > len(sweep.model_index):
+            raise AnalysisError(f"budget {budget} exceeds the {len(sweep.model_index)} models of the sweep")
+        for method in methods:
+            _, metrics = fit_and_evaluate(sweep.masks[:budget], sweep.margins[:budget, columns],
+                                          sweep.mask_id[:budget], method, target_ids=columns, workers=workers,
+                                          progress=False)
+            rows.append({"models": budget, "method": method, "median_r2": metrics["r2"].median(),
+                         "median_spearman": metrics["spearman"].median()})
+    return pd.DataFrame(rows)
+
+
 def pruning_table(view: RunView) -> pd.DataFrame:
     """Holdout accuracy, mean and standard deviation over seeds, per method and kept fraction."""
     evaluation = view.pruning
     return (evaluation.groupby(["method", "fraction"])["holdout_acc"].agg(["mean", "std", "count"])
             .reset_index().sort_values(["fraction", "method"], ascending=[False, True]))
+
+
+def keep_set_overlap(view: RunView) -> pd.DataFrame:
+    """Jaccard index between the keep-sets of every two methods, per kept fraction."""
+    rows = []
+    for fraction, group in view.keep_sets.groupby("fraction"):
+        sets = {m: set(p) for m, p in zip(group["method"], group["players"])}
+        for a, b in itertools.combinations(sorted(sets), 2):
+            rows.append({"fraction": fraction, "methods": f"{a} / {b}",
+                         "jaccard": len(sets[a] & sets[b]) / len(sets[a] | sets[b])})
+    return pd.DataFrame(rows).pivot(index="methods", columns="fraction", values="jaccard")
 
 
 # --------------------------------------------------------------------------- figures
@@ -226,7 +262,79 @@ def plot_pruning(view: RunView):
         ax.errorbar(rows["fraction"], rows["mean"], yerr=rows["std"].fillna(0), marker="o", capsize=3, label=method)
     ax.set_xlabel("fraction of training players kept")
     ax.set_ylabel("holdout accuracy")
-    ax.legend()
+    ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def strongest_targets(view: RunView, kind: str, k: int = 3, method: str = "proxyspex") -> list[int]:
+    """Targets whose strongest pair of ``kind`` has the largest |Möbius| coefficient."""
+    table = view.interactions
+    pairs = table[(table["method"] == method) & (table["order"] >= 2) & (table["kind"] == kind)]
+    best = pairs.assign(size=pairs["mobius"].abs()).groupby("target")["size"].max()
+    return [int(t) for t in best.sort_values(ascending=False).index[:k]]
+
+
+# --------------------------------------------------------------------------- static report
+
+
+def write_report(view: RunView, out_dir: str | os.PathLike, targets_per_kind: int = 2) -> Path:
+    """The notebooks' views as one static HTML page with PNG figures, for users without a
+    notebook server. Sections whose stage has not run yet say so instead of failing."""
+    from html import escape
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    figures = 0
+    body: list[str] = []
+
+    def figure(fig, caption: str) -> None:
+        nonlocal figures
+        figures += 1
+        name = f"figure-{figures:02d}.png"
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        body.append(f'<figure><img src="{name}" alt="{escape(caption)}"><figcaption>{escape(caption)}</figcaption></figure>')
+
+    def table(frame: pd.DataFrame) -> None:
+        body.append(frame.to_html(index=False, float_format=lambda v: f"{v:.4f}", border=0, classes="table"))
+
+    meta = view.sweep_run.meta
+    body.append(f"<h1>datamodels report: {escape(view.run_dir.name)}</h1>")
+    body.append(f"<p>{meta['dataset']} (fingerprint {meta['fingerprint']}), {meta['n']} players "
+                f"({meta['players']}), {meta['T']} targets, model {meta['model']}, design {meta['design']} "
+                f"alpha {meta['alpha']}, {len(view.sweep.model_index)} of {meta['num_models']} models collected.</p>")
+    try:
+        body.append("<h2>Faithfulness on held-out models</h2>")
+        table(faithfulness_summary(view).round(4).reset_index().set_axis(
+            ["method", "R2 q25", "R2 median", "R2 q75", "Spearman (LDS) median"], axis=1))
+        figure(plot_faithfulness(view), "held-out R^2 per target and method")
+        for kind in ("synergy", "redundancy"):
+            body.append(f"<h2>Targets with the strongest {kind}</h2>")
+            chosen = strongest_targets(view, kind, targets_per_kind)
+            if not chosen:
+                body.append(f"<p>No {kind} pairs were found.</p>")
+            for t in chosen:
+                figure(plot_target(view, t), f"target {t}: image and margin distribution")
+                figure(plot_interactions(view, t, kind), f"target {t}: strongest {kind} interactions")
+        body.append("<h2>Which classes pair up</h2>")
+        for kind in ("synergy", "redundancy"):
+            body.append(f"<h3>{kind}</h3>")
+            table(class_pair_patterns(view, kind).head(10))
+    except AnalysisError as err:
+        body.append(f"<p class='missing'>{escape(str(err))}</p>")
+    body.append("<h2>Pruning</h2>")
+    try:
+        table(pruning_table(view))
+        figure(plot_pruning(view), "holdout accuracy against fraction kept (mean and std over seeds)")
+    except (AnalysisError, StoreError) as err:
+        body.append(f"<p class='missing'>{escape(str(err))}</p>")
+    style = ("body{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}"
+             "img{max-width:100%}figure{margin:1em 0}figcaption{font-size:0.85em;color:#555}"
+             ".table{border-collapse:collapse;font-size:0.85em}.table td,.table th{padding:2px 8px;"
+             "border-bottom:1px solid #ddd;text-align:right}.missing{color:#a33}")
+    page = out / "index.html"
+    page.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>datamodels report</title>"
+                    f"<style>{style}</style></head><body>{''.join(body)}</body></html>")
+    return page

@@ -58,14 +58,14 @@ def check_fractions(fractions) -> list[float]:
     return fractions
 
 
-def mean_polynomial(interactions: pd.DataFrame, num_targets: int) -> dict[tuple[int, ...], float]:
+def mean_polynomial(interactions: pd.DataFrame, fitted_targets, num_targets: int) -> dict[tuple[int, ...], float]:
     """``M(S) = mean_t m_t(S)`` over the targets of a fit's interaction table.
 
-    Refuses a table that does not cover every target 0..T-1: pruning for a subset of the
-    targets silently would optimise a different objective than the one asked for.
+    ``fitted_targets`` are the targets the fit covered (a target may have no term at all).
+    Refuses a fit that does not cover every target 0..T-1: pruning for a subset of the targets
+    silently would optimise a different objective than the one asked for.
     """
-    found = set(interactions["target"].unique())
-    if missing := sorted(set(range(num_targets)) - found):
+    if missing := sorted(set(range(num_targets)) - {int(t) for t in fitted_targets}):
         raise PruningError(f"the fit output lacks {len(missing)} of {num_targets} targets (e.g. {missing[:5]}); "
                            f"fit every target before pruning")
     keys = interactions["members"].map(lambda m: tuple(sorted(int(i) for i in m)))
@@ -168,16 +168,21 @@ def full_data_steps(run) -> int:
 # --------------------------------------------------------------------------- stage functions
 
 
-def removal_order(method: str, run, interactions: pd.DataFrame | None = None, fit_method: str = "proxyspex",
-                  seed: int = 0, el2n_seeds: int = 3, el2n_epochs: int = 2) -> np.ndarray:
-    """The removal order of one pruning method over the players of ``run`` (a SweepRun)."""
+def removal_order(method: str, run, fit: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+                  fit_method: str = "proxyspex", seed: int = 0, el2n_seeds: int = 3, el2n_epochs: int = 2) -> np.ndarray:
+    """The removal order of one pruning method over the players of ``run`` (a SweepRun).
+
+    ``fit`` is the fit stage's ``(interactions, metrics)`` tables, needed by the methods that
+    use a fitted polynomial.
+    """
     if method in ("interactions", "linear"):
         source = fit_method if method == "interactions" else "linear"
-        rows = interactions[interactions["method"] == source] if interactions is not None else None
-        if rows is None or rows.empty:
+        fitted = fit[1].loc[fit[1]["method"] == source, "target"] if fit is not None else []
+        if len(fitted) == 0:
             raise PruningError(f"pruning method {method!r} needs the fit stage's {source} interactions "
                                f"(run jobs/fit.py{' fit=linear' if source == 'linear' else ''} first)")
-        return greedy_removal_order(mean_polynomial(rows, run.meta["T"]), run.n, seed)
+        rows = fit[0][fit[0]["method"] == source]
+        return greedy_removal_order(mean_polynomial(rows, fitted, run.meta["T"]), run.n, seed)
     if method == "el2n":
         return score_removal_order(el2n_scores(run, el2n_seeds, el2n_epochs), seed)
     if method == "random":
@@ -185,12 +190,12 @@ def removal_order(method: str, run, interactions: pd.DataFrame | None = None, fi
     raise PruningError(f"unknown pruning method {method!r}; choose from {', '.join(METHODS)}")
 
 
-def make_keep_sets(run, interactions: pd.DataFrame | None, methods, fractions, **options) -> pd.DataFrame:
+def make_keep_sets(run, fit: tuple[pd.DataFrame, pd.DataFrame] | None, methods, fractions, **options) -> pd.DataFrame:
     """One row per (method, fraction): the kept players (sorted) and how many."""
     fractions = check_fractions(fractions)
     rows = []
     for method in methods:
-        for fraction, players in keep_sets(removal_order(method, run, interactions, **options), fractions).items():
+        for fraction, players in keep_sets(removal_order(method, run, fit, **options), fractions).items():
             rows.append({"method": method, "fraction": fraction, "size": len(players), "players": players.tolist()})
     return pd.DataFrame(rows)
 

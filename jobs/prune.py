@@ -21,10 +21,12 @@ from datamodels.sweep import SweepRun
 def main(cfg: DictConfig) -> None:
     run_dir = Path(to_absolute_path(cfg.run_dir))
     run = SweepRun.open(run_dir)
-    fit_file = run_dir / "fit" / "interactions.parquet"
-    interactions = pd.read_parquet(fit_file) if fit_file.exists() else None
+    fit_dir = run_dir / "fit"
+    fit = None
+    if (fit_dir / "fit_metrics.parquet").exists():
+        fit = (pd.read_parquet(fit_dir / "interactions.parquet"), pd.read_parquet(fit_dir / "fit_metrics.parquet"))
     p = cfg.prune
-    keep = make_keep_sets(run, interactions, list(p.methods), list(p.fractions), fit_method=p.fit_method,
+    keep = make_keep_sets(run, fit, list(p.methods), list(p.fractions), fit_method=p.fit_method,
                           seed=p.seed, el2n_seeds=p.el2n_seeds, el2n_epochs=p.el2n_epochs)
     path = write_frame(run_dir / "prune" / "keep_sets.parquet", keep,
                        {"fingerprint": run.meta["fingerprint"], "n": run.n, "source_run": str(run_dir)})

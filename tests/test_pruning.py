@@ -54,9 +54,11 @@ def test_greedy_on_random_polynomials_is_close_to_the_optimum():
 def test_mean_polynomial_averages_targets_and_refuses_missing_ones():
     table = pd.DataFrame({"target": [0, 0, 1, 1], "members": [[3], [1, 2], [3], [2, 1]],
                           "mobius": [1.0, 2.0, 3.0, -1.0]})
-    assert mean_polynomial(table, 2) == {(3,): 2.0, (1, 2): 0.5}
+    assert mean_polynomial(table, [0, 1], 2) == {(3,): 2.0, (1, 2): 0.5}
+    # a fitted target without any term counts in the mean
+    assert mean_polynomial(table, [0, 1, 2, 3], 4) == {(3,): 1.0, (1, 2): 0.25}
     with pytest.raises(PruningError, match="lacks 1 of 3 targets"):
-        mean_polynomial(table, 3)
+        mean_polynomial(table, [0, 1], 3)
 
 
 def test_keep_sets_are_nested_and_sized_by_fraction():

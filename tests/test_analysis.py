@@ -1,0 +1,134 @@
+"""The analysis stage end to end on a small real run: notebooks, the HTML report, pruning jobs."""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+from nbclient import NotebookClient
+
+from conftest import ROOT, run_job
+from datamodels.analysis import AnalysisError, RunView, top_effects
+
+SMALL = ["dataset.train=120", "dataset.target=12", "dataset.holdout=300", "sweep.num_models=160",
+         "sweep.models_per_shard=80", "train.epochs=4", "model.width=8", "progress=false"]
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """sweep -> fit (ProxySPEX and linear) -> prune -> evaluate, as a user runs them."""
+    run_dir = tmp_path_factory.mktemp("pipeline") / "run"
+    args = [*SMALL, f"run_dir={run_dir}"]
+    run_job("sweep.py", "-m", "sweep.shard=0,1", "hydra/launcher=joblib", *args)
+    run_job("fit.py", *args)
+    run_job("fit.py", "fit=linear", *args)
+    run_job("prune.py", *args, "prune.el2n_seeds=2", "prune.fractions=[1.0,0.5,0.25]")
+    run_job("evaluate_pruning.py", *args, "prune.eval_seeds=2")
+    return run_dir
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("notebook", sorted(p.name for p in (ROOT / "analysis").glob("*.ipynb")))
+def test_notebooks_execute_on_a_real_run(pipeline, notebook, monkeypatch):
+    monkeypatch.setenv("DATAMODELS_RUN", str(pipeline))
+    book = nbformat.read(ROOT / "analysis" / notebook, as_version=4)
+    NotebookClient(book, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "analysis")}}).execute()
+    errors = [o for c in book.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    images = [o for c in book.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+    assert images, "the notebook drew no figure"
+
+
+@pytest.mark.slow
+def test_notebook_pointed_at_a_missing_run_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("DATAMODELS_RUN", str(tmp_path / "nowhere"))
+    book = nbformat.read(ROOT / "analysis" / "01_target_interactions.ipynb", as_version=4)
+    with pytest.raises(Exception, match="is not a run folder"):
+        NotebookClient(book, timeout=120, kernel_name="python3",
+                       resources={"metadata": {"path": str(ROOT / "analysis")}}).execute()
+
+
+@pytest.mark.slow
+def test_pruning_outputs_cover_every_method_and_fraction(pipeline):
+    evaluation = pd.read_parquet(pipeline / "prune" / "evaluation.parquet")
+    assert set(evaluation["method"]) == {"interactions", "linear", "el2n", "random"}
+    assert set(evaluation["fraction"]) == {1.0, 0.5, 0.25}
+    assert (evaluation.groupby(["method", "fraction"]).size() == 2).all()
+    assert evaluation["steps"].nunique() == 1  # one fixed step budget for every keep-set
+    full = evaluation[evaluation["fraction"] == 1.0].groupby("method")["holdout_acc"].apply(tuple)
+    assert full.nunique() == 1  # at fraction 1 every method keeps everything: identical models
+    assert (pipeline / "prune" / "evaluation.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_curate_writes_a_keep_set_with_provenance(pipeline, tmp_path):
+    out = tmp_path / "curated"
+    run_job("curate.py", *SMALL, f"run_dir={pipeline}", "curate.method=interactions", "curate.fraction=0.5",
+            "curate.export_arrays=true", f"curate.out={out}")
+    card = json.loads((out / "card.json").read_text())
+    keep = pd.read_parquet(out / "keep_set.parquet")
+    arrays = np.load(out / "dataset.npz")
+    assert card["method"] == "interactions" and card["players_kept"] == 60 == len(keep)
+    assert card["fingerprint"] == json.loads((pipeline / "run.json").read_text())["fingerprint"]
+    assert arrays["images"].shape == (60, 8, 8, 1) and arrays["images"].dtype == np.uint8
+    again = run_job("curate.py", *SMALL, f"run_dir={pipeline}", "curate.method=interactions", "curate.fraction=0.5",
+                    f"curate.out={out}", check=False)
+    assert again.returncode != 0 and "already holds a curated keep-set" in again.stderr
+
+
+@pytest.mark.slow
+def test_bad_pruning_input_is_refused(pipeline, tmp_path):
+    bad = run_job("prune.py", *SMALL, f"run_dir={pipeline}", "prune.fractions=[0.5,1.5]", check=False)
+    assert bad.returncode != 0 and "kept fractions must lie in (0, 1]" in bad.stderr
+    # keep-sets made on other data (another split seed gives another fingerprint)
+    other = tmp_path / "other"
+    args = [*SMALL, "dataset.split_seed=1", "sweep.num_models=4", "sweep.models_per_shard=4", f"run_dir={other}"]
+    run_job("sweep.py", *args)
+    foreign = run_job("evaluate_pruning.py", *args, f"prune.keep_sets={pipeline}/prune/keep_sets.parquet", check=False)
+    assert foreign.returncode != 0 and "was made for dataset fingerprint" in foreign.stderr
+    # a fit output missing targets
+    partial = tmp_path / "partial"
+    shutil.copytree(pipeline, partial, ignore=shutil.ignore_patterns("logs"))
+    metrics = pd.read_parquet(partial / "fit" / "fit_metrics.parquet")
+    from datamodels.store import read_frame, write_frame
+    frame, meta = read_frame(partial / "fit" / "fit_metrics.parquet", "fit")
+    write_frame(partial / "fit" / "fit_metrics.parquet", frame[frame["target"] != 3], meta)
+    missing = run_job("prune.py", *SMALL, f"run_dir={partial}", "prune.methods=[interactions]", check=False)
+    assert missing.returncode != 0 and "lacks 1 of 12 targets (e.g. [3])" in missing.stderr
+    assert len(metrics) > 0
+
+
+@pytest.mark.slow
+def test_views_refuse_unknown_targets_and_kinds(pipeline):
+    view = RunView.open(pipeline)
+    with pytest.raises(AnalysisError, match="target 99 has no proxyspex fit"):
+        top_effects(view, 99)
+    with pytest.raises(AnalysisError, match="kind must be one of"):
+        top_effects(view, 0, kind="friendship")
+
+
+@pytest.mark.slow
+def test_html_report_renders_in_headless_chromium(pipeline, tmp_path):
+    run_job("report.py", *SMALL, f"run_dir={pipeline}")
+    page = pipeline / "report" / "index.html"
+    html = page.read_text()
+    assert "Faithfulness on held-out models" in html and "Pruning" in html and ".png" in html
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    shot = tmp_path / "report.png"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1000,1400",
+                    f"--screenshot={shot}", page.as_uri()], check=True, capture_output=True, timeout=120)
+    import matplotlib.image
+    pixels = matplotlib.image.imread(shot)
+    assert pixels.shape[:2] == (1400, 1000)
+    assert pixels.std() > 0.05, "the screenshot is blank"
+    # the figures loaded: some pixels are neither white nor the text's dark grey
+    assert (np.abs(pixels[..., 0] - pixels[..., 2]) > 0.2).mean() > 0.001
