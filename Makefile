@@ -26,7 +26,7 @@ RUN_DIR ?= runs/digits-small_cnn-bernoulli
 # ProxySPEX and linear-datamodel fits of 200 targets, pruning, its retraining evaluation and
 # an HTML report. Re-running skips the finished shards.
 demo: install
-	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,$(SHARDS))' hydra/launcher=joblib progress=false $(ARGS)
+	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,$(SHARDS))' hydra/launcher=joblib $(ARGS)
 	$(PY) jobs/collect.py $(ARGS)
 	$(PY) jobs/fit.py fit=proxyspex $(ARGS)
 	$(PY) jobs/fit.py fit=linear $(ARGS)
