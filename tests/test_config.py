@@ -15,7 +15,8 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
-@pytest.mark.parametrize("group", ["dataset", "players", "model", "train", "sweep", "fit", "experiment"])
+@pytest.mark.parametrize("group", ["dataset", "players", "model", "train", "sweep", "fit", "prune", "curate",
+                                   "experiment"])
 def test_every_group_has_options(group):
     assert options(group), f"conf/{group}/ has no options"
 
@@ -56,6 +57,21 @@ def test_train_options(name):
 def test_sweep_options(name):
     sweep = compose_config([f"sweep={name}"])["sweep"]
     MaskDesign(sweep["design"], 10, sweep["alpha"], sweep["seed"])
+
+
+@pytest.mark.parametrize("name", options("prune"))
+def test_prune_options(name):
+    from datamodels.pruning import METHODS, check_fractions
+    prune = compose_config([f"prune={name}"])["prune"]
+    check_fractions(prune["fractions"])
+    assert set(prune["methods"]) <= set(METHODS)
+
+
+@pytest.mark.parametrize("name", options("fit"))
+def test_fit_options(name):
+    from datamodels.interactions import make_estimator
+    fit = compose_config([f"fit={name}"])["fit"]
+    make_estimator(fit["method"], **fit["params"])
 
 
 @pytest.mark.parametrize("name", options("experiment"))
