@@ -389,6 +389,13 @@ def _residual_scores(centred: np.ndarray, keys: np.ndarray, resid: np.ndarray,
     return scores
 
 
+def _has_superset(keys: np.ndarray, among: np.ndarray) -> np.ndarray:
+    """Bool per key row: is it a proper subset of some row flagged in ``among``?"""
+    sets = [frozenset(row[row != _PAD].tolist()) for row in keys]
+    flagged = [sets[i] for i in np.flatnonzero(among)]
+    return np.array([any(s < other for other in flagged) for s in sets], dtype=bool)
+
+
 class ProxySPEX(_MobiusSurrogate):
     """Sparse interactions of order <= ``max_order`` from a tree proxy (Butler et al., 2025).
 
@@ -400,11 +407,11 @@ class ProxySPEX(_MobiusSurrogate):
        explain the residual of the linear datamodel (``_residual_scores``), closed under
        subsets. A ranking, not a cumulative-energy cut, so moderate pairs that hold little of
        the spectrum's energy are kept.
-    4. Refinement: L1 regression of ``y`` on the Möbius features ``prod_{i in S} x_i`` of the
-       support, with intercept, lambda by ``cv``-fold cross-validation; exact for any mask
-       density, so designs with ``alpha != 1/2`` need nothing special. Candidates failing a
-       Bonferroni test at ``level`` (see ``_significant``) are dropped and the L1 fit is redone
-       on the mains plus the survivors.
+    4. Tests: candidates enter the model only by passing a Bonferroni score test at familywise
+       ``level`` (``_forward_tests``), so that almost no false interactions are reported.
+    5. Refinement: L1 regression of ``y`` on the Möbius features ``prod_{i in S} x_i`` of the
+       mains and accepted interactions, with intercept, lambda by ``cv``-fold cross-validation;
+       exact for any mask density, so designs with ``alpha != 1/2`` need nothing special.
 
     Trees are fitted to the raw target (not a linear residual) because greedy splits find
     interactions through their members' main effects; the joint refit then shares the variance
@@ -499,55 +506,100 @@ class ProxySPEX(_MobiusSurrogate):
             fourier_keys, fourier_vals, lambda t, s: (-2.0) ** s, min_size=2
         )
         self.proxy_interactions_ = len(proposals)
-        score = _residual_scores(X - X.mean(axis=0), proposals, y - linear.predict(X))
+        centred = X - X.mean(axis=0)
+        score = _residual_scores(centred, proposals, y - linear.predict(X))
         top = proposals[np.argsort(-score, kind="stable")[: self.n_candidates]]
-        # Closing under subsets: a kept triple brings its pairs, so the refit can split its effect.
-        closed, _ = _expand_subsets(top, np.ones(len(top)), lambda t, s: 1.0, min_size=2)
-        self.n_candidates_ = len(closed)
-        mains = np.full((n, max(closed.shape[1], 1)), _PAD, dtype=np.int64)
+        # Closing under subsets: a kept triple brings its pairs, so each is tested on its own.
+        candidates, _ = _expand_subsets(top, np.ones(len(top)), lambda t, s: 1.0, min_size=2)
+        self.n_candidates_ = len(candidates)
+        mains = np.full((n, max(candidates.shape[1], 1)), _PAD, dtype=np.int64)
         mains[:, -1] = np.arange(n)
+        accepted = self._forward_tests(X, y, centred, mains, candidates, linear)
         support, fit = mains, linear
-        if len(closed):
-            candidates = np.concatenate([mains, closed])
-            phi = _design_matrix(X, candidates)
-            joint = _lasso_cv(phi, y, self.cv, self.n_alphas, self.random_state)
-            keep = np.ones(len(candidates), dtype=bool)
-            keep[n:] = self._significant(X, y, closed, joint)
-            if keep[n:].any():
-                # Dropping null candidates barely moves the penalty cross-validation chose.
-                support = candidates[keep]
-                fit = Lasso(joint.alpha_, precompute=True, max_iter=5000).fit(phi[:, keep], y)
-        self.alpha_ = float(fit.alpha_ if fit is linear else fit.alpha)
+        if accepted.any():
+            support = np.concatenate([mains, candidates[accepted]])
+            fit = _lasso_cv(_design_matrix(X, support), y, self.cv, self.n_alphas, self.random_state)
+        self.alpha_ = float(fit.alpha_)
         self._set_spectrum(support, fit.coef_, fit.intercept_, n)
         return self
 
-    def _significant(self, X, y, interactions: np.ndarray, lasso: LassoCV) -> np.ndarray:
-        """Which candidate interactions clear a Bonferroni z-test at familywise ``level``.
+    def _forward_tests(self, X, y, centred, mains, candidates, linear) -> np.ndarray:
+        """Which candidates pass a Bonferroni score test, in rounds; bool over ``candidates``.
 
-        Cross-validation is tuned for the dense mains and keeps many noise-driven candidates at
-        small size, so each candidate is tested instead. Its coefficient is debiased in one step
-        (the partial residual regressed on the term's centred feature ``prod_{i in S} (x_i -
-        mean_i)``, the part its sub-terms cannot explain, exact for independent mask entries at
-        any alpha); its standard error is ``sigma / ||centred||`` with ``sigma^2`` the
-        cross-validated error. The multiplicity is every subset of the term's order, ``C(n, k)``
-        per order, because the greedy trees searched all of them on the same data: correcting
-        only for the candidates tested let 2-4 false pairs per target through on planted games,
-        this lets through almost none, at the price of missing weak pairs at small budgets.
+        A term's statistic is ``z_S = <r, c_S> / (sigma ||c_S||)``: the residual ``r`` of the
+        current model (mains plus the terms accepted so far, L1 at the linear datamodel's
+        penalty) against the term's centred feature ``c_S = prod_{i in S} (x_i - mean_i)``, the
+        part its sub-terms cannot explain (exact for independent mask entries at any alpha),
+        with ``sigma^2 = RSS / (m - nonzeros - 1)``. Passing terms are accepted, the model
+        refitted, and the rest tested again until none passes: strong terms leave the residual
+        first, so weaker ones are judged against less unexplained signal.
+
+        Multiplicity: a term's statistic does not depend on which other terms were proposed, so
+        the trees' and the ranking's choices on the same data are covered by correcting for
+        every subset of its order, ``C(n, k)``, at ``level / (max_order - 1)`` per order. A
+        term of order ``k >= 3`` that extends an accepted term of order ``k - 1`` is also one
+        of only ``(n - k + 1)`` extensions of each such term; half the order's level goes to
+        that family, so a real triple is found once one of its pairs is.
+
+        Sub-terms: ``x_i x_j x_k`` has a component ``alpha c_ij`` on each sub-pair's feature,
+        so sub-pairs of a real triple look significant until the triple is in the model. A
+        passing term with a passing superset waits a round, and at the end each accepted term
+        with an accepted superset is tested again without itself and dropped if it fails.
+        A joint L1 fit over all candidates, debiased, was tried first: its estimates of null
+        candidates were inflated by the other candidates, and 2-6 false pairs per target got
+        through on planted games.
         """
         m, n = X.shape
-        sigma = np.sqrt(lasso.mse_path_.mean(axis=1).min())
-        centred = _design_matrix(X - X.mean(axis=0), interactions)
-        phi = _design_matrix(X, interactions)
-        resid = y - lasso.predict(np.hstack([X, phi]))
-        norm2 = (centred**2).sum(axis=0)
-        # One-step debiasing: regress each term's partial residual on its centred feature.
-        coef = lasso.coef_[n:] * (phi * centred).sum(axis=0) / norm2 + resid @ centred / norm2
-        spread = np.sqrt(norm2)
-        orders = (interactions != _PAD).sum(axis=1)
-        tests = {k: (self.max_order - 1) * comb(n, int(k)) for k in np.unique(orders)}
-        z_crit = np.array([NormalDist().inv_cdf(1 - self.level / (2 * tests[k])) for k in orders])
-        self.interaction_z_ = np.abs(coef) * spread / sigma
-        return self.interaction_z_ > z_crit
+        orders = (candidates != _PAD).sum(axis=1)
+        sets = [frozenset(row[row != _PAD].tolist()) for row in candidates]
+        per_order = self.level / (self.max_order - 1)
+        features = _design_matrix(centred, candidates)
+        norms = np.sqrt((features**2).sum(axis=0))
+
+        def z_scores(chosen):
+            if chosen.any():
+                design = _design_matrix(X, np.concatenate([mains, candidates[chosen]]))
+                model = Lasso(linear.alpha_, precompute=True, max_iter=5000).fit(design, y)
+            else:
+                design, model = X.astype(float), linear
+            resid = y - model.predict(design)
+            sigma = np.sqrt(resid @ resid / (m - np.count_nonzero(model.coef_) - 1))
+            return np.abs(resid @ features) / (norms * sigma)
+
+        def critical(chosen):
+            crit = np.empty(len(candidates))
+            for i, (k, members) in enumerate(zip(orders, sets)):
+                if k == 2:
+                    crit[i] = _z_bonferroni(per_order, comb(n, 2))
+                    continue
+                crit[i] = _z_bonferroni(per_order / 2, comb(n, int(k)))
+                parents = [j for j in np.flatnonzero(chosen & (orders == k - 1)) if sets[j] < members]
+                if parents:
+                    family = np.count_nonzero(chosen & (orders == k - 1)) * (n - k + 1)
+                    crit[i] = min(crit[i], _z_bonferroni(per_order / 2, family))
+            return crit
+
+        accepted = np.zeros(len(candidates), dtype=bool)
+        self.interaction_z_ = np.zeros(len(candidates))  # at acceptance, or in the last round
+        while True:
+            z = z_scores(accepted)
+            self.interaction_z_ = np.where(accepted, self.interaction_z_, z)
+            passing = accepted | (z > critical(accepted))
+            new = passing & ~accepted & ~_has_superset(candidates, passing)
+            if not new.any():
+                break
+            accepted |= new
+        for i in np.flatnonzero(accepted & _has_superset(candidates, accepted)):
+            trial = accepted.copy()
+            trial[i] = False
+            if z_scores(trial)[i] <= critical(trial)[i]:
+                accepted = trial
+        return accepted
+
+
+def _z_bonferroni(level: float, tests: int) -> float:
+    """Two-sided normal critical value for ``tests`` tests at familywise ``level``."""
+    return NormalDist().inv_cdf(1 - level / (2 * tests))
 
 
 # ---------------------------------------------------------------------------------------------
