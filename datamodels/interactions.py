@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import os
 import time
-from math import comb
-from statistics import NormalDist
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from math import comb
 from multiprocessing import get_context
+from statistics import NormalDist
 
 import lightgbm as lgb
 import numpy as np
@@ -385,8 +385,14 @@ def _residual_scores(centred: np.ndarray, keys: np.ndarray, resid: np.ndarray,
     scores = np.empty(len(keys))
     for start in range(0, len(keys), chunk):
         c = _design_matrix(centred, keys[start : start + chunk])
-        scores[start : start + chunk] = np.abs(resid @ c) / np.sqrt((c**2).sum(axis=0))
+        scores[start : start + chunk] = np.abs(resid @ c) / _norms(c)
     return scores
+
+
+def _norms(features: np.ndarray) -> np.ndarray:
+    """Column norms, infinite for constant columns (a player never or always kept): score 0."""
+    norms = np.sqrt((features**2).sum(axis=0))
+    return np.where(norms > 0, norms, np.inf)
 
 
 def _has_superset(keys: np.ndarray, among: np.ndarray) -> np.ndarray:
@@ -421,9 +427,9 @@ class ProxySPEX(_MobiusSurrogate):
     cost, and capping at 300 trees instead of 1000 lost no planted pair at n = 1000 (the
     interactions are proposed by early trees; late ones chase the small mains).
 
-    Fitted: ``mobius_``, ``fourier_``, ``alpha_`` (the L1 penalty), ``proxy_params_``,
-    ``n_candidates_`` (interactions offered to the refit), ``interaction_z_`` (their test
-    statistics).
+    Fitted: ``mobius_``, ``fourier_``, ``alpha_`` (the final L1 penalty), ``proxy_params_``
+    (the chosen tree settings), ``proxy_interactions_`` (interactions in the proxy's spectrum),
+    ``n_candidates_`` (interactions tested), ``interaction_z_`` (their test statistics).
     """
 
     def __init__(
@@ -514,7 +520,10 @@ class ProxySPEX(_MobiusSurrogate):
         self.n_candidates_ = len(candidates)
         mains = np.full((n, max(candidates.shape[1], 1)), _PAD, dtype=np.int64)
         mains[:, -1] = np.arange(n)
-        accepted = self._forward_tests(X, y, centred, mains, candidates, linear)
+        accepted = np.zeros(len(candidates), dtype=bool)
+        self.interaction_z_ = np.zeros(len(candidates))
+        if len(candidates):  # none when max_order is 1 or the trees split once each
+            accepted = self._forward_tests(X, y, centred, mains, candidates, linear)
         support, fit = mains, linear
         if accepted.any():
             support = np.concatenate([mains, candidates[accepted]])
@@ -536,59 +545,96 @@ class ProxySPEX(_MobiusSurrogate):
 
         Multiplicity: a term's statistic does not depend on which other terms were proposed, so
         the trees' and the ranking's choices on the same data are covered by correcting for
-        every subset of its order, ``C(n, k)``, at ``level / (max_order - 1)`` per order. A
-        term of order ``k >= 3`` that extends an accepted term of order ``k - 1`` is also one
-        of only ``(n - k + 1)`` extensions of each such term; half the order's level goes to
-        that family, so a real triple is found once one of its pairs is.
+        every subset of its order, ``C(n, k)``. ``level / (max_order - 1)`` per order is shared
+        by that family and, equally, by smaller ones a term may belong to (a union bound):
+        the hereditary family, terms all of whose members have clearly non-zero main effects
+        (familywise over the ``n`` mains), ``C(n_strong, k)`` of them; and for ``k >= 3`` the
+        extensions of accepted terms of order ``k - 1``, ``n - k + 1`` each. The mains'
+        statistics use features orthogonal to the terms' (independent entries), so choosing
+        a family this way does not bias the terms' tests; and in retraining games the
+        near-duplicates and complements that interact are examples that matter alone too.
 
         Sub-terms: ``x_i x_j x_k`` has a component ``alpha c_ij`` on each sub-pair's feature,
-        so sub-pairs of a real triple look significant until the triple is in the model. A
-        passing term with a passing superset waits a round, and at the end each accepted term
-        with an accepted superset is tested again without itself and dropped if it fails.
+        as detectable as the triple's own, so sub-pairs of a real triple look significant, and
+        at a smaller multiplicity. A passing term with a passing superset waits a round; when no
+        term passes, a candidate replaces two or more of its accepted sub-terms if it alone
+        fits at least as well (fewer terms, no worse fit), and the rounds go on; at the end each
+        accepted term with an accepted superset is tested again without itself and dropped if
+        it fails.
         A joint L1 fit over all candidates, debiased, was tried first: its estimates of null
         candidates were inflated by the other candidates, and 2-6 false pairs per target got
         through on planted games.
         """
         m, n = X.shape
         orders = (candidates != _PAD).sum(axis=1)
-        sets = [frozenset(row[row != _PAD].tolist()) for row in candidates]
         per_order = self.level / (self.max_order - 1)
         features = _design_matrix(centred, candidates)
-        norms = np.sqrt((features**2).sum(axis=0))
+        norms = _norms(features)
 
-        def z_scores(chosen):
+        def residual(chosen):
+            """Residual and noise scale of the mains plus ``chosen`` terms."""
             if chosen.any():
                 design = _design_matrix(X, np.concatenate([mains, candidates[chosen]]))
                 model = Lasso(linear.alpha_, precompute=True, max_iter=5000).fit(design, y)
             else:
                 design, model = X.astype(float), linear
             resid = y - model.predict(design)
-            sigma = np.sqrt(resid @ resid / (m - np.count_nonzero(model.coef_) - 1))
+            return resid, np.sqrt(resid @ resid / (m - np.count_nonzero(model.coef_) - 1))
+
+        def z_scores(chosen):
+            resid, sigma = residual(chosen)
             return np.abs(resid @ features) / (norms * sigma)
 
+        # Heredity: mains clearly non-zero (debiased like the terms, familywise over n) name a
+        # small family of interactions among their players, tested at half of each order's level.
+        resid, sigma = residual(np.zeros(len(candidates), dtype=bool))
+        norm = np.sqrt((centred**2).sum(axis=0))
+        main_z = np.abs(linear.coef_ * norm + resid @ centred / np.where(norm > 0, norm, 1)) / sigma
+        strong = main_z > _z_bonferroni(self.level, n)
+        hereditary = np.where(candidates == _PAD, True, strong[candidates]).all(axis=1)
+        n_strong = int(strong.sum())
+        sets = [frozenset(row[row != _PAD].tolist()) for row in candidates]
+
         def critical(chosen):
+            """Per term: the lowest critical value among the families it belongs to."""
             crit = np.empty(len(candidates))
             for i, (k, members) in enumerate(zip(orders, sets)):
-                if k == 2:
-                    crit[i] = _z_bonferroni(per_order, comb(n, 2))
-                    continue
-                crit[i] = _z_bonferroni(per_order / 2, comb(n, int(k)))
-                parents = [j for j in np.flatnonzero(chosen & (orders == k - 1)) if sets[j] < members]
-                if parents:
-                    family = np.count_nonzero(chosen & (orders == k - 1)) * (n - k + 1)
-                    crit[i] = min(crit[i], _z_bonferroni(per_order / 2, family))
+                k = int(k)
+                share = per_order / (2 if k == 2 else 3)
+                families = [comb(n, k)] + ([comb(n_strong, k)] if hereditary[i] else [])
+                parents = chosen & (orders == k - 1)
+                if k > 2 and any(sets[j] < members for j in np.flatnonzero(parents)):
+                    families.append(int(parents.sum()) * (n - k + 1))
+                crit[i] = min(_z_bonferroni(share, size) for size in families)
             return crit
 
+        def rss(chosen):
+            resid, _ = residual(chosen)
+            return resid @ resid
+
         accepted = np.zeros(len(candidates), dtype=bool)
-        self.interaction_z_ = np.zeros(len(candidates))  # at acceptance, or in the last round
         while True:
             z = z_scores(accepted)
+            # A term's statistic when it was accepted, or in the last round.
             self.interaction_z_ = np.where(accepted, self.interaction_z_, z)
             passing = accepted | (z > critical(accepted))
             new = passing & ~accepted & ~_has_superset(candidates, passing)
-            if not new.any():
+            if new.any():
+                accepted |= new
+                continue
+            # Several accepted sub-terms of one candidate are what a real higher-order term
+            # leaves on its sub-pairs: one term that fits at least as well replaces them.
+            merged = False
+            for i in np.flatnonzero(~accepted & (orders > 2)):
+                parts = accepted & np.array([other < sets[i] for other in sets])
+                if parts.sum() < 2:
+                    continue
+                trial = (accepted & ~parts).copy()
+                trial[i] = True
+                if rss(trial) <= rss(accepted):
+                    accepted, merged = trial, True
+            if not merged:
                 break
-            accepted |= new
         for i in np.flatnonzero(accepted & _has_superset(candidates, accepted)):
             trial = accepted.copy()
             trial[i] = False

@@ -279,3 +279,11 @@ def test_unknown_method_and_errors_name_the_target():
     Y[:, 0] = np.arange(40)
     with pytest.raises(ValueError, match="target 1: LinearDatamodel.fit: y is constant"):
         fit_targets(LinearDatamodel(), X, Y, progress=False)
+
+
+def test_first_order_proxy_is_the_linear_datamodel():
+    truth, X, y, _, _ = planted_data(n=30, m=600, alpha=0.5, noise=0.2, seed=5)
+    X[:, 3] = True  # a player every model kept: no effect can be told, and nothing breaks
+    proxy = ProxySPEX(max_order=1).fit(X, y)
+    assert proxy.n_candidates_ == 0 and (3,) not in proxy.mobius_
+    assert proxy.mobius_ == LinearDatamodel().fit(X, y).mobius_
