@@ -649,39 +649,6 @@ def _z_bonferroni(level: float, tests: int) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# Faithfulness
-
-
-def r2(y, pred) -> float:
-    """Coefficient of determination of ``pred`` against observed ``y``."""
-    y, pred = np.asarray(y, dtype=float), np.asarray(pred, dtype=float)
-    return float(1.0 - ((y - pred) ** 2).sum() / ((y - y.mean()) ** 2).sum())
-
-
-def spearman(y, pred) -> float:
-    """Spearman rank correlation: the linear datamodeling score (LDS) of Ilyas et al. / TRAK."""
-    ranks = pd.DataFrame({"y": y, "pred": pred}).rank()
-    return float(np.corrcoef(ranks["y"], ranks["pred"])[0, 1])
-
-
-def noise_ceiling(y, mask_id) -> float:
-    """R^2 that the true per-mask mean achieves against single repeats; NaN without repeats.
-
-    ``1 - (pooled within-mask variance) / (variance of y)``: the within-mask variance is the
-    seed noise no surrogate of the mask can explain. Estimating it from the spread of repeats
-    (ddof 1 per mask) is unbiased, unlike scoring the mean of repeats against a repeat it
-    contains (too optimistic) or against the others' mean (too pessimistic with few repeats).
-    """
-    frame = pd.DataFrame({"y": np.asarray(y, dtype=float), "g": np.asarray(mask_id)})
-    groups = frame.groupby("g")["y"]
-    dof = groups.count() - 1
-    if dof.sum() == 0:
-        return float("nan")
-    within = (groups.var(ddof=1).fillna(0.0) * dof).sum() / dof.sum()
-    return float(1.0 - within / frame["y"].var(ddof=1))
-
-
-# ---------------------------------------------------------------------------------------------
 # Many targets
 
 

@@ -6,7 +6,15 @@ import pytest
 from conftest import run_job
 
 from datamodels import store
-from datamodels.fitting import fit_and_evaluate, heldout_split, run_fit, select_targets
+from datamodels.fitting import (
+    fit_and_evaluate,
+    heldout_split,
+    noise_ceiling,
+    r2,
+    run_fit,
+    select_targets,
+    spearman,
+)
 from datamodels.interactions import mobius_predict, planted_game
 from datamodels.store import ModelRecord, StoreError, shard_path, write_shard
 
@@ -107,3 +115,16 @@ def test_fit_and_evaluate_without_repeats():
                                       target_ids=[5, 9], progress=False)
     assert list(metrics["target"]) == [5, 9] and metrics["noise_ceiling"].isna().all()
     assert set(inter["target"]) == {5, 9} and set(inter["kind"]) == {"main"}
+
+
+def test_metrics():
+    y = np.array([1.0, 2.0, 3.0, 4.0])
+    assert r2(y, y) == 1.0 and r2(y, np.full(4, y.mean())) == 0.0
+    assert spearman(y, y**3) == pytest.approx(1.0) and spearman(y, -y) == pytest.approx(-1.0)
+    rng = np.random.default_rng(0)
+    means = rng.normal(0, 1, 4000)
+    ids = np.repeat(np.arange(4000), 3)
+    y = means[ids] + rng.normal(0, 1, ids.size)
+    # Signal variance 1, noise variance 1: the true mean explains half of a single repeat.
+    assert noise_ceiling(y, ids) == pytest.approx(0.5, abs=0.03)
+    assert np.isnan(noise_ceiling(y[::3], ids[::3]))

@@ -7,6 +7,7 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
+from datamodels.fitting import r2
 from datamodels.interactions import (
     LinearDatamodel,
     ProxySPEX,
@@ -19,12 +20,9 @@ from datamodels.interactions import (
     make_estimator,
     mobius_predict,
     mobius_to_fourier,
-    noise_ceiling,
     planted_game,
-    r2,
     shapley_interaction_index,
     shapley_values,
-    spearman,
 )
 
 
@@ -212,20 +210,7 @@ def test_linear_datamodel_is_first_order():
     assert r2(y_test, model.predict(X_test)) > 0.3
 
 
-# ------------------------------------------------------------------ metrics, split, many targets
-
-
-def test_metrics():
-    y = np.array([1.0, 2.0, 3.0, 4.0])
-    assert r2(y, y) == 1.0 and r2(y, np.full(4, y.mean())) == 0.0
-    assert spearman(y, y**3) == pytest.approx(1.0) and spearman(y, -y) == pytest.approx(-1.0)
-    rng = np.random.default_rng(0)
-    means = rng.normal(0, 1, 4000)
-    ids = np.repeat(np.arange(4000), 3)
-    y = means[ids] + rng.normal(0, 1, ids.size)
-    # Signal variance 1, noise variance 1: the true mean explains half of a single repeat.
-    assert noise_ceiling(y, ids) == pytest.approx(0.5, abs=0.03)
-    assert np.isnan(noise_ceiling(y[::3], ids[::3]))
+# ------------------------------------------------------------------ many targets
 
 
 def test_fit_targets_in_two_workers_matches_one_process():
