@@ -162,7 +162,7 @@ def save_fit(fit_dir, interactions: pd.DataFrame, metrics: pd.DataFrame, meta: d
 def run_fit(run_dir, method: str, params: dict | None = None, targets=None, start=None, stop=None,
             heldout_fraction: float = 0.2, split_seed: int = 0, workers: int = 1,
             progress: bool = True):
-    """The whole stage for one run folder; returns the metrics table and the written paths."""
+    """The whole stage for one run folder; returns both tables and the written paths."""
     make_estimator(method, **(params or {}))  # an unknown method or parameter fails before any reading
     run_dir = Path(run_dir)
     shard_dir = run_dir / "shards"
@@ -174,4 +174,21 @@ def run_fit(run_dir, method: str, params: dict | None = None, targets=None, star
             "T": sweep.meta["T"], "config_hash": sweep.meta.get("config_hash"),
             "methods": {method: {"params": params or {}, "heldout_fraction": heldout_fraction,
                                  "split_seed": split_seed}}}
-    return metrics, save_fit(run_dir / "fit", interactions, metrics, meta)
+    return interactions, metrics, save_fit(run_dir / "fit", interactions, metrics, meta)
+
+
+def summary(interactions: pd.DataFrame, metrics: pd.DataFrame) -> str:
+    """Median faithfulness per method and the strongest synergy and redundancy pair."""
+    lines = [f"{method}: {len(rows)} targets, median held-out R^2 {rows['r2'].median():.3f}, "
+             f"median Spearman (LDS) {rows['spearman'].median():.3f}"
+             for method, rows in metrics.groupby("method")]
+    pairs = interactions[interactions["order"] == 2]
+    for kind in ("synergy", "redundancy"):
+        rows = pairs[pairs["kind"] == kind]
+        if len(rows):
+            top = rows.loc[rows["mobius"].abs().idxmax()]
+            lines.append(f"strongest {kind}: players {list(top['members'])} on target {top['target']} "
+                         f"(Möbius {top['mobius']:+.3f})")
+        else:
+            lines.append(f"no {kind} pairs found")
+    return "\n".join(lines)

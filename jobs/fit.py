@@ -11,17 +11,17 @@ import hydra
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
-from datamodels.fitting import run_fit
+from datamodels.fitting import run_fit, summary
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     fit = OmegaConf.to_container(cfg.fit, resolve=True)
-    metrics, paths = run_fit(to_absolute_path(cfg.run_dir), fit["method"], fit["params"], fit["targets"],
-                             fit["start"], fit["stop"], fit["heldout_fraction"], fit["split_seed"],
-                             fit["workers"], cfg.progress)
-    print(f"{fit['method']}: {len(metrics)} targets, median held-out R^2 {metrics['r2'].median():.3f}, "
-          f"median Spearman {metrics['spearman'].median():.3f}; wrote {', '.join(map(str, paths))}")
+    interactions, metrics, paths = run_fit(
+        to_absolute_path(cfg.run_dir), fit["method"], fit["params"], fit["targets"], fit["start"],
+        fit["stop"], fit["heldout_fraction"], fit["split_seed"], fit["workers"], cfg.progress)
+    print(summary(interactions, metrics))
+    print(f"wrote {', '.join(map(str, paths))}")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,8 @@ def write_sweep(run_dir, constant_target=None):
 def test_job_writes_both_methods_side_by_side(tmp_path):
     write_sweep(tmp_path)
     out = run_job("fit.py", f"run_dir={tmp_path}", "fit.workers=2", "progress=false").stdout
-    assert "proxyspex: 3 targets" in out
+    assert "proxyspex: 3 targets, median held-out R^2" in out
+    assert "strongest synergy: players" in out and "strongest redundancy: players" in out
     run_job("fit.py", f"run_dir={tmp_path}", "fit=linear", "fit.workers=1", "progress=false")
     metrics = pd.read_parquet(tmp_path / "fit" / "fit_metrics.parquet")
     inter = pd.read_parquet(tmp_path / "fit" / "interactions.parquet")
@@ -65,7 +66,8 @@ def test_job_writes_both_methods_side_by_side(tmp_path):
     assert (metrics["models_used"] < MASKS * REPEATS).all() and (metrics["seconds"] > 0).all()
     proxy = inter[(inter["method"] == "proxyspex") & (inter["order"] == 2)]
     for t, game in enumerate(GAMES):
-        found = {tuple(m): k for m, k in zip(proxy.loc[proxy.target == t, "members"], proxy.loc[proxy.target == t, "kind"])}
+        rows = proxy[proxy["target"] == t]
+        found = dict(zip(rows["members"].map(tuple), rows["kind"]))
         planted = [k for k in game if len(k) == 2]
         assert set(planted) <= set(found)
         assert sorted(found[k] for k in planted) == ["redundancy", "synergy"]
