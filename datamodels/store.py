@@ -308,8 +308,12 @@ def check_run_folder(run_dir: str | os.PathLike, meta: dict, config: dict | None
     """
     run_dir = Path(run_dir)
     manifest = run_dir / "run.json"
-    # Hydra may have made the log folder before the job starts.
-    if run_dir.exists() and not manifest.exists() and any(p.name != "logs" for p in run_dir.iterdir()):
+    # Hydra may have made the log folder before the job starts, and a parallel worker of this
+    # sweep may be writing run.json right now (its hidden temporary file).
+    def foreign(p: Path) -> bool:
+        return p.name != "logs" and not (p.name.startswith(".") and p.name.endswith(".tmp"))
+
+    if run_dir.exists() and not manifest.exists() and any(foreign(p) for p in run_dir.iterdir()):
         raise StoreError(f"{run_dir} is not empty and holds no run.json: it is not a run folder of this "
                          f"package. Choose another run_dir.")
     if not manifest.exists():
