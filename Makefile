@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SHARDS ?= 8
 ARGS ?=
 
-.PHONY: install demo sweep-local collect test bench-train
+.PHONY: install demo sweep-local collect test bench-train bench-fit bench-fit-digits
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,3 +52,15 @@ test: install
 
 bench-train: install
 	$(PY) benchmarks/bench_train.py $(ARGS)
+
+# ProxySPEX against shapiq's (the `bench` extra) and the linear datamodel on planted games.
+bench-fit: install
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) benchmarks/bench_fit.py $(ARGS)
+
+# Faithfulness against the number of models on a real sweep: 1,000 digits masks x 2 seeds
+# (the noise ceiling), then ProxySPEX and the linear datamodel at growing budgets.
+BENCH_RUN ?= runs/digits-repeats
+bench-fit-digits: install
+	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,16)' hydra/launcher=joblib sweep.num_models=2000 sweep.repeats=2 run_dir=$(BENCH_RUN)
+	$(PY) benchmarks/bench_fit_digits.py --run $(BENCH_RUN) $(ARGS)

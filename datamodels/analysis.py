@@ -154,23 +154,27 @@ def faithfulness_summary(view: RunView) -> pd.DataFrame:
 
 
 def faithfulness_vs_models(view: RunView, budgets, methods=("linear", "proxyspex"), targets=None,
-                           workers: int = 1) -> pd.DataFrame:
-    """Median held-out R^2 and Spearman when only the first ``b`` models of the sweep are used,
-    for each budget ``b`` and method (each budget re-fits, with its own held-out share)."""
+                           workers: int = 1, progress: bool = False) -> pd.DataFrame:
+    """Median held-out R^2, Spearman (LDS) and R^2 as a fraction of the noise ceiling when each
+    method is fitted on only the first ``b`` models of the fit split, for each budget ``b``.
+    Every budget is judged on the same held-out models (those of the fit stage's default split)."""
     from .fitting import fit_and_evaluate
 
     sweep = view.sweep
     columns = np.arange(sweep.margins.shape[1]) if targets is None else np.asarray(targets)
     rows = []
     for budget in budgets:
-        if budget > len(sweep.model_index):
-            raise AnalysisError(f"budget {budget} exceeds the {len(sweep.model_index)} models of the sweep")
         for method in methods:
-            _, metrics = fit_and_evaluate(sweep.masks[:budget], sweep.margins[:budget, columns],
-                                          sweep.mask_id[:budget], method, target_ids=columns, workers=workers,
-                                          progress=False)
+            try:
+                _, metrics = fit_and_evaluate(sweep.masks, sweep.margins[:, columns], sweep.mask_id, method,
+                                              target_ids=columns, workers=workers, progress=progress,
+                                              fit_models=budget)
+            except ValueError as err:
+                raise AnalysisError(f"budget {budget}: {err}") from err
             rows.append({"models": budget, "method": method, "median_r2": metrics["r2"].median(),
-                         "median_spearman": metrics["spearman"].median()})
+                         "median_spearman": metrics["spearman"].median(),
+                         "median_r2_of_ceiling": metrics["r2_fraction_of_ceiling"].median(),
+                         "fit_seconds": metrics["seconds"].mean()})
     return pd.DataFrame(rows)
 
 

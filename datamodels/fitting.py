@@ -81,11 +81,12 @@ def heldout_split(mask_id, fraction: float, seed: int) -> np.ndarray:
 
 def fit_and_evaluate(masks, margins, mask_id, method: str, params: dict | None = None,
                      target_ids=None, heldout_fraction: float = 0.2, split_seed: int = 0,
-                     workers: int = 1, progress: bool = True):
+                     workers: int = 1, progress: bool = True, fit_models: int | None = None):
     """Fit ``method`` to every column of ``margins`` on the fit split; judge it on held-out models.
 
     ``target_ids`` names the columns in the output (default ``0..T-1``), for margins that hold
-    a subset of a sweep's targets.
+    a subset of a sweep's targets. ``fit_models`` fits on only the first that many models of
+    the fit split, judged on the same held-out models (learning curves).
 
     Returns ``(interactions, metrics)`` DataFrames: interactions has one row per non-constant
     Möbius term (target, members, order, mobius, kind, method); metrics one row per target
@@ -102,7 +103,12 @@ def fit_and_evaluate(masks, margins, mask_id, method: str, params: dict | None =
             f" (heldout_fraction={heldout_fraction}, {len(np.unique(mask_id))} distinct masks)"
         )
     target_ids = np.arange(margins.shape[1]) if target_ids is None else np.asarray(target_ids)
-    fits = fit_targets(estimator, masks[~held], margins[~held], n_jobs=workers, progress=progress)
+    used = np.flatnonzero(~held)
+    if fit_models is not None:
+        if not 0 < fit_models <= len(used):
+            raise ValueError(f"fit_models={fit_models}: the fit split has {len(used)} models")
+        used = used[:fit_models]
+    fits = fit_targets(estimator, masks[used], margins[used], n_jobs=workers, progress=progress)
     tables, rows = [], []
     for fit in fits:
         y_held = margins[held, fit.target]
@@ -110,7 +116,7 @@ def fit_and_evaluate(masks, margins, mask_id, method: str, params: dict | None =
         ceiling = noise_ceiling(margins[:, fit.target], mask_id)
         score = r2(y_held, pred)
         rows.append((target_ids[fit.target], method, score, spearman(y_held, pred), ceiling,
-                     score / ceiling, int((~held).sum()), fit.seconds))
+                     score / ceiling, len(used), fit.seconds))
         table = interaction_table(fit.estimator.mobius_)
         tables.append(table.assign(target=target_ids[fit.target], method=method))
     metrics = pd.DataFrame(rows, columns=["target", "method", "r2", "spearman", "noise_ceiling",

@@ -130,3 +130,21 @@ def test_metrics():
     # Signal variance 1, noise variance 1: the true mean explains half of a single repeat.
     assert noise_ceiling(y, ids) == pytest.approx(0.5, abs=0.03)
     assert np.isnan(noise_ceiling(y[::3], ids[::3]))
+
+
+def test_learning_curve_uses_the_first_models_and_the_same_heldout_models():
+    rng = np.random.default_rng(5)
+    X = rng.random((1500, N)) < 0.5
+    y = mobius_predict(GAMES[1], X) + rng.normal(0, 0.5, 1500)
+    held = heldout_split(np.arange(1500), 0.2, seed=0)
+    scores = {}
+    for budget in (40, 1000):
+        _, metrics = fit_and_evaluate(X, y[:, None], np.arange(1500), "proxyspex", progress=False,
+                                      fit_models=budget)
+        assert metrics["models_used"].item() == budget
+        scores[budget] = metrics["r2"].item()
+    # The held-out models are the same for both budgets, so more models must fit better.
+    assert scores[1000] > scores[40] + 0.1
+    assert scores[1000] > 1 - 0.5**2 / np.var(y[held]) - 0.1  # near the noise ceiling
+    with pytest.raises(ValueError, match=f"fit_models=2000: the fit split has {(~held).sum()} models"):
+        fit_and_evaluate(X, y[:, None], np.arange(1500), "linear", progress=False, fit_models=2000)
