@@ -19,20 +19,22 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-RUN_DIR ?= runs/digits-small_cnn-bernoulli
+DEMO := experiment=demo
+RUN_DIR := runs/demo
 
 # The whole pipeline on the embedded default dataset (scikit-learn digits): a sweep of 1,000
-# small CNNs on random halves of 1,000 training images (parallel local processes), collect,
-# ProxySPEX and linear-datamodel fits of 200 targets, pruning, its retraining evaluation and
-# an HTML report. Re-running skips the finished shards.
+# small CNNs on random halves of 1,000 training images grouped into 100 players
+# (conf/experiment/demo.yaml), in two local processes; collect; ProxySPEX and linear-datamodel
+# fits of the 200 targets; pruning, its retraining evaluation and an HTML report.
+# Re-running skips the finished shards.
 demo: install
-	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,$(SHARDS))' hydra/launcher=joblib $(ARGS)
-	$(PY) jobs/collect.py $(ARGS)
-	$(PY) jobs/fit.py fit=proxyspex $(ARGS)
-	$(PY) jobs/fit.py fit=linear $(ARGS)
-	$(PY) jobs/prune.py $(ARGS)
-	$(PY) jobs/evaluate_pruning.py $(ARGS)
-	$(PY) jobs/report.py $(ARGS)
+	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,8)' hydra/launcher=joblib $(DEMO) $(ARGS)
+	$(PY) jobs/collect.py $(DEMO) $(ARGS)
+	$(PY) jobs/fit.py fit=proxyspex $(DEMO) $(ARGS)
+	$(PY) jobs/fit.py fit=linear $(DEMO) $(ARGS)
+	$(PY) jobs/prune.py $(DEMO) $(ARGS)
+	$(PY) jobs/evaluate_pruning.py $(DEMO) $(ARGS)
+	$(PY) jobs/report.py $(DEMO) $(ARGS)
 	@echo
 	@echo "outputs of the demo run in $(RUN_DIR):"
 	@echo "  shards/shard-*.parquet       margins of every model (pandas, pyarrow, DuckDB)"
