@@ -217,7 +217,7 @@ class CollectReport:
         lines = [f"{self.shard_dir}: {len(self.shards)} shard files, {len(self.present)} of {self.num_models} "
                  f"models present, {len(self.missing)} missing, {len(self.duplicated)} duplicated"]
         if len(self.missing):
-            lines.append(f"  missing model indices: {_ranges(self.missing)}")
+            lines.append(f"  missing model indices: {compact_ranges(self.missing)}")
         for index, files in list(self.duplicated.items())[:10]:
             lines.append(f"  model {index} appears in {', '.join(files)}")
         if self.leftover_temps:
@@ -226,7 +226,7 @@ class CollectReport:
         return "\n".join(lines)
 
 
-def _ranges(indices: np.ndarray) -> str:
+def compact_ranges(indices: np.ndarray) -> str:
     """Compact text for sorted integers: 0-4, 9, 12-13."""
     if len(indices) == 0:
         return ""

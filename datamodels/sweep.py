@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 from functools import cached_property
@@ -33,6 +34,8 @@ from .models import build_model
 from .store import (FORMAT, ModelRecord, StoreError, check_identity, check_run_folder, checkpoint_path,
                     partial_dir, read_models, read_run_config, read_shard_meta, shard_path, write_shard)
 from .train import ResidentSplits, TrainConfig, to_device, train_model
+
+log = logging.getLogger(__name__)
 
 
 def config_hash(config: dict) -> str:
@@ -162,6 +165,9 @@ class SweepRun:
             return False
         if self.threads:
             torch.set_num_threads(int(self.threads))
+        resumed = sum(checkpoint_path(self.shard_dir, shard, i).exists() for i in models)
+        if resumed:
+            log.info(f"shard {shard}: resuming, {resumed} of {len(models)} models already checkpointed")
         records = [self.checkpointed(shard, i) for i in tqdm(models, desc=f"shard {shard}", unit="model",
                                                                disable=not progress)]
         write_shard(shard_path(self.shard_dir, shard), records, self.meta | {"shard": shard})

@@ -36,6 +36,22 @@ def run_job(script: str, *overrides: str, check: bool = True, timeout: float = 3
     return proc
 
 
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A single-node SLURM cluster for the session (tests/slurm_cluster.py); skips without SLURM.
+
+    MaxArraySize 3, so that sweeps of a few shards already take several arrays.
+    """
+    from slurm_cluster import PACKAGES, SlurmCluster, missing_binaries
+
+    if missing_binaries():
+        pytest.skip(f"SLURM is not installed (no {', '.join(missing_binaries())}): "
+                    f"apt-get install --no-install-recommends {PACKAGES}")
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"), cpus=4, max_array_size=3).start()
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture
 def tiny_config(tmp_path):
     return compose_config(TINY, run_dir=tmp_path / "run")

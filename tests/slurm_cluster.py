@@ -47,9 +47,10 @@ def _wait(what: str, check, timeout: float, log: Path | None = None) -> None:
 
 
 class SlurmCluster:
-    def __init__(self, root: str | os.PathLike, cpus: int = 4):
+    def __init__(self, root: str | os.PathLike, cpus: int = 4, max_array_size: int = 1001):
         self.root = Path(root).resolve()
         self.cpus = cpus
+        self.max_array_size = max_array_size
         self.node = socket.gethostname().split(".")[0]
         self.conf = self.root / "slurm.conf"
         bin_dir = self.root / "bin"
@@ -131,6 +132,7 @@ SwitchType=switch/none
 SchedulerType=sched/backfill
 ReturnToService=2
 MinJobAge=600
+MaxArraySize={self.max_array_size}
 KillWait=5
 InactiveLimit=0
 Waittime=0

@@ -20,6 +20,7 @@ import re
 import shlex
 import subprocess
 import sys
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -66,6 +67,12 @@ def chunks(items: Sequence, size: int) -> list[Sequence]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+def multirun_command(argv0: str, hydra_overrides: Sequence[str], overrides: Sequence[str]) -> str:
+    # -m already says multirun; the recorded hydra.mode would repeat it
+    hydra = [o for o in hydra_overrides if not o.startswith("hydra.mode=")]
+    return shlex.join(["python", argv0, "-m", *hydra, *overrides])
+
+
 def resubmit_commands(argv0: str, hydra_overrides: Sequence[str], every_job: Sequence[Sequence[str]],
                       failed: Sequence[Sequence[str]]) -> list[str]:
     """The multirun command(s) that run exactly the ``failed`` jobs of a sweep of ``every_job``.
@@ -78,13 +85,12 @@ def resubmit_commands(argv0: str, hydra_overrides: Sequence[str], every_job: Seq
 
     varying = {key(o) for job in every_job for o in job} - {key(o) for o in set.intersection(
         *(set(job) for job in every_job))}
-    base = ["python", argv0, "-m", *hydra_overrides]
     if len(varying) == 1:
         (name,) = varying
         values = [o.split("=", 1)[1] for job in failed for o in job if key(o) == name]
         common = [o for o in failed[0] if key(o) != name]
-        return [shlex.join(base + common + [f"{name}={','.join(values)}"])]
-    return [shlex.join(base + list(job)) for job in failed]
+        return [multirun_command(argv0, hydra_overrides, common + [f"{name}={','.join(values)}"])]
+    return [multirun_command(argv0, hydra_overrides, job) for job in failed]
 
 
 def read_submissions(folder: str | os.PathLike) -> list[dict]:
@@ -101,7 +107,13 @@ class DatamodelsSlurmLauncher(SlurmLauncher):
     def __call__(self, *per_task: tuple) -> Optional[JobReturn]:
         """Run the Hydra job of this task (SLURM_LOCALID) among the array element's jobs."""
         task = int(os.environ.get("SLURM_LOCALID", 0))
-        return super().__call__(*per_task[task]) if task < len(per_task) else None
+        if task >= len(per_task):
+            return None  # the last element of an array may have fewer jobs than tasks
+        result = super().__call__(*per_task[task])
+        error = _job_error(result)
+        if error is not None:  # Hydra keeps it in the result; the job's log must say it too (jobs/status.py)
+            traceback.print_exception(error)
+        return result
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         import submitit  # lazily, as the parent does: plugin discovery stays fast
@@ -138,7 +150,7 @@ class DatamodelsSlurmLauncher(SlurmLauncher):
                     returns.append(result)
                     continue
                 failed.append(call[0])
-                text = "\n    ".join(f"{type(error).__name__}: {error}".strip().splitlines()[-ERROR_LINES:])
+                text = "\n    ".join(_excerpt(f"{type(error).__name__}: {error}"))
                 reports.append(f"  job {job.job_id} ({' '.join(filter_overrides(call[0]))}):\n    {text}")
         if failed:
             hydra = OmegaConf.to_container(self.config.hydra.overrides.hydra)
@@ -161,6 +173,12 @@ class DatamodelsSlurmLauncher(SlurmLauncher):
         }
         path = folder / f"submission-{jobs[0].job_id.split('_')[0]}.json"
         write_atomic(path, lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
+
+
+def _excerpt(text: str) -> list[str]:
+    """The first lines of an error (submitit puts the job's state there) and its last ones."""
+    lines = text.strip().splitlines()
+    return lines if len(lines) <= ERROR_LINES else lines[:3] + ["..."] + lines[3 - ERROR_LINES:]
 
 
 def _job_error(result: JobReturn) -> Optional[BaseException]:
