@@ -37,17 +37,17 @@ def run_job(script: str, *overrides: str, check: bool = True, timeout: float = 3
 
 
 @pytest.fixture(scope="session")
-def slurm_cluster(tmp_path_factory):
+def slurm_cluster():
     """A single-node SLURM cluster for the session (tests/slurm_cluster.py); skips without SLURM.
 
-    MaxArraySize 3, so that sweeps of a few shards already take several arrays.
+    MaxArraySize 2, so that a sweep of three shards already takes two arrays.
     """
     from slurm_cluster import PACKAGES, SlurmCluster, missing_binaries
 
     if missing_binaries():
         pytest.skip(f"SLURM is not installed (no {', '.join(missing_binaries())}): "
                     f"apt-get install --no-install-recommends {PACKAGES}")
-    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"), cpus=4, max_array_size=3).start()
+    cluster = SlurmCluster(cpus=4, max_array_size=2).start()
     yield cluster
     cluster.stop()
 

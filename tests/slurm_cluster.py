@@ -1,10 +1,10 @@
 """A throw-away single-node SLURM cluster for the tests: munged, slurmctld and slurmd from
 Debian's packages (``slurmctld slurmd slurm-client munge``), run as the current user with every
-file under one directory, and stopped by the PIDs in their pid files.
+file under one new temporary directory, and stopped by the PIDs in their pid files.
 
-    cluster = SlurmCluster(tmp_dir, cpus=4).start()
+    cluster = SlurmCluster(cpus=4).start()
     subprocess.run(["sbatch", ...], env=cluster.env)
-    cluster.stop()
+    cluster.stop()          # and removes the directory
 
 There is no accounting database, so ``sacct`` is replaced by ``tests/slurm_sacct.py`` (first on
 the cluster's PATH): submitit asks sacct for job states and would otherwise never notice a job
@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -47,8 +48,10 @@ def _wait(what: str, check, timeout: float, log: Path | None = None) -> None:
 
 
 class SlurmCluster:
-    def __init__(self, root: str | os.PathLike, cpus: int = 4, max_array_size: int = 1001):
-        self.root = Path(root).resolve()
+    def __init__(self, cpus: int = 4, max_array_size: int = 1001):
+        # Not under pytest's tmp_path: munged wants every folder above its socket open to all,
+        # and a socket path short enough for a Unix socket.
+        self.root = Path(tempfile.mkdtemp(prefix="datamodels-slurm-"))
         self.cpus = cpus
         self.max_array_size = max_array_size
         self.node = socket.gethostname().split(".")[0]
@@ -65,6 +68,13 @@ class SlurmCluster:
         # Daemons fork away; close_fds keeps them from holding a test runner's pipes open.
         return subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=timeout, check=check,
                               stdin=subprocess.DEVNULL, close_fds=True)
+
+    def _daemon(self, *cmd: str, log: str) -> None:
+        proc = self._run(*cmd, check=False)
+        if proc.returncode != 0:
+            path = self.root / "log" / log
+            tail = path.read_text()[-3000:] if path.exists() else ""
+            raise RuntimeError(f"test SLURM cluster: {cmd[0]} failed ({proc.returncode}): {proc.stderr}\n{tail}")
 
     def _ok(self, *cmd: str) -> bool:
         try:
@@ -90,8 +100,9 @@ class SlurmCluster:
         key, sock = root / "key" / "munge.key", root / "munge" / "munge.socket"
         key.write_bytes(os.urandom(1024))
         os.chmod(key, 0o400)
-        self._run("munged", f"--key-file={key}", f"--socket={sock}", f"--pid-file={root / 'munge' / 'munged.pid'}",
-                  f"--log-file={log / 'munged.log'}", f"--seed-file={root / 'munge' / 'munged.seed'}")
+        self._daemon("munged", f"--key-file={key}", f"--socket={sock}", f"--pid-file={root / 'munge' / 'munged.pid'}",
+                  f"--log-file={log / 'munged.log'}", f"--seed-file={root / 'munge' / 'munged.seed'}",
+                     log="munged.log")
         _wait("munged did not open its socket", sock.exists, 10, log / "munged.log")
 
         sacct = root / "bin" / "sacct"
@@ -133,21 +144,21 @@ SchedulerType=sched/backfill
 ReturnToService=2
 MinJobAge=600
 MaxArraySize={self.max_array_size}
-KillWait=5
+KillWait=2
 InactiveLimit=0
 Waittime=0
 NodeName={self.node} NodeAddr=127.0.0.1 NodeHostname={self.node} CPUs={self.cpus} RealMemory=4096 State=UNKNOWN
 PartitionName={PARTITION} Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
 """)
         (root / "plugstack.conf").write_text("")
-        self._run("slurmctld", "-f", str(self.conf))
+        self._daemon("slurmctld", "-f", str(self.conf), log="slurmctld.log")
         _wait("slurmctld did not answer", lambda: self._ok("scontrol", "ping"), 30, log / "slurmctld.log")
-        self._run("slurmd", "-f", str(self.conf), "-N", self.node)
+        self._daemon("slurmd", "-f", str(self.conf), "-N", self.node, log="slurmd.log")
         _wait("the node did not become idle", lambda: self._run(
             "sinfo", "-h", "-o", "%t", check=False).stdout.strip() in ("idle", "mix", "alloc"), 60, log / "slurmd.log")
 
     def stop(self) -> None:
-        """Cancel every job, kill leftover job steps, then end each daemon by its pid file."""
+        """Cancel every job, kill leftover job steps, end each daemon by its pid file, remove the folder."""
         if self._alive(self._pidfiles()["slurmctld"]):
             self._ok("scancel", f"--partition={PARTITION}")
             deadline = time.monotonic() + 20
@@ -167,6 +178,7 @@ PartitionName={PARTITION} Nodes={self.node} Default=YES MaxTime=INFINITE State=U
                 while _exists(pid) and time.monotonic() < deadline:
                     time.sleep(0.1)
                 _signal(pid, signal.SIGKILL)
+        shutil.rmtree(self.root, ignore_errors=True)
 
     @staticmethod
     def _alive(pidfile: Path) -> int | None:
