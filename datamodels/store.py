@@ -363,6 +363,15 @@ def check_run_folder(run_dir: str | os.PathLike, meta: dict, config: dict | None
         write_atomic(run_dir / "config.json", lambda tmp: tmp.write_text(json.dumps(config, indent=1, default=str)))
 
 
+def collect_run(run_dir: str | os.PathLike) -> tuple[dict, CollectReport]:
+    """The identity of a run folder's sweep (``run.json``) and the report of its shards."""
+    manifest = Path(run_dir) / "run.json"
+    if not manifest.exists():
+        raise StoreError(f"{run_dir} holds no sweep (no run.json): run jobs/sweep.py with the same settings first")
+    expected = json.loads(manifest.read_text())
+    return expected, collect(Path(run_dir) / "shards", expected)
+
+
 def read_run_config(run_dir: str | os.PathLike) -> dict:
     """The resolved configuration a sweep was run with (``config.json`` of its run folder)."""
     path = Path(run_dir) / "config.json"

@@ -7,7 +7,6 @@ Jobs are those recorded by ``hydra/launcher=slurm`` in ``<run_dir>/logs/slurm/su
 their states come from ``sacct``. Without SLURM (a local sweep) only the files are read.
 """
 
-import json
 import subprocess
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
-from datamodels.store import StoreError, compact_ranges, collect, partial_models
+from datamodels.store import collect_run, compact_ranges, partial_models
 from hydra_plugins.datamodels_slurm.launcher import multirun_command, read_submissions
 
 ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED", "REQUEUE_HOLD"}
@@ -46,11 +45,7 @@ def error_tail(stderr: str) -> str:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     run_dir = Path(to_absolute_path(cfg.run_dir))
-    manifest = run_dir / "run.json"
-    if not manifest.exists():
-        raise StoreError(f"{run_dir} holds no sweep (no run.json): has the sweep started? (same run_dir as it?)")
-    expected = json.loads(manifest.read_text())
-    report = collect(run_dir / "shards", expected)
+    expected, report = collect_run(run_dir)
     per_shard, num_shards = expected["models_per_shard"], -(-expected["num_models"] // expected["models_per_shard"])
     missing = report.missing_shards(per_shard)
     print(f"{run_dir}: {num_shards - len(missing)} of {num_shards} shards done "
