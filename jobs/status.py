@@ -51,8 +51,10 @@ def main(cfg: DictConfig) -> None:
     print(f"{run_dir}: {num_shards - len(missing)} of {num_shards} shards done "
           f"({len(report.present)} of {report.num_models} models)")
 
-    # the latest job of every shard, from the launcher's submission records
-    submissions = read_submissions(run_dir / "logs" / "slurm")
+    # the latest job of every shard, from the launcher's submission records (of this stage only:
+    # a sharded fit logs there too)
+    submissions = [record for record in read_submissions(run_dir / "logs" / "slurm")
+                   if any(o.startswith("sweep.shard=") for o in record["jobs"][0]["tasks"][0])]
     latest: dict[int, tuple[str, str]] = {}
     for record in submissions:
         for job in record["jobs"]:
@@ -75,15 +77,13 @@ def main(cfg: DictConfig) -> None:
     todo = [s for s in missing if s not in active]
     if todo:
         print(f"  missing, not queued: {len(todo)} shards ({compact_ranges(np.array(todo))})")
-        if submissions:
-            first = submissions[-1]
-            hydra_overrides = first["hydra_overrides"]
-            overrides = [o for o in first["jobs"][0]["tasks"][0] if not o.startswith("sweep.shard=")]
+        if submissions:  # as the last submission, with its launcher settings
+            last = submissions[-1]
+            script, hydra_overrides, overrides = last["argv0"], last["hydra_overrides"], last["jobs"][0]["tasks"][0]
         else:
-            hydra_overrides = []
-            overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("sweep.shard=")]
-        command = multirun_command("jobs/sweep.py", hydra_overrides,
-                                   overrides + [f"sweep.shard={','.join(map(str, todo))}"])
+            script, hydra_overrides, overrides = "jobs/sweep.py", [], HydraConfig.get().overrides.task
+        overrides = [o for o in overrides if not o.startswith("sweep.shard=")]
+        command = multirun_command(script, hydra_overrides, overrides + [f"sweep.shard={','.join(map(str, todo))}"])
         print(f"to train exactly these shards:\n  {command}")
 
 

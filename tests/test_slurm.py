@@ -167,7 +167,7 @@ def job_logs(run_dir):
 def test_make_sweep_on_slurm_gives_the_local_sweep(slurm_cluster, tmp_path):
     overrides = TINY + ["sweep.num_models=3", "sweep.models_per_shard=1", f"run_dir={tmp_path / 'run'}"]
     proc = make_sweep(slurm_cluster, 3, overrides)
-    assert "submitted 3 jobs as 2 array(s)" in proc.stdout + proc.stderr  # MaxArraySize is 2
+    assert "submitted 3 jobs as 2 array(s) of 3 elements in all" in proc.stdout + proc.stderr  # MaxArraySize is 2
     assert sorted(p.name for p in (tmp_path / "run" / "logs").iterdir())[-1] == "slurm"
     assert not [p for p in (tmp_path / "run" / "logs").glob("multirun-*/*") if p.is_dir() and p.name != ".hydra"]
     local = SweepRun(compose_config(overrides[:-1]), tmp_path / "local")

@@ -135,8 +135,8 @@ class DatamodelsSlurmLauncher(SlurmLauncher):
             with executor.batch():
                 jobs += [executor.submit(self, *group) for group in array]
         self._record(folder, jobs, groups)
-        log.info(f"submitted {len(calls)} jobs as {len(arrays)} array(s) of {len(groups)} elements; "
-                 f"logs in {folder}; progress: python jobs/status.py (with the sweep's settings)")
+        log.info(f"submitted {len(calls)} jobs as {len(arrays)} array(s) of {len(groups)} elements in all; "
+                 f"logs in {folder}")
 
         returns, failed, reports = [], [], []
         for job, group in zip(jobs, groups):
