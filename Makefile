@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SHARDS ?= 8
 ARGS ?=
 
-.PHONY: install demo sweep-local collect test bench-train bench-fit bench-fit-digits
+.PHONY: install demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,32 @@ demo: install
 	@echo "  fit/fit_metrics.parquet      held-out R^2 and Spearman (LDS) per target and method"
 	@echo "  prune/evaluation.{csv,png}   holdout accuracy of pruned training sets"
 	@echo "  report/index.html            all of it as a page; notebooks in analysis/"
+
+# SLURM (docs/slurm.md): the shards as job arrays through hydra/launcher=slurm. Empty settings
+# keep conf/hydra/launcher/slurm.yaml's defaults; GPUS=N runs N shards per job, one per GPU.
+PARTITION ?=
+ACCOUNT ?=
+QOS ?=
+GPUS ?=
+CPUS ?=
+MEM ?=
+TIME ?=
+PARTS ?= 4
+SLURM = hydra/launcher=slurm \
+	$(if $(PARTITION),hydra.launcher.partition=$(PARTITION)) $(if $(ACCOUNT),hydra.launcher.account=$(ACCOUNT)) \
+	$(if $(QOS),hydra.launcher.qos=$(QOS)) $(if $(CPUS),hydra.launcher.cpus_per_task=$(CPUS)) \
+	$(if $(MEM),hydra.launcher.mem_gb=$(MEM)) $(if $(TIME),hydra.launcher.timeout_min=$(TIME)) \
+	$(if $(GPUS),hydra.launcher.gpus_per_node=$(GPUS) hydra.launcher.tasks_per_node=$(GPUS) device=cuda)
+
+sweep: install
+	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,$(SHARDS))' $(SLURM) $(ARGS)
+
+status: install
+	$(PY) jobs/status.py $(ARGS)
+
+fit-slurm: install
+	$(PY) jobs/fit.py -m 'fit.part=range(0,$(PARTS))' fit.parts=$(PARTS) $(SLURM) $(ARGS)
+	$(PY) jobs/fit_merge.py fit.parts=$(PARTS) $(ARGS)
 
 sweep-local: install
 	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,$(SHARDS))' hydra/launcher=joblib $(ARGS)

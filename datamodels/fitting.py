@@ -11,6 +11,12 @@ only after every fit succeeded:
 
 Rows of other methods, and of this method's other targets, already in those files are kept,
 so ``fit=proxyspex`` and ``fit=linear`` runs accumulate side by side for comparison.
+
+At scale the targets are split into ``parts`` contiguous ranges fitted as separate jobs
+(:func:`run_fit_part`, ``fit.part=K fit.parts=P``): each writes the same two tables under
+``<run_dir>/fit/parts/<method>/part-KKKK.*.parquet`` (a part already written is skipped), and
+:func:`merge_fit_parts` (``jobs/fit_merge.py``) merges them into the files above, refusing
+missing parts and targets fitted twice.
 """
 
 from __future__ import annotations
@@ -21,9 +27,10 @@ import numpy as np
 import pandas as pd
 
 from .interactions import _check_masks, fit_targets, interaction_table, make_estimator
-from .store import load_sweep, read_frame, read_shard_meta, shard_files, write_frame
+from .store import StoreError, load_sweep, read_frame, read_shard_meta, shard_files, write_frame
 
 STAGE = "fit (jobs/fit.py)"
+FILES = ("interactions.parquet", "fit_metrics.parquet")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,7 +158,7 @@ def save_fit(fit_dir, interactions: pd.DataFrame, metrics: pd.DataFrame, meta: d
     says how every method in the tables was fitted.
     """
     fit_dir = Path(fit_dir)
-    frames = {"interactions.parquet": interactions, "fit_metrics.parquet": metrics}
+    frames = dict(zip(FILES, (interactions, metrics)))
     written = {}
     for name, new in frames.items():
         path, file_meta = fit_dir / name, meta
@@ -165,14 +172,10 @@ def save_fit(fit_dir, interactions: pd.DataFrame, metrics: pd.DataFrame, meta: d
     return [write_frame(fit_dir / name, frame, m) for name, (frame, m) in written.items()]
 
 
-def run_fit(run_dir, method: str, params: dict | None = None, targets=None, start=None, stop=None,
-            heldout_fraction: float = 0.2, split_seed: int = 0, workers: int = 1,
-            progress: bool = True):
-    """The whole stage for one run folder; returns both tables and the written paths."""
+def _fit(run_dir, method: str, params, targets, heldout_fraction, split_seed, workers, progress):
+    """Fit the ``targets`` columns (None: all) of a run's sweep: both tables and their metadata."""
     make_estimator(method, **(params or {}))  # an unknown method or parameter fails before any reading
-    run_dir = Path(run_dir)
-    shard_dir = run_dir / "shards"
-    sweep = load_sweep(shard_dir, targets=select_targets(shard_dir, targets, start, stop))
+    sweep = load_sweep(Path(run_dir) / "shards", targets=targets)
     interactions, metrics = fit_and_evaluate(
         sweep.masks, sweep.margins, sweep.mask_id, method, params, sweep.targets,
         heldout_fraction, split_seed, workers, progress)
@@ -180,7 +183,86 @@ def run_fit(run_dir, method: str, params: dict | None = None, targets=None, star
             "T": sweep.meta["T"], "config_hash": sweep.meta.get("config_hash"),
             "methods": {method: {"params": params or {}, "heldout_fraction": heldout_fraction,
                                  "split_seed": split_seed}}}
-    return interactions, metrics, save_fit(run_dir / "fit", interactions, metrics, meta)
+    return interactions, metrics, meta
+
+
+def run_fit(run_dir, method: str, params: dict | None = None, targets=None, start=None, stop=None,
+            heldout_fraction: float = 0.2, split_seed: int = 0, workers: int = 1,
+            progress: bool = True):
+    """The whole stage for one run folder; returns both tables and the written paths."""
+    shard_dir = Path(run_dir) / "shards"
+    interactions, metrics, meta = _fit(run_dir, method, params, select_targets(shard_dir, targets, start, stop),
+                                       heldout_fraction, split_seed, workers, progress)
+    return interactions, metrics, save_fit(Path(run_dir) / "fit", interactions, metrics, meta)
+
+
+def part_paths(run_dir, method: str, part: int) -> list[Path]:
+    folder = Path(run_dir) / "fit" / "parts" / method
+    return [folder / f"part-{part:04d}.{name}" for name in FILES]
+
+
+def run_fit_part(run_dir, part: int, parts: int, method: str, params: dict | None = None, targets=None,
+                 start=None, stop=None, heldout_fraction: float = 0.2, split_seed: int = 0,
+                 workers: int = 1, progress: bool = True):
+    """Fit the ``part``-th of ``parts`` contiguous ranges of the selected targets, to its part files.
+
+    Returns the written paths, or None when the part was already written (it is not redone).
+    """
+    if not 0 <= part < parts:
+        raise ValueError(f"fit.part={part} must lie in 0..{parts - 1} (fit.parts={parts})")
+    paths = part_paths(run_dir, method, part)
+    if all(p.exists() for p in paths):
+        return None
+    shard_dir = Path(run_dir) / "shards"
+    # start 0 makes "every target" an explicit range, to be split; None is left only without shards
+    selected = select_targets(shard_dir, targets, start if targets is not None else start or 0, stop)
+    if selected is None:
+        load_sweep(shard_dir)  # raises, saying that the sweep has no shards
+    chosen = [int(t) for t in np.array_split(np.asarray(selected), parts)[part]]
+    if not chosen:
+        raise ValueError(f"fit.parts={parts} is more than the {len(selected)} targets to fit")
+    interactions, metrics, meta = _fit(run_dir, method, params, chosen, heldout_fraction, split_seed,
+                                       workers, progress)
+    meta |= {"part": part, "parts": parts, "targets": chosen}
+    return [write_frame(path, frame, meta) for path, frame in zip(paths, (interactions, metrics))]
+
+
+def merge_fit_parts(run_dir, method: str, parts: int):
+    """Merge the ``parts`` part files of ``method`` into the run's fit tables; returns the paths.
+
+    Refuses (naming them) missing parts, parts written with another ``parts``, parts of
+    another sweep, and targets present in two parts.
+    """
+    tables, metas = [[], []], []
+    missing = []
+    for part in range(parts):
+        paths = part_paths(run_dir, method, part)
+        if not all(p.exists() for p in paths):
+            missing.append(part)
+            continue
+        for table, path in zip(tables, paths):
+            frame, meta = read_frame(path, STAGE)
+            if meta.get("parts") != parts:
+                raise StoreError(f"{path} is part {meta.get('part')} of {meta.get('parts')} parts, not of "
+                                 f"fit.parts={parts}")
+            table.append(frame)
+        metas.append((paths[0], meta))
+    if missing:
+        raise StoreError(f"fit parts {', '.join(map(str, missing))} of {parts} ({method}) are missing under "
+                         f"{Path(run_dir) / 'fit' / 'parts' / method}: run jobs/fit.py -m "
+                         f"fit.part={','.join(map(str, missing))} fit.parts={parts} (with the fit's settings)")
+    first_path, first = metas[0]
+    owner: dict[int, Path] = {}
+    for path, meta in metas:
+        if meta["fingerprint"] != first["fingerprint"] or meta["config_hash"] != first["config_hash"]:
+            raise StoreError(f"{path} fits another sweep than {first_path}")
+        for target in meta["targets"]:
+            if target in owner:
+                raise StoreError(f"target {target} is fitted in both {owner[target]} and {path}")
+            owner[target] = path
+    meta = {k: v for k, v in first.items() if k not in ("part", "parts", "targets")}
+    interactions, metrics = (pd.concat(t, ignore_index=True) for t in tables)
+    return save_fit(Path(run_dir) / "fit", interactions, metrics, meta)
 
 
 def summary(interactions: pd.DataFrame, metrics: pd.DataFrame) -> str:

@@ -24,6 +24,11 @@ whose identity differs from the run's, naming the file, and never deletes or rew
 A shard is written to a hidden temporary name in the same folder, flushed to disk, then
 renamed: a reader sees it whole or not at all, and a killed writer leaves only a hidden file.
 The same files open in pandas, pyarrow and DuckDB (``read_parquet('.../shard-*.parquet')``).
+
+Within a shard, each finished model is checkpointed by the same rule as a one-row file
+``shards/.shard-NNNNNN.partial/model-IIIIII.parquet``; a shard killed mid-way (pre-emption, time
+limit) resumes from them, and they are merged into the shard file and removed once it is
+written. Readers of the store ignore these hidden folders.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ IDENTITY_KEYS = ("format", "fingerprint", "n", "T", "design", "alpha", "sweep_se
                  "models_per_shard", "num_models", "config_hash")
 SHARD_RE = re.compile(r"^shard-(\d{6})\.parquet$")
 TEMP_RE = re.compile(r"^\.shard-\d{6}\.parquet\.\d+\.tmp$")
+PARTIAL_RE = re.compile(r"^\.shard-(\d{6})\.partial$")
 
 
 class StoreError(ValueError):
@@ -67,6 +73,22 @@ class ModelRecord:
 
 def shard_path(shard_dir: str | os.PathLike, shard: int) -> Path:
     return Path(shard_dir) / f"shard-{shard:06d}.parquet"
+
+
+def partial_dir(shard_dir: str | os.PathLike, shard: int) -> Path:
+    """Where the finished models of an unfinished shard are checkpointed."""
+    return Path(shard_dir) / f".shard-{shard:06d}.partial"
+
+
+def checkpoint_path(shard_dir: str | os.PathLike, shard: int, model_index: int) -> Path:
+    return partial_dir(shard_dir, shard) / f"model-{model_index:06d}.parquet"
+
+
+def partial_models(shard_dir: str | os.PathLike) -> dict[int, int]:
+    """Shard number -> models checkpointed in its partial folder, for the unfinished shards."""
+    shard_dir = Path(shard_dir)
+    found = [(PARTIAL_RE.match(p.name), p) for p in shard_dir.iterdir()] if shard_dir.is_dir() else []
+    return {int(m.group(1)): len(list(p.glob("model-*.parquet"))) for m, p in found if m}
 
 
 def _schema(meta: dict) -> pa.Schema:
@@ -118,6 +140,17 @@ def write_shard(path: str | os.PathLike, records: Iterable[ModelRecord], meta: d
     return path
 
 
+def read_models(path: str | os.PathLike, n: int) -> list[ModelRecord]:
+    """The models of a shard (or checkpoint) file, as written (timings are not stored)."""
+    table = pq.read_table(path)
+    T = table.schema.field("margins").type.list_size
+    margins = table.column("margins").combine_chunks().flatten().to_numpy().reshape(-1, T)
+    rows = table.drop(["margins"]).to_pylist()
+    return [ModelRecord(r["model_index"], r["mask_id"], r["repeat"], r["seed"],
+                        np.unpackbits(np.frombuffer(r["mask"], np.uint8), count=n).astype(bool), m,
+                        r["holdout_acc"], r["train_seconds"]) for r, m in zip(rows, margins)]
+
+
 def read_shard_meta(path: str | os.PathLike) -> dict:
     try:
         schema = pq.read_schema(path)
@@ -154,6 +187,8 @@ def shard_files(shard_dir: str | os.PathLike) -> tuple[list[Path], list[Path]]:
         return [], []
     shards, temps, foreign = [], [], []
     for entry in sorted(shard_dir.iterdir()):
+        if PARTIAL_RE.match(entry.name):
+            continue  # an unfinished shard's checkpoints (partial_models)
         (shards if SHARD_RE.match(entry.name) else temps if TEMP_RE.match(entry.name) else foreign).append(entry)
     if foreign:
         raise StoreError(f"{shard_dir} holds files that are not shards of this package: "
@@ -182,7 +217,7 @@ class CollectReport:
         lines = [f"{self.shard_dir}: {len(self.shards)} shard files, {len(self.present)} of {self.num_models} "
                  f"models present, {len(self.missing)} missing, {len(self.duplicated)} duplicated"]
         if len(self.missing):
-            lines.append(f"  missing model indices: {_ranges(self.missing)}")
+            lines.append(f"  missing model indices: {compact_ranges(self.missing)}")
         for index, files in list(self.duplicated.items())[:10]:
             lines.append(f"  model {index} appears in {', '.join(files)}")
         if self.leftover_temps:
@@ -191,7 +226,7 @@ class CollectReport:
         return "\n".join(lines)
 
 
-def _ranges(indices: np.ndarray) -> str:
+def compact_ranges(indices: np.ndarray) -> str:
     """Compact text for sorted integers: 0-4, 9, 12-13."""
     if len(indices) == 0:
         return ""
@@ -326,6 +361,15 @@ def check_run_folder(run_dir: str | os.PathLike, meta: dict, config: dict | None
     check_identity(manifest, found, meta)
     if config is not None and not (run_dir / "config.json").exists():
         write_atomic(run_dir / "config.json", lambda tmp: tmp.write_text(json.dumps(config, indent=1, default=str)))
+
+
+def collect_run(run_dir: str | os.PathLike) -> tuple[dict, CollectReport]:
+    """The identity of a run folder's sweep (``run.json``) and the report of its shards."""
+    manifest = Path(run_dir) / "run.json"
+    if not manifest.exists():
+        raise StoreError(f"{run_dir} holds no sweep (no run.json): run jobs/sweep.py with the same settings first")
+    expected = json.loads(manifest.read_text())
+    return expected, collect(Path(run_dir) / "shards", expected)
 
 
 def read_run_config(run_dir: str | os.PathLike) -> dict:

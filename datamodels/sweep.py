@@ -7,14 +7,18 @@ setting and its default. :class:`SweepRun` turns it into data, players, a mask d
 training recipe, and :meth:`SweepRun.run_shard` trains one shard and writes its parquet file.
 
 Shards are idempotent: a shard whose file exists and validates is skipped, so re-running a
-sweep (after a crash, a pre-emption, or on purpose) redoes only what is missing.
+sweep (after a crash, a pre-emption, or on purpose) redoes only what is missing. Within a
+shard every finished model is checkpointed (``datamodels.store.checkpoint_path``), so a shard
+killed mid-way resumes with its first unfinished model.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import shutil
 from functools import cached_property
 from pathlib import Path
 
@@ -27,9 +31,11 @@ from . import __version__
 from .data import prepare
 from .masks import MaskDesign, MaskError, group_players, kept_examples, load_mask_file, training_seed
 from .models import build_model
-from .store import (FORMAT, ModelRecord, StoreError, check_identity, check_run_folder, read_run_config,
-                    read_shard_meta, shard_path, write_shard)
+from .store import (FORMAT, ModelRecord, StoreError, check_identity, check_run_folder, checkpoint_path,
+                    partial_dir, read_models, read_run_config, read_shard_meta, shard_path, write_shard)
 from .train import ResidentSplits, TrainConfig, to_device, train_model
+
+log = logging.getLogger(__name__)
 
 
 def config_hash(config: dict) -> str:
@@ -41,9 +47,12 @@ def config_hash(config: dict) -> str:
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device={name!r} was asked for but torch sees no CUDA device; use device=cpu or auto")
+    if name == "cuda" and torch.cuda.device_count() > 1:
+        # several processes per node, one per GPU (SLURM tasks): each takes its local rank's GPU
+        name = f"cuda:{int(os.environ.get('SLURM_LOCALID', 0)) % torch.cuda.device_count()}"
     return torch.device(name)
 
 
@@ -156,6 +165,21 @@ class SweepRun:
             return False
         if self.threads:
             torch.set_num_threads(int(self.threads))
-        records = [self.train_one(i) for i in tqdm(models, desc=f"shard {shard}", unit="model", disable=not progress)]
+        resumed = sum(checkpoint_path(self.shard_dir, shard, i).exists() for i in models)
+        if resumed:
+            log.info(f"shard {shard}: resuming, {resumed} of {len(models)} models already checkpointed")
+        records = [self.checkpointed(shard, i) for i in tqdm(models, desc=f"shard {shard}", unit="model",
+                                                               disable=not progress)]
         write_shard(shard_path(self.shard_dir, shard), records, self.meta | {"shard": shard})
+        shutil.rmtree(partial_dir(self.shard_dir, shard))
         return True
+
+    def checkpointed(self, shard: int, model_index: int) -> ModelRecord:
+        """Model ``model_index`` from its checkpoint, or trained and checkpointed."""
+        path = checkpoint_path(self.shard_dir, shard, model_index)
+        if path.exists():
+            check_identity(path, read_shard_meta(path), self.meta)
+            return read_models(path, self.n)[0]
+        record = self.train_one(model_index)
+        write_shard(path, [record], self.meta | {"shard": shard})
+        return record

@@ -6,7 +6,6 @@ Exits 1 when models are missing, and prints the command that trains exactly the 
 Never deletes or rewrites a shard.
 """
 
-import json
 import sys
 from pathlib import Path
 
@@ -14,17 +13,13 @@ import hydra
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
-from datamodels.store import StoreError, collect
+from datamodels.store import collect_run
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     run_dir = Path(to_absolute_path(cfg.run_dir))
-    manifest = run_dir / "run.json"
-    if not manifest.exists():
-        raise StoreError(f"{run_dir} holds no sweep (no run.json): run jobs/sweep.py with the same settings first")
-    expected = json.loads(manifest.read_text())
-    report = collect(run_dir / "shards", expected)
+    expected, report = collect_run(run_dir)
     print(report.summary())
     if not report.complete:
         shards = report.missing_shards(expected["models_per_shard"])

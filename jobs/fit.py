@@ -3,23 +3,32 @@
     python jobs/fit.py                        # ProxySPEX on every target of run_dir's sweep
     python jobs/fit.py fit=linear             # the linear datamodel baseline
     python jobs/fit.py fit.start=0 fit.stop=100 fit.workers=2
+    python jobs/fit.py -m 'fit.part=range(0,4)' fit.parts=4 hydra/launcher=slurm   # then jobs/fit_merge.py
 
-Writes <run_dir>/fit/interactions.parquet and fit_metrics.parquet (datamodels.fitting).
+Writes <run_dir>/fit/interactions.parquet and fit_metrics.parquet (datamodels.fitting); with
+fit.part, the part's tables under <run_dir>/fit/parts/ (make fit-slurm PARTS=4 does both steps).
 """
 
 import hydra
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
-from datamodels.fitting import run_fit, summary
+from datamodels.fitting import run_fit, run_fit_part, summary
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     fit = OmegaConf.to_container(cfg.fit, resolve=True)
-    interactions, metrics, paths = run_fit(
-        to_absolute_path(cfg.run_dir), fit["method"], fit["params"], fit["targets"], fit["start"],
-        fit["stop"], fit["heldout_fraction"], fit["split_seed"], fit["workers"], cfg.progress)
+    settings = (fit["method"], fit["params"], fit["targets"], fit["start"], fit["stop"], fit["heldout_fraction"],
+                fit["split_seed"], fit["workers"], cfg.progress)
+    if fit["part"] is not None:
+        if fit["parts"] is None:
+            raise ValueError(f"fit.part={fit['part']} needs fit.parts, the number of parts the targets are split into")
+        paths = run_fit_part(to_absolute_path(cfg.run_dir), fit["part"], fit["parts"], *settings)
+        print(f"part {fit['part']} of {fit['parts']}: " + (f"wrote {', '.join(map(str, paths))}" if paths
+                                                          else "already written, skipped"))
+        return
+    interactions, metrics, paths = run_fit(to_absolute_path(cfg.run_dir), *settings)
     print(summary(interactions, metrics))
     print(f"wrote {', '.join(map(str, paths))}")
 

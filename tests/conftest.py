@@ -36,6 +36,22 @@ def run_job(script: str, *overrides: str, check: bool = True, timeout: float = 3
     return proc
 
 
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A single-node SLURM cluster for the session (tests/slurm_cluster.py); skips without SLURM.
+
+    MaxArraySize 2, so that a sweep of three shards already takes two arrays.
+    """
+    from slurm_cluster import PACKAGES, SlurmCluster, missing_binaries
+
+    if missing_binaries():
+        pytest.skip(f"SLURM is not installed (no {', '.join(missing_binaries())}): "
+                    f"apt-get install --no-install-recommends {PACKAGES}")
+    cluster = SlurmCluster(cpus=4, max_array_size=2).start()
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture
 def tiny_config(tmp_path):
     return compose_config(TINY, run_dir=tmp_path / "run")
