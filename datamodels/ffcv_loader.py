@@ -39,12 +39,12 @@ def import_ffcv():
         from ffcv.fields import IntField, NDArrayField
         from ffcv.fields.decoders import IntDecoder, NDArrayDecoder
         from ffcv.loader import Loader, OrderOption
-        from ffcv.transforms import Squeeze, ToTensor
+        from ffcv.transforms import ToTensor
         from ffcv.writer import DatasetWriter
     except ImportError as error:
         raise ImportError(f"{INSTALL_HINT} ({error})") from error
     return {"IntField": IntField, "NDArrayField": NDArrayField, "IntDecoder": IntDecoder,
-            "NDArrayDecoder": NDArrayDecoder, "Loader": Loader, "OrderOption": OrderOption, "Squeeze": Squeeze,
+            "NDArrayDecoder": NDArrayDecoder, "Loader": Loader, "OrderOption": OrderOption,
             "ToTensor": ToTensor, "DatasetWriter": DatasetWriter}
 
 
@@ -105,19 +105,20 @@ class FFCVLoader:
         indices = np.sort(np.asarray(kept, dtype=np.int64))
         ffcv_seed = seed % 2**31
         if self._loader is None or self._batch_size != batch_size:
-            to_tensor, squeeze = self.ffcv["ToTensor"], self.ffcv["Squeeze"]
+            to_tensor = self.ffcv["ToTensor"]
             self._loader = self.ffcv["Loader"](
                 str(self.path), batch_size=batch_size, num_workers=self.num_workers,
                 order=self.ffcv["OrderOption"].RANDOM, indices=indices, seed=ffcv_seed, drop_last=False,
                 os_cache=True, pipelines={"image": [self.ffcv["NDArrayDecoder"](), to_tensor()],
-                                          "label": [self.ffcv["IntDecoder"](), to_tensor(), squeeze()],
-                                          "position": [self.ffcv["IntDecoder"](), to_tensor(), squeeze()]})
+                                          "label": [self.ffcv["IntDecoder"](), to_tensor()],
+                                          "position": [self.ffcv["IntDecoder"](), to_tensor()]})
             self._batch_size = batch_size
         else:
             loader = self._loader
             # what Loader.__init__ sets from these arguments, without recompiling its pipeline
             loader.indices, loader.seed, loader.next_epoch = indices, ffcv_seed, 0
             loader.traversal_order = type(loader.traversal_order)(loader)
+            loader.first_traversal_order = loader.next_traversal_order()  # what len(loader) counts
         return self._loader
 
     def stream(self, kept: np.ndarray, seed: int, cfg) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -127,7 +128,8 @@ class FFCVLoader:
         pending = None
         yielded = 0
         for _ in range(epochs_spanned(len(kept), steps, b)):
-            for batch in loader:
+            for images, labels, positions in loader:
+                batch = images, labels.view(-1), positions.view(-1)  # [b, 1] int fields, even when b = 1
                 # FFCV reuses its batch buffers: the concatenation copies them out
                 pending = [torch.cat([p, t]) for p, t in zip(pending, batch)] if pending else list(batch)
                 while len(pending[0]) >= b and yielded < steps:
