@@ -156,7 +156,8 @@ def evaluate_keep_set(run, players: np.ndarray, seeds, steps: int) -> list[float
     mask[players] = True
     kept = kept_examples(mask, run.groups)
     cfg = replace(run.train_cfg, steps=steps)
-    return [train_model(run.build, run.splits, kept, int(seed), cfg, run.loader).holdout_accuracy for seed in seeds]
+    return [train_model(run.build, run.splits, kept, int(seed), cfg, run.loader).holdout_accuracy
+            for seed in seeds]
 
 
 def full_data_steps(run) -> int:

@@ -29,6 +29,9 @@ from .loaders import ResidentLoader, ResidentSplits, augment, step_params, total
 from .stacking import StackedSGD, stack_networks
 
 SCHEDULES = ("triangular", "onecycle")
+# Channels-last activations and weights: pooling, batch norm and convolutions vectorise over
+# channels; about 30% less time per step for the small CNN and ResNet-9 on CPU (docs/loaders.md).
+CHANNELS_LAST = torch.channels_last
 
 
 class DivergedError(RuntimeError):
@@ -94,7 +97,7 @@ def lr_lambda(cfg: TrainConfig, num_steps: int) -> Callable[[int], float]:
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Margins and correctness of every point."""
     model.eval()
-    logits = torch.cat([model(chunk) for chunk in x.split(batch_size)])
+    logits = torch.cat([model(chunk.contiguous(memory_format=CHANNELS_LAST)) for chunk in x.split(batch_size)])
     return margins_of(logits, y), logits.argmax(-1) == y
 
 
@@ -104,7 +107,7 @@ def train_network(build: Callable[[], nn.Module], splits: ResidentSplits, kept: 
 
     ``loader`` defaults to the device-resident one over ``splits``."""
     torch.manual_seed(seed)
-    model = build().to(splits.train_images.device)
+    model = build().to(splits.train_images.device, memory_format=CHANNELS_LAST)
     data_s = compute_s = 0.0
     if len(kept):
         loader = loader or ResidentLoader(splits)
@@ -115,7 +118,8 @@ def train_network(build: Callable[[], nn.Module], splits: ResidentSplits, kept: 
         t0 = time.perf_counter()
         for x, y in loader.batches(kept, seed, cfg):
             t1 = time.perf_counter()
-            loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
+            loss = F.cross_entropy(model(x.contiguous(memory_format=CHANNELS_LAST)), y,
+                                   label_smoothing=cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -171,7 +175,7 @@ def train_models(build: Callable[[], nn.Module], splits: ResidentSplits, kept: l
     for seed in seeds:
         torch.manual_seed(seed)
         nets.append(build())
-    model = stack_networks(nets).to(device)
+    model = stack_networks(nets).to(device, memory_format=CHANNELS_LAST)
     steps = [total_steps(len(k), cfg) for k in kept]
     longest = max(steps)
     loader = ResidentLoader(splits)
@@ -191,7 +195,7 @@ def train_models(build: Callable[[], nn.Module], splits: ResidentSplits, kept: l
         t0 = time.perf_counter()
         x = augment(splits.normalise(splits.train_images[index[step]]).view(num * b, c, h, w),
                     step_params(params, step), cfg)
-        x = x.view(num, b, c, h, w).transpose(0, 1).reshape(b, num * c, h, w)
+        x = x.view(num, b, c, h, w).transpose(0, 1).reshape(b, num * c, h, w).contiguous(memory_format=CHANNELS_LAST)
         y = splits.train_y[index[step]].T  # [B, K]
         t1 = time.perf_counter()
         logits = model(x)  # [B, K, classes]

@@ -22,8 +22,9 @@ def test_a_missing_ffcv_names_the_make_target(monkeypatch):
         import_ffcv()
 
 
-needs_ffcv = pytest.mark.skipif(
-    importlib.util.find_spec("ffcv") is None, reason="FFCV is an optional extra, not installed here: `make install-ffcv` (CI installs it)")
+needs_ffcv = pytest.mark.skipif(importlib.util.find_spec("ffcv") is None,
+                                reason="FFCV is an optional extra, not installed here: `make install-ffcv` "
+                                       "(CI installs it)")
 
 
 @pytest.fixture(scope="module")
