@@ -68,5 +68,6 @@ collect: install
 test: install
 	$(PY) -m pytest -q $(ARGS)
 
-bench-train: install
+# its loaders section compares the resident loader with FFCV
+bench-train: install-ffcv
 	$(PY) benchmarks/bench_train.py $(ARGS)
