@@ -87,8 +87,6 @@ def write_beton(data: PreparedData, run_dir: str | os.PathLike) -> Path:
 class FFCVLoader:
     """Batches of one model read from the ``.beton`` by FFCV (see the module docstring)."""
 
-    name = "ffcv"
-
     def __init__(self, splits: ResidentSplits, data: PreparedData, run_dir: str | os.PathLike, num_workers: int = 1):
         if int(num_workers) < 1:
             raise ValueError(f"loader.num_workers must be >= 1, got {num_workers}")

@@ -153,8 +153,6 @@ def augment(x: torch.Tensor, params: dict, cfg) -> torch.Tensor:
 class ResidentLoader:
     """Batches gathered from the device-resident split (see the module docstring)."""
 
-    name = "resident"
-
     def __init__(self, splits: ResidentSplits):
         self.splits = splits
 
