@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SHARDS ?= 8
 ARGS ?=
 
-.PHONY: install demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits
+.PHONY: install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,24 @@ $(STAMP): pyproject.toml
 	touch $@
 
 install: $(STAMP)
+
+# The optional FFCV loader (loader=ffcv). FFCV 1.0.2 compiles a C extension against OpenCV and
+# libjpeg-turbo: the Debian packages are installed first when missing (needs apt-get and root).
+FFCV_STAMP := $(VENV)/.installed-ffcv
+FFCV_DEBS := pkg-config libopencv-dev libturbojpeg0-dev
+
+$(FFCV_STAMP): $(STAMP)
+	@missing=$$(for p in $(FFCV_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "FFCV needs the system packages: $$missing (no apt-get here: install them by hand)"; exit 1; fi; \
+	  echo "installing $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	$(PY) -m pip install -q -e '.[test,ffcv]'
+	touch $@
+
+install-ffcv: $(FFCV_STAMP)
 
 DEMO := experiment=demo
 RUN_DIR := runs/demo
@@ -78,7 +96,8 @@ collect: install
 test: install
 	$(PY) -m pytest -q $(ARGS)
 
-bench-train: install
+# its loaders section compares the resident loader with FFCV
+bench-train: install-ffcv
 	$(PY) benchmarks/bench_train.py $(ARGS)
 
 # ProxySPEX against shapiq's (the `bench` extra) and the linear datamodel on planted games.

@@ -1,11 +1,22 @@
-"""Training throughput of the sweep on one process: models per minute, holdout accuracy, and
-where the time goes (data preparation, batching/augmentation, forward/backward, evaluation,
-shard I/O).
+"""Training throughput of the sweep, measured in one run so that the ratios are fair on a shared
+machine (absolute figures drift with the load; the ratios are what to compare):
 
-    make bench-train                         # digits default: 1,000 players, alpha 0.5
-    make bench-train ARGS="--models 100 dataset=synthetic model=resnet9 model.width=0.25"
+- ``digits``: models per hour and mean holdout accuracy, one-at-a-time training against K models
+  per pass (``sweep.models_per_pass``), on the digits default (1,000 players, alpha 0.5, the
+  small CNN); the same model indices at every K, trained in interleaved rounds.
+- ``cifar``: images per second of ResNet-9 training on CIFAR-shaped synthetic data (32x32x3,
+  the CIFAR-10 recipe: batch 512, flips, 2-pixel translations), one-at-a-time against K per pass.
+- ``loaders``: images per second delivered by the resident and the FFCV loader (normalised and
+  augmented batches, no training), digits and CIFAR-shaped; FFCV's one-off numba compile apart.
+- ``anchor`` (``--device cuda``; not part of the CPU run): seconds per alpha = 0.5 ResNet-9 model
+  on CIFAR-shaped data (50,000 players, 8 epochs) and models per GPU-hour, next to the airbench
+  anchor (94% on CIFAR-10 in 2.59 s on an A100, full data, 8 epochs).
 
-Positional arguments are Hydra overrides of conf/config.yaml.
+    make bench-train                                     # digits, cifar, loaders on CPU
+    make bench-train ARGS="--sections digits --rounds 4"
+    make bench-train ARGS="--device cuda"                # the GPU anchor section
+
+One torch thread per process, as in a sweep (parallelism comes from processes).
 """
 
 import argparse
@@ -21,59 +32,168 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from datamodels.store import shard_path, write_shard
+from datamodels.loaders import ResidentLoader
+from datamodels.masks import kept_examples, training_seed
 from datamodels.sweep import SweepRun
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
+CIFAR_SHAPED = ["dataset=synthetic", "dataset.train=1000", "dataset.target=100", "dataset.options.num_images=1500",
+                "model=resnet9", "train=cifar10"]
+AIRBENCH_SECONDS = 2.59  # airbench94: 94% CIFAR-10 test accuracy, A100, full data, 8 epochs (K. Jordan)
 
 
 def machine() -> str:
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"{cpu}, {os.cpu_count()} cores, load average {load:.1f} at the start, torch {torch.__version__}, "
             f"{torch.get_num_threads()} torch thread(s), python {platform.python_version()}")
+
+
+def sweep_run(overrides: list[str], tmp: str) -> SweepRun:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    return SweepRun(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True), tmp)
+
+
+def train_in_passes(run: SweepRun, indices: range, k: int) -> tuple[list, float]:
+    """Records of ``indices`` trained ``k`` per pass (k = 1: one at a time), and the wall seconds."""
+    start = time.perf_counter()
+    records = []
+    for at in range(0, len(indices), k):
+        records += run.train_pass(indices[at:at + k])
+    return records, time.perf_counter() - start
+
+
+def digits_section(ks: list[int], rounds: int, tmp: str) -> None:
+    per_round = max(ks)
+    runs = {k: sweep_run([f"sweep.models_per_pass={k}", f"run_dir={tmp}"], tmp) for k in [1, *ks]}
+    for run in runs.values():
+        run.splits  # noqa: B018  (moves the splits to the device before any timing)
+    runs[1].train_one(10**6)  # warm-up: first-call costs of torch kernels are not training
+    seconds = {k: 0.0 for k in runs}
+    records = {k: [] for k in runs}
+    for r in range(rounds):  # interleaved, so that a change of load hits every K alike
+        indices = range(r * per_round, (r + 1) * per_round)
+        for k, run in runs.items():
+            got, s = train_in_passes(run, indices, k)
+            records[k] += got
+            seconds[k] += s
+    models = rounds * per_round
+    base = models / seconds[1]
+    reference = np.stack([r.margins for r in records[1]])
+    print(f"\n## digits: {models} models at each K (small CNN, n=1000, alpha 0.5, 12 epochs, batch 64)\n")
+    print("| models per pass | models/hour/core | vs one-at-a-time | mean holdout acc | median abs margin diff |")
+    print("|---|---|---|---|---|")
+    for k in runs:
+        acc = np.array([r.holdout_acc for r in records[k]])
+        diff = np.median(np.abs(np.stack([r.margins for r in records[k]]) - reference))
+        label = "1 (one at a time)" if k == 1 else str(k)
+        print(f"| {label} | {3600 * models / seconds[k]:,.0f} | {models / seconds[k] / base:.2f}x | "
+              f"{acc.mean():.4f} +- {acc.std(ddof=1) / np.sqrt(len(acc)):.4f} | {diff:.2g} |")
+
+
+def cifar_section(ks: list[int], width: float, steps: int, tmp: str) -> None:
+    print(f"\n## CIFAR-shaped: ResNet-9 width {width}, 32x32x3 synthetic, batch 512 per model, flips + "
+          f"translate 2, {steps} steps per model\n")
+    print("| models per pass | images/s/core | vs one-at-a-time | seconds per pass |")
+    print("|---|---|---|---|")
+    base = None
+    for k in [1, *ks]:
+        run = sweep_run(CIFAR_SHAPED + [f"model.width={width}", f"train.steps={steps}",
+                                        f"sweep.models_per_pass={k}", f"run_dir={tmp}"], tmp)
+        run.train_one(10**6)  # warm-up
+        indices = range(2 * k) if k == 1 else range(k)
+        records, seconds = train_in_passes(run, indices, k)
+        train = sum(r.timings["data"] + r.timings["compute"] for r in records)
+        rate = len(indices) * steps * run.train_cfg.batch_size / train
+        base = base or rate
+        label = "1 (one at a time)" if k == 1 else str(k)
+        print(f"| {label} | {rate:,.0f} | {rate / base:.2f}x | {seconds / (len(indices) // k):.1f} |")
+
+
+def loader_rate(loader, run: SweepRun, epochs: int) -> float:
+    """Images per second of normalised, augmented batches for one alpha-0.5 model."""
+    from dataclasses import replace
+
+    cfg = replace(run.train_cfg, epochs=epochs, steps=None)
+    kept = kept_examples(run.mask_of(0), run.groups)
+    start = time.perf_counter()
+    steps = sum(1 for _ in loader.batches(kept, training_seed(run.seed, 0), cfg))
+    return steps * cfg.batch_size / (time.perf_counter() - start)
+
+
+def loaders_section(tmp: str) -> None:
+    from datamodels.ffcv_loader import FFCVLoader
+
+    print("\n## loaders: images/s/core of normalised, augmented batches (no training), alpha 0.5\n")
+    print("| data | resident | FFCV | resident / FFCV | FFCV first epoch (numba compile) |")
+    print("|---|---|---|---|---|")
+    for label, overrides, epochs in [("digits 8x8x1, no augmentation", [], 50),
+                                     ("CIFAR-shaped 32x32x3, flips + translate 2", CIFAR_SHAPED, 8)]:
+        folder = tempfile.mkdtemp(dir=tmp)
+        run = sweep_run(overrides + [f"run_dir={folder}"], folder)
+        start = time.perf_counter()
+        ffcv = FFCVLoader(run.splits, run.data, folder)
+        loader_rate(ffcv, run, 1)
+        first = time.perf_counter() - start
+        resident = ResidentLoader(run.splits)
+        loader_rate(resident, run, 1)
+        r, f = loader_rate(resident, run, epochs), loader_rate(ffcv, run, epochs)
+        print(f"| {label} | {r:,.0f} | {f:,.0f} | {r / f:.1f}x | {first:.1f} s |")
+
+
+def anchor_section(device: str, ks: list[int], train: int, epochs: int, width: float, tmp: str) -> None:
+    overrides = ["dataset=synthetic", f"dataset.train={train}", "dataset.target=1000", "dataset.holdout=1000",
+                 f"dataset.options.num_images={train + 2000}", "model=resnet9", f"model.width={width}",
+                 "train=cifar10", f"train.epochs={epochs}", f"device={device}", f"run_dir={tmp}"]
+    print(f"\n## {device}: ResNet-9 width {width}, CIFAR-shaped synthetic, {train:,} players, alpha 0.5, "
+          f"{epochs} epochs, batch 512\n")
+    print("| models per pass | s/model | models per GPU-hour | airbench anchor (A100, full data) |")
+    print("|---|---|---|---|")
+    for k in [1, *ks]:
+        run = sweep_run(overrides + [f"sweep.models_per_pass={k}"], tmp)
+        run.train_pass(range(10**6, 10**6 + k))  # warm-up: kernel selection, allocator
+        records, seconds = train_in_passes(run, range(2 * k), k)
+        per_model = seconds / len(records)
+        acc = np.mean([r.holdout_acc for r in records])
+        print(f"| {k} | {per_model:.2f} (holdout acc {acc:.3f}) | {3600 / per_model:,.0f} | "
+              f"{AIRBENCH_SECONDS} s, {3600 / AIRBENCH_SECONDS:,.0f}/h |")
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", type=int, default=40, help="models to train (default 40)")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. train.epochs=8")
+    parser.add_argument("--sections", default="digits,cifar,loaders", help="CPU sections (default: all three)")
+    parser.add_argument("--ks", default="4,8,32", help="models per pass to compare with one-at-a-time")
+    parser.add_argument("--rounds", type=int, default=2, help="digits: rounds of max(K) models per K")
+    parser.add_argument("--cifar-width", type=float, default=0.125, help="cifar: ResNet-9 width (1.0 = 64..512)")
+    parser.add_argument("--cifar-steps", type=int, default=3, help="cifar: SGD steps per model")
+    parser.add_argument("--device", default="cpu", help="cuda runs the anchor section instead of the CPU ones")
+    parser.add_argument("--anchor-train", type=int, default=50_000, help="anchor: players (CIFAR-10: 50,000)")
+    parser.add_argument("--anchor-epochs", type=int, default=8)
+    parser.add_argument("--anchor-width", type=float, default=1.0)
     args = parser.parse_args(argv)
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[f"sweep.models_per_shard={args.models}", *args.overrides])
-    config = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    torch.set_num_threads(int(config["torch_threads"] or 1))
-
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        run = SweepRun(config, tmp)
-        run.splits  # noqa: B018  (moves the splits to the device: part of the preparation cost)
-        prepare_s = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        records = [run.train_one(i) for i in range(args.models)]
-        train_s = time.perf_counter() - t1
-        t2 = time.perf_counter()
-        write_shard(shard_path(Path(tmp) / "shards", 0), records, run.meta | {"shard": 0})
-        io_s = time.perf_counter() - t2
-
-    parts = {k: sum(r.timings[k] for r in records) for k in ("data", "compute", "eval")}
-    other = train_s - sum(parts.values())
-    accuracy = np.array([r.holdout_acc for r in records])
-    kept = np.array([run.mask_of(i).mean() for i in range(args.models)])
-    total = train_s + io_s
+    ks = [int(k) for k in args.ks.split(",") if k]
+    if any(k < 2 for k in ks):
+        parser.error(f"--ks lists models per pass >= 2 (one-at-a-time is always measured), got {args.ks}")
+    torch.set_num_threads(1)
     print(f"machine: {machine()}")
-    print(f"setting: dataset={run.data.name} n={run.n} players, T={run.meta['T']} targets, model="
-          f"{config['model']['name']}, alpha={run.design.alpha} (mean kept {kept.mean():.3f}), "
-          f"{run.train_cfg.epochs if run.train_cfg.steps is None else str(run.train_cfg.steps) + ' steps'} epochs, "
-          f"batch {run.train_cfg.batch_size}, device {run.device}")
-    print(f"models: {args.models} in {total:.1f} s -> {60 * args.models / total:.1f} models/minute/process "
-          f"({total / args.models:.3f} s/model)")
-    print(f"holdout accuracy: mean {accuracy.mean():.4f}, min {accuracy.min():.4f}, max {accuracy.max():.4f} "
-          f"(chance {1 / run.data.num_classes:.2f})")
-    print(f"one-off preparation (read, split, move to device): {prepare_s:.2f} s")
-    print("time split per model:")
-    for name, seconds in [("batching + augmentation", parts["data"]), ("forward/backward/step", parts["compute"]),
-                          ("evaluation (margins, accuracy)", parts["eval"]), ("model setup, other", other),
-                          ("shard write (I/O)", io_s)]:
-        print(f"  {name:32s} {1000 * seconds / args.models:8.2f} ms  {100 * seconds / total:5.1f}%")
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.device != "cpu":
+            anchor_section(args.device, ks, args.anchor_train, args.anchor_epochs, args.anchor_width, tmp)
+            return
+        sections = args.sections.split(",")
+        if unknown := set(sections) - {"digits", "cifar", "loaders"}:
+            parser.error(f"unknown sections {sorted(unknown)}; choose from digits, cifar, loaders")
+        if "digits" in sections:
+            digits_section(ks, args.rounds, tmp)
+        if "cifar" in sections:
+            cifar_section(ks, args.cifar_width, args.cifar_steps, tmp)
+        if "loaders" in sections:
+            loaders_section(tmp)
 
 
 if __name__ == "__main__":

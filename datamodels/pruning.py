@@ -40,6 +40,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from .loaders import total_steps
 from .masks import kept_examples
 from .store import read_frame, write_atomic, write_frame
 from .train import train_model, train_network
@@ -138,10 +139,11 @@ def el2n_scores(run, num_seeds: int = 3, epochs: int = 2) -> np.ndarray:
     everything = np.arange(len(splits.train_y))
     scores = torch.zeros(len(everything))
     for s in range(num_seeds):
-        model, _ = train_network(run.build, splits, everything, seed=10_000 + s, cfg=cfg)
+        model, _ = train_network(run.build, splits, everything, seed=10_000 + s, cfg=cfg, loader=run.loader)
         model.eval()
         with torch.no_grad():
-            logits = torch.cat([model(chunk) for chunk in splits.train_x.split(cfg.eval_batch_size)])
+            logits = torch.cat([model(splits.normalise(chunk))
+                                for chunk in splits.train_images.split(cfg.eval_batch_size)])
         error = logits.softmax(1) - torch.nn.functional.one_hot(splits.train_y, logits.shape[1]).float()
         scores += error.norm(dim=1).cpu()
     per_example = (scores / num_seeds).numpy()
@@ -154,15 +156,13 @@ def evaluate_keep_set(run, players: np.ndarray, seeds, steps: int) -> list[float
     mask[players] = True
     kept = kept_examples(mask, run.groups)
     cfg = replace(run.train_cfg, steps=steps)
-    return [train_model(run.build, run.splits, kept, int(seed), cfg).holdout_accuracy for seed in seeds]
+    return [train_model(run.build, run.splits, kept, int(seed), cfg, run.loader).holdout_accuracy
+            for seed in seeds]
 
 
 def full_data_steps(run) -> int:
     """SGD steps of the recipe on the whole training set: the budget every keep-set gets."""
-    cfg = run.train_cfg
-    if cfg.steps is not None:
-        return cfg.steps
-    return cfg.epochs * -(-len(run.groups) // cfg.batch_size)
+    return total_steps(len(run.groups), run.train_cfg)
 
 
 # --------------------------------------------------------------------------- stage functions

@@ -31,16 +31,17 @@ from . import __version__
 from .data import prepare
 from .masks import MaskDesign, MaskError, group_players, kept_examples, load_mask_file, training_seed
 from .models import build_model
+from .loaders import ResidentSplits, make_loader, to_device
 from .store import (FORMAT, ModelRecord, StoreError, check_identity, check_run_folder, checkpoint_path,
                     partial_dir, read_models, read_run_config, read_shard_meta, shard_path, write_shard)
-from .train import ResidentSplits, TrainConfig, to_device, train_model
+from .train import TrainConfig, train_model, train_models
 
 log = logging.getLogger(__name__)
 
 
 def config_hash(config: dict) -> str:
     """Hash of everything that determines the sweep's results (not where or how it is launched)."""
-    relevant = {k: config.get(k) for k in ("dataset", "players", "model", "train")}
+    relevant = {k: config.get(k) for k in ("dataset", "players", "model", "train", "loader")}
     relevant["sweep"] = {k: v for k, v in config["sweep"].items() if k != "shard"}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -86,6 +87,15 @@ class SweepRun:
         self.train_cfg = TrainConfig(**config["train"])
         self.model_options = {k: v for k, v in config["model"].items() if k != "name"}
         build_model(config["model"]["name"], 1, 2, **self.model_options)  # fail now on a bad name or option
+        loader = dict(config.get("loader") or {"name": "resident"})
+        self.loader_name, self.loader_options = loader.pop("name"), loader
+        self.models_per_pass = int(sweep.get("models_per_pass", 1))
+        if self.models_per_pass < 1:
+            raise ValueError(f"sweep.models_per_pass must be >= 1, got {self.models_per_pass}")
+        if self.models_per_pass > 1 and self.loader_name != "resident":
+            raise ValueError(f"sweep.models_per_pass={self.models_per_pass} stacks models over the resident "
+                             f"loader's batches; use loader=resident, or models_per_pass=1 with "
+                             f"loader={self.loader_name}")
         self.device = resolve_device(config.get("device", "cpu"))
         self.threads = config.get("torch_threads")
         self.meta = {
@@ -134,6 +144,10 @@ class SweepRun:
     def splits(self) -> ResidentSplits:
         return to_device(self.data, self.device)
 
+    @cached_property
+    def loader(self):
+        return make_loader(self.loader_name, self.splits, self.data, self.run_dir, **self.loader_options)
+
     def build(self) -> torch.nn.Module:
         return build_model(self.config["model"]["name"], self.splits.in_channels, self.splits.num_classes,
                            **self.model_options)
@@ -141,9 +155,21 @@ class SweepRun:
     def train_one(self, model_index: int) -> ModelRecord:
         mask = self.mask_of(model_index)
         seed = training_seed(self.seed, model_index)
-        result = train_model(self.build, self.splits, kept_examples(mask, self.groups), seed, self.train_cfg)
+        result = train_model(self.build, self.splits, kept_examples(mask, self.groups), seed, self.train_cfg,
+                             self.loader)
         return ModelRecord(model_index, model_index // self.repeats, model_index % self.repeats, seed, mask,
                            result.margins, result.holdout_accuracy, result.seconds, result.timings)
+
+    def train_pass(self, model_indices) -> list[ModelRecord]:
+        """The models of one vectorised pass (``sweep.models_per_pass`` of them)."""
+        if len(model_indices) == 1:
+            return [self.train_one(model_indices[0])]
+        masks = [self.mask_of(i) for i in model_indices]
+        seeds = [training_seed(self.seed, i) for i in model_indices]
+        results = train_models(self.build, self.splits, [kept_examples(m, self.groups) for m in masks], seeds,
+                               self.train_cfg)
+        return [ModelRecord(i, i // self.repeats, i % self.repeats, seed, mask, r.margins, r.holdout_accuracy,
+                            r.seconds, r.timings) for i, seed, mask, r in zip(model_indices, seeds, masks, results)]
 
     def shard_is_done(self, shard: int) -> bool:
         """True when the shard's file exists and is whole and ours; an error when it is not ours."""
@@ -168,18 +194,25 @@ class SweepRun:
         resumed = sum(checkpoint_path(self.shard_dir, shard, i).exists() for i in models)
         if resumed:
             log.info(f"shard {shard}: resuming, {resumed} of {len(models)} models already checkpointed")
-        records = [self.checkpointed(shard, i) for i in tqdm(models, desc=f"shard {shard}", unit="model",
-                                                               disable=not progress)]
+        records = []
+        with tqdm(total=len(models), desc=f"shard {shard}", unit="model", disable=not progress) as bar:
+            # Passes keep fixed boundaries, so a resumed shard groups models exactly as a whole run does.
+            for start in range(0, len(models), self.models_per_pass):
+                records += self.checkpointed_pass(shard, models[start:start + self.models_per_pass])
+                bar.update(len(records) - bar.n)
         write_shard(shard_path(self.shard_dir, shard), records, self.meta | {"shard": shard})
         shutil.rmtree(partial_dir(self.shard_dir, shard))
         return True
 
-    def checkpointed(self, shard: int, model_index: int) -> ModelRecord:
-        """Model ``model_index`` from its checkpoint, or trained and checkpointed."""
-        path = checkpoint_path(self.shard_dir, shard, model_index)
-        if path.exists():
-            check_identity(path, read_shard_meta(path), self.meta)
-            return read_models(path, self.n)[0]
-        record = self.train_one(model_index)
-        write_shard(path, [record], self.meta | {"shard": shard})
-        return record
+    def checkpointed_pass(self, shard: int, model_indices) -> list[ModelRecord]:
+        """The models of one pass from their checkpoints, or trained and each checkpointed."""
+        paths = [checkpoint_path(self.shard_dir, shard, i) for i in model_indices]
+        if all(path.exists() for path in paths):
+            for path in paths:
+                check_identity(path, read_shard_meta(path), self.meta)
+            return [read_models(path, self.n)[0] for path in paths]
+        records = self.train_pass(model_indices)
+        for path, record in zip(paths, records):
+            if not path.exists():  # a job killed while checkpointing this pass wrote some of them
+                write_shard(path, [record], self.meta | {"shard": shard})
+        return records

@@ -1,9 +1,11 @@
 """Training one model on a subset, and the margins it gives the target points.
 
 The recipe follows the CIFAR-10 speed runs (airbench, the datamodels/FFCV ResNet-9 example):
-the split lives on the device as one normalised tensor, batches are drawn by indexing it,
-augmentation (flip, translate) is applied to whole batches, SGD with Nesterov momentum, label
-smoothing, weight decay and a triangular (or one-cycle) learning-rate schedule.
+batches come from a loader (:mod:`datamodels.loaders`: device-resident split or FFCV), with
+augmentation (flip, translate, cutout) applied to whole batches, SGD with Nesterov momentum,
+label smoothing, weight decay and a triangular (or one-cycle) learning-rate schedule.
+:func:`datamodels.stacking.train_models` trains K models in one vectorised pass with the same
+recipe.
 
 Reproducibility: everything random (initialisation, batch order, augmentation) is drawn from
 generators seeded by the model's training seed. On CPU, with the same thread count, a re-run
@@ -23,9 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import PreparedData
+from .loaders import ResidentLoader, ResidentSplits, augment, step_params, total_steps
+from .stacking import StackedSGD, stack_networks
 
 SCHEDULES = ("triangular", "onecycle")
+# Channels-last activations and weights: pooling, batch norm and convolutions vectorise over
+# channels; about 30% less time per step for the small CNN and ResNet-9 on CPU (docs/loaders.md).
+CHANNELS_LAST = torch.channels_last
 
 
 class DivergedError(RuntimeError):
@@ -45,6 +51,7 @@ class TrainConfig:
     warmup: float = 0.2  # fraction of the steps spent rising to the peak learning rate
     flip: bool = False
     translate: int = 0  # pixels of random translation (zero padding), 0 = off
+    cutout: int = 0  # side of a random square zeroed in every training image, 0 = off
     eval_batch_size: int = 1024
 
     def __post_init__(self):
@@ -54,40 +61,11 @@ class TrainConfig:
             raise ValueError(f"train.epochs must be >= 1 (or set train.steps), got {self.epochs}")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"train.steps must be >= 1, got {self.steps}")
+        if self.translate < 0 or self.cutout < 0:
+            raise ValueError(f"train.translate and train.cutout must be >= 0, got {self.translate} and {self.cutout}")
         if self.batch_size < 1 or not 0.0 <= self.warmup < 1.0:
             raise ValueError(f"train.batch_size must be >= 1 and train.warmup in [0, 1); "
                              f"got {self.batch_size} and {self.warmup}")
-
-
-@dataclass
-class ResidentSplits:
-    """The splits as normalised float tensors ``[N, C, H, W]`` on one device."""
-
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    target_x: torch.Tensor
-    target_y: torch.Tensor
-    holdout_x: torch.Tensor
-    holdout_y: torch.Tensor
-    num_classes: int
-
-    @property
-    def in_channels(self) -> int:
-        return self.train_x.shape[1]
-
-
-def to_device(data: PreparedData, device: str | torch.device = "cpu") -> ResidentSplits:
-    """Move every split to ``device`` once, normalised with the train split's channel statistics."""
-    train = data.images("train").astype(np.float32) / 255.0
-    mean = train.mean(axis=(0, 1, 2))
-    std = train.std(axis=(0, 1, 2)) + 1e-6
-
-    def tensor(split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        x = (data.images(split).astype(np.float32) / 255.0 - mean) / std
-        x = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).to(device)
-        return x, torch.from_numpy(data.labels(split)).to(device)
-
-    return ResidentSplits(*tensor("train"), *tensor("target"), *tensor("holdout"), data.num_classes)
 
 
 @dataclass
@@ -99,80 +77,49 @@ class TrainResult:
 
 
 def margins_of(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Correct-class logit minus the largest other logit."""
-    correct = logits.gather(1, labels[:, None]).squeeze(1)
-    others = logits.scatter(1, labels[:, None], float("-inf"))
-    return correct - others.max(dim=1).values
+    """Correct-class logit minus the largest other logit (classes on the last axis)."""
+    correct = logits.gather(-1, labels[..., None]).squeeze(-1)
+    others = logits.scatter(-1, labels[..., None], float("-inf"))
+    return correct - others.max(dim=-1).values
 
 
-def augment(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
-    """Random horizontal flips and translations, drawn per example, applied to the whole batch."""
-    if cfg.flip:
-        flip = torch.rand(len(x), generator=gen, device=x.device) < 0.5
-        x = torch.where(flip[:, None, None, None], x.flip(3), x)
-    if cfg.translate:
-        t = cfg.translate
-        b, _, h, w = x.shape
-        padded = F.pad(x, (t, t, t, t))
-        dy, dx = torch.randint(0, 2 * t + 1, (2, b), generator=gen, device=x.device)
-        rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
-        cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
-        x = padded[torch.arange(b, device=x.device)[:, None, None, None],
-                   torch.arange(x.shape[1], device=x.device)[None, :, None, None], rows, cols]
-    return x
-
-
-def batch_order(num_kept: int, cfg: TrainConfig, gen: torch.Generator) -> list[torch.Tensor]:
-    """Positions (into the kept examples) of every batch: a fresh permutation each epoch."""
-    per_epoch = math.ceil(num_kept / cfg.batch_size)
-    total = cfg.steps if cfg.steps is not None else cfg.epochs * per_epoch
-    batches: list[torch.Tensor] = []
-    while len(batches) < total:
-        perm = torch.randperm(num_kept, generator=gen)
-        batches.extend(perm.split(cfg.batch_size))
-    return batches[:total]
-
-
-def lr_lambda(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
+def lr_lambda(cfg: TrainConfig, num_steps: int) -> Callable[[int], float]:
     """Multiplier of the peak learning rate at each step."""
-    peak = max(1, round(cfg.warmup * total_steps))
+    peak = max(1, round(cfg.warmup * num_steps))
     if cfg.schedule == "triangular":
-        return lambda s: (s + 1) / peak if s < peak else max(0.0, (total_steps - s) / max(1, total_steps - peak))
+        return lambda s: (s + 1) / peak if s < peak else max(0.0, (num_steps - s) / max(1, num_steps - peak))
     # one-cycle: cosine rise to the peak, cosine decay to zero
     return lambda s: (0.5 - 0.5 * math.cos(math.pi * (s + 1) / peak) if s < peak
-                      else 0.5 + 0.5 * math.cos(math.pi * (s - peak) / max(1, total_steps - peak)))
+                      else 0.5 + 0.5 * math.cos(math.pi * (s - peak) / max(1, num_steps - peak)))
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Margins and correctness of every point."""
     model.eval()
-    logits = torch.cat([model(chunk) for chunk in x.split(batch_size)])
-    return margins_of(logits, y), logits.argmax(1) == y
+    logits = torch.cat([model(chunk.contiguous(memory_format=CHANNELS_LAST)) for chunk in x.split(batch_size)])
+    return margins_of(logits, y), logits.argmax(-1) == y
 
 
 def train_network(build: Callable[[], nn.Module], splits: ResidentSplits, kept: np.ndarray, seed: int,
-                  cfg: TrainConfig) -> tuple[nn.Module, dict[str, float]]:
-    """Train a fresh network on the kept train examples; return it and its data/compute seconds."""
+                  cfg: TrainConfig, loader=None) -> tuple[nn.Module, dict[str, float]]:
+    """Train a fresh network on the kept train examples; return it and its data/compute seconds.
+
+    ``loader`` defaults to the device-resident one over ``splits``."""
     torch.manual_seed(seed)
-    model = build().to(splits.train_x.device)
-    gen = torch.Generator().manual_seed(seed)
-    aug_gen = torch.Generator(device=splits.train_x.device).manual_seed(seed)
-    kept_t = torch.as_tensor(kept, dtype=torch.long, device=splits.train_x.device)
+    model = build().to(splits.train_images.device, memory_format=CHANNELS_LAST)
     data_s = compute_s = 0.0
     if len(kept):
-        batches = batch_order(len(kept), cfg, gen)
+        loader = loader or ResidentLoader(splits)
         optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
                                     weight_decay=cfg.weight_decay)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, len(batches)))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_steps(len(kept), cfg)))
         model.train()
-        for positions in batches:
-            t0 = time.perf_counter()
-            index = kept_t[positions.to(kept_t.device)]
-            x = augment(splits.train_x[index], cfg, aug_gen)
-            y = splits.train_y[index]
+        t0 = time.perf_counter()
+        for x, y in loader.batches(kept, seed, cfg):
             t1 = time.perf_counter()
-            loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
+            loss = F.cross_entropy(model(x.contiguous(memory_format=CHANNELS_LAST)), y,
+                                   label_smoothing=cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -180,20 +127,103 @@ def train_network(build: Callable[[], nn.Module], splits: ResidentSplits, kept: 
             t2 = time.perf_counter()
             data_s += t1 - t0
             compute_s += t2 - t1
+            t0 = t2
     return model, {"data": data_s, "compute": compute_s}
 
 
+def check_margins(margins: np.ndarray, seed: int) -> None:
+    if not np.isfinite(margins).all():
+        raise DivergedError(f"non-finite margins on {int((~np.isfinite(margins)).sum())} of {len(margins)} "
+                            f"targets (training seed {seed}): the model diverged; lower train.lr")
+
+
 def train_model(build: Callable[[], nn.Module], splits: ResidentSplits, kept: np.ndarray, seed: int,
-                cfg: TrainConfig) -> TrainResult:
+                cfg: TrainConfig, loader=None) -> TrainResult:
     """Train a fresh model on the kept train examples; return its target margins and holdout accuracy."""
     start = time.perf_counter()
-    model, timings = train_network(build, splits, kept, seed, cfg)
+    model, timings = train_network(build, splits, kept, seed, cfg, loader)
     t3 = time.perf_counter()
     margins, _ = evaluate(model, splits.target_x, splits.target_y, cfg.eval_batch_size)
     _, correct = evaluate(model, splits.holdout_x, splits.holdout_y, cfg.eval_batch_size)
     margins = margins.float().cpu().numpy()
-    if not np.isfinite(margins).all():
-        raise DivergedError(f"non-finite margins on {int((~np.isfinite(margins)).sum())} of {len(margins)} "
-                            f"targets (training seed {seed}): the model diverged; lower train.lr")
+    check_margins(margins, seed)
     end = time.perf_counter()
     return TrainResult(margins, float(correct.float().mean()), end - start, timings | {"eval": end - t3})
+
+
+def train_models(build: Callable[[], nn.Module], splits: ResidentSplits, kept: list[np.ndarray], seeds: list[int],
+                 cfg: TrainConfig) -> list[TrainResult]:
+    """Train ``len(seeds)`` models in one vectorised pass (:mod:`datamodels.stacking`), model ``k``
+    on the examples ``kept[k]`` with training seed ``seeds[k]``.
+
+    Each model gets what :func:`train_model` would give it: the same initialisation, batches,
+    augmentation and learning-rate schedule, so it differs from its one-at-a-time twin only by
+    floating-point rounding (grouped kernels sum in another order). A model whose mask keeps
+    fewer examples takes fewer steps: after its last one its learning rate is zero and its batch
+    norm statistics are restored to their values at that step. Reported seconds are the pass's,
+    shared equally.
+    """
+    if len(kept) != len(seeds):
+        raise ValueError(f"{len(kept)} kept sets for {len(seeds)} seeds")
+    if len(seeds) == 1 or not all(len(k) for k in kept):
+        # nothing to stack with, or a model without data (it only needs its initialisation)
+        return [train_model(build, splits, k, s, cfg) for k, s in zip(kept, seeds)]
+    start = time.perf_counter()
+    device = splits.train_images.device
+    num = len(seeds)
+    nets = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        nets.append(build())
+    model = stack_networks(nets).to(device, memory_format=CHANNELS_LAST)
+    steps = [total_steps(len(k), cfg) for k in kept]
+    longest = max(steps)
+    loader = ResidentLoader(splits)
+    plans = [loader.plan(k, s, cfg, longest) for k, s in zip(kept, seeds)]
+    index = torch.stack([p[0] for p in plans], dim=1).to(device)  # [steps, K, B]
+    params = {name: torch.stack([p[1][name] for p in plans], dim=1) for name in plans[0][1]}  # [steps, K, ...]
+    schedules = [lr_lambda(cfg, n) for n in steps]
+    lrs = torch.tensor([[cfg.lr * f(s) if s < n else 0.0 for f, n in zip(schedules, steps)] for s in range(longest)],
+                       device=device)
+    optimizer = StackedSGD(model.parameters(), num, cfg.momentum, cfg.weight_decay)
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    final_stats: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+    model.train()
+    b, (c, h, w) = cfg.batch_size, splits.train_images.shape[1:]
+    data_s = compute_s = 0.0
+    for step in range(longest):
+        t0 = time.perf_counter()
+        x = augment(splits.normalise(splits.train_images[index[step]]).view(num * b, c, h, w),
+                    step_params(params, step), cfg)
+        x = x.view(num, b, c, h, w).transpose(0, 1).reshape(b, num * c, h, w).contiguous(memory_format=CHANNELS_LAST)
+        y = splits.train_y[index[step]].T  # [B, K]
+        t1 = time.perf_counter()
+        logits = model(x)  # [B, K, classes]
+        # the sum over models of each model's mean loss: every model gets its own gradient
+        loss = F.cross_entropy(logits.transpose(1, 2), y, label_smoothing=cfg.label_smoothing, reduction="none")
+        optimizer.zero_grad()
+        loss.mean(0).sum().backward()
+        optimizer.step(lrs[step])
+        for k in (k for k, n in enumerate(steps) if n == step + 1 and n < longest):
+            final_stats[k] = [(m.running_mean.view(num, -1)[k].clone(), m.running_var.view(num, -1)[k].clone())
+                              for m in norms]
+        t2 = time.perf_counter()
+        data_s += t1 - t0
+        compute_s += t2 - t1
+    with torch.no_grad():
+        for k, stats in final_stats.items():
+            for m, (mean, var) in zip(norms, stats):
+                m.running_mean.view(num, -1)[k] = mean
+                m.running_var.view(num, -1)[k] = var
+    t3 = time.perf_counter()
+    margins, _ = evaluate(model, splits.target_x.repeat(1, num, 1, 1), splits.target_y[:, None].expand(-1, num),
+                          cfg.eval_batch_size)
+    _, correct = evaluate(model, splits.holdout_x.repeat(1, num, 1, 1), splits.holdout_y[:, None].expand(-1, num),
+                          cfg.eval_batch_size)
+    margins = margins.float().cpu().numpy()  # [T, K]
+    for k, seed in enumerate(seeds):
+        check_margins(margins[:, k], seed)
+    end = time.perf_counter()
+    share = {"data": data_s / num, "compute": compute_s / num, "eval": (end - t3) / num}
+    return [TrainResult(np.ascontiguousarray(margins[:, k]), float(correct[:, k].float().mean()),
+                        (end - start) / num, dict(share)) for k in range(num)]

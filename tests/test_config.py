@@ -15,8 +15,8 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
-@pytest.mark.parametrize("group", ["dataset", "players", "model", "train", "sweep", "fit", "prune", "curate",
-                                   "experiment"])
+@pytest.mark.parametrize("group", ["dataset", "players", "model", "train", "loader", "sweep", "fit", "prune",
+                                   "curate", "experiment"])
 def test_every_group_has_options(group):
     assert options(group), f"conf/{group}/ has no options"
 
@@ -51,6 +51,13 @@ def test_model_options_build(name):
 @pytest.mark.parametrize("name", options("train"))
 def test_train_options(name):
     TrainConfig(**compose_config([f"train={name}"])["train"])
+
+
+@pytest.mark.parametrize("name", options("loader"))
+def test_loader_options(name):
+    from datamodels.loaders import LOADERS
+    loader = compose_config([f"loader={name}"])["loader"]
+    assert loader["name"] == name and name in LOADERS
 
 
 @pytest.mark.parametrize("name", options("sweep"))

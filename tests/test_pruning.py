@@ -89,6 +89,6 @@ def test_el2n_scores_mislabelled_examples_highest(tmp_path):
 def test_evaluation_retrains_with_a_fixed_step_budget(tmp_path):
     run = SweepRun(compose_config(TINY + ["dataset.train=200", "model.width=8", "train.epochs=10"]), tmp_path)
     steps = full_data_steps(run)
-    assert steps == 10 * 7  # 200 examples in batches of 32, 10 epochs
+    assert steps == 63  # 10 epochs of 200 examples in full batches of 32: ceil(2000 / 32)
     accuracies = evaluate_keep_set(run, np.arange(0, 200, 2), seeds=[0, 1, 2], steps=steps)
     assert len(accuracies) == 3 and len(set(accuracies)) > 1 and min(accuracies) > 0.5

@@ -56,10 +56,10 @@ def test_a_shard_resumes_from_its_checkpointed_models_and_merges_them(tiny_confi
 
 
 def test_a_checkpoint_of_another_sweep_is_refused(tiny_config, tmp_path):
-    SweepRun(tiny_config, tmp_path).checkpointed(0, 0)
+    SweepRun(tiny_config, tmp_path).checkpointed_pass(0, [0])
     other = SweepRun(compose_config(TINY + ["train.epochs=3"]), tmp_path)
     with pytest.raises(StoreError, match=r"model-000000.parquet belongs to a different sweep: config_hash="):
-        other.checkpointed(0, 0)
+        other.checkpointed_pass(0, [0])
 
 
 def test_arrays_are_split_below_the_limit_and_failures_resubmitted_by_one_command():
@@ -78,7 +78,7 @@ def test_arrays_are_split_below_the_limit_and_failures_resubmitted_by_one_comman
 def test_status_lists_done_missing_and_checkpointed_shards_with_the_command(tmp_path):
     run_dir = tmp_path / "run"
     run_job("sweep.py", "sweep.shard=1", *TINY, f"run_dir={run_dir}")
-    SweepRun(compose_config(TINY), run_dir).checkpointed(0, 0)
+    SweepRun(compose_config(TINY), run_dir).checkpointed_pass(0, [0])
     out = run_job("status.py", *TINY, f"run_dir={run_dir}").stdout
     assert f"{run_dir}: 1 of 2 shards done (3 of 6 models)" in out
     assert "models checkpointed in unfinished shards: shard 0: 1" in out
