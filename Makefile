@@ -105,9 +105,10 @@ bench-fit: install
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) benchmarks/bench_fit.py $(ARGS)
 
-# Faithfulness against the number of models on a real sweep: 1,000 digits masks x 2 seeds
-# (the noise ceiling), then ProxySPEX and the linear datamodel at growing budgets.
+# Faithfulness against the number of models on a real sweep: the demo's digits players,
+# 1,000 masks x 2 seeds (the noise ceiling), then ProxySPEX and the linear datamodel at
+# growing budgets.
 BENCH_RUN ?= runs/digits-repeats
 bench-fit-digits: install
-	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,16)' hydra/launcher=joblib sweep.num_models=2000 sweep.repeats=2 run_dir=$(BENCH_RUN)
+	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,16)' hydra/launcher=joblib $(DEMO) sweep.num_models=2000 sweep.repeats=2 run_dir=$(BENCH_RUN)
 	$(PY) benchmarks/bench_fit_digits.py --run $(BENCH_RUN) $(ARGS)

@@ -1,6 +1,6 @@
 """Faithfulness on a real digits sweep against the number of models used, and the noise ceiling.
 
-    make bench-fit-digits                     # the 2,000-model sweep (1,000 masks x 2 seeds), then this
+    make bench-fit-digits    # the 2,000-model sweep (demo players, 1,000 masks x 2 seeds), then this
     .venv/bin/python benchmarks/bench_fit_digits.py --run runs/digits-repeats [--budgets 100,200,400,800,1600]
 
 ProxySPEX and the linear datamodel are fitted to the same targets on the first ``b`` models of
@@ -25,7 +25,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", default="runs/digits-repeats", help="a sweep's run folder (sweep.repeats > 1)")
     parser.add_argument("--budgets", default="100,200,400,800,1600", help="models fitted on, comma-separated")
-    parser.add_argument("--targets", type=int, default=40, help="the first this many targets are fitted")
+    parser.add_argument("--targets", type=int, default=200, help="the first this many targets are fitted")
     parser.add_argument("--workers", type=int, default=2, help="fit processes, one thread each")
     args = parser.parse_args()
 
