@@ -227,8 +227,9 @@ def test_a_failing_shard_surfaces_its_error(slurm_cluster, tmp_path):
 @pytest.mark.slow
 def test_a_requeued_job_resumes_from_its_checkpointed_models(slurm_cluster, tmp_path):
     run_dir = tmp_path / "run"
-    # models of about 2 s: the job is still training when it is killed, KillWait (2 s) after the requeue
-    overrides = TINY + ["train.epochs=200", "sweep.num_models=4", "sweep.models_per_shard=4", f"run_dir={run_dir}"]
+    # models of about 4 s (1,000 epochs of the tiny data): the job is still training when it is
+    # killed, KillWait (2 s) plus srun's grace (4 s) after the requeue; it ignores the SIGTERM
+    overrides = TINY + ["train.epochs=1000", "sweep.num_models=4", "sweep.models_per_shard=4", f"run_dir={run_dir}"]
     sweep = subprocess.Popen(["make", "sweep", "SHARDS=1", "CPUS=1", "MEM=1", f"ARGS={' '.join(overrides)}"],
                              cwd=ROOT, env=slurm_cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True)
