@@ -207,9 +207,10 @@ class SweepRun:
     def checkpointed_pass(self, shard: int, model_indices) -> list[ModelRecord]:
         """The models of one pass from their checkpoints, or trained and each checkpointed."""
         paths = [checkpoint_path(self.shard_dir, shard, i) for i in model_indices]
-        if all(path.exists() for path in paths):
-            for path in paths:
-                check_identity(path, read_shard_meta(path), self.meta)
+        found = [path for path in paths if path.exists()]
+        for path in found:
+            check_identity(path, read_shard_meta(path), self.meta)
+        if len(found) == len(paths):
             return [read_models(path, self.n)[0] for path in paths]
         records = self.train_pass(model_indices)
         for path, record in zip(paths, records):
