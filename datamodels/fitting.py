@@ -44,8 +44,14 @@ def r2(y, pred) -> float:
 
 
 def spearman(y, pred) -> float:
-    """Spearman rank correlation: the linear datamodeling score (LDS) of Ilyas et al. / TRAK."""
+    """Spearman rank correlation: the linear datamodeling score (LDS) of Ilyas et al. / TRAK.
+
+    A constant prediction (e.g. an L1 fit that kept no feature) ranks nothing: its score is 0,
+    not NaN, so that medians over targets count it instead of skipping it.
+    """
     ranks = pd.DataFrame({"y": y, "pred": pred}).rank()
+    if ranks["pred"].nunique() == 1:
+        return 0.0
     return float(np.corrcoef(ranks["y"], ranks["pred"])[0, 1])
 
 

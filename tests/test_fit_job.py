@@ -123,6 +123,7 @@ def test_metrics():
     y = np.array([1.0, 2.0, 3.0, 4.0])
     assert r2(y, y) == 1.0 and r2(y, np.full(4, y.mean())) == 0.0
     assert spearman(y, y**3) == pytest.approx(1.0) and spearman(y, -y) == pytest.approx(-1.0)
+    assert spearman(y, np.full(4, 2.5)) == 0.0
     rng = np.random.default_rng(0)
     means = rng.normal(0, 1, 4000)
     ids = np.repeat(np.arange(4000), 3)
