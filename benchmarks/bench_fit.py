@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_fit.py [--grid 100:500,2000 1000:500] [--noise 0.5] [--strength 1]
 
-Planted games in the data-attribution regime (``datamodels.interactions.planted_game``: dense
+Planted games in the data-attribution regime (``datamodels.planted.planted_game``: dense
 small mains on every player, 2 synergy pairs, 2 redundancy pairs, 1 triple) plus Gaussian seed
 noise at ``--noise`` times the signal's standard deviation. shapiq 1.4.1 (the ``bench`` extra)
 runs with its defaults (``index="FBII"``, ``max_order=3``) and samples the masks itself; every
@@ -28,7 +28,8 @@ from importlib.metadata import version  # noqa: E402
 import numpy as np  # noqa: E402
 
 from datamodels.fitting import r2  # noqa: E402
-from datamodels.interactions import LinearDatamodel, ProxySPEX, mobius_predict, planted_game  # noqa: E402
+from datamodels.interactions import LinearDatamodel, ProxySPEX, mobius_predict  # noqa: E402
+from datamodels.planted import planted_game  # noqa: E402
 
 HELDOUT = 5000
 MAX_ORDER = 3

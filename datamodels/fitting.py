@@ -1,13 +1,16 @@
 """The fit stage: split a sweep's models, fit every target, judge on held-out models, save.
 
-Reads ``<run_dir>/shards/`` (:func:`datamodels.store.load_sweep`) and writes, atomically and
-only after every fit succeeded:
+Reads the run's fit-ready layout (:mod:`datamodels.fit_ready`: packed masks and target-major
+margins, memory-mapped; built from ``<run_dir>/shards/`` when missing) and writes, atomically
+and only after every fit succeeded:
 
 - ``<run_dir>/fit/interactions.parquet``: one row per (target, method, non-constant Möbius
   term): target, members (list of players), order, mobius, kind (main / synergy / redundancy,
   see :func:`datamodels.interactions.interaction_table`), method;
 - ``<run_dir>/fit/fit_metrics.parquet``: one row per (target, method): r2, spearman (LDS),
-  noise_ceiling (NaN without repeated masks), r2_fraction_of_ceiling, models_used, seconds.
+  noise_ceiling (NaN without repeated masks), r2_fraction_of_ceiling, models_used, seconds,
+  working_set (players the fit looked at: all ``n``, or the screened ones plus those the KKT
+  check added), kkt_added.
 
 Rows of other methods, and of this method's other targets, already in those files are kept,
 so ``fit=proxyspex`` and ``fit=linear`` runs accumulate side by side for comparison.
@@ -26,8 +29,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .interactions import _check_masks, fit_targets, interaction_table, make_estimator
-from .store import StoreError, load_sweep, read_frame, read_shard_meta, shard_files, write_frame
+from .fit_ready import open_fit_ready
+from .interactions import interaction_table, iter_fit_targets, make_estimator
+from .packed import as_packed
+from .store import StoreError, collect_run, read_frame, write_frame
 
 STAGE = "fit (jobs/fit.py)"
 FILES = ("interactions.parquet", "fit_metrics.parquet")
@@ -94,21 +99,25 @@ def heldout_split(mask_id, fraction: float, seed: int) -> np.ndarray:
 
 def fit_and_evaluate(masks, margins, mask_id, method: str, params: dict | None = None,
                      target_ids=None, heldout_fraction: float = 0.2, split_seed: int = 0,
-                     workers: int = 1, progress: bool = True, fit_models: int | None = None):
-    """Fit ``method`` to every column of ``margins`` on the fit split; judge it on held-out models.
+                     workers: int = 1, progress: bool = True, fit_models: int | None = None,
+                     columns=None):
+    """Fit ``method`` to columns of ``margins`` on the fit split; judge it on held-out models.
 
-    ``target_ids`` names the columns in the output (default ``0..T-1``), for margins that hold
-    a subset of a sweep's targets. ``fit_models`` fits on only the first that many models of
-    the fit split, judged on the same held-out models (learning curves).
+    ``masks``: bool or 0/1 ``[m, n]``, or :class:`~datamodels.packed.PackedMasks` (memory-mapped
+    at scale); ``margins``: array-like ``[m, T]`` (a transposed target-major memory map reads
+    one target at a time). ``columns`` picks the columns to fit (default all); ``target_ids``
+    names columns in the output (default their index), for margins that hold a subset of a
+    sweep's targets. ``fit_models`` fits on only the first that many models of the fit split,
+    judged on the same held-out models (learning curves).
 
-    Returns ``(interactions, metrics)`` DataFrames: interactions has one row per non-constant
-    Möbius term (target, members, order, mobius, kind, method); metrics one row per target
-    (target, method, r2, spearman, noise_ceiling, r2_fraction_of_ceiling, models_used,
-    seconds). The noise ceiling uses all models' repeats (NaN when no mask is repeated).
+    Returns ``(interactions, metrics)`` DataFrames sorted by target: interactions has one row
+    per non-constant Möbius term (target, members, order, mobius, kind, method); metrics one
+    row per target (target, method, r2, spearman, noise_ceiling, r2_fraction_of_ceiling,
+    models_used, seconds, working_set, kkt_added). The noise ceiling uses all models' repeats
+    (NaN when no mask is repeated).
     """
     estimator = make_estimator(method, **(params or {}))
-    masks = _check_masks(masks, "masks")
-    margins = np.asarray(margins)
+    masks = as_packed(masks, "masks")
     held = heldout_split(mask_id, heldout_fraction, split_seed)
     if held.all() or not held.any():
         raise ValueError(
@@ -121,40 +130,47 @@ def fit_and_evaluate(masks, margins, mask_id, method: str, params: dict | None =
         if not 0 < fit_models <= len(used):
             raise ValueError(f"fit_models={fit_models}: the fit split has {len(used)} models")
         used = used[:fit_models]
-    fits = fit_targets(estimator, masks[used], margins[used], n_jobs=workers, progress=progress)
+    held_masks = masks[held]
     tables, rows = [], []
-    for fit in fits:
-        y_held = margins[held, fit.target]
-        pred = fit.estimator.predict(masks[held])
-        ceiling = noise_ceiling(margins[:, fit.target], mask_id)
-        score = r2(y_held, pred)
-        rows.append((target_ids[fit.target], method, score, spearman(y_held, pred), ceiling,
-                     score / ceiling, len(used), fit.seconds))
+    for fit in iter_fit_targets(estimator, masks, margins, columns, used, workers, progress=progress):
+        y = np.asarray(margins[:, fit.target], dtype=float)
+        pred = fit.estimator.predict(held_masks)
+        ceiling = noise_ceiling(y, mask_id)
+        score = r2(y[held], pred)
+        rows.append((target_ids[fit.target], method, score, spearman(y[held], pred), ceiling,
+                     score / ceiling, len(used), fit.seconds, len(fit.estimator.players_),
+                     fit.estimator.kkt_added_))
         table = interaction_table(fit.estimator.mobius_)
         tables.append(table.assign(target=target_ids[fit.target], method=method))
     metrics = pd.DataFrame(rows, columns=["target", "method", "r2", "spearman", "noise_ceiling",
-                                          "r2_fraction_of_ceiling", "models_used", "seconds"])
+                                          "r2_fraction_of_ceiling", "models_used", "seconds", "working_set",
+                                          "kkt_added"])
     columns = ["target", "members", "order", "mobius", "kind", "method"]
-    return pd.concat(tables, ignore_index=True)[columns], metrics
+    interactions = pd.concat(tables, ignore_index=True)[columns]
+    return (interactions.sort_values("target", kind="stable", ignore_index=True),
+            metrics.sort_values("target", kind="stable", ignore_index=True))
 
 
-def select_targets(shard_dir, targets=None, start=None, stop=None) -> list[int] | None:
-    """Target columns to fit: a list, a ``start``..``stop - 1`` range, or ``None`` for all.
+def select_targets(run_dir, targets=None, start=None, stop=None) -> list[int]:
+    """Target columns to fit: a list, a ``start``..``stop - 1`` range, or every target.
 
-    ``stop`` defaults to the sweep's ``T`` (read from a shard's metadata, not its margins).
+    Checked against the run's ``T`` (its ``run.json``): an error names the setting at fault.
     """
+    T = collect_run(run_dir)[0]["T"]
     if targets is not None:
         if start is not None or stop is not None:
             raise ValueError("fit: give either targets or start/stop, not both")
-        return [int(t) for t in targets]
-    if start is None and stop is None:
-        return None
-    if stop is None:
-        shards, _ = shard_files(shard_dir)
-        if not shards:
-            return None  # load_sweep says what is missing
-        stop = read_shard_meta(shards[0])["T"]
-    return list(range(start or 0, stop))
+        chosen = [int(t) for t in targets]
+        outside = [t for t in chosen if not 0 <= t < T]
+        if outside:
+            raise ValueError(f"fit.targets: {outside[:5]} outside 0..{T - 1} (the sweep has T={T} targets)")
+        return chosen
+    start = 0 if start is None else start
+    stop = T if stop is None else stop
+    if not 0 <= start < stop <= T:
+        raise ValueError(f"fit.start={start}, fit.stop={stop}: the range must lie in 0..{T} with start < stop "
+                         f"(the sweep has T={T} targets)")
+    return list(range(start, stop))
 
 
 def save_fit(fit_dir, interactions: pd.DataFrame, metrics: pd.DataFrame, meta: dict):
@@ -179,14 +195,14 @@ def save_fit(fit_dir, interactions: pd.DataFrame, metrics: pd.DataFrame, meta: d
 
 
 def _fit(run_dir, method: str, params, targets, heldout_fraction, split_seed, workers, progress):
-    """Fit the ``targets`` columns (None: all) of a run's sweep: both tables and their metadata."""
+    """Fit the ``targets`` columns of a run's sweep: both tables and their metadata."""
     make_estimator(method, **(params or {}))  # an unknown method or parameter fails before any reading
-    sweep = load_sweep(Path(run_dir) / "shards", targets=targets)
+    ready = open_fit_ready(run_dir, progress=progress)
     interactions, metrics = fit_and_evaluate(
-        sweep.masks, sweep.margins, sweep.mask_id, method, params, sweep.targets,
-        heldout_fraction, split_seed, workers, progress)
-    meta = {"fingerprint": sweep.meta["fingerprint"], "n": sweep.meta["n"],
-            "T": sweep.meta["T"], "config_hash": sweep.meta.get("config_hash"),
+        ready.masks, ready.margins.T, ready.mask_id, method, params, None,
+        heldout_fraction, split_seed, workers, progress, columns=targets)
+    meta = {"fingerprint": ready.meta["fingerprint"], "n": ready.meta["n"],
+            "T": ready.meta["T"], "config_hash": ready.meta.get("config_hash"),
             "methods": {method: {"params": params or {}, "heldout_fraction": heldout_fraction,
                                  "split_seed": split_seed}}}
     return interactions, metrics, meta
@@ -196,9 +212,9 @@ def run_fit(run_dir, method: str, params: dict | None = None, targets=None, star
             heldout_fraction: float = 0.2, split_seed: int = 0, workers: int = 1,
             progress: bool = True):
     """The whole stage for one run folder; returns both tables and the written paths."""
-    shard_dir = Path(run_dir) / "shards"
-    interactions, metrics, meta = _fit(run_dir, method, params, select_targets(shard_dir, targets, start, stop),
-                                       heldout_fraction, split_seed, workers, progress)
+    chosen = select_targets(run_dir, targets, start, stop)
+    interactions, metrics, meta = _fit(run_dir, method, params, chosen, heldout_fraction, split_seed, workers,
+                                       progress)
     return interactions, metrics, save_fit(Path(run_dir) / "fit", interactions, metrics, meta)
 
 
@@ -219,11 +235,7 @@ def run_fit_part(run_dir, part: int, parts: int, method: str, params: dict | Non
     paths = part_paths(run_dir, method, part)
     if all(p.exists() for p in paths):
         return None
-    shard_dir = Path(run_dir) / "shards"
-    # start 0 makes "every target" an explicit range, to be split; None is left only without shards
-    selected = select_targets(shard_dir, targets, start if targets is not None else start or 0, stop)
-    if selected is None:
-        load_sweep(shard_dir)  # raises, saying that the sweep has no shards
+    selected = select_targets(run_dir, targets, start, stop)
     chosen = [int(t) for t in np.array_split(np.asarray(selected), parts)[part]]
     if not chosen:
         raise ValueError(f"fit.parts={parts} is more than the {len(selected)} targets to fit")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from datamodels.fitting import r2
+from datamodels.planted import planted_game
 from datamodels.interactions import (
     LinearDatamodel,
     ProxySPEX,
@@ -20,7 +21,6 @@ from datamodels.interactions import (
     make_estimator,
     mobius_predict,
     mobius_to_fourier,
-    planted_game,
     shapley_interaction_index,
     shapley_values,
 )

@@ -1,0 +1,154 @@
+"""L1 regression with intercept from sufficient statistics: one Gram per target, any fold, any columns.
+
+Every surrogate of this package is an L1 regression (scikit-learn's ``Lasso`` objective,
+``(1/2m) ||y - b - F w||^2 + alpha ||w||_1``) of one target's margin on 0/1 features: players of
+the working set and products of them. :class:`GramLasso` computes, once per target and per
+cross-validation fold ``f``, the cross-products ``F_f^T F_f``, ``F_f^T y``, column sums and the
+sums of ``y``. From these alone it solves the Lasso at any penalty, on any subset of the
+columns, on all models or on the training models of any fold (coordinate descent on the
+centred Gram: scikit-learn's ``lasso_path`` with a precomputed Gram), and scores any
+coefficients on a held-out fold. So cross-validation over ``K`` folds costs one Gram, where
+``LassoCV`` computes one per fold plus one for the final fit, and the many refits of ProxySPEX's
+tests cost no pass over the models at all.
+
+The Gram of 0/1 features is computed in float32 and is exact (its entries are counts below
+2^24); everything after it is float64. Written here because scikit-learn's estimators take the
+design matrix, not its statistics, and recompute the Gram for every fold and every refit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.linear_model import lasso_path
+
+MAX_ITER, TOL = 5000, 1e-4
+_EXACT_FLOAT32_COUNTS = 2**24
+
+
+class GramLasso:
+    """Sufficient statistics of ``(features, y)`` per fold, and Lasso fits from them.
+
+    ``features`` is a 0/1 (or bool) array ``[m, p]``; ``folds`` gives each row's fold
+    ``0..K-1``. Columns are addressed by their index in ``features`` (and in later
+    :meth:`add_columns`).
+    """
+
+    def __init__(self, features: np.ndarray, y: np.ndarray, folds: np.ndarray):
+        self._y_mean = float(np.mean(y))
+        self._y = np.asarray(y, dtype=float) - self._y_mean  # centred: the expanded sums keep their precision
+        self._folds = [np.flatnonzero(folds == f) for f in range(int(folds.max()) + 1)]
+        self._F = np.zeros((len(self._y), 0), dtype=bool)
+        self._n = np.array([len(rows) for rows in self._folds], dtype=float)
+        self._sy = np.array([self._y[rows].sum() for rows in self._folds])
+        self._syy = np.array([self._y[rows] @ self._y[rows] for rows in self._folds])
+        self._sx = np.zeros((len(self._folds), 0))
+        self._xy = np.zeros((len(self._folds), 0))
+        self._G = np.zeros((len(self._folds), 0, 0))
+        self._G_total = np.zeros((0, 0))
+        self.add_columns(features)
+
+    @property
+    def n_columns(self) -> int:
+        return self._F.shape[1]
+
+    def add_columns(self, features: np.ndarray) -> np.ndarray:
+        """Append 0/1 columns; returns their indices. Costs their products with every column."""
+        new = np.asarray(features, dtype=bool)
+        dtype = np.float32 if len(new) < _EXACT_FLOAT32_COUNTS else np.float64
+        p, q = self.n_columns, new.shape[1]
+        G = np.zeros((len(self._folds), p + q, p + q))
+        G[:, :p, :p] = self._G
+        sx, xy = [], []
+        for f, rows in enumerate(self._folds):
+            old, fresh = self._F[rows].astype(dtype), new[rows].astype(dtype)
+            cross = (old.T @ fresh).astype(float)
+            G[f, :p, p:], G[f, p:, :p] = cross, cross.T
+            G[f, p:, p:] = fresh.T @ fresh
+            sx.append(fresh.sum(axis=0, dtype=float))
+            xy.append(fresh.T.astype(float) @ self._y[rows])
+        self._G, self._G_total = G, G.sum(axis=0)
+        self._sx = np.hstack([self._sx, np.array(sx).reshape(len(self._folds), q)])
+        self._xy = np.hstack([self._xy, np.array(xy).reshape(len(self._folds), q)])
+        self._F = np.hstack([self._F, new])
+        return np.arange(p, p + q)
+
+    def _centred(self, cols, held_out: int | None):
+        """Centred Gram, ``X^T y``, ``||y||^2``, means and count of the training models."""
+        train = np.ones(len(self._folds), dtype=bool)
+        if held_out is not None:
+            train[held_out] = False
+        n, sy, syy = self._n[train].sum(), self._sy[train].sum(), self._syy[train].sum()
+        sx, xy = self._sx[train][:, cols].sum(axis=0), self._xy[train][:, cols].sum(axis=0)
+        square = np.ix_(cols, cols)
+        G = self._G_total[square] - (0 if held_out is None else self._G[held_out][square])
+        mu, y_bar = sx / n, sy / n
+        return G - n * np.outer(mu, mu), xy - mu * sy, syy - n * y_bar**2, mu, y_bar, int(n)
+
+    def path(self, cols, alphas, held_out: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Coefficients ``[len(alphas), len(cols)]`` and intercepts along ``alphas`` (descending).
+
+        Fitted on every model, or on all folds but ``held_out``.
+        """
+        cols = np.asarray(cols, dtype=np.int64)
+        alphas = np.asarray(alphas, dtype=float)
+        if len(cols) == 0:
+            _, _, _, _, y_bar, _ = self._centred(cols, held_out)
+            return np.zeros((len(alphas), 0)), np.full(len(alphas), y_bar + self._y_mean)
+        gram, xy, yy, mu, y_bar, n = self._centred(cols, held_out)
+        # lasso_path with a precomputed Gram reads X for its shape only and y for its norm (the
+        # duality-gap tolerance): a zero-stride X and a one-entry y of that norm stand in for
+        # the data. tests/test_lasso.py checks the results against scikit-learn's Lasso.
+        shape_only = np.broadcast_to(np.zeros((1, 1)), (n, len(cols)))
+        y_norm = np.zeros(n)
+        y_norm[0] = np.sqrt(max(yy, 0.0))
+        _, coefs, _ = lasso_path(shape_only, y_norm, alphas=alphas, precompute=np.ascontiguousarray(gram),
+                                 Xy=np.ascontiguousarray(xy), check_input=False, max_iter=MAX_ITER, tol=TOL)
+        coefs = coefs.T
+        return coefs, y_bar - coefs @ mu + self._y_mean
+
+    def fit(self, cols, alpha: float) -> tuple[np.ndarray, float]:
+        """``(coef, intercept)`` of the Lasso at ``alpha`` on every model."""
+        coefs, intercepts = self.path(cols, [alpha])
+        return coefs[0], float(intercepts[0])
+
+    def alpha_grid(self, cols, n_alphas: int, eps: float = 1e-3) -> np.ndarray:
+        """scikit-learn's grid: ``n_alphas`` values from the smallest all-zero penalty down ``eps``."""
+        _, xy, _, _, _, n = self._centred(np.asarray(cols, dtype=np.int64), None)
+        top = np.abs(xy).max() / n if len(xy) else 0.0
+        top = top if top > 0 else np.finfo(float).resolution
+        return np.geomspace(top, top * eps, n_alphas)
+
+    def cv(self, cols, alphas) -> tuple[float, np.ndarray, float]:
+        """``(alpha, coef, intercept)``: the penalty of least mean held-out squared error over
+        the folds (the first on ties, as ``LassoCV``), refitted on every model."""
+        cols = np.asarray(cols, dtype=np.int64)
+        alphas = np.sort(np.asarray(alphas, dtype=float))[::-1]
+        mse = np.zeros(len(alphas))
+        for f in range(len(self._folds)):
+            coefs, intercepts = self.path(cols, alphas, held_out=f)
+            b = intercepts - self._y_mean  # on the centred y of the statistics
+            G = self._G[f][np.ix_(cols, cols)]
+            sse = (self._syy[f] - 2 * b * self._sy[f] - 2 * coefs @ self._xy[f, cols] + self._n[f] * b**2
+                   + 2 * b * (coefs @ self._sx[f, cols]) + np.einsum("ap,pq,aq->a", coefs, G, coefs))
+            mse += sse / self._n[f]
+        alpha = float(alphas[np.argmin(mse)])
+        return (alpha, *self.fit(cols, alpha))
+
+    def residual(self, cols, coef, intercept: float) -> np.ndarray:
+        """``y - intercept - F[:, cols] @ coef`` on every model (only the non-zero columns are read)."""
+        coef = np.asarray(coef, dtype=float)
+        used = np.flatnonzero(coef)
+        pred = self._F[:, np.asarray(cols)[used]].astype(float) @ coef[used]
+        return self._y + self._y_mean - intercept - pred
+
+
+def fold_ids(models: int, cv: int, random_state) -> np.ndarray:
+    """The cross-validation fold of each model: shuffled ``KFold`` splits, as ``LassoCV`` takes them."""
+    from sklearn.model_selection import KFold
+
+    if not 2 <= cv <= models:
+        raise ValueError(f"cv={cv} folds need 2 <= cv <= the {models} models fitted")
+    folds = np.empty(models, dtype=np.int64)
+    for fold, (_, held) in enumerate(KFold(cv, shuffle=True, random_state=random_state).split(np.empty(models))):
+        folds[held] = fold
+    return folds

@@ -1,0 +1,51 @@
+"""L1 regression from sufficient statistics against scikit-learn's LassoCV and Lasso."""
+
+import numpy as np
+import pytest
+from sklearn.linear_model import Lasso, LassoCV
+from sklearn.model_selection import KFold
+
+from datamodels.interactions.lasso import GramLasso, fold_ids
+
+
+def data(m, p, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.random((m, p)) < 0.5
+    y = 3.0 + X[:, :8] @ rng.normal(size=8) + 2 * X[:, 0] * X[:, 1] + rng.normal(size=m)
+    return X, y
+
+
+@pytest.mark.parametrize("m, p", [(400, 30), (2000, 150), (150, 300)])
+def test_cross_validated_path_is_lassocv(m, p):
+    X, y = data(m, p)
+    folds = fold_ids(m, 5, random_state=0)
+    reference = LassoCV(alphas=40, cv=KFold(5, shuffle=True, random_state=0), precompute=True, max_iter=5000,
+                        tol=1e-4).fit(X.astype(float), y)
+    gram = GramLasso(X, y, folds)
+    cols = np.arange(p)
+    grid = gram.alpha_grid(cols, 40)
+    np.testing.assert_allclose(grid, reference.alphas_, rtol=1e-12)
+    alpha, coef, intercept = gram.cv(cols, grid)
+    assert alpha == pytest.approx(reference.alpha_, rel=1e-12)
+    np.testing.assert_allclose(coef, reference.coef_, atol=1e-6)
+    assert intercept == pytest.approx(reference.intercept_, abs=1e-6)
+
+
+def test_added_columns_and_subsets_fit_like_lasso_on_that_design():
+    X, y = data(1500, 40, seed=1)
+    gram = GramLasso(X[:, :30], y, np.zeros(1500, dtype=np.int64))
+    pair = X[:, [0]] & X[:, [1]]
+    added = gram.add_columns(np.hstack([X[:, 30:], pair]))
+    assert list(added) == list(range(30, 41))
+    cols = np.array([0, 1, 2, 35, 40])
+    design = np.hstack([X, pair])[:, cols].astype(float)
+    reference = Lasso(0.01, precompute=True, max_iter=5000, tol=1e-4).fit(design, y)
+    coef, intercept = gram.fit(cols, 0.01)
+    np.testing.assert_allclose(coef, reference.coef_, atol=1e-5)
+    assert intercept == pytest.approx(reference.intercept_, abs=1e-5)
+    np.testing.assert_allclose(gram.residual(cols, coef, intercept), y - design @ coef - intercept, atol=1e-9)
+
+
+def test_fold_count_is_checked():
+    with pytest.raises(ValueError, match="cv=1 folds need 2 <= cv <= the 30 models"):
+        fold_ids(30, 1, 0)
