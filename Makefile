@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SHARDS ?= 8
 ARGS ?=
 
-.PHONY: install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits
+.PHONY: install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -112,3 +112,8 @@ BENCH_RUN ?= runs/digits-repeats
 bench-fit-digits: install
 	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,16)' hydra/launcher=joblib $(DEMO) sweep.num_models=2000 sweep.repeats=2 run_dir=$(BENCH_RUN)
 	$(PY) benchmarks/bench_fit_digits.py --run $(BENCH_RUN) $(ARGS)
+
+# The fit stage at CIFAR-10 scale on planted sweeps (n up to 50,000 players, 10^5 models):
+# memory of the process tree, seconds per target, faithfulness; sweeps under runs/bench-scale.
+bench-scale: install
+	$(PY) benchmarks/bench_scale.py $(ARGS)

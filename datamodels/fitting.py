@@ -10,7 +10,9 @@ and only after every fit succeeded:
 - ``<run_dir>/fit/fit_metrics.parquet``: one row per (target, method): r2, spearman (LDS),
   noise_ceiling (NaN without repeated masks), r2_fraction_of_ceiling, models_used, seconds,
   working_set (players the fit looked at: all ``n``, or the screened ones plus those the KKT
-  check added), kkt_added.
+  check added), kkt_added, penalty_at_floor (the L1 penalty wanted to go below what the
+  working set stands for: a larger ``fit.params.screen_k`` would fit the target better; see
+  :mod:`datamodels.interactions.screening`).
 
 Rows of other methods, and of this method's other targets, already in those files are kept,
 so ``fit=proxyspex`` and ``fit=linear`` runs accumulate side by side for comparison.
@@ -113,7 +115,7 @@ def fit_and_evaluate(masks, margins, mask_id, method: str, params: dict | None =
     Returns ``(interactions, metrics)`` DataFrames sorted by target: interactions has one row
     per non-constant Möbius term (target, members, order, mobius, kind, method); metrics one
     row per target (target, method, r2, spearman, noise_ceiling, r2_fraction_of_ceiling,
-    models_used, seconds, working_set, kkt_added). The noise ceiling uses all models' repeats
+    models_used, seconds, working_set, kkt_added, penalty_at_floor). The noise ceiling uses all models' repeats
     (NaN when no mask is repeated).
     """
     estimator = make_estimator(method, **(params or {}))
@@ -139,12 +141,12 @@ def fit_and_evaluate(masks, margins, mask_id, method: str, params: dict | None =
         score = r2(y[held], pred)
         rows.append((target_ids[fit.target], method, score, spearman(y[held], pred), ceiling,
                      score / ceiling, len(used), fit.seconds, len(fit.estimator.players_),
-                     fit.estimator.kkt_added_))
+                     fit.estimator.kkt_added_, fit.estimator.penalty_at_floor_))
         table = interaction_table(fit.estimator.mobius_)
         tables.append(table.assign(target=target_ids[fit.target], method=method))
     metrics = pd.DataFrame(rows, columns=["target", "method", "r2", "spearman", "noise_ceiling",
                                           "r2_fraction_of_ceiling", "models_used", "seconds", "working_set",
-                                          "kkt_added"])
+                                          "kkt_added", "penalty_at_floor"])
     columns = ["target", "members", "order", "mobius", "kind", "method"]
     interactions = pd.concat(tables, ignore_index=True)[columns]
     return (interactions.sort_values("target", kind="stable", ignore_index=True),
@@ -287,6 +289,9 @@ def summary(interactions: pd.DataFrame, metrics: pd.DataFrame) -> str:
     """Median faithfulness per method and the strongest synergy and redundancy pair."""
     lines = [f"{method}: {len(rows)} targets, median held-out R^2 {rows['r2'].median():.3f}, "
              f"median Spearman (LDS) {rows['spearman'].median():.3f}"
+             + (f"; {rows['penalty_at_floor'].sum()} held at the penalty floor of their working set of "
+                f"{rows['working_set'].median():.0f} players (a larger fit.params.screen_k fits them better)"
+                if rows["penalty_at_floor"].any() else "")
              for method, rows in metrics.groupby("method")]
     pairs = interactions[interactions["order"] == 2]
     for kind in ("synergy", "redundancy"):

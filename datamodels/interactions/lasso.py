@@ -11,8 +11,8 @@ coefficients on a held-out fold. So cross-validation over ``K`` folds costs one 
 ``LassoCV`` computes one per fold plus one for the final fit, and the many refits of ProxySPEX's
 tests cost no pass over the models at all.
 
-The Gram of 0/1 features is computed in float32 and is exact (its entries are counts below
-2^24); everything after it is float64. Written here because scikit-learn's estimators take the
+The Gram of 0/1 features is computed and kept in float32, which is exact (its entries are
+counts below 2^24) and halves the memory of the ``K`` fold Grams; everything after it is float64. Written here because scikit-learn's estimators take the
 design matrix, not its statistics, and recompute the Gram for every fold and every refit.
 """
 
@@ -23,6 +23,7 @@ from sklearn.linear_model import lasso_path
 
 MAX_ITER, TOL = 5000, 1e-4
 _EXACT_FLOAT32_COUNTS = 2**24
+_CHUNK_VALUES = 1 << 22  # residuals are computed in row chunks of about this many float64 values
 
 
 class GramLasso:
@@ -43,7 +44,7 @@ class GramLasso:
         self._syy = np.array([self._y[rows] @ self._y[rows] for rows in self._folds])
         self._sx = np.zeros((len(self._folds), 0))
         self._xy = np.zeros((len(self._folds), 0))
-        self._G = np.zeros((len(self._folds), 0, 0))
+        self._G = np.zeros((len(self._folds), 0, 0), dtype=np.float32)
         self._G_total = np.zeros((0, 0))
         self.add_columns(features)
 
@@ -56,16 +57,16 @@ class GramLasso:
         new = np.asarray(features, dtype=bool)
         dtype = np.float32 if len(new) < _EXACT_FLOAT32_COUNTS else np.float64
         p, q = self.n_columns, new.shape[1]
-        G = np.zeros((len(self._folds), p + q, p + q))
+        G = np.zeros((len(self._folds), p + q, p + q), dtype=dtype)
         G[:, :p, :p] = self._G
         sx, xy = [], []
         for f, rows in enumerate(self._folds):
             old, fresh = self._F[rows].astype(dtype), new[rows].astype(dtype)
-            cross = (old.T @ fresh).astype(float)
+            cross = old.T @ fresh
             G[f, :p, p:], G[f, p:, :p] = cross, cross.T
             G[f, p:, p:] = fresh.T @ fresh
             sx.append(fresh.sum(axis=0, dtype=float))
-            xy.append(fresh.T.astype(float) @ self._y[rows])
+            xy.append(self._y[rows] @ fresh)
         self._G, self._G_total = G, G.sum(axis=0)
         self._sx = np.hstack([self._sx, np.array(sx).reshape(len(self._folds), q)])
         self._xy = np.hstack([self._xy, np.array(xy).reshape(len(self._folds), q)])
@@ -80,7 +81,7 @@ class GramLasso:
         n, sy, syy = self._n[train].sum(), self._sy[train].sum(), self._syy[train].sum()
         sx, xy = self._sx[train][:, cols].sum(axis=0), self._xy[train][:, cols].sum(axis=0)
         square = np.ix_(cols, cols)
-        G = self._G_total[square] - (0 if held_out is None else self._G[held_out][square])
+        G = self._G_total[square].astype(float) - (0 if held_out is None else self._G[held_out][square])
         mu, y_bar = sx / n, sy / n
         return G - n * np.outer(mu, mu), xy - mu * sy, syy - n * y_bar**2, mu, y_bar, int(n)
 
@@ -127,7 +128,7 @@ class GramLasso:
         for f in range(len(self._folds)):
             coefs, intercepts = self.path(cols, alphas, held_out=f)
             b = intercepts - self._y_mean  # on the centred y of the statistics
-            G = self._G[f][np.ix_(cols, cols)]
+            G = self._G[f][np.ix_(cols, cols)].astype(float)
             sse = (self._syy[f] - 2 * b * self._sy[f] - 2 * coefs @ self._xy[f, cols] + self._n[f] * b**2
                    + 2 * b * (coefs @ self._sx[f, cols]) + np.einsum("ap,pq,aq->a", coefs, G, coefs))
             mse += sse / self._n[f]
@@ -138,7 +139,10 @@ class GramLasso:
         """``y - intercept - F[:, cols] @ coef`` on every model (only the non-zero columns are read)."""
         coef = np.asarray(coef, dtype=float)
         used = np.flatnonzero(coef)
-        pred = self._F[:, np.asarray(cols)[used]].astype(float) @ coef[used]
+        columns, pred = np.asarray(cols)[used], np.empty(len(self._y))
+        step = max(256, _CHUNK_VALUES // max(len(used), 1))
+        for start in range(0, len(pred), step):  # no [m, p] float copy
+            pred[start:start + step] = self._F[start:start + step, columns].astype(float) @ coef[used]
         return self._y + self._y_mean - intercept - pred
 
 
@@ -152,3 +156,12 @@ def fold_ids(models: int, cv: int, random_state) -> np.ndarray:
     for fold, (_, held) in enumerate(KFold(cv, shuffle=True, random_state=random_state).split(np.empty(models))):
         folds[held] = fold
     return folds
+
+
+def cv_above(gram: GramLasso, cols, alphas, floor: float):
+    """``((alpha, coef, intercept), at_floor)``: :meth:`GramLasso.cv` over the ``alphas`` not
+    below ``floor``; ``at_floor`` when the best is the smallest of them and some were left out."""
+    allowed = alphas[alphas >= floor]
+    allowed = allowed if len(allowed) else alphas[:1]
+    fit = gram.cv(cols, allowed)
+    return fit, bool(len(allowed) < len(alphas) and fit[0] == allowed.min())

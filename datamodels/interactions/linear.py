@@ -6,27 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..packed import PackedMasks
-from .lasso import GramLasso, fold_ids
 from .surrogate import _MobiusSurrogate
-
-
-def fit_linear(columns: np.ndarray, y: np.ndarray, cv: int, n_alphas: int, random_state, floor: float = 0.0):
-    """``(gram, (alpha, coef, intercept), at_floor)``: L1 regression of ``y`` on the bool
-    ``columns``, penalty by ``cv``-fold cross-validation along scikit-learn's grid of
-    ``n_alphas`` values, those below ``floor`` left out (:mod:`.screening`)."""
-    gram = GramLasso(columns, y, fold_ids(len(y), cv, random_state))
-    mains = np.arange(columns.shape[1])
-    fit, at_floor = cv_above(gram, mains, gram.alpha_grid(mains, n_alphas), floor)
-    return gram, fit, at_floor
-
-
-def cv_above(gram: GramLasso, cols, alphas, floor: float):
-    """``((alpha, coef, intercept), at_floor)``: :meth:`GramLasso.cv` over the ``alphas`` not
-    below ``floor``; ``at_floor`` when the best is the smallest of them and some were left out."""
-    allowed = alphas[alphas >= floor]
-    allowed = allowed if len(allowed) else alphas[:1]
-    fit = gram.cv(cols, allowed)
-    return fit, len(allowed) < len(alphas) and fit[0] == allowed.min()
 
 
 class LinearDatamodel(_MobiusSurrogate):
@@ -53,10 +33,6 @@ class LinearDatamodel(_MobiusSurrogate):
         self.screen_k = screen_k
         self.random_state = random_state
 
-    def _fit_players(self, X: PackedMasks, y: np.ndarray, players: np.ndarray, floor: float) -> None:
-        _, (alpha, coef, intercept), self.penalty_at_floor_ = fit_linear(
-            X.columns(players), y, self.cv, self.n_alphas, self.random_state, floor)
-        self.alpha_ = float(alpha)
-        self.players_ = players
-        self._terms = np.empty((0, 1), dtype=np.int64)
-        self._set_spectrum(players[:, None], coef, intercept, X.n)
+    def _finish(self, X: PackedMasks, y: np.ndarray) -> None:
+        mains = np.arange(len(self.players_))
+        self._set_fit(self.players_, mains, np.empty((0, 1), dtype=np.int64), [], *self._linear, X.n)

@@ -12,9 +12,9 @@ import lightgbm as lgb
 import numpy as np
 
 from ..packed import PackedMasks, bool_t_dot
-from .linear import cv_above, fit_linear
+from .lasso import cv_above
 from .spectra import _PAD, _booster_fourier_arrays, _design_matrix, _expand_subsets
-from .surrogate import _MobiusSurrogate, _mains, _to_global
+from .surrogate import _MobiusSurrogate, _to_global
 
 # Centred candidate features are scored in column chunks of about this many float64 values.
 _CHUNK_VALUES = 1 << 24
@@ -157,12 +157,13 @@ class ProxySPEX(_MobiusSurrogate):
         # Keep only the early-stopped trees; their spectrum is what the validation loss vouched for.
         return lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
 
-    def _fit_players(self, X: PackedMasks, y: np.ndarray, players: np.ndarray, floor: float) -> None:
+    def _start(self, X: PackedMasks, y: np.ndarray, players: np.ndarray, floor: float) -> None:
         if self.max_order < 1:
             raise ValueError(f"ProxySPEX: max_order must be >= 1; got {self.max_order}")
-        columns = X.columns(players)
-        gram, linear, self.penalty_at_floor_ = fit_linear(columns, y, self.cv, self.n_alphas, self.random_state,
-                                                          floor)
+        super()._start(X, y, players, floor)
+
+    def _finish(self, X: PackedMasks, y: np.ndarray) -> None:
+        columns, gram, linear, players = self._columns, self._gram, self._linear, self.players_
         mains = np.arange(len(players))
         fourier_keys, fourier_vals = _booster_fourier_arrays(self._fit_proxy(columns, y))
         proposals, _ = _expand_subsets(
@@ -181,16 +182,14 @@ class ProxySPEX(_MobiusSurrogate):
             terms = gram.add_columns(_design_matrix(columns, candidates) > 0)
             accepted = self._forward_tests(columns, mean, candidates, terms, gram, linear)
         alpha, coef, intercept = linear
+        chosen = terms[accepted] if len(candidates) else np.empty(0, dtype=np.int64)
         if accepted.any():
-            support = np.concatenate([mains, terms[accepted]])
+            support = np.concatenate([mains, chosen])
             (alpha, coef, intercept), at_floor = cv_above(gram, support, linear[0] * np.geomspace(1.0, 0.05, 12),
-                                                          floor)
+                                                          self._floor)
             self.penalty_at_floor_ |= at_floor
-        width = max(candidates.shape[1], 1)
-        self.alpha_ = float(alpha)
-        self.players_ = players
-        self._terms = _to_global(candidates[accepted], players).reshape(-1, width)
-        self._set_spectrum(np.concatenate([_mains(players, width), self._terms]), coef, intercept, X.n)
+        self._set_fit(players, mains, _to_global(candidates[accepted], players), chosen, alpha, coef, intercept,
+                      X.n)
 
     def _forward_tests(self, X, mean, candidates, terms, gram, linear) -> np.ndarray:
         """Which candidates pass a Bonferroni score test, in rounds; bool over ``candidates``.

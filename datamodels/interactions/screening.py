@@ -14,9 +14,17 @@ players left out cannot overfit, so small penalties look better than they are (o
 game, n = 1,500, a working set of 100 chose a penalty 3x smaller than the full Lasso's, and
 the KKT check then let in 867 noise players). By the strong rule, a working set ``W`` stands
 for all ``n`` players at any penalty above ``floor = max_{j not in W} g_j``; the penalty
-search is restricted to those. When the best penalty lands on the floor, the working set
-doubles (up to ``GROWTH x screen_k``) and the target is fitted again; beyond that the
-penalty stays at the floor and ``penalty_at_floor_`` says so.
+search is restricted to those. Against the residual of the fit on ``W`` the players left out
+have smaller gradients (the margin's explained part no longer inflates their covariances),
+except the few that matter and were masked. So a target whose best penalty lands on the floor
+takes the outside players of largest gradient against its residual into ``W`` (a quarter of
+``screen_k`` per round), its floor falls to the largest gradient left outside, and its penalty
+is searched again, for a few rounds (one pass over the masks each, for the block). On that
+planted game a working set of 200 then gives the unscreened fit's penalty and held-out R^2
+(0.855); doubling the working set blindly instead took a target at n = 50,000 from 10 s to
+69 s. A target still held at the floor after the rounds says so (``penalty_at_floor_``,
+counted in the fit stage's metrics): a larger ``screen_k`` fits it better, at a cost that grows
+with its square (the Gram).
 
 **What screening can miss.** A player enters only through its *marginal* effect at the sweep's
 keep probability ``alpha``: ``E[f | x_i = 1] - E[f | x_i = 0]``. For a pair with Möbius terms
@@ -52,8 +60,9 @@ from ..packed import PackedMasks
 DEFAULT_SCREEN_K = 1000
 # A KKT violation must exceed the penalty by more than the solver's tolerance can explain.
 KKT_TOL = 1e-3
-# A working set grows at most to this multiple of screen_k (its Grams grow with its square).
-GROWTH = 4
+# Floor refinements: at most this many passes, each while some floor falls by this fraction and
+# growing the working set of a held target by 1/GROW.
+FLOOR_ROUNDS, FLOOR_STEP, GROW = 3, 0.05, 4
 
 
 def resolve_screen_k(screen_k: int | None, n: int) -> int:
@@ -104,21 +113,21 @@ def fit_screened(estimators: list, X: PackedMasks, Y: np.ndarray) -> list:
     """Fit ``estimators[t]`` to column ``t`` of ``Y``: screen, fit on the working sets, KKT-check.
 
     The estimators are fitted in place (and returned); each records ``kkt_added_``, the players
-    the KKT check added to its working set. Screening and each KKT round cost one pass over the
-    masks for the whole block of targets.
+    the KKT check added to its working set. Screening, each floor refinement and each KKT round
+    cost one pass over the masks for the whole block of targets.
     """
     k = resolve_screen_k(estimators[0].screen_k, X.n)
-    gradients = null_gradients(X, Y) if k < X.n else None
+    screened = k < X.n
+    gradients = null_gradients(X, Y) if screened else None
     for t, estimator in enumerate(estimators):
-        size = k
-        while True:
-            players, floor = working_set(gradients[:, t], size) if gradients is not None else (np.arange(X.n), 0.0)
-            estimator._fit_players(X, Y[:, t], players, floor)
-            if not estimator.penalty_at_floor_ or size >= min(X.n, GROWTH * k):
-                break
-            size = min(2 * size, X.n, GROWTH * k)
+        players, floor = working_set(gradients[:, t], k) if screened else (np.arange(X.n), 0.0)
+        estimator._start(X, Y[:, t], players, floor)
+    if screened:
+        _lower_floors(X, estimators)
+    for t, estimator in enumerate(estimators):
+        estimator._finish(X, Y[:, t])
         estimator.kkt_added_ = 0
-    pending = list(range(len(estimators))) if k < X.n else []
+    pending = list(range(len(estimators))) if screened else []
     while pending:
         residuals = np.stack([Y[:, t] - estimators[t].predict(X) for t in pending], axis=1)
         found = kkt_violations(X, residuals, [estimators[t].alpha_ for t in pending],
@@ -128,4 +137,35 @@ def fit_screened(estimators: list, X: PackedMasks, Y: np.ndarray) -> list:
                 estimators[t]._add_players(X, Y[:, t], players)
                 estimators[t].kkt_added_ += len(players)
         pending = [t for t, players in zip(pending, found) if len(players)]
+    for estimator in estimators:
+        estimator._release()
     return estimators
+
+
+def _lower_floors(X: PackedMasks, estimators: list) -> None:
+    """Grow the working set of the targets held at the penalty floor, and lower their floor.
+
+    Against the residual of the working set's fit, the gradients of the players left out are
+    smaller than against the margin (by the share of its spread left unexplained), except for
+    those that matter and were masked by the others. So, in a few rounds, a held target's
+    working set takes the ``1/GROW`` of ``screen_k`` outside players of largest gradient
+    against its residual, its floor falls to the largest gradient left outside, and its penalty
+    is searched again (the Gram only gains the new columns).
+    """
+    for _ in range(FLOOR_ROUNDS):
+        held = [e for e in estimators if e.penalty_at_floor_]
+        if not held:
+            return
+        gradients = np.abs(X.t_dot(np.stack([e._linear_residual() for e in held], axis=1))) / len(X)
+        lowered = False
+        for estimator, gradient in zip(held, gradients.T):
+            gradient[estimator.players_] = -1.0
+            grow = max(1, len(estimator.players_) // GROW)
+            order = np.argsort(-gradient)
+            floor = max(float(gradient[order[grow]]), 0.0) if grow < len(order) else 0.0
+            if floor < (1 - FLOOR_STEP) * estimator._floor:
+                estimator._grow(X, order[:grow][gradient[order[:grow]] >= 0])
+                estimator._lower_floor(floor)
+                lowered = True
+        if not lowered:
+            return

@@ -18,6 +18,8 @@ from ..packed import PackedMasks, as_packed
 _PAD = -1
 # Float dust left by cancelling tree contributions is dropped relative to the largest coefficient.
 _REL_TOL = 1e-12
+# Möbius features are built in row chunks of about this many float64 values.
+_CHUNK_VALUES = 1 << 22
 
 def _to_arrays(spectrum: dict) -> tuple[np.ndarray, np.ndarray]:
     width = max((len(k) for k in spectrum), default=0)
@@ -97,11 +99,17 @@ def _design_matrix(X: np.ndarray, keys: np.ndarray, centre: np.ndarray | None = 
     return phi
 
 
-def mobius_design(X: PackedMasks, keys: np.ndarray) -> np.ndarray:
-    """Möbius features of ``keys`` (global player ids) on packed masks: only their members are read."""
+def mobius_eval(X: PackedMasks, keys: np.ndarray, vals: np.ndarray) -> np.ndarray:
+    """``sum_r vals[r] prod_{i in keys[r]} x_i`` on packed masks, in row chunks: only the
+    members' columns are read, and no ``[m, len(keys)]`` float matrix is built."""
     players = np.unique(keys[keys != _PAD])
     local = np.where(keys == _PAD, _PAD, np.searchsorted(players, keys))
-    return _design_matrix(X.columns(players), local)
+    columns = X.columns(players)
+    out = np.empty(len(columns))
+    step = max(256, _CHUNK_VALUES // max(len(keys), 1))
+    for start in range(0, len(columns), step):
+        out[start:start + step] = _design_matrix(columns[start:start + step], local) @ vals
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,7 +136,7 @@ def mobius_predict(mobius: dict, X) -> np.ndarray:
         raise ValueError(
             f"mobius has player {keys.max()} but X has only {X.n} players (columns)"
         )
-    return mobius_design(X, keys) @ vals
+    return mobius_eval(X, keys, vals)
 
 
 def shapley_interaction_index(mobius: dict, order: int = 2) -> dict:

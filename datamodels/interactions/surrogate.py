@@ -14,8 +14,8 @@ from sklearn.base import RegressorMixin
 from sklearn.base import BaseEstimator
 
 from ..packed import PackedMasks, as_packed
-from .lasso import GramLasso
-from .spectra import _PAD, _design_matrix, _to_arrays, _to_dict, interaction_table, mobius_design, mobius_to_fourier
+from .lasso import GramLasso, cv_above, fold_ids
+from .spectra import _PAD, _to_arrays, _to_dict, interaction_table, mobius_eval, mobius_to_fourier
 
 MIN_MODELS = 20
 
@@ -57,9 +57,10 @@ def _to_global(keys: np.ndarray, players: np.ndarray) -> np.ndarray:
 class _MobiusSurrogate(RegressorMixin, BaseEstimator):
     """Shared state of fitted surrogates: a sparse Möbius spectrum and what follows from it.
 
-    Subclasses implement ``_fit_players(X, y, players)``: fit on the working set ``players``,
-    setting ``players_``, ``alpha_`` (the final L1 penalty) and ``_terms`` (the interaction
-    keys, by player id, that the final regression holds).
+    A fit on a working set has two steps, so that the screening of :mod:`.screening` can
+    lower the penalty floor between them: :meth:`_start` (the cross-validated L1 regression on
+    the working set's mains, from one Gram: the linear datamodel) and ``_finish`` (what the
+    subclass adds, ending in :meth:`_set_fit`).
     """
 
     def fit(self, X, y):
@@ -81,23 +82,56 @@ class _MobiusSurrogate(RegressorMixin, BaseEstimator):
         X = as_packed(X)
         if X.n != self.n_players_:
             raise ValueError(f"X has {X.n} players but the model was fitted on {self.n_players_}")
-        return mobius_design(X, self._keys) @ self._vals
+        return mobius_eval(X, self._keys, self._vals)
 
     def top_interactions(self, k: int = 20, order: int | None = None) -> pd.DataFrame:
         """The ``k`` largest Möbius terms by magnitude (all orders >= 1, or only ``order``)."""
         return interaction_table(self.mobius_, order=order).head(k).reset_index(drop=True)
 
-    def _add_players(self, X: PackedMasks, y: np.ndarray, players) -> None:
-        """Grow the working set by ``players`` and refit mains and ``_terms`` at ``alpha_``."""
-        self.players_ = np.union1d(self.players_, players)
-        terms = self._terms
-        columns = X.columns(self.players_)
-        features = columns
-        if len(terms):
-            local = np.where(terms == _PAD, _PAD, np.searchsorted(self.players_, terms))
-            features = np.hstack([columns, _design_matrix(columns, local) > 0])
-        gram = GramLasso(features, y, np.zeros(len(y), dtype=np.int64))
-        coef, intercept = gram.fit(np.arange(features.shape[1]), self.alpha_)
+    def _start(self, X: PackedMasks, y: np.ndarray, players: np.ndarray, floor: float) -> None:
+        """Cross-validated L1 regression on the mains of ``players``, penalties not below ``floor``."""
+        self.players_, self._columns = players, X.columns(players)
+        self._gram = GramLasso(self._columns, y, fold_ids(len(y), self.cv, self.random_state))
+        self._lower_floor(floor)
+
+    def _lower_floor(self, floor: float) -> None:
+        """Search the penalty again, down to ``floor`` (same working set, same Gram)."""
+        mains = np.arange(len(self.players_))
+        self._floor = floor
+        self._linear, self.penalty_at_floor_ = cv_above(self._gram, mains, self._gram.alpha_grid(mains, self.n_alphas),
+                                                        floor)
+
+    def _grow(self, X: PackedMasks, players: np.ndarray) -> None:
+        """Add ``players`` to the working set before the penalty is searched again."""
+        columns = X.columns(players)
+        self._gram.add_columns(columns)
+        self.players_ = np.concatenate([self.players_, players])
+        self._columns = np.hstack([self._columns, columns])
+
+    def _linear_residual(self) -> np.ndarray:
+        return self._gram.residual(np.arange(len(self.players_)), *self._linear[1:])
+
+    def _set_fit(self, players, mains, terms, term_cols, alpha, coef, intercept, n):
+        """Record a fit: the final regression's columns in the Gram are ``mains`` (one per
+        player) then ``term_cols`` (the interaction keys ``terms``, by player id)."""
         width = terms.shape[1] if len(terms) else 1
-        keys = np.concatenate([_mains(self.players_, width), terms.reshape(-1, width)])
-        self._set_spectrum(keys, coef, intercept, X.n)
+        self.alpha_, self.players_, self._terms = float(alpha), players, terms.reshape(-1, width)
+        self._gram_cols = np.concatenate([mains, term_cols]).astype(np.int64)
+        self._set_spectrum(np.concatenate([_mains(players, width), self._terms]), coef, intercept, n)
+
+    def _add_players(self, X: PackedMasks, y: np.ndarray, players) -> None:
+        """Grow the working set by ``players`` and refit mains and ``_terms`` at ``alpha_``.
+
+        Only the new players' columns are read; their products with the others extend the
+        Gram of the fit.
+        """
+        gram, mains, terms = self._gram, self._gram_cols[:len(self.players_)], self._gram_cols[len(self.players_):]
+        mains = np.concatenate([mains, gram.add_columns(X.columns(players))])
+        coef, intercept = gram.fit(np.concatenate([mains, terms]), self.alpha_)
+        self._set_fit(np.concatenate([self.players_, players]), mains, self._terms, terms, self.alpha_, coef,
+                      intercept, X.n)
+
+    def _release(self) -> None:
+        """Drop the fit's statistics and columns: large, and not part of the fitted surrogate."""
+        for name in ("_gram", "_gram_cols", "_columns", "_linear", "_floor"):
+            self.__dict__.pop(name, None)

@@ -1,0 +1,226 @@
+"""The fit stage at CIFAR-10 scale, on planted sweeps: memory, time per target, faithfulness.
+
+    make bench-scale        # = .venv/bin/python benchmarks/bench_scale.py
+    .venv/bin/python benchmarks/bench_scale.py --ns 5000,50000 --ms 20000 --targets 100
+
+For each ``n`` (players) and ``m`` (models: ``m / 2`` masks x 2 seeds, so the noise ceiling is
+measured) a planted sweep is written as genuine shards (``datamodels.planted``; reused when
+already there), its fit-ready layout built (``jobs/collect.py``'s step), and ``jobs/fit.py``
+run for the linear datamodel and ProxySPEX with 2 worker processes, exactly as a user runs it.
+Every target is the same kind of game at every ``n``: 5 synergy pairs, 5 redundancy pairs and
+1 triple of strength 1, small mains ``N(0, 0.1)`` on 500 other players, the rest of the players
+null, seed noise at 0.5 x the signal's standard deviation. Reported per run: peak resident
+memory of the whole process tree (sum of RSS, which counts the shared memory-mapped masks
+once per process, and sum of PSS, which shares them out), CPU seconds per target (wall time x
+workers / targets), median held-out R^2 and its fraction of the noise ceiling, and the planted
+interactions recovered (exact members, right sign) and false ones per target.
+
+Two side experiments at the smallest ``n``: the same targets fitted with and without screening
+(``screen_k = n``), and what screening misses: pairs whose members have no marginal effect.
+"""
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"  # before numpy loads: one thread per process, as in the fit stage
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_fit import cpu_name  # noqa: E402
+
+from datamodels.fit_ready import build_fit_ready, open_fit_ready  # noqa: E402
+from datamodels.fitting import fit_and_evaluate, r2  # noqa: E402
+from datamodels.interactions import ProxySPEX, mobius_predict  # noqa: E402
+from datamodels.planted import planted_game, read_planted_truth, write_planted_sweep  # noqa: E402
+
+GAME = dict(n_synergy=5, n_redundancy=5, n_triples=1, main_sd=0.1, strength=1.0, n_mains=500)
+NOISE = 0.5
+METHODS = ("linear", "proxyspex")
+
+
+def tree_memory(root: int) -> tuple[int, int]:
+    """Summed RSS and PSS (bytes) of ``root`` and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    rss = pss = 0
+    stack = [root]
+    while stack:
+        pid = stack.pop()
+        stack.extend(children.get(pid, []))
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss += int(line.split()[1]) * 1024
+                elif line.startswith("Pss:"):
+                    pss += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return rss, pss
+
+
+def run_measured(command: list[str]) -> dict:
+    """Run ``command``; its wall time and the peak summed RSS/PSS of its process tree."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak = [0, 0]
+
+    def sample():
+        while proc.poll() is None:
+            rss, pss = tree_memory(proc.pid)
+            peak[0], peak[1] = max(peak[0], rss), max(peak[1], pss)
+            time.sleep(0.25)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    output = proc.communicate()[0]
+    sampler.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{output}")
+    return {"wall_s": time.perf_counter() - start, "peak_rss_gb": peak[0] / 2**30, "peak_pss_gb": peak[1] / 2**30}
+
+
+def recovery(interactions: pd.DataFrame, truth: dict[int, dict]) -> tuple[float, float]:
+    """Planted interactions found with the right sign (fraction), and false ones per target."""
+    hits = false = 0
+    for target, rows in interactions[interactions["order"] > 1].groupby("target"):
+        found = dict(zip(rows["members"].map(lambda k: tuple(int(i) for i in k)), rows["mobius"]))
+        planted = {k: v for k, v in truth[target].items() if len(k) > 1}
+        hits += sum(1 for k, v in planted.items() if k in found and np.sign(found[k]) == np.sign(v))
+        false += len(set(found) - set(planted))
+    planted_total = sum(sum(1 for k in truth[t] if len(k) > 1) for t in truth)
+    return hits / planted_total, false / len(truth)
+
+
+def sweep_for(out: Path, n: int, m: int, targets: int) -> Path:
+    run_dir = out / f"n{n}-m{m}"
+    start = time.perf_counter()
+    write_planted_sweep(run_dir, n=n, T=targets, num_masks=m // 2, repeats=2, noise=NOISE, seed=0,
+                        progress=False, **GAME)
+    made = time.perf_counter() - start
+    start = time.perf_counter()
+    build_fit_ready(run_dir, progress=False)
+    print(f"  sweep n={n:,} m={m:,}: generated in {made:.0f} s, fit-ready layout in "
+          f"{time.perf_counter() - start:.0f} s", flush=True)
+    return run_dir
+
+
+def fit_run(run_dir: Path, method: str, workers: int, targets: int) -> dict:
+    figures = run_measured([sys.executable, "jobs/fit.py", f"run_dir={run_dir}", f"fit={method}",
+                            f"fit.workers={workers}", "progress=false"])
+    metrics = pd.read_parquet(run_dir / "fit" / "fit_metrics.parquet")
+    metrics = metrics[metrics["method"] == method]
+    interactions = pd.read_parquet(run_dir / "fit" / "interactions.parquet")
+    recall, false = recovery(interactions[interactions["method"] == method], read_planted_truth(run_dir))
+    return figures | {
+        "s_per_target": figures["wall_s"] * workers / targets,
+        "r2": metrics["r2"].median(), "ceiling": metrics["noise_ceiling"].median(),
+        "r2_of_ceiling": metrics["r2_fraction_of_ceiling"].median(),
+        "working_set": metrics["working_set"].median(), "recall": recall, "false_per_target": false,
+    }
+
+
+def screening_cost(run_dir: Path, n: int, targets: int, workers: int) -> list[dict]:
+    """The same targets with the default working set and with every player (no screening)."""
+    ready = open_fit_ready(run_dir)
+    truth = read_planted_truth(run_dir)
+    rows = []
+    for method in METHODS:
+        for label, params in (("screened (default)", {}), ("every player", {"screen_k": n})):
+            start = time.perf_counter()
+            interactions, metrics = fit_and_evaluate(ready.masks, ready.margins.T, ready.mask_id, method, params,
+                                                     workers=workers, progress=False, columns=range(targets))
+            recall, false = recovery(interactions, {t: truth[t] for t in range(targets)})
+            rows.append({"method": method, "working set": label, "r2": metrics["r2"].median(),
+                         "recall": recall, "false_per_target": false,
+                         "s_per_target": (time.perf_counter() - start) * workers / targets})
+    return rows
+
+
+def blind_spot(n: int, m: int, seed: int = 0) -> list[dict]:
+    """Pairs whose members have no marginal effect (m(i) = -alpha m(ij)), with and without screening."""
+    game = planted_game(n, seed=seed, **GAME)
+    rng = np.random.default_rng(seed)
+    free = [i for i in rng.permutation(n) if (int(i),) not in game][:6]
+    hidden = {}
+    for a, b in zip(free[::2], free[1::2]):
+        pair = tuple(sorted((int(a), int(b))))
+        hidden[pair] = 1.0
+        game[pair] = 1.0
+        game[(pair[0],)] = game[(pair[1],)] = -0.5  # alpha = 0.5: no marginal effect
+    X, X_test = rng.random((m, n)) < 0.5, rng.random((5000, n)) < 0.5
+    f, f_test = mobius_predict(game, X), mobius_predict(game, X_test)
+    sd = NOISE * f.std()
+    y, y_test = f + rng.normal(0, sd, m), f_test + rng.normal(0, sd, 5000)
+    rows = []
+    for label, k in (("screened (default)", None), ("every player", n)):
+        fit = ProxySPEX(screen_k=k).fit(X, y)
+        found = sum(1 for pair in hidden if fit.mobius_.get(pair, 0.0) > 0)
+        rows.append({"working set": label, "zero-marginal pairs found": f"{found} of {len(hidden)}",
+                     "r2": r2(y_test, fit.predict(X_test))})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ns", default="5000,20000,50000", help="players, comma-separated")
+    parser.add_argument("--ms", default="20000,100000", help="models (masks x 2 seeds), comma-separated")
+    parser.add_argument("--targets", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", default="runs/bench-scale", help="where the planted sweeps are written")
+    parser.add_argument("--side-targets", type=int, default=10, help="targets of the with/without screening runs")
+    args = parser.parse_args()
+    ns, ms = [int(v) for v in args.ns.split(",")], [int(v) for v in args.ms.split(",")]
+    out = Path(args.out).resolve()
+    print(f"{time.strftime('%Y-%m-%d %H:%M')}, {cpu_name()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}, {args.workers} fit workers of one thread each; targets {args.targets}; "
+          f"game {GAME}, noise {NOISE}", flush=True)
+    results = []
+    for m in ms:
+        for n in ns:
+            run_dir = sweep_for(out, n, m, args.targets)
+            for method in METHODS:
+                row = {"n": n, "m": m, "method": method} | fit_run(run_dir, method, args.workers, args.targets)
+                results.append(row)
+                print("  " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                                       for k, v in row.items()), flush=True)
+    table = pd.DataFrame(results)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    print("\n" + table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print("\nseconds per target at the largest n over those at the smallest (same m, same run):")
+    for (m, method), rows in table.groupby(["m", "method"]):
+        rows = rows.set_index("n")["s_per_target"]
+        print(f"  m={m:,} {method}: {rows[max(ns)] / rows[min(ns)]:.2f}x")
+    print("\nprojected wall time of 10,000 targets (from each run's CPU seconds per target):")
+    for _, row in table[table["n"] == max(ns)].iterrows():
+        hours = row["s_per_target"] * 10_000 / 3600
+        print(f"  n={row['n']:,} m={row['m']:,} {row['method']}: {hours / 2:.1f} h on 2 cores; "
+              f"{hours / 200 * 60:.1f} min on a 100-node SLURM array of 2-core tasks")
+    n0, m0 = min(ns), min(ms)
+    print(f"\nscreening cost at n={n0:,}, m={m0:,}, first {args.side_targets} targets:")
+    print(pd.DataFrame(screening_cost(out / f"n{n0}-m{m0}", n0, args.side_targets, args.workers))
+          .to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(f"\nwhat screening misses (ProxySPEX, n={n0:,}, {m0:,} models, 3 pairs with no marginal effect):")
+    print(pd.DataFrame(blind_spot(n0, m0)).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+
+
+if __name__ == "__main__":
+    main()

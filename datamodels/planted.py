@@ -1,0 +1,265 @@
+"""Planted games: synthetic retraining games with known interactions, for tests and benchmarks.
+
+:func:`planted_game` is one target's game, as a Möbius spectrum. :func:`write_planted_sweep`
+turns ``T`` of them into a sweep on disk in the store's genuine format (``run.json``, parquet
+shards), without training anything: the fit stage at CIFAR scale (n = 50,000 players, 10^5
+models) has to be exercised and timed against a known truth, and 10^5 trained models are not
+a test fixture. The truth lies beside the shards in ``<run_dir>/planted/truth.parquet``.
+
+    python -m datamodels.planted --run-dir /tmp/planted --n 50000 --targets 100 --masks 50000 --repeats 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import inspect
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from scipy import sparse
+from tqdm.auto import tqdm
+
+from . import __version__
+from .masks import MaskDesign, training_seed
+from .store import (FORMAT, ModelRecord, check_identity, check_run_folder, read_frame, read_shard_meta,
+                    shard_path, write_frame, write_shard)
+
+TRUTH = Path("planted") / "truth.parquet"
+# Stream tag of the per-target game seeds, beside the mask (0) and training-seed (1) streams.
+_GAME_STREAM = 2
+# Gathered mask columns and term products are evaluated in row chunks of about this many bytes.
+_CHUNK_BYTES = 16 << 20
+
+
+def planted_game(
+    n: int,
+    n_synergy: int = 2,
+    n_redundancy: int = 2,
+    n_triples: int = 1,
+    main_sd: float = 0.1,
+    strength: float = 1.0,
+    seed: int = 0,
+    n_mains: int | None = None,
+) -> dict:
+    """Möbius spectrum of a synthetic retraining game with known interactions (for tests, benches).
+
+    Dense small main effects ``N(0, main_sd)`` on ``n_mains`` randomly chosen players (all ``n``
+    when None, as every training example has some; at n = 50,000 a few hundred is the realistic
+    case, and it keeps the game's scale the same whatever ``n``); then disjoint planted groups
+    whose members get main effects ``+-strength`` of one sign and an interaction of size
+    ``strength``: the sign of the mains for synergy pairs, the opposite sign for redundancy pairs
+    (both kept = as good as one kept: near duplicates), and synergy for triples. The planted
+    kinds are exactly what :func:`interaction_table` should report.
+    """
+    rng = np.random.default_rng(seed)
+    sizes = [2] * (n_synergy + n_redundancy) + [3] * n_triples
+    if sum(sizes) > n:
+        raise ValueError(f"planted_game: {sum(sizes)} planted members do not fit in n={n} players")
+    if n_mains is None:
+        mains = rng.normal(0.0, main_sd, n)
+    elif 0 <= n_mains <= n:
+        mains = np.zeros(n)
+        mains[rng.choice(n, n_mains, replace=False)] = rng.normal(0.0, main_sd, n_mains)
+    else:
+        raise ValueError(f"planted_game: n_mains={n_mains} must lie in 0..{n}")
+    players = rng.permutation(n)
+    mobius = {(): float(rng.normal())}
+    start = 0
+    for g, size in enumerate(sizes):
+        group = tuple(sorted(int(i) for i in players[start : start + size]))
+        start += size
+        sign = rng.choice([-1.0, 1.0])
+        mains[list(group)] = sign * strength
+        redundant = n_synergy <= g < n_synergy + n_redundancy
+        mobius[group] = -sign * strength if redundant else sign * strength
+    support = range(n) if n_mains is None else np.flatnonzero(mains)
+    mobius.update({(int(i),): float(mains[i]) for i in support})
+    return mobius
+
+
+def bernoulli_sd(mobius: dict, alpha: float) -> float:
+    """Standard deviation of the game's value over masks that keep each player with probability ``alpha``.
+
+    Exact: ``Var f = sum m(S) m(S') (alpha^|S u S'| - alpha^(|S| + |S'|))`` over the pairs of
+    terms that share a player (disjoint terms are independent). It scales the seed noise of a
+    planted sweep without drawing masks, so any one model can be re-created alone.
+    """
+    mains = {members[0]: value for members, value in mobius.items() if len(members) == 1}
+    higher = [(set(members), value) for members, value in mobius.items() if len(members) > 1]
+    var = alpha * (1 - alpha) * float(np.sum(np.square(list(mains.values()))))
+    for S, a in higher:
+        var += 2 * a * sum(mains.get(i, 0.0) for i in S) * (alpha ** len(S) - alpha ** (len(S) + 1))
+        for S2, b in higher:
+            if S & S2:
+                var += a * b * (alpha ** len(S | S2) - alpha ** (len(S) + len(S2)))
+    return math.sqrt(max(var, 0.0))
+
+
+def _by_order(mobius: dict) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """A spectrum as arrays: order -> (members int64 ``[K, order]``, coefficients ``[K]``)."""
+    groups: dict[int, tuple[list, list]] = {}
+    for members, value in mobius.items():
+        keys, values = groups.setdefault(len(members), ([], []))
+        keys.append(members)
+        values.append(value)
+    return {order: (np.array(keys, dtype=np.int64).reshape(len(keys), order), np.array(values))
+            for order, (keys, values) in sorted(groups.items())}
+
+
+class _PlantedGames:
+    """The ``T`` games of a planted sweep, evaluated together on a block of masks.
+
+    Terms of one order are pooled over targets: the distinct member tuples of that order and a
+    ``[tuples, T]`` coefficient matrix (sparse when few targets share a tuple, as with a few
+    hundred mains per target; dense when they all do). A block of masks is evaluated by gathering
+    only the columns of players that some term names, multiplying them within each tuple, and one
+    product with the coefficients, so nothing of width ``n`` is ever converted to floats.
+    """
+
+    def __init__(self, spectra: list[dict[int, tuple[np.ndarray, np.ndarray]]]):
+        T = len(spectra)
+        self.constant = np.array([s[0][1].sum() if 0 in s else 0.0 for s in spectra])
+        pooled = []
+        for order in sorted({order for s in spectra for order in s} - {0}):
+            parts = [(t, *s[order]) for t, s in enumerate(spectra) if order in s]
+            tuples, inverse = np.unique(np.concatenate([members for _, members, _ in parts]), axis=0,
+                                        return_inverse=True)
+            targets = np.concatenate([np.full(len(values), t) for t, _, values in parts])
+            coef = sparse.csr_array((np.concatenate([values for _, _, values in parts]).astype(np.float32),
+                                     (inverse.ravel(), targets)), shape=(len(tuples), T))
+            pooled.append((tuples, coef.toarray() if coef.nnz > 0.05 * len(tuples) * T else coef))
+        self.players = np.unique(np.concatenate([tuples.ravel() for tuples, _ in pooled] + [np.zeros(0, np.int64)]))
+        self.terms = [(np.searchsorted(self.players, tuples), coef) for tuples, coef in pooled]
+
+    def __call__(self, masks: np.ndarray) -> np.ndarray:
+        """Float64 ``[rows, T]``: every game's value on every mask of a bool ``[rows, n]`` block."""
+        out = np.tile(self.constant, (len(masks), 1))
+        widest = max([len(members) for members, _ in self.terms] + [len(self.players), 1])
+        step = max(1, _CHUNK_BYTES // (4 * widest))
+        for start in range(0, len(masks), step):
+            X = masks[start:start + step][:, self.players]
+            for members, coef in self.terms:
+                kept = X[:, members[:, 0]]
+                for j in range(1, members.shape[1]):
+                    kept &= X[:, members[:, j]]
+                out[start:start + step] += kept.astype(np.float32) @ coef
+        return out
+
+
+def _game_seed(seed: int, target: int) -> int:
+    return int(np.random.SeedSequence([seed, _GAME_STREAM, target]).generate_state(1)[0])
+
+
+def _truth_table(spectra: list[dict[int, tuple[np.ndarray, np.ndarray]]]) -> pa.Table:
+    """Rows (target, members, order, mobius), built from flat arrays (millions of rows at n = 50,000)."""
+    parts = [(t, order, members, values) for t, s in enumerate(spectra) for order, (members, values) in s.items()]
+    orders = np.concatenate([np.full(len(values), order) for _, order, _, values in parts])
+    offsets = np.concatenate([[0], np.cumsum(orders)]).astype(np.int32)
+    return pa.table({
+        "target": np.concatenate([np.full(len(values), t) for t, _, _, values in parts]),
+        "members": pa.ListArray.from_arrays(offsets, np.concatenate([m.ravel() for _, _, m, _ in parts])),
+        "order": orders,
+        "mobius": np.concatenate([values for _, _, _, values in parts]),
+    })
+
+
+def write_planted_sweep(run_dir: str | os.PathLike, n: int, T: int, num_masks: int, repeats: int = 1,
+                        alpha: float = 0.5, noise: float = 0.5, models_per_shard: int = 1000, seed: int = 0,
+                        progress: bool = True, **game) -> list[Path]:
+    """Write a sweep of planted games as genuine shards, and its truth; return the shards written now.
+
+    Target ``t`` is ``planted_game(n, seed=<from (seed, t)>, **game)``. Model ``i`` trains on
+    bernoulli mask ``i // repeats`` of ``MaskDesign("bernoulli", n, alpha, seed)``; its margin on
+    target ``t`` is the game's value on that mask plus Gaussian seed noise of sd
+    ``noise * bernoulli_sd(game t, alpha)`` drawn from the model's own training seed, so repeats
+    of a mask differ and any model is re-created alone. Shards that exist are kept (after an
+    identity check), so an interrupted run resumes and yields the same files.
+    """
+    for name, value, least in (("n", n, 1), ("T", T, 1), ("num_masks", num_masks, 1), ("repeats", repeats, 1),
+                               ("models_per_shard", models_per_shard, 1), ("noise", noise, 0)):
+        if value < least:
+            raise ValueError(f"write_planted_sweep: {name}={value} must be at least {least}")
+    design = MaskDesign("bernoulli", n, alpha, seed)
+    # every setting of the game, defaults included, so that a default passed explicitly is the same sweep
+    defaults = {name: p.default for name, p in inspect.signature(planted_game).parameters.items()
+                if name not in ("n", "seed")}
+    if set(game) - set(defaults):
+        raise ValueError(f"write_planted_sweep: unknown game settings {sorted(set(game) - set(defaults))}; "
+                         f"planted_game takes {', '.join(defaults)}")
+    game = defaults | game
+    params = {"n": n, "T": T, "num_masks": num_masks, "repeats": repeats, "alpha": alpha, "noise": noise,
+              "seed": seed, "game": game}
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+    num_models = num_masks * repeats
+    meta = {"format": FORMAT, "fingerprint": f"planted-{digest}", "n": n, "T": T, "design": "bernoulli",
+            "alpha": alpha, "sweep_seed": seed, "repeats": repeats, "models_per_shard": models_per_shard,
+            "num_models": num_models, "config_hash": digest, "version": __version__, "dataset": "planted"}
+    run_dir = Path(run_dir)
+    check_run_folder(run_dir, meta)
+    noise_sd, spectra = np.zeros(T), []
+    for t in range(T):  # one target's dict at a time: at n = 50,000 a dict of every player is large
+        mobius = planted_game(n, seed=_game_seed(seed, t), **game)
+        noise_sd[t] = noise * bernoulli_sd(mobius, alpha)
+        spectra.append(_by_order(mobius))
+    if not (run_dir / TRUTH).exists():
+        write_frame(run_dir / TRUTH, _truth_table(spectra), params)
+    games = _PlantedGames(spectra)
+    del spectra
+    written = []
+    num_shards = -(-num_models // models_per_shard)
+    for shard in tqdm(range(num_shards), desc="planted shards", unit="shard", disable=not progress):
+        path = shard_path(run_dir / "shards", shard)
+        if path.exists():
+            check_identity(path, read_shard_meta(path), meta)
+            continue
+        models = range(shard * models_per_shard, min(num_models, (shard + 1) * models_per_shard))
+        first = models[0] // repeats
+        masks = np.stack([design.mask(j) for j in range(first, models[-1] // repeats + 1)])
+        values = games(masks)
+        records = []
+        for i in models:
+            model_seed = training_seed(seed, i)
+            margins = values[i // repeats - first] + noise_sd * np.random.default_rng(model_seed).standard_normal(T)
+            records.append(ModelRecord(i, i // repeats, i % repeats, model_seed, masks[i // repeats - first],
+                                       margins.astype(np.float32), float("nan"), 0.0))
+        written.append(write_shard(path, records, meta | {"shard": shard}))
+    return written
+
+
+def read_planted_truth(run_dir: str | os.PathLike) -> dict[int, dict]:
+    """Target -> the Möbius spectrum planted for it (``{(): constant, (i,): main, (i, j): pair, ...}``)."""
+    frame, _ = read_frame(Path(run_dir) / TRUTH, "planted")
+    truth: dict[int, dict] = {}
+    for t, members, value in zip(frame["target"], frame["members"], frame["mobius"]):
+        truth.setdefault(int(t), {})[tuple(int(i) for i in members)] = float(value)
+    return truth
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m datamodels.planted", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run-dir", required=True)
+    parser.add_argument("--n", type=int, required=True, help="players")
+    parser.add_argument("--targets", type=int, required=True, help="targets T")
+    parser.add_argument("--masks", type=int, required=True, help="distinct masks")
+    parser.add_argument("--repeats", type=int, default=1, help="models (seeds) per mask")
+    parser.add_argument("--alpha", type=float, default=0.5, help="probability that a mask keeps a player")
+    parser.add_argument("--noise", type=float, default=0.5, help="seed-noise sd, as a fraction of the game's sd")
+    parser.add_argument("--n-mains", type=int, default=None, help="players with a main effect per target (all)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--models-per-shard", type=int, default=1000)
+    args = parser.parse_args(argv)
+    written = write_planted_sweep(args.run_dir, args.n, args.targets, args.masks, args.repeats, args.alpha,
+                                  args.noise, args.models_per_shard, args.seed, n_mains=args.n_mains)
+    num_shards = -(-args.masks * args.repeats // args.models_per_shard)
+    print(f"{args.run_dir}: {len(written)} shards written, {num_shards - len(written)} already present "
+          f"({args.masks * args.repeats} models, n={args.n}, T={args.targets}); "
+          f"truth in {Path(args.run_dir) / TRUTH}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""Planted sweeps against their ground truth: exact games, noise of the stated size, genuine shards."""
+
+import itertools
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from datamodels.interactions import mobius_predict
+from datamodels.masks import MaskDesign
+from datamodels.planted import bernoulli_sd, planted_game, read_planted_truth, write_planted_sweep
+from datamodels.store import StoreError, collect_run, load_sweep
+
+N, T, MASKS, REPEATS, PER_SHARD = 60, 4, 600, 2, 500
+GAME = {"n_mains": 15, "n_synergy": 1, "n_redundancy": 1, "n_triples": 1}
+
+
+def planted(run_dir, noise=0.5, **kwargs):
+    return write_planted_sweep(run_dir, N, T, MASKS, repeats=REPEATS, noise=noise, models_per_shard=PER_SHARD,
+                               seed=7, progress=False, **GAME, **kwargs)
+
+
+def residuals(run_dir):
+    sweep, truth = load_sweep(run_dir / "shards"), read_planted_truth(run_dir)
+    signal = np.stack([mobius_predict(truth[t], sweep.masks) for t in range(T)], axis=1)
+    return sweep, truth, signal, sweep.margins - signal
+
+
+def test_n_mains_puts_mains_on_that_many_players_beside_the_planted_groups():
+    game = planted_game(1000, seed=4, n_mains=30)
+    groups = [k for k in game if len(k) > 1]
+    members = {i for k in groups for i in k}
+    assert len(groups) == 5 and len(members) == 11
+    mains = {k[0] for k in game if len(k) == 1}
+    assert members <= mains and 30 <= len(mains) <= 30 + 11
+    assert game == planted_game(1000, seed=4, n_mains=30)
+    assert len([k for k in planted_game(50, seed=4) if len(k) == 1]) == 50  # None: every player
+    with pytest.raises(ValueError, match="n_mains=51 must lie in 0..50"):
+        planted_game(50, n_mains=51)
+
+
+@pytest.mark.parametrize("alpha", [0.3, 0.5])
+def test_bernoulli_sd_is_exact_against_every_mask(alpha):
+    n = 12
+    game = planted_game(n, n_synergy=1, n_redundancy=1, n_triples=1, main_sd=0.5, seed=2)
+    X = np.array(list(itertools.product([0, 1], repeat=n)), dtype=bool)
+    p = alpha ** X.sum(1) * (1 - alpha) ** (n - X.sum(1))
+    f = mobius_predict(game, X)
+    assert bernoulli_sd(game, alpha) == pytest.approx(np.sqrt(p @ (f - p @ f) ** 2), rel=1e-12)
+
+
+def test_noise_free_margins_are_the_planted_games_on_the_design_masks(tmp_path):
+    planted(tmp_path, noise=0.0)
+    sweep, truth, signal, residual = residuals(tmp_path)
+    design = MaskDesign("bernoulli", N, 0.5, 7)
+    assert sweep.report.complete and sweep.masks.shape == (MASKS * REPEATS, N)
+    for i in (0, 1, 599, 1000, 1199):
+        np.testing.assert_array_equal(sweep.masks[i], design.mask(i // REPEATS))
+    np.testing.assert_allclose(sweep.margins, signal, rtol=1e-6, atol=1e-5)
+    for t in range(T):
+        assert {len(k) for k in truth[t]} == {0, 1, 2, 3} and len(truth[t]) >= 15
+
+
+def test_seed_noise_has_the_stated_sd_and_differs_between_repeats(tmp_path):
+    planted(tmp_path, noise=0.5)
+    sweep, truth, signal, residual = residuals(tmp_path)
+    np.testing.assert_array_equal(sweep.mask_id, np.arange(MASKS * REPEATS) // REPEATS)
+    np.testing.assert_array_equal(sweep.packed_masks[0::2], sweep.packed_masks[1::2])  # repeats share the mask
+    assert (sweep.margins[0::2] != sweep.margins[1::2]).all()  # ... and not the noise
+    assert len(np.unique(sweep.seed)) == len(sweep.seed)
+    for t in range(T):
+        sd = 0.5 * bernoulli_sd(truth[t], 0.5)
+        r = residual[:, t]
+        assert r.std() == pytest.approx(sd, rel=0.08)
+        assert abs(r.mean()) < 4 * sd / np.sqrt(len(r))
+        assert abs(np.corrcoef(r, signal[:, t])[0, 1]) < 0.1
+        # independent draws: the difference of two repeats has sd sqrt(2) * sd
+        assert (r[0::2] - r[1::2]).std() == pytest.approx(np.sqrt(2) * sd, rel=0.1)
+        # the stated sd is that of the game over the sweep's own masks
+        assert signal[:, t].std() == pytest.approx(sd / 0.5, rel=0.1)
+
+
+def test_resume_writes_only_missing_shards_and_identical_files(tmp_path):
+    assert [p.name for p in planted(tmp_path)] == ["shard-000000.parquet", "shard-000001.parquet",
+                                                   "shard-000002.parquet"]
+    shards = sorted((tmp_path / "shards").iterdir())
+    before = {p.name: p.read_bytes() for p in shards + [tmp_path / "planted" / "truth.parquet"]}
+    kept = shards[0].stat().st_mtime_ns
+    shards[1].unlink()
+    assert [p.name for p in planted(tmp_path)] == ["shard-000001.parquet"]
+    assert shards[0].stat().st_mtime_ns == kept
+    after = {p.name: p.read_bytes() for p in sorted((tmp_path / "shards").iterdir())
+             + [tmp_path / "planted" / "truth.parquet"]}
+    assert after == before
+    assert planted(tmp_path) == []
+    run, report = collect_run(tmp_path)
+    assert report.complete and run["fingerprint"].startswith("planted-") and run["num_models"] == MASKS * REPEATS
+
+
+def test_other_settings_are_refused_in_the_same_run_folder(tmp_path):
+    planted(tmp_path)
+    with pytest.raises(StoreError, match="run.json belongs to a different sweep: fingerprint="):
+        planted(tmp_path, noise=0.3)
+    with pytest.raises(ValueError, match="unknown game settings"):
+        write_planted_sweep(tmp_path / "x", N, T, MASKS, strenght=2.0)
+    assert not (tmp_path / "x").exists()
+
+
+def test_the_command_line_writes_a_sweep_and_says_so(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "datamodels.planted", "--run-dir", str(tmp_path / "run"),
+                          "--n", "30", "--targets", "3", "--masks", "50", "--repeats", "2", "--n-mains", "5",
+                          "--models-per-shard", "40"], capture_output=True, text=True, check=True).stdout
+    assert "3 shards written, 0 already present (100 models, n=30, T=3)" in out
+    assert load_sweep(tmp_path / "run" / "shards").margins.shape == (100, 3)
