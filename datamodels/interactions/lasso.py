@@ -11,8 +11,10 @@ coefficients on a held-out fold. So cross-validation over ``K`` folds costs one 
 ``LassoCV`` computes one per fold plus one for the final fit, and the many refits of ProxySPEX's
 tests cost no pass over the models at all.
 
-The Gram of 0/1 features is computed and kept in float32, which is exact (its entries are
-counts below 2^24) and halves the memory of the ``K`` fold Grams; everything after it is float64. Written here because scikit-learn's estimators take the
+The Gram of 0/1 features is computed in float32, which is exact (its entries are counts below
+2^24); the ``K`` fold Grams are kept as uint16 counts while folds hold fewer than 65,536
+models, and the features as bits, because a block of targets keeps its statistics alive
+between passes over the masks (:mod:`.screening`). Everything after the Gram is float64. Written here because scikit-learn's estimators take the
 design matrix, not its statistics, and recompute the Gram for every fold and every refit.
 """
 
@@ -24,6 +26,7 @@ from sklearn.linear_model import lasso_path
 MAX_ITER, TOL = 5000, 1e-4
 _EXACT_FLOAT32_COUNTS = 2**24
 _CHUNK_VALUES = 1 << 22  # residuals are computed in row chunks of about this many float64 values
+_MAX_BLOCKS = 16  # packed column blocks kept before they are joined into one
 
 
 class GramLasso:
@@ -38,39 +41,59 @@ class GramLasso:
         self._y_mean = float(np.mean(y))
         self._y = np.asarray(y, dtype=float) - self._y_mean  # centred: the expanded sums keep their precision
         self._folds = [np.flatnonzero(folds == f) for f in range(int(folds.max()) + 1)]
-        self._F = np.zeros((len(self._y), 0), dtype=bool)
+        self._bits: list[np.ndarray] = []  # the features, packed column blocks, in order
+        self._widths: list[int] = []
         self._n = np.array([len(rows) for rows in self._folds], dtype=float)
         self._sy = np.array([self._y[rows].sum() for rows in self._folds])
         self._syy = np.array([self._y[rows] @ self._y[rows] for rows in self._folds])
         self._sx = np.zeros((len(self._folds), 0))
         self._xy = np.zeros((len(self._folds), 0))
-        self._G = np.zeros((len(self._folds), 0, 0), dtype=np.float32)
-        self._G_total = np.zeros((0, 0))
+        counts = np.uint16 if self._n.max() < 2**16 else np.float32 if len(self._y) < _EXACT_FLOAT32_COUNTS \
+            else np.float64
+        self._G = np.zeros((len(self._folds), 0, 0), dtype=counts)
+        self._G_total = np.zeros((0, 0), dtype=np.float32 if len(self._y) < _EXACT_FLOAT32_COUNTS else np.float64)
         self.add_columns(features)
 
     @property
     def n_columns(self) -> int:
-        return self._F.shape[1]
+        return sum(self._widths)
+
+    def columns(self, cols=None) -> np.ndarray:
+        """The features (bool ``[m, len(cols)]``; all when ``cols`` is None), unpacked: only the
+        blocks that hold a wanted column."""
+        cols = np.arange(self.n_columns) if cols is None else np.asarray(cols, dtype=np.int64)
+        out = np.empty((len(self._y), len(cols)), dtype=bool)
+        start = 0
+        for bits, width in zip(self._bits, self._widths):
+            inside = (cols >= start) & (cols < start + width)
+            if inside.any():
+                out[:, inside] = np.unpackbits(bits, axis=1, count=width)[:, cols[inside] - start]
+            start += width
+        return out
 
     def add_columns(self, features: np.ndarray) -> np.ndarray:
         """Append 0/1 columns; returns their indices. Costs their products with every column."""
         new = np.asarray(features, dtype=bool)
-        dtype = np.float32 if len(new) < _EXACT_FLOAT32_COUNTS else np.float64
+        dtype = self._G_total.dtype
         p, q = self.n_columns, new.shape[1]
-        G = np.zeros((len(self._folds), p + q, p + q), dtype=dtype)
+        G = np.zeros((len(self._folds), p + q, p + q), dtype=self._G.dtype)
         G[:, :p, :p] = self._G
+        old = self.columns()
         sx, xy = [], []
         for f, rows in enumerate(self._folds):
-            old, fresh = self._F[rows].astype(dtype), new[rows].astype(dtype)
-            cross = old.T @ fresh
+            fresh = new[rows].astype(dtype)
+            cross = old[rows].astype(dtype).T @ fresh
             G[f, :p, p:], G[f, p:, :p] = cross, cross.T
             G[f, p:, p:] = fresh.T @ fresh
             sx.append(fresh.sum(axis=0, dtype=float))
             xy.append(self._y[rows] @ fresh)
-        self._G, self._G_total = G, G.sum(axis=0)
+        self._G, self._G_total = G, G.sum(axis=0, dtype=dtype)
         self._sx = np.hstack([self._sx, np.array(sx).reshape(len(self._folds), q)])
         self._xy = np.hstack([self._xy, np.array(xy).reshape(len(self._folds), q)])
-        self._F = np.hstack([self._F, new])
+        self._bits.append(np.packbits(new, axis=1))
+        self._widths.append(q)
+        if len(self._bits) > _MAX_BLOCKS:  # one-column additions (tested terms) would pile up
+            self._bits, self._widths = [np.packbits(np.hstack([old, new]), axis=1)], [p + q]
         return np.arange(p, p + q)
 
     def _centred(self, cols, held_out: int | None):
@@ -112,6 +135,14 @@ class GramLasso:
         coefs, intercepts = self.path(cols, [alpha])
         return coefs[0], float(intercepts[0])
 
+    def ols(self, cols, held_out: int | None = None) -> tuple[np.ndarray, float]:
+        """``(coef, intercept)`` of least squares on ``cols`` (minimum norm when they are
+        collinear, e.g. a player every model kept), on every model or all folds but ``held_out``."""
+        cols = np.asarray(cols, dtype=np.int64)
+        gram, xy, _, mu, y_bar, _ = self._centred(cols, held_out)
+        coef = np.linalg.lstsq(gram, xy, rcond=None)[0] if len(cols) else np.zeros(0)
+        return coef, float(y_bar - coef @ mu + self._y_mean)
+
     def alpha_grid(self, cols, n_alphas: int, eps: float = 1e-3) -> np.ndarray:
         """scikit-learn's grid: ``n_alphas`` values from the smallest all-zero penalty down ``eps``."""
         _, xy, _, _, _, n = self._centred(np.asarray(cols, dtype=np.int64), None)
@@ -139,10 +170,10 @@ class GramLasso:
         """``y - intercept - F[:, cols] @ coef`` on every model (only the non-zero columns are read)."""
         coef = np.asarray(coef, dtype=float)
         used = np.flatnonzero(coef)
-        columns, pred = np.asarray(cols)[used], np.empty(len(self._y))
+        features, pred = self.columns(np.asarray(cols)[used]), np.empty(len(self._y))
         step = max(256, _CHUNK_VALUES // max(len(used), 1))
         for start in range(0, len(pred), step):  # no [m, p] float copy
-            pred[start:start + step] = self._F[start:start + step, columns].astype(float) @ coef[used]
+            pred[start:start + step] = features[start:start + step].astype(float) @ coef[used]
         return self._y + self._y_mean - intercept - pred
 
 

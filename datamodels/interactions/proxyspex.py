@@ -16,30 +16,58 @@ from .lasso import cv_above
 from .spectra import _PAD, _booster_fourier_arrays, _design_matrix, _expand_subsets
 from .surrogate import _MobiusSurrogate, _to_global
 
-# Centred candidate features are scored in column chunks of about this many float64 values.
+# Centred candidate features are scored in column chunks of about this many float32 values.
 _CHUNK_VALUES = 1 << 24
+# Proposals kept for re-ranking, per candidate tested in a round.
+_POOL_PER_CANDIDATE = 10
+# Times new trees are grown on the residual when the proposals run dry.
+MAX_TREE_ROUNDS = 5
+# The smallest noise scale a test assumes, relative to the margin's standard deviation.
+_RESOLUTION = 1e-6
 
 
-def _residual_scores(X: np.ndarray, mean: np.ndarray, keys: np.ndarray, resid: np.ndarray) -> np.ndarray:
-    """``|<resid, c_S>| / ||c_S||`` with ``c_S = prod_{i in S} (x_i - mean_i)``, in column chunks.
+class _CentredTerms:
+    """Scores of terms against residuals: ``|<r, c_S>| / ||c_S||`` with the centred feature
+    ``c_S = prod_{i in S} (x_i - mean_i)``.
 
-    How much of what the mains leave unexplained each term would explain: the proxy proposes
-    terms, this ranks them. Ranking by the proxy's own coefficients instead put planted pairs
-    behind hundreds of spurious higher-order terms (each leaf gives all subsets of its path
-    equal Möbius weight); ranking by this score put them near the top.
+    How much of what the model leaves unexplained each term would explain: the proxy proposes
+    terms, this ranks them, and divided by the noise scale it is each term's test statistic.
+    Ranking by the proxy's own coefficients instead put planted pairs behind hundreds of
+    spurious higher-order terms (each leaf gives all subsets of its path equal Möbius weight);
+    ranking by this score put them near the top. The centred columns are made once (float32,
+    a column of ones standing in for padding) and each term's norm is computed once, since
+    rounds score the same terms against ever new residuals.
     """
-    scores = np.empty(len(keys))
-    chunk = max(16, _CHUNK_VALUES // len(X))
-    for start in range(0, len(keys), chunk):
-        c = _design_matrix(X, keys[start : start + chunk], centre=mean)
-        scores[start : start + chunk] = np.abs(resid @ c) / _norms(c)
-    return scores
 
+    def __init__(self, X: np.ndarray):
+        self.mean = X.mean(axis=0)
+        # Stored one row per player, so that gathering a term's members copies whole rows.
+        self._rows = np.vstack([(X - self.mean).T, np.ones((1, len(X)))]).astype(np.float32)
+        self._norms: dict[tuple, float] = {}
 
-def _norms(features: np.ndarray) -> np.ndarray:
-    """Column norms, infinite for constant columns (a player never or always kept): score 0."""
-    norms = np.sqrt((features**2).sum(axis=0))
-    return np.where(norms > 0, norms, np.inf)
+    def scores(self, keys: np.ndarray, resid: np.ndarray) -> np.ndarray:
+        pad = len(self._rows) - 1
+        index = np.where(keys == _PAD, pad, keys)
+        resid = resid.astype(np.float32)
+        rows = list(map(tuple, keys.tolist()))
+        known = np.array([row in self._norms for row in rows], dtype=bool)
+        out = np.empty(len(keys))
+        norms = np.array([self._norms.get(row, 0.0) for row in rows])
+        chunk = max(16, _CHUNK_VALUES // len(resid))
+        for start in range(0, len(keys), chunk):
+            part = slice(start, start + chunk)
+            features = self._rows[index[part, 0]]
+            for j in range(1, index.shape[1]):
+                features *= self._rows[index[part, j]]
+            out[part] = np.abs(features @ resid)
+            todo = ~known[part]
+            if todo.any():
+                norms[part][todo] = np.sqrt(np.einsum("ij,ij->i", features[todo], features[todo], dtype=float))
+        for row, norm, was in zip(rows, norms, known):
+            if not was:
+                self._norms[row] = norm
+        # A constant feature (a player never or always kept) explains nothing: score 0.
+        return np.where(norms > 0, out / np.where(norms > 0, norms, 1.0), 0.0)
 
 
 def _has_superset(keys: np.ndarray, among: np.ndarray) -> np.ndarray:
@@ -61,7 +89,7 @@ class ProxySPEX(_MobiusSurrogate):
        players completes the main effects (:mod:`.screening`).
     3. Support: every first-order term, plus the ``n_candidates`` proposed interactions that best
        explain the residual of the linear datamodel (:class:`.LinearDatamodel` on the working set;
-       ``_residual_scores``), closed under
+       ``_CentredTerms``), closed under
        subsets. A ranking, not a cumulative-energy cut, so moderate pairs that hold little of
        the spectrum's energy are kept.
     4. Tests: candidates enter the model only by passing a Bonferroni score test at familywise
@@ -162,144 +190,253 @@ class ProxySPEX(_MobiusSurrogate):
             raise ValueError(f"ProxySPEX: max_order must be >= 1; got {self.max_order}")
         super()._start(X, y, players, floor)
 
-    def _finish(self, X: PackedMasks, y: np.ndarray) -> None:
-        columns, gram, linear, players = self._columns, self._gram, self._linear, self.players_
-        mains = np.arange(len(players))
+    def _proposals(self, columns: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Interactions (order >= 2, working-set positions, ``max_order`` wide) in the exact
+        spectrum of trees fitted to ``y``."""
         fourier_keys, fourier_vals = _booster_fourier_arrays(self._fit_proxy(columns, y))
-        proposals, _ = _expand_subsets(
-            fourier_keys, fourier_vals, lambda t, s: (-2.0) ** s, min_size=2
-        )
-        self.proxy_interactions_ = len(proposals)
-        mean = columns.mean(axis=0)
-        score = _residual_scores(columns, mean, proposals, gram.residual(mains, *linear[1:]))
-        top = proposals[np.argsort(-score, kind="stable")[: self.n_candidates]]
-        # Closing under subsets: a kept triple brings its pairs, so each is tested on its own.
-        candidates, _ = _expand_subsets(top, np.ones(len(top)), lambda t, s: 1.0, min_size=2)
-        self.n_candidates_ = len(candidates)
-        accepted = np.zeros(len(candidates), dtype=bool)
-        self.interaction_z_ = np.zeros(len(candidates))
-        if len(candidates):  # none when max_order is 1 or the trees split once each
-            terms = gram.add_columns(_design_matrix(columns, candidates) > 0)
-            accepted = self._forward_tests(columns, mean, candidates, terms, gram, linear)
+        keys, _ = _expand_subsets(fourier_keys, fourier_vals, lambda t, s: (-2.0) ** s, min_size=2)
+        return _widen(keys, self.max_order)
+
+    def _finish(self, X: PackedMasks, y: np.ndarray) -> None:
+        gram, linear, players = self._gram, self._linear, self.players_
+        mains = np.arange(len(players))
+        columns = gram.columns(mains)
+        accepted, terms = self._select(columns, y, gram, linear)
+        del columns
         alpha, coef, intercept = linear
-        chosen = terms[accepted] if len(candidates) else np.empty(0, dtype=np.int64)
-        if accepted.any():
-            support = np.concatenate([mains, chosen])
+        if len(accepted):
+            support = np.concatenate([mains, terms])
             (alpha, coef, intercept), at_floor = cv_above(gram, support, linear[0] * np.geomspace(1.0, 0.05, 12),
                                                           self._floor)
             self.penalty_at_floor_ |= at_floor
-        self._set_fit(players, mains, _to_global(candidates[accepted], players), chosen, alpha, coef, intercept,
-                      X.n)
+        self.interaction_z_ = {tuple(int(i) for i in players[key[key != _PAD]]): z
+                               for key, z in zip(accepted, self._accepted_z)}
+        self._set_fit(players, mains, _to_global(accepted, players), terms, alpha, coef, intercept, X.n)
 
-    def _forward_tests(self, X, mean, candidates, terms, gram, linear) -> np.ndarray:
-        """Which candidates pass a Bonferroni score test, in rounds; bool over ``candidates``.
+    def _select(self, X: np.ndarray, y: np.ndarray, gram, linear) -> tuple[np.ndarray, np.ndarray]:
+        """The interactions that pass their tests, and their columns in ``gram``.
 
-        A term's statistic is ``z_S = <r, c_S> / (sigma ||c_S||)``: the residual ``r`` of the
-        current model (mains plus the terms accepted so far, L1 at the linear datamodel's
-        penalty ``linear[0]``; ``terms`` are the candidates' columns in ``gram``) against the
-        term's centred feature ``c_S = prod_{i in S} (x_i - mean_i)``, the
-        part its sub-terms cannot explain (exact for independent mask entries at any alpha),
-        with ``sigma^2 = RSS / (m - nonzeros - 1)``. Passing terms are accepted, the model
-        refitted, and the rest tested again until none passes: strong terms leave the residual
-        first, so weaker ones are judged against less unexplained signal.
+        Rounds. Each round ranks the proposals against the residual ``r`` of the current model
+        (the mains plus the interactions accepted so far, L1 at the linear datamodel's penalty
+        ``linear[0]``) by ``|<r, c_S>| / ||c_S||``, takes the top ``n_candidates`` with all their
+        sub-terms, and tests each: ``z_S = <r, c_S> / (sigma ||c_S||)``, with
+        ``c_S = prod_{i in S} (x_i - mean_i)`` the part of ``S`` that its sub-terms cannot
+        explain (orthogonal to every other such feature for independent mask entries, at any
+        alpha) and ``sigma^2 = RSS / (m - nonzeros - 1)``. Passing terms enter and the model is
+        refitted: strong terms leave the residual first, and weaker ones are judged against
+        less unexplained signal. When nothing passes, new trees are grown on the residual and
+        their proposals join (up to ``MAX_TREE_ROUNDS`` times); when those bring nothing that
+        passes, selection ends.
 
-        Multiplicity: a term's statistic does not depend on which other terms were proposed, so
-        the trees' and the ranking's choices on the same data are covered by correcting for
-        every subset of its order, ``C(n, k)``. ``level / (max_order - 1)`` per order is shared
-        by that family and, equally, by smaller ones a term may belong to (a union bound):
-        the hereditary family, terms all of whose members have clearly non-zero main effects
-        (familywise over the ``n`` mains), ``C(n_strong, k)`` of them; and for ``k >= 3`` the
-        extensions of accepted terms of order ``k - 1``, ``n - k + 1`` each. The mains'
-        statistics use features orthogonal to the terms' (independent entries), so choosing
-        a family this way does not bias the terms' tests; and in retraining games the
+        Sub-terms are judged on their own evidence: a passing term whose passing superset has
+        not entered yet waits one round, so that it is tested against a model that contains the
+        superset (``x_i x_j x_k`` carries ``mean_k c_ij``, as detectable as the pair's own
+        signal, until the triple is in the model). At the end each accepted term with an
+        accepted superset is tested again without itself and dropped if it fails. (Before,
+        every subset of an accepted term was kept out for good: a hierarchical triple came back
+        as the triple alone, at 0.80 for a true 0.5, with its pairs at 0 at any number of models.)
+
+        Multiplicity: a term's statistic does not depend on which other terms were proposed or
+        in which round, so the trees' and the ranking's choices on the same data are covered by
+        correcting for every subset of its order, ``C(n, k)``. ``level / (max_order - 1)`` per
+        order is shared by that family and, equally, by smaller ones a term may belong to (a
+        union bound): the hereditary family, terms all of whose members have clearly non-zero
+        main effects (familywise over the ``n`` mains), ``C(n_strong, k)`` of them; and for
+        ``k >= 3`` the extensions of accepted terms of order ``k - 1``, ``n - k + 1`` each.
+        The mains' statistics use features orthogonal to the terms' (independent entries), so
+        choosing a family this way does not bias the terms' tests; and in retraining games the
         near-duplicates and complements that interact are examples that matter alone too.
-
-        Sub-terms: ``x_i x_j x_k`` has a component ``alpha c_ij`` on each sub-pair's feature,
-        as detectable as the triple's own, so sub-pairs of a real triple look significant, and
-        at a smaller multiplicity. A passing term with a passing superset waits a round; when no
-        term passes, a candidate replaces two or more of its accepted sub-terms if it alone
-        fits at least as well (fewer terms, no worse fit), and the rounds go on; at the end each
-        accepted term with an accepted superset is tested again without itself and dropped if
-        it fails.
         A joint L1 fit over all candidates, debiased, was tried first: its estimates of null
         candidates were inflated by the other candidates, and 2-6 false pairs per target got
         through on planted games.
         """
         m, n = X.shape
-        orders = (candidates != _PAD).sum(axis=1)
-        per_order = self.level / (self.max_order - 1)
-        features = _design_matrix(X, candidates, centre=mean)
-        norms = _norms(features)
+        centred = _CentredTerms(X)
+        mean, spread = centred.mean, y.std()
+        per_order = self.level / max(self.max_order - 1, 1)
         mains = np.arange(n)
+        accepted = np.empty((0, self.max_order), dtype=np.int64)
+        columns = np.empty(0, dtype=np.int64)  # of the accepted terms, in gram
 
-        def residual(chosen):
-            """Residual and noise scale of the mains plus ``chosen`` terms."""
-            support = np.concatenate([mains, terms[chosen]])
-            coef, intercept = gram.fit(support, linear[0]) if chosen.any() else linear[1:]
-            resid = gram.residual(support, coef, intercept)
-            return resid, np.sqrt(resid @ resid / (m - np.count_nonzero(coef) - 1))
-
-        def z_scores(chosen):
-            resid, sigma = residual(chosen)
-            return np.abs(resid @ features) / (norms * sigma)
+        def fit(keys_cols):
+            """Residual and noise scale of the model of the mains plus the terms in those
+            ``gram`` columns: least squares on the mains that L1 at the linear datamodel's
+            penalty keeps, and the terms. Unshrunk, so that a term in the model leaves none of
+            its signal to its sub-terms' tests."""
+            support = np.concatenate([mains, keys_cols])
+            coef = gram.fit(support, linear[0])[0] if len(keys_cols) else linear[1]
+            active = np.concatenate([mains[coef[:n] != 0], keys_cols])
+            resid = gram.residual(active, *gram.ols(active))
+            # A residual below _RESOLUTION of the margin's spread is rounding (a noiseless game
+            # fitted exactly), not signal: tests against it would pass anything.
+            return resid, max(np.sqrt(resid @ resid / (m - len(active) - 1)), _RESOLUTION * spread)
 
         # Heredity: mains clearly non-zero (debiased like the terms, familywise over n) name a
-        # small family of interactions among their players, tested at half of each order's level.
-        resid, sigma = residual(np.zeros(len(candidates), dtype=bool))
+        # small family of interactions among their players.
+        resid, sigma = fit(columns)
         norm = np.sqrt(m * mean * (1 - mean))  # of the centred 0/1 columns
         along = bool_t_dot(X, resid[:, None])[:, 0] - mean * resid.sum()
         main_z = np.abs(linear[1] * norm + along / np.where(norm > 0, norm, 1)) / sigma
         strong = main_z > _z_bonferroni(self.level, n)
-        hereditary = np.where(candidates == _PAD, True, strong[candidates]).all(axis=1)
         n_strong = int(strong.sum())
-        sets = [frozenset(row[row != _PAD].tolist()) for row in candidates]
 
-        def critical(chosen):
+        def critical(keys):
             """Per term: the lowest critical value among the families it belongs to."""
-            crit = np.empty(len(candidates))
-            for i, (k, members) in enumerate(zip(orders, sets)):
+            orders = (keys != _PAD).sum(axis=1)
+            parents = [frozenset(row[row != _PAD].tolist()) for row in accepted]
+            crit = np.empty(len(keys))
+            for i, (k, row) in enumerate(zip(orders, keys)):
+                members = frozenset(row[row != _PAD].tolist())
                 k = int(k)
                 share = per_order / (2 if k == 2 else 3)
-                families = [comb(n, k)] + ([comb(n_strong, k)] if hereditary[i] else [])
-                parents = chosen & (orders == k - 1)
-                if k > 2 and any(sets[j] < members for j in np.flatnonzero(parents)):
-                    families.append(int(parents.sum()) * (n - k + 1))
+                families = [comb(n, k)] + ([comb(n_strong, k)] if strong[list(members)].all() else [])
+                extended = [p for p in parents if len(p) == k - 1]
+                if k > 2 and any(p < members for p in extended):
+                    families.append(len(extended) * (n - k + 1))
                 crit[i] = min(_z_bonferroni(share, size) for size in families)
             return crit
 
-        def rss(chosen):
-            resid, _ = residual(chosen)
-            return resid @ resid
 
-        accepted = np.zeros(len(candidates), dtype=bool)
+        proposals = self._proposals(X, y)
+        self.proxy_interactions_ = len(proposals)
+
+        def rank(keys, resid):
+            """The proposals most worth a look against ``resid``: the pool a round re-ranks."""
+            keys = keys[~_rows_in(keys, accepted)]
+            return _best(keys, centred.scores(keys, resid), _POOL_PER_CANDIDATE * self.n_candidates)
+
+        pool = rank(proposals, resid)
+        tested, tried, by_merge, accepted_z, tree_rounds = set(), set(), {}, [], 0
+        fresh_pool = grown = True  # this pool was ranked against this residual; trees just grown
         while True:
-            z = z_scores(accepted)
-            # A term's statistic when it was accepted, or in the last round.
-            self.interaction_z_ = np.where(accepted, self.interaction_z_, z)
-            passing = accepted | (z > critical(accepted))
-            new = passing & ~accepted & ~_has_superset(candidates, passing)
+            resid, sigma = fit(columns)
+            fresh = pool[~_rows_in(pool, accepted)]
+            top = _best(fresh, centred.scores(fresh, resid), self.n_candidates)
+            # Closing under subsets: a proposed triple brings its pairs, so each is tested on its own.
+            candidates = _widen(_expand_subsets(top, np.ones(len(top)), lambda t, s: 1.0, min_size=2)[0],
+                                self.max_order) if len(top) else accepted[:0]
+            candidates = candidates[~_rows_in(candidates, accepted)]
+            tested.update(map(tuple, candidates.tolist()))
+            z = centred.scores(candidates, resid) / sigma
+            passing = z > critical(candidates)
+            new = passing & ~_has_superset(candidates, passing)
             if new.any():
-                accepted |= new
+                # Hierarchy: accepted terms that share all members but one propose their union.
+                proposals = np.concatenate([proposals, _completions(accepted, candidates[new], self.max_order)])
+                accepted = np.concatenate([accepted, candidates[new]])
+                accepted_z.extend(z[new])
+                columns = np.concatenate([columns, gram.add_columns(_design_matrix(X, candidates[new]) > 0)])
+                fresh_pool = grown = False
                 continue
-            # Several accepted sub-terms of one candidate are what a real higher-order term
-            # leaves on its sub-pairs: one term that fits at least as well replaces them.
-            merged = False
-            for i in np.flatnonzero(~accepted & (orders > 2)):
-                parts = accepted & np.array([other < sets[i] for other in sets])
-                if parts.sum() < 2:
-                    continue
-                trial = (accepted & ~parts).copy()
-                trial[i] = True
-                if rss(trial) <= rss(accepted):
-                    accepted, merged = trial, True
-            if not merged:
+            merged = self._merge(candidates, accepted, columns, accepted_z, fit, tried, X, gram, centred)
+            if merged is not None:
+                replaced = {tuple(row) for row in accepted.tolist()}
+                accepted, columns, accepted_z = merged
+                by_merge[tuple(accepted[-1].tolist())] = replaced - {tuple(row) for row in accepted.tolist()}
+                fresh_pool = grown = False
+                continue
+            if not fresh_pool:
+                # The pool ran dry: rank every proposal against the current residual (a term
+                # masked by the others at the start may stand out now).
+                pool, fresh_pool = rank(proposals, resid), True
+                continue
+            if grown or tree_rounds == MAX_TREE_ROUNDS:
                 break
-        for i in np.flatnonzero(accepted & _has_superset(candidates, accepted)):
-            trial = accepted.copy()
-            trial[i] = False
-            if z_scores(trial)[i] <= critical(trial)[i]:
-                accepted = trial
-        return accepted
+            # Every proposal ran dry: trees on the residual look for what the model still lacks.
+            extra = self._proposals(X, resid)
+            extra = extra[~_rows_in(extra, proposals)]
+            if not len(extra):
+                break
+            proposals = np.concatenate([proposals, extra])
+            pool = rank(proposals, resid)
+            tree_rounds, grown = tree_rounds + 1, True
+        keep = np.ones(len(accepted), dtype=bool)
+        # A merged term whose replaced sub-terms all came back in on their own evidence stands
+        # on its test like any other term.
+        rows = {tuple(row) for row in accepted.tolist()}
+        merged = np.array([tuple(row) in by_merge and by_merge[tuple(row)] <= rows for row in accepted.tolist()],
+                          dtype=bool)
+        for i in np.flatnonzero(_has_superset(accepted, keep) | merged):
+            keep[i] = False
+            resid, sigma = fit(columns[keep])
+            keep[i] = centred.scores(accepted[i:i + 1], resid)[0] / sigma > critical(accepted[i:i + 1])[0]
+        self.n_candidates_, self.tree_rounds_ = len(tested), tree_rounds
+        self._accepted_z = [z for z, k in zip(accepted_z, keep) if k]
+        return accepted[keep], columns[keep]
+
+    @staticmethod
+    def _merge(candidates, accepted, columns, accepted_z, fit, tried, X, gram, centred):
+        """One term in place of two or more of its accepted sub-terms, when it alone fits at
+        least as well; ``(accepted, columns, accepted_z)`` after it, or None.
+
+        Several accepted sub-terms of one proposal are what a real higher-order term leaves on
+        its sub-pairs while its own test is still out of reach (a pure triple shows as its three
+        pairs at ``alpha`` times its size): fewer terms, no worse a fit. The sub-terms are not
+        locked out: each is tested again, on its own evidence, against the model with the
+        merged term; a merged term whose sub-terms all came back is tested again at the end.
+        """
+        resid, sigma = fit(columns)
+        for row, parts in _merge_candidates(candidates, accepted):
+            attempt = (tuple(row.tolist()), tuple(np.flatnonzero(parts)))
+            if attempt in tried:
+                continue
+            tried.add(attempt)
+            column = gram.add_columns(_design_matrix(X, row[None]) > 0)
+            trial_resid, _ = fit(np.concatenate([columns[~parts], column]))
+            if trial_resid @ trial_resid <= resid @ resid:
+                z = centred.scores(row[None], resid)[0] / sigma
+                return (np.concatenate([accepted[~parts], row[None]]), np.concatenate([columns[~parts], column]),
+                        [v for v, part in zip(accepted_z, parts) if not part] + [z])
+        return None
+
+
+def _merge_candidates(candidates: np.ndarray, accepted: np.ndarray):
+    """Candidates of order > 2 with at least two accepted proper subsets: ``(row, parts)``."""
+    sets = [frozenset(row[row != _PAD].tolist()) for row in accepted]
+    for row in candidates[(candidates != _PAD).sum(axis=1) > 2]:
+        members = frozenset(row[row != _PAD].tolist())
+        parts = np.array([other < members for other in sets], dtype=bool)
+        if parts.sum() >= 2:
+            yield row, parts
+
+
+def _completions(accepted: np.ndarray, new: np.ndarray, max_order: int) -> np.ndarray:
+    """Sets of ``k + 1 <= max_order`` players that unite a ``new`` term of order ``k`` with
+    another accepted one of that order (``{i,j}`` and ``{j,l}`` give ``{i,j,l}``), as key rows.
+
+    Trees grown on a residual cannot propose what the model lacks when it is a pure
+    higher-order part (its sub-terms already in the model leave it no main effect to split
+    on); a real triple's pairs, once accepted, name it instead.
+    """
+    sets = [frozenset(row[row != _PAD].tolist()) for row in np.concatenate([accepted, new])]
+    fresh = sets[len(accepted):]
+    united = {tuple(sorted(a | b)) for a in fresh for b in sets
+              if len(a) == len(b) < max_order and len(a | b) == len(a) + 1}
+    keys = np.full((len(united), max_order), _PAD, dtype=np.int64)
+    for row, members in zip(keys, sorted(united)):
+        row[max_order - len(members):] = members
+    return keys
+
+
+def _widen(keys: np.ndarray, width: int) -> np.ndarray:
+    """Key rows padded on the left to ``width`` columns."""
+    out = np.full((len(keys), width), _PAD, dtype=np.int64)
+    if keys.shape[1]:
+        out[:, width - keys.shape[1]:] = keys[:, -width:]
+    return out
+
+
+def _rows_in(keys: np.ndarray, among: np.ndarray) -> np.ndarray:
+    """Bool per row of ``keys``: does it appear in ``among``?"""
+    if not len(among) or not len(keys):
+        return np.zeros(len(keys), dtype=bool)
+    known = set(map(tuple, among.tolist()))
+    return np.array([row in known for row in map(tuple, keys.tolist())], dtype=bool)
+
+
+def _best(keys: np.ndarray, scores: np.ndarray, count: int) -> np.ndarray:
+    """The ``count`` rows of largest score, best first (ties in their order)."""
+    return keys[np.argsort(-scores, kind="stable")[:count]]
 
 
 def _z_bonferroni(level: float, tests: int) -> float:

@@ -90,8 +90,8 @@ class _MobiusSurrogate(RegressorMixin, BaseEstimator):
 
     def _start(self, X: PackedMasks, y: np.ndarray, players: np.ndarray, floor: float) -> None:
         """Cross-validated L1 regression on the mains of ``players``, penalties not below ``floor``."""
-        self.players_, self._columns = players, X.columns(players)
-        self._gram = GramLasso(self._columns, y, fold_ids(len(y), self.cv, self.random_state))
+        self.players_ = players
+        self._gram = GramLasso(X.columns(players), y, fold_ids(len(y), self.cv, self.random_state))
         self._lower_floor(floor)
 
     def _lower_floor(self, floor: float) -> None:
@@ -103,10 +103,8 @@ class _MobiusSurrogate(RegressorMixin, BaseEstimator):
 
     def _grow(self, X: PackedMasks, players: np.ndarray) -> None:
         """Add ``players`` to the working set before the penalty is searched again."""
-        columns = X.columns(players)
-        self._gram.add_columns(columns)
+        self._gram.add_columns(X.columns(players))
         self.players_ = np.concatenate([self.players_, players])
-        self._columns = np.hstack([self._columns, columns])
 
     def _linear_residual(self) -> np.ndarray:
         return self._gram.residual(np.arange(len(self.players_)), *self._linear[1:])
@@ -133,5 +131,5 @@ class _MobiusSurrogate(RegressorMixin, BaseEstimator):
 
     def _release(self) -> None:
         """Drop the fit's statistics and columns: large, and not part of the fitted surrogate."""
-        for name in ("_gram", "_gram_cols", "_columns", "_linear", "_floor"):
+        for name in ("_gram", "_gram_cols", "_linear", "_floor"):
             self.__dict__.pop(name, None)
