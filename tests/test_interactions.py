@@ -272,3 +272,54 @@ def test_first_order_proxy_is_the_linear_datamodel():
     proxy = ProxySPEX(max_order=1).fit(X, y)
     assert proxy.n_candidates_ == 0 and (3,) not in proxy.mobius_
     assert proxy.mobius_ == LinearDatamodel().fit(X, y).mobius_
+
+
+# ------------------------------------------------------------------ hierarchy, dense games, high order
+
+
+def unanimity_game(n, terms, max_size, seed):
+    """A sum of unanimity games (shapiq's SOUM): ``terms`` random subsets, weights U(0, 1)."""
+    rng = np.random.default_rng(seed)
+    game = {(): 0.0}
+    for _ in range(terms):
+        S = tuple(sorted(rng.choice(n, rng.integers(1, max_size + 1), replace=False).tolist()))
+        game[S] = game.get(S, 0.0) + rng.uniform(0, 1)
+    return game
+
+
+def test_hierarchical_triple_comes_back_with_its_pairs():
+    # Mains, pairs and the triple all present: each must be judged on its own evidence, not
+    # locked out by its superset (before: the triple at 0.80, its pairs at 0).
+    game = {(): 0.0, (3,): 0.2, (17,): 0.2, (40,): 0.2, (3, 17): 0.2, (3, 40): 0.2, (17, 40): 0.2,
+            (3, 17, 40): 0.5}
+    rng = np.random.default_rng(0)
+    X = rng.random((4000, 64)) < 0.5
+    f = mobius_predict(game, X)
+    fit = ProxySPEX().fit(X, f + rng.normal(0, 0.1 * f.std(), 4000))
+    found = {k: v for k, v in fit.mobius_.items() if len(k) > 1}
+    assert set(found) == {k for k in game if len(k) > 1}
+    for members, value in found.items():
+        assert value == pytest.approx(game[members], abs=0.05)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_dense_unanimity_game_is_recovered_from_noiseless_masks(seed):
+    game = unanimity_game(60, 100, 3, seed)
+    rng = np.random.default_rng(seed + 10)
+    X, X_test = rng.random((2000, 60)) < 0.5, rng.random((3000, 60)) < 0.5
+    fit = ProxySPEX().fit(X, mobius_predict(game, X))
+    true = {k for k in game if len(k) > 1}
+    found = {k for k, v in fit.mobius_.items() if len(k) > 1}
+    assert len(true & found) >= len(true) - 1 and len(found - true) <= 1
+    assert r2(mobius_predict(game, X_test), fit.predict(X_test)) > 0.999
+
+
+def test_orders_above_three_when_max_order_asks():
+    game = {(): 0.0, (1,): 0.5, (2,): 0.5, (3,): 0.5, (4,): 0.5, (1, 2, 3, 4): 1.0, (5, 6): -1.0}
+    rng = np.random.default_rng(3)
+    X = rng.random((4000, 40)) < 0.5
+    f = mobius_predict(game, X)
+    fit = ProxySPEX(max_order=4).fit(X, f + rng.normal(0, 0.1 * f.std(), 4000))
+    found = {k: v for k, v in fit.mobius_.items() if len(k) > 1}
+    assert set(found) == {(1, 2, 3, 4), (5, 6)}
+    assert found[(1, 2, 3, 4)] == pytest.approx(1.0, abs=0.1)

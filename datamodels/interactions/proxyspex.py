@@ -18,10 +18,11 @@ from .surrogate import _MobiusSurrogate, _to_global
 
 # Centred candidate features are scored in column chunks of about this many float32 values.
 _CHUNK_VALUES = 1 << 24
-# Proposals kept for re-ranking, per candidate tested in a round.
-_POOL_PER_CANDIDATE = 10
-# Times new trees are grown on the residual when the proposals run dry.
-MAX_TREE_ROUNDS = 5
+# Proposals kept for re-ranking (their centred features at hand), per candidate tested in a round.
+_POOL_PER_CANDIDATE = 5
+# Times new trees are grown on the residual when the proposals run dry, and times every
+# proposal is ranked again against the current residual when the pool runs dry.
+MAX_TREE_ROUNDS, MAX_RERANKS = 5, 4
 # The smallest noise scale a test assumes, relative to the margin's standard deviation.
 _RESOLUTION = 1e-6
 
@@ -35,39 +36,33 @@ class _CentredTerms:
     Ranking by the proxy's own coefficients instead put planted pairs behind hundreds of
     spurious higher-order terms (each leaf gives all subsets of its path equal Möbius weight);
     ranking by this score put them near the top. The centred columns are made once (float32,
-    a column of ones standing in for padding) and each term's norm is computed once, since
-    rounds score the same terms against ever new residuals.
+    one row per player, a row of ones standing in for padding).
     """
 
     def __init__(self, X: np.ndarray):
         self.mean = X.mean(axis=0)
-        # Stored one row per player, so that gathering a term's members copies whole rows.
         self._rows = np.vstack([(X - self.mean).T, np.ones((1, len(X)))]).astype(np.float32)
-        self._norms: dict[tuple, float] = {}
+
+    def features(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The terms' centred features (float32 ``[len(keys), m]``) and their norms."""
+        index = np.where(keys == _PAD, len(self._rows) - 1, keys)
+        features = self._rows[index[:, 0]]
+        for j in range(1, index.shape[1]):
+            features *= self._rows[index[:, j]]
+        return features, np.sqrt(np.einsum("ij,ij->i", features, features, dtype=float))
 
     def scores(self, keys: np.ndarray, resid: np.ndarray) -> np.ndarray:
-        pad = len(self._rows) - 1
-        index = np.where(keys == _PAD, pad, keys)
-        resid = resid.astype(np.float32)
-        rows = list(map(tuple, keys.tolist()))
-        known = np.array([row in self._norms for row in rows], dtype=bool)
         out = np.empty(len(keys))
-        norms = np.array([self._norms.get(row, 0.0) for row in rows])
-        chunk = max(16, _CHUNK_VALUES // len(resid))
+        chunk = max(16, _CHUNK_VALUES // self._rows.shape[1])
         for start in range(0, len(keys), chunk):
-            part = slice(start, start + chunk)
-            features = self._rows[index[part, 0]]
-            for j in range(1, index.shape[1]):
-                features *= self._rows[index[part, j]]
-            out[part] = np.abs(features @ resid)
-            todo = ~known[part]
-            if todo.any():
-                norms[part][todo] = np.sqrt(np.einsum("ij,ij->i", features[todo], features[todo], dtype=float))
-        for row, norm, was in zip(rows, norms, known):
-            if not was:
-                self._norms[row] = norm
-        # A constant feature (a player never or always kept) explains nothing: score 0.
-        return np.where(norms > 0, out / np.where(norms > 0, norms, 1.0), 0.0)
+            out[start:start + chunk] = _scored(*self.features(keys[start:start + chunk]), resid)
+        return out
+
+
+def _scored(features: np.ndarray, norms: np.ndarray, resid: np.ndarray) -> np.ndarray:
+    # A constant feature (a player never or always kept) explains nothing: score 0.
+    numerators = np.abs(features @ resid.astype(np.float32))
+    return np.where(norms > 0, numerators / np.where(norms > 0, norms, 1.0), 0.0)
 
 
 def _has_superset(keys: np.ndarray, among: np.ndarray) -> np.ndarray:
@@ -301,20 +296,23 @@ class ProxySPEX(_MobiusSurrogate):
         self.proxy_interactions_ = len(proposals)
 
         def rank(keys, resid):
-            """The proposals most worth a look against ``resid``: the pool a round re-ranks."""
+            """The proposals most worth a look against ``resid``, with their centred features:
+            the pool each round re-ranks."""
             keys = keys[~_rows_in(keys, accepted)]
-            return _best(keys, centred.scores(keys, resid), _POOL_PER_CANDIDATE * self.n_candidates)
+            keys = _best(keys, centred.scores(keys, resid), _POOL_PER_CANDIDATE * self.n_candidates)
+            return (keys, *centred.features(keys))
 
         pool = rank(proposals, resid)
-        tested, tried, by_merge, accepted_z, tree_rounds = set(), set(), {}, [], 0
+        tested, tried, by_merge, accepted_z, tree_rounds, reranks = set(), set(), {}, [], 0, 0
         fresh_pool = grown = True  # this pool was ranked against this residual; trees just grown
         while True:
             resid, sigma = fit(columns)
-            fresh = pool[~_rows_in(pool, accepted)]
-            top = _best(fresh, centred.scores(fresh, resid), self.n_candidates)
-            # Closing under subsets: a proposed triple brings its pairs, so each is tested on its own.
-            candidates = _widen(_expand_subsets(top, np.ones(len(top)), lambda t, s: 1.0, min_size=2)[0],
-                                self.max_order) if len(top) else accepted[:0]
+            pool_keys, pool_features, pool_norms = pool
+            fresh = ~_rows_in(pool_keys, accepted)
+            top = _best(pool_keys[fresh], _scored(pool_features[fresh], pool_norms[fresh], resid), self.n_candidates)
+            # A proposed triple brings its pairs, so each is tested on its own (and theirs, in
+            # turn, when they rank).
+            candidates = _with_subterms(top)
             candidates = candidates[~_rows_in(candidates, accepted)]
             tested.update(map(tuple, candidates.tolist()))
             z = centred.scores(candidates, resid) / sigma
@@ -335,10 +333,10 @@ class ProxySPEX(_MobiusSurrogate):
                 by_merge[tuple(accepted[-1].tolist())] = replaced - {tuple(row) for row in accepted.tolist()}
                 fresh_pool = grown = False
                 continue
-            if not fresh_pool:
+            if not fresh_pool and reranks < MAX_RERANKS:
                 # The pool ran dry: rank every proposal against the current residual (a term
                 # masked by the others at the start may stand out now).
-                pool, fresh_pool = rank(proposals, resid), True
+                pool, fresh_pool, reranks = rank(proposals, resid), True, reranks + 1
                 continue
             if grown or tree_rounds == MAX_TREE_ROUNDS:
                 break
@@ -435,8 +433,21 @@ def _rows_in(keys: np.ndarray, among: np.ndarray) -> np.ndarray:
 
 
 def _best(keys: np.ndarray, scores: np.ndarray, count: int) -> np.ndarray:
-    """The ``count`` rows of largest score, best first (ties in their order)."""
-    return keys[np.argsort(-scores, kind="stable")[:count]]
+    """The ``count`` rows of largest score, best first."""
+    if count < len(keys):
+        top = np.argpartition(-scores, count - 1)[:count]
+        return keys[top[np.argsort(-scores[top], kind="stable")]]
+    return keys[np.argsort(-scores, kind="stable")]
+
+
+def _with_subterms(keys: np.ndarray) -> np.ndarray:
+    """``keys`` and every term one member smaller (of order >= 2), each once."""
+    parts = [keys]
+    for j in range(keys.shape[1]):
+        smaller = keys[(keys[:, j] != _PAD) & ((keys != _PAD).sum(axis=1) > 2)].copy()
+        smaller[:, j] = _PAD
+        parts.append(np.sort(smaller, axis=1))
+    return np.unique(np.concatenate(parts), axis=0)
 
 
 def _z_bonferroni(level: float, tests: int) -> float:
