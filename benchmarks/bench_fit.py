@@ -1,6 +1,7 @@
 """Fit benchmark: this package's ProxySPEX vs shapiq's ProxySPEX vs the linear datamodel.
 
     .venv/bin/python benchmarks/bench_fit.py [--grid 100:500,2000 1000:500] [--noise 0.5] [--strength 1]
+    .venv/bin/python benchmarks/bench_fit.py --game unanimity --grid 30:500 60:2000 --noise 0
 
 Planted games in the data-attribution regime (``datamodels.planted.planted_game``: dense
 small mains on every player, 2 synergy pairs, 2 redundancy pairs, 1 triple) plus Gaussian seed
@@ -11,6 +12,9 @@ all three fit identical data. shapiq's FBII values of order <= 3 are its surroga
 Banzhaf indices are the coefficients of the best order-3 polynomial in the Möbius basis), so
 all three are judged the same way: R^2 on 5,000 held-out masks with fresh noise, and precision
 and recall of the planted interactions among the non-zero interactions each method returns.
+``--game unanimity`` draws sums of unanimity games instead (shapiq's SOUM benchmark games,
+``datamodels.planted.unanimity_game``: dense interactions of every order up to ``--max-size``,
+no hierarchy of mains to lean on), judged the same way against all their interactions.
 Every fit runs on one thread. Rows are printed as they finish; ratios come from the same run.
 """
 
@@ -29,10 +33,9 @@ import numpy as np  # noqa: E402
 
 from datamodels.fitting import r2  # noqa: E402
 from datamodels.interactions import LinearDatamodel, ProxySPEX, mobius_predict  # noqa: E402
-from datamodels.planted import planted_game  # noqa: E402
+from datamodels.planted import planted_game, unanimity_game  # noqa: E402
 
 HELDOUT = 5000
-MAX_ORDER = 3
 
 
 def cpu_name() -> str:
@@ -50,18 +53,21 @@ def support_scores(mobius: dict, planted: dict) -> tuple[float, float]:
     return (hits / len(found) if found else float("nan")), hits / len(planted)
 
 
-def shapiq_fit(n: int, budget: int, game, seed: int) -> dict:
+def shapiq_fit(n: int, budget: int, game, seed: int, max_order: int) -> dict:
     from shapiq.approximator import ProxySPEX as ShapiqProxySPEX
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # its LightGBM grid search warns on every fit
-        values = ShapiqProxySPEX(n=n, index="FBII", max_order=MAX_ORDER, random_state=seed).approximate(
+        values = ShapiqProxySPEX(n=n, index="FBII", max_order=max_order, random_state=seed).approximate(
             budget, game)
     return {k: float(values.values[i]) for k, i in values.interaction_lookup.items()}
 
 
-def run_case(n: int, budget: int, noise: float, strength: float, seed: int) -> dict:
-    truth = planted_game(n, strength=strength, seed=seed)
+def run_case(n: int, budget: int, noise: float, seed: int, game_args: dict) -> dict:
+    if game_args["game"] == "unanimity":
+        truth = unanimity_game(n, game_args["terms"], game_args["max_size"], seed=seed)
+    else:
+        truth = planted_game(n, strength=game_args["strength"], seed=seed)
     planted = {k: v for k, v in truth.items() if len(k) > 1}
     rng = np.random.default_rng([seed, n, budget])
     X_test = rng.random((HELDOUT, n)) < 0.5
@@ -78,10 +84,10 @@ def run_case(n: int, budget: int, noise: float, strength: float, seed: int) -> d
         return values
 
     start = time.perf_counter()
-    surrogates = {"shapiq": shapiq_fit(n, budget, game, seed)}
+    surrogates = {"shapiq": shapiq_fit(n, budget, game, seed, game_args["max_order"])}
     seconds = {"shapiq": time.perf_counter() - start}
     X, y = np.concatenate(queried), np.concatenate(answers)
-    for name, estimator in (("proxyspex", ProxySPEX(max_order=MAX_ORDER, random_state=seed)),
+    for name, estimator in (("proxyspex", ProxySPEX(max_order=game_args["max_order"], random_state=seed)),
                             ("linear", LinearDatamodel(random_state=seed))):
         start = time.perf_counter()
         surrogates[name] = estimator.fit(X, y).mobius_
@@ -106,17 +112,25 @@ def main() -> None:
     parser.add_argument("--strength", type=float, default=1.0,
                         help="size of the planted interactions and of their members' mains")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--game", choices=("planted", "unanimity"), default="planted",
+                        help="planted: the data-attribution games above; unanimity: sums of unanimity games "
+                             "(shapiq's SOUM), --terms random subsets of 1..--max-size players")
+    parser.add_argument("--terms", type=int, default=100)
+    parser.add_argument("--max-size", type=int, default=3)
+    parser.add_argument("--max-order", type=int, default=3, help="of both ProxySPEX fits")
     args = parser.parse_args()
+    game_args = {"game": args.game, "strength": args.strength, "terms": args.terms, "max_size": args.max_size,
+                 "max_order": args.max_order}
     print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, "
           f"one thread per fit; lightgbm {version('lightgbm')}, scikit-learn {version('scikit-learn')}, "
-          f"shapiq {version('shapiq')}; noise {args.noise} x signal sd; planted strength {args.strength}; "
+          f"shapiq {version('shapiq')}; noise {args.noise} x signal sd; game {game_args}; "
           f"held-out {HELDOUT} masks")
     header = ("| n | budget | ceiling R^2 | R^2 new / shapiq / linear | prec new / shapiq "
               "| recall new / shapiq | fit s new / shapiq / linear | shapiq s / new s |")
     print(header + "\n|" + "---|" * (header.count("|") - 1))
     total = time.perf_counter()
     for n, budget in parse_grid(args.grid):
-        r = run_case(n, budget, args.noise, args.strength, args.seed)
+        r = run_case(n, budget, args.noise, args.seed, game_args)
         print(f"| {n} | {budget} | {r['ceiling']:.3f} "
               f"| {r['proxyspex_r2']:.3f} / {r['shapiq_r2']:.3f} / {r['linear_r2']:.3f} "
               f"| {r['proxyspex_prec']:.2f} / {r['shapiq_prec']:.2f} "

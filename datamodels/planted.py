@@ -82,6 +82,21 @@ def planted_game(
     return mobius
 
 
+def unanimity_game(n: int, terms: int = 100, max_size: int = 3, seed: int = 0) -> dict:
+    """A sum of unanimity games (the SOUM games of shapiq's benchmarks): ``terms`` random subsets
+    of ``1..max_size`` players, each with a weight drawn from U(0, 1), as a Möbius spectrum.
+
+    Dense interaction structure with no main-effect hierarchy to lean on: every term of order
+    ``<= max_order`` should be found from enough noiseless masks.
+    """
+    rng = np.random.default_rng(seed)
+    game = {(): 0.0}
+    for _ in range(terms):
+        members = tuple(sorted(rng.choice(n, rng.integers(1, max_size + 1), replace=False).tolist()))
+        game[members] = game.get(members, 0.0) + float(rng.uniform(0, 1))
+    return game
+
+
 def bernoulli_sd(mobius: dict, alpha: float) -> float:
     """Standard deviation of the game's value over masks that keep each player with probability ``alpha``.
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from datamodels.fitting import r2
-from datamodels.planted import planted_game
+from datamodels.planted import planted_game, unanimity_game
 from datamodels.interactions import (
     LinearDatamodel,
     ProxySPEX,
@@ -275,16 +275,6 @@ def test_first_order_proxy_is_the_linear_datamodel():
 
 
 # ------------------------------------------------------------------ hierarchy, dense games, high order
-
-
-def unanimity_game(n, terms, max_size, seed):
-    """A sum of unanimity games (shapiq's SOUM): ``terms`` random subsets, weights U(0, 1)."""
-    rng = np.random.default_rng(seed)
-    game = {(): 0.0}
-    for _ in range(terms):
-        S = tuple(sorted(rng.choice(n, rng.integers(1, max_size + 1), replace=False).tolist()))
-        game[S] = game.get(S, 0.0) + rng.uniform(0, 1)
-    return game
 
 
 def test_hierarchical_triple_comes_back_with_its_pairs():

@@ -75,21 +75,25 @@ def _has_superset(keys: np.ndarray, among: np.ndarray) -> np.ndarray:
 class ProxySPEX(_MobiusSurrogate):
     """Sparse interactions of order <= ``max_order`` from a tree proxy (Butler et al., 2025).
 
-    1. Proxy: LightGBM trees of depth ``<= max_order`` fitted to the raw target, one thread,
-       early-stopped on a ``val_fraction`` split, for each ``(depth, learning rate)`` in the small
-       search ``depths`` x ``learning_rates``; the best validation loss wins.
-    2. Exact Fourier spectrum of that ensemble (:func:`booster_fourier`), converted to Möbius.
     0. Working set: above ``screen_k`` players (default 1,000) every step below runs on the
        ``screen_k`` players most correlated with the margin, and a KKT check over all ``n``
        players completes the main effects (:mod:`.screening`).
-    3. Support: every first-order term, plus the ``n_candidates`` proposed interactions that best
-       explain the residual of the linear datamodel (:class:`.LinearDatamodel` on the working set;
-       ``_CentredTerms``), closed under
-       subsets. A ranking, not a cumulative-energy cut, so moderate pairs that hold little of
-       the spectrum's energy are kept.
-    4. Tests: candidates enter the model only by passing a Bonferroni score test at familywise
-       ``level`` (``_forward_tests``), so that almost no false interactions are reported.
-    5. Refinement: L1 regression of ``y`` on the Möbius features ``prod_{i in S} x_i`` of the
+    1. Proxy: LightGBM trees of depth ``<= max_order`` fitted to the raw target, one thread,
+       early-stopped on a ``val_fraction`` split, for each ``(depth, learning rate)`` in the small
+       search ``depths`` x ``learning_rates``; the best validation loss wins.
+    2. Proposals: every interaction in the exact Fourier spectrum of that ensemble
+       (:func:`booster_fourier`), converted to Möbius.
+    3. Selection in rounds (``_select``): each round ranks the proposals against the residual
+       of the current model (the mains and the interactions accepted so far) and tests the top
+       ``n_candidates`` and their sub-terms with a Bonferroni score test at familywise
+       ``level``, so that almost no false interactions are reported; passing terms enter. A
+       ranking, not a cumulative-energy cut, so moderate pairs that hold little of the
+       spectrum's energy are kept. When nothing passes, every proposal is ranked again against
+       the current residual, then new trees are grown on the residual; accepted terms that
+       differ in one member propose their union, and a term may replace several of its
+       accepted sub-terms when it fits at least as well. Sub-terms are judged on their own
+       evidence against a model that contains their supersets.
+    4. Refinement: L1 regression of ``y`` on the Möbius features ``prod_{i in S} x_i`` of the
        mains and accepted interactions, with intercept, penalty by ``cv``-fold cross-validation
        along a short path below the linear datamodel's penalty; exact for any mask density, so
        designs with ``alpha != 1/2`` need nothing special. All L1 fits share one Gram matrix
@@ -105,8 +109,9 @@ class ProxySPEX(_MobiusSurrogate):
 
     Fitted: ``mobius_``, ``fourier_``, ``alpha_`` (the final L1 penalty), ``players_`` (the
     working set), ``kkt_added_`` (players the KKT check added), ``proxy_params_``
-    (the chosen tree settings), ``proxy_interactions_`` (interactions in the proxy's spectrum),
-    ``n_candidates_`` (interactions tested), ``interaction_z_`` (their test statistics).
+    (the chosen tree settings), ``proxy_interactions_`` (interactions in the first proxy's
+    spectrum), ``n_candidates_`` (interactions tested), ``tree_rounds_`` (ensembles grown on
+    the residual), ``interaction_z_`` (accepted interaction -> its test statistic when it entered).
     """
 
     def __init__(

@@ -78,19 +78,15 @@ def _expand_subsets(members, coef, weight, signs=None, min_size=0, max_size=None
     return _aggregate(keys, np.concatenate(out_vals))
 
 
-def _design_matrix(X: np.ndarray, keys: np.ndarray, centre: np.ndarray | None = None) -> np.ndarray:
+def _design_matrix(X: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """Columns ``prod_{i in S} x_i`` (Möbius features) for each key row ``S``, as float64.
 
-    With ``centre`` (one value per column of ``X``), the products of ``x_i - centre_i`` instead.
     Only the columns of ``X`` that some key names are converted, so ``X`` may be wide.
     """
     used, index = np.unique(keys, return_inverse=True)
     index = index.reshape(keys.shape)
     has_pad = len(used) > 0 and used[0] == _PAD
-    members = used[1:] if has_pad else used
-    cols = X[:, members].astype(float)
-    if centre is not None:
-        cols -= centre[members]
+    cols = X[:, used[1:] if has_pad else used].astype(float)
     # A leading column of ones stands in for the padding, so every key row is a plain gather.
     cols = np.hstack([np.ones((X.shape[0], 1)), cols]) if has_pad else cols
     phi = np.ones((X.shape[0], len(keys)))
