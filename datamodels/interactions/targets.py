@@ -12,6 +12,7 @@ those of the whole margin matrix.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -62,6 +63,15 @@ def _init_worker(X: PackedMasks) -> None:
 
     threadpool_limits(1)
     _WORKER_X = X
+    # A worker whose parent was killed would go on fitting its block (minutes at scale) for
+    # nobody: it leaves as soon as it is orphaned.
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def _fit_block(estimator, block: list[int], Y: np.ndarray, X: PackedMasks | None = None) -> list[TargetFit]:
