@@ -43,6 +43,7 @@ class GramLasso:
         self._folds = [np.flatnonzero(folds == f) for f in range(int(folds.max()) + 1)]
         self._bits: list[np.ndarray] = []  # the features, packed column blocks, in order
         self._widths: list[int] = []
+        self._unpacked: np.ndarray | None = None  # and unpacked, while the fit works on them
         self._n = np.array([len(rows) for rows in self._folds], dtype=float)
         self._sy = np.array([self._y[rows].sum() for rows in self._folds])
         self._syy = np.array([self._y[rows] @ self._y[rows] for rows in self._folds])
@@ -60,8 +61,10 @@ class GramLasso:
 
     def columns(self, cols=None) -> np.ndarray:
         """The features (bool ``[m, len(cols)]``; all when ``cols`` is None), unpacked: only the
-        blocks that hold a wanted column."""
+        blocks that hold a wanted column, or from the unpacked copy kept until :meth:`park`."""
         cols = np.arange(self.n_columns) if cols is None else np.asarray(cols, dtype=np.int64)
+        if self._unpacked is not None:
+            return self._unpacked[:, cols]
         out = np.empty((len(self._y), len(cols)), dtype=bool)
         start = 0
         for bits, width in zip(self._bits, self._widths):
@@ -92,6 +95,7 @@ class GramLasso:
         self._xy = np.hstack([self._xy, np.array(xy).reshape(len(self._folds), q)])
         self._bits.append(np.packbits(new, axis=1))
         self._widths.append(q)
+        self._unpacked = np.hstack([old, new])
         if len(self._bits) > _MAX_BLOCKS:  # one-column additions (tested terms) would pile up
             self._bits, self._widths = [np.packbits(np.hstack([old, new]), axis=1)], [p + q]
         return np.arange(p, p + q)
@@ -134,6 +138,11 @@ class GramLasso:
         """``(coef, intercept)`` of the Lasso at ``alpha`` on every model."""
         coefs, intercepts = self.path(cols, [alpha])
         return coefs[0], float(intercepts[0])
+
+    def park(self) -> None:
+        """Drop the unpacked copy of the features: between passes over the masks a block of
+        targets keeps only bits (``columns`` unpacks on demand until the next addition)."""
+        self._unpacked = None
 
     def ols(self, cols, held_out: int | None = None) -> tuple[np.ndarray, float]:
         """``(coef, intercept)`` of least squares on ``cols`` (minimum norm when they are

@@ -20,11 +20,70 @@ from .surrogate import _MobiusSurrogate, _to_global
 _CHUNK_VALUES = 1 << 24
 # Proposals kept for re-ranking (their centred features at hand), per candidate tested in a round.
 _POOL_PER_CANDIDATE = 5
+# Models (at most) on which all proposals are ranked, and on which the trees are grown.
+_RANK_ROWS, _PROXY_ROWS = 16384, 32768
 # Times new trees are grown on the residual when the proposals run dry, and times every
 # proposal is ranked again against the current residual when the pool runs dry.
 MAX_TREE_ROUNDS, MAX_RERANKS = 5, 4
 # The smallest noise scale a test assumes, relative to the margin's standard deviation.
 _RESOLUTION = 1e-6
+
+
+class _TreeProxy:
+    """LightGBM ensembles of depth ``<= max_order`` on fixed mask columns, for a target and then
+    for residuals of its model; the binned datasets (most of LightGBM's setup) are built once.
+
+    ``proposals(y)`` gives the interactions (order >= 2, column positions, ``max_order`` wide)
+    in the exact spectrum of the best ensemble fitted to ``y``: one thread, early-stopped on a
+    ``val_fraction`` split, over the search ``depths`` x ``learning_rates``.
+    """
+
+    def __init__(self, estimator: "ProxySPEX", X: np.ndarray):
+        self.estimator = estimator
+        rng = np.random.default_rng(estimator.random_state)
+        # Beyond _PROXY_ROWS models the trees see an even subsample: they only propose, and
+        # every proposal is tested on all models; their cost stops growing with the sweep.
+        self._rows = np.arange(0, len(X), -(-len(X) // _PROXY_ROWS))
+        self._val = rng.random(len(self._rows)) < estimator.val_fraction
+        Xf = X[self._rows].astype(np.float32)
+        self._train = lgb.Dataset(Xf[~self._val], np.zeros((~self._val).sum()), params={"verbose": -1},
+                                  free_raw_data=False)
+        self._valid = lgb.Dataset(Xf[self._val], np.zeros(self._val.sum()), reference=self._train)
+        self.params = None
+
+    def proposals(self, y: np.ndarray) -> np.ndarray:
+        est = self.estimator
+        y = y[self._rows]
+        self._train.set_label(y[~self._val])
+        self._valid.set_label(y[self._val])
+        base = dict(
+            objective="regression",
+            verbose=-1,
+            num_threads=1,
+            deterministic=True,
+            force_row_wise=True,  # 3-4x faster than col-wise on dense 0/1 masks (measured)
+            min_child_samples=est.min_child_samples,
+            seed=0 if est.random_state is None else est.random_state,
+        )
+        best = None
+        for depth in est.depths or (est.max_order,):
+            if not 1 <= depth <= est.max_order:
+                raise ValueError(f"ProxySPEX: depth {depth} is outside [1, max_order={est.max_order}]")
+            for lr in est.learning_rates:
+                params = {**base, "max_depth": depth, "num_leaves": 2**depth, "learning_rate": lr}
+                booster = lgb.train(params, self._train, num_boost_round=est.n_estimators, valid_sets=[self._valid],
+                                    callbacks=[lgb.early_stopping(est.early_stopping_rounds, verbose=False)])
+                score = booster.best_score["valid_0"]["l2"]
+                if best is None or score < best[0]:
+                    best = (score, booster, params)
+        _, booster, params = best
+        self.params = {"max_depth": params["max_depth"], "learning_rate": params["learning_rate"],
+                       "n_trees": booster.best_iteration}
+        # Keep only the early-stopped trees; their spectrum is what the validation loss vouched for.
+        kept = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
+        fourier_keys, fourier_vals = _booster_fourier_arrays(kept)
+        keys, _ = _expand_subsets(fourier_keys, fourier_vals, lambda t, s: (-2.0) ** s, min_size=2)
+        return _widen(keys, est.max_order)
 
 
 class _CentredTerms:
@@ -51,11 +110,23 @@ class _CentredTerms:
             features *= self._rows[index[:, j]]
         return features, np.sqrt(np.einsum("ij,ij->i", features, features, dtype=float))
 
-    def scores(self, keys: np.ndarray, resid: np.ndarray) -> np.ndarray:
+    def scores(self, keys: np.ndarray, resid: np.ndarray, sample: bool = False) -> np.ndarray:
+        """Scores against ``resid``; with ``sample``, on at most ``_RANK_ROWS`` evenly spaced
+        models: enough to rank thousands of proposals, which are then tested on all of them."""
+        rows = self._rows
+        if sample and rows.shape[1] > _RANK_ROWS:
+            every = -(-rows.shape[1] // _RANK_ROWS)
+            rows, resid = rows[:, ::every], resid[::every]
         out = np.empty(len(keys))
-        chunk = max(16, _CHUNK_VALUES // self._rows.shape[1])
+        chunk = max(16, _CHUNK_VALUES // rows.shape[1])
+        index = np.where(keys == _PAD, len(rows) - 1, keys)
         for start in range(0, len(keys), chunk):
-            out[start:start + chunk] = _scored(*self.features(keys[start:start + chunk]), resid)
+            part = index[start:start + chunk]
+            features = rows[part[:, 0]]
+            for j in range(1, part.shape[1]):
+                features *= rows[part[:, j]]
+            norms = np.sqrt(np.einsum("ij,ij->i", features, features, dtype=float))
+            out[start:start + chunk] = _scored(features, norms, resid)
         return out
 
 
@@ -144,63 +215,18 @@ class ProxySPEX(_MobiusSurrogate):
         self.screen_k = screen_k
         self.random_state = random_state
 
-    def _fit_proxy(self, X: np.ndarray, y: np.ndarray) -> lgb.Booster:
-        rng = np.random.default_rng(self.random_state)
-        val = rng.random(len(y)) < self.val_fraction
-        Xf = X.astype(np.float32)
-        base = dict(
-            objective="regression",
-            verbose=-1,
-            num_threads=1,
-            deterministic=True,
-            force_row_wise=True,  # 3-4x faster than col-wise on dense 0/1 masks (measured)
-            min_child_samples=self.min_child_samples,
-            seed=0 if self.random_state is None else self.random_state,
-        )
-        train = lgb.Dataset(Xf[~val], y[~val], params={"verbose": -1}, free_raw_data=False)
-        valid = lgb.Dataset(Xf[val], y[val], reference=train)
-        depths = self.depths or (self.max_order,)
-        best = None
-        for depth in depths:
-            if not 1 <= depth <= self.max_order:
-                raise ValueError(f"ProxySPEX: depth {depth} is outside [1, max_order={self.max_order}]")
-            for lr in self.learning_rates:
-                params = {**base, "max_depth": depth, "num_leaves": 2**depth, "learning_rate": lr}
-                booster = lgb.train(
-                    params,
-                    train,
-                    num_boost_round=self.n_estimators,
-                    valid_sets=[valid],
-                    callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
-                )
-                score = booster.best_score["valid_0"]["l2"]
-                if best is None or score < best[0]:
-                    best = (score, booster, params)
-        _, booster, params = best
-        self.proxy_params_ = {
-            "max_depth": params["max_depth"],
-            "learning_rate": params["learning_rate"],
-            "n_trees": booster.best_iteration,
-        }
-        # Keep only the early-stopped trees; their spectrum is what the validation loss vouched for.
-        return lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
-
     def _start(self, X: PackedMasks, y: np.ndarray, players: np.ndarray, floor: float) -> None:
         if self.max_order < 1:
             raise ValueError(f"ProxySPEX: max_order must be >= 1; got {self.max_order}")
         super()._start(X, y, players, floor)
-
-    def _proposals(self, columns: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Interactions (order >= 2, working-set positions, ``max_order`` wide) in the exact
-        spectrum of trees fitted to ``y``."""
-        fourier_keys, fourier_vals = _booster_fourier_arrays(self._fit_proxy(columns, y))
-        keys, _ = _expand_subsets(fourier_keys, fourier_vals, lambda t, s: (-2.0) ** s, min_size=2)
-        return _widen(keys, self.max_order)
+        self._screened = len(players)
 
     def _finish(self, X: PackedMasks, y: np.ndarray) -> None:
         gram, linear, players = self._gram, self._linear, self.players_
         mains = np.arange(len(players))
-        columns = gram.columns(mains)
+        # The trees and the tests look at the screened players; the players that the penalty
+        # floor added later are main effects only (see .screening).
+        columns = gram.columns(mains[:self._screened])
         accepted, terms = self._select(columns, y, gram, linear)
         del columns
         alpha, coef, intercept = linear
@@ -250,11 +276,11 @@ class ProxySPEX(_MobiusSurrogate):
         candidates were inflated by the other candidates, and 2-6 false pairs per target got
         through on planted games.
         """
-        m, n = X.shape
+        m, n = X.shape  # the screened players, whose terms are proposed and tested
         centred = _CentredTerms(X)
         mean, spread = centred.mean, y.std()
         per_order = self.level / max(self.max_order - 1, 1)
-        mains = np.arange(n)
+        mains = np.arange(len(self.players_))  # every main effect of the working set, in gram
         accepted = np.empty((0, self.max_order), dtype=np.int64)
         columns = np.empty(0, dtype=np.int64)  # of the accepted terms, in gram
 
@@ -265,7 +291,7 @@ class ProxySPEX(_MobiusSurrogate):
             its signal to its sub-terms' tests."""
             support = np.concatenate([mains, keys_cols])
             coef = gram.fit(support, linear[0])[0] if len(keys_cols) else linear[1]
-            active = np.concatenate([mains[coef[:n] != 0], keys_cols])
+            active = np.concatenate([mains[coef[:len(mains)] != 0], keys_cols])
             resid = gram.residual(active, *gram.ols(active))
             # A residual below _RESOLUTION of the margin's spread is rounding (a noiseless game
             # fitted exactly), not signal: tests against it would pass anything.
@@ -276,7 +302,7 @@ class ProxySPEX(_MobiusSurrogate):
         resid, sigma = fit(columns)
         norm = np.sqrt(m * mean * (1 - mean))  # of the centred 0/1 columns
         along = bool_t_dot(X, resid[:, None])[:, 0] - mean * resid.sum()
-        main_z = np.abs(linear[1] * norm + along / np.where(norm > 0, norm, 1)) / sigma
+        main_z = np.abs(linear[1][:n] * norm + along / np.where(norm > 0, norm, 1)) / sigma
         strong = main_z > _z_bonferroni(self.level, n)
         n_strong = int(strong.sum())
 
@@ -297,14 +323,15 @@ class ProxySPEX(_MobiusSurrogate):
             return crit
 
 
-        proposals = self._proposals(X, y)
-        self.proxy_interactions_ = len(proposals)
+        proxy = _TreeProxy(self, X)
+        proposals = proxy.proposals(y)
+        self.proxy_params_, self.proxy_interactions_ = proxy.params, len(proposals)
 
         def rank(keys, resid):
             """The proposals most worth a look against ``resid``, with their centred features:
             the pool each round re-ranks."""
             keys = keys[~_rows_in(keys, accepted)]
-            keys = _best(keys, centred.scores(keys, resid), _POOL_PER_CANDIDATE * self.n_candidates)
+            keys = _best(keys, centred.scores(keys, resid, sample=True), _POOL_PER_CANDIDATE * self.n_candidates)
             return (keys, *centred.features(keys))
 
         pool = rank(proposals, resid)
@@ -346,7 +373,7 @@ class ProxySPEX(_MobiusSurrogate):
             if grown or tree_rounds == MAX_TREE_ROUNDS:
                 break
             # Every proposal ran dry: trees on the residual look for what the model still lacks.
-            extra = self._proposals(X, resid)
+            extra = proxy.proposals(resid)
             extra = extra[~_rows_in(extra, proposals)]
             if not len(extra):
                 break

@@ -122,10 +122,12 @@ def fit_screened(estimators: list, X: PackedMasks, Y: np.ndarray) -> list:
     for t, estimator in enumerate(estimators):
         players, floor = working_set(gradients[:, t], k) if screened else (np.arange(X.n), 0.0)
         estimator._start(X, Y[:, t], players, floor)
+        estimator._park()
     if screened:
         _lower_floors(X, estimators)
     for t, estimator in enumerate(estimators):
         estimator._finish(X, Y[:, t])
+        estimator._park()
         estimator.kkt_added_ = 0
     pending = list(range(len(estimators))) if screened else []
     while pending:
@@ -135,6 +137,7 @@ def fit_screened(estimators: list, X: PackedMasks, Y: np.ndarray) -> list:
         for t, players in zip(pending, found):
             if len(players):
                 estimators[t]._add_players(X, Y[:, t], players)
+                estimators[t]._park()
                 estimators[t].kkt_added_ += len(players)
         pending = [t for t, players in zip(pending, found) if len(players)]
     for estimator in estimators:
@@ -166,6 +169,7 @@ def _lower_floors(X: PackedMasks, estimators: list) -> None:
             if floor < (1 - FLOOR_STEP) * estimator._floor:
                 estimator._grow(X, order[:grow][gradient[order[:grow]] >= 0])
                 estimator._lower_floor(floor)
+                estimator._park()
                 lowered = True
         if not lowered:
             return

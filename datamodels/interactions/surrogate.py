@@ -129,6 +129,10 @@ class _MobiusSurrogate(RegressorMixin, BaseEstimator):
         self._set_fit(np.concatenate([self.players_, players]), mains, self._terms, terms, self.alpha_, coef,
                       intercept, X.n)
 
+    def _park(self) -> None:
+        """Between passes over the masks: keep the fit's statistics, not its unpacked features."""
+        self._gram.park()
+
     def _release(self) -> None:
         """Drop the fit's statistics and columns: large, and not part of the fitted surrogate."""
         for name in ("_gram", "_gram_cols", "_linear", "_floor"):
