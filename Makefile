@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SHARDS ?= 8
 ARGS ?=
 
-.PHONY: install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale
+.PHONY: install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-exhaustive
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -117,3 +117,11 @@ bench-fit-digits: install
 # memory of the process tree, seconds per target, faithfulness; sweeps under runs/bench-scale.
 bench-scale: install
 	$(PY) benchmarks/bench_scale.py $(ARGS)
+
+# Recovery of real retraining games against exact ground truth: every subset of the 10 digit
+# classes trained with 2 seeds (about 2,000 models), then ProxySPEX and the linear datamodel at
+# growing budgets against the exact references (docs/interactions.md).
+EXHAUSTIVE_RUN ?= runs/classes-exhaustive
+bench-exhaustive: install
+	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,16)' hydra/launcher=joblib experiment=digits_classes_exhaustive run_dir=$(EXHAUSTIVE_RUN)
+	$(PY) benchmarks/bench_exhaustive.py --run $(EXHAUSTIVE_RUN) $(ARGS)
