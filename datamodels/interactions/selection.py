@@ -52,6 +52,7 @@ from math import comb
 from statistics import NormalDist
 
 import numpy as np
+from scipy.stats import chi2
 
 from ..packed import bool_t_dot
 from .lasso import GramLasso
@@ -64,6 +65,8 @@ _POOL_PER_CANDIDATE = 5
 # Models (at most) on which all proposals are ranked: enough to order thousands of proposals,
 # which are then tested on every model.
 RANK_ROWS = 16384
+# Hubs (players of strongest main effect) whose families of pairs are tested together.
+MAX_HUBS = 20
 # Times new trees are grown on the residual when the proposals run dry, and times every
 # proposal is ranked again against the current residual when the pool runs dry.
 MAX_TREE_ROUNDS, MAX_RERANKS = 5, 4
@@ -87,6 +90,7 @@ class CentredTerms:
     def __init__(self, X: np.ndarray):
         self.mean = X.mean(axis=0)
         self._rows = np.vstack([(X - self.mean).T, np.ones((1, len(X)))]).astype(np.float32)
+        self._hub_norms = None
 
     def features(self, keys: np.ndarray, every: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """The terms' centred features (float32 ``[len(keys), m / every]``) and their norms."""
@@ -96,6 +100,17 @@ class CentredTerms:
         for j in range(1, index.shape[1]):
             features *= rows[index[:, j]]
         return features, np.sqrt(np.einsum("ij,ij->i", features, features, dtype=float))
+
+    def hub_pairs(self, hubs: np.ndarray, resid: np.ndarray) -> np.ndarray:
+        """Scores ``[len(hubs), n]`` of every pair ``{hub, j}`` against ``resid``, from two
+        matrix products (the pairs' norms computed once)."""
+        players = self._rows[:-1]
+        numerators = np.abs((players[hubs] * resid.astype(np.float32)) @ players.T)
+        if self._hub_norms is None or not np.array_equal(self._hub_norms[0], hubs):
+            squares = players**2
+            self._hub_norms = (hubs, np.sqrt((squares[hubs] @ squares.T).astype(float)))
+        norms = self._hub_norms[1]
+        return np.where(norms > 0, numerators / np.where(norms > 0, norms, 1.0), 0.0)
 
     def scores(self, keys: np.ndarray, resid: np.ndarray, sample: bool = False) -> np.ndarray:
         """Scores against ``resid``; with ``sample``, on at most ``RANK_ROWS`` evenly spaced models."""
@@ -142,8 +157,8 @@ class Selection:
         mean = self.centred.mean
         norm = np.sqrt(m * mean * (1 - mean))  # of the centred 0/1 columns
         along = bool_t_dot(X, resid[:, None])[:, 0] - mean * resid.sum()
-        main_z = np.abs(linear[1][:n] * norm + along / np.where(norm > 0, norm, 1)) / sigma
-        self.strong = main_z > z_bonferroni(level, n)
+        self.main_z = np.abs(linear[1][:n] * norm + along / np.where(norm > 0, norm, 1)) / sigma
+        self.strong = self.main_z > z_bonferroni(level, n)
         self.proposals = propose(y)
 
     def fit(self, columns: np.ndarray) -> tuple[np.ndarray, float]:
@@ -164,7 +179,7 @@ class Selection:
         for i, (k, row) in enumerate(zip(orders, keys)):
             members = frozenset(row[row != _PAD].tolist())
             k = int(k)
-            share = self.per_order / (2 if k == 2 else 3)
+            share = self.per_order / 3  # the order's families: all, hereditary, and hubs or extensions
             families = [comb(n, k)] + ([comb(n_strong, k)] if self.strong[list(members)].all() else [])
             extended = [p for p in parents if len(p) == k - 1]
             if k > 2 and any(p < members for p in extended):
@@ -204,7 +219,7 @@ class Selection:
             if new.any():
                 self.accept(candidates[new], z[new])
                 fresh_pool = grown = False
-            elif self.merge(candidates, resid, sigma):
+            elif self.merge(candidates, resid, sigma) or self.hub_pair(resid, sigma):
                 fresh_pool = grown = False
             elif not fresh_pool and reranks < MAX_RERANKS:
                 pool, fresh_pool, reranks = self.rank(resid), True, reranks + 1
@@ -242,6 +257,41 @@ class Selection:
                 self.columns = np.concatenate([self.columns[~parts], column])
                 self.z = [v for v, part in zip(self.z, parts) if not part] + [
                     self.centred.scores(row[None], resid)[0] / sigma]
+                return True
+        return False
+
+    def hub_pair(self, resid: np.ndarray, sigma: float) -> bool:
+        """Accept the strongest pair of a hub whose pairs not yet in the model are jointly
+        significant; whether one was.
+
+        A hub is a player with a clearly non-zero main effect; its family is every pair it
+        forms. Real retraining games are stars: a target's own class interacts with every other
+        class, each pair too weak to pass alone at a few hundred models (|z| near 2 against a
+        critical value near 3.6) and the family far beyond chance together. Under the null the
+        family's centred pair features are uncorrelated (independent mask entries), so the
+        sum of their squared statistics is chi-squared with one degree per pair, tested at a
+        third of the pairs' level, shared among the hubs in proportion to their squared main
+        statistics (a weighted Bonferroni; the weights come from the mains, whose statistics are
+        orthogonal to the pairs', so they do not bias the test): a target's own class, far
+        stronger than the rest, gets most of it. A family that passes gives up its
+        strongest pair, and is tested again against the refitted model: pairs enter one at a
+        time while what is left of the family stays significant.
+        """
+        hubs = np.flatnonzero(self.strong)
+        if not len(hubs) or self.max_order < 2:
+            return False
+        weights = self.main_z[hubs] ** 2 / (self.main_z[hubs] ** 2).sum()
+        order = np.argsort(-weights, kind="stable")[:MAX_HUBS]
+        hubs, weights = hubs[order], weights[order]
+        z = self.centred.hub_pairs(hubs, resid) / sigma  # [hubs, n]
+        pairs = {tuple(sorted(row[row != _PAD].tolist())) for row in self.accepted if (row != _PAD).sum() == 2}
+        for h, (hub, weight) in enumerate(zip(hubs, weights)):
+            open_ = np.array([j != hub and (min(j, hub), max(j, hub)) not in pairs for j in range(len(z[h]))])
+            if open_.any() and (z[h, open_] ** 2).sum() > chi2.isf(self.per_order / 3 * weight, open_.sum()):
+                j = int(np.flatnonzero(open_)[np.argmax(z[h, open_])])
+                key = np.full((1, self.max_order), _PAD, dtype=np.int64)
+                key[0, -2:] = sorted((int(hub), j))
+                self.accept(key, z[h, j:j + 1])
                 return True
         return False
 
