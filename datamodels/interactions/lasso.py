@@ -112,10 +112,11 @@ class GramLasso:
         mu, y_bar = sx / n, sy / n
         return G - n * np.outer(mu, mu), xy - mu * sy, syy - n * y_bar**2, mu, y_bar, int(n)
 
-    def path(self, cols, alphas, held_out: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def path(self, cols, alphas, held_out: int | None = None, init=None) -> tuple[np.ndarray, np.ndarray]:
         """Coefficients ``[len(alphas), len(cols)]`` and intercepts along ``alphas`` (descending).
 
-        Fitted on every model, or on all folds but ``held_out``.
+        Fitted on every model, or on all folds but ``held_out``; coordinate descent starts from
+        ``init`` (coefficients of ``cols``) when given, else from zero.
         """
         cols = np.asarray(cols, dtype=np.int64)
         alphas = np.asarray(alphas, dtype=float)
@@ -129,8 +130,10 @@ class GramLasso:
         shape_only = np.broadcast_to(np.zeros((1, 1)), (n, len(cols)))
         y_norm = np.zeros(n)
         y_norm[0] = np.sqrt(max(yy, 0.0))
+        start = None if init is None else np.asfortranarray(init, dtype=float)
         _, coefs, _ = lasso_path(shape_only, y_norm, alphas=alphas, precompute=np.ascontiguousarray(gram),
-                                 Xy=np.ascontiguousarray(xy), check_input=False, max_iter=MAX_ITER, tol=TOL)
+                                 Xy=np.ascontiguousarray(xy), check_input=False, max_iter=MAX_ITER, tol=TOL,
+                                 coef_init=start)
         coefs = coefs.T
         return coefs, y_bar - coefs @ mu + self._y_mean
 
@@ -159,14 +162,16 @@ class GramLasso:
         top = top if top > 0 else np.finfo(float).resolution
         return np.geomspace(top, top * eps, n_alphas)
 
-    def cv(self, cols, alphas) -> tuple[float, np.ndarray, float]:
+    def cv(self, cols, alphas, init=None) -> tuple[float, np.ndarray, float]:
         """``(alpha, coef, intercept)``: the penalty of least mean held-out squared error over
-        the folds (the first on ties, as ``LassoCV``), refitted on every model."""
+        the folds (the first on ties, as ``LassoCV``), refitted on every model. ``init``: a
+        warm start for every fold's path (a nearby solution; the result does not depend on it
+        beyond the solver's tolerance)."""
         cols = np.asarray(cols, dtype=np.int64)
         alphas = np.sort(np.asarray(alphas, dtype=float))[::-1]
         mse = np.zeros(len(alphas))
         for f in range(len(self._folds)):
-            coefs, intercepts = self.path(cols, alphas, held_out=f)
+            coefs, intercepts = self.path(cols, alphas, held_out=f, init=init)
             b = intercepts - self._y_mean  # on the centred y of the statistics
             G = self._G[f][np.ix_(cols, cols)].astype(float)
             sse = (self._syy[f] - 2 * b * self._sy[f] - 2 * coefs @ self._xy[f, cols] + self._n[f] * b**2
@@ -198,10 +203,10 @@ def fold_ids(models: int, cv: int, random_state) -> np.ndarray:
     return folds
 
 
-def cv_above(gram: GramLasso, cols, alphas, floor: float):
+def cv_above(gram: GramLasso, cols, alphas, floor: float, init=None):
     """``((alpha, coef, intercept), at_floor)``: :meth:`GramLasso.cv` over the ``alphas`` not
     below ``floor``; ``at_floor`` when the best is the smallest of them and some were left out."""
     allowed = alphas[alphas >= floor]
     allowed = allowed if len(allowed) else alphas[:1]
-    fit = gram.cv(cols, allowed)
+    fit = gram.cv(cols, allowed, init)
     return fit, bool(len(allowed) < len(alphas) and fit[0] == allowed.min())

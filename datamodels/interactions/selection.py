@@ -65,8 +65,9 @@ _POOL_PER_CANDIDATE = 5
 # Models (at most) on which all proposals are ranked: enough to order thousands of proposals,
 # which are then tested on every model.
 RANK_ROWS = 16384
-# Hubs (players of strongest main effect) whose families of pairs are tested together.
-MAX_HUBS = 20
+# Hubs (players of strongest main effect) whose families of pairs are tested together, and
+# the largest family, as a share of the models, whose squared statistics add up to chi-squared.
+MAX_HUBS, _FAMILY_SHARE = 20, 0.05
 # Times new trees are grown on the residual when the proposals run dry, and times every
 # proposal is ranked again against the current residual when the pool runs dry.
 MAX_TREE_ROUNDS, MAX_RERANKS = 5, 4
@@ -278,7 +279,11 @@ class Selection:
         time while what is left of the family stays significant.
         """
         hubs = np.flatnonzero(self.strong)
-        if not len(hubs) or self.max_order < 2:
+        m, n = self.X.shape
+        # The family's pair features are near orthogonal only while they are few against the
+        # models: with n - 1 >= m they span every residual, and the sum would pass for noise
+        # (n = 1,000 players, 500 models: 13 false pairs of one hub before this bound).
+        if not len(hubs) or self.max_order < 2 or n - 1 > m * _FAMILY_SHARE:
             return False
         weights = self.main_z[hubs] ** 2 / (self.main_z[hubs] ** 2).sum()
         order = np.argsort(-weights, kind="stable")[:MAX_HUBS]
