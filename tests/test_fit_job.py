@@ -159,3 +159,27 @@ def test_learning_curve_uses_the_first_models_and_the_same_heldout_models():
     assert scores[1000] > 1 - 0.5**2 / np.var(y[held]) - 0.1  # near the noise ceiling
     with pytest.raises(ValueError, match=f"fit_models=2000: the fit split has {(~held).sum()} models"):
         fit_and_evaluate(X, y[:, None], np.arange(1500), "linear", progress=False, fit_models=2000)
+
+
+def test_job_screens_a_wide_planted_sweep_and_finds_its_pairs(tmp_path):
+    # 600 players, 40 with effects per target: the fit works on working sets of 80, reads the
+    # memory-mapped layout that collect wrote, and still finds every planted pair.
+    from datamodels.planted import read_planted_truth, write_planted_sweep
+
+    write_planted_sweep(tmp_path, n=600, T=3, num_masks=1500, repeats=2, noise=0.3, models_per_shard=1000,
+                        progress=False, n_synergy=1, n_redundancy=1, n_triples=0, n_mains=40)
+    run_job("collect.py", f"run_dir={tmp_path}", "progress=false")
+    assert (tmp_path / "fit_ready" / "masks.npy").exists()
+    run_job("fit.py", f"run_dir={tmp_path}", "fit.params.screen_k=80", "fit.workers=2", "progress=false")
+    metrics = pd.read_parquet(tmp_path / "fit" / "fit_metrics.parquet")
+    inter = pd.read_parquet(tmp_path / "fit" / "interactions.parquet")
+    assert (metrics["working_set"] >= 80).all() and (metrics["working_set"] < 600).all()
+    assert (metrics["r2_fraction_of_ceiling"] > 0.9).all()
+    for target, truth in read_planted_truth(tmp_path).items():
+        rows = inter[(inter["target"] == target) & (inter["order"] == 2)]
+        found = dict(zip(rows["members"].map(lambda k: tuple(int(i) for i in k)), rows["mobius"]))
+        for pair, value in truth.items():
+            if len(pair) == 2:
+                assert pair in found and np.sign(found[pair]) == np.sign(value)
+    proc = run_job("fit.py", f"run_dir={tmp_path}", "fit.params.screen_k=601", check=False)
+    assert proc.returncode != 0 and "fit.params.screen_k=601 must be an integer in 1..600" in proc.stderr
