@@ -188,26 +188,34 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default="runs/bench-scale", help="where the planted sweeps are written")
     parser.add_argument("--side-targets", type=int, default=10, help="targets of the with/without screening runs")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse the rows already in <out>/results.json (a grid of hours survives an interruption)")
     args = parser.parse_args()
     ns, ms = [int(v) for v in args.ns.split(",")], [int(v) for v in args.ms.split(",")]
     out = Path(args.out).resolve()
     print(f"{time.strftime('%Y-%m-%d %H:%M')}, {cpu_name()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}, {args.workers} fit workers of one thread each; targets {args.targets}; "
           f"game {GAME}, noise {NOISE}", flush=True)
+    saved = out / "results.json"
+    earlier = json.loads(saved.read_text()) if args.resume and saved.exists() else []
     results = []
     skip = {tuple(int(v) for v in pair.split(":")) for pair in args.skip.split(",") if pair}
     for m in ms:
         for n in ns:
             if (n, m) in skip:
                 continue
-            run_dir = sweep_for(out, n, m, args.targets)
             for method in METHODS:
-                row = {"n": n, "m": m, "method": method} | fit_run(run_dir, method, args.workers, args.targets)
+                key = {"n": n, "m": m, "method": method}
+                row = next((r for r in earlier if {k: r[k] for k in key} == key and r["targets"] == args.targets), None)
+                if row is None:
+                    run_dir = sweep_for(out, n, m, args.targets)
+                    row = key | {"targets": args.targets, "started": time.strftime("%Y-%m-%d %H:%M")} | fit_run(
+                        run_dir, method, args.workers, args.targets)
                 results.append(row)
+                saved.write_text(json.dumps(results + [r for r in earlier if r not in results], indent=1))
                 print("  " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
                                        for k, v in row.items()), flush=True)
     table = pd.DataFrame(results)
-    (out / "results.json").write_text(json.dumps(results, indent=1))
     print("\n" + table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     print("\nseconds per target at the largest n over those at the smallest (same m, same run):")
     for (m, method), rows in table.groupby(["m", "method"]):
