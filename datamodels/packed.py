@@ -55,10 +55,12 @@ class PackedMasks:
             raise IndexError("PackedMasks selects rows only: X[rows]; use X.columns(players) for columns")
         return PackedMasks(self.packed, self.n, index if self.rows is None else self.rows[index])
 
-    def _packed_rows(self, start: int, stop: int) -> np.ndarray:
-        if self.rows is None:
-            return np.asarray(self.packed[start:stop])
-        return self.packed[self.rows[start:stop]]
+    def packed_chunks(self, rows_per_chunk: int):
+        """Yield ``(start, packed uint8 [rows, ceil(n/8)])`` over this object's rows, in order."""
+        for start in range(0, len(self), rows_per_chunk):
+            stop = start + rows_per_chunk
+            yield start, (np.asarray(self.packed[start:stop]) if self.rows is None
+                          else self.packed[self.rows[start:stop]])
 
     def columns(self, players) -> np.ndarray:
         """Bool ``[m, len(players)]``: the masks restricted to ``players`` (in the order given)."""
@@ -88,9 +90,8 @@ class PackedMasks:
             raise ValueError(f"t_dot needs R of shape [{len(self)}, T]; got {R.shape}")
         out = np.zeros((self.n, R.shape[1]))
         step = _chunk_rows(self.n)
-        for start in range(0, len(self), step):
-            bits = np.unpackbits(self._packed_rows(start, start + step), axis=1, count=self.n)
-            out += bool_t_dot(bits, R[start:start + step])
+        for start, chunk in self.packed_chunks(step):
+            out += bool_t_dot(np.unpackbits(chunk, axis=1, count=self.n), R[start:start + step])
         return out
 
     def mean(self) -> np.ndarray:
