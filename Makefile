@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SHARDS ?= 8
 ARGS ?=
 
-.PHONY: install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-exhaustive
+.PHONY: install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-linear bench-exhaustive
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -117,6 +117,10 @@ bench-fit-digits: install
 # memory of the process tree, seconds per target, faithfulness; sweeps under runs/bench-scale.
 bench-scale: install
 	$(PY) benchmarks/bench_scale.py $(ARGS)
+
+# The linear datamodel on a GPU (fit=linear_gpu) at n = 50,000, m = 100,000, beside the CPU path.
+bench-gpu-linear: install
+	$(PY) benchmarks/bench_gpu_linear.py $(ARGS)
 
 # Recovery of real retraining games against exact ground truth: every subset of the 10 digit
 # classes trained with 2 seeds (about 2,000 models), then ProxySPEX and the linear datamodel at

@@ -15,7 +15,9 @@ and only after every fit succeeded:
   :mod:`datamodels.interactions.screening`).
 
 Rows of other methods, and of this method's other targets, already in those files are kept,
-so ``fit=proxyspex`` and ``fit=linear`` runs accumulate side by side for comparison.
+so ``fit=proxyspex``, ``fit=linear`` and ``fit=linear_gpu`` runs accumulate side by side for
+comparison. ``linear_gpu`` (:mod:`datamodels.interactions.batched_lasso`) fits whole batches
+of targets on a GPU in this process instead of spreading them over worker processes.
 
 At scale the targets are split into ``parts`` contiguous ranges fitted as separate jobs
 (:func:`run_fit_part`, ``fit.part=K fit.parts=P``): each writes the same two tables under
@@ -33,6 +35,7 @@ import pandas as pd
 
 from .fit_ready import open_fit_ready
 from .interactions import interaction_table, iter_fit_targets, make_estimator
+from .interactions.batched_lasso import BatchedLinearDatamodel
 from .packed import as_packed
 from .store import StoreError, collect_run, read_frame, write_frame
 
@@ -134,7 +137,11 @@ def fit_and_evaluate(masks, margins, mask_id, method: str, params: dict | None =
         used = used[:fit_models]
     held_masks = masks[held]
     tables, rows = [], []
-    for fit in iter_fit_targets(estimator, masks, margins, columns, used, workers, progress=progress):
+    if isinstance(estimator, BatchedLinearDatamodel):  # all targets of a batch at once on the GPU
+        fits = estimator.iter_fit(masks, margins, columns, used, np.asarray(mask_id)[used], progress)
+    else:
+        fits = iter_fit_targets(estimator, masks, margins, columns, used, workers, progress=progress)
+    for fit in fits:
         y = np.asarray(margins[:, fit.target], dtype=float)
         pred = fit.estimator.predict(held_masks)
         ceiling = noise_ceiling(y, mask_id)

@@ -2,14 +2,17 @@
 penalty, the faithfulness of the CPU path, bad input refused."""
 
 import numpy as np
+import pandas as pd
 import pytest
+import torch
+from conftest import run_job
 from sklearn.linear_model import Lasso
 
 from datamodels.fitting import r2
 from datamodels.interactions import LinearDatamodel, mobius_predict
 from datamodels.interactions.batched_lasso import fit_linear_batched
 from datamodels.packed import PackedMasks
-from datamodels.planted import planted_game
+from datamodels.planted import planted_game, read_planted_truth, write_planted_sweep
 
 GAME = dict(n_synergy=2, n_redundancy=2, n_triples=0, main_sd=0.1, strength=1.0)
 
@@ -64,3 +67,29 @@ def test_repeats_of_a_mask_stay_on_one_side_and_bad_input_is_refused():
         fit_linear_batched(X, Y[:-1], device="cpu", progress=False)
     with pytest.raises(ValueError, match="val_fraction"):
         fit_linear_batched(X, Y, device="cpu", val_fraction=1.0, progress=False)
+
+
+def test_fit_job_runs_the_batched_path_beside_the_cpu_one(tmp_path):
+    write_planted_sweep(tmp_path, n=150, T=4, num_masks=1500, repeats=2, seed=3, progress=False, **GAME)
+    run_job("fit.py", f"run_dir={tmp_path}", "fit=linear_gpu", "fit.params.device=cpu", "fit.params.target_batch=3",
+            "progress=false")
+    run_job("fit.py", f"run_dir={tmp_path}", "fit=linear", "fit.workers=1", "progress=false")
+    metrics = pd.read_parquet(tmp_path / "fit" / "fit_metrics.parquet").set_index(["method", "target"])["r2"]
+    assert len(metrics) == 8
+    np.testing.assert_allclose(metrics["linear_gpu"], metrics["linear"], atol=0.03)
+    inter = pd.read_parquet(tmp_path / "fit" / "interactions.parquet")
+    gpu = inter[inter["method"] == "linear_gpu"]
+    assert set(gpu["order"]) == {1} and set(gpu["target"]) == {0, 1, 2, 3}
+    truth = read_planted_truth(tmp_path)
+    strongest = gpu.loc[gpu["mobius"].abs().groupby(gpu["target"]).idxmax()]
+    for target, members in zip(strongest["target"], strongest["members"]):
+        # members of the planted interactions carry mains of size `strength`, the rest N(0, 0.1)
+        assert any(int(members[0]) in key for key in truth[target] if len(key) > 1)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without a GPU")
+def test_asking_for_a_gpu_that_is_not_there_says_so(tmp_path):
+    write_planted_sweep(tmp_path, n=20, T=1, num_masks=100, seed=0, progress=False, **GAME)
+    proc = run_job("fit.py", f"run_dir={tmp_path}", "fit=linear_gpu", "progress=false", check=False)
+    assert proc.returncode != 0 and "torch sees none" in proc.stderr and "fit=linear" in proc.stderr
+    assert not (tmp_path / "fit").exists()

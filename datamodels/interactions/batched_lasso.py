@@ -19,6 +19,7 @@ and the fit is then redone on all models at that penalty.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..packed import PackedMasks, as_packed
+from .linear import LinearDatamodel
 
 # Rows of packed masks moved to the device and unpacked there per step.
 _UPLOAD_ROWS = 4096
@@ -187,3 +189,47 @@ def fit_linear_batched(X, Y, device: str = "cuda", n_alphas: int = 40, eps: floa
         bar.update(Yb.shape[1])
     bar.close()
     return BatchedLinearFit(coef, intercept, alpha, alphas, val_mse)
+
+
+class BatchedLinearDatamodel:
+    """``fit=linear_gpu``: the linear datamodel of many targets at once, on a GPU.
+
+    Holds :func:`fit_linear_batched`'s settings; :meth:`iter_fit` is the fit stage's entry
+    (instead of :func:`.targets.iter_fit_targets`' worker processes). Each target comes out as a
+    fitted :class:`.LinearDatamodel` over all players.
+    """
+
+    def __init__(self, device: str = "cuda", n_alphas: int = 40, eps: float = 1e-3, val_fraction: float = 0.2,
+                 patience: int = 5, max_iter: int = 500, tol: float = 1e-4, target_batch: int = 1000,
+                 seed: int = 0):
+        if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"fit=linear_gpu runs on a GPU (device={device!r}) and torch sees none; fit=linear "
+                             f"fits the same model on CPUs, or set fit.params.device=cpu")
+        self.settings = dict(device=device, n_alphas=n_alphas, eps=eps, val_fraction=val_fraction,
+                             patience=patience, max_iter=max_iter, tol=tol, seed=seed)
+        self.target_batch = target_batch
+
+    def iter_fit(self, X, Y, targets=None, rows=None, groups=None, progress: bool = True):
+        """Yield a :class:`.targets.TargetFit` per chosen column of ``Y [m, T]``, a batch at a time.
+
+        ``rows``: the models to fit on (default all); ``groups``: their mask ids, so that
+        repeats of a mask stay on one side of the validation split.
+        """
+        from .targets import TargetFit  # targets registers this class: imported late, not circularly
+
+        X = as_packed(X, "masks")
+        targets = list(range(Y.shape[1]) if targets is None else targets)
+        fit_rows = X if rows is None else X[rows]
+        bar = tqdm(total=len(targets), desc="fit linear (GPU, batched)", disable=not progress)
+        for lo in range(0, len(targets), self.target_batch):
+            batch = targets[lo:lo + self.target_batch]
+            Y_batch = np.asarray(Y[:, batch], dtype=np.float32)
+            start = time.perf_counter()
+            fit = fit_linear_batched(fit_rows, Y_batch if rows is None else Y_batch[rows], groups=groups,
+                                     target_batch=len(batch), progress=False, **self.settings)
+            seconds = (time.perf_counter() - start) / len(batch)
+            for j, target in enumerate(batch):
+                model = LinearDatamodel.from_solution(fit.coef[:, j], fit.intercept[j], fit.alpha[j])
+                yield TargetFit(target, model, seconds)
+            bar.update(len(batch))
+        bar.close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..packed import PackedMasks
-from .surrogate import _MobiusSurrogate
+from .surrogate import _mains, _MobiusSurrogate
 
 
 class LinearDatamodel(_MobiusSurrogate):
@@ -36,3 +36,14 @@ class LinearDatamodel(_MobiusSurrogate):
     def _finish(self, X: PackedMasks, y: np.ndarray) -> None:
         mains = np.arange(len(self.players_))
         self._set_fit(self.players_, mains, np.empty((0, 1), dtype=np.int64), [], *self._linear, X.n)
+
+    @classmethod
+    def from_solution(cls, coef: np.ndarray, intercept: float, alpha: float) -> LinearDatamodel:
+        """A fitted linear datamodel over all ``len(coef)`` players holding a solution found
+        elsewhere (the batched GPU path, :mod:`.batched_lasso`)."""
+        model = cls()
+        players = np.flatnonzero(coef)
+        model.alpha_, model.players_ = float(alpha), np.arange(len(coef))
+        model.kkt_added_, model.penalty_at_floor_ = 0, False
+        model._set_spectrum(_mains(players, 1), np.asarray(coef, dtype=float)[players], intercept, len(coef))
+        return model

@@ -23,12 +23,13 @@ from sklearn.base import clone
 from tqdm.auto import tqdm
 
 from ..packed import PackedMasks, as_packed
+from .batched_lasso import BatchedLinearDatamodel
 from .linear import LinearDatamodel
 from .proxyspex import ProxySPEX
 from .screening import fit_screened, resolve_screen_k
 from .surrogate import _check_y, _MobiusSurrogate
 
-METHODS = {"proxyspex": ProxySPEX, "linear": LinearDatamodel}
+METHODS = {"proxyspex": ProxySPEX, "linear": LinearDatamodel, "linear_gpu": BatchedLinearDatamodel}
 # Targets per block: each pass over the masks serves a block, and each target of a block keeps
 # its statistics (fold Grams, working-set bits) alive between passes, about 80 MB at 10^5
 # models and a working set of 2,000.
