@@ -179,23 +179,8 @@ def blind_spot(n: int, m: int, seed: int = 0) -> list[dict]:
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ns", default="5000,20000,50000", help="players, comma-separated")
-    parser.add_argument("--ms", default="20000,100000", help="models (masks x 2 seeds), comma-separated")
-    parser.add_argument("--skip", default="", help="n:m pairs of the grid to leave out, e.g. 20000:100000")
-    parser.add_argument("--targets", type=int, default=100)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--out", default="runs/bench-scale", help="where the planted sweeps are written")
-    parser.add_argument("--side-targets", type=int, default=10, help="targets of the with/without screening runs")
-    parser.add_argument("--resume", action="store_true",
-                        help="reuse the rows already in <out>/results.json (a grid of hours survives an interruption)")
-    args = parser.parse_args()
-    ns, ms = [int(v) for v in args.ns.split(",")], [int(v) for v in args.ms.split(",")]
-    out = Path(args.out).resolve()
-    print(f"{time.strftime('%Y-%m-%d %H:%M')}, {cpu_name()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}, {args.workers} fit workers of one thread each; targets {args.targets}; "
-          f"game {GAME}, noise {NOISE}", flush=True)
+def grid(args, ns: list[int], ms: list[int], out: Path) -> None:
+    """The n x m table: each row fitted by jobs/fit.py (or reused with --resume), then the ratios."""
     saved = out / "results.json"
     earlier = json.loads(saved.read_text()) if args.resume and saved.exists() else []
     results = []
@@ -226,12 +211,40 @@ def main() -> None:
         hours = row["s_per_target"] * 10_000 / 3600
         print(f"  n={row['n']:,} m={row['m']:,} {row['method']}: {hours / 2:.1f} h on 2 cores; "
               f"{hours / 200 * 60:.1f} min on a 100-node SLURM array of 2-core tasks")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ns", default="5000,20000,50000", help="players, comma-separated")
+    parser.add_argument("--ms", default="20000,100000", help="models (masks x 2 seeds), comma-separated")
+    parser.add_argument("--skip", default="", help="n:m pairs of the grid to leave out, e.g. 20000:100000")
+    parser.add_argument("--targets", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", default="runs/bench-scale", help="where the planted sweeps are written")
+    parser.add_argument("--side-targets", type=int, default=10, help="targets of the with/without screening runs")
+    parser.add_argument("--parts", default="grid,screening,blind",
+                        help="what to run: grid (the n x m table), screening (with and without screening), blind "
+                             "(pairs screening misses); the side parts use the smallest n and m")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse the rows already in <out>/results.json (a grid of hours survives an interruption)")
+    args = parser.parse_args()
+    ns, ms = [int(v) for v in args.ns.split(",")], [int(v) for v in args.ms.split(",")]
+    out = Path(args.out).resolve()
+    print(f"{time.strftime('%Y-%m-%d %H:%M')}, {cpu_name()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}, {args.workers} fit workers of one thread each; targets {args.targets}; "
+          f"game {GAME}, noise {NOISE}", flush=True)
+    parts = set(args.parts.split(","))
+    if "grid" in parts:
+        grid(args, ns, ms, out)
     n0, m0 = min(ns), min(ms)
-    print(f"\nscreening cost at n={n0:,}, m={m0:,}, first {args.side_targets} targets:")
-    print(pd.DataFrame(screening_cost(out / f"n{n0}-m{m0}", n0, args.side_targets, args.workers))
-          .to_string(index=False, float_format=lambda v: f"{v:.3g}"))
-    print(f"\nwhat screening misses (ProxySPEX, n={n0:,}, {m0:,} models, 3 pairs with no marginal effect):")
-    print(pd.DataFrame(blind_spot(n0, m0)).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    if "screening" in parts:
+        run_dir = sweep_for(out, n0, m0, args.targets)
+        print(f"\nscreening cost at n={n0:,}, m={m0:,}, first {args.side_targets} targets:")
+        print(pd.DataFrame(screening_cost(run_dir, n0, args.side_targets, args.workers))
+              .to_string(index=False, float_format=lambda v: f"{v:.3g}"), flush=True)
+    if "blind" in parts:
+        print(f"\nwhat screening misses (ProxySPEX, n={n0:,}, {m0:,} models, 3 pairs with no marginal effect):")
+        print(pd.DataFrame(blind_spot(n0, m0)).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
 
 
 if __name__ == "__main__":

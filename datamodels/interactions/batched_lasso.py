@@ -93,11 +93,11 @@ class _CentredDesign:
 
 
 def _fista(design: _CentredDesign, Yc: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, step: float,
-           max_iter: int, tol: float) -> tuple[torch.Tensor, int]:
+           max_iter: int, tol: float) -> torch.Tensor:
     """Minimise ``||Yc - X_c B||^2 / (2m) + sum_t alpha_t ||B_t||_1`` from ``beta``, per column.
 
     Stops when no coefficient moved more than ``tol`` times the column's largest coefficient over
-    the last iteration, checked every few iterations; returns the solution and the iterations.
+    the last iteration, checked every few iterations (or after ``max_iter``).
     """
     threshold = step * alpha
     z, t = beta.clone(), 1.0
@@ -113,7 +113,7 @@ def _fista(design: _CentredDesign, Yc: torch.Tensor, alpha: torch.Tensor, beta: 
             scale = beta.abs().amax(0).clamp(min=1e-12)
             if bool((moved <= tol * scale).all()):
                 break
-    return beta, iteration
+    return beta
 
 
 def fit_linear_batched(X, Y, device: str = "cuda", n_alphas: int = 40, eps: float = 1e-3,
@@ -168,7 +168,7 @@ def fit_linear_batched(X, Y, device: str = "cuda", n_alphas: int = 40, eps: floa
         best_beta, best_mse = beta.clone(), torch.full((Yb.shape[1],), float("inf"), device=device)
         since_best = torch.zeros(Yb.shape[1], dtype=torch.int64, device=device)
         for k, ratio in enumerate(ratios):
-            beta, _ = _fista(fitting, Yc, top * ratio, beta, step_fit, max_iter, tol)
+            beta = _fista(fitting, Yc, top * ratio, beta, step_fit, max_iter, tol)
             pred = held @ beta - fitting.mu @ beta + mean_fit
             mse = ((Y_val - pred) ** 2).mean(0)
             better = mse < best_mse
@@ -182,7 +182,7 @@ def fit_linear_batched(X, Y, device: str = "cuda", n_alphas: int = 40, eps: floa
         best = np.nanargmin(val_mse[:, cols], axis=0)
         chosen = torch.from_numpy(alphas[best, np.arange(lo, cols.stop)]).to(device=device, dtype=torch.float32)
         mean_all = Yb.mean(0)
-        beta, _ = _fista(everything, Yb - mean_all, chosen, best_beta, step_all, max_iter, tol)
+        beta = _fista(everything, Yb - mean_all, chosen, best_beta, step_all, max_iter, tol)
         coef[:, cols] = beta.cpu().numpy()
         intercept[cols] = (mean_all - everything.mu @ beta).double().cpu().numpy()
         alpha[cols] = chosen.double().cpu().numpy()
