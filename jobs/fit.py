@@ -3,10 +3,11 @@
     python jobs/fit.py                        # ProxySPEX on every target of run_dir's sweep
     python jobs/fit.py fit=linear             # the linear datamodel baseline
     python jobs/fit.py fit.start=0 fit.stop=100 fit.workers=2
+    python jobs/fit.py fit.alpha=0.2          # only the masks drawn at alpha 0.2 (sweep.alpha=[...] grid)
     python jobs/fit.py -m 'fit.part=range(0,4)' fit.parts=4 hydra/launcher=slurm   # then jobs/fit_merge.py
 
 Writes <run_dir>/fit/interactions.parquet and fit_metrics.parquet (datamodels.fitting); with
-fit.part, the part's tables under <run_dir>/fit/parts/ (make fit-slurm PARTS=4 does both steps).
+fit.part, the part's tables under <run_dir>/fit/parts/; with fit.alpha=A, under <run_dir>/fit/alpha-A/ (make fit-slurm PARTS=4 does both steps).
 """
 
 import hydra
@@ -24,11 +25,11 @@ def main(cfg: DictConfig) -> None:
     if fit["part"] is not None:
         if fit["parts"] is None:
             raise ValueError(f"fit.part={fit['part']} needs fit.parts, the number of parts the targets are split into")
-        paths = run_fit_part(to_absolute_path(cfg.run_dir), fit["part"], fit["parts"], *settings)
+        paths = run_fit_part(to_absolute_path(cfg.run_dir), fit["part"], fit["parts"], *settings, alpha=fit["alpha"])
         print(f"part {fit['part']} of {fit['parts']}: " + (f"wrote {', '.join(map(str, paths))}" if paths
                                                           else "already written, skipped"))
         return
-    interactions, metrics, paths = run_fit(to_absolute_path(cfg.run_dir), *settings)
+    interactions, metrics, paths = run_fit(to_absolute_path(cfg.run_dir), *settings, alpha=fit["alpha"])
     print(summary(interactions, metrics))
     print(f"wrote {', '.join(map(str, paths))}")
 
