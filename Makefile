@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SHARDS ?= 8
 ARGS ?=
 
-.PHONY: install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-linear bench-exhaustive
+.PHONY: install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-linear bench-exhaustive prune-study prune-study-clusters prune-study-examples
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -129,3 +129,22 @@ EXHAUSTIVE_RUN ?= runs/classes-exhaustive
 bench-exhaustive: install
 	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,16)' hydra/launcher=joblib experiment=digits_classes_exhaustive run_dir=$(EXHAUSTIVE_RUN)
 	$(PY) benchmarks/bench_exhaustive.py --run $(EXHAUSTIVE_RUN) $(ARGS)
+
+# The pruning study (docs/pruning.md): for each of two runs, the demo's 100 cluster players and
+# 200 single-example players, a sweep over the alpha grid 0.2..0.9, ProxySPEX and linear fits at
+# every alpha (matched surrogates), keep-sets of every method at fractions 0.9..0.2 and their
+# retraining with 10 seeds (and draws). The sweeps are most of it: about 1.5 hours on 2 cores.
+STUDY_ALPHAS := 0.2 0.3 0.5 0.7 0.9
+define prune_study
+	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,$(2))' hydra/launcher=joblib experiment=$(1) $(ARGS)
+	$(PY) jobs/collect.py experiment=$(1) $(ARGS)
+	for a in $(STUDY_ALPHAS); do for fit in proxyspex linear; do \
+	  $(PY) jobs/fit.py fit=$$fit fit.alpha=$$a experiment=$(1) $(ARGS) || exit 1; done; done
+	$(PY) jobs/prune.py experiment=$(1) $(ARGS)
+	$(PY) jobs/evaluate_pruning.py experiment=$(1) $(ARGS)
+endef
+prune-study-clusters: install
+	$(call prune_study,prune_study_clusters,24)
+prune-study-examples: install
+	$(call prune_study,prune_study_examples,20)
+prune-study: prune-study-clusters prune-study-examples

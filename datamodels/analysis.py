@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from .pruning import paired_differences, summarize
 from .store import StoreError, load_sweep
 from .sweep import SweepRun
 
@@ -179,16 +180,32 @@ def faithfulness_vs_models(view: RunView, budgets, methods=("linear", "proxyspex
 
 
 def pruning_table(view: RunView) -> pd.DataFrame:
-    """Holdout accuracy, mean and standard deviation over seeds, per method and kept fraction."""
-    evaluation = view.pruning
-    return (evaluation.groupby(["method", "fraction"])["holdout_acc"].agg(["mean", "std", "count"])
-            .reset_index().sort_values(["fraction", "method"], ascending=[False, True]))
+    """Holdout accuracy per method and kept fraction: mean and 95% interval over seeds and draws."""
+    return summarize(view.pruning)
+
+
+def pruning_grid(view: RunView) -> pd.DataFrame:
+    """Methods x kept fractions, each cell ``mean [low, high]`` (95% interval) of holdout accuracy."""
+    table = pruning_table(view)
+    table["cell"] = [f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in zip(table["mean"], table["ci_low"], table["ci_high"])]
+    grid = table.pivot(index="method", columns="fraction", values="cell")
+    return grid[sorted(grid.columns, reverse=True)]
+
+
+def pruning_paired(view: RunView) -> pd.DataFrame:
+    """Methods x kept fractions: difference to the best baseline, paired by seed, with its interval."""
+    paired = paired_differences(view.pruning)
+    paired["cell"] = [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}] vs {b}" for d, lo, hi, b
+                      in zip(paired["difference"], paired["ci_low"], paired["ci_high"], paired["baseline"])]
+    grid = paired.pivot(index="method", columns="fraction", values="cell")
+    return grid[sorted(grid.columns, reverse=True)]
 
 
 def keep_set_overlap(view: RunView) -> pd.DataFrame:
-    """Jaccard index between the keep-sets of every two methods, per kept fraction."""
+    """Jaccard index between the keep-sets of every two methods (first draws), per kept fraction."""
     rows = []
-    for fraction, group in view.keep_sets.groupby("fraction"):
+    first_draws = view.keep_sets[view.keep_sets["draw"] == 0]
+    for fraction, group in first_draws.groupby("fraction"):
         sets = {m: set(p) for m, p in zip(group["method"], group["players"])}
         for a, b in itertools.combinations(sorted(sets), 2):
             rows.append({"fraction": fraction, "methods": f"{a} / {b}",
@@ -258,12 +275,13 @@ def plot_faithfulness(view: RunView):
 
 
 def plot_pruning(view: RunView):
-    """Holdout accuracy against the fraction of the training set kept, per method (mean +- std)."""
+    """Holdout accuracy against the fraction of the training set kept, per method (mean, 95% interval)."""
     table = pruning_table(view)
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     for method, rows in table.groupby("method"):
         rows = rows.sort_values("fraction")
-        ax.errorbar(rows["fraction"], rows["mean"], yerr=rows["std"].fillna(0), marker="o", capsize=3, label=method)
+        spread = np.nan_to_num(np.stack([rows["mean"] - rows["ci_low"], rows["ci_high"] - rows["mean"]]))
+        ax.errorbar(rows["fraction"], rows["mean"], yerr=spread, marker="o", capsize=3, label=method)
     ax.set_xlabel("fraction of training players kept")
     ax.set_ylabel("holdout accuracy")
     ax.legend(fontsize=8, loc="lower right")
@@ -330,8 +348,14 @@ def write_report(view: RunView, out_dir: str | os.PathLike, targets_per_kind: in
         body.append(f"<p class='missing'>{escape(str(err))}</p>")
     body.append("<h2>Pruning</h2>")
     try:
-        table(pruning_table(view))
-        figure(plot_pruning(view), "holdout accuracy against fraction kept (mean and std over seeds)")
+        body.append("<p>Holdout accuracy of models retrained on each keep-set under the full set's step budget: "
+                    "mean and 95% interval over the seeds (the randomised methods: one draw per seed). "
+                    "The methods and the protocol are in docs/pruning.md.</p>")
+        table(pruning_grid(view).reset_index())
+        body.append("<p>Each method minus the best baseline at that fraction, paired by seed (an interval "
+                    "above 0: better than every baseline).</p>")
+        table(pruning_paired(view).reset_index())
+        figure(plot_pruning(view), "holdout accuracy against fraction kept (mean and 95% interval)")
     except (AnalysisError, StoreError) as err:
         body.append(f"<p class='missing'>{escape(str(err))}</p>")
     style = ("body{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}"

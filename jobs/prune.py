@@ -1,36 +1,44 @@
 """Choose keep-sets of the training players at a grid of kept fractions, for every method.
 
-    python jobs/prune.py [prune.fractions=[1.0,0.5,0.25]] [prune.methods=[interactions,random]]
+    python jobs/prune.py [prune.fractions=[0.5,0.2]] [prune.methods=[interactions,stratified]]
+    python jobs/prune.py prune.surrogates=matched     # a sweep over an alpha grid, fitted per alpha
 
-Reads the run's sweep and <run_dir>/fit/interactions.parquet; writes <run_dir>/prune/keep_sets.parquet.
+Reads the run's sweep and its fits (<run_dir>/fit, or <run_dir>/fit/alpha-F for matched
+surrogates); writes <run_dir>/prune/keep_sets.parquet. datamodels/pruning.py defines the methods.
 """
 
 from pathlib import Path
 
 import hydra
-import pandas as pd
+import torch
 from hydra.utils import to_absolute_path
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from datamodels.pruning import make_keep_sets
+from datamodels.pruning import load_surrogates, make_keep_sets
 from datamodels.store import write_frame
 from datamodels.sweep import SweepRun
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
+    torch.set_num_threads(cfg.torch_threads)
     run_dir = Path(to_absolute_path(cfg.run_dir))
     run = SweepRun.open(run_dir)
-    fit_dir = run_dir / "fit"
-    fit = None
-    if (fit_dir / "fit_metrics.parquet").exists():
-        fit = (pd.read_parquet(fit_dir / "interactions.parquet"), pd.read_parquet(fit_dir / "fit_metrics.parquet"))
-    p = cfg.prune
-    keep = make_keep_sets(run, fit, list(p.methods), list(p.fractions), fit_method=p.fit_method,
-                          seed=p.seed, el2n_seeds=p.el2n_seeds, el2n_epochs=p.el2n_epochs)
+    p = OmegaConf.to_container(cfg.prune, resolve=True)
+    sources = {"interactions": p["fit_method"], "linear": "linear"}
+    surrogates = {method: load_surrogates(run_dir, sources[method], p["fractions"], p["surrogates"])
+                  for method in p["methods"] if method in sources}
+    keep = make_keep_sets(run, p["methods"], p["fractions"], surrogates, draws=p["eval_seeds"], seed=p["seed"],
+                          quotas=p["class_quotas"], min_per_class=p["min_per_class"],
+                          synergy_threshold=p["synergy_threshold"], el2n_seeds=p["el2n_seeds"],
+                          el2n_epochs=p["el2n_epochs"], ccs_cutoff=p["ccs_cutoff"], ccs_bins=p["ccs_bins"],
+                          progress=cfg.progress)
+    settings = {k: v for k, v in p.items() if k not in ("workers", "keep_sets")}
     path = write_frame(run_dir / "prune" / "keep_sets.parquet", keep,
-                       {"fingerprint": run.meta["fingerprint"], "n": run.n, "source_run": str(run_dir)})
-    print(f"{path}: {len(keep)} keep-sets ({', '.join(p.methods)} at fractions {list(p.fractions)})")
+                       {"fingerprint": run.meta["fingerprint"], "n": run.n, "source_run": str(run_dir),
+                        "settings": settings})
+    print(f"{path}: {len(keep)} keep-sets ({', '.join(p['methods'])} at fractions {p['fractions']}; "
+          f"{p['eval_seeds']} draws of each randomised method)")
 
 
 if __name__ == "__main__":

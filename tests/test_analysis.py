@@ -27,7 +27,7 @@ def pipeline(tmp_path_factory):
     run_job("sweep.py", "-m", "sweep.shard=0,1", "hydra/launcher=joblib", *args)
     run_job("fit.py", *args)
     run_job("fit.py", "fit=linear", *args)
-    run_job("prune.py", *args, "prune.el2n_seeds=2", "prune.fractions=[1.0,0.5,0.25]")
+    run_job("prune.py", *args, "prune.el2n_seeds=2", "prune.fractions=[1.0,0.5,0.25]", "prune.eval_seeds=2")
     run_job("evaluate_pruning.py", *args, "prune.eval_seeds=2")
     return run_dir
 
@@ -56,13 +56,18 @@ def test_notebook_pointed_at_a_missing_run_says_so(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_pruning_outputs_cover_every_method_and_fraction(pipeline):
     evaluation = pd.read_parquet(pipeline / "prune" / "evaluation.parquet")
-    assert set(evaluation["method"]) == {"interactions", "linear", "el2n", "random"}
+    assert set(evaluation["method"]) == {"interactions", "linear", "el2n", "ccs", "random", "stratified"}
     assert set(evaluation["fraction"]) == {1.0, 0.5, 0.25}
     assert (evaluation.groupby(["method", "fraction"]).size() == 2).all()
+    randomised = evaluation[evaluation["method"].isin(["ccs", "random", "stratified"])]
+    assert (randomised["draw"] == randomised["seed"]).all()  # draw s is trained with seed s
     assert evaluation["steps"].nunique() == 1  # one fixed step budget for every keep-set
     full = evaluation[evaluation["fraction"] == 1.0].groupby("method")["holdout_acc"].apply(tuple)
     assert full.nunique() == 1  # at fraction 1 every method keeps everything: identical models
     assert (pipeline / "prune" / "evaluation.png").stat().st_size > 0
+    paired = pd.read_csv(pipeline / "prune" / "paired.csv")
+    assert set(paired["fraction"]) == {1.0, 0.5, 0.25} and paired["baseline"].isin(["linear", "el2n", "ccs", "random",
+                                                                                      "stratified"]).all()
 
 
 @pytest.mark.slow
@@ -99,7 +104,7 @@ def test_bad_pruning_input_is_refused(pipeline, tmp_path):
     frame, meta = read_frame(partial / "fit" / "fit_metrics.parquet", "fit")
     write_frame(partial / "fit" / "fit_metrics.parquet", frame[frame["target"] != 3], meta)
     missing = run_job("prune.py", *SMALL, f"run_dir={partial}", "prune.methods=[interactions]", check=False)
-    assert missing.returncode != 0 and "lacks 1 of 12 targets (e.g. [3])" in missing.stderr
+    assert missing.returncode != 0 and "covers 11 of the 12 targets (e.g. [3] are missing)" in missing.stderr
     assert len(metrics) > 0
 
 

@@ -3,76 +3,145 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import special, stats
 
-from conftest import TINY, compose_config
-from datamodels.pruning import (PruningError, check_fractions, el2n_scores, evaluate_keep_set, full_data_steps,
-                                greedy_removal_order, keep_sets, mean_polynomial, random_removal_order,
-                                score_removal_order)
+from conftest import TINY, compose_config, run_job
+from datamodels.pruning import (PruningError, Surrogate, ccs_keep_set, check_fractions, class_quotas, el2n_scores,
+                                evaluate_keep_sets, full_data_steps, greedy_keep_set, hardest_keep_set,
+                                load_surrogates, paired_differences, player_classes, retraining_jobs,
+                                stratified_keep_set, summarize, synergy_blocks)
 from datamodels.sweep import SweepRun
 
 # Players 0 and 1 are near-duplicates (each worth 1 alone, 1 together: redundancy); 2 and 3
 # are worthless alone and worth 2.2 together (synergy); 4 and 5 have plain main effects.
-PLANTED = {(): 0.3, (0,): 1.0, (1,): 1.0, (0, 1): -1.0, (2,): 0.1, (3,): 0.1, (2, 3): 2.0, (4,): 0.5, (5,): 0.3}
+PLANTED = {(0,): 1.0, (1,): 1.0, (0, 1): -1.0, (2,): 0.1, (3,): 0.1, (2, 3): 2.0, (4,): 0.5, (5,): 0.3}
 
 
-def value(poly, kept):
-    return sum(c for members, c in poly.items() if set(members) <= set(kept))
+def surrogate(polynomials: list[dict], n: int, constant: float = -1.5, scale: float = 1.0) -> Surrogate:
+    rows = [(t, members, value) for t, poly in enumerate(polynomials) for members, value in poly.items()]
+    T = len(polynomials)
+    return Surrogate(n, np.full(T, constant), np.full(T, scale), np.array([r[0] for r in rows]),
+                     [r[1] for r in rows], np.array([r[2] for r in rows]))
 
 
-def best_value(poly, n, size):
-    return max(value(poly, s) for s in itertools.combinations(range(n), size))
+def expected_accuracy(s: Surrogate, kept) -> float:
+    x = np.zeros((1, s.n), dtype=bool)
+    x[0, list(kept)] = True
+    return float(special.ndtr(s.predict(x)[0] / s.scale).mean())
 
 
-def test_greedy_thins_redundant_pairs_and_keeps_synergistic_pairs_together():
-    order = greedy_removal_order(PLANTED, 6)
-    sets = keep_sets(order, [1.0, 4 / 6, 0.5, 2 / 6])
-    assert len(set(sets[0.5]) & {0, 1}) == 1  # one of the duplicates goes, the other stays
-    assert {2, 3} <= set(sets[0.5]) and {2, 3} <= set(sets[2 / 6])
-    for kept in sets.values():  # on this game greedy reaches the brute-force optimum at every size
-        assert value(PLANTED, kept) == pytest.approx(best_value(PLANTED, 6, len(kept)))
+def test_fractions_are_checked():
+    assert check_fractions([0.2, 1.0, 0.5, 0.5]) == [1.0, 0.5, 0.2]
+    with pytest.raises(PruningError, match="must lie in"):
+        check_fractions([0.5, 1.5])
 
 
-def test_first_order_scores_split_the_synergistic_pair():
-    mains_only = {k: v for k, v in PLANTED.items() if len(k) <= 1}
-    kept = keep_sets(greedy_removal_order(mains_only, 6), [0.5])[0.5]
-    assert set(kept) == {0, 1, 4}  # what a linear datamodel keeps
-    assert value(PLANTED, kept) < best_value(PLANTED, 6, 3) - 1.5
+def test_player_class_is_the_majority_label():
+    groups = np.array([0, 0, 0, 1, 1, 2])
+    labels = np.array([3, 3, 1, 2, 2, 0])
+    np.testing.assert_array_equal(player_classes(groups, labels), [3, 2, 0])
 
 
-def test_greedy_on_random_polynomials_is_close_to_the_optimum():
+def test_class_quotas_keep_proportions_and_minimums():
+    classes = np.repeat([0, 1, 2], [50, 30, 20])
+    np.testing.assert_array_equal(class_quotas(classes, 10), [5, 3, 2])
+    np.testing.assert_array_equal(class_quotas(classes, 7), [4, 2, 1])  # 3.5, 2.1, 1.4: largest remainder
+    np.testing.assert_array_equal(class_quotas(classes, 3, min_per_class=1), [1, 1, 1])
+    assert class_quotas(classes, 100).tolist() == [50, 30, 20]
+    with pytest.raises(PruningError, match="cannot hold prune.min_per_class=2 of each of the 3 classes"):
+        class_quotas(classes, 5, min_per_class=2)
+
+
+def test_greedy_keeps_one_of_a_redundant_pair_and_synergies_whole():
+    s = surrogate([PLANTED] * 3, 6)
+    assert [list(b) for b in synergy_blocks(s, 1.0) if len(b) > 1] == [[2, 3]]
+    for size in range(2, 6):
+        kept = set(greedy_keep_set(s, size, min_per_class=0).tolist())
+        assert len(kept) == size
+        assert {2, 3} <= kept or not {2, 3} & kept  # the synergy is never split
+    kept4 = set(greedy_keep_set(s, 4, min_per_class=0).tolist())
+    assert len(kept4 & {0, 1}) == 1 and {2, 3, 4} <= kept4  # one duplicate is enough
+    best = max(expected_accuracy(s, c) for c in itertools.combinations(range(6), 4))
+    assert expected_accuracy(s, kept4) == pytest.approx(best)  # the brute-force optimum
+
+
+def test_greedy_objective_saturates_per_target():
+    # Target 0 is certain either way (huge margin) and should not buy player 0 over player 1,
+    # which decides target 1.
+    polys = [{(0,): 50.0}, {(1,): 2.0}]
+    s = surrogate(polys, 2, constant=-1.0)
+    s.constant = np.array([60.0, -1.0])
+    assert greedy_keep_set(s, 1, min_per_class=0).tolist() == [1]
+
+
+def test_greedy_respects_class_quotas():
     rng = np.random.default_rng(0)
-    for _ in range(20):
-        poly = {(i,): rng.normal() for i in range(8)}
-        poly |= {tuple(sorted(rng.choice(8, 2, replace=False))): rng.normal() for _ in range(5)}
-        order = greedy_removal_order(poly, 8, seed=1)
-        assert sorted(order) == list(range(8))
-        kept = keep_sets(order, [0.5])[0.5]
-        gap = best_value(poly, 8, 4) - value(poly, kept)
-        assert gap >= -1e-12 and gap < 1.5
+    n = 40
+    classes = np.repeat([0, 1, 2, 3], [16, 12, 8, 4])
+    # Every useful player is of class 0: without quotas the keep-set would be all class 0.
+    polys = [{(i,): (1.0 if classes[i] == 0 else 0.01) * rng.uniform(0.5, 1.5) for i in range(n)} for _ in range(5)]
+    s = surrogate(polys, n, constant=-8.0)
+    free = greedy_keep_set(s, 10, min_per_class=0)
+    assert set(classes[free]) == {0}
+    for size in (30, 20, 10, 5):
+        kept = greedy_keep_set(s, size, classes, min_per_class=1)
+        counts = np.bincount(classes[kept], minlength=4)
+        assert len(kept) == size and (counts >= np.maximum(size * np.array([16, 12, 8, 4]) // n, 1)).all()
 
 
-def test_mean_polynomial_averages_targets_and_refuses_missing_ones():
-    table = pd.DataFrame({"target": [0, 0, 1, 1], "members": [[3], [1, 2], [3], [2, 1]],
-                          "mobius": [1.0, 2.0, 3.0, -1.0]})
-    assert mean_polynomial(table, [0, 1], 2) == {(3,): 2.0, (1, 2): 0.5}
-    # a fitted target without any term counts in the mean
-    assert mean_polynomial(table, [0, 1, 2, 3], 4) == {(3,): 1.0, (1, 2): 0.25}
-    with pytest.raises(PruningError, match="lacks 1 of 3 targets"):
-        mean_polynomial(table, [0, 1], 3)
+def test_surrogate_from_fit_recovers_the_constant_and_scale():
+    rng = np.random.default_rng(1)
+    n, m = 6, 3000
+    masks = rng.random((m, n)) < 0.5
+    truth = surrogate([PLANTED, {(4,): -1.0}], n, constant=0.0)
+    truth.constant = np.array([0.7, -0.2])
+    noise = rng.normal(0, [[0.5], [0.2]], size=(2, m))
+    margins = truth.predict(masks).T + noise
+    table = pd.DataFrame({"target": truth.target, "members": [list(mb) for mb in truth.members],
+                          "mobius": truth.mobius})
+    r2 = 1 - noise.var(1) / margins.var(1)
+    fitted = Surrogate.from_fit(table, pd.DataFrame({"target": [0, 1], "r2": r2}), masks, margins)
+    np.testing.assert_allclose(fitted.constant, [0.7, -0.2], atol=0.03)
+    np.testing.assert_allclose(fitted.scale, [0.5, 0.2], rtol=0.05)
+    with pytest.raises(PruningError, match="covers 1 of the 2 targets"):
+        Surrogate.from_fit(table, pd.DataFrame({"target": [0], "r2": [0.5]}), masks, margins)
 
 
-def test_keep_sets_are_nested_and_sized_by_fraction():
-    order = random_removal_order(10, seed=3)
-    sets = keep_sets(order, [0.3, 1.0, 0.75])
-    assert [len(sets[f]) for f in (1.0, 0.75, 0.3)] == [10, 8, 3]
-    assert set(sets[0.3]) <= set(sets[0.75]) <= set(sets[1.0])
-    for bad in ([0.0], [1.2], [-0.1], []):
-        with pytest.raises(PruningError, match=r"in \(0, 1\]"):
-            check_fractions(bad)
+def test_baseline_keep_sets():
+    rng = np.random.default_rng(0)
+    scores = np.arange(100) / 100.0  # player i has difficulty i / 100
+    assert hardest_keep_set(scores, 30).tolist() == list(range(70, 100))
+    kept = ccs_keep_set(scores, 40, rng, cutoff=0.1, bins=10)
+    assert len(kept) == 40 and kept.max() < 90  # the hardest 10% are gone
+    per_stratum = np.bincount((kept * 10 // 90).clip(0, 9), minlength=10)  # 9 players per equal-width stratum
+    assert per_stratum.min() >= 4 and per_stratum.max() <= 5  # the budget spread evenly
+    assert len(ccs_keep_set(scores, 95, rng, cutoff=0.1)) == 95  # never removes more than 1 - fraction
+    classes = np.repeat([0, 1, 2], [50, 30, 20])
+    kept = stratified_keep_set(classes, 10, rng)
+    assert np.bincount(classes[kept]).tolist() == [5, 3, 2]
 
 
-def test_scores_remove_the_lowest_first():
-    assert list(score_removal_order(np.array([0.5, 0.1, 0.9, 0.3]))) == [1, 3, 0, 2]
+def test_retraining_jobs_pair_draws_with_seeds():
+    keep = pd.DataFrame({"method": ["linear", "random", "random", "random"], "fraction": [0.5] * 4,
+                         "draw": [0, 0, 1, 2], "size": [5] * 4, "players": [[0]] * 4})
+    assert retraining_jobs(keep, 3) == [(0, 0), (0, 1), (0, 2), (1, 0), (2, 1), (3, 2)]
+    with pytest.raises(PruningError, match="hold 3 draws of random at fraction 0.5, but prune.eval_seeds=5"):
+        retraining_jobs(keep, 5)
+
+
+def test_summaries_give_t_intervals_and_pair_by_seed():
+    accuracy = {"interactions": [0.80, 0.82, 0.84], "random": [0.70, 0.78, 0.80], "stratified": [0.75, 0.77, 0.79]}
+    evaluation = pd.DataFrame([{"method": m, "fraction": 0.5, "seed": s, "holdout_acc": a}
+                               for m, values in accuracy.items() for s, a in enumerate(values)])
+    table = summarize(evaluation).set_index("method")
+    half = stats.t.ppf(0.975, 2) * np.std(accuracy["random"], ddof=1) / np.sqrt(3)
+    assert table.loc["random", "mean"] == pytest.approx(np.mean(accuracy["random"]))
+    assert table.loc["random", "ci_high"] - table.loc["random", "mean"] == pytest.approx(half)
+    paired = paired_differences(evaluation).set_index("method")
+    assert set(paired["baseline"]) == {"stratified"}  # the best baseline by mean (0.77 > 0.76)
+    diff = np.subtract(accuracy["interactions"], accuracy["stratified"])
+    assert paired.loc["interactions", "difference"] == pytest.approx(diff.mean())
+    assert paired.loc["interactions", "ci_low"] == pytest.approx(diff.mean())  # constant difference: no spread
 
 
 @pytest.mark.slow
@@ -87,8 +156,34 @@ def test_el2n_scores_mislabelled_examples_highest(tmp_path):
 
 @pytest.mark.slow
 def test_evaluation_retrains_with_a_fixed_step_budget(tmp_path):
-    run = SweepRun(compose_config(TINY + ["dataset.train=200", "model.width=8", "train.epochs=10"]), tmp_path)
+    config = compose_config(TINY + ["dataset.train=200", "model.width=8", "train.epochs=10"], tmp_path)
+    run_job("sweep.py", *TINY, "dataset.train=200", "model.width=8", "train.epochs=10", "sweep.num_models=1",
+            "sweep.models_per_shard=1", f"run_dir={tmp_path}")
+    run = SweepRun(config, tmp_path)
     steps = full_data_steps(run)
     assert steps == 63  # 10 epochs of 200 examples in full batches of 32: ceil(2000 / 32)
-    accuracies = evaluate_keep_set(run, np.arange(0, 200, 2), seeds=[0, 1, 2], steps=steps)
-    assert len(accuracies) == 3 and len(set(accuracies)) > 1 and min(accuracies) > 0.5
+    keep = pd.DataFrame({"method": ["el2n", "random"], "fraction": [0.5, 0.5], "draw": [0, 0], "size": [100, 100],
+                         "players": [list(range(0, 200, 2)), list(range(100))]})
+    evaluation = evaluate_keep_sets(run, keep, seeds=1, workers=2, progress=False)
+    assert evaluation["steps"].tolist() == [63, 63] and evaluation["seed"].tolist() == [0, 0]
+    assert evaluation["holdout_acc"].min() > 0.5 and evaluation["holdout_acc"].nunique() == 2
+
+
+@pytest.mark.slow
+def test_matched_surrogates_need_masks_and_fits_of_each_fraction(tmp_path):
+    args = [*TINY, "sweep.alpha=[0.5,0.25]", "sweep.num_models=120", "sweep.models_per_shard=60",
+            f"run_dir={tmp_path}", "progress=false"]
+    run_job("sweep.py", *args)
+    run_job("fit.py", "fit=linear", "fit.alpha=0.5", *args)
+    with pytest.raises(PruningError, match=r"fit.alpha=0.25"):
+        load_surrogates(tmp_path, "linear", [0.5, 0.25], "matched")
+    with pytest.raises(PruningError, match=r"fraction 0.3 has no masks of matching size.*alpha \[0.5, 0.25\]"):
+        load_surrogates(tmp_path, "linear", [0.5, 0.3], "matched")
+    run_job("fit.py", "fit=linear", "fit.alpha=0.25", *args)
+    surrogates = load_surrogates(tmp_path, "linear", [1.0, 0.5, 0.25], "matched")
+    assert sorted(surrogates) == [0.25, 0.5]  # the full set needs none
+    # each fraction's intercept is the mean margin of its own masks: fewer players, lower margins
+    assert (surrogates[0.25].constant != surrogates[0.5].constant).all()
+    bad = run_job("prune.py", *args, "prune.surrogates=matched", "prune.methods=[linear]", "prune.fractions=[0.5,0.3]",
+                  check=False)
+    assert bad.returncode != 0 and "no masks of matching size" in bad.stderr

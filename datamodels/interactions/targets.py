@@ -64,12 +64,16 @@ def _init_worker(X: PackedMasks) -> None:
 
     threadpool_limits(1)
     _WORKER_X = X
-    # A worker whose parent was killed would go on fitting its block (minutes at scale) for
-    # nobody: it leaves as soon as it is orphaned.
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    exit_with_parent()
 
 
-def _exit_with_parent(parent: int) -> None:
+def exit_with_parent() -> None:
+    """Make this worker process leave as soon as its parent dies: an orphaned worker would go on
+    fitting or training (minutes at scale) for nobody."""
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
     while os.getppid() == parent:
         time.sleep(1.0)
     os._exit(1)
