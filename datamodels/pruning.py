@@ -37,7 +37,7 @@ Baselines:
 - ``el2n``: Paul, Ganguli & Dziugaite, "Deep Learning on a Data Diet" (NeurIPS 2021): the L2
   norm of ``softmax(logits) - onehot(label)`` of every training example early in training,
   averaged over seeds and over a player's examples; the easiest players are removed first.
-- ``ccs``: coverage-centric coreset selection (Zheng, Liu, Li & Prakash, ICLR 2023): remove the
+- ``ccs``: coverage-centric coreset selection (Zheng, Liu, Lai & Prakash, ICLR 2023): remove the
   hardest ``ccs_cutoff`` share of players (by the same EL2N difficulty, at most ``1 - f``), split
   the rest into ``ccs_bins`` strata of equal width in difficulty and spread the budget evenly
   over them, the smallest strata first, sampling at random within each.
@@ -61,13 +61,14 @@ import json
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
+from functools import cached_property
 from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from scipy import special, stats
+from scipy import sparse, special, stats
 from tqdm.auto import tqdm
 
 from .fit_ready import open_fit_ready
@@ -173,10 +174,27 @@ class Surrogate:
 
     def predict(self, masks: np.ndarray) -> np.ndarray:
         """Predicted margins ``[m, T]`` of bool masks ``[m, n]``."""
-        out = np.tile(self.constant, (len(masks), 1))
-        for t, m, value in zip(self.target, self.members, self.mobius):
-            out[:, t] += value * masks[:, list(m)].all(axis=1)
-        return out
+        masks = np.asarray(masks, dtype=np.float64)
+        # A term is on when all its members are kept: its member count in the mask equals its order.
+        on = (sparse.csr_matrix(masks) @ self._incidence.T).toarray() == self._orders
+        return self.constant + (on * self.mobius) @ self._by_target
+
+    @cached_property
+    def _incidence(self) -> sparse.csr_matrix:
+        """Terms x players, 1 where the player is a member."""
+        rows = np.repeat(np.arange(len(self.members)), [len(m) for m in self.members])
+        cols = np.fromiter((i for m in self.members for i in m), dtype=np.int64, count=len(rows))
+        return sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(self.members), self.n))
+
+    @cached_property
+    def _orders(self) -> np.ndarray:
+        return np.array([len(m) for m in self.members], dtype=np.float64)
+
+    @cached_property
+    def _by_target(self) -> sparse.csr_matrix:
+        """Terms x targets, 1 at the term's target: sums terms into their targets' predictions."""
+        K, T = len(self.members), len(self.constant)
+        return sparse.csr_matrix((np.ones(K), (np.arange(K), self.target)), shape=(K, T))
 
 
 def load_surrogates(run_dir, fit_method: str, fractions, surrogates: str = "sweep") -> dict[float, Surrogate]:
