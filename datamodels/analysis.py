@@ -23,13 +23,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .store import StoreError, load_sweep
+from .errors import UserError
+from .store import StoreError, load_sweep, no_sweep_error
 from .sweep import SweepRun
 
 KINDS = ("main", "synergy", "redundancy")
 
 
-class AnalysisError(ValueError):
+class AnalysisError(UserError):
     """A run folder lacks the output a view needs."""
 
 
@@ -43,8 +44,7 @@ class RunView:
     def open(cls, run_dir: str | os.PathLike) -> "RunView":
         run_dir = Path(run_dir)
         if not (run_dir / "run.json").exists():
-            raise AnalysisError(f"{run_dir} is not a run folder (no run.json); run `make demo` or point "
-                                f"RUN_DIR at a sweep's folder")
+            raise AnalysisError(str(no_sweep_error(run_dir)))
         return cls(run_dir)
 
     def _parquet(self, relative: str, stage: str) -> pd.DataFrame:

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .errors import UserError
 from .fit_ready import open_fit_ready
 from .interactions import interaction_table, iter_fit_targets, make_estimator
 from .interactions.batched_lasso import BatchedLinearDatamodel
@@ -93,7 +94,7 @@ def heldout_split(mask_id, fraction: float, seed: int) -> np.ndarray:
     so a model's side does not change when the sweep grows.
     """
     if not 0.0 < fraction < 1.0:
-        raise ValueError(f"heldout_fraction must be in (0, 1); got {fraction}")
+        raise UserError(f"fit.heldout_fraction must be in (0, 1); got {fraction}")
     with np.errstate(over="ignore"):  # wrapping uint64 arithmetic is the hash
         z = np.asarray(mask_id).astype(np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -125,9 +126,9 @@ def fit_and_evaluate(masks, margins, mask_id, method: str, params: dict | None =
     masks = as_packed(masks, "masks")
     held = heldout_split(mask_id, heldout_fraction, split_seed)
     if held.all() or not held.any():
-        raise ValueError(
+        raise UserError(
             f"the held-out split of {len(held)} models is {'everything' if held.all() else 'empty'}"
-            f" (heldout_fraction={heldout_fraction}, {len(np.unique(mask_id))} distinct masks)"
+            f" (fit.heldout_fraction={heldout_fraction}, {len(np.unique(mask_id))} distinct masks)"
         )
     target_ids = np.arange(margins.shape[1]) if target_ids is None else np.asarray(target_ids)
     used = np.flatnonzero(~held)
@@ -168,16 +169,16 @@ def select_targets(run_dir, targets=None, start=None, stop=None) -> list[int]:
     T = collect_run(run_dir)[0]["T"]
     if targets is not None:
         if start is not None or stop is not None:
-            raise ValueError("fit: give either targets or start/stop, not both")
+            raise UserError("fit.targets and fit.start/fit.stop both set: give one or the other")
         chosen = [int(t) for t in targets]
         outside = [t for t in chosen if not 0 <= t < T]
         if outside:
-            raise ValueError(f"fit.targets: {outside[:5]} outside 0..{T - 1} (the sweep has T={T} targets)")
+            raise UserError(f"fit.targets: {outside[:5]} outside 0..{T - 1} (the sweep has T={T} targets)")
         return chosen
     start = 0 if start is None else start
     stop = T if stop is None else stop
     if not 0 <= start < stop <= T:
-        raise ValueError(f"fit.start={start}, fit.stop={stop}: the range must lie in 0..{T} with start < stop "
+        raise UserError(f"fit.start={start}, fit.stop={stop}: the range must lie in 0..{T} with start < stop "
                          f"(the sweep has T={T} targets)")
     return list(range(start, stop))
 
@@ -240,14 +241,14 @@ def run_fit_part(run_dir, part: int, parts: int, method: str, params: dict | Non
     Returns the written paths, or None when the part was already written (it is not redone).
     """
     if not 0 <= part < parts:
-        raise ValueError(f"fit.part={part} must lie in 0..{parts - 1} (fit.parts={parts})")
+        raise UserError(f"fit.part={part} must lie in 0..{parts - 1} (fit.parts={parts})")
     paths = part_paths(run_dir, method, part)
     if all(p.exists() for p in paths):
         return None
     selected = select_targets(run_dir, targets, start, stop)
     chosen = [int(t) for t in np.array_split(np.asarray(selected), parts)[part]]
     if not chosen:
-        raise ValueError(f"fit.parts={parts} is more than the {len(selected)} targets to fit")
+        raise UserError(f"fit.parts={parts} is more than the {len(selected)} targets to fit")
     interactions, metrics, meta = _fit(run_dir, method, params, chosen, heldout_fraction, split_seed,
                                        workers, progress)
     meta |= {"part": part, "parts": parts, "targets": chosen}

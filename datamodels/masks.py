@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import UserError
+
 DESIGNS = ("bernoulli", "fixed_size", "exhaustive", "file")
 GROUPINGS = ("example", "class", "cluster", "file")
 MAX_EXHAUSTIVE_PLAYERS = 20
@@ -24,7 +26,7 @@ MAX_EXHAUSTIVE_PLAYERS = 20
 _MASK_STREAM, _SEED_STREAM = 0, 1
 
 
-class MaskError(ValueError):
+class MaskError(UserError):
     """A mask design or player grouping is invalid."""
 
 

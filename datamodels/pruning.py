@@ -40,6 +40,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from .errors import UserError
 from .loaders import total_steps
 from .masks import kept_examples
 from .store import read_frame, write_atomic, write_frame
@@ -48,7 +49,7 @@ from .train import train_model, train_network
 METHODS = ("interactions", "linear", "el2n", "random")
 
 
-class PruningError(ValueError):
+class PruningError(UserError):
     """Keep-sets cannot be made or evaluated as asked; the message says why."""
 
 

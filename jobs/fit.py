@@ -13,17 +13,20 @@ import hydra
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
+from datamodels.cli import job
+from datamodels.errors import UserError
 from datamodels.fitting import run_fit, run_fit_part, summary
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@job()
 def main(cfg: DictConfig) -> None:
     fit = OmegaConf.to_container(cfg.fit, resolve=True)
     settings = (fit["method"], fit["params"], fit["targets"], fit["start"], fit["stop"], fit["heldout_fraction"],
                 fit["split_seed"], fit["workers"], cfg.progress)
     if fit["part"] is not None:
         if fit["parts"] is None:
-            raise ValueError(f"fit.part={fit['part']} needs fit.parts, the number of parts the targets are split into")
+            raise UserError(f"fit.part={fit['part']} needs fit.parts, the number of parts the targets are split into")
         paths = run_fit_part(to_absolute_path(cfg.run_dir), fit["part"], fit["parts"], *settings)
         print(f"part {fit['part']} of {fit['parts']}: " + (f"wrote {', '.join(map(str, paths))}" if paths
                                                           else "already written, skipped"))

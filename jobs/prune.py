@@ -12,12 +12,14 @@ import pandas as pd
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
+from datamodels.cli import job
 from datamodels.pruning import make_keep_sets
 from datamodels.store import write_frame
 from datamodels.sweep import SweepRun
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@job()
 def main(cfg: DictConfig) -> None:
     run_dir = Path(to_absolute_path(cfg.run_dir))
     run = SweepRun.open(run_dir)

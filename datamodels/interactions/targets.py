@@ -12,7 +12,6 @@ those of the whole margin matrix.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -22,7 +21,9 @@ import numpy as np
 from sklearn.base import clone
 from tqdm.auto import tqdm
 
+from ..errors import UserError
 from ..packed import PackedMasks, as_packed
+from ..processes import leave_with_parent
 from .batched_lasso import BatchedLinearDatamodel
 from .linear import LinearDatamodel
 from .proxyspex import ProxySPEX
@@ -39,8 +40,11 @@ BLOCK_SIZE = 16
 def make_estimator(method: str, **params):
     """The estimator registered under ``method`` (``proxyspex`` or ``linear``)."""
     if method not in METHODS:
-        raise ValueError(f"unknown fit method {method!r}; choose one of {', '.join(METHODS)}")
-    return METHODS[method](**params)
+        raise UserError(f"unknown fit method {method!r}; choose one of {', '.join(METHODS)} (fit=NAME)")
+    try:
+        return METHODS[method](**params)
+    except TypeError as err:  # a misspelt fit.params key
+        raise UserError(f"fit.params of fit={method}: {err}") from err
 
 
 @dataclass
@@ -66,13 +70,7 @@ def _init_worker(X: PackedMasks) -> None:
     _WORKER_X = X
     # A worker whose parent was killed would go on fitting its block (minutes at scale) for
     # nobody: it leaves as soon as it is orphaned.
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
-
-
-def _exit_with_parent(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os._exit(1)
+    leave_with_parent()
 
 
 def _fit_block(estimator, block: list[int], Y: np.ndarray, X: PackedMasks | None = None) -> list[TargetFit]:
