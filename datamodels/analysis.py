@@ -93,6 +93,15 @@ class RunView:
         """For each player, the index (into the train split) of its first example: what figures show."""
         return np.unique(self.sweep_run.groups, return_index=True)[1]
 
+    @cached_property
+    def player_size(self) -> np.ndarray:
+        """For each player, how many training examples it switches on or off together."""
+        return np.bincount(self.sweep_run.groups)
+
+    def player_examples(self, player: int) -> np.ndarray:
+        """Indices (into the train split) of every example of a player."""
+        return np.flatnonzero(self.sweep_run.groups == player)
+
     def player_class(self, player: int) -> str:
         data = self.sweep_run.data
         return data.dataset.classes[data.labels("train")[self.first_example[player]]]
@@ -235,12 +244,34 @@ def plot_interactions(view: RunView, target: int, kind: str, k: int = 4, method:
     for r, row in rows.iterrows():
         _show(axes[r, 0], view.target_image(target), f"target: {view.target_label(target)}")
         for c, (player, cls) in enumerate(zip(row["members"], row["classes"]), start=1):
-            title = f"#{player} ({cls})" + (f"\nm={row['mobius']:+.3f}" if c == 1 else "")
+            size = view.player_size[player]
+            title = f"#{player} ({cls})" + (f", 1 of {size}" if size > 1 else "") + \
+                (f"\nm={row['mobius']:+.3f}" if c == 1 else "")
             _show(axes[r, c], train_images[view.first_example[player]], title)
         for c in range(1 + len(row["members"]), width):
             axes[r, c].axis("off")
     fig.suptitle(f"strongest {kind} {'interactions' if kind != 'main' else 'effects'} of target {target}",
                  fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_player(view: RunView, player: int, max_images: int = 30):
+    """Every example of one player (up to ``max_images``, the title says how many there are)."""
+    examples = view.player_examples(player)
+    shown = examples[:max_images]
+    cols = min(10, len(shown))
+    rows = -(-len(shown) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(0.9 * cols, 0.95 * rows + 0.4), squeeze=False)
+    train_images, labels = view.sweep_run.data.images("train"), view.sweep_run.data.labels("train")
+    classes = view.sweep_run.data.dataset.classes
+    for ax, example in zip(axes.flat, shown):
+        _show(ax, train_images[example], classes[labels[example]])
+    for ax in axes.flat[len(shown):]:
+        ax.axis("off")
+    more = f", {len(shown)} shown" if len(shown) < len(examples) else ""
+    fig.suptitle(f"player #{player}: {len(examples)} training example{'s' if len(examples) > 1 else ''}{more}",
+                 fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -282,6 +313,39 @@ def strongest_targets(view: RunView, kind: str, k: int = 3, method: str = "proxy
 
 # --------------------------------------------------------------------------- static report
 
+READING_GUIDE = """<h2>How to read this report</h2>
+<p>Many models were trained, each on a random subset of the training set. A <b>player</b> is what
+a subset keeps or drops: one training image, or a group of images (a class or a cluster of
+look-alikes; figures show a group's first image and say how many it has). A <b>target</b> is a
+test image whose <b>margin</b> (correct-class logit minus the best other) every model records.
+For each target a sparse model of <i>subset &rarr; margin</i> is fitted, as a sum of Möbius
+coefficients <i>m(S)</i> over the sets of players <i>S</i> the subset keeps.</p>
+<ul><li><b>Main effect</b> <i>m({{i}})</i>: the margin player <i>i</i> adds when kept. Positive: it
+helps the model get the target right; negative: it pushes towards another class.</li>
+<li><b>Synergy</b>: a pair's <i>m({{i,j}})</i> has the same sign as the sum of its members' main
+effects: together they do more than the sum of their parts.</li>
+<li><b>Redundancy</b>: <i>m({{i,j}})</i> has the opposite sign: together they do less than the sum,
+each covers for the other (near-duplicates). Triples are judged the same way.</li></ul>
+<p><b>Faithfulness</b>: how well the fitted model predicts margins of models it never saw
+(held-out R^2, and Spearman rank correlation, the LDS). Details: {docs}; pruning: {pruning}.</p>"""
+
+KIND_TEXT = {
+    "synergy": "Each row: the target, then the members of one synergistic pair or triple, with its Möbius "
+               "coefficient m. Same sign as the sum of the members' main effects: they matter together.",
+    "redundancy": "Each row: the target, then the members of one redundant pair or triple, with its Möbius "
+                  "coefficient m. Opposite sign to the sum of the members' main effects: one suffices, the other adds "
+                  "little once it is kept.",
+}
+
+
+def _docs_link(name: str) -> str:
+    """A link to one of the package's docs: the file beside the package, else its name."""
+    from html import escape
+
+    path = Path(__file__).resolve().parents[1] / "docs" / name
+    return f'<a href="{escape(path.as_uri())}">docs/{name}</a>' if path.exists() else f"docs/{name}"
+
+
 
 def write_report(view: RunView, out_dir: str | os.PathLike, targets_per_kind: int = 2) -> Path:
     """The notebooks' views as one static HTML page with PNG figures, for users without a
@@ -306,6 +370,7 @@ def write_report(view: RunView, out_dir: str | os.PathLike, targets_per_kind: in
 
     meta = view.sweep_run.meta
     body.append(f"<h1>datamodels report: {escape(view.run_dir.name)}</h1>")
+    body.append(READING_GUIDE.format(docs=_docs_link("interactions.md"), pruning=_docs_link("pruning.md")))
     body.append(f"<p>{meta['dataset']} (fingerprint {meta['fingerprint']}), {meta['n']} players "
                 f"({meta['players']}), {meta['T']} targets, model {meta['model']}, design {meta['design']} "
                 f"alpha {meta['alpha']}, {len(view.sweep.model_index)} of {meta['num_models']} models collected.</p>")
@@ -319,9 +384,17 @@ def write_report(view: RunView, out_dir: str | os.PathLike, targets_per_kind: in
             chosen = strongest_targets(view, kind, targets_per_kind)
             if not chosen:
                 body.append(f"<p>No {kind} pairs were found.</p>")
+            body.append(f"<p>{KIND_TEXT[kind]}</p>")
             for t in chosen:
                 figure(plot_target(view, t), f"target {t}: image and margin distribution")
+                figure(plot_interactions(view, t, "main"), f"target {t}: strongest main effects (m of one "
+                       f"player: the margin it adds when kept, alone)")
                 figure(plot_interactions(view, t, kind), f"target {t}: strongest {kind} interactions")
+            if chosen and (view.player_size > 1).any():
+                members = top_effects(view, chosen[0], kind=kind, k=1)["members"][0]
+                for player in members:
+                    figure(plot_player(view, int(player)), f"every image of player #{player}, a member of "
+                           f"target {chosen[0]}'s strongest {kind}")
         body.append("<h2>Which classes pair up</h2>")
         for kind in ("synergy", "redundancy"):
             body.append(f"<h3>{kind}</h3>")
@@ -329,6 +402,8 @@ def write_report(view: RunView, out_dir: str | os.PathLike, targets_per_kind: in
     except AnalysisError as err:
         body.append(f"<p class='missing'>{escape(str(err))}</p>")
     body.append("<h2>Pruning</h2>")
+    body.append(f"<p>Keep-sets of each method at each kept fraction, retrained and judged on the holdout "
+                f"split only (never on the targets). The methods and how to read the results: {_docs_link('pruning.md')}.</p>")
     try:
         table(pruning_table(view))
         figure(plot_pruning(view), "holdout accuracy against fraction kept (mean and std over seeds)")

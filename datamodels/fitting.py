@@ -38,6 +38,7 @@ from .fit_ready import open_fit_ready
 from .interactions import interaction_table, iter_fit_targets, make_estimator
 from .interactions.batched_lasso import BatchedLinearDatamodel
 from .packed import as_packed
+from .stage_inputs import StageInputs
 from .store import StoreError, collect_run, read_frame, write_frame
 
 STAGE = "fit (jobs/fit.py)"
@@ -190,6 +191,8 @@ def save_fit(fit_dir, interactions: pd.DataFrame, metrics: pd.DataFrame, meta: d
     says how every method in the tables was fitted.
     """
     fit_dir = Path(fit_dir)
+    for method in meta["methods"]:  # these rows change: a record of a whole fit's inputs no longer holds
+        inputs_record(fit_dir, method).unlink(missing_ok=True)
     frames = dict(zip(FILES, (interactions, metrics)))
     written = {}
     for name, new in frames.items():
@@ -226,6 +229,18 @@ def run_fit(run_dir, method: str, params: dict | None = None, targets=None, star
     interactions, metrics, meta = _fit(run_dir, method, params, chosen, heldout_fraction, split_seed, workers,
                                        progress)
     return interactions, metrics, save_fit(Path(run_dir) / "fit", interactions, metrics, meta)
+
+
+def inputs_record(fit_dir, method: str) -> Path:
+    return Path(fit_dir) / f".inputs-{method}.json"
+
+
+def fit_inputs(run_dir, method: str, settings: dict, progress: bool = True) -> StageInputs:
+    """The recorded inputs of a whole fit of ``method``: the fit-ready layout it reads (checked
+    against the shards first, built if missing) and its settings."""
+    layout = open_fit_ready(run_dir, progress=progress).path
+    return StageInputs(inputs_record(Path(run_dir) / "fit", method), {"fit_ready": layout / "manifest.json"},
+                       settings)
 
 
 def part_paths(run_dir, method: str, part: int) -> list[Path]:

@@ -5,9 +5,12 @@
     python jobs/fit.py fit.start=0 fit.stop=100 fit.workers=2
     python jobs/fit.py -m 'fit.part=range(0,4)' fit.parts=4 hydra/launcher=slurm   # then jobs/fit_merge.py
 
-Writes <run_dir>/fit/interactions.parquet and fit_metrics.parquet (datamodels.fitting); with
+Writes <run_dir>/fit/interactions.parquet and fit_metrics.parquet (datamodels.fitting), and
+skips a fit whose fit-ready layout and settings are those of its last run (force=true redoes it); with
 fit.part, the part's tables under <run_dir>/fit/parts/ (make fit-slurm PARTS=4 does both steps).
 """
+
+from pathlib import Path
 
 import hydra
 from hydra.utils import to_absolute_path
@@ -15,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from datamodels.cli import job
 from datamodels.errors import UserError
-from datamodels.fitting import run_fit, run_fit_part, summary
+from datamodels.fitting import FILES, fit_inputs, run_fit, run_fit_part, summary
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -31,7 +34,16 @@ def main(cfg: DictConfig) -> None:
         print(f"part {fit['part']} of {fit['parts']}: " + (f"wrote {', '.join(map(str, paths))}" if paths
                                                           else "already written, skipped"))
         return
-    interactions, metrics, paths = run_fit(to_absolute_path(cfg.run_dir), *settings)
+    run_dir = to_absolute_path(cfg.run_dir)
+    inputs = fit_inputs(run_dir, fit["method"], {k: fit[k] for k in ("params", "targets", "start", "stop",
+                                                                      "heldout_fraction", "split_seed")},
+                        cfg.progress)
+    if not cfg.force and inputs.unchanged(Path(run_dir, "fit", name) for name in FILES):
+        print(f"fit={fit['method']}: its inputs and settings are unchanged since the last fit, skipped "
+              f"(force=true redoes it)")
+        return
+    interactions, metrics, paths = run_fit(run_dir, *settings)
+    inputs.save()
     print(summary(interactions, metrics))
     print(f"wrote {', '.join(map(str, paths))}")
 

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from ..errors import UserError
 from ..packed import PackedMasks, as_packed
-from ..processes import leave_with_parent
+from ..processes import check_main_guard, leave_with_parent
 from .batched_lasso import BatchedLinearDatamodel
 from .linear import LinearDatamodel
 from .proxyspex import ProxySPEX
@@ -118,6 +118,7 @@ def iter_fit_targets(estimator, X, Y, targets=None, rows=None, n_jobs: int = 1, 
             yield from _fit_block(estimator, block, margins(block), fit_rows)
             bar.update(len(block))
     else:
+        check_main_guard(f"fitting with {n_jobs} workers")
         context = get_context("spawn")  # fork after OpenMP has started can deadlock the child
         with ProcessPoolExecutor(n_jobs, context, _init_worker, (fit_rows,)) as pool:
             running = set()
