@@ -262,7 +262,7 @@ def plot_player(view: RunView, player: int, max_images: int = 30):
     shown = examples[:max_images]
     cols = min(10, len(shown))
     rows = -(-len(shown) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(0.9 * cols, 0.95 * rows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(0.9 * cols, 1.1 * rows + 0.4), squeeze=False)
     train_images, labels = view.sweep_run.data.images("train"), view.sweep_run.data.labels("train")
     classes = view.sweep_run.data.dataset.classes
     for ax, example in zip(axes.flat, shown):
@@ -304,9 +304,10 @@ def plot_pruning(view: RunView):
 
 
 def strongest_targets(view: RunView, kind: str, k: int = 3, method: str = "proxyspex") -> list[int]:
-    """Targets whose strongest pair of ``kind`` has the largest |Möbius| coefficient."""
+    """Targets whose strongest term of ``kind`` (a player for ``main``, else a pair or triple) has
+    the largest |Möbius| coefficient."""
     table = view.interactions
-    pairs = table[(table["method"] == method) & (table["order"] >= 2) & (table["kind"] == kind)]
+    pairs = table[(table["method"] == method) & (table["order"] >= 1) & (table["kind"] == kind)]
     best = pairs.assign(size=pairs["mobius"].abs()).groupby("target")["size"].max()
     return [int(t) for t in best.sort_values(ascending=False).index[:k]]
 
@@ -329,7 +330,10 @@ each covers for the other (near-duplicates). Triples are judged the same way.</l
 <p><b>Faithfulness</b>: how well the fitted model predicts margins of models it never saw
 (held-out R^2, and Spearman rank correlation, the LDS). Details: {docs}; pruning: {pruning}.</p>"""
 
+KIND_TITLE = {"main": "main effects", "synergy": "synergy", "redundancy": "redundancy"}
 KIND_TEXT = {
+    "main": "Each row: the target, then one training player with its main effect m: the margin it adds "
+            "when kept (m > 0 helps the model get the target right).",
     "synergy": "Each row: the target, then the members of one synergistic pair or triple, with its Möbius "
                "coefficient m. Same sign as the sum of the members' main effects: they matter together.",
     "redundancy": "Each row: the target, then the members of one redundant pair or triple, with its Möbius "
@@ -370,31 +374,27 @@ def write_report(view: RunView, out_dir: str | os.PathLike, targets_per_kind: in
 
     meta = view.sweep_run.meta
     body.append(f"<h1>datamodels report: {escape(view.run_dir.name)}</h1>")
-    body.append(READING_GUIDE.format(docs=_docs_link("interactions.md"), pruning=_docs_link("pruning.md")))
     body.append(f"<p>{meta['dataset']} (fingerprint {meta['fingerprint']}), {meta['n']} players "
                 f"({meta['players']}), {meta['T']} targets, model {meta['model']}, design {meta['design']} "
                 f"alpha {meta['alpha']}, {len(view.sweep.model_index)} of {meta['num_models']} models collected.</p>")
+    body.append(READING_GUIDE.format(docs=_docs_link("interactions.md"), pruning=_docs_link("pruning.md")))
     try:
         body.append("<h2>Faithfulness on held-out models</h2>")
         table(faithfulness_summary(view).round(4).reset_index().set_axis(
             ["method", "R2 q25", "R2 median", "R2 q75", "Spearman (LDS) median"], axis=1))
         figure(plot_faithfulness(view), "held-out R^2 per target and method")
-        for kind in ("synergy", "redundancy"):
-            body.append(f"<h2>Targets with the strongest {kind}</h2>")
+        for kind in KINDS:
+            body.append(f"<h2>Targets with the strongest {KIND_TITLE[kind]}</h2>")
             chosen = strongest_targets(view, kind, targets_per_kind)
-            if not chosen:
-                body.append(f"<p>No {kind} pairs were found.</p>")
-            body.append(f"<p>{KIND_TEXT[kind]}</p>")
+            body.append(f"<p>{KIND_TEXT[kind]}</p>" if chosen else f"<p>No {KIND_TITLE[kind]} found.</p>")
             for t in chosen:
                 figure(plot_target(view, t), f"target {t}: image and margin distribution")
-                figure(plot_interactions(view, t, "main"), f"target {t}: strongest main effects (m of one "
-                       f"player: the margin it adds when kept, alone)")
-                figure(plot_interactions(view, t, kind), f"target {t}: strongest {kind} interactions")
+                figure(plot_interactions(view, t, kind), f"target {t}: its strongest {KIND_TITLE[kind]}")
             if chosen and (view.player_size > 1).any():
                 members = top_effects(view, chosen[0], kind=kind, k=1)["members"][0]
                 for player in members:
-                    figure(plot_player(view, int(player)), f"every image of player #{player}, a member of "
-                           f"target {chosen[0]}'s strongest {kind}")
+                    figure(plot_player(view, int(player)), f"every image of player #{player}, in target "
+                           f"{chosen[0]}'s strongest {KIND_TITLE[kind]}")
         body.append("<h2>Which classes pair up</h2>")
         for kind in ("synergy", "redundancy"):
             body.append(f"<h3>{kind}</h3>")

@@ -9,7 +9,8 @@ behaviour:
   contradicts them is refused, naming the setting, both values and what to do.
 - **User errors are one line.** A :class:`datamodels.errors.UserError` is printed as
   ``error: <message>`` on stderr, exit code 1; ``debug=true`` or ``HYDRA_FULL_ERROR=1`` shows
-  the traceback instead. Any other exception is a bug and keeps its traceback.
+  the traceback instead (and SLURM jobs raise it, for the launcher's report of failed jobs). Any
+  other exception is a bug and keeps its traceback.
 - **Threads and workers.** ``torch_threads`` applies to every job; a job running in a worker of
   a parallel sweep (``hydra/launcher=joblib``) exits when the launching process dies.
 
@@ -113,17 +114,22 @@ def set_torch_threads(threads) -> None:
         sys.modules["torch"].set_num_threads(int(threads))
 
 
-def in_joblib_worker() -> bool:
+def _launcher() -> str:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     hydra = HydraConfig.get()
-    return hydra.mode == RunMode.MULTIRUN and "joblib" in str(hydra.launcher.get("_target_", "")).lower() \
-        and os.environ.get("DATAMODELS_LAUNCHER_PID") != str(os.getpid())
+    return str(hydra.launcher.get("_target_", "")).lower() if hydra.mode == RunMode.MULTIRUN else ""
 
 
-def debugging(cfg: DictConfig) -> bool:
-    return bool(cfg.get("debug")) or os.environ.get("HYDRA_FULL_ERROR") == "1"
+def in_joblib_worker() -> bool:
+    return "joblib" in _launcher() and os.environ.get("DATAMODELS_LAUNCHER_PID") != str(os.getpid())
+
+
+def keep_traceback(cfg: DictConfig) -> bool:
+    """Asked for (``debug=true``, ``HYDRA_FULL_ERROR=1``), or a SLURM job: its launcher reports each
+    failed job's exception to the user itself, from the job's result."""
+    return bool(cfg.get("debug")) or os.environ.get("HYDRA_FULL_ERROR") == "1" or "slurm" in _launcher()
 
 
 def job(creates_run: bool = False):
@@ -145,7 +151,7 @@ def job(creates_run: bool = False):
                 set_torch_threads(cfg.get("torch_threads"))
                 return main(run_settings(cfg, list(HydraConfig.get().overrides.task), creates_run))
             except UserError as err:
-                if debugging(cfg):
+                if keep_traceback(cfg):
                     raise
                 print(f"error: {err}", file=sys.stderr)
                 raise SystemExit(1) from None

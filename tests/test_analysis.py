@@ -134,7 +134,8 @@ def test_html_report_renders_in_headless_chromium(pipeline, tmp_path):
     assert "Faithfulness on held-out models" in html and "Pruning" in html and ".png" in html
     # the terms explained beside the figures, main effects shown, the docs linked
     assert "How to read this report" in html and "<b>Synergy</b>" in html and "<b>Redundancy</b>" in html
-    assert "strongest main effects" in html and "docs/pruning.md</a>" in html
+    assert "Targets with the strongest main effects" in html and "its strongest main effects" in html
+    assert "docs/pruning.md</a>" in html
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
