@@ -19,6 +19,11 @@ so ``fit=proxyspex``, ``fit=linear`` and ``fit=linear_gpu`` runs accumulate side
 comparison. ``linear_gpu`` (:mod:`datamodels.interactions.batched_lasso`) fits whole batches
 of targets on a GPU in this process instead of spreading them over worker processes.
 
+A sweep whose masks draw alpha from a grid (``sweep.alpha=[0.2,0.5,0.9]``) can be fitted at
+one alpha (``fit.alpha=0.2``): only the models of masks drawn with it are split, fitted and
+judged, and the tables go to ``<run_dir>/fit/alpha-0.2/`` (:func:`fit_dir`), a surrogate valid
+at that fraction kept (the pruning stage's matched surrogates, :mod:`datamodels.pruning`).
+
 At scale the targets are split into ``parts`` contiguous ranges fitted as separate jobs
 (:func:`run_fit_part`, ``fit.part=K fit.parts=P``): each writes the same two tables under
 ``<run_dir>/fit/parts/<method>/part-KKKK.*.parquet`` (a part already written is skipped), and
@@ -37,6 +42,7 @@ from .errors import UserError
 from .fit_ready import open_fit_ready
 from .interactions import interaction_table, iter_fit_targets, make_estimator
 from .interactions.batched_lasso import BatchedLinearDatamodel
+from .masks import design_of
 from .packed import as_packed
 from .stage_inputs import StageInputs
 from .store import StoreError, collect_run, read_frame, write_frame
@@ -107,7 +113,7 @@ def heldout_split(mask_id, fraction: float, seed: int) -> np.ndarray:
 def fit_and_evaluate(masks, margins, mask_id, method: str, params: dict | None = None,
                      target_ids=None, heldout_fraction: float = 0.2, split_seed: int = 0,
                      workers: int = 1, progress: bool = True, fit_models: int | None = None,
-                     columns=None):
+                     columns=None, models=None):
     """Fit ``method`` to columns of ``margins`` on the fit split; judge it on held-out models.
 
     ``masks``: bool or 0/1 ``[m, n]``, or :class:`~datamodels.packed.PackedMasks` (memory-mapped
@@ -115,7 +121,8 @@ def fit_and_evaluate(masks, margins, mask_id, method: str, params: dict | None =
     one target at a time). ``columns`` picks the columns to fit (default all); ``target_ids``
     names columns in the output (default their index), for margins that hold a subset of a
     sweep's targets. ``fit_models`` fits on only the first that many models of the fit split,
-    judged on the same held-out models (learning curves).
+    judged on the same held-out models (learning curves). ``models`` (bool ``[m]``) restricts
+    everything, fit, held-out split and noise ceiling, to those models.
 
     Returns ``(interactions, metrics)`` DataFrames sorted by target: interactions has one row
     per non-constant Möbius term (target, members, order, mobius, kind, method); metrics one
@@ -125,14 +132,16 @@ def fit_and_evaluate(masks, margins, mask_id, method: str, params: dict | None =
     """
     estimator = make_estimator(method, **(params or {}))
     masks = as_packed(masks, "masks")
-    held = heldout_split(mask_id, heldout_fraction, split_seed)
-    if held.all() or not held.any():
+    mask_id = np.asarray(mask_id)
+    eligible = np.ones(len(mask_id), dtype=bool) if models is None else np.asarray(models, dtype=bool)
+    held = heldout_split(mask_id, heldout_fraction, split_seed) & eligible
+    if held.sum() == eligible.sum() or not held.any():
         raise UserError(
-            f"the held-out split of {len(held)} models is {'everything' if held.all() else 'empty'}"
-            f" (fit.heldout_fraction={heldout_fraction}, {len(np.unique(mask_id))} distinct masks)"
+            f"the held-out split of {eligible.sum()} models is {'everything' if held.any() else 'empty'}"
+            f" (fit.heldout_fraction={heldout_fraction}, {len(np.unique(mask_id[eligible]))} distinct masks)"
         )
     target_ids = np.arange(margins.shape[1]) if target_ids is None else np.asarray(target_ids)
-    used = np.flatnonzero(~held)
+    used = np.flatnonzero(~held & eligible)
     if fit_models is not None:
         if not 0 < fit_models <= len(used):
             raise ValueError(f"fit_models={fit_models}: the fit split has {len(used)} models")
@@ -140,13 +149,13 @@ def fit_and_evaluate(masks, margins, mask_id, method: str, params: dict | None =
     held_masks = masks[held]
     tables, rows = [], []
     if isinstance(estimator, BatchedLinearDatamodel):  # all targets of a batch at once on the GPU
-        fits = estimator.iter_fit(masks, margins, columns, used, np.asarray(mask_id)[used], progress)
+        fits = estimator.iter_fit(masks, margins, columns, used, mask_id[used], progress)
     else:
         fits = iter_fit_targets(estimator, masks, margins, columns, used, workers, progress=progress)
     for fit in fits:
         y = np.asarray(margins[:, fit.target], dtype=float)
         pred = fit.estimator.predict(held_masks)
-        ceiling = noise_ceiling(y, mask_id)
+        ceiling = noise_ceiling(y[eligible], mask_id[eligible])
         score = r2(y[held], pred)
         rows.append((target_ids[fit.target], method, score, spearman(y[held], pred), ceiling,
                      score / ceiling, len(used), fit.seconds, len(fit.estimator.players_),
@@ -207,15 +216,32 @@ def save_fit(fit_dir, interactions: pd.DataFrame, metrics: pd.DataFrame, meta: d
     return [write_frame(fit_dir / name, frame, m) for name, (frame, m) in written.items()]
 
 
-def _fit(run_dir, method: str, params, targets, heldout_fraction, split_seed, workers, progress):
+def fit_dir(run_dir, alpha: float | None = None) -> Path:
+    """Where a fit's tables live: ``<run_dir>/fit``, or ``<run_dir>/fit/alpha-A`` for ``fit.alpha=A``."""
+    return Path(run_dir) / "fit" if alpha is None else Path(run_dir) / "fit" / f"alpha-{float(alpha):g}"
+
+
+def models_at_alpha(meta: dict, mask_id, alpha: float) -> np.ndarray:
+    """Bool ``[m]``: the models whose mask was drawn with ``alpha`` (``meta``: the run's identity)."""
+    design = design_of(meta)
+    if not any(np.isclose(alpha, a) for a in design.alphas) or design.kind not in ("bernoulli", "fixed_size"):
+        drawn = f"alpha {list(design.alphas)}" if design.kind in ("bernoulli", "fixed_size") else f"design={design.kind}"
+        raise UserError(f"fit.alpha={alpha}: this sweep's masks were drawn with {drawn}; choose one of its alphas, "
+                         f"or sweep a grid that holds it (e.g. sweep.alpha=[{alpha},0.5] in a new run_dir)")
+    ids, inverse = np.unique(np.asarray(mask_id), return_inverse=True)
+    return np.isclose(design.alpha_of(ids), alpha)[inverse]
+
+
+def _fit(run_dir, method: str, params, targets, heldout_fraction, split_seed, workers, progress, alpha=None):
     """Fit the ``targets`` columns of a run's sweep: both tables and their metadata."""
     make_estimator(method, **(params or {}))  # an unknown method or parameter fails before any reading
     ready = open_fit_ready(run_dir, progress=progress)
+    models = None if alpha is None else models_at_alpha(ready.meta, ready.mask_id, alpha)
     interactions, metrics = fit_and_evaluate(
         ready.masks, ready.margins.T, ready.mask_id, method, params, None,
-        heldout_fraction, split_seed, workers, progress, columns=targets)
+        heldout_fraction, split_seed, workers, progress, columns=targets, models=models)
     meta = {"fingerprint": ready.meta["fingerprint"], "n": ready.meta["n"],
-            "T": ready.meta["T"], "config_hash": ready.meta.get("config_hash"),
+            "T": ready.meta["T"], "config_hash": ready.meta.get("config_hash"), "alpha": alpha,
             "methods": {method: {"params": params or {}, "heldout_fraction": heldout_fraction,
                                  "split_seed": split_seed}}}
     return interactions, metrics, meta
@@ -223,41 +249,42 @@ def _fit(run_dir, method: str, params, targets, heldout_fraction, split_seed, wo
 
 def run_fit(run_dir, method: str, params: dict | None = None, targets=None, start=None, stop=None,
             heldout_fraction: float = 0.2, split_seed: int = 0, workers: int = 1,
-            progress: bool = True):
+            progress: bool = True, alpha: float | None = None):
     """The whole stage for one run folder; returns both tables and the written paths."""
     chosen = select_targets(run_dir, targets, start, stop)
     interactions, metrics, meta = _fit(run_dir, method, params, chosen, heldout_fraction, split_seed, workers,
-                                       progress)
-    return interactions, metrics, save_fit(Path(run_dir) / "fit", interactions, metrics, meta)
+                                       progress, alpha)
+    return interactions, metrics, save_fit(fit_dir(run_dir, alpha), interactions, metrics, meta)
 
 
 def inputs_record(fit_dir, method: str) -> Path:
     return Path(fit_dir) / f".inputs-{method}.json"
 
 
-def fit_inputs(run_dir, method: str, settings: dict, progress: bool = True) -> StageInputs:
+def fit_inputs(run_dir, method: str, settings: dict, alpha: float | None = None,
+               progress: bool = True) -> StageInputs:
     """The recorded inputs of a whole fit of ``method``: the fit-ready layout it reads (checked
     against the shards first, built if missing) and its settings."""
     layout = open_fit_ready(run_dir, progress=progress).path
-    return StageInputs(inputs_record(Path(run_dir) / "fit", method), {"fit_ready": layout / "manifest.json"},
+    return StageInputs(inputs_record(fit_dir(run_dir, alpha), method), {"fit_ready": layout / "manifest.json"},
                        settings)
 
 
-def part_paths(run_dir, method: str, part: int) -> list[Path]:
-    folder = Path(run_dir) / "fit" / "parts" / method
+def part_paths(run_dir, method: str, part: int, alpha: float | None = None) -> list[Path]:
+    folder = fit_dir(run_dir, alpha) / "parts" / method
     return [folder / f"part-{part:04d}.{name}" for name in FILES]
 
 
 def run_fit_part(run_dir, part: int, parts: int, method: str, params: dict | None = None, targets=None,
                  start=None, stop=None, heldout_fraction: float = 0.2, split_seed: int = 0,
-                 workers: int = 1, progress: bool = True):
+                 workers: int = 1, progress: bool = True, alpha: float | None = None):
     """Fit the ``part``-th of ``parts`` contiguous ranges of the selected targets, to its part files.
 
     Returns the written paths, or None when the part was already written (it is not redone).
     """
     if not 0 <= part < parts:
         raise UserError(f"fit.part={part} must lie in 0..{parts - 1} (fit.parts={parts})")
-    paths = part_paths(run_dir, method, part)
+    paths = part_paths(run_dir, method, part, alpha)
     if all(p.exists() for p in paths):
         return None
     selected = select_targets(run_dir, targets, start, stop)
@@ -265,12 +292,12 @@ def run_fit_part(run_dir, part: int, parts: int, method: str, params: dict | Non
     if not chosen:
         raise UserError(f"fit.parts={parts} is more than the {len(selected)} targets to fit")
     interactions, metrics, meta = _fit(run_dir, method, params, chosen, heldout_fraction, split_seed,
-                                       workers, progress)
+                                       workers, progress, alpha)
     meta |= {"part": part, "parts": parts, "targets": chosen}
     return [write_frame(path, frame, meta) for path, frame in zip(paths, (interactions, metrics))]
 
 
-def merge_fit_parts(run_dir, method: str, parts: int):
+def merge_fit_parts(run_dir, method: str, parts: int, alpha: float | None = None):
     """Merge the ``parts`` part files of ``method`` into the run's fit tables; returns the paths.
 
     Refuses (naming them) missing parts, parts written with another ``parts``, parts of
@@ -279,7 +306,7 @@ def merge_fit_parts(run_dir, method: str, parts: int):
     tables, metas = [[], []], []
     missing = []
     for part in range(parts):
-        paths = part_paths(run_dir, method, part)
+        paths = part_paths(run_dir, method, part, alpha)
         if not all(p.exists() for p in paths):
             missing.append(part)
             continue
@@ -292,7 +319,7 @@ def merge_fit_parts(run_dir, method: str, parts: int):
         metas.append((paths[0], meta))
     if missing:
         raise StoreError(f"fit parts {', '.join(map(str, missing))} of {parts} ({method}) are missing under "
-                         f"{Path(run_dir) / 'fit' / 'parts' / method}: run jobs/fit.py -m "
+                         f"{fit_dir(run_dir, alpha) / 'parts' / method}: run jobs/fit.py -m "
                          f"fit.part={','.join(map(str, missing))} fit.parts={parts} (with the fit's settings)")
     first_path, first = metas[0]
     owner: dict[int, Path] = {}
@@ -305,7 +332,7 @@ def merge_fit_parts(run_dir, method: str, parts: int):
             owner[target] = path
     meta = {k: v for k, v in first.items() if k not in ("part", "parts", "targets")}
     interactions, metrics = (pd.concat(t, ignore_index=True) for t in tables)
-    return save_fit(Path(run_dir) / "fit", interactions, metrics, meta)
+    return save_fit(fit_dir(run_dir, alpha), interactions, metrics, meta)
 
 
 def summary(interactions: pd.DataFrame, metrics: pd.DataFrame) -> str:

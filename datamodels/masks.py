@@ -6,6 +6,12 @@ of them. A **mask** is a bool vector over the ``n`` players, ``True = kept``.
 Model ``i`` of a sweep with ``repeats = r`` trains on mask ``i // r`` (its *mask id*) with a
 training seed of its own; both are pure functions of ``(sweep seed, i)``, so any worker on any
 machine re-creates them without coordination and a re-run reproduces them exactly.
+
+``alpha`` is one fraction kept, or a **grid** of them: then each mask first draws its own alpha
+from the grid (uniformly, a pure function of ``(sweep seed, mask id)``, so every model's alpha is
+known from its mask id: :meth:`MaskDesign.alpha_of`), and a fit can use only the masks of one
+alpha. The datamodels paper fits the surrogate at the alpha it predicts (Ilyas et al. 2022);
+one sweep over a grid gives a surrogate for every kept fraction a pruning study asks about.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ GROUPINGS = ("example", "class", "cluster", "file")
 MAX_EXHAUSTIVE_PLAYERS = 20
 
 # Separate stream tags keep the mask stream and the training-seed stream independent.
-_MASK_STREAM, _SEED_STREAM = 0, 1
+_MASK_STREAM, _SEED_STREAM, _ALPHA_STREAM = 0, 1, 2
 
 
 class MaskError(UserError):
@@ -85,7 +91,7 @@ class MaskDesign:
 
     kind: str
     n: int
-    alpha: float = 0.5
+    alpha: float | tuple[float, ...] = 0.5  # a tuple: each mask draws its alpha from this grid
     seed: int = 0
     masks_from_file: np.ndarray | None = None
 
@@ -94,8 +100,11 @@ class MaskDesign:
             raise MaskError(f"unknown mask design {self.kind!r}; choose one of {', '.join(DESIGNS)} (sweep.design=NAME)")
         if self.n < 1:
             raise MaskError(f"a mask design needs at least one player, got n={self.n}")
-        if self.kind in ("bernoulli", "fixed_size") and not 0.0 < self.alpha < 1.0:
-            raise MaskError(f"sweep.alpha must lie strictly between 0 and 1, got {self.alpha}")
+        if self.kind in ("bernoulli", "fixed_size"):
+            if not self.alphas or any(not 0.0 < a < 1.0 for a in self.alphas):
+                raise MaskError(f"sweep.alpha must lie strictly between 0 and 1 (one value or a list), got {self.alpha}")
+            if len(set(self.alphas)) != len(self.alphas):
+                raise MaskError(f"sweep.alpha lists a value twice: {list(self.alpha)}")
         if self.kind == "exhaustive" and self.n > MAX_EXHAUSTIVE_PLAYERS:
             raise MaskError(f"sweep.design=exhaustive enumerates 2^n masks and is refused for n={self.n} > "
                             f"{MAX_EXHAUSTIVE_PLAYERS}; group the players (players=class or cluster) or sample masks")
@@ -109,6 +118,22 @@ class MaskDesign:
             return len(self.masks_from_file)
         return None
 
+    @property
+    def alphas(self) -> tuple[float, ...]:
+        """The grid the masks draw their alpha from (one value for a single-alpha design)."""
+        return tuple(self.alpha) if isinstance(self.alpha, tuple) else (self.alpha,)
+
+    def alpha_of(self, mask_ids) -> np.ndarray:
+        """The alpha every mask id was drawn with (NaN for designs without one: exhaustive, file)."""
+        mask_ids = np.asarray(mask_ids, dtype=np.int64)
+        if self.kind not in ("bernoulli", "fixed_size"):
+            return np.full(mask_ids.shape, np.nan)
+        if len(self.alphas) == 1:
+            return np.full(mask_ids.shape, self.alphas[0])
+        grid = np.asarray(self.alphas)
+        return np.array([grid[np.random.default_rng([self.seed, _ALPHA_STREAM, int(j)]).integers(len(grid))]
+                         for j in mask_ids.ravel()]).reshape(mask_ids.shape)
+
     def mask(self, j: int) -> np.ndarray:
         if self.num_masks is not None and not 0 <= j < self.num_masks:
             raise MaskError(f"mask id {j} is outside the {self.num_masks} masks of design={self.kind}")
@@ -116,13 +141,21 @@ class MaskDesign:
             return (j >> np.arange(self.n)) & 1 == 1  # bit p of j is player p
         if self.kind == "file":
             return self.masks_from_file[j].copy()
+        alpha = float(self.alpha_of(j))
         rng = np.random.default_rng([self.seed, _MASK_STREAM, j])
         if self.kind == "bernoulli":
-            return rng.random(self.n) < self.alpha
-        kept = rng.choice(self.n, size=round(self.alpha * self.n), replace=False)
+            return rng.random(self.n) < alpha
+        kept = rng.choice(self.n, size=round(alpha * self.n), replace=False)
         mask = np.zeros(self.n, dtype=bool)
         mask[kept] = True
         return mask
+
+
+def design_of(meta: dict, masks_from_file: np.ndarray | None = None) -> MaskDesign:
+    """The mask design recorded in a run's identity (``run.json`` or a shard's metadata)."""
+    alpha = meta.get("alpha")
+    alpha = tuple(float(a) for a in alpha) if isinstance(alpha, (list, tuple)) else (0.5 if alpha is None else float(alpha))
+    return MaskDesign(meta["design"], int(meta["n"]), alpha, int(meta.get("sweep_seed", 0)), masks_from_file)
 
 
 def load_mask_file(path: str | os.PathLike, n: int) -> np.ndarray:

@@ -25,6 +25,29 @@ def test_fixed_size_keeps_exactly_round_alpha_n():
     assert {int(design.mask(j).sum()) for j in range(50)} == {30}
 
 
+@pytest.mark.parametrize("kind", ["bernoulli", "fixed_size"])
+def test_an_alpha_grid_gives_every_mask_its_own_alpha(kind):
+    grid = (0.2, 0.5, 0.9)
+    design = MaskDesign(kind, 200, grid, seed=3)
+    alphas = design.alpha_of(np.arange(600))
+    assert set(alphas) == set(grid)
+    for a in grid:  # each value drawn about a third of the time, and its masks keep that fraction
+        chosen = np.flatnonzero(alphas == a)
+        assert abs(len(chosen) / 600 - 1 / 3) < 0.07
+        assert abs(np.mean([design.mask(j).mean() for j in chosen[:60]]) - a) < 0.02
+    np.testing.assert_array_equal(design.alpha_of([5, 7]), MaskDesign(kind, 200, grid, seed=3).alpha_of([5, 7]))
+    # one value keeps the masks of the single-alpha design
+    np.testing.assert_array_equal(MaskDesign(kind, 50, (0.3,), 1).mask(4), MaskDesign(kind, 50, 0.3, 1).mask(4))
+    assert np.isnan(MaskDesign("exhaustive", 4).alpha_of([1])).all()
+
+
+def test_a_bad_alpha_grid_is_refused():
+    with pytest.raises(MaskError, match="strictly between 0 and 1"):
+        MaskDesign("bernoulli", 10, (0.2, 1.0))
+    with pytest.raises(MaskError, match="lists a value twice"):
+        MaskDesign("bernoulli", 10, (0.2, 0.2))
+
+
 def test_exhaustive_enumerates_every_subset_once():
     design = MaskDesign("exhaustive", 5)
     masks = np.array([design.mask(j) for j in range(design.num_masks)])
