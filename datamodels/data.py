@@ -125,7 +125,8 @@ def _fetch_cifar10(root: Path, url: str) -> Path:
         tmp.unlink(missing_ok=True)
         raise DataError(
             f"cifar10: {archive} is missing and downloading {url} failed ({err}). Copy the binary archive "
-            f"there by hand, or set DATAMODELS_DATA (or dataset.options.root) to a folder that holds it"
+            f"there by hand, or point dataset.options.root at a folder that holds it (default: "
+            f"$DATAMODELS_DATA/cifar10, else data/cifar10)"
         ) from None  # the network's own traceback says nothing more
     os.replace(tmp, archive)
     return archive
@@ -155,7 +156,8 @@ def load_cifar10(root: str | os.PathLike, md5: str | None = CIFAR10_MD5, downloa
     if not archive.exists():
         if not download:
             raise DataError(f"cifar10: {archive} does not exist and dataset.options.download is false: copy the "
-                            f"archive there, or set DATAMODELS_DATA (or dataset.options.root) to a folder that holds it")
+                            f"archive there, or point dataset.options.root at a folder that holds it (default: "
+                            f"$DATAMODELS_DATA/cifar10, else data/cifar10)")
         archive = _fetch_cifar10(root, url)
     if md5 is not None and (found := _md5(archive)) != md5:
         raise DataError(f"cifar10: {archive} has md5 {found}, expected {md5}: corrupt or not the binary CIFAR-10 archive")
