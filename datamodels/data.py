@@ -217,7 +217,7 @@ def make_splits(dataset: Dataset, train: int, target: int, holdout: int | None, 
     sizes = {"train": train, "target": target}
     for name, size in sizes.items():
         if size is None or size < 1:
-            raise DataError(f"dataset.{name} must be at least 1 example, got {size}")
+            raise DataError(f"dataset.{name} must be at least one example, got {size}")
     rng = np.random.default_rng([seed, 0x5EED])
     if dataset.is_test is None:
         order = rng.permutation(len(dataset.labels))
