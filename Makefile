@@ -7,7 +7,14 @@ STAMP := $(VENV)/.installed
 SHARDS ?= 8
 ARGS ?=
 
-.PHONY: install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-linear bench-exhaustive prune-study prune-study-clusters prune-study-examples
+.PHONY: help install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-linear bench-exhaustive prune-study prune-study-clusters prune-study-examples
+.DEFAULT_GOAL := help
+
+# The targets with a '## ' description, and the variables most of them take.
+help:
+	@echo "make TARGET [ARGS='overrides'] (python below means .venv/bin/python: make creates it)"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  \1\t\2/' | expand -t 22
+	@echo "ARGS: Hydra overrides for every job, e.g. ARGS='run_dir=runs/demo' (a run folder keeps its sweep's settings)"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,7 +24,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-install: $(STAMP)
+install: $(STAMP) ## create .venv and install the package (done by every target)
 
 # The optional FFCV loader (loader=ffcv). FFCV 1.0.2 compiles a C extension against OpenCV and
 # libjpeg-turbo: the Debian packages are installed first when missing (needs apt-get and root).
@@ -35,17 +42,17 @@ $(FFCV_STAMP): $(STAMP)
 	$(PY) -m pip install -q -e '.[test,ffcv]'
 	touch $@
 
-install-ffcv: $(FFCV_STAMP)
+install-ffcv: $(FFCV_STAMP) ## the optional FFCV loader (loader=ffcv) and its system packages
 
 DEMO := experiment=demo
-RUN_DIR := runs/demo
 
 # The whole pipeline on the embedded default dataset (scikit-learn digits): a sweep of 1,000
 # small CNNs on random halves of 1,000 training images grouped into 100 players
 # (conf/experiment/demo.yaml), in two local processes; collect; ProxySPEX and linear-datamodel
-# fits of the 200 targets; pruning, its retraining evaluation and an HTML report.
-# Re-running skips the finished shards.
-demo: install
+# fits of the 200 targets; pruning, its retraining evaluation and an HTML report, which ends
+# with the list of outputs. Re-running skips the finished shards, and the fits and report whose
+# inputs did not change.
+demo: install ## the whole pipeline on the bundled digits into runs/demo (about 12 min on 2 cores)
 	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,8)' hydra/launcher=joblib $(DEMO) $(ARGS)
 	$(PY) jobs/collect.py $(DEMO) $(ARGS)
 	$(PY) jobs/fit.py fit=proxyspex $(DEMO) $(ARGS)
@@ -53,13 +60,6 @@ demo: install
 	$(PY) jobs/prune.py $(DEMO) $(ARGS)
 	$(PY) jobs/evaluate_pruning.py $(DEMO) $(ARGS)
 	$(PY) jobs/report.py $(DEMO) $(ARGS)
-	@echo
-	@echo "outputs of the demo run in $(RUN_DIR):"
-	@echo "  shards/shard-*.parquet       margins of every model (pandas, pyarrow, DuckDB)"
-	@echo "  fit/interactions.parquet     main effects, synergy and redundancy per target"
-	@echo "  fit/fit_metrics.parquet      held-out R^2 and Spearman (LDS) per target and method"
-	@echo "  prune/evaluation.{csv,png}   holdout accuracy of pruned training sets"
-	@echo "  report/index.html            all of it as a page; notebooks in analysis/"
 
 # SLURM (docs/slurm.md): the shards as job arrays through hydra/launcher=slurm. Empty settings
 # keep conf/hydra/launcher/slurm.yaml's defaults; GPUS=N runs N shards per job, one per GPU.
@@ -77,31 +77,31 @@ SLURM = hydra/launcher=slurm \
 	$(if $(MEM),hydra.launcher.mem_gb=$(MEM)) $(if $(TIME),hydra.launcher.timeout_min=$(TIME)) \
 	$(if $(GPUS),hydra.launcher.gpus_per_node=$(GPUS) hydra.launcher.tasks_per_node=$(GPUS) device=cuda)
 
-sweep: install
+sweep: install ## the sweep as SLURM job arrays: SHARDS=, PARTITION=, GPUS=, TIME=, ... (docs/slurm.md)
 	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,$(SHARDS))' $(SLURM) $(ARGS)
 
-status: install
+status: install ## progress of a sweep and the command that trains what is missing: ARGS=run_dir=...
 	$(PY) jobs/status.py $(ARGS)
 
-fit-slurm: install
+fit-slurm: install ## the fit as PARTS SLURM jobs over target ranges, then merged
 	$(PY) jobs/fit.py -m 'fit.part=range(0,$(PARTS))' fit.parts=$(PARTS) $(SLURM) $(ARGS)
 	$(PY) jobs/fit_merge.py fit.parts=$(PARTS) $(ARGS)
 
-sweep-local: install
+sweep-local: install ## the sweep's SHARDS shards over local processes (one per core)
 	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,$(SHARDS))' hydra/launcher=joblib $(ARGS)
 
-collect: install
+collect: install ## validate the shards, report missing models, build the fit-ready layout
 	$(PY) jobs/collect.py $(ARGS)
 
-test: install
+test: install ## the test suite (ARGS=-k NAME for some tests)
 	$(PY) -m pytest -q $(ARGS)
 
 # its loaders section compares the resident loader with FFCV
-bench-train: install-ffcv
+bench-train: install-ffcv ## training throughput: one model vs K per pass, resident vs FFCV
 	$(PY) benchmarks/bench_train.py $(ARGS)
 
 # ProxySPEX against shapiq's (the `bench` extra) and the linear datamodel on planted games.
-bench-fit: install
+bench-fit: install ## ProxySPEX vs shapiq and the linear datamodel on planted games
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) benchmarks/bench_fit.py $(ARGS)
 
@@ -109,24 +109,24 @@ bench-fit: install
 # 1,000 masks x 2 seeds (the noise ceiling), then ProxySPEX and the linear datamodel at
 # growing budgets.
 BENCH_RUN ?= runs/digits-repeats
-bench-fit-digits: install
+bench-fit-digits: install ## faithfulness against the number of models on digits
 	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,16)' hydra/launcher=joblib $(DEMO) sweep.num_models=2000 sweep.repeats=2 run_dir=$(BENCH_RUN)
 	$(PY) benchmarks/bench_fit_digits.py --run $(BENCH_RUN) $(ARGS)
 
 # The fit stage at CIFAR-10 scale on planted sweeps (n up to 50,000 players, 10^5 models):
 # memory of the process tree, seconds per target, faithfulness; sweeps under runs/bench-scale.
-bench-scale: install
+bench-scale: install ## the fit at CIFAR-10 scale on planted sweeps
 	$(PY) benchmarks/bench_scale.py $(ARGS)
 
 # The linear datamodel on a GPU (fit=linear_gpu) at n = 50,000, m = 100,000, beside the CPU path.
-bench-gpu-linear: install
+bench-gpu-linear: install ## the linear datamodel on a GPU (fit=linear_gpu)
 	$(PY) benchmarks/bench_gpu_linear.py $(ARGS)
 
 # Recovery of real retraining games against exact ground truth: every subset of the 10 digit
 # classes trained with 2 seeds (about 2,000 models), then ProxySPEX and the linear datamodel at
 # growing budgets against the exact references (docs/interactions.md).
 EXHAUSTIVE_RUN ?= runs/classes-exhaustive
-bench-exhaustive: install
+bench-exhaustive: install ## recovery against exact ground truth (all subsets of 10 classes)
 	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,16)' hydra/launcher=joblib experiment=digits_classes_exhaustive run_dir=$(EXHAUSTIVE_RUN)
 	$(PY) benchmarks/bench_exhaustive.py --run $(EXHAUSTIVE_RUN) $(ARGS)
 
@@ -143,8 +143,8 @@ define prune_study
 	$(PY) jobs/prune.py experiment=$(1) $(ARGS)
 	$(PY) jobs/evaluate_pruning.py experiment=$(1) $(ARGS)
 endef
-prune-study-clusters: install
+prune-study-clusters: install ## the pruning study's run on the demo's 100 cluster players
 	$(call prune_study,prune_study_clusters,24)
-prune-study-examples: install
+prune-study-examples: install ## the pruning study's run on 200 single-example players
 	$(call prune_study,prune_study_examples,20)
-prune-study: prune-study-clusters prune-study-examples
+prune-study: prune-study-clusters prune-study-examples ## the pruning study (docs/pruning.md), both runs

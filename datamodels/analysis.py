@@ -23,14 +23,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from .errors import UserError
 from .pruning import paired_differences, summarize
-from .store import StoreError, load_sweep
+from .store import StoreError, load_sweep, no_sweep_error
 from .sweep import SweepRun
 
 KINDS = ("main", "synergy", "redundancy")
 
 
-class AnalysisError(ValueError):
+class AnalysisError(UserError):
     """A run folder lacks the output a view needs."""
 
 
@@ -44,8 +45,7 @@ class RunView:
     def open(cls, run_dir: str | os.PathLike) -> "RunView":
         run_dir = Path(run_dir)
         if not (run_dir / "run.json").exists():
-            raise AnalysisError(f"{run_dir} is not a run folder (no run.json); run `make demo` or point "
-                                f"RUN_DIR at a sweep's folder")
+            raise AnalysisError(str(no_sweep_error(run_dir)))
         return cls(run_dir)
 
     def _parquet(self, relative: str, stage: str) -> pd.DataFrame:
@@ -93,6 +93,15 @@ class RunView:
     def first_example(self) -> np.ndarray:
         """For each player, the index (into the train split) of its first example: what figures show."""
         return np.unique(self.sweep_run.groups, return_index=True)[1]
+
+    @cached_property
+    def player_size(self) -> np.ndarray:
+        """For each player, how many training examples it switches on or off together."""
+        return np.bincount(self.sweep_run.groups)
+
+    def player_examples(self, player: int) -> np.ndarray:
+        """Indices (into the train split) of every example of a player."""
+        return np.flatnonzero(self.sweep_run.groups == player)
 
     def player_class(self, player: int) -> str:
         data = self.sweep_run.data
@@ -252,12 +261,34 @@ def plot_interactions(view: RunView, target: int, kind: str, k: int = 4, method:
     for r, row in rows.iterrows():
         _show(axes[r, 0], view.target_image(target), f"target: {view.target_label(target)}")
         for c, (player, cls) in enumerate(zip(row["members"], row["classes"]), start=1):
-            title = f"#{player} ({cls})" + (f"\nm={row['mobius']:+.3f}" if c == 1 else "")
+            size = view.player_size[player]
+            title = f"#{player} ({cls})" + (f", 1 of {size}" if size > 1 else "") + \
+                (f"\nm={row['mobius']:+.3f}" if c == 1 else "")
             _show(axes[r, c], train_images[view.first_example[player]], title)
         for c in range(1 + len(row["members"]), width):
             axes[r, c].axis("off")
     fig.suptitle(f"strongest {kind} {'interactions' if kind != 'main' else 'effects'} of target {target}",
                  fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_player(view: RunView, player: int, max_images: int = 30):
+    """Every example of one player (up to ``max_images``, the title says how many there are)."""
+    examples = view.player_examples(player)
+    shown = examples[:max_images]
+    cols = min(10, len(shown))
+    rows = -(-len(shown) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(0.9 * cols, 1.1 * rows + 0.4), squeeze=False)
+    train_images, labels = view.sweep_run.data.images("train"), view.sweep_run.data.labels("train")
+    classes = view.sweep_run.data.dataset.classes
+    for ax, example in zip(axes.flat, shown):
+        _show(ax, train_images[example], classes[labels[example]])
+    for ax in axes.flat[len(shown):]:
+        ax.axis("off")
+    more = f", {len(shown)} shown" if len(shown) < len(examples) else ""
+    fig.suptitle(f"player #{player}: {len(examples)} training example{'s' if len(examples) > 1 else ''}{more}",
+                 fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -291,14 +322,51 @@ def plot_pruning(view: RunView):
 
 
 def strongest_targets(view: RunView, kind: str, k: int = 3, method: str = "proxyspex") -> list[int]:
-    """Targets whose strongest pair of ``kind`` has the largest |Möbius| coefficient."""
+    """Targets whose strongest term of ``kind`` (a player for ``main``, else a pair or triple) has
+    the largest |Möbius| coefficient."""
     table = view.interactions
-    pairs = table[(table["method"] == method) & (table["order"] >= 2) & (table["kind"] == kind)]
+    pairs = table[(table["method"] == method) & (table["order"] >= 1) & (table["kind"] == kind)]
     best = pairs.assign(size=pairs["mobius"].abs()).groupby("target")["size"].max()
     return [int(t) for t in best.sort_values(ascending=False).index[:k]]
 
 
 # --------------------------------------------------------------------------- static report
+
+READING_GUIDE = """<h2>How to read this report</h2>
+<p>Many models were trained, each on a random subset of the training set. A <b>player</b> is what
+a subset keeps or drops: one training image, or a group of images (a class or a cluster of
+look-alikes; figures show a group's first image and say how many it has). A <b>target</b> is a
+test image whose <b>margin</b> (correct-class logit minus the best other) every model records.
+For each target a sparse model of <i>subset &rarr; margin</i> is fitted, as a sum of Möbius
+coefficients <i>m(S)</i> over the sets of players <i>S</i> the subset keeps.</p>
+<ul><li><b>Main effect</b> <i>m({{i}})</i>: the margin player <i>i</i> adds when kept. Positive: it
+helps the model get the target right; negative: it pushes towards another class.</li>
+<li><b>Synergy</b>: a pair's <i>m({{i,j}})</i> has the same sign as the sum of its members' main
+effects: together they do more than the sum of their parts.</li>
+<li><b>Redundancy</b>: <i>m({{i,j}})</i> has the opposite sign: together they do less than the sum,
+each covers for the other (near-duplicates). Triples are judged the same way.</li></ul>
+<p><b>Faithfulness</b>: how well the fitted model predicts margins of models it never saw
+(held-out R^2, and Spearman rank correlation, the LDS). Details: {docs}; pruning: {pruning}.</p>"""
+
+KIND_TITLE = {"main": "main effects", "synergy": "synergy", "redundancy": "redundancy"}
+KIND_TEXT = {
+    "main": "Each row: the target, then one training player with its main effect m: the margin it adds "
+            "when kept (m > 0 helps the model get the target right).",
+    "synergy": "Each row: the target, then the members of one synergistic pair or triple, with its Möbius "
+               "coefficient m. Same sign as the sum of the members' main effects: they matter together.",
+    "redundancy": "Each row: the target, then the members of one redundant pair or triple, with its Möbius "
+                  "coefficient m. Opposite sign to the sum of the members' main effects: one suffices, the other adds "
+                  "little once it is kept.",
+}
+
+
+def _docs_link(name: str) -> str:
+    """A link to one of the package's docs: the file beside the package, else its name."""
+    from html import escape
+
+    path = Path(__file__).resolve().parents[1] / "docs" / name
+    return f'<a href="{escape(path.as_uri())}">docs/{name}</a>' if path.exists() else f"docs/{name}"
+
 
 
 def write_report(view: RunView, out_dir: str | os.PathLike, targets_per_kind: int = 2) -> Path:
@@ -327,19 +395,24 @@ def write_report(view: RunView, out_dir: str | os.PathLike, targets_per_kind: in
     body.append(f"<p>{meta['dataset']} (fingerprint {meta['fingerprint']}), {meta['n']} players "
                 f"({meta['players']}), {meta['T']} targets, model {meta['model']}, design {meta['design']} "
                 f"alpha {meta['alpha']}, {len(view.sweep.model_index)} of {meta['num_models']} models collected.</p>")
+    body.append(READING_GUIDE.format(docs=_docs_link("interactions.md"), pruning=_docs_link("pruning.md")))
     try:
         body.append("<h2>Faithfulness on held-out models</h2>")
         table(faithfulness_summary(view).round(4).reset_index().set_axis(
             ["method", "R2 q25", "R2 median", "R2 q75", "Spearman (LDS) median"], axis=1))
         figure(plot_faithfulness(view), "held-out R^2 per target and method")
-        for kind in ("synergy", "redundancy"):
-            body.append(f"<h2>Targets with the strongest {kind}</h2>")
+        for kind in KINDS:
+            body.append(f"<h2>Targets with the strongest {KIND_TITLE[kind]}</h2>")
             chosen = strongest_targets(view, kind, targets_per_kind)
-            if not chosen:
-                body.append(f"<p>No {kind} pairs were found.</p>")
+            body.append(f"<p>{KIND_TEXT[kind]}</p>" if chosen else f"<p>No {KIND_TITLE[kind]} found.</p>")
             for t in chosen:
                 figure(plot_target(view, t), f"target {t}: image and margin distribution")
-                figure(plot_interactions(view, t, kind), f"target {t}: strongest {kind} interactions")
+                figure(plot_interactions(view, t, kind), f"target {t}: its strongest {KIND_TITLE[kind]}")
+            if chosen and (view.player_size > 1).any():
+                members = top_effects(view, chosen[0], kind=kind, k=1)["members"][0]
+                for player in members:
+                    figure(plot_player(view, int(player)), f"every image of player #{player}, in target "
+                           f"{chosen[0]}'s strongest {KIND_TITLE[kind]}")
         body.append("<h2>Which classes pair up</h2>")
         for kind in ("synergy", "redundancy"):
             body.append(f"<h3>{kind}</h3>")
@@ -347,10 +420,11 @@ def write_report(view: RunView, out_dir: str | os.PathLike, targets_per_kind: in
     except AnalysisError as err:
         body.append(f"<p class='missing'>{escape(str(err))}</p>")
     body.append("<h2>Pruning</h2>")
+    body.append(f"<p>Keep-sets of each method at each kept fraction, retrained and judged on the holdout "
+                f"split only (never on the targets). The methods and how to read the results: {_docs_link('pruning.md')}.</p>")
     try:
         body.append("<p>Holdout accuracy of models retrained on each keep-set under the full set's step budget: "
-                    "mean and 95% interval over the seeds (the randomised methods: one draw per seed). "
-                    "The methods and the protocol are in docs/pruning.md.</p>")
+                    "mean and 95% interval over the seeds (the randomised methods: one draw per seed).</p>")
         table(pruning_grid(view).reset_index())
         body.append("<p>Each method minus the best baseline at that fraction, paired by seed (an interval "
                     "above 0: better than every baseline).</p>")

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import UserError
+
 DATASETS = ("digits", "cifar10", "synthetic")
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
@@ -36,7 +38,7 @@ CIFAR10_CLASSES = (
 _CIFAR_RECORD = 1 + 32 * 32 * 3  # label byte, then R, G, B planes of 32x32, row-major
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A dataset could not be read, verified or split as configured."""
 
 
@@ -122,9 +124,10 @@ def _fetch_cifar10(root: Path, url: str) -> Path:
     except OSError as err:
         tmp.unlink(missing_ok=True)
         raise DataError(
-            f"cifar10: {archive} is missing and downloading {url} failed ({err}). Copy the "
-            f"binary archive there by hand, or point dataset.root at a folder that holds it."
-        ) from err
+            f"cifar10: {archive} is missing and downloading {url} failed ({err}). Copy the binary archive "
+            f"there by hand, or point dataset.options.root at a folder that holds it (default: "
+            f"$DATAMODELS_DATA/cifar10, else data/cifar10)"
+        ) from None  # the network's own traceback says nothing more
     os.replace(tmp, archive)
     return archive
 
@@ -152,7 +155,9 @@ def load_cifar10(root: str | os.PathLike, md5: str | None = CIFAR10_MD5, downloa
     archive = root / CIFAR10_ARCHIVE
     if not archive.exists():
         if not download:
-            raise DataError(f"cifar10: {archive} does not exist and dataset.download is false")
+            raise DataError(f"cifar10: {archive} does not exist and dataset.options.download is false: copy the "
+                            f"archive there, or point dataset.options.root at a folder that holds it (default: "
+                            f"$DATAMODELS_DATA/cifar10, else data/cifar10)")
         archive = _fetch_cifar10(root, url)
     if md5 is not None and (found := _md5(archive)) != md5:
         raise DataError(f"cifar10: {archive} has md5 {found}, expected {md5}: corrupt or not the binary CIFAR-10 archive")
@@ -196,11 +201,11 @@ def load_dataset(name: str, **options) -> Dataset:
     """Read a dataset of the registry by name; ``options`` go to its reader."""
     readers = {"digits": load_digits, "cifar10": load_cifar10, "synthetic": load_synthetic}
     if name not in readers:
-        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)} (dataset=NAME)")
     try:
         return readers[name](**options)
     except TypeError as err:
-        raise DataError(f"dataset {name!r}: bad options {sorted(options)}: {err}") from err
+        raise DataError(f"dataset.options of dataset={name}: {sorted(options)} are not all its settings ({err})") from err
 
 
 # --------------------------------------------------------------------------- splits
@@ -212,7 +217,7 @@ def make_splits(dataset: Dataset, train: int, target: int, holdout: int | None, 
     sizes = {"train": train, "target": target}
     for name, size in sizes.items():
         if size is None or size < 1:
-            raise DataError(f"split {name!r} must have at least one example, got {size}")
+            raise DataError(f"dataset.{name} must be at least one example, got {size}")
     rng = np.random.default_rng([seed, 0x5EED])
     if dataset.is_test is None:
         order = rng.permutation(len(dataset.labels))
@@ -225,7 +230,7 @@ def make_splits(dataset: Dataset, train: int, target: int, holdout: int | None, 
         holdout = available_holdout
     if train > len(pool_train) or holdout < 1 or holdout > available_holdout:
         raise DataError(
-            f"{dataset.name}: cannot take train={train}, target={target}, holdout={holdout} from "
+            f"{dataset.name}: cannot take dataset.train={train}, dataset.target={target}, dataset.holdout={holdout} from "
             f"{len(pool_train)} train-pool and {len(pool_eval)} evaluation-pool images"
         )
     return {

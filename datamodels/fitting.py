@@ -38,11 +38,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .errors import UserError
 from .fit_ready import open_fit_ready
 from .interactions import interaction_table, iter_fit_targets, make_estimator
 from .interactions.batched_lasso import BatchedLinearDatamodel
 from .masks import design_of
 from .packed import as_packed
+from .stage_inputs import StageInputs
 from .store import StoreError, collect_run, read_frame, write_frame
 
 STAGE = "fit (jobs/fit.py)"
@@ -99,7 +101,7 @@ def heldout_split(mask_id, fraction: float, seed: int) -> np.ndarray:
     so a model's side does not change when the sweep grows.
     """
     if not 0.0 < fraction < 1.0:
-        raise ValueError(f"heldout_fraction must be in (0, 1); got {fraction}")
+        raise UserError(f"fit.heldout_fraction must be in (0, 1); got {fraction}")
     with np.errstate(over="ignore"):  # wrapping uint64 arithmetic is the hash
         z = np.asarray(mask_id).astype(np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -134,9 +136,9 @@ def fit_and_evaluate(masks, margins, mask_id, method: str, params: dict | None =
     eligible = np.ones(len(mask_id), dtype=bool) if models is None else np.asarray(models, dtype=bool)
     held = heldout_split(mask_id, heldout_fraction, split_seed) & eligible
     if held.sum() == eligible.sum() or not held.any():
-        raise ValueError(
+        raise UserError(
             f"the held-out split of {eligible.sum()} models is {'everything' if held.any() else 'empty'}"
-            f" (heldout_fraction={heldout_fraction}, {len(np.unique(mask_id[eligible]))} distinct masks)"
+            f" (fit.heldout_fraction={heldout_fraction}, {len(np.unique(mask_id[eligible]))} distinct masks)"
         )
     target_ids = np.arange(margins.shape[1]) if target_ids is None else np.asarray(target_ids)
     used = np.flatnonzero(~held & eligible)
@@ -177,16 +179,16 @@ def select_targets(run_dir, targets=None, start=None, stop=None) -> list[int]:
     T = collect_run(run_dir)[0]["T"]
     if targets is not None:
         if start is not None or stop is not None:
-            raise ValueError("fit: give either targets or start/stop, not both")
+            raise UserError("fit.targets and fit.start/fit.stop both set: give one or the other")
         chosen = [int(t) for t in targets]
         outside = [t for t in chosen if not 0 <= t < T]
         if outside:
-            raise ValueError(f"fit.targets: {outside[:5]} outside 0..{T - 1} (the sweep has T={T} targets)")
+            raise UserError(f"fit.targets: {outside[:5]} outside 0..{T - 1} (the sweep has T={T} targets)")
         return chosen
     start = 0 if start is None else start
     stop = T if stop is None else stop
     if not 0 <= start < stop <= T:
-        raise ValueError(f"fit.start={start}, fit.stop={stop}: the range must lie in 0..{T} with start < stop "
+        raise UserError(f"fit.start={start}, fit.stop={stop}: the range must lie in 0..{T} with start < stop "
                          f"(the sweep has T={T} targets)")
     return list(range(start, stop))
 
@@ -198,6 +200,8 @@ def save_fit(fit_dir, interactions: pd.DataFrame, metrics: pd.DataFrame, meta: d
     says how every method in the tables was fitted.
     """
     fit_dir = Path(fit_dir)
+    for method in meta["methods"]:  # these rows change: a record of a whole fit's inputs no longer holds
+        inputs_record(fit_dir, method).unlink(missing_ok=True)
     frames = dict(zip(FILES, (interactions, metrics)))
     written = {}
     for name, new in frames.items():
@@ -222,7 +226,7 @@ def models_at_alpha(meta: dict, mask_id, alpha: float) -> np.ndarray:
     design = design_of(meta)
     if not any(np.isclose(alpha, a) for a in design.alphas) or design.kind not in ("bernoulli", "fixed_size"):
         drawn = f"alpha {list(design.alphas)}" if design.kind in ("bernoulli", "fixed_size") else f"design={design.kind}"
-        raise ValueError(f"fit.alpha={alpha}: this sweep's masks were drawn with {drawn}; choose one of its alphas, "
+        raise UserError(f"fit.alpha={alpha}: this sweep's masks were drawn with {drawn}; choose one of its alphas, "
                          f"or sweep a grid that holds it (e.g. sweep.alpha=[{alpha},0.5] in a new run_dir)")
     ids, inverse = np.unique(np.asarray(mask_id), return_inverse=True)
     return np.isclose(design.alpha_of(ids), alpha)[inverse]
@@ -253,6 +257,19 @@ def run_fit(run_dir, method: str, params: dict | None = None, targets=None, star
     return interactions, metrics, save_fit(fit_dir(run_dir, alpha), interactions, metrics, meta)
 
 
+def inputs_record(fit_dir, method: str) -> Path:
+    return Path(fit_dir) / f".inputs-{method}.json"
+
+
+def fit_inputs(run_dir, method: str, settings: dict, alpha: float | None = None,
+               progress: bool = True) -> StageInputs:
+    """The recorded inputs of a whole fit of ``method``: the fit-ready layout it reads (checked
+    against the shards first, built if missing) and its settings."""
+    layout = open_fit_ready(run_dir, progress=progress).path
+    return StageInputs(inputs_record(fit_dir(run_dir, alpha), method), {"fit_ready": layout / "manifest.json"},
+                       settings)
+
+
 def part_paths(run_dir, method: str, part: int, alpha: float | None = None) -> list[Path]:
     folder = fit_dir(run_dir, alpha) / "parts" / method
     return [folder / f"part-{part:04d}.{name}" for name in FILES]
@@ -266,14 +283,14 @@ def run_fit_part(run_dir, part: int, parts: int, method: str, params: dict | Non
     Returns the written paths, or None when the part was already written (it is not redone).
     """
     if not 0 <= part < parts:
-        raise ValueError(f"fit.part={part} must lie in 0..{parts - 1} (fit.parts={parts})")
+        raise UserError(f"fit.part={part} must lie in 0..{parts - 1} (fit.parts={parts})")
     paths = part_paths(run_dir, method, part, alpha)
     if all(p.exists() for p in paths):
         return None
     selected = select_targets(run_dir, targets, start, stop)
     chosen = [int(t) for t in np.array_split(np.asarray(selected), parts)[part]]
     if not chosen:
-        raise ValueError(f"fit.parts={parts} is more than the {len(selected)} targets to fit")
+        raise UserError(f"fit.parts={parts} is more than the {len(selected)} targets to fit")
     interactions, metrics, meta = _fit(run_dir, method, params, chosen, heldout_fraction, split_seed,
                                        workers, progress, alpha)
     meta |= {"part": part, "parts": parts, "targets": chosen}

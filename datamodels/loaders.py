@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import PreparedData
+from .errors import UserError
 
 LOADERS = ("resident", "ffcv")
 
@@ -185,7 +186,7 @@ def make_loader(name: str, splits: ResidentSplits, data: PreparedData | None = N
     """The loader called ``name``; ``ffcv`` writes (once) and reads ``<run_dir>/data/*.beton``."""
     if name == "resident":
         if options:
-            raise ValueError(f"loader=resident takes no options, got {sorted(options)}")
+            raise UserError(f"loader=resident takes no options, got {sorted(options)}")
         return ResidentLoader(splits)
     if name == "ffcv":
         from .ffcv_loader import FFCVLoader
@@ -193,4 +194,4 @@ def make_loader(name: str, splits: ResidentSplits, data: PreparedData | None = N
         if data is None or run_dir is None:
             raise ValueError("loader=ffcv needs the prepared data and a run folder to write its .beton in")
         return FFCVLoader(splits, data, run_dir, **options)
-    raise ValueError(f"unknown loader {name!r}; choose one of {', '.join(LOADERS)}")
+    raise UserError(f"unknown loader {name!r}; choose one of {', '.join(LOADERS)}")

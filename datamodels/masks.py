@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import UserError
+
 DESIGNS = ("bernoulli", "fixed_size", "exhaustive", "file")
 GROUPINGS = ("example", "class", "cluster", "file")
 MAX_EXHAUSTIVE_PLAYERS = 20
@@ -30,7 +32,7 @@ MAX_EXHAUSTIVE_PLAYERS = 20
 _MASK_STREAM, _SEED_STREAM, _ALPHA_STREAM = 0, 1, 2
 
 
-class MaskError(ValueError):
+class MaskError(UserError):
     """A mask design or player grouping is invalid."""
 
 
@@ -53,7 +55,7 @@ def group_players(kind: str, labels: np.ndarray, images: np.ndarray | None = Non
         return np.unique(labels, return_inverse=True)[1].astype(np.int64)
     if kind == "cluster":
         if not num_groups or not 1 <= num_groups <= m:
-            raise MaskError(f"players=cluster needs 1 <= num_groups <= {m}, got {num_groups}")
+            raise MaskError(f"players=cluster needs 1 <= players.num_groups <= {m}, got {num_groups}")
         from sklearn.cluster import KMeans
 
         features = images.reshape(m, -1).astype(np.float32) / 255.0
@@ -61,13 +63,13 @@ def group_players(kind: str, labels: np.ndarray, images: np.ndarray | None = Non
         return _compact(ids)
     if kind == "file":
         if path is None or not Path(path).is_file():
-            raise MaskError(f"players=file: group file {path!r} does not exist")
+            raise MaskError(f"players=file: players.path={path!r} does not exist")
         ids = np.load(path, allow_pickle=False)
         if ids.shape != (m,) or not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0:
             raise MaskError(f"players=file: {path} must hold {m} non-negative integers (one per training "
                             f"example), found dtype {ids.dtype} and shape {ids.shape}")
         return _compact(ids)
-    raise MaskError(f"unknown player grouping {kind!r}; choose one of {', '.join(GROUPINGS)}")
+    raise MaskError(f"unknown player grouping {kind!r}; choose one of {', '.join(GROUPINGS)} (players=NAME)")
 
 
 def _compact(ids: np.ndarray) -> np.ndarray:
@@ -95,7 +97,7 @@ class MaskDesign:
 
     def __post_init__(self):
         if self.kind not in DESIGNS:
-            raise MaskError(f"unknown mask design {self.kind!r}; choose one of {', '.join(DESIGNS)}")
+            raise MaskError(f"unknown mask design {self.kind!r}; choose one of {', '.join(DESIGNS)} (sweep.design=NAME)")
         if self.n < 1:
             raise MaskError(f"a mask design needs at least one player, got n={self.n}")
         if self.kind in ("bernoulli", "fixed_size"):
@@ -104,7 +106,7 @@ class MaskDesign:
             if len(set(self.alphas)) != len(self.alphas):
                 raise MaskError(f"sweep.alpha lists a value twice: {list(self.alpha)}")
         if self.kind == "exhaustive" and self.n > MAX_EXHAUSTIVE_PLAYERS:
-            raise MaskError(f"design=exhaustive enumerates 2^n masks and is refused for n={self.n} > "
+            raise MaskError(f"sweep.design=exhaustive enumerates 2^n masks and is refused for n={self.n} > "
                             f"{MAX_EXHAUSTIVE_PLAYERS}; group the players (players=class or cluster) or sample masks")
 
     @property
@@ -159,14 +161,14 @@ def design_of(meta: dict, masks_from_file: np.ndarray | None = None) -> MaskDesi
 def load_mask_file(path: str | os.PathLike, n: int) -> np.ndarray:
     """Masks supplied by the user: a ``.npy`` array ``[M, n]`` of 0/1 or bool."""
     if path is None or not Path(path).is_file():
-        raise MaskError(f"design=file: mask file {path!r} does not exist")
+        raise MaskError(f"sweep.design=file: sweep.mask_file={path!r} does not exist")
     masks = np.load(path, allow_pickle=False)
     if masks.ndim != 2 or masks.shape[1] != n or len(masks) == 0:
-        raise MaskError(f"design=file: {path} must hold an array [num_masks, {n}] (one column per player), "
+        raise MaskError(f"sweep.design=file: {path} must hold an array [num_masks, {n}] (one column per player), "
                         f"found shape {masks.shape}")
     if masks.dtype != bool and not np.isin(masks, (0, 1)).all():
         bad = np.argwhere(~np.isin(masks, (0, 1)))[0]
-        raise MaskError(f"design=file: {path} holds {masks[tuple(bad)].item()!r} at row {bad[0]}, column {bad[1]}; "
+        raise MaskError(f"sweep.design=file: {path} holds {masks[tuple(bad)].item()!r} at row {bad[0]}, column {bad[1]}; "
                         f"masks must be 0/1 (1 = kept)")
     return masks.astype(bool)
 

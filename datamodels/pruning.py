@@ -71,10 +71,12 @@ import torch
 from scipy import sparse, special, stats
 from tqdm.auto import tqdm
 
+from .errors import UserError
 from .fit_ready import open_fit_ready
 from .fitting import fit_dir, models_at_alpha
 from .loaders import total_steps
 from .masks import kept_examples
+from .processes import check_main_guard, leave_with_parent
 from .store import read_frame, write_atomic, write_frame
 from .train import train_model, train_network
 
@@ -86,7 +88,7 @@ SURROGATES = ("sweep", "matched")
 _STAT_MODELS = 4000
 
 
-class PruningError(ValueError):
+class PruningError(UserError):
     """Keep-sets cannot be made or evaluated as asked; the message says why."""
 
 
@@ -472,12 +474,11 @@ _RUN = None
 
 def _init_retraining_worker(run_dir: str, threads: int) -> None:
     global _RUN
-    from .interactions.targets import exit_with_parent
     from .sweep import SweepRun
 
     torch.set_num_threads(threads)
     _RUN = SweepRun.open(run_dir)
-    exit_with_parent()
+    leave_with_parent()
 
 
 def _retrain(players: list[int], seed: int, steps: int) -> float:
@@ -492,6 +493,7 @@ def evaluate_keep_sets(run, keep: pd.DataFrame, seeds: int = 5, workers: int = 1
     """Retrain every keep-set under the full-data step budget (:func:`retraining_jobs` says with
     which seeds) in ``workers`` processes; one row per model with its holdout accuracy."""
     jobs = retraining_jobs(keep, seeds)
+    check_main_guard("retraining keep-sets")
     steps = full_data_steps(run)
     context = get_context("spawn")  # fork would copy torch's thread pools
     # The same keep-set and seed give the same model (every method keeps everything at fraction 1):

@@ -47,17 +47,23 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .errors import UserError
+
 FORMAT = "datamodels.shard/1"
 META_KEY = b"datamodels"
 # The keys that make two shards belong to the same sweep.
 IDENTITY_KEYS = ("format", "fingerprint", "n", "T", "design", "alpha", "sweep_seed", "repeats",
                  "models_per_shard", "num_models", "config_hash")
+# The configuration sections that decide a sweep's results (all but sweep.shard, which only
+# picks the work of one job): a run folder records them (config.json) and keeps them.
+RUN_SECTIONS = ("dataset", "players", "model", "train", "loader", "sweep")
+LAUNCH_SETTINGS = ("sweep.shard",)
 SHARD_RE = re.compile(r"^shard-(\d{6})\.parquet$")
 TEMP_RE = re.compile(r"^\.shard-\d{6}\.parquet\.\d+\.tmp$")
 PARTIAL_RE = re.compile(r"^\.shard-(\d{6})\.partial$")
 
 
-class StoreError(ValueError):
+class StoreError(UserError):
     """A shard or run folder is corrupt, foreign or inconsistent; the message names the file."""
 
 
@@ -218,7 +224,8 @@ def identity(meta: dict) -> dict:
 def check_identity(path: Path, meta: dict, expected: dict) -> None:
     found, want = identity(meta), identity(expected)
     if found != want:
-        diff = ", ".join(f"{k}={found[k]!r} (run has {want[k]!r})" for k in IDENTITY_KEYS if found[k] != want[k])
+        diff = ", ".join(f"{k}={found[k]!r} there, {want[k]!r} in this job's settings" for k in IDENTITY_KEYS
+                         if found[k] != want[k])
         raise StoreError(f"{path} belongs to a different sweep: {diff}. It was left untouched; "
                          f"move it away or point the run at another folder.")
 
@@ -407,11 +414,21 @@ def check_run_folder(run_dir: str | os.PathLike, meta: dict, config: dict | None
         write_atomic(run_dir / "config.json", lambda tmp: tmp.write_text(json.dumps(config, indent=1, default=str)))
 
 
+def no_sweep_error(run_dir: str | os.PathLike, missing: str = "run.json") -> StoreError:
+    """The error for a folder that holds no sweep, naming the run folders beside it."""
+    run_dir = Path(run_dir)
+    beside = sorted(p.parent for p in run_dir.parent.glob("*/run.json")) if run_dir.parent.is_dir() else []
+    shown = [os.path.relpath(p) if p.is_relative_to(Path.cwd()) else str(p) for p in beside[:5]]
+    where = f"one of the sweeps beside it ({', '.join(shown)})" if shown else "the folder of a sweep"
+    return StoreError(f"{run_dir} holds no sweep (no {missing}): pass run_dir= {where}, or run jobs/sweep.py "
+                      f"with these settings first")
+
+
 def read_run(run_dir: str | os.PathLike) -> dict:
     """The identity of a run folder's sweep, as its ``run.json`` records it."""
     manifest = Path(run_dir) / "run.json"
     if not manifest.exists():
-        raise StoreError(f"{run_dir} holds no sweep (no run.json): run jobs/sweep.py with the same settings first")
+        raise no_sweep_error(run_dir)
     return json.loads(manifest.read_text())
 
 
@@ -425,8 +442,7 @@ def read_run_config(run_dir: str | os.PathLike) -> dict:
     """The resolved configuration a sweep was run with (``config.json`` of its run folder)."""
     path = Path(run_dir) / "config.json"
     if not path.exists():
-        raise StoreError(f"{run_dir} holds no sweep (no config.json): run jobs/sweep.py there first, "
-                         f"or point run_dir at a sweep's folder")
+        raise no_sweep_error(run_dir, "config.json")
     return json.loads(path.read_text())
 
 

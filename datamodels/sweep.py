@@ -28,11 +28,12 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
+from .errors import UserError
 from .data import prepare
 from .masks import MaskDesign, MaskError, group_players, kept_examples, load_mask_file, training_seed
 from .models import build_model
 from .loaders import ResidentSplits, make_loader, to_device
-from .store import (FORMAT, ModelRecord, StoreError, check_identity, check_run_folder, checkpoint_path,
+from .store import (FORMAT, LAUNCH_SETTINGS, RUN_SECTIONS, ModelRecord, StoreError, check_identity, check_run_folder, checkpoint_path,
                     partial_dir, read_models, read_run_config, read_shard_meta, shard_path, write_shard)
 from .train import TrainConfig, train_model, train_models
 
@@ -41,8 +42,8 @@ log = logging.getLogger(__name__)
 
 def config_hash(config: dict) -> str:
     """Hash of everything that determines the sweep's results (not where or how it is launched)."""
-    relevant = {k: config.get(k) for k in ("dataset", "players", "model", "train", "loader")}
-    relevant["sweep"] = {k: v for k, v in config["sweep"].items() if k != "shard"}
+    relevant = {k: config.get(k) for k in RUN_SECTIONS if k != "sweep"}
+    relevant["sweep"] = {k: v for k, v in config["sweep"].items() if f"sweep.{k}" not in LAUNCH_SETTINGS}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -50,7 +51,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={name!r} was asked for but torch sees no CUDA device; use device=cpu or auto")
+        raise UserError(f"device={name!r} was asked for but torch sees no CUDA device; use device=cpu or auto")
     if name == "cuda" and torch.cuda.device_count() > 1:
         # several processes per node, one per GPU (SLURM tasks): each takes its local rank's GPU
         name = f"cuda:{int(os.environ.get('SLURM_LOCALID', 0)) % torch.cuda.device_count()}"
@@ -68,7 +69,7 @@ class SweepRun:
         self.data = prepare(ds.pop("name"), ds.pop("train"), ds.pop("target"), ds.pop("holdout", None),
                             ds.pop("split_seed", 0), **(ds.pop("options", None) or {}))
         if ds:
-            raise ValueError(f"dataset: unknown settings {sorted(ds)}")
+            raise UserError(f"dataset: unknown settings {sorted(ds)}")
         players = dict(config.get("players") or {"kind": "example"})
         self.groups = group_players(players.pop("kind"), self.data.labels("train"), self.data.images("train"),
                                     **players)
@@ -85,7 +86,7 @@ class SweepRun:
         self.num_models = self._num_models(sweep.get("num_models"))
         self.models_per_shard = int(sweep["models_per_shard"])
         if self.models_per_shard < 1:
-            raise ValueError(f"sweep.models_per_shard must be >= 1, got {self.models_per_shard}")
+            raise UserError(f"sweep.models_per_shard must be >= 1, got {self.models_per_shard}")
         self.train_cfg = TrainConfig(**config["train"])
         self.model_options = {k: v for k, v in config["model"].items() if k != "name"}
         build_model(config["model"]["name"], 1, 2, **self.model_options)  # fail now on a bad name or option
@@ -93,9 +94,9 @@ class SweepRun:
         self.loader_name, self.loader_options = loader.pop("name"), loader
         self.models_per_pass = int(sweep.get("models_per_pass", 1))
         if self.models_per_pass < 1:
-            raise ValueError(f"sweep.models_per_pass must be >= 1, got {self.models_per_pass}")
+            raise UserError(f"sweep.models_per_pass must be >= 1, got {self.models_per_pass}")
         if self.models_per_pass > 1 and self.loader_name != "resident":
-            raise ValueError(f"sweep.models_per_pass={self.models_per_pass} stacks models over the resident "
+            raise UserError(f"sweep.models_per_pass={self.models_per_pass} stacks models over the resident "
                              f"loader's batches; use loader=resident, or models_per_pass=1 with "
                              f"loader={self.loader_name}")
         self.device = resolve_device(config.get("device", "cpu"))
@@ -122,11 +123,11 @@ class SweepRun:
         limit = None if self.design.num_masks is None else self.design.num_masks * self.repeats
         if requested is None:
             if limit is None:
-                raise ValueError(f"sweep.num_models must be set for design={self.design.kind}")
+                raise UserError(f"sweep.num_models must be set for design={self.design.kind}")
             return limit
         requested = int(requested)
         if requested < 1 or (limit is not None and requested > limit):
-            raise ValueError(f"sweep.num_models={requested} must lie in 1..{limit or 'inf'} for design="
+            raise UserError(f"sweep.num_models={requested} must lie in 1..{limit or 'inf'} for design="
                              f"{self.design.kind} with n={self.n} and repeats={self.repeats}")
         return requested
 
@@ -136,7 +137,7 @@ class SweepRun:
 
     def shard_models(self, shard: int) -> range:
         if not 0 <= shard < self.num_shards:
-            raise ValueError(f"sweep.shard={shard} is outside 0..{self.num_shards - 1}: {self.num_models} models "
+            raise UserError(f"sweep.shard={shard} is outside 0..{self.num_shards - 1}: {self.num_models} models "
                              f"in shards of {self.models_per_shard}")
         return range(shard * self.models_per_shard, min(self.num_models, (shard + 1) * self.models_per_shard))
 
@@ -186,8 +187,11 @@ class SweepRun:
                              f"{self.shard_models(shard)}; it was left untouched")
         return True
 
-    def run_shard(self, shard: int, progress: bool = True) -> bool:
-        """Train and write one shard. Returns False when it was already done (and skipped)."""
+    def run_shard(self, shard: int, progress: bool = True, progress_line: int | None = None) -> bool:
+        """Train and write one shard. Returns False when it was already done (and skipped).
+
+        ``progress_line``: the terminal line of the progress bar, when processes share one.
+        """
         models = self.shard_models(shard)
         check_run_folder(self.run_dir, self.meta, self.config)
         if self.shard_is_done(shard):
@@ -198,7 +202,8 @@ class SweepRun:
         if resumed:
             log.info(f"shard {shard}: resuming, {resumed} of {len(models)} models already checkpointed")
         records = []
-        with tqdm(total=len(models), desc=f"shard {shard}", unit="model", disable=not progress) as bar:
+        with tqdm(total=len(models), desc=f"shard {shard}", unit="model", disable=not progress,
+                  position=progress_line) as bar:
             # Passes keep fixed boundaries, so a resumed shard groups models exactly as a whole run does.
             for start in range(0, len(models), self.models_per_pass):
                 records += self.checkpointed_pass(shard, models[start:start + self.models_per_pass])

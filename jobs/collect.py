@@ -15,11 +15,13 @@ import hydra
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
+from datamodels.cli import job
 from datamodels.fit_ready import StaleLayoutError, build_fit_ready, open_fit_ready
 from datamodels.store import collect_run
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@job()
 def main(cfg: DictConfig) -> None:
     run_dir = Path(to_absolute_path(cfg.run_dir))
     expected, report = collect_run(run_dir)
@@ -36,7 +38,7 @@ def main(cfg: DictConfig) -> None:
         shards = report.missing_shards(expected["models_per_shard"])
         if shards:
             print(f"to train the missing shards: python jobs/sweep.py -m sweep.shard={','.join(map(str, shards))} "
-                  f"run_dir={run_dir} (plus the sweep's other settings)")
+                  f"run_dir={run_dir} hydra/launcher=joblib")
         sys.exit(1)
 
 

@@ -13,11 +13,13 @@ import hydra
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
+from datamodels.cli import job
 from datamodels.pruning import load_keep_sets, curate
 from datamodels.sweep import SweepRun
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@job()
 def main(cfg: DictConfig) -> None:
     run_dir = Path(to_absolute_path(cfg.run_dir))
     run = SweepRun.open(run_dir)

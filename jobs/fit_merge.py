@@ -11,13 +11,16 @@ import hydra
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
+from datamodels.cli import job
+from datamodels.errors import UserError
 from datamodels.fitting import merge_fit_parts
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@job()
 def main(cfg: DictConfig) -> None:
     if cfg.fit.parts is None:
-        raise ValueError("jobs/fit_merge.py needs fit.parts=P, the number of parts the fit was split into")
+        raise UserError("jobs/fit_merge.py needs fit.parts=P, the number of parts the fit was split into")
     paths = merge_fit_parts(to_absolute_path(cfg.run_dir), cfg.fit.method, int(cfg.fit.parts), cfg.fit.alpha)
     print(f"merged {cfg.fit.parts} parts of {cfg.fit.method} into {', '.join(map(str, paths))}")
 

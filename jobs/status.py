@@ -1,7 +1,7 @@
 """Progress of a sweep: shards done, queued or running, failed (with their error), missing, and
 the models checkpointed in unfinished shards; then the command that trains exactly what is missing.
 
-    python jobs/status.py [the sweep's settings, e.g. run_dir=...]      (make status ARGS=...)
+    python jobs/status.py run_dir=runs/demo        (make status ARGS=run_dir=runs/demo)
 
 Jobs are those recorded by ``hydra/launcher=slurm`` in ``<run_dir>/logs/slurm/submission-*.json``;
 their states come from ``sacct``. Without SLURM (a local sweep) only the files are read.
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import hydra
 import numpy as np
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
+from datamodels.cli import job
 from datamodels.store import collect_run, compact_ranges, partial_models
 from hydra_plugins.datamodels_slurm.launcher import multirun_command, read_submissions
 
@@ -43,6 +43,7 @@ def error_tail(stderr: str) -> str:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@job()
 def main(cfg: DictConfig) -> None:
     run_dir = Path(to_absolute_path(cfg.run_dir))
     expected, report = collect_run(run_dir)
@@ -77,13 +78,14 @@ def main(cfg: DictConfig) -> None:
     todo = [s for s in missing if s not in active]
     if todo:
         print(f"  missing, not queued: {len(todo)} shards ({compact_ranges(np.array(todo))})")
-        if submissions:  # as the last submission, with its launcher settings
-            last = submissions[-1]
-            script, hydra_overrides, overrides = last["argv0"], last["hydra_overrides"], last["jobs"][0]["tasks"][0]
+        # The run folder holds the sweep's settings: its run_dir is all the command needs, with
+        # the launcher of the last SLURM submission if there was one.
+        if submissions:
+            script, hydra_overrides = submissions[-1]["argv0"], submissions[-1]["hydra_overrides"]
         else:
-            script, hydra_overrides, overrides = "jobs/sweep.py", [], HydraConfig.get().overrides.task
-        overrides = [o for o in overrides if not o.startswith("sweep.shard=")]
-        command = multirun_command(script, hydra_overrides, overrides + [f"sweep.shard={','.join(map(str, todo))}"])
+            script, hydra_overrides = "jobs/sweep.py", ["hydra/launcher=joblib"]
+        command = multirun_command(script, hydra_overrides, [f"run_dir={run_dir}",
+                                                              f"sweep.shard={','.join(map(str, todo))}"])
         print(f"to train exactly these shards:\n  {command}")
 
 

@@ -7,19 +7,23 @@ Shards already written and valid are skipped, so re-running resumes a sweep.
 """
 
 import hydra
-from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
+from datamodels.cli import in_joblib_worker, job
+from datamodels.processes import worker_slot
 from datamodels.sweep import SweepRun
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@job(creates_run=True)
 def main(cfg: DictConfig) -> None:
-    run = SweepRun(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True), to_absolute_path(cfg.run_dir))
+    run = SweepRun(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True), cfg.run_dir)
     shards = range(run.num_shards) if cfg.sweep.shard is None else [int(cfg.sweep.shard)]
     for shard in shards:
         run.shard_models(shard)  # refuse a bad shard number before any work
-    written = sum(run.run_shard(shard, progress=cfg.progress) for shard in shards)
+    # the workers of a parallel sweep share the terminal: one progress line each
+    line = worker_slot() if in_joblib_worker() else None
+    written = sum(run.run_shard(shard, progress=cfg.progress, progress_line=line) for shard in shards)
     print(f"{run.shard_dir}: {written} shards written, {len(shards) - written} already present "
           f"({run.num_models} models in {run.num_shards} shards of {run.models_per_shard})")
 

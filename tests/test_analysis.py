@@ -48,7 +48,7 @@ def test_notebooks_execute_on_a_real_run(pipeline, notebook, monkeypatch):
 def test_notebook_pointed_at_a_missing_run_says_so(tmp_path, monkeypatch):
     monkeypatch.setenv("DATAMODELS_RUN", str(tmp_path / "nowhere"))
     book = nbformat.read(ROOT / "analysis" / "01_target_interactions.ipynb", as_version=4)
-    with pytest.raises(Exception, match="is not a run folder"):
+    with pytest.raises(Exception, match=r"holds no sweep \(no run.json\)"):
         NotebookClient(book, timeout=120, kernel_name="python3",
                        resources={"metadata": {"path": str(ROOT / "analysis")}}).execute()
 
@@ -109,6 +109,20 @@ def test_bad_pruning_input_is_refused(pipeline, tmp_path):
 
 
 @pytest.mark.slow
+def test_fit_and_report_redo_only_what_their_inputs_changed(pipeline, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(pipeline, run, ignore=shutil.ignore_patterns("logs", "report"))
+    first = run_job("report.py", f"run_dir={run}")  # the run folder alone says which sweep it is
+    assert "report: " in first.stdout and "skipped" not in first.stdout
+    assert "skipped" in run_job("report.py", f"run_dir={run}").stdout
+    assert "skipped" in run_job("fit.py", "fit=linear", f"run_dir={run}").stdout
+    refit = run_job("fit.py", "fit=linear", "fit.split_seed=1", f"run_dir={run}").stdout  # another setting
+    assert "skipped" not in refit and "wrote" in refit
+    assert "skipped" not in run_job("report.py", f"run_dir={run}").stdout  # its fit tables changed
+    assert "skipped" not in run_job("report.py", f"run_dir={run}", "force=true").stdout
+
+
+@pytest.mark.slow
 def test_views_refuse_unknown_targets_and_kinds(pipeline):
     view = RunView.open(pipeline)
     with pytest.raises(AnalysisError, match="target 99 has no proxyspex fit"):
@@ -123,6 +137,10 @@ def test_html_report_renders_in_headless_chromium(pipeline, tmp_path):
     page = pipeline / "report" / "index.html"
     html = page.read_text()
     assert "Faithfulness on held-out models" in html and "Pruning" in html and ".png" in html
+    # the terms explained beside the figures, main effects shown, the docs linked
+    assert "How to read this report" in html and "<b>Synergy</b>" in html and "<b>Redundancy</b>" in html
+    assert "Targets with the strongest main effects" in html and "its strongest main effects" in html
+    assert "docs/pruning.md</a>" in html
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")

@@ -89,7 +89,7 @@ def test_a_subset_of_targets_replaces_only_its_rows(tmp_path):
     assert after.loc[0, "seconds"] == before.loc[0, "seconds"]
     assert after.loc[1, "seconds"] != before.loc[1, "seconds"]
     assert select_targets(tmp_path, start=1) == [1, 2]
-    with pytest.raises(ValueError, match="either targets or start/stop"):
+    with pytest.raises(ValueError, match="fit.targets and fit.start/fit.stop both set"):
         select_targets(tmp_path, targets=[1], stop=2)
     with pytest.raises(ValueError, match=r"fit.targets: \[3\] outside 0..2 \(the sweep has T=3 targets\)"):
         select_targets(tmp_path, targets=[0, 3])

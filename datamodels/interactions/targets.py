@@ -12,7 +12,6 @@ those of the whole margin matrix.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -22,7 +21,9 @@ import numpy as np
 from sklearn.base import clone
 from tqdm.auto import tqdm
 
+from ..errors import UserError
 from ..packed import PackedMasks, as_packed
+from ..processes import check_main_guard, leave_with_parent
 from .batched_lasso import BatchedLinearDatamodel
 from .linear import LinearDatamodel
 from .proxyspex import ProxySPEX
@@ -39,8 +40,11 @@ BLOCK_SIZE = 16
 def make_estimator(method: str, **params):
     """The estimator registered under ``method`` (``proxyspex`` or ``linear``)."""
     if method not in METHODS:
-        raise ValueError(f"unknown fit method {method!r}; choose one of {', '.join(METHODS)}")
-    return METHODS[method](**params)
+        raise UserError(f"unknown fit method {method!r}; choose one of {', '.join(METHODS)} (fit=NAME)")
+    try:
+        return METHODS[method](**params)
+    except TypeError as err:  # a misspelt fit.params key
+        raise UserError(f"fit.params of fit={method}: {err}") from err
 
 
 @dataclass
@@ -64,19 +68,9 @@ def _init_worker(X: PackedMasks) -> None:
 
     threadpool_limits(1)
     _WORKER_X = X
-    exit_with_parent()
-
-
-def exit_with_parent() -> None:
-    """Make this worker process leave as soon as its parent dies: an orphaned worker would go on
-    fitting or training (minutes at scale) for nobody."""
-    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
-
-
-def _watch_parent(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os._exit(1)
+    # A worker whose parent was killed would go on fitting its block (minutes at scale) for
+    # nobody: it leaves as soon as it is orphaned.
+    leave_with_parent()
 
 
 def _fit_block(estimator, block: list[int], Y: np.ndarray, X: PackedMasks | None = None) -> list[TargetFit]:
@@ -124,6 +118,7 @@ def iter_fit_targets(estimator, X, Y, targets=None, rows=None, n_jobs: int = 1, 
             yield from _fit_block(estimator, block, margins(block), fit_rows)
             bar.update(len(block))
     else:
+        check_main_guard(f"fitting with {n_jobs} workers")
         context = get_context("spawn")  # fork after OpenMP has started can deadlock the child
         with ProcessPoolExecutor(n_jobs, context, _init_worker, (fit_rows,)) as pool:
             running = set()

@@ -1,0 +1,159 @@
+"""The shell every ``jobs/*.py`` entry point runs in.
+
+:func:`job` wraps a job's main function (under ``@hydra.main``) and gives every stage the same
+behaviour:
+
+- **A run folder describes itself.** A job given ``run_dir=X`` takes the sweep's settings
+  (``dataset``, ``players``, ``model``, ``train``, ``loader``, ``sweep``) from ``X/config.json``,
+  so no later command repeats the sweep's overrides. An override on the command line that
+  contradicts them is refused, naming the setting, both values and what to do.
+- **User errors are one line.** A :class:`datamodels.errors.UserError` is printed as
+  ``error: <message>`` on stderr, exit code 1; ``debug=true`` or ``HYDRA_FULL_ERROR=1`` shows
+  the traceback instead (and SLURM jobs raise it, for the launcher's report of failed jobs). Any
+  other exception is a bug and keeps its traceback.
+- **Threads and workers.** ``torch_threads`` applies to every job; a job running in a worker of
+  a parallel sweep (``hydra/launcher=joblib``) exits when the launching process dies.
+
+This is the one library module that reads Hydra's state (the overrides as typed); the stages
+themselves take plain values and never import Hydra.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from .errors import UserError
+from .processes import leave_with_parent
+from .store import LAUNCH_SETTINGS, RUN_SECTIONS, no_sweep_error
+
+
+def _leaves(value, prefix: str) -> dict:
+    if isinstance(value, dict) and value:
+        return {k: v for key, sub in value.items() for k, v in _leaves(sub, f"{prefix}.{key}").items()}
+    return {prefix: value}
+
+
+def _select(tree: dict, path: str):
+    for key in path.split("."):
+        if not isinstance(tree, dict) or key not in tree:
+            return None
+        tree = tree[key]
+    return tree
+
+
+def overridden_paths(overrides: list[str]) -> set[str]:
+    """The run settings (dotted paths) that command-line overrides set: ``sweep.alpha=0.3`` sets
+    ``sweep.alpha``, a group choice (``players=cluster``) its whole section, ``experiment=X``
+    every section."""
+    paths = set()
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~").replace("/", ".")
+        if key == "experiment":
+            paths |= set(RUN_SECTIONS)
+        elif key.split(".")[0] in RUN_SECTIONS and key not in LAUNCH_SETTINGS:
+            paths.add(key)
+    return paths
+
+
+def contradictions(given: dict, recorded: dict, overrides: list[str]) -> list[str]:
+    """``setting=recorded value`` for each run setting an override gives another value than the
+    run folder recorded."""
+    found = []
+    for path in sorted(overridden_paths(overrides)):
+        if _select(recorded, path.split(".")[0]) is None:
+            continue  # a section the run did not record (an older run folder)
+        mine, theirs = _leaves(_select(given, path), path), _leaves(_select(recorded, path), path)
+        for key in sorted(set(mine) | set(theirs)):
+            if key not in LAUNCH_SETTINGS and mine.get(key) != theirs.get(key):
+                found.append(f"{key}={json.dumps(theirs.get(key))} (given: {json.dumps(mine.get(key))})")
+    return found
+
+
+def run_settings(cfg: DictConfig, overrides: list[str], creates_run: bool) -> DictConfig:
+    """``cfg`` with ``run_dir`` made absolute and the run's recorded sweep settings in place.
+
+    A run folder without ``config.json`` (planted sweeps, older runs) keeps ``cfg`` as given;
+    a job other than the sweep refuses a folder that holds no sweep.
+    """
+    run_dir = Path(cfg.run_dir).absolute()
+    with open_dict(cfg):
+        cfg.run_dir = str(run_dir)
+    if not (run_dir / "run.json").exists():
+        if creates_run:
+            return cfg
+        raise no_sweep_error(run_dir)
+    recorded_path = run_dir / "config.json"
+    if not recorded_path.exists():
+        return cfg
+    recorded = json.loads(recorded_path.read_text())
+    given = OmegaConf.to_container(cfg, resolve=True)
+    if wrong := contradictions(given, recorded, overrides):
+        raise UserError(f"{run_dir} was swept with {', '.join(wrong)}: a run keeps the settings it was swept with "
+                        f"({recorded_path}). Drop the override, or give another run_dir= for a new sweep")
+    with open_dict(cfg):
+        for section in RUN_SECTIONS:
+            if isinstance(recorded.get(section), dict):
+                launch = {path.split(".", 1)[1]: OmegaConf.select(cfg, path) for path in LAUNCH_SETTINGS
+                          if path.startswith(f"{section}.")}
+                cfg[section] = recorded[section] | launch
+    return cfg
+
+
+def set_torch_threads(threads) -> None:
+    """``torch_threads`` for torch in this process (when the job uses it) and for its children."""
+    if not threads:
+        return
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # children, and a torch imported later
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(threads))
+
+
+def _launcher() -> str:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra = HydraConfig.get()
+    return str(hydra.launcher.get("_target_", "")).lower() if hydra.mode == RunMode.MULTIRUN else ""
+
+
+def in_joblib_worker() -> bool:
+    return "joblib" in _launcher() and os.environ.get("DATAMODELS_LAUNCHER_PID") != str(os.getpid())
+
+
+def keep_traceback(cfg: DictConfig) -> bool:
+    """Asked for (``debug=true``, ``HYDRA_FULL_ERROR=1``), or a SLURM job: its launcher reports each
+    failed job's exception to the user itself, from the job's result."""
+    return bool(cfg.get("debug")) or os.environ.get("HYDRA_FULL_ERROR") == "1" or "slurm" in _launcher()
+
+
+def job(creates_run: bool = False):
+    """Decorator of a job's main function (place it under ``@hydra.main``); see the module doc.
+
+    ``creates_run``: the job may start a new run folder (the sweep); every other job needs one.
+    """
+    # set in the launching process before any worker is started: workers inherit it
+    os.environ.setdefault("DATAMODELS_LAUNCHER_PID", str(os.getpid()))
+
+    def wrap(main):
+        @functools.wraps(main)
+        def run(cfg: DictConfig):
+            from hydra.core.hydra_config import HydraConfig
+
+            try:
+                if in_joblib_worker():
+                    leave_with_parent()
+                set_torch_threads(cfg.get("torch_threads"))
+                return main(run_settings(cfg, list(HydraConfig.get().overrides.task), creates_run))
+            except UserError as err:
+                if keep_traceback(cfg):
+                    raise
+                print(f"error: {err}", file=sys.stderr)
+                raise SystemExit(1) from None
+        return run
+    return wrap

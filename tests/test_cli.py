@@ -1,0 +1,159 @@
+"""The shell of every job (datamodels/cli.py): self-describing run folders, one-line user errors,
+settings that exist, threads, and workers that end with their parent."""
+
+import ast
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
+
+from conftest import CONF, ROOT, TINY, run_job
+from datamodels.cli import contradictions, overridden_paths, set_torch_threads
+from datamodels.store import RUN_SECTIONS
+
+# A setting as messages spell it: a dotted path under a config section, or a top-level key set
+# with '='; never part of a file or module name (jobs/fit.py, datamodels.fit_ready).
+SECTIONS = ("dataset", "players", "model", "train", "loader", "sweep", "fit", "prune", "curate")
+SETTING = re.compile(rf"(?<![\w/.])((?:{'|'.join(SECTIONS)})(?:\.[A-Za-z_]\w*)+|"
+                     rf"(?:run_dir|device|torch_threads|progress|debug|force)(?==))")
+CHOICE = re.compile(rf"(?<![\w/.])({'|'.join(SECTIONS)})=([a-z_0-9]+)\b")
+
+
+def messages():
+    """(file, line, text) of every string constant in a raise or print of the library and jobs."""
+    for path in sorted([*(ROOT / "datamodels").rglob("*.py"), *(ROOT / "jobs").glob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Raise) or (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "print"):
+                for sub in ast.walk(node):
+                    if isinstance(sub, ast.Constant) and isinstance(sub.value, str):
+                        yield path.relative_to(ROOT), sub.lineno, sub.value
+
+
+def config_trees():
+    """The config with every option of every group chosen once (so dataset.options.root, which
+    only cifar10 has, is found)."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        yield compose("config")
+        for group in SECTIONS:
+            for option in sorted((CONF / group).glob("*.yaml")):
+                yield compose("config", overrides=[f"{group}={option.stem}"])
+
+
+def test_every_setting_named_in_an_error_message_exists_in_the_config_tree():
+    trees = list(config_trees())
+
+    def resolves(path: str) -> bool:  # the key exists (its value may be null or ???)
+        parent, _, key = path.rpartition(".")
+        return any(isinstance(node := OmegaConf.select(tree, parent, throw_on_missing=False), DictConfig)
+                   and key in node.keys() for tree in trees)
+
+    assert not resolves("dataset.root") and resolves("dataset.options.root")  # the check can fail
+    named, wrong = set(), []
+    for path, line, text in messages():
+        for setting in SETTING.findall(text):
+            named.add(setting)
+            if not resolves(setting):
+                wrong.append(f"{path}:{line}: {setting}")
+        for group, choice in CHOICE.findall(text):
+            if choice != "NAME" and not (CONF / group / f"{choice}.yaml").exists():
+                wrong.append(f"{path}:{line}: {group}={choice}")
+    assert len(named) > 30  # the scan sees the messages
+    assert not wrong, "messages name settings that do not exist:\n" + "\n".join(wrong)
+    assert not any("RUN_DIR" in text for _, _, text in messages())
+
+
+def test_overrides_that_set_run_settings():
+    assert overridden_paths(["sweep.alpha=0.3", "players=cluster", "hydra/launcher=joblib", "sweep.shard=3",
+                             "+fit.params.cv=3", "run_dir=/r", "~dataset.holdout"]) == \
+        {"sweep.alpha", "players", "dataset.holdout"}
+    assert overridden_paths(["experiment=demo"]) == set(RUN_SECTIONS)
+
+
+def test_contradictions_name_the_setting_and_both_values():
+    recorded = {"sweep": {"alpha": 0.5, "shard": 0, "num_models": 10}, "players": {"kind": "cluster", "num_groups": 10}}
+    given = {"sweep": {"alpha": 0.5, "shard": 4, "num_models": 100}, "players": {"kind": "example"}}
+    assert contradictions(given, recorded, ["sweep.shard=4", "sweep.alpha=0.5"]) == []
+    assert contradictions(given, recorded, ["sweep.num_models=100"]) == ["sweep.num_models=10 (given: 100)"]
+    assert contradictions(given, recorded, ["players=example"]) == [
+        'players.kind="cluster" (given: "example")', "players.num_groups=10 (given: null)"]
+    assert contradictions(given, recorded, ["experiment=x"])[-1] == "sweep.num_models=10 (given: 100)"
+
+
+def test_torch_threads_apply_to_the_process(monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    try:
+        set_torch_threads(2)
+        assert torch.get_num_threads() == 2 and os.environ["OMP_NUM_THREADS"] == "2"
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.slow
+def test_a_run_folder_describes_itself_and_status_prints_a_command_that_works(tmp_path):
+    run_dir = tmp_path / "run"
+    sweep = [*TINY, "players=cluster", "players.num_groups=10"]
+    run_job("sweep.py", "sweep.shard=1", *sweep, f"run_dir={run_dir}", "progress=false")
+    status = run_job("status.py", f"run_dir={run_dir}").stdout  # no sweep settings repeated
+    command = shlex.split(status.split("to train exactly these shards:")[1].strip().splitlines()[0])
+    assert command[:2] == ["python", "jobs/sweep.py"] and f"run_dir={run_dir}" in command
+    subprocess.run([sys.executable, *command[1:]], cwd=ROOT, check=True, capture_output=True,
+                   env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=300)  # exactly as printed
+    assert "6 of 6 models present" in run_job("collect.py", f"run_dir={run_dir}").stdout
+    # overrides that agree with the run are accepted; one that contradicts it is refused, in one line
+    again = run_job("sweep.py", *sweep, f"run_dir={run_dir}")
+    assert "0 shards written, 2 already present" in again.stdout
+    refused = run_job("collect.py", f"run_dir={run_dir}", "players=cluster", "players.num_groups=12", check=False)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    (line,) = refused.stderr.strip().splitlines()
+    assert line.startswith(f"error: {run_dir} was swept with players.num_groups=10 (given: 12)")
+    debug = run_job("collect.py", f"run_dir={run_dir}", "sweep.alpha=0.3", "debug=true", check=False)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+@pytest.mark.slow
+def test_a_job_without_a_run_names_the_sweeps_beside_it(tmp_path):
+    run_job("sweep.py", "sweep.shard=0", *TINY, f"run_dir={tmp_path / 'demo'}", "progress=false")
+    proc = run_job("report.py", f"run_dir={tmp_path / 'elsewhere'}", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"no run.json): pass run_dir= one of the sweeps beside it ({tmp_path / 'demo'})" in proc.stderr
+
+
+def running(pid: str) -> bool:
+    """Alive and not a zombie (an orphan's exit status may wait for a reaper)."""
+    state = subprocess.run(["ps", "-o", "stat=", "-p", pid], capture_output=True, text=True).stdout.strip()
+    return bool(state) and not state.startswith("Z")
+
+
+@pytest.mark.slow
+def test_the_workers_of_a_parallel_sweep_end_with_their_parent(tmp_path):
+    run_dir = tmp_path / "run"
+    slow = [*TINY, "train.epochs=30", "sweep.num_models=40", "sweep.models_per_shard=10"]
+    parent = subprocess.Popen([sys.executable, str(ROOT / "jobs" / "sweep.py"), "-m", "sweep.shard=range(0,4)",
+                               "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *slow, f"run_dir={run_dir}"],
+                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env=dict(os.environ, OMP_NUM_THREADS="1"))
+    deadline = time.monotonic() + 120
+    while not list(run_dir.glob("shards/.shard-*.partial/model-*")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    workers = subprocess.run(["ps", "-o", "pid=", "--ppid", str(parent.pid)], capture_output=True,
+                             text=True).stdout.split()
+    assert workers, "the sweep started no workers"
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(timeout=30)
+    deadline, alive = time.monotonic() + 15, set(workers)
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.5)
+        alive = {pid for pid in alive if running(pid)}
+    for pid in alive:
+        os.kill(int(pid), signal.SIGKILL)
+    assert not alive, f"workers {sorted(alive)} outlived their parent"
