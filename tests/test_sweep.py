@@ -37,7 +37,7 @@ def test_repeats_share_a_mask_and_differ_in_seed(tmp_path):
 @pytest.mark.parametrize("overrides,error,message", [
     (["dataset.name=mnist"], DataError, "unknown dataset 'mnist'"),
     (["model.name=vgg"], ValueError, "unknown model 'vgg'"),
-    (["sweep.alpha=1.5"], MaskError, "strictly between 0 and 1, got 1.5"),
+    (["sweep.alpha=1.5"], MaskError, r"strictly between 0 and 1 \(one value or a list\), got 1.5"),
     (["sweep.design=exhaustive"], MaskError, "refused for n=60 > 20"),
     (["sweep.design=file", "sweep.mask_file=/nonexistent.npy"], MaskError, "does not exist"),
     (["train.schedule=cosine"], ValueError, "train.schedule must be one of"),

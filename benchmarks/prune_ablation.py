@@ -1,0 +1,42 @@
+"""Where the surrogate-driven keep-sets' gain comes from, on a pruning-study run (docs/pruning.md).
+
+    .venv/bin/python benchmarks/prune_ablation.py --run runs/prune-study-clusters
+
+Re-chooses the `interactions` and `linear` keep-sets at fractions 0.5, 0.3 and 0.2 twice, once
+without class quotas and once with the surrogate fitted at alpha 0.5 for every fraction (what a
+sweep at one alpha gives), retrains them with the study's seeds and prints them beside the
+study's own evaluation (`<run>/prune/evaluation.parquet`, same seeds).
+"""
+
+import argparse
+
+import pandas as pd
+
+from datamodels.pruning import evaluate_keep_sets, load_surrogates, make_keep_sets, summarize
+from datamodels.sweep import SweepRun
+
+FRACTIONS = [0.5, 0.3, 0.2]
+FITS = {"interactions": "proxyspex", "linear": "linear"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", default="runs/prune-study-clusters")
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    run = SweepRun.open(args.run)
+    matched = {m: load_surrogates(run.run_dir, fit, FRACTIONS, "matched") for m, fit in FITS.items()}
+    at_half = {m: dict.fromkeys(FRACTIONS, load_surrogates(run.run_dir, fit, [0.5], "matched")[0.5])
+               for m, fit in FITS.items()}
+    variants = {"no quotas": make_keep_sets(run, list(FITS), FRACTIONS, matched, quotas=False, progress=False),
+                "alpha-0.5 surrogate": make_keep_sets(run, list(FITS), FRACTIONS, at_half, progress=False)}
+    keep = pd.concat([k.assign(method=k["method"] + " / " + name) for name, k in variants.items()], ignore_index=True)
+    evaluation = evaluate_keep_sets(run, keep, args.seeds, args.workers, progress=True)
+    study = pd.read_parquet(run.run_dir / "prune" / "evaluation.parquet")
+    table = summarize(pd.concat([study[study["fraction"].isin(FRACTIONS)], evaluation]))
+    print(table.round(4).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
