@@ -194,11 +194,11 @@ def pruning_table(view: RunView) -> pd.DataFrame:
 
 
 def pruning_grid(view: RunView) -> pd.DataFrame:
-    """Methods x kept fractions, each cell ``mean [low, high]`` (95% interval) of holdout accuracy."""
+    """Methods x kept fractions (columns), each cell ``mean [low, high]`` (95% interval) of holdout accuracy."""
     table = pruning_table(view)
     table["cell"] = [f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in zip(table["mean"], table["ci_low"], table["ci_high"])]
     grid = table.pivot(index="method", columns="fraction", values="cell")
-    return grid[sorted(grid.columns, reverse=True)]
+    return grid[sorted(grid.columns, reverse=True)].rename_axis(columns=None)
 
 
 def pruning_paired(view: RunView) -> pd.DataFrame:
@@ -207,7 +207,7 @@ def pruning_paired(view: RunView) -> pd.DataFrame:
     paired["cell"] = [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}] vs {b}" for d, lo, hi, b
                       in zip(paired["difference"], paired["ci_low"], paired["ci_high"], paired["baseline"])]
     grid = paired.pivot(index="method", columns="fraction", values="cell")
-    return grid[sorted(grid.columns, reverse=True)]
+    return grid[sorted(grid.columns, reverse=True)].rename_axis(columns=None)
 
 
 def keep_set_overlap(view: RunView) -> pd.DataFrame:
