@@ -36,6 +36,7 @@ import pandas as pd
 from .fit_ready import open_fit_ready
 from .interactions import interaction_table, iter_fit_targets, make_estimator
 from .interactions.batched_lasso import BatchedLinearDatamodel
+from .interactions.spex import SPEX
 from .packed import as_packed
 from .store import StoreError, collect_run, read_frame, write_frame
 
@@ -123,7 +124,14 @@ def fit_and_evaluate(masks, margins, mask_id, method: str, params: dict | None =
     """
     estimator = make_estimator(method, **(params or {}))
     masks = as_packed(masks, "masks")
-    held = heldout_split(mask_id, heldout_fraction, split_seed)
+    if isinstance(estimator, SPEX):
+        # SPEX reads exactly the masks of its design; every other mask of the sweep judges it.
+        held = ~estimator.design_rows(masks)
+        if not held.any():
+            raise ValueError("fit=spex: every mask of the sweep is one SPEX's design asked for, none is left to "
+                             "judge it on (a sweep of design=spex adds judging masks; was num_models cut short?)")
+    else:
+        held = heldout_split(mask_id, heldout_fraction, split_seed)
     if held.all() or not held.any():
         raise ValueError(
             f"the held-out split of {len(held)} models is {'everything' if held.all() else 'empty'}"
@@ -207,6 +215,8 @@ def _fit(run_dir, method: str, params, targets, heldout_fraction, split_seed, wo
     """Fit the ``targets`` columns of a run's sweep: both tables and their metadata."""
     make_estimator(method, **(params or {}))  # an unknown method or parameter fails before any reading
     ready = open_fit_ready(run_dir, progress=progress)
+    if method == "spex":
+        params = spex_params(ready.meta, params)
     interactions, metrics = fit_and_evaluate(
         ready.masks, ready.margins.T, ready.mask_id, method, params, None,
         heldout_fraction, split_seed, workers, progress, columns=targets)
@@ -215,6 +225,19 @@ def _fit(run_dir, method: str, params, targets, heldout_fraction, split_seed, wo
             "methods": {method: {"params": params or {}, "heldout_fraction": heldout_fraction,
                                  "split_seed": split_seed}}}
     return interactions, metrics, meta
+
+
+def spex_params(run: dict, params: dict | None) -> dict:
+    """fit=spex reads the design of a ``sweep.design=spex`` run: its budget, seed and degree,
+    unless ``fit.params`` names a design (to read SPEX's masks out of an exhaustive sweep)."""
+    params = {key: value for key, value in (params or {}).items() if value is not None}
+    if "budget" in params:
+        return params
+    if run.get("design") != "spex":
+        raise ValueError(f"fit=spex decodes the masks of SPEX's own design, and this sweep's design is "
+                         f"{run.get('design')!r}: run a sweep with sweep.design=spex sweep.budget=B, or give "
+                         f"fit.params.budget (and seed) to read them out of a sweep that holds them (exhaustive)")
+    return params | {"budget": run["budget"], "seed": run["sweep_seed"], "degree": run["degree"]}
 
 
 def run_fit(run_dir, method: str, params: dict | None = None, targets=None, start=None, stop=None,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-DESIGNS = ("bernoulli", "fixed_size", "exhaustive", "file")
+DESIGNS = ("bernoulli", "fixed_size", "exhaustive", "file", "spex")
 GROUPINGS = ("example", "class", "cluster", "file")
 MAX_EXHAUSTIVE_PLAYERS = 20
 
@@ -86,6 +86,8 @@ class MaskDesign:
     alpha: float = 0.5
     seed: int = 0
     masks_from_file: np.ndarray | None = None
+    budget: int | None = None  # design=spex: most masks SPEX may ask for
+    degree: int = 5  # design=spex: SPEX's degree parameter (errors its BCH code corrects)
 
     def __post_init__(self):
         if self.kind not in DESIGNS:
@@ -98,9 +100,14 @@ class MaskDesign:
             raise MaskError(f"design=exhaustive enumerates 2^n masks and is refused for n={self.n} > "
                             f"{MAX_EXHAUSTIVE_PLAYERS}; group the players (players=class or cluster) or sample masks")
 
+        if self.kind == "spex":
+            spex_masks(self.n, self.budget, self.seed, self.degree)  # a budget below SPEX's smallest design fails here
+
     @property
     def num_masks(self) -> int | None:
         """How many distinct masks the design has; ``None`` when it draws without end."""
+        if self.kind == "spex":
+            return len(spex_masks(self.n, self.budget, self.seed, self.degree))
         if self.kind == "exhaustive":
             return 2 ** self.n
         if self.kind == "file":
@@ -114,6 +121,8 @@ class MaskDesign:
             return (j >> np.arange(self.n)) & 1 == 1  # bit p of j is player p
         if self.kind == "file":
             return self.masks_from_file[j].copy()
+        if self.kind == "spex":
+            return spex_masks(self.n, self.budget, self.seed, self.degree)[j].copy()
         rng = np.random.default_rng([self.seed, _MASK_STREAM, j])
         if self.kind == "bernoulli":
             return rng.random(self.n) < self.alpha
@@ -136,6 +145,23 @@ def load_mask_file(path: str | os.PathLike, n: int) -> np.ndarray:
         raise MaskError(f"design=file: {path} holds {masks[tuple(bad)].item()!r} at row {bad[0]}, column {bad[1]}; "
                         f"masks must be 0/1 (1 = kept)")
     return masks.astype(bool)
+
+
+def spex_masks(n: int, budget: int | None, seed: int, degree: int = 5) -> np.ndarray:
+    """design=spex: the masks SPEX's sampling design asks for (Kang et al. 2025), then a quarter as
+    many uniform random masks (each player kept with probability 1/2) that SPEX never reads, so
+    that the fit stage can judge it on held-out masks. A pure function of ``(n, budget, seed,
+    degree)``; see :mod:`datamodels.interactions.spex`."""
+    from .interactions.spex import spex_design
+
+    if budget is None:
+        raise MaskError("design=spex needs sweep.budget, the most masks SPEX may ask for")
+    try:
+        design = spex_design(n, int(budget), seed, degree)
+    except ValueError as err:
+        raise MaskError(f"design=spex: {err}") from err
+    judge = np.random.default_rng([seed, _MASK_STREAM, len(design)]).random((-(-len(design) // 4), n)) < 0.5
+    return np.concatenate([design, judge])
 
 
 def training_seed(sweep_seed: int, model_index: int) -> int:
