@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SHARDS ?= 8
 ARGS ?=
 
-.PHONY: install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-linear bench-exhaustive
+.PHONY: install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-linear bench-exhaustive bench-spex
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -129,3 +129,9 @@ EXHAUSTIVE_RUN ?= runs/classes-exhaustive
 bench-exhaustive: install
 	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,16)' hydra/launcher=joblib experiment=digits_classes_exhaustive run_dir=$(EXHAUSTIVE_RUN)
 	$(PY) benchmarks/bench_exhaustive.py --run $(EXHAUSTIVE_RUN) $(ARGS)
+
+# SPEX against ProxySPEX and the linear datamodel at equal numbers of retrained models: planted
+# games (hierarchical and not) and the exhaustive digit-classes game, answered from its table
+# (make bench-exhaustive trains it). Figures in docs/benchmarks.md.
+bench-spex: install
+	$(PY) benchmarks/bench_spex.py --run $(EXHAUSTIVE_RUN) $(ARGS)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from datamodels.exhaustive import recovery, subset_masks
 from datamodels.fitting import fit_and_evaluate, spex_params
 from datamodels.interactions import (SPEX, ProxySPEX, from_interaction_values, mobius_predict, shapley_values,
                                      spex_design, spex_plan, to_interaction_values)
@@ -92,3 +93,16 @@ def test_shapiq_export_round_trip_and_shapley_values():
     np.testing.assert_allclose([shapley[(i,)] for i in range(N)], shapley_values(game, N))
     with pytest.raises(ValueError, match="outside 0..11"):
         to_interaction_values({(3, 12): 1.0}, N)
+
+
+def test_recovery_answers_spex_from_an_exhaustive_sweep():
+    n = 10
+    game = planted_game(n, n_synergy=1, n_redundancy=1, n_triples=0, seed=2, n_mains=6)
+    masks = np.repeat(subset_masks(n), 2, axis=0)
+    rng = np.random.default_rng(0)
+    margins = (mobius_predict(game, masks) + 0.01 * rng.normal(size=len(masks)))[:, None]
+    mask_id, repeat = np.repeat(np.arange(2**n), 2), np.tile([0, 1], 2**n)
+    table = recovery(masks, margins, mask_id, repeat, {"spex": SPEX(degree=2)}, budgets=[528])
+    design = spex_design(n, 528, 0, 2)
+    assert table["subsets"].item() == len(np.unique(design, axis=0)) < 528
+    assert table["r2"].item() > 0.99 and table["recall"].item() == 1.0
