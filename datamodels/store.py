@@ -51,7 +51,7 @@ FORMAT = "datamodels.shard/1"
 META_KEY = b"datamodels"
 # The keys that make two shards belong to the same sweep.
 IDENTITY_KEYS = ("format", "fingerprint", "n", "T", "design", "alpha", "sweep_seed", "repeats",
-                 "models_per_shard", "num_models", "config_hash")
+                 "models_per_shard", "num_models", "config_hash", "budget", "degree")  # the last two: design=spex
 SHARD_RE = re.compile(r"^shard-(\d{6})\.parquet$")
 TEMP_RE = re.compile(r"^\.shard-\d{6}\.parquet\.\d+\.tmp$")
 PARTIAL_RE = re.compile(r"^\.shard-(\d{6})\.partial$")

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from datamodels.exhaustive import recovery, subset_masks
-from datamodels.fitting import fit_and_evaluate, spex_params
+from datamodels.fitting import fit_and_evaluate, run_fit, spex_params
 from datamodels.interactions import (SPEX, ProxySPEX, from_interaction_values, mobius_predict, shapley_values,
                                      spex_design, spex_plan, to_interaction_values)
 from datamodels.masks import MaskDesign, MaskError
-from datamodels.planted import planted_game
+from datamodels.planted import planted_game, read_planted_truth, write_planted_sweep
 
 N, BUDGET, DEGREE = 12, 300, 2
 
@@ -106,3 +106,21 @@ def test_recovery_answers_spex_from_an_exhaustive_sweep():
     design = spex_design(n, 528, 0, 2)
     assert table["subsets"].item() == len(np.unique(design, axis=0)) < 528
     assert table["r2"].item() > 0.99 and table["recall"].item() == 1.0
+
+
+def test_fit_stage_on_a_spex_sweep_on_disk(tmp_path):
+    """A planted sweep of design=spex in the store's genuine format: fit=spex reads its design
+    from run.json; fit=proxyspex on the same sweep is allowed (its own held-out split)."""
+    design = MaskDesign("spex", N, seed=0, budget=BUDGET, degree=DEGREE)
+    write_planted_sweep(tmp_path, N, 2, design.num_masks, noise=0.05, models_per_shard=100, seed=0,
+                        progress=False, spex_budget=BUDGET, spex_degree=DEGREE, n_synergy=1, n_redundancy=1,
+                        n_triples=0, n_mains=4)
+    _, metrics, paths = run_fit(tmp_path, "spex", {"budget": None, "seed": None, "degree": 5}, progress=False)
+    assert all(p.exists() for p in paths)
+    asked = len(spex_design(N, BUDGET, 0, DEGREE))
+    assert (metrics["r2"] > 0.9).all()
+    assert ((metrics["models_used"] >= asked) & (metrics["models_used"] < design.num_masks)).all()
+    _, proxy_metrics, _ = run_fit(tmp_path, "proxyspex", {}, progress=False)
+    assert (proxy_metrics["r2"] > 0.8).all()
+    truth = read_planted_truth(tmp_path)
+    assert set(truth) == {0, 1}
