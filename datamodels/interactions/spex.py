@@ -62,7 +62,7 @@ def _seeded_global_random(seed: int):
         random.setstate(py_state)
 
 
-def _query_args(n: int, degree: int, b: int) -> dict:
+def _query_args(degree: int, b: int) -> dict:
     return {**_QUERY_ARGS, "t": degree, "b": b}
 
 
@@ -73,22 +73,22 @@ def spex_plan(n: int, budget: int, degree: int = 5) -> tuple[int, int]:
     SubsampledSignal = _backend()[0]
     if n < 2 or degree < 1:
         raise ValueError(f"SPEX needs n >= 2 players and degree >= 1; got n={n}, degree={degree}")
-    query_args = _query_args(n, degree, _MIN_B)
+    query_args = _query_args(degree, _MIN_B)
     smallest = SubsampledSignal.get_number_of_samples(n, _MIN_B, degree, 2, query_args)
     if budget is None or budget < smallest:
-        lower = ", ".join(f"{SubsampledSignal.get_number_of_samples(n, _MIN_B, t, 2, _query_args(n, t, _MIN_B))} "
+        lower = ", ".join(f"{SubsampledSignal.get_number_of_samples(n, _MIN_B, t, 2, _query_args(t, _MIN_B))} "
                           f"at degree {t}" for t in range(degree - 1, 0, -1))
         raise ValueError(f"a SPEX design for n={n} players at degree {degree} needs a budget of at least "
                          f"{smallest} masks; got {budget}" + (f" (smaller degrees need: {lower})" if lower else ""))
     b = SubsampledSignal.get_b_for_sample_budget(budget, n, degree, 2, query_args)
-    return b, SubsampledSignal.get_number_of_samples(n, b, degree, 2, _query_args(n, degree, b))
+    return b, SubsampledSignal.get_number_of_samples(n, b, degree, 2, _query_args(degree, b))
 
 
 def _signal(n: int, budget: int, seed: int, degree: int, answer):
     SubsampledSignal = _backend()[0]
     b, _ = spex_plan(n, budget, degree)
     with _seeded_global_random(seed):
-        return SubsampledSignal(func=answer, n=n, q=2, query_args=_query_args(n, degree, b)), b
+        return SubsampledSignal(func=answer, n=n, q=2, query_args=_query_args(degree, b)), b
 
 
 @lru_cache(maxsize=8)
