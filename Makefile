@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SHARDS ?= 8
 ARGS ?=
 
-.PHONY: help install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-linear bench-exhaustive prune-study prune-study-clusters prune-study-examples
+.PHONY: help install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-linear bench-exhaustive prune-study prune-study-clusters prune-study-examples bench-spex
 .DEFAULT_GOAL := help
 
 # The targets with a '## ' description, and the variables most of them take.
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned: the CPU build on CPU-only machines, CUDA on GPU machines.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,spex]'
 	touch $@
 
 install: $(STAMP) ## create .venv and install the package (done by every target)
@@ -148,3 +148,9 @@ prune-study-clusters: install ## the pruning study's run on the demo's 100 clust
 prune-study-examples: install ## the pruning study's run on 200 single-example players
 	$(call prune_study,prune_study_examples,20)
 prune-study: prune-study-clusters prune-study-examples ## the pruning study (docs/pruning.md), both runs
+
+# SPEX against ProxySPEX and the linear datamodel at equal numbers of retrained models: planted
+# games (hierarchical and not) and the exhaustive digit-classes game, answered from its table
+# (make bench-exhaustive trains it). Figures in docs/benchmarks.md.
+bench-spex: install ## SPEX vs ProxySPEX vs linear at equal models (planted and exhaustive games)
+	$(PY) benchmarks/bench_spex.py --run $(EXHAUSTIVE_RUN) $(ARGS)

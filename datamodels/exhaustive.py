@@ -27,7 +27,7 @@ import pandas as pd
 from sklearn.base import clone
 
 from .fitting import r2
-from .interactions import interaction_table
+from .interactions import SPEX, interaction_table, spex_design
 
 
 def subset_masks(n: int) -> np.ndarray:
@@ -107,8 +107,10 @@ def recovery(masks, margins, mask_id, repeat, estimators: dict, budgets, targets
 
     ``masks [M, n]``, ``margins [M, T]``, ``mask_id [M]`` (``0..2^n - 1``, as the exhaustive
     design numbers them), ``repeat [M]``: the sweep (``datamodels.store.load_sweep`` gives all
-    four). ``estimators``: name -> unfitted estimator. The projection's pairs whose coefficient
-    exceeds ``threshold`` standard errors are the real ones. Columns: r2 (on the subsets not
+    four). ``estimators``: name -> unfitted estimator; a :class:`~datamodels.interactions.SPEX`
+    is fitted on the distinct subsets its design asks for at that budget (every subset exists
+    in an exhaustive sweep), the others on ``budget`` random subsets. The projection's pairs whose coefficient
+    exceeds ``threshold`` standard errors are the real ones. Columns: subsets (fitted on), r2 (on the subsets not
     fitted, against seed-averaged margins), r2_projection (the projection's own, same subsets),
     share (variance the projection explains), pairs_real, recall, precision, pair_error
     (RMSE of the fitted pair coefficients against the projection's, over the real pairs,
@@ -145,14 +147,18 @@ def recovery(masks, margins, mask_id, repeat, estimators: dict, budgets, targets
         real_kinds = dict(zip(interaction_table(reference, order=2)["members"].map(tuple),
                               interaction_table(reference, order=2)["kind"]))
         for budget in budgets:
-            chosen = np.sort(rng.choice(2**n, budget, replace=False))
-            unused = np.setdiff1d(np.arange(2**n), chosen)
-            X, y = all_masks[chosen], margins[first[chosen], t]
-            projected = np.ones((len(unused), 1 + len(terms)))
-            for column, S in enumerate(terms, start=1):
-                projected[:, column] = all_masks[unused][:, list(S)].all(axis=1)
+            sampled = np.sort(rng.choice(2**n, budget, replace=False))
             for name, estimator in estimators.items():
-                fit = clone(estimator).fit(X, y)
+                estimator = clone(estimator)
+                chosen = sampled
+                if isinstance(estimator, SPEX):  # SPEX reads the subsets of its own design
+                    estimator.set_params(budget=budget)
+                    chosen = np.unique(spex_design(n, budget, estimator.seed, estimator.degree) @ (1 << np.arange(n)))
+                unused = np.setdiff1d(np.arange(2**n), chosen)
+                projected = np.ones((len(unused), 1 + len(terms)))
+                for column, S in enumerate(terms, start=1):
+                    projected[:, column] = all_masks[unused][:, list(S)].all(axis=1)
+                fit = estimator.fit(all_masks[chosen], margins[first[chosen], t])
                 found = {S: v for S, v in fit.mobius_.items() if len(S) == 2 and v != 0}
                 hits = [S for S, v in real.items() if S in found and np.sign(found[S]) == np.sign(v)]
                 hits2 = [S for S, v in real2.items() if S in found and np.sign(found[S]) == np.sign(v)]
@@ -160,7 +166,7 @@ def recovery(masks, margins, mask_id, repeat, estimators: dict, budgets, targets
                                  interaction_table(fit.mobius_, order=2)["kind"]))
                 error = [found.get(S, 0.0) - v for S, v in real.items()]
                 rows.append({
-                    "target": t, "method": name, "budget": budget,
+                    "target": t, "method": name, "budget": budget, "subsets": len(chosen),
                     "r2": r2(means[unused, t], fit.predict(all_masks[unused])),
                     "r2_projection": r2(means[unused, t], projected @ coef[:, t]),
                     "share": share[t], "pairs_real": len(real),

@@ -42,6 +42,7 @@ from .errors import UserError
 from .fit_ready import open_fit_ready
 from .interactions import interaction_table, iter_fit_targets, make_estimator
 from .interactions.batched_lasso import BatchedLinearDatamodel
+from .interactions.spex import SPEX
 from .masks import design_of
 from .packed import as_packed
 from .stage_inputs import StageInputs
@@ -134,7 +135,15 @@ def fit_and_evaluate(masks, margins, mask_id, method: str, params: dict | None =
     masks = as_packed(masks, "masks")
     mask_id = np.asarray(mask_id)
     eligible = np.ones(len(mask_id), dtype=bool) if models is None else np.asarray(models, dtype=bool)
-    held = heldout_split(mask_id, heldout_fraction, split_seed) & eligible
+    if isinstance(estimator, SPEX):
+        # SPEX reads exactly the masks of its design; every other mask of the sweep judges it.
+        held = ~estimator.design_rows(masks) & eligible
+        if not held.any():
+            raise UserError("fit=spex: every mask of the sweep is one SPEX's design asked for, none is left to "
+                            "judge it on (a sweep of sweep.design=spex adds judging masks; was sweep.num_models "
+                            "cut short?)")
+    else:
+        held = heldout_split(mask_id, heldout_fraction, split_seed) & eligible
     if held.sum() == eligible.sum() or not held.any():
         raise UserError(
             f"the held-out split of {eligible.sum()} models is {'everything' if held.any() else 'empty'}"
@@ -237,6 +246,8 @@ def _fit(run_dir, method: str, params, targets, heldout_fraction, split_seed, wo
     make_estimator(method, **(params or {}))  # an unknown method or parameter fails before any reading
     ready = open_fit_ready(run_dir, progress=progress)
     models = None if alpha is None else models_at_alpha(ready.meta, ready.mask_id, alpha)
+    if method == "spex":
+        params = spex_params(ready.meta, params)
     interactions, metrics = fit_and_evaluate(
         ready.masks, ready.margins.T, ready.mask_id, method, params, None,
         heldout_fraction, split_seed, workers, progress, columns=targets, models=models)
@@ -245,6 +256,19 @@ def _fit(run_dir, method: str, params, targets, heldout_fraction, split_seed, wo
             "methods": {method: {"params": params or {}, "heldout_fraction": heldout_fraction,
                                  "split_seed": split_seed}}}
     return interactions, metrics, meta
+
+
+def spex_params(run: dict, params: dict | None) -> dict:
+    """fit=spex reads the design of a ``sweep.design=spex`` run: its budget, seed and degree,
+    unless ``fit.params`` names a design (to read SPEX's masks out of an exhaustive sweep)."""
+    params = {key: value for key, value in (params or {}).items() if value is not None}
+    if "budget" in params:
+        return params
+    if run.get("design") != "spex":
+        raise UserError(f"fit=spex decodes the masks of SPEX's own design, and this sweep's design is "
+                         f"{run.get('design')!r}: run a sweep with sweep.design=spex sweep.budget=B, or give "
+                         f"fit.params.budget (and seed) to read them out of a sweep that holds them (exhaustive)")
+    return params | {"budget": run["budget"], "seed": run["sweep_seed"], "degree": run["degree"]}
 
 
 def run_fit(run_dir, method: str, params: dict | None = None, targets=None, start=None, stop=None,

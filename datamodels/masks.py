@@ -24,7 +24,7 @@ import numpy as np
 
 from .errors import UserError
 
-DESIGNS = ("bernoulli", "fixed_size", "exhaustive", "file")
+DESIGNS = ("bernoulli", "fixed_size", "exhaustive", "file", "spex")
 GROUPINGS = ("example", "class", "cluster", "file")
 MAX_EXHAUSTIVE_PLAYERS = 20
 
@@ -94,6 +94,8 @@ class MaskDesign:
     alpha: float | tuple[float, ...] = 0.5  # a tuple: each mask draws its alpha from this grid
     seed: int = 0
     masks_from_file: np.ndarray | None = None
+    budget: int | None = None  # design=spex: most masks SPEX may ask for
+    degree: int = 5  # design=spex: SPEX's degree parameter (errors its BCH code corrects)
 
     def __post_init__(self):
         if self.kind not in DESIGNS:
@@ -109,9 +111,14 @@ class MaskDesign:
             raise MaskError(f"sweep.design=exhaustive enumerates 2^n masks and is refused for n={self.n} > "
                             f"{MAX_EXHAUSTIVE_PLAYERS}; group the players (players=class or cluster) or sample masks")
 
+        if self.kind == "spex":
+            spex_masks(self.n, self.budget, self.seed, self.degree)  # a budget below SPEX's smallest design fails here
+
     @property
     def num_masks(self) -> int | None:
         """How many distinct masks the design has; ``None`` when it draws without end."""
+        if self.kind == "spex":
+            return len(spex_masks(self.n, self.budget, self.seed, self.degree))
         if self.kind == "exhaustive":
             return 2 ** self.n
         if self.kind == "file":
@@ -141,6 +148,8 @@ class MaskDesign:
             return (j >> np.arange(self.n)) & 1 == 1  # bit p of j is player p
         if self.kind == "file":
             return self.masks_from_file[j].copy()
+        if self.kind == "spex":
+            return spex_masks(self.n, self.budget, self.seed, self.degree)[j].copy()
         alpha = float(self.alpha_of(j))
         rng = np.random.default_rng([self.seed, _MASK_STREAM, j])
         if self.kind == "bernoulli":
@@ -171,6 +180,23 @@ def load_mask_file(path: str | os.PathLike, n: int) -> np.ndarray:
         raise MaskError(f"sweep.design=file: {path} holds {masks[tuple(bad)].item()!r} at row {bad[0]}, column {bad[1]}; "
                         f"masks must be 0/1 (1 = kept)")
     return masks.astype(bool)
+
+
+def spex_masks(n: int, budget: int | None, seed: int, degree: int = 5) -> np.ndarray:
+    """design=spex: the masks SPEX's sampling design asks for (Kang et al. 2025), then a quarter as
+    many uniform random masks (each player kept with probability 1/2) that SPEX never reads, so
+    that the fit stage can judge it on held-out masks. A pure function of ``(n, budget, seed,
+    degree)``; see :mod:`datamodels.interactions.spex`."""
+    from .interactions.spex import spex_design
+
+    if budget is None:
+        raise MaskError("design=spex needs sweep.budget, the most masks SPEX may ask for")
+    try:
+        design = spex_design(n, int(budget), seed, degree)
+    except ValueError as err:
+        raise MaskError(f"design=spex: {err}") from err
+    judge = np.random.default_rng([seed, _MASK_STREAM, len(design)]).random((-(-len(design) // 4), n)) < 0.5
+    return np.concatenate([design, judge])
 
 
 def training_seed(sweep_seed: int, model_index: int) -> int:

@@ -185,7 +185,8 @@ def _truth_table(spectra: list[dict[int, tuple[np.ndarray, np.ndarray]]]) -> pa.
 
 def write_planted_sweep(run_dir: str | os.PathLike, n: int, T: int, num_masks: int, repeats: int = 1,
                         alpha: float = 0.5, noise: float = 0.5, models_per_shard: int = 1000, seed: int = 0,
-                        progress: bool = True, **game) -> list[Path]:
+                        progress: bool = True, spex_budget: int | None = None, spex_degree: int = 5,
+                        **game) -> list[Path]:
     """Write a sweep of planted games as genuine shards, and its truth; return the shards written now.
 
     Target ``t`` is ``planted_game(n, seed=<from (seed, t)>, **game)``. Model ``i`` trains on
@@ -193,13 +194,21 @@ def write_planted_sweep(run_dir: str | os.PathLike, n: int, T: int, num_masks: i
     target ``t`` is the game's value on that mask plus Gaussian seed noise of sd
     ``noise * bernoulli_sd(game t, alpha)`` drawn from the model's own training seed, so repeats
     of a mask differ and any model is re-created alone. Shards that exist are kept (after an
-    identity check), so an interrupted run resumes and yields the same files.
+    identity check), so an interrupted run resumes and yields the same files. With
+    ``spex_budget``, the masks are those of ``MaskDesign("spex", ...)`` instead (``alpha`` only
+    scales the noise), for ``fit=spex``.
     """
     for name, value, least in (("n", n, 1), ("T", T, 1), ("num_masks", num_masks, 1), ("repeats", repeats, 1),
                                ("models_per_shard", models_per_shard, 1), ("noise", noise, 0)):
         if value < least:
             raise ValueError(f"write_planted_sweep: {name}={value} must be at least {least}")
-    design = MaskDesign("bernoulli", n, alpha, seed)
+    if spex_budget is None:
+        design = MaskDesign("bernoulli", n, alpha, seed)
+    else:
+        design = MaskDesign("spex", n, seed=seed, budget=spex_budget, degree=spex_degree)
+        if num_masks > design.num_masks:
+            raise ValueError(f"write_planted_sweep: num_masks={num_masks} is more than the {design.num_masks} "
+                             f"masks of the SPEX design")
     # every setting of the game, defaults included, so that a default passed explicitly is the same sweep
     defaults = {name: p.default for name, p in inspect.signature(planted_game).parameters.items()
                 if name not in ("n", "seed")}
@@ -208,11 +217,12 @@ def write_planted_sweep(run_dir: str | os.PathLike, n: int, T: int, num_masks: i
                          f"planted_game takes {', '.join(defaults)}")
     game = defaults | game
     params = {"n": n, "T": T, "num_masks": num_masks, "repeats": repeats, "alpha": alpha, "noise": noise,
-              "seed": seed, "game": game}
+              "seed": seed, "game": game} | ({"spex_budget": spex_budget, "spex_degree": spex_degree}
+                                             if spex_budget is not None else {})
     digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
     num_models = num_masks * repeats
-    meta = {"format": FORMAT, "fingerprint": f"planted-{digest}", "n": n, "T": T, "design": "bernoulli",
-            "alpha": alpha, "sweep_seed": seed, "repeats": repeats, "models_per_shard": models_per_shard,
+    meta = {"format": FORMAT, "fingerprint": f"planted-{digest}", "n": n, "T": T, "design": design.kind,
+            **({"budget": spex_budget, "degree": spex_degree} if spex_budget is not None else {}), "alpha": alpha, "sweep_seed": seed, "repeats": repeats, "models_per_shard": models_per_shard,
             "num_models": num_models, "config_hash": digest, "version": __version__, "dataset": "planted"}
     run_dir = Path(run_dir)
     check_run_folder(run_dir, meta)

@@ -53,7 +53,7 @@ FORMAT = "datamodels.shard/1"
 META_KEY = b"datamodels"
 # The keys that make two shards belong to the same sweep.
 IDENTITY_KEYS = ("format", "fingerprint", "n", "T", "design", "alpha", "sweep_seed", "repeats",
-                 "models_per_shard", "num_models", "config_hash")
+                 "models_per_shard", "num_models", "config_hash", "budget", "degree")  # the last two: design=spex
 # The configuration sections that decide a sweep's results (all but sweep.shard, which only
 # picks the work of one job): a run folder records them (config.json) and keeps them.
 RUN_SECTIONS = ("dataset", "players", "model", "train", "loader", "sweep")

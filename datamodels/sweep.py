@@ -79,7 +79,8 @@ class SweepRun:
         masks_from_file = load_mask_file(sweep["mask_file"], self.n) if sweep["design"] == "file" else None
         alpha = sweep.get("alpha", 0.5)
         alpha = tuple(float(a) for a in alpha) if isinstance(alpha, (list, tuple)) else float(alpha)
-        self.design = MaskDesign(sweep["design"], self.n, alpha, self.seed, masks_from_file)
+        self.design = MaskDesign(sweep["design"], self.n, alpha, self.seed, masks_from_file,
+                                 sweep.get("budget"), int(sweep.get("degree", 5)))
         self.repeats = int(sweep.get("repeats", 1))
         if self.repeats < 1:
             raise MaskError(f"sweep.repeats must be >= 1, got {self.repeats}")
@@ -106,6 +107,7 @@ class SweepRun:
             "T": len(self.data.splits["target"]), "design": self.design.kind,
             "alpha": (list(self.design.alpha) if isinstance(self.design.alpha, tuple) else self.design.alpha)
             if self.design.kind in ("bernoulli", "fixed_size") else None,
+            **({"budget": self.design.budget, "degree": self.design.degree} if self.design.kind == "spex" else {}),
             "sweep_seed": self.seed, "repeats": self.repeats, "models_per_shard": self.models_per_shard,
             "num_models": self.num_models, "config_hash": config_hash(config), "version": __version__,
             "dataset": self.data.name, "model": config["model"]["name"], "players": (config.get("players") or {}).get("kind", "example"),

@@ -57,7 +57,7 @@ def test_recovery_scores_fits_against_the_projection():
     game, masks, margins, mask_id, repeat = star_sweep()
     table = recovery(masks, margins, mask_id, repeat, {"proxyspex": ProxySPEX(), "linear": LinearDatamodel()},
                      budgets=[96, 160])
-    assert list(table.columns) == ["target", "method", "budget", "r2", "r2_projection", "share", "pairs_real",
+    assert list(table.columns) == ["target", "method", "budget", "subsets", "r2", "r2_projection", "share", "pairs_real",
                                    "recall", "precision", "pair_error", "kinds_agree", "pairs_real_order2",
                                    "recall_order2"]
     assert len(table) == 4 and (table["pairs_real"] >= 7).all()

@@ -28,9 +28,11 @@ from .batched_lasso import BatchedLinearDatamodel
 from .linear import LinearDatamodel
 from .proxyspex import ProxySPEX
 from .screening import fit_screened, resolve_screen_k
+from .spex import SPEX
 from .surrogate import _check_y, _MobiusSurrogate
 
-METHODS = {"proxyspex": ProxySPEX, "linear": LinearDatamodel, "linear_gpu": BatchedLinearDatamodel}
+METHODS = {"proxyspex": ProxySPEX, "linear": LinearDatamodel, "linear_gpu": BatchedLinearDatamodel,
+           "spex": SPEX}
 # Targets per block: each pass over the masks serves a block, and each target of a block keeps
 # its statistics (fold Grams, working-set bits) alive between passes, about 80 MB at 10^5
 # models and a working set of 2,000.
@@ -77,6 +79,8 @@ def _fit_block(estimator, block: list[int], Y: np.ndarray, X: PackedMasks | None
     X = _WORKER_X if X is None else X
     start = time.perf_counter()
     name = type(estimator).__name__
+    if isinstance(estimator, SPEX):  # decoded from its design's masks: no screening, no L1 path
+        return [_fit_one(clone(estimator), X, y, target) for target, y in zip(block, Y.T)]
     for target, y in zip(block, Y.T):
         try:
             _check_y(y, len(X), name)
@@ -88,6 +92,15 @@ def _fit_block(estimator, block: list[int], Y: np.ndarray, X: PackedMasks | None
         raise ValueError(f"targets {block[0]}..{block[-1]}: {err}") from err
     seconds = (time.perf_counter() - start) / len(block)
     return [TargetFit(target, est, seconds) for target, est in zip(block, fitted)]
+
+
+def _fit_one(estimator, X, y, target) -> TargetFit:
+    start = time.perf_counter()
+    try:
+        estimator.fit(X, y)
+    except ValueError as err:
+        raise ValueError(f"target {target}: {err}") from err
+    return TargetFit(target, estimator, time.perf_counter() - start)
 
 
 def iter_fit_targets(estimator, X, Y, targets=None, rows=None, n_jobs: int = 1, block_size: int = BLOCK_SIZE,
@@ -104,7 +117,7 @@ def iter_fit_targets(estimator, X, Y, targets=None, rows=None, n_jobs: int = 1, 
         raise ValueError(f"Y must be [models={len(X)}, targets]; got shape {Y.shape}")
     targets = list(range(Y.shape[1]) if targets is None else targets)
     fit_rows = X if rows is None else X[rows]
-    screening = resolve_screen_k(getattr(estimator, "screen_k", None), X.n) < X.n
+    screening = not isinstance(estimator, SPEX) and resolve_screen_k(getattr(estimator, "screen_k", None), X.n) < X.n
     size = max(1, min(block_size, -(-len(targets) // n_jobs))) if screening else 1
     blocks = iter([targets[i:i + size] for i in range(0, len(targets), size)])
 
