@@ -137,7 +137,7 @@ def running(pid: str) -> bool:
 @pytest.mark.slow
 def test_the_workers_of_a_parallel_sweep_end_with_their_parent(tmp_path):
     run_dir = tmp_path / "run"
-    slow = [*TINY, "train.epochs=30", "sweep.num_models=40", "sweep.models_per_shard=10"]
+    slow = [*TINY, "dataset.train=300", "train.epochs=200", "sweep.num_models=40", "sweep.models_per_shard=10"]
     parent = subprocess.Popen([sys.executable, str(ROOT / "jobs" / "sweep.py"), "-m", "sweep.shard=range(0,4)",
                                "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *slow, f"run_dir={run_dir}"],
                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
