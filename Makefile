@@ -13,7 +13,7 @@ ARGS ?=
 # The targets with a '## ' description, and the variables most of them take.
 help:
 	@echo "make TARGET [ARGS='overrides'] (python below means .venv/bin/python: make creates it)"
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  \1\t\2/' | expand -t 22
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /\1\t/' | awk -F'\t' '{printf "  %-22s%s\n", $$1, $$2}'
 	@echo "ARGS: Hydra overrides for every job, e.g. ARGS='run_dir=runs/demo' (a run folder keeps its sweep's settings)"
 
 $(STAMP): pyproject.toml
