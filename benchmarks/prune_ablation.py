@@ -26,9 +26,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     run = SweepRun.open(args.run)
-    matched = {m: load_surrogates(run.run_dir, fit, FRACTIONS, "matched") for m, fit in FITS.items()}
-    at_half = {m: dict.fromkeys(FRACTIONS, load_surrogates(run.run_dir, fit, [0.5], "matched")[0.5])
-               for m, fit in FITS.items()}
+    matched = load_surrogates(run.run_dir, FITS, FRACTIONS, "matched")
+    at_half = {m: dict.fromkeys(FRACTIONS, by_fraction[0.5]) for m, by_fraction in matched.items()}
     variants = {"no quotas": make_keep_sets(run, list(FITS), FRACTIONS, matched, quotas=False, progress=False),
                 "alpha-0.5 surrogate": make_keep_sets(run, list(FITS), FRACTIONS, at_half, progress=False)}
     keep = pd.concat([k.assign(method=k["method"] + " / " + name) for name, k in variants.items()], ignore_index=True)

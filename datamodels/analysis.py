@@ -193,21 +193,25 @@ def pruning_table(view: RunView) -> pd.DataFrame:
     return summarize(view.pruning)
 
 
+def _methods_by_fraction(frame: pd.DataFrame, cells: list[str]) -> pd.DataFrame:
+    """``cells`` (one per row of ``frame``) as a methods x kept fractions grid, largest fraction first."""
+    grid = frame.assign(cell=cells).pivot(index="method", columns="fraction", values="cell")
+    return grid[sorted(grid.columns, reverse=True)].rename_axis(columns=None)
+
+
 def pruning_grid(view: RunView) -> pd.DataFrame:
     """Methods x kept fractions (columns), each cell ``mean [low, high]`` (95% interval) of holdout accuracy."""
     table = pruning_table(view)
-    table["cell"] = [f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in zip(table["mean"], table["ci_low"], table["ci_high"])]
-    grid = table.pivot(index="method", columns="fraction", values="cell")
-    return grid[sorted(grid.columns, reverse=True)].rename_axis(columns=None)
+    return _methods_by_fraction(table, [f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi
+                                        in zip(table["mean"], table["ci_low"], table["ci_high"])])
 
 
 def pruning_paired(view: RunView) -> pd.DataFrame:
     """Methods x kept fractions: difference to the best baseline, paired by seed, with its interval."""
     paired = paired_differences(view.pruning)
-    paired["cell"] = [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}] vs {b}" for d, lo, hi, b
-                      in zip(paired["difference"], paired["ci_low"], paired["ci_high"], paired["baseline"])]
-    grid = paired.pivot(index="method", columns="fraction", values="cell")
-    return grid[sorted(grid.columns, reverse=True)].rename_axis(columns=None)
+    return _methods_by_fraction(paired, [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}] vs {b}" for d, lo, hi, b
+                                         in zip(paired["difference"], paired["ci_low"], paired["ci_high"],
+                                                paired["baseline"])])
 
 
 def keep_set_overlap(view: RunView) -> pd.DataFrame:

@@ -232,11 +232,12 @@ def fit_dir(run_dir, alpha: float | None = None) -> Path:
 
 def models_at_alpha(meta: dict, mask_id, alpha: float) -> np.ndarray:
     """Bool ``[m]``: the models whose mask was drawn with ``alpha`` (``meta``: the run's identity)."""
-    design = design_of(meta)
-    if not any(np.isclose(alpha, a) for a in design.alphas) or design.kind not in ("bernoulli", "fixed_size"):
-        drawn = f"alpha {list(design.alphas)}" if design.kind in ("bernoulli", "fixed_size") else f"design={design.kind}"
+    # Only the sampled designs draw an alpha; the others are not built (a file or SPEX design needs its masks).
+    design = design_of(meta) if meta["design"] in ("bernoulli", "fixed_size") else None
+    if design is None or not any(np.isclose(alpha, a) for a in design.alphas):
+        drawn = f"alpha {list(design.alphas)}" if design is not None else f"design={meta['design']}"
         raise UserError(f"fit.alpha={alpha}: this sweep's masks were drawn with {drawn}; choose one of its alphas, "
-                         f"or sweep a grid that holds it (e.g. sweep.alpha=[{alpha},0.5] in a new run_dir)")
+                         f"or sweep a grid that holds it (e.g. sweep.alpha=[{alpha},...] in a new run_dir)")
     ids, inverse = np.unique(np.asarray(mask_id), return_inverse=True)
     return np.isclose(design.alpha_of(ids), alpha)[inverse]
 

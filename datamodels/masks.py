@@ -160,11 +160,16 @@ class MaskDesign:
         return mask
 
 
-def design_of(meta: dict, masks_from_file: np.ndarray | None = None) -> MaskDesign:
+def alpha_setting(value) -> float | tuple[float, ...]:
+    """``sweep.alpha`` as :class:`MaskDesign` takes it: one float, or a tuple for a grid."""
+    return tuple(float(a) for a in value) if isinstance(value, (list, tuple)) else float(value)
+
+
+def design_of(meta: dict) -> MaskDesign:
     """The mask design recorded in a run's identity (``run.json`` or a shard's metadata)."""
     alpha = meta.get("alpha")
-    alpha = tuple(float(a) for a in alpha) if isinstance(alpha, (list, tuple)) else (0.5 if alpha is None else float(alpha))
-    return MaskDesign(meta["design"], int(meta["n"]), alpha, int(meta.get("sweep_seed", 0)), masks_from_file)
+    return MaskDesign(meta["design"], int(meta["n"]), alpha_setting(0.5 if alpha is None else alpha),
+                      int(meta.get("sweep_seed", 0)), budget=meta.get("budget"), degree=int(meta.get("degree") or 5))
 
 
 def load_mask_file(path: str | os.PathLike, n: int) -> np.ndarray:

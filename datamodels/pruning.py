@@ -199,46 +199,50 @@ class Surrogate:
         return sparse.csr_matrix((np.ones(K), (np.arange(K), self.target)), shape=(K, T))
 
 
-def load_surrogates(run_dir, fit_method: str, fractions, surrogates: str = "sweep") -> dict[float, Surrogate]:
-    """The surrogate of ``fit_method`` for every fraction below 1 (the full set needs none).
+def load_surrogates(run_dir, fits: dict[str, str], fractions, surrogates: str = "sweep") -> dict[str, dict[float, Surrogate]]:
+    """For every pruning method in ``fits`` (method -> the fit method whose tables drive it, e.g.
+    ``{"interactions": "proxyspex", "linear": "linear"}``), its surrogate at every fraction below 1
+    (the full set needs none).
 
     ``sweep``: the run's one fit (``<run_dir>/fit``) for every fraction. ``matched``: for fraction
     ``f`` the fit made with ``fit.alpha=f`` (``<run_dir>/fit/alpha-f``), on masks of that size.
+    Each fit's tables and models are read once, whatever the number of fractions and methods.
     """
     if surrogates not in SURROGATES:
         raise PruningError(f"prune.surrogates={surrogates!r}; choose one of {', '.join(SURROGATES)}")
     ready = open_fit_ready(run_dir, progress=False)
-    flag = "" if fit_method == "proxyspex" else f" fit={fit_method}"
-    out, cache = {}, {}
-    for fraction in (f for f in check_fractions(fractions) if f < 1.0):
-        alpha = fraction if surrogates == "matched" else None
-        if alpha in cache:
-            out[fraction] = cache[alpha]
-            continue
+    wanted = [f for f in check_fractions(fractions) if f < 1.0]
+    out: dict[str, dict[float, Surrogate]] = {method: {} for method in fits}
+    for alpha in dict.fromkeys(wanted if surrogates == "matched" else [None]):
         models = np.ones(len(ready.mask_id), dtype=bool)
         if alpha is not None:
             try:
                 models = models_at_alpha(ready.meta, ready.mask_id, alpha)
             except ValueError as err:
-                raise PruningError(f"prune.surrogates=matched: kept fraction {fraction} has no masks of matching "
+                raise PruningError(f"prune.surrogates=matched: kept fraction {alpha} has no masks of matching "
                                    f"size ({err}); or use prune.surrogates=sweep") from None
         folder = fit_dir(run_dir, alpha)
         setting = f" fit.alpha={alpha:g}" if alpha is not None else ""
+        needed = f"fraction {alpha}" if alpha is not None else f"fractions {wanted}"
         try:
             interactions, _ = read_frame(folder / "interactions.parquet", "fit (jobs/fit.py)")
             metrics, _ = read_frame(folder / "fit_metrics.parquet", "fit (jobs/fit.py)")
         except Exception as err:  # a missing or unreadable table: say which fit to run
-            raise PruningError(f"fraction {fraction} needs the {fit_method} fit in {folder} ({err}); run "
+            fit_method = next(iter(fits.values()))
+            flag = "" if fit_method == "proxyspex" else f" fit={fit_method}"
+            raise PruningError(f"{needed} needs the {fit_method} fit in {folder} ({err}); run "
                                f"jobs/fit.py{flag}{setting} run_dir={run_dir}") from None
-        metrics = metrics[metrics["method"] == fit_method]
-        if metrics.empty:
-            raise PruningError(f"{folder} holds no {fit_method} fit; run jobs/fit.py{flag}{setting} run_dir={run_dir}")
         rows = np.flatnonzero(models)
         rows = rows[np.linspace(0, len(rows) - 1, min(len(rows), _STAT_MODELS)).astype(np.int64)]
         masks = ready.masks[rows].unpack()
         margins = np.asarray(ready.margins[:, rows], dtype=float)
-        cache[alpha] = out[fraction] = Surrogate.from_fit(
-            interactions[interactions["method"] == fit_method], metrics, masks, margins)
+        for method, fit_method in fits.items():
+            mine = metrics[metrics["method"] == fit_method]
+            if mine.empty:
+                flag = "" if fit_method == "proxyspex" else f" fit={fit_method}"
+                raise PruningError(f"{folder} holds no {fit_method} fit; run jobs/fit.py{flag}{setting} run_dir={run_dir}")
+            surrogate = Surrogate.from_fit(interactions[interactions["method"] == fit_method], mine, masks, margins)
+            out[method] |= dict.fromkeys([alpha] if alpha is not None else wanted, surrogate)
     return out
 
 
@@ -408,8 +412,8 @@ def make_keep_sets(run, methods, fractions, surrogates: dict[str, dict[float, Su
                    ccs_cutoff: float = 0.1, ccs_bins: int = 10, progress: bool = True) -> pd.DataFrame:
     """One row per (method, fraction, draw): the kept players (sorted) and how many.
 
-    ``run`` is a :class:`datamodels.sweep.SweepRun`; ``surrogates`` maps ``interactions`` and
-    ``linear`` to their :func:`load_surrogates`. Deterministic methods have draw 0 only; the
+    ``run`` is a :class:`datamodels.sweep.SweepRun`; ``surrogates`` is :func:`load_surrogates`'s
+    answer for ``interactions`` and ``linear``. Deterministic methods have draw 0 only; the
     randomised ones ``draws`` draws.
     """
     fractions = check_fractions(fractions)

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .errors import UserError
 from .data import prepare
-from .masks import MaskDesign, MaskError, group_players, kept_examples, load_mask_file, training_seed
+from .masks import MaskDesign, MaskError, alpha_setting, group_players, kept_examples, load_mask_file, training_seed
 from .models import build_model
 from .loaders import ResidentSplits, make_loader, to_device
 from .store import (FORMAT, LAUNCH_SETTINGS, RUN_SECTIONS, ModelRecord, StoreError, check_identity, check_run_folder, checkpoint_path,
@@ -77,10 +77,8 @@ class SweepRun:
         sweep = config["sweep"]
         self.seed = int(sweep.get("seed", 0))
         masks_from_file = load_mask_file(sweep["mask_file"], self.n) if sweep["design"] == "file" else None
-        alpha = sweep.get("alpha", 0.5)
-        alpha = tuple(float(a) for a in alpha) if isinstance(alpha, (list, tuple)) else float(alpha)
-        self.design = MaskDesign(sweep["design"], self.n, alpha, self.seed, masks_from_file,
-                                 sweep.get("budget"), int(sweep.get("degree", 5)))
+        self.design = MaskDesign(sweep["design"], self.n, alpha_setting(sweep.get("alpha", 0.5)), self.seed,
+                                 masks_from_file, sweep.get("budget"), int(sweep.get("degree", 5)))
         self.repeats = int(sweep.get("repeats", 1))
         if self.repeats < 1:
             raise MaskError(f"sweep.repeats must be >= 1, got {self.repeats}")

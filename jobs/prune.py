@@ -37,8 +37,8 @@ def main(cfg: DictConfig) -> None:
         return
     run = SweepRun.open(run_dir)
     sources = {"interactions": p["fit_method"], "linear": "linear"}
-    surrogates = {method: load_surrogates(run_dir, sources[method], p["fractions"], p["surrogates"])
-                  for method in p["methods"] if method in sources}
+    surrogates = load_surrogates(run_dir, {m: sources[m] for m in p["methods"] if m in sources}, p["fractions"],
+                                 p["surrogates"])
     keep = make_keep_sets(run, p["methods"], p["fractions"], surrogates, draws=p["eval_seeds"], seed=p["seed"],
                           quotas=p["class_quotas"], min_per_class=p["min_per_class"],
                           synergy_threshold=p["synergy_threshold"], el2n_seeds=p["el2n_seeds"],

@@ -176,11 +176,11 @@ def test_matched_surrogates_need_masks_and_fits_of_each_fraction(tmp_path):
     run_job("sweep.py", *args)
     run_job("fit.py", "fit=linear", "fit.alpha=0.5", *args)
     with pytest.raises(PruningError, match=r"fit.alpha=0.25"):
-        load_surrogates(tmp_path, "linear", [0.5, 0.25], "matched")
+        load_surrogates(tmp_path, {"linear": "linear"}, [0.5, 0.25], "matched")
     with pytest.raises(PruningError, match=r"fraction 0.3 has no masks of matching size.*alpha \[0.5, 0.25\]"):
-        load_surrogates(tmp_path, "linear", [0.5, 0.3], "matched")
+        load_surrogates(tmp_path, {"linear": "linear"}, [0.5, 0.3], "matched")
     run_job("fit.py", "fit=linear", "fit.alpha=0.25", *args)
-    surrogates = load_surrogates(tmp_path, "linear", [1.0, 0.5, 0.25], "matched")
+    surrogates = load_surrogates(tmp_path, {"linear": "linear"}, [1.0, 0.5, 0.25], "matched")["linear"]
     assert sorted(surrogates) == [0.25, 0.5]  # the full set needs none
     # each fraction's intercept is the mean margin of its own masks: fewer players, lower margins
     assert (surrogates[0.25].constant != surrogates[0.5].constant).all()
