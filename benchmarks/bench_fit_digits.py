@@ -30,11 +30,11 @@ def main() -> None:
     args = parser.parse_args()
 
     view = RunView.open(args.run)
-    sweep = view.sweep
-    targets = list(range(min(args.targets, sweep.margins.shape[1])))
-    ceilings = [noise_ceiling(sweep.margins[:, t], sweep.mask_id) for t in targets]
+    models = view.models
+    targets = list(range(min(args.targets, models.margins.shape[0])))
+    ceilings = [noise_ceiling(view.margins(t), models.mask_id) for t in targets]
     print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}")
-    print(f"sweep: {args.run}: {len(sweep.model_index)} models, {sweep.masks.shape[1]} players, "
+    print(f"sweep: {args.run}: {len(models.model_index)} models, {models.masks.n} players, "
           f"{len(targets)} targets fitted, median noise ceiling {sorted(ceilings)[len(ceilings) // 2]:.3f}")
     start = time.perf_counter()
     table = faithfulness_vs_models(view, [int(b) for b in args.budgets.split(",")], targets=targets,

@@ -29,7 +29,8 @@ from bench_scale import GAME, NOISE  # noqa: E402
 import torch  # noqa: E402
 
 from datamodels.fit_ready import build_fit_ready, open_fit_ready  # noqa: E402
-from datamodels.fitting import fit_and_evaluate, heldout_split, noise_ceiling, r2  # noqa: E402
+from datamodels.fitting import fit_and_evaluate, noise_ceiling, r2  # noqa: E402
+from datamodels.interactions import heldout_split  # noqa: E402
 from datamodels.interactions.batched_lasso import fit_linear_batched  # noqa: E402
 from datamodels.planted import write_planted_sweep  # noqa: E402
 

@@ -12,7 +12,9 @@ import argparse
 
 import pandas as pd
 
-from datamodels.pruning import evaluate_keep_sets, load_surrogates, make_keep_sets, summarize
+from datamodels.pruning import load_surrogates, make_keep_sets, player_classes, summarize
+from datamodels.pruning.retraining import evaluate_keep_sets
+from datamodels.run_folder import RunFolder
 from datamodels.sweep import SweepRun
 
 FRACTIONS = [0.5, 0.3, 0.2]
@@ -28,11 +30,13 @@ def main() -> None:
     run = SweepRun.open(args.run)
     matched = load_surrogates(run.run_dir, FITS, FRACTIONS, "matched")
     at_half = {m: dict.fromkeys(FRACTIONS, by_fraction[0.5]) for m, by_fraction in matched.items()}
-    variants = {"no quotas": make_keep_sets(run, list(FITS), FRACTIONS, matched, quotas=False, progress=False),
-                "alpha-0.5 surrogate": make_keep_sets(run, list(FITS), FRACTIONS, at_half, progress=False)}
+    classes = player_classes(run.groups, run.data.labels("train"))
+    variants = {"no quotas": make_keep_sets(list(FITS), FRACTIONS, run.n, classes, matched, quotas=False,
+                                            progress=False),
+                "alpha-0.5 surrogate": make_keep_sets(list(FITS), FRACTIONS, run.n, classes, at_half, progress=False)}
     keep = pd.concat([k.assign(method=k["method"] + " / " + name) for name, k in variants.items()], ignore_index=True)
     evaluation = evaluate_keep_sets(run, keep, args.seeds, args.workers, progress=True)
-    study = pd.read_parquet(run.run_dir / "prune" / "evaluation.parquet")
+    study = pd.read_parquet(RunFolder(run.run_dir).evaluation)
     table = summarize(pd.concat([study[study["fraction"].isin(FRACTIONS)], evaluation]))
     print(table.round(4).to_string(index=False))
 

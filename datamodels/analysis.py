@@ -1,14 +1,18 @@
 """Views of a run for a researcher: DataFrames and matplotlib figures, nothing computed twice.
 
-Everything reads the stage outputs of one run folder through :class:`RunView`:
+Everything reads the stage outputs of one run folder (:class:`~datamodels.run_folder.RunFolder`)
+through :class:`RunView`, with the stages' own checked readers:
 
-- ``run.json`` / ``config.json`` / ``shards/``  the sweep (:mod:`datamodels.store`);
-- ``fit/interactions.parquet``                  one row per (target, method, interaction):
-  ``members`` (list of players), ``order``, ``mobius``, ``kind`` (main / synergy / redundancy);
-- ``fit/fit_metrics.parquet``                   faithfulness per (target, method);
-- ``prune/evaluation.parquet``                  holdout accuracy per (method, fraction, seed).
+- the sweep: ``run.json``, ``config.json`` and the fit-ready layout of its shards
+  (:mod:`datamodels.fit_ready`: margins memory-mapped, one target read at a time);
+- ``fit/interactions.parquet``: one row per (target, method, interaction): ``members`` (list of
+  players), ``order``, ``mobius``, ``kind`` (main / synergy / redundancy);
+- ``fit/fit_metrics.parquet``: faithfulness per (target, method);
+- ``prune/keep_sets.parquet``, ``prune/evaluation.parquet``: keep-sets, and the holdout
+  accuracy of each retrained on (method, fraction, seed).
 
-The notebooks under ``analysis/`` and ``jobs/report.py`` only call these functions.
+The notebooks under ``analysis/`` and the report (:mod:`datamodels.report`) only call these
+functions.
 """
 
 from __future__ import annotations
@@ -23,10 +27,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .errors import UserError
+from .errors import StoreError, UserError
+from .fit_ready import FitReady, open_fit_ready
+from .fitting import STAGE as FIT_STAGE
 from .pruning import paired_differences, summarize
-from .store import StoreError, load_sweep, no_sweep_error
+from .run_folder import RunFolder
 from .sweep import SweepRun
+from .tables import read_frame
 
 KINDS = ("main", "synergy", "redundancy")
 
@@ -43,43 +50,52 @@ class RunView:
 
     @classmethod
     def open(cls, run_dir: str | os.PathLike) -> "RunView":
-        run_dir = Path(run_dir)
-        if not (run_dir / "run.json").exists():
-            raise AnalysisError(str(no_sweep_error(run_dir)))
-        return cls(run_dir)
+        folder = RunFolder(run_dir)
+        if not folder.run_json.exists():
+            raise AnalysisError(str(folder.no_sweep_error()))
+        return cls(folder.root)
 
-    def _parquet(self, relative: str, stage: str) -> pd.DataFrame:
-        path = self.run_dir / relative
-        if not path.exists():
-            raise AnalysisError(f"{path} does not exist: run the {stage} stage for {self.run_dir} first")
-        return pd.read_parquet(path)
+    @cached_property
+    def folder(self) -> RunFolder:
+        return RunFolder(self.run_dir)
+
+    def _table(self, path: Path, stage: str) -> pd.DataFrame:
+        try:
+            return read_frame(path, stage)[0]
+        except StoreError as err:
+            raise AnalysisError(f"{err} (for {self.run_dir})") from err
 
     @cached_property
     def sweep_run(self) -> SweepRun:
         return SweepRun.open(self.run_dir)
 
     @cached_property
-    def sweep(self):
+    def models(self) -> FitReady:
+        """The collected models: packed masks and target-major margins, memory-mapped."""
         try:
-            return load_sweep(self.run_dir / "shards", expected=self.sweep_run.meta)
+            return open_fit_ready(self.run_dir, progress=False)
         except StoreError as err:
             raise AnalysisError(str(err)) from err
 
+    def margins(self, target: int) -> np.ndarray:
+        """One target's margin in every collected model."""
+        return np.asarray(self.models.margins[target], dtype=float)
+
     @cached_property
     def interactions(self) -> pd.DataFrame:
-        return self._parquet("fit/interactions.parquet", "fit (jobs/fit.py)")
+        return self._table(self.folder.interactions(), FIT_STAGE)
 
     @cached_property
     def fit_metrics(self) -> pd.DataFrame:
-        return self._parquet("fit/fit_metrics.parquet", "fit (jobs/fit.py)")
+        return self._table(self.folder.fit_metrics(), FIT_STAGE)
 
     @cached_property
     def keep_sets(self) -> pd.DataFrame:
-        return self._parquet("prune/keep_sets.parquet", "prune (jobs/prune.py)")
+        return self._table(self.folder.keep_sets, "prune (jobs/prune.py)")
 
     @cached_property
     def pruning(self) -> pd.DataFrame:
-        return self._parquet("prune/evaluation.parquet", "pruning evaluation (jobs/evaluate_pruning.py)")
+        return self._table(self.folder.evaluation, "pruning evaluation (jobs/evaluate_pruning.py)")
 
     def target_image(self, t: int) -> np.ndarray:
         data = self.sweep_run.data
@@ -139,7 +155,7 @@ def top_effects(view: RunView, target: int, kind: str | None = None, k: int = 10
 
 def target_summary(view: RunView, target: int) -> pd.Series:
     """Label, how often models get it right, and its margin distribution over the sweep."""
-    margins = view.sweep.margins[:, target]
+    margins = view.margins(target)
     return pd.Series({"target": target, "label": view.target_label(target),
                       "fraction_correct": float((margins > 0).mean()), "mean_margin": float(margins.mean()),
                       "std_margin": float(margins.std()), "models": len(margins)})
@@ -170,15 +186,15 @@ def faithfulness_vs_models(view: RunView, budgets, methods=("linear", "proxyspex
     Every budget is judged on the same held-out models (those of the fit stage's default split)."""
     from .fitting import fit_and_evaluate
 
-    sweep = view.sweep
-    columns = np.arange(sweep.margins.shape[1]) if targets is None else np.asarray(targets)
+    models = view.models
+    columns = np.arange(models.margins.shape[0]) if targets is None else np.asarray(targets)
     rows = []
     for budget in budgets:
         for method in methods:
             try:
-                _, metrics = fit_and_evaluate(sweep.masks, sweep.margins[:, columns], sweep.mask_id, method,
-                                              target_ids=columns, workers=workers, progress=progress,
-                                              fit_models=budget)
+                _, metrics = fit_and_evaluate(models.masks, models.margins.T, models.mask_id, method,
+                                              workers=workers, progress=progress, fit_models=budget,
+                                              columns=list(columns))
             except ValueError as err:
                 raise AnalysisError(f"budget {budget}: {err}") from err
             rows.append({"models": budget, "method": method, "median_r2": metrics["r2"].median(),
@@ -209,6 +225,7 @@ def pruning_grid(view: RunView) -> pd.DataFrame:
 def pruning_paired(view: RunView) -> pd.DataFrame:
     """Methods x kept fractions: difference to the best baseline, paired by seed, with its interval."""
     paired = paired_differences(view.pruning)
+    paired = paired[paired["method"] != paired["baseline"]]  # the best baseline against itself says nothing
     return _methods_by_fraction(paired, [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}] vs {b}" for d, lo, hi, b
                                          in zip(paired["difference"], paired["ci_low"], paired["ci_high"],
                                                 paired["baseline"])])
@@ -241,7 +258,7 @@ def plot_target(view: RunView, target: int):
     summary = target_summary(view, target)
     fig, (ax_img, ax_hist) = plt.subplots(1, 2, figsize=(7, 2.6), gridspec_kw={"width_ratios": [1, 2.5]})
     _show(ax_img, view.target_image(target), f"target {target}: {summary['label']}")
-    ax_hist.hist(view.sweep.margins[:, target], bins=40, color="tab:blue")
+    ax_hist.hist(view.margins(target), bins=40, color="tab:blue")
     ax_hist.axvline(0, color="black", lw=0.8)
     ax_hist.set_xlabel("margin (correct logit - best other)")
     ax_hist.set_ylabel("models")
@@ -263,11 +280,12 @@ def plot_interactions(view: RunView, target: int, kind: str, k: int = 4, method:
     fig, axes = plt.subplots(len(rows), width, figsize=(1.5 * width, 1.6 * len(rows)), squeeze=False)
     train_images = view.sweep_run.data.images("train")
     for r, row in rows.iterrows():
-        _show(axes[r, 0], view.target_image(target), f"target: {view.target_label(target)}")
+        # the coefficient belongs to the whole term: it goes beside the target, not over one member
+        _show(axes[r, 0], view.target_image(target), f"target: {view.target_label(target)}\n"
+              f"{'main' if row['order'] == 1 else kind} m={row['mobius']:+.3f}")
         for c, (player, cls) in enumerate(zip(row["members"], row["classes"]), start=1):
             size = view.player_size[player]
-            title = f"#{player} ({cls})" + (f", 1 of {size}" if size > 1 else "") + \
-                (f"\nm={row['mobius']:+.3f}" if c == 1 else "")
+            title = f"#{player} ({cls})" + (f", 1 of {size}" if size > 1 else "")
             _show(axes[r, c], train_images[view.first_example[player]], title)
         for c in range(1 + len(row["members"]), width):
             axes[r, c].axis("off")
@@ -309,22 +327,6 @@ def plot_faithfulness(view: RunView):
     return fig
 
 
-def plot_pruning(view: RunView):
-    """Holdout accuracy against the fraction of the training set kept, per method (mean, 95% interval)."""
-    table = pruning_table(view)
-    fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    for method, rows in table.groupby("method"):
-        rows = rows.sort_values("fraction")
-        spread = np.nan_to_num(np.stack([rows["mean"] - rows["ci_low"], rows["ci_high"] - rows["mean"]]))
-        ax.errorbar(rows["fraction"], rows["mean"], yerr=spread, marker="o", capsize=3, label=method)
-    ax.set_xlabel("fraction of training players kept")
-    ax.set_ylabel("holdout accuracy")
-    ax.legend(fontsize=8, loc="lower right")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
-
-
 def strongest_targets(view: RunView, kind: str, k: int = 3, method: str = "proxyspex") -> list[int]:
     """Targets whose strongest term of ``kind`` (a player for ``main``, else a pair or triple) has
     the largest |Möbius| coefficient."""
@@ -332,115 +334,3 @@ def strongest_targets(view: RunView, kind: str, k: int = 3, method: str = "proxy
     pairs = table[(table["method"] == method) & (table["order"] >= 1) & (table["kind"] == kind)]
     best = pairs.assign(size=pairs["mobius"].abs()).groupby("target")["size"].max()
     return [int(t) for t in best.sort_values(ascending=False).index[:k]]
-
-
-# --------------------------------------------------------------------------- static report
-
-READING_GUIDE = """<h2>How to read this report</h2>
-<p>Many models were trained, each on a random subset of the training set. A <b>player</b> is what
-a subset keeps or drops: one training image, or a group of images (a class or a cluster of
-look-alikes; figures show a group's first image and say how many it has). A <b>target</b> is a
-test image whose <b>margin</b> (correct-class logit minus the best other) every model records.
-For each target a sparse model of <i>subset &rarr; margin</i> is fitted, as a sum of Möbius
-coefficients <i>m(S)</i> over the sets of players <i>S</i> the subset keeps.</p>
-<ul><li><b>Main effect</b> <i>m({{i}})</i>: the margin player <i>i</i> adds when kept. Positive: it
-helps the model get the target right; negative: it pushes towards another class.</li>
-<li><b>Synergy</b>: a pair's <i>m({{i,j}})</i> has the same sign as the sum of its members' main
-effects: together they do more than the sum of their parts.</li>
-<li><b>Redundancy</b>: <i>m({{i,j}})</i> has the opposite sign: together they do less than the sum,
-each covers for the other (near-duplicates). Triples are judged the same way.</li></ul>
-<p><b>Faithfulness</b>: how well the fitted model predicts margins of models it never saw
-(held-out R^2, and Spearman rank correlation, the LDS). Details: {docs}; pruning: {pruning}.</p>"""
-
-KIND_TITLE = {"main": "main effects", "synergy": "synergy", "redundancy": "redundancy"}
-KIND_TEXT = {
-    "main": "Each row: the target, then one training player with its main effect m: the margin it adds "
-            "when kept (m > 0 helps the model get the target right).",
-    "synergy": "Each row: the target, then the members of one synergistic pair or triple, with its Möbius "
-               "coefficient m. Same sign as the sum of the members' main effects: they matter together.",
-    "redundancy": "Each row: the target, then the members of one redundant pair or triple, with its Möbius "
-                  "coefficient m. Opposite sign to the sum of the members' main effects: one suffices, the other adds "
-                  "little once it is kept.",
-}
-
-
-def _docs_link(name: str) -> str:
-    """A link to one of the package's docs: the file beside the package, else its name."""
-    from html import escape
-
-    path = Path(__file__).resolve().parents[1] / "docs" / name
-    return f'<a href="{escape(path.as_uri())}">docs/{name}</a>' if path.exists() else f"docs/{name}"
-
-
-
-def write_report(view: RunView, out_dir: str | os.PathLike, targets_per_kind: int = 2) -> Path:
-    """The notebooks' views as one static HTML page with PNG figures, for users without a
-    notebook server. Sections whose stage has not run yet say so instead of failing."""
-    from html import escape
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    figures = 0
-    body: list[str] = []
-
-    def figure(fig, caption: str) -> None:
-        nonlocal figures
-        figures += 1
-        name = f"figure-{figures:02d}.png"
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
-        body.append(f'<figure><img src="{name}" alt="{escape(caption)}"><figcaption>{escape(caption)}</figcaption></figure>')
-
-    def table(frame: pd.DataFrame) -> None:
-        body.append(frame.to_html(index=False, float_format=lambda v: f"{v:.4f}", border=0, classes="table"))
-
-    meta = view.sweep_run.meta
-    body.append(f"<h1>datamodels report: {escape(view.run_dir.name)}</h1>")
-    body.append(f"<p>{meta['dataset']} (fingerprint {meta['fingerprint']}), {meta['n']} players "
-                f"({meta['players']}), {meta['T']} targets, model {meta['model']}, design {meta['design']} "
-                f"alpha {meta['alpha']}, {len(view.sweep.model_index)} of {meta['num_models']} models collected.</p>")
-    body.append(READING_GUIDE.format(docs=_docs_link("interactions.md"), pruning=_docs_link("pruning.md")))
-    try:
-        body.append("<h2>Faithfulness on held-out models</h2>")
-        table(faithfulness_summary(view).round(4).reset_index().set_axis(
-            ["method", "R2 q25", "R2 median", "R2 q75", "Spearman (LDS) median"], axis=1))
-        figure(plot_faithfulness(view), "held-out R^2 per target and method")
-        for kind in KINDS:
-            body.append(f"<h2>Targets with the strongest {KIND_TITLE[kind]}</h2>")
-            chosen = strongest_targets(view, kind, targets_per_kind)
-            body.append(f"<p>{KIND_TEXT[kind]}</p>" if chosen else f"<p>No {KIND_TITLE[kind]} found.</p>")
-            for t in chosen:
-                figure(plot_target(view, t), f"target {t}: image and margin distribution")
-                figure(plot_interactions(view, t, kind), f"target {t}: its strongest {KIND_TITLE[kind]}")
-            if chosen and (view.player_size > 1).any():
-                members = top_effects(view, chosen[0], kind=kind, k=1)["members"][0]
-                for player in members:
-                    figure(plot_player(view, int(player)), f"every image of player #{player}, in target "
-                           f"{chosen[0]}'s strongest {KIND_TITLE[kind]}")
-        body.append("<h2>Which classes pair up</h2>")
-        for kind in ("synergy", "redundancy"):
-            body.append(f"<h3>{kind}</h3>")
-            table(class_pair_patterns(view, kind).head(10))
-    except AnalysisError as err:
-        body.append(f"<p class='missing'>{escape(str(err))}</p>")
-    body.append("<h2>Pruning</h2>")
-    body.append(f"<p>Keep-sets of each method at each kept fraction, retrained and judged on the holdout "
-                f"split only (never on the targets). The methods and how to read the results: {_docs_link('pruning.md')}.</p>")
-    try:
-        body.append("<p>Holdout accuracy of models retrained on each keep-set under the full set's step budget: "
-                    "mean and 95% interval over the seeds (the randomised methods: one draw per seed).</p>")
-        table(pruning_grid(view).reset_index())
-        body.append("<p>Each method minus the best baseline at that fraction, paired by seed (an interval "
-                    "above 0: better than every baseline).</p>")
-        table(pruning_paired(view).reset_index())
-        figure(plot_pruning(view), "holdout accuracy against fraction kept (mean and 95% interval)")
-    except (AnalysisError, StoreError) as err:
-        body.append(f"<p class='missing'>{escape(str(err))}</p>")
-    style = ("body{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}"
-             "img{max-width:100%}figure{margin:1em 0}figcaption{font-size:0.85em;color:#555}"
-             ".table{border-collapse:collapse;font-size:0.85em}.table td,.table th{padding:2px 8px;"
-             "border-bottom:1px solid #ddd;text-align:right}.missing{color:#a33}")
-    page = out / "index.html"
-    page.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>datamodels report</title>"
-                    f"<style>{style}</style></head><body>{''.join(body)}</body></html>")
-    return page

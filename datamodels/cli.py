@@ -13,6 +13,8 @@ behaviour:
   other exception is a bug and keeps its traceback.
 - **Threads and workers.** ``torch_threads`` applies to every job; a job running in a worker of
   a parallel sweep (``hydra/launcher=joblib``) exits when the launching process dies.
+- **One line per sweep.** The shards of a multirun sweep report once, at its end
+  (:class:`SweepSummary`, a Hydra callback), not once per worker.
 
 This is the one library module that reads Hydra's state (the overrides as typed); the stages
 themselves take plain values and never import Hydra.
@@ -23,14 +25,16 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .errors import UserError
 from .processes import leave_with_parent
-from .store import LAUNCH_SETTINGS, RUN_SECTIONS, no_sweep_error
+from .run_folder import LAUNCH_SETTINGS, RUN_SECTIONS, RunFolder, SHARD_RE
 
 
 def _leaves(value, prefix: str) -> dict:
@@ -81,20 +85,21 @@ def run_settings(cfg: DictConfig, overrides: list[str], creates_run: bool) -> Di
     A run folder without ``config.json`` (planted sweeps, older runs) keeps ``cfg`` as given;
     a job other than the sweep refuses a folder that holds no sweep.
     """
-    run_dir = Path(cfg.run_dir).absolute()
+    folder = RunFolder(Path(cfg.run_dir).absolute())
     with open_dict(cfg):
-        cfg.run_dir = str(run_dir)
-    if not (run_dir / "run.json").exists():
+        cfg.run_dir = str(folder.root)
+    if not folder.run_json.exists():
         if creates_run:
             return cfg
-        raise no_sweep_error(run_dir)
-    recorded_path = run_dir / "config.json"
+        _remove_own_logs(folder)
+        raise folder.no_sweep_error()
+    recorded_path = folder.config_json
     if not recorded_path.exists():
         return cfg
     recorded = json.loads(recorded_path.read_text())
     given = OmegaConf.to_container(cfg, resolve=True)
     if wrong := contradictions(given, recorded, overrides):
-        raise UserError(f"{run_dir} was swept with {', '.join(wrong)}: a run keeps the settings it was swept with "
+        raise UserError(f"{folder.root} was swept with {', '.join(wrong)}: a run keeps the settings it was swept with "
                         f"({recorded_path}). Drop the override, or give another run_dir= for a new sweep")
     with open_dict(cfg):
         for section in RUN_SECTIONS:
@@ -103,6 +108,16 @@ def run_settings(cfg: DictConfig, overrides: list[str], creates_run: bool) -> Di
                           if path.startswith(f"{section}.")}
                 cfg[section] = recorded[section] | launch
     return cfg
+
+
+def _remove_own_logs(folder: RunFolder) -> None:
+    """Hydra made ``<run_dir>/logs/<this job>`` before the job learnt that ``run_dir`` holds no
+    sweep: remove what it made there, so that a mistyped run_dir leaves nothing behind."""
+    from hydra.core.hydra_config import HydraConfig
+
+    output = Path(HydraConfig.get().runtime.output_dir)
+    if output.is_relative_to(folder.root) and not any(p.name != "logs" for p in folder.root.iterdir()):
+        shutil.rmtree(folder.root, ignore_errors=True)
 
 
 def set_torch_threads(threads) -> None:
@@ -120,6 +135,13 @@ def _launcher() -> str:
 
     hydra = HydraConfig.get()
     return str(hydra.launcher.get("_target_", "")).lower() if hydra.mode == RunMode.MULTIRUN else ""
+
+
+def in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def in_joblib_worker() -> bool:
@@ -157,3 +179,31 @@ def job(creates_run: bool = False):
                 raise SystemExit(1) from None
         return run
     return wrap
+
+
+def _shards_present(run_dir) -> set[str]:
+    shards = RunFolder(Path(run_dir).absolute()).shards
+    return {p.name for p in shards.iterdir() if SHARD_RE.match(p.name)} if shards.is_dir() else set()
+
+
+class SweepSummary(Callback):
+    """After a multirun of ``jobs/sweep.py``: one line for the whole sweep (shards written by
+    this launch, already present, still missing), where each worker would print its own."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        self.before = _shards_present(config.run_dir) if config.hydra.job.name == "sweep" else None
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        if getattr(self, "before", None) is None:
+            return
+        folder = RunFolder(Path(config.run_dir).absolute())
+        try:
+            run = folder.read_run()
+        except UserError:
+            return  # every job failed before the sweep began; their errors said why
+        now = _shards_present(folder.root)
+        total = -(-run["num_models"] // run["models_per_shard"])
+        missing = total - len(now)
+        print(f"{folder.shards}: {len(now - self.before)} shards written now, {len(self.before)} already present"
+              + (f", {missing} missing (python jobs/status.py run_dir={folder.root} says why)" if missing else "")
+              + f"; {total} shards of {run['models_per_shard']} models")

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
+from .tables import file_digest
 
 DATASETS = ("digits", "cifar10", "synthetic")
 
@@ -106,14 +107,6 @@ def load_synthetic(
     return Dataset("synthetic", images, labels.astype(np.int64), tuple(f"class{k}" for k in range(num_classes)))
 
 
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _fetch_cifar10(root: Path, url: str) -> Path:
     archive = root / CIFAR10_ARCHIVE
     root.mkdir(parents=True, exist_ok=True)
@@ -159,7 +152,7 @@ def load_cifar10(root: str | os.PathLike, md5: str | None = CIFAR10_MD5, downloa
                             f"archive there, or point dataset.options.root at a folder that holds it (default: "
                             f"$DATAMODELS_DATA/cifar10, else data/cifar10)")
         archive = _fetch_cifar10(root, url)
-    if md5 is not None and (found := _md5(archive)) != md5:
+    if md5 is not None and (found := file_digest(archive, "md5")) != md5:
         raise DataError(f"cifar10: {archive} has md5 {found}, expected {md5}: corrupt or not the binary CIFAR-10 archive")
     parts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     with tarfile.open(archive, "r:gz") as tar:
@@ -194,7 +187,7 @@ def write_cifar10_archive(path: str | os.PathLike, images: np.ndarray, labels: n
             info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
             info.size = len(payload)
             tar.addfile(info, io.BytesIO(payload))
-    return _md5(Path(path))
+    return file_digest(path, "md5")
 
 
 def load_dataset(name: str, **options) -> Dataset:

@@ -10,3 +10,7 @@ traceback. It derives from ``ValueError`` so that callers catching that still ca
 
 class UserError(ValueError):
     """A setting, data file or run folder is wrong; the message names it and the fix."""
+
+
+class StoreError(UserError):
+    """A shard, stage table or run folder is corrupt, foreign or inconsistent; the message names the file."""

@@ -24,10 +24,9 @@ from itertools import combinations
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
 
 from .fitting import r2
-from .interactions import SPEX, interaction_table, spex_design
+from .interactions import interaction_table
 
 
 def subset_masks(n: int) -> np.ndarray:
@@ -107,12 +106,12 @@ def recovery(masks, margins, mask_id, repeat, estimators: dict, budgets, targets
 
     ``masks [M, n]``, ``margins [M, T]``, ``mask_id [M]`` (``0..2^n - 1``, as the exhaustive
     design numbers them), ``repeat [M]``: the sweep (``datamodels.store.load_sweep`` gives all
-    four). ``estimators``: name -> unfitted estimator; a :class:`~datamodels.interactions.SPEX`
-    is fitted on the distinct subsets its design asks for at that budget (every subset exists
-    in an exhaustive sweep), the others on ``budget`` random subsets. The projection's pairs whose coefficient
-    exceeds ``threshold`` standard errors are the real ones. Columns: subsets (fitted on), r2 (on the subsets not
-    fitted, against seed-averaged margins), r2_projection (the projection's own, same subsets),
-    share (variance the projection explains), pairs_real, recall, precision, pair_error
+    four). ``estimators``: name -> unfitted engine, each fitted on the subsets its
+    :meth:`~datamodels.interactions.Engine.at_budget` chooses: ``budget`` random subsets, or
+    for SPEX the distinct subsets its design asks for (every subset exists in an exhaustive
+    sweep). The projection's pairs whose coefficient exceeds ``threshold`` standard errors are
+    the real ones. Columns: subsets (fitted on), r2 (on the subsets not fitted, against
+    seed-averaged margins), r2_projection (the projection's own, same subsets), share (variance the projection explains), pairs_real, recall, precision, pair_error
     (RMSE of the fitted pair coefficients against the projection's, over the real pairs,
     0 for a pair not found), kinds_agree (of the real pairs found, the share with the
     projection's synergy/redundancy label), and pairs_real_order2 / recall_order2 against the
@@ -149,16 +148,12 @@ def recovery(masks, margins, mask_id, repeat, estimators: dict, budgets, targets
         for budget in budgets:
             sampled = np.sort(rng.choice(2**n, budget, replace=False))
             for name, estimator in estimators.items():
-                estimator = clone(estimator)
-                chosen = sampled
-                if isinstance(estimator, SPEX):  # SPEX reads the subsets of its own design
-                    estimator.set_params(budget=budget)
-                    chosen = np.unique(spex_design(n, budget, estimator.seed, estimator.degree) @ (1 << np.arange(n)))
+                engine, chosen = estimator.at_budget(n, budget, sampled)
                 unused = np.setdiff1d(np.arange(2**n), chosen)
                 projected = np.ones((len(unused), 1 + len(terms)))
                 for column, S in enumerate(terms, start=1):
                     projected[:, column] = all_masks[unused][:, list(S)].all(axis=1)
-                fit = estimator.fit(all_masks[chosen], margins[first[chosen], t])
+                fit = engine.fit(all_masks[chosen], margins[first[chosen], t])
                 found = {S: v for S, v in fit.mobius_.items() if len(S) == 2 and v != 0}
                 hits = [S for S, v in real.items() if S in found and np.sign(found[S]) == np.sign(v)]
                 hits2 = [S for S, v in real2.items() if S in found and np.sign(found[S]) == np.sign(v)]

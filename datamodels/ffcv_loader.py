@@ -27,6 +27,7 @@ import torch
 
 from .data import PreparedData
 from .loaders import ResidentSplits, augment, draw_augmentation, epochs_spanned, step_params, total_steps
+from .run_folder import RunFolder
 
 INSTALL_HINT = ("loader=ffcv needs FFCV, an optional extra: run `make install-ffcv` (it installs Debian's "
                 "pkg-config, libopencv-dev and libturbojpeg0-dev when missing, then pip-installs '.[ffcv]' "
@@ -62,7 +63,7 @@ class _TrainSplit:
 
 
 def beton_path(data: PreparedData, run_dir: str | os.PathLike) -> Path:
-    return Path(run_dir) / "data" / f"{data.name}-{data.fingerprint}-train.beton"
+    return RunFolder(run_dir).beton(data.name, data.fingerprint)
 
 
 def write_beton(data: PreparedData, run_dir: str | os.PathLike) -> Path:

@@ -43,10 +43,11 @@ from numpy.lib.format import open_memmap
 from tqdm.auto import tqdm
 
 from .packed import PackedMasks
-from .store import (RESULT_COLUMNS, SCALAR_COLUMNS, CollectReport, StoreError, check_identity, collect_run,
-                    read_run, read_shard_columns, shard_files, write_atomic)
+from .errors import StoreError
+from .run_folder import RunFolder, check_identity
+from .store import RESULT_COLUMNS, SCALAR_COLUMNS, CollectReport, collect_run, read_shard_columns, shard_files
+from .tables import write_atomic
 
-FIT_READY = "fit_ready"
 FORMAT = "datamodels.fit_ready/1"
 MANIFEST = "manifest.json"
 
@@ -90,21 +91,21 @@ def build_fit_ready(run_dir: str | os.PathLike, progress: bool = True) -> FitRea
     A stale layout of this run is replaced; a matching one that a parallel builder published
     first is used instead of this build's.
     """
-    run_dir = Path(run_dir)
-    run, report = collect_run(run_dir)
+    folder = RunFolder(run_dir)
+    run, report = collect_run(folder.root)
     if not len(report.present):
         raise StoreError(f"{report.shard_dir} holds no models yet: there is nothing to lay out for the fit")
     manifest = {"format": FORMAT, "run": run, "n": run["n"], "T": run["T"], "m": len(report.present),
                 "shards": _shard_stats(report.shards)}
-    layout = _matching(run_dir / FIT_READY, manifest)
+    layout = _matching(folder.fit_ready, manifest)
     if layout is not None:  # already built from these shards (by collect, or by a parallel fit part)
         return layout
-    tmp = run_dir / f".{FIT_READY}.{os.getpid()}.tmp"
+    tmp = folder.fit_ready_building(os.getpid())
     shutil.rmtree(tmp, ignore_errors=True)  # left by a killed builder that had this process id
     tmp.mkdir()
     try:
         _write_layout(tmp, report, manifest, progress)
-        return _publish(run_dir, tmp, manifest)
+        return _publish(folder, tmp, manifest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -152,10 +153,10 @@ def _run_or_index(rows: np.ndarray) -> slice | np.ndarray:
     return rows
 
 
-def _publish(run_dir: Path, tmp: Path, manifest: dict) -> FitReady:
+def _publish(folder: RunFolder, tmp: Path, manifest: dict) -> FitReady:
     """Rename the finished layout into place, moving a stale one aside (see :func:`build_fit_ready`)."""
-    final = run_dir / FIT_READY
-    aside = run_dir / f".{FIT_READY}.{os.getpid()}.old"
+    final = folder.fit_ready
+    aside = folder.fit_ready_aside(os.getpid())
     shutil.rmtree(aside, ignore_errors=True)  # left by a killed builder that had this process id
     layout = _matching(final, manifest)
     if layout is not None:
@@ -170,7 +171,7 @@ def _publish(run_dir: Path, tmp: Path, manifest: dict) -> FitReady:
         layout = _matching(final, manifest)
         if layout is None:
             raise StoreError(f"{final} could not be put in place ({err}): another process replaced it with a "
-                             f"layout of other shards; run jobs/collect.py run_dir={run_dir} again") from err
+                             f"layout of other shards; run jobs/collect.py run_dir={folder.root} again") from err
         return layout
     finally:
         shutil.rmtree(aside, ignore_errors=True)
@@ -196,17 +197,17 @@ def open_fit_ready(run_dir: str | os.PathLike, build_missing: bool = True, progr
     another run or a folder that is not a layout. It never rebuilds a stale layout and never
     deletes anything: ``jobs/collect.py`` rebuilds.
     """
-    run_dir = Path(run_dir)
-    run = read_run(run_dir)
-    layout = run_dir / FIT_READY
+    folder = RunFolder(run_dir)
+    run = folder.read_run()
+    layout = folder.fit_ready
     if not layout.exists():
         if not build_missing:
-            raise StoreError(f"{layout} does not exist: run jobs/collect.py run_dir={run_dir} to build it")
+            raise StoreError(f"{layout} does not exist: run jobs/collect.py run_dir={folder.root} to build it")
         print(f"{layout} does not exist: building it from the shards (jobs/collect.py does this once)")
         return build_fit_ready(run_dir, progress)
     manifest = _read_manifest(layout, run)
     built = {s["name"]: (s["size"], s["mtime_ns"]) for s in manifest["shards"]}
-    now = {s["name"]: (s["size"], s["mtime_ns"]) for s in _shard_stats(shard_files(run_dir / "shards")[0])}
+    now = {s["name"]: (s["size"], s["mtime_ns"]) for s in _shard_stats(shard_files(folder.shards)[0])}
     changes = [(sorted(now.keys() - built.keys()), "added"), (sorted(built.keys() - now.keys()), "removed"),
                (sorted(k for k in now.keys() & built.keys() if now[k] != built[k]), "replaced")]
     changes = [f"{', '.join(names[:5])}{' ...' if len(names) > 5 else ''} {'was' if len(names) == 1 else 'were'} "
@@ -214,6 +215,15 @@ def open_fit_ready(run_dir: str | os.PathLike, build_missing: bool = True, progr
     if changes:
         raise StaleLayoutError(layout, len(built), "; ".join(changes))
     return _open_layout(layout, manifest)
+
+
+def refresh_fit_ready(run_dir: str | os.PathLike, progress: bool = True) -> tuple[FitReady, str | None]:
+    """The run's layout, rebuilt when its shards changed since it was built (``jobs/collect.py``):
+    ``(layout, what changed)``, the second None when nothing did."""
+    try:
+        return open_fit_ready(run_dir, progress=progress), None
+    except StaleLayoutError as stale:
+        return build_fit_ready(run_dir, progress=progress), stale.changes
 
 
 def _read_manifest(layout: Path, run: dict) -> dict:

@@ -16,12 +16,15 @@ and only after every fit succeeded:
 
 Rows of other methods, and of this method's other targets, already in those files are kept,
 so ``fit=proxyspex``, ``fit=linear`` and ``fit=linear_gpu`` runs accumulate side by side for
-comparison. ``linear_gpu`` (:mod:`datamodels.interactions.batched_lasso`) fits whole batches
-of targets on a GPU in this process instead of spreading them over worker processes.
+comparison. Every engine is driven through the same hooks (:mod:`datamodels.interactions.engine`):
+which models judge it, how its targets are fitted (``linear_gpu`` fits whole batches on a GPU in
+this process instead of spreading them over worker processes), what the run's design sets.
+Settings: :class:`FitSettings` (``conf/fit/``); a whole fit whose inputs and settings are those
+of its last run is skipped (:mod:`datamodels.stage_inputs`).
 
 A sweep whose masks draw alpha from a grid (``sweep.alpha=[0.2,0.5,0.9]``) can be fitted at
 one alpha (``fit.alpha=0.2``): only the models of masks drawn with it are split, fitted and
-judged, and the tables go to ``<run_dir>/fit/alpha-0.2/`` (:func:`fit_dir`), a surrogate valid
+judged, and the tables go to ``<run_dir>/fit/alpha-0.2/`` (:meth:`RunFolder.fit`), a surrogate valid
 at that fraction kept (the pruning stage's matched surrogates, :mod:`datamodels.pruning`).
 
 At scale the targets are split into ``parts`` contiguous ranges fitted as separate jobs
@@ -33,23 +36,24 @@ missing parts and targets fitted twice.
 
 from __future__ import annotations
 
-from pathlib import Path
+import logging
+from dataclasses import asdict, dataclass, field
+from importlib import import_module
 
 import numpy as np
 import pandas as pd
 
-from .errors import UserError
+from .errors import StoreError, UserError
 from .fit_ready import open_fit_ready
-from .interactions import interaction_table, iter_fit_targets, make_estimator
-from .interactions.batched_lasso import BatchedLinearDatamodel
-from .interactions.spex import SPEX
+from .interactions import interaction_table, make_engine
 from .masks import design_of
 from .packed import as_packed
+from .run_folder import RunFolder
 from .stage_inputs import StageInputs
-from .store import StoreError, collect_run, read_frame, write_frame
+from .tables import read_frame, write_frame
 
+log = logging.getLogger(__name__)
 STAGE = "fit (jobs/fit.py)"
-FILES = ("interactions.parquet", "fit_metrics.parquet")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -92,30 +96,14 @@ def noise_ceiling(y, mask_id) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# The stage
-
-
-def heldout_split(mask_id, fraction: float, seed: int) -> np.ndarray:
-    """Bool [m]: models held out of fitting, chosen per mask id so repeats stay together.
-
-    A seeded hash of each mask id (splitmix64) rather than a permutation of the ids present,
-    so a model's side does not change when the sweep grows.
-    """
-    if not 0.0 < fraction < 1.0:
-        raise UserError(f"fit.heldout_fraction must be in (0, 1); got {fraction}")
-    with np.errstate(over="ignore"):  # wrapping uint64 arithmetic is the hash
-        z = np.asarray(mask_id).astype(np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(11)).astype(float) / 2.0**53 < fraction
+# Fitting and judging arrays
 
 
 def fit_and_evaluate(masks, margins, mask_id, method: str, params: dict | None = None,
                      target_ids=None, heldout_fraction: float = 0.2, split_seed: int = 0,
                      workers: int = 1, progress: bool = True, fit_models: int | None = None,
                      columns=None, models=None):
-    """Fit ``method`` to columns of ``margins`` on the fit split; judge it on held-out models.
+    """Fit engine ``method`` to columns of ``margins`` on the fit split; judge it on held-out models.
 
     ``masks``: bool or 0/1 ``[m, n]``, or :class:`~datamodels.packed.PackedMasks` (memory-mapped
     at scale); ``margins``: array-like ``[m, T]`` (a transposed target-major memory map reads
@@ -123,27 +111,20 @@ def fit_and_evaluate(masks, margins, mask_id, method: str, params: dict | None =
     names columns in the output (default their index), for margins that hold a subset of a
     sweep's targets. ``fit_models`` fits on only the first that many models of the fit split,
     judged on the same held-out models (learning curves). ``models`` (bool ``[m]``) restricts
-    everything, fit, held-out split and noise ceiling, to those models.
+    everything, fit, held-out split and noise ceiling, to those models. Which models are held
+    out is the engine's choice (:meth:`~datamodels.interactions.Engine.heldout_models`).
 
     Returns ``(interactions, metrics)`` DataFrames sorted by target: interactions has one row
     per non-constant Möbius term (target, members, order, mobius, kind, method); metrics one
     row per target (target, method, r2, spearman, noise_ceiling, r2_fraction_of_ceiling,
-    models_used, seconds, working_set, kkt_added, penalty_at_floor). The noise ceiling uses all models' repeats
-    (NaN when no mask is repeated).
+    models_used, seconds, working_set, kkt_added, penalty_at_floor). The noise ceiling uses all
+    models' repeats (NaN when no mask is repeated).
     """
-    estimator = make_estimator(method, **(params or {}))
+    engine = make_engine(method, **(params or {}))
     masks = as_packed(masks, "masks")
     mask_id = np.asarray(mask_id)
     eligible = np.ones(len(mask_id), dtype=bool) if models is None else np.asarray(models, dtype=bool)
-    if isinstance(estimator, SPEX):
-        # SPEX reads exactly the masks of its design; every other mask of the sweep judges it.
-        held = ~estimator.design_rows(masks) & eligible
-        if not held.any():
-            raise UserError("fit=spex: every mask of the sweep is one SPEX's design asked for, none is left to "
-                            "judge it on (a sweep of sweep.design=spex adds judging masks; was sweep.num_models "
-                            "cut short?)")
-    else:
-        held = heldout_split(mask_id, heldout_fraction, split_seed) & eligible
+    held = engine.heldout_models(masks, mask_id, heldout_fraction, split_seed) & eligible
     if held.sum() == eligible.sum() or not held.any():
         raise UserError(
             f"the held-out split of {eligible.sum()} models is {'everything' if held.any() else 'empty'}"
@@ -155,13 +136,13 @@ def fit_and_evaluate(masks, margins, mask_id, method: str, params: dict | None =
         if not 0 < fit_models <= len(used):
             raise ValueError(f"fit_models={fit_models}: the fit split has {len(used)} models")
         used = used[:fit_models]
+    if len(used) < engine.min_models:
+        raise UserError(f"fit={method} needs at least {engine.min_models} models to fit on (for its validation "
+                        f"split and cross-validation folds); the sweep has {eligible.sum()}, of which {held.sum()} "
+                        f"are held out to judge the fit: train more (sweep.num_models)")
     held_masks = masks[held]
     tables, rows = [], []
-    if isinstance(estimator, BatchedLinearDatamodel):  # all targets of a batch at once on the GPU
-        fits = estimator.iter_fit(masks, margins, columns, used, mask_id[used], progress)
-    else:
-        fits = iter_fit_targets(estimator, masks, margins, columns, used, workers, progress=progress)
-    for fit in fits:
+    for fit in engine.fit_targets(masks, margins, columns, used, mask_id[used], workers, progress):
         y = np.asarray(margins[:, fit.target], dtype=float)
         pred = fit.estimator.predict(held_masks)
         ceiling = noise_ceiling(y[eligible], mask_id[eligible])
@@ -180,12 +161,69 @@ def fit_and_evaluate(masks, margins, mask_id, method: str, params: dict | None =
             metrics.sort_values("target", kind="stable", ignore_index=True))
 
 
+# ---------------------------------------------------------------------------------------------
+# The stage
+
+
+@dataclass
+class FitSettings:
+    """The fit stage's settings: ``conf/fit/<method>.yaml`` over ``conf/fit/_stage.yaml``.
+
+    ``method``/``params``: the engine (``fit=<name>``) and its parameters; ``module``: a module
+    to import first, which registers an engine of the user's (docs/interactions.md). Targets:
+    a list (``targets``), a range (``start``..``stop - 1``) or all; ``part`` of ``parts``
+    contiguous ranges of them for SLURM arrays. Judging: ``heldout_fraction`` of the mask ids,
+    chosen by ``split_seed``. ``alpha``: fit only the masks drawn at that alpha. ``workers``:
+    processes.
+    """
+
+    method: str = "proxyspex"
+    params: dict = field(default_factory=dict)
+    module: str | None = None
+    targets: list[int] | None = None
+    start: int | None = None
+    stop: int | None = None
+    part: int | None = None
+    parts: int | None = None
+    heldout_fraction: float = 0.2
+    split_seed: int = 0
+    alpha: float | None = None
+    workers: int = 1
+
+    def __post_init__(self):
+        self.params = dict(self.params or {})
+        for name, kind in (("start", int), ("stop", int), ("part", int), ("parts", int), ("split_seed", int),
+                           ("workers", int), ("heldout_fraction", float), ("alpha", float)):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or kind is int and value != int(value)):
+                raise UserError(f"fit.{name}={value!r} must be {'an integer' if kind is int else 'a number'}")
+        if self.workers < 1:
+            raise UserError(f"fit.workers={self.workers} must be at least 1")
+        if self.part is not None and self.parts is None:
+            raise UserError(f"fit.part={self.part} needs fit.parts, the number of parts the targets are split into")
+        self.engine()  # an unknown method, module or parameter fails before any reading
+
+    def engine(self):
+        """The unfitted engine these settings name (its module imported first)."""
+        if self.module:
+            try:
+                import_module(self.module)
+            except ImportError as err:
+                raise UserError(f"fit.module={self.module!r} cannot be imported ({err})") from err
+        return make_engine(self.method, **self.params)
+
+    def recorded(self) -> dict:
+        """What decides a whole fit's tables (not how many processes make them, nor the parts)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("workers", "part", "parts")}
+
+
 def select_targets(run_dir, targets=None, start=None, stop=None) -> list[int]:
     """Target columns to fit: a list, a ``start``..``stop - 1`` range, or every target.
 
     Checked against the run's ``T`` (its ``run.json``): an error names the setting at fault.
     """
-    T = collect_run(run_dir)[0]["T"]
+    T = RunFolder(run_dir).read_run()["T"]
     if targets is not None:
         if start is not None or stop is not None:
             raise UserError("fit.targets and fit.start/fit.stop both set: give one or the other")
@@ -198,36 +236,30 @@ def select_targets(run_dir, targets=None, start=None, stop=None) -> list[int]:
     stop = T if stop is None else stop
     if not 0 <= start < stop <= T:
         raise UserError(f"fit.start={start}, fit.stop={stop}: the range must lie in 0..{T} with start < stop "
-                         f"(the sweep has T={T} targets)")
+                        f"(the sweep has T={T} targets)")
     return list(range(start, stop))
 
 
-def save_fit(fit_dir, interactions: pd.DataFrame, metrics: pd.DataFrame, meta: dict):
+def save_fit(folder: RunFolder, alpha: float | None, interactions: pd.DataFrame, metrics: pd.DataFrame,
+             meta: dict) -> list:
     """Write both tables, keeping rows of other methods or targets already there.
 
     ``meta["methods"]`` (method -> its settings) is merged with the files' own, so the metadata
     says how every method in the tables was fitted.
     """
-    fit_dir = Path(fit_dir)
     for method in meta["methods"]:  # these rows change: a record of a whole fit's inputs no longer holds
-        inputs_record(fit_dir, method).unlink(missing_ok=True)
-    frames = dict(zip(FILES, (interactions, metrics)))
-    written = {}
-    for name, new in frames.items():
-        path, file_meta = fit_dir / name, meta
+        folder.fit_record(method, alpha).unlink(missing_ok=True)
+    written = []
+    for path, new in zip(folder.fit_tables(alpha), (interactions, metrics)):
+        file_meta = meta
         if path.exists():
             old, old_meta = read_frame(path, STAGE)
             replaced = old["method"].isin(new["method"].unique()) & old["target"].isin(new["target"])
             new = pd.concat([old[~replaced], new], ignore_index=True).sort_values(
                 ["method", "target"], kind="stable", ignore_index=True)
             file_meta = meta | {"methods": old_meta.get("methods", {}) | meta["methods"]}
-        written[name] = (new, file_meta)
-    return [write_frame(fit_dir / name, frame, m) for name, (frame, m) in written.items()]
-
-
-def fit_dir(run_dir, alpha: float | None = None) -> Path:
-    """Where a fit's tables live: ``<run_dir>/fit``, or ``<run_dir>/fit/alpha-A`` for ``fit.alpha=A``."""
-    return Path(run_dir) / "fit" if alpha is None else Path(run_dir) / "fit" / f"alpha-{float(alpha):g}"
+        written.append((path, new, file_meta))
+    return [write_frame(path, frame, m) for path, frame, m in written]
 
 
 def models_at_alpha(meta: dict, mask_id, alpha: float) -> np.ndarray:
@@ -237,87 +269,68 @@ def models_at_alpha(meta: dict, mask_id, alpha: float) -> np.ndarray:
     if design is None or not any(np.isclose(alpha, a) for a in design.alphas):
         drawn = f"alpha {list(design.alphas)}" if design is not None else f"design={meta['design']}"
         raise UserError(f"fit.alpha={alpha}: this sweep's masks were drawn with {drawn}; choose one of its alphas, "
-                         f"or sweep a grid that holds it (e.g. sweep.alpha=[{alpha},...] in a new run_dir)")
+                        f"or sweep a grid that holds it (e.g. sweep.alpha=[{alpha},...] in a new run_dir)")
     ids, inverse = np.unique(np.asarray(mask_id), return_inverse=True)
     return np.isclose(design.alpha_of(ids), alpha)[inverse]
 
 
-def _fit(run_dir, method: str, params, targets, heldout_fraction, split_seed, workers, progress, alpha=None):
+def _fit(run_dir, settings: FitSettings, targets: list[int], progress: bool):
     """Fit the ``targets`` columns of a run's sweep: both tables and their metadata."""
-    make_estimator(method, **(params or {}))  # an unknown method or parameter fails before any reading
     ready = open_fit_ready(run_dir, progress=progress)
-    models = None if alpha is None else models_at_alpha(ready.meta, ready.mask_id, alpha)
-    if method == "spex":
-        params = spex_params(ready.meta, params)
+    run = ready.meta
+    if len(ready.model_index) < run["num_models"]:
+        log.warning(f"fitting {len(ready.model_index):,} of the sweep's {run['num_models']:,} models: the others are "
+                    f"not collected (jobs/collect.py run_dir={run_dir} lists them)")
+    models = None if settings.alpha is None else models_at_alpha(run, ready.mask_id, settings.alpha)
+    params = type(settings.engine()).params_from_run(run, settings.params)
     interactions, metrics = fit_and_evaluate(
-        ready.masks, ready.margins.T, ready.mask_id, method, params, None,
-        heldout_fraction, split_seed, workers, progress, columns=targets, models=models)
-    meta = {"fingerprint": ready.meta["fingerprint"], "n": ready.meta["n"],
-            "T": ready.meta["T"], "config_hash": ready.meta.get("config_hash"), "alpha": alpha,
-            "methods": {method: {"params": params or {}, "heldout_fraction": heldout_fraction,
-                                 "split_seed": split_seed}}}
+        ready.masks, ready.margins.T, ready.mask_id, settings.method, params, None, settings.heldout_fraction,
+        settings.split_seed, settings.workers, progress, columns=targets, models=models)
+    meta = {"fingerprint": run["fingerprint"], "n": run["n"], "T": run["T"], "config_hash": run.get("config_hash"),
+            "alpha": settings.alpha,
+            "methods": {settings.method: {"params": params, "heldout_fraction": settings.heldout_fraction,
+                                          "split_seed": settings.split_seed}}}
     return interactions, metrics, meta
 
 
-def spex_params(run: dict, params: dict | None) -> dict:
-    """fit=spex reads the design of a ``sweep.design=spex`` run: its budget, seed and degree,
-    unless ``fit.params`` names a design (to read SPEX's masks out of an exhaustive sweep)."""
-    params = {key: value for key, value in (params or {}).items() if value is not None}
-    if "budget" in params:
-        return params
-    if run.get("design") != "spex":
-        raise UserError(f"fit=spex decodes the masks of SPEX's own design, and this sweep's design is "
-                         f"{run.get('design')!r}: run a sweep with sweep.design=spex sweep.budget=B, or give "
-                         f"fit.params.budget (and seed) to read them out of a sweep that holds them (exhaustive)")
-    return params | {"budget": run["budget"], "seed": run["sweep_seed"], "degree": run["degree"]}
-
-
-def run_fit(run_dir, method: str, params: dict | None = None, targets=None, start=None, stop=None,
-            heldout_fraction: float = 0.2, split_seed: int = 0, workers: int = 1,
-            progress: bool = True, alpha: float | None = None):
-    """The whole stage for one run folder; returns both tables and the written paths."""
-    chosen = select_targets(run_dir, targets, start, stop)
-    interactions, metrics, meta = _fit(run_dir, method, params, chosen, heldout_fraction, split_seed, workers,
-                                       progress, alpha)
-    return interactions, metrics, save_fit(fit_dir(run_dir, alpha), interactions, metrics, meta)
-
-
-def inputs_record(fit_dir, method: str) -> Path:
-    return Path(fit_dir) / f".inputs-{method}.json"
-
-
-def fit_inputs(run_dir, method: str, settings: dict, alpha: float | None = None,
-               progress: bool = True) -> StageInputs:
-    """The recorded inputs of a whole fit of ``method``: the fit-ready layout it reads (checked
-    against the shards first, built if missing) and its settings."""
+def fit_inputs(run_dir, settings: FitSettings, progress: bool = True) -> StageInputs:
+    """The recorded inputs of a whole fit: the fit-ready layout it reads (checked against the
+    shards first, built if missing) and its settings."""
     layout = open_fit_ready(run_dir, progress=progress).path
-    return StageInputs(inputs_record(fit_dir(run_dir, alpha), method), {"fit_ready": layout / "manifest.json"},
-                       settings)
+    return StageInputs(RunFolder(run_dir).fit_record(settings.method, settings.alpha),
+                       {"fit_ready": layout / "manifest.json"}, settings.recorded())
 
 
-def part_paths(run_dir, method: str, part: int, alpha: float | None = None) -> list[Path]:
-    folder = fit_dir(run_dir, alpha) / "parts" / method
-    return [folder / f"part-{part:04d}.{name}" for name in FILES]
+def run_fit(run_dir, settings: FitSettings, progress: bool = True, force: bool = False):
+    """The whole stage for one run folder: ``(interactions, metrics, written paths)``, or None
+    when the fit's inputs and settings are those of its last run and its tables are in place
+    (``force`` redoes it)."""
+    folder = RunFolder(run_dir)
+    inputs = fit_inputs(run_dir, settings, progress)
+    if not force and inputs.unchanged(folder.fit_tables(settings.alpha)):
+        return None
+    chosen = select_targets(run_dir, settings.targets, settings.start, settings.stop)
+    interactions, metrics, meta = _fit(run_dir, settings, chosen, progress)
+    paths = save_fit(folder, settings.alpha, interactions, metrics, meta)
+    inputs.save()
+    return interactions, metrics, paths
 
 
-def run_fit_part(run_dir, part: int, parts: int, method: str, params: dict | None = None, targets=None,
-                 start=None, stop=None, heldout_fraction: float = 0.2, split_seed: int = 0,
-                 workers: int = 1, progress: bool = True, alpha: float | None = None):
-    """Fit the ``part``-th of ``parts`` contiguous ranges of the selected targets, to its part files.
-
-    Returns the written paths, or None when the part was already written (it is not redone).
-    """
+def run_fit_part(run_dir, settings: FitSettings, progress: bool = True):
+    """Fit part ``settings.part`` of ``settings.parts`` contiguous ranges of the selected targets,
+    to its part files. Returns the written paths, or None when the part was already written (it
+    is not redone)."""
+    part, parts = settings.part, settings.parts
     if not 0 <= part < parts:
         raise UserError(f"fit.part={part} must lie in 0..{parts - 1} (fit.parts={parts})")
-    paths = part_paths(run_dir, method, part, alpha)
+    paths = RunFolder(run_dir).fit_part(settings.method, part, settings.alpha)
     if all(p.exists() for p in paths):
         return None
-    selected = select_targets(run_dir, targets, start, stop)
+    selected = select_targets(run_dir, settings.targets, settings.start, settings.stop)
     chosen = [int(t) for t in np.array_split(np.asarray(selected), parts)[part]]
     if not chosen:
         raise UserError(f"fit.parts={parts} is more than the {len(selected)} targets to fit")
-    interactions, metrics, meta = _fit(run_dir, method, params, chosen, heldout_fraction, split_seed,
-                                       workers, progress, alpha)
+    interactions, metrics, meta = _fit(run_dir, settings, chosen, progress)
     meta |= {"part": part, "parts": parts, "targets": chosen}
     return [write_frame(path, frame, meta) for path, frame in zip(paths, (interactions, metrics))]
 
@@ -328,10 +341,11 @@ def merge_fit_parts(run_dir, method: str, parts: int, alpha: float | None = None
     Refuses (naming them) missing parts, parts written with another ``parts``, parts of
     another sweep, and targets present in two parts.
     """
+    folder = RunFolder(run_dir)
     tables, metas = [[], []], []
     missing = []
     for part in range(parts):
-        paths = part_paths(run_dir, method, part, alpha)
+        paths = folder.fit_part(method, part, alpha)
         if not all(p.exists() for p in paths):
             missing.append(part)
             continue
@@ -344,10 +358,10 @@ def merge_fit_parts(run_dir, method: str, parts: int, alpha: float | None = None
         metas.append((paths[0], meta))
     if missing:
         raise StoreError(f"fit parts {', '.join(map(str, missing))} of {parts} ({method}) are missing under "
-                         f"{fit_dir(run_dir, alpha) / 'parts' / method}: run jobs/fit.py -m "
+                         f"{folder.fit_parts(method, alpha)}: run jobs/fit.py -m "
                          f"fit.part={','.join(map(str, missing))} fit.parts={parts} (with the fit's settings)")
     first_path, first = metas[0]
-    owner: dict[int, Path] = {}
+    owner: dict[int, object] = {}
     for path, meta in metas:
         if meta["fingerprint"] != first["fingerprint"] or meta["config_hash"] != first["config_hash"]:
             raise StoreError(f"{path} fits another sweep than {first_path}")
@@ -357,7 +371,7 @@ def merge_fit_parts(run_dir, method: str, parts: int, alpha: float | None = None
             owner[target] = path
     meta = {k: v for k, v in first.items() if k not in ("part", "parts", "targets")}
     interactions, metrics = (pd.concat(t, ignore_index=True) for t in tables)
-    return save_fit(fit_dir(run_dir, alpha), interactions, metrics, meta)
+    return save_fit(folder, alpha, interactions, metrics, meta)
 
 
 def summary(interactions: pd.DataFrame, metrics: pd.DataFrame) -> str:

@@ -26,10 +26,10 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .masks import MaskDesign, training_seed
-from .store import (FORMAT, ModelRecord, check_identity, check_run_folder, read_frame, read_shard_meta,
-                    shard_path, write_frame, write_shard)
+from .run_folder import RunFolder, check_identity
+from .store import FORMAT, ModelRecord, read_shard_meta, write_shard
+from .tables import read_frame, write_frame
 
-TRUTH = Path("planted") / "truth.parquet"
 # Stream tag of the per-target game seeds, beside the mask (0) and training-seed (1) streams.
 _GAME_STREAM = 2
 # Gathered mask columns and term products are evaluated in row chunks of about this many bytes.
@@ -224,21 +224,21 @@ def write_planted_sweep(run_dir: str | os.PathLike, n: int, T: int, num_masks: i
     meta = {"format": FORMAT, "fingerprint": f"planted-{digest}", "n": n, "T": T, "design": design.kind,
             **({"budget": spex_budget, "degree": spex_degree} if spex_budget is not None else {}), "alpha": alpha, "sweep_seed": seed, "repeats": repeats, "models_per_shard": models_per_shard,
             "num_models": num_models, "config_hash": digest, "version": __version__, "dataset": "planted"}
-    run_dir = Path(run_dir)
-    check_run_folder(run_dir, meta)
+    folder = RunFolder(run_dir)
+    folder.check_sweep(meta)
     noise_sd, spectra = np.zeros(T), []
     for t in range(T):  # one target's dict at a time: at n = 50,000 a dict of every player is large
         mobius = planted_game(n, seed=_game_seed(seed, t), **game)
         noise_sd[t] = noise * bernoulli_sd(mobius, alpha)
         spectra.append(_by_order(mobius))
-    if not (run_dir / TRUTH).exists():
-        write_frame(run_dir / TRUTH, _truth_table(spectra), params)
+    if not folder.planted_truth.exists():
+        write_frame(folder.planted_truth, _truth_table(spectra), params)
     games = _PlantedGames(spectra)
     del spectra
     written = []
     num_shards = -(-num_models // models_per_shard)
     for shard in tqdm(range(num_shards), desc="planted shards", unit="shard", disable=not progress):
-        path = shard_path(run_dir / "shards", shard)
+        path = folder.shard(shard)
         if path.exists():
             check_identity(path, read_shard_meta(path), meta)
             continue
@@ -258,7 +258,7 @@ def write_planted_sweep(run_dir: str | os.PathLike, n: int, T: int, num_masks: i
 
 def read_planted_truth(run_dir: str | os.PathLike) -> dict[int, dict]:
     """Target -> the Möbius spectrum planted for it (``{(): constant, (i,): main, (i, j): pair, ...}``)."""
-    frame, _ = read_frame(Path(run_dir) / TRUTH, "planted")
+    frame, _ = read_frame(RunFolder(run_dir).planted_truth, "planted")
     truth: dict[int, dict] = {}
     for t, members, value in zip(frame["target"], frame["members"], frame["mobius"]):
         truth.setdefault(int(t), {})[tuple(int(i) for i in members)] = float(value)
@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> None:
     num_shards = -(-args.masks * args.repeats // args.models_per_shard)
     print(f"{args.run_dir}: {len(written)} shards written, {num_shards - len(written)} already present "
           f"({args.masks * args.repeats} models, n={args.n}, T={args.targets}); "
-          f"truth in {Path(args.run_dir) / TRUTH}")
+          f"truth in {RunFolder(args.run_dir).planted_truth}")
 
 
 if __name__ == "__main__":

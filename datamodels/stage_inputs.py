@@ -6,7 +6,7 @@ every input file it read, its settings and the package version. When the record 
 the stage would read now and every output is still in place, the stage is skipped
 (``force=true`` redoes it). Stages call it as::
 
-    inputs = StageInputs(run_dir / "fit" / ".inputs-proxyspex.json", {"layout": path}, settings)
+    inputs = StageInputs(RunFolder(run_dir).fit_record("proxyspex"), {"layout": path}, settings)
     if not force and inputs.unchanged(outputs):
         return                 # skipped
     ...                        # the stage's work
@@ -15,25 +15,13 @@ the stage would read now and every output is still in place, the stage is skippe
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Iterable, Mapping
 
 from . import __version__
-from .store import write_atomic
-
-
-def file_digest(path: Path) -> str | None:
-    """sha256 of a file's bytes, or None when it does not exist (an optional input)."""
-    if not path.exists():
-        return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from .tables import file_digest, write_atomic
 
 
 class StageInputs:

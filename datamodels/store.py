@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -47,24 +46,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import UserError
+from .errors import StoreError
+from .run_folder import (PARTIAL_RE, SHARD_RE, TEMP_RE, RunFolder, check_identity)
+from .tables import write_atomic
 
 FORMAT = "datamodels.shard/1"
 META_KEY = b"datamodels"
-# The keys that make two shards belong to the same sweep.
-IDENTITY_KEYS = ("format", "fingerprint", "n", "T", "design", "alpha", "sweep_seed", "repeats",
-                 "models_per_shard", "num_models", "config_hash", "budget", "degree")  # the last two: design=spex
-# The configuration sections that decide a sweep's results (all but sweep.shard, which only
-# picks the work of one job): a run folder records them (config.json) and keeps them.
-RUN_SECTIONS = ("dataset", "players", "model", "train", "loader", "sweep")
-LAUNCH_SETTINGS = ("sweep.shard",)
-SHARD_RE = re.compile(r"^shard-(\d{6})\.parquet$")
-TEMP_RE = re.compile(r"^\.shard-\d{6}\.parquet\.\d+\.tmp$")
-PARTIAL_RE = re.compile(r"^\.shard-(\d{6})\.partial$")
-
-
-class StoreError(UserError):
-    """A shard or run folder is corrupt, foreign or inconsistent; the message names the file."""
 
 
 @dataclass
@@ -80,19 +67,6 @@ class ModelRecord:
     timings: dict = field(default_factory=dict)  # data / compute / eval seconds; not stored
 
 
-def shard_path(shard_dir: str | os.PathLike, shard: int) -> Path:
-    return Path(shard_dir) / f"shard-{shard:06d}.parquet"
-
-
-def partial_dir(shard_dir: str | os.PathLike, shard: int) -> Path:
-    """Where the finished models of an unfinished shard are checkpointed."""
-    return Path(shard_dir) / f".shard-{shard:06d}.partial"
-
-
-def checkpoint_path(shard_dir: str | os.PathLike, shard: int, model_index: int) -> Path:
-    return partial_dir(shard_dir, shard) / f"model-{model_index:06d}.parquet"
-
-
 def partial_models(shard_dir: str | os.PathLike) -> dict[int, int]:
     """Shard number -> models checkpointed in its partial folder, for the unfinished shards."""
     shard_dir = Path(shard_dir)
@@ -106,18 +80,6 @@ def _schema(meta: dict) -> pa.Schema:
         ("mask", pa.binary()), ("margins", pa.list_(pa.float32(), meta["T"])),
         ("holdout_acc", pa.float64()), ("train_seconds", pa.float64()),
     ], metadata={META_KEY: json.dumps(meta, sort_keys=True).encode()})
-
-
-def write_atomic(path: Path, write) -> None:
-    """Call ``write(tmp_path)``, flush it to disk, then rename it to ``path``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_shard(path: str | os.PathLike, records: Iterable[ModelRecord], meta: dict) -> Path:
@@ -215,19 +177,6 @@ def read_shard_meta(path: str | os.PathLike) -> dict:
     if meta.get("format") != FORMAT:
         raise StoreError(f"{path} has format {meta.get('format')!r}, expected {FORMAT!r}")
     return meta
-
-
-def identity(meta: dict) -> dict:
-    return {k: meta.get(k) for k in IDENTITY_KEYS}
-
-
-def check_identity(path: Path, meta: dict, expected: dict) -> None:
-    found, want = identity(meta), identity(expected)
-    if found != want:
-        diff = ", ".join(f"{k}={found[k]!r} there, {want[k]!r} in this job's settings" for k in IDENTITY_KEYS
-                         if found[k] != want[k])
-        raise StoreError(f"{path} belongs to a different sweep: {diff}. It was left untouched; "
-                         f"move it away or point the run at another folder.")
 
 
 def shard_files(shard_dir: str | os.PathLike) -> tuple[list[Path], list[Path]]:
@@ -382,99 +331,8 @@ def load_sweep(shard_dir: str | os.PathLike, targets: Iterable[int] | None = Non
     return Sweep(**columns, targets=cols, meta=meta, report=report)
 
 
-# --------------------------------------------------------------------------- run folder
-
-
-def check_run_folder(run_dir: str | os.PathLike, meta: dict, config: dict | None = None) -> None:
-    """Claim ``run_dir`` for this sweep, or refuse it if it holds another sweep.
-
-    The run's identity is kept in ``run.json`` and, when given, the full resolved configuration
-    in ``config.json`` (later stages rebuild the data from it). Parallel workers of the same
-    sweep may all write them: their contents are identical, and each re-reads what won.
-    """
-    run_dir = Path(run_dir)
-    manifest = run_dir / "run.json"
-    # Hydra may have made the log folder before the job starts, and a parallel worker of this
-    # sweep may be writing run.json right now (its hidden temporary file).
-    def foreign(p: Path) -> bool:
-        return p.name != "logs" and not (p.name.startswith(".") and p.name.endswith(".tmp"))
-
-    if run_dir.exists() and not manifest.exists() and any(foreign(p) for p in run_dir.iterdir()):
-        raise StoreError(f"{run_dir} is not empty and holds no run.json: it is not a run folder of this "
-                         f"package. Choose another run_dir.")
-    if not manifest.exists():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(manifest, lambda tmp: tmp.write_text(json.dumps(identity(meta), sort_keys=True, indent=1)))
-    try:
-        found = json.loads(manifest.read_text())
-    except json.JSONDecodeError as err:
-        raise StoreError(f"{manifest} is corrupt ({err})") from err
-    check_identity(manifest, found, meta)
-    if config is not None and not (run_dir / "config.json").exists():
-        write_atomic(run_dir / "config.json", lambda tmp: tmp.write_text(json.dumps(config, indent=1, default=str)))
-
-
-def no_sweep_error(run_dir: str | os.PathLike, missing: str = "run.json") -> StoreError:
-    """The error for a folder that holds no sweep, naming the run folders beside it."""
-    run_dir = Path(run_dir)
-    beside = sorted(p.parent for p in run_dir.parent.glob("*/run.json")) if run_dir.parent.is_dir() else []
-    shown = [os.path.relpath(p) if p.is_relative_to(Path.cwd()) else str(p) for p in beside[:5]]
-    where = f"one of the sweeps beside it ({', '.join(shown)})" if shown else "the folder of a sweep"
-    return StoreError(f"{run_dir} holds no sweep (no {missing}): pass run_dir= {where}, or run jobs/sweep.py "
-                      f"with these settings first")
-
-
-def read_run(run_dir: str | os.PathLike) -> dict:
-    """The identity of a run folder's sweep, as its ``run.json`` records it."""
-    manifest = Path(run_dir) / "run.json"
-    if not manifest.exists():
-        raise no_sweep_error(run_dir)
-    return json.loads(manifest.read_text())
-
-
 def collect_run(run_dir: str | os.PathLike) -> tuple[dict, CollectReport]:
     """The identity of a run folder's sweep (``run.json``) and the report of its shards."""
-    expected = read_run(run_dir)
-    return expected, collect(Path(run_dir) / "shards", expected)
-
-
-def read_run_config(run_dir: str | os.PathLike) -> dict:
-    """The resolved configuration a sweep was run with (``config.json`` of its run folder)."""
-    path = Path(run_dir) / "config.json"
-    if not path.exists():
-        raise no_sweep_error(run_dir, "config.json")
-    return json.loads(path.read_text())
-
-
-# --------------------------------------------------------------------------- stage tables
-
-FRAME_KEY = b"datamodels.stage"
-
-
-def write_frame(path: str | os.PathLike, frame, meta: dict) -> Path:
-    """Write a stage's DataFrame as parquet, atomically, with ``meta`` (JSON) in its metadata.
-
-    ``frame`` may also be a pyarrow Table: a table of millions of rows with a list column is
-    built from flat arrays, where a DataFrame would hold a Python object per row.
-    """
-    path = Path(path)
-    table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
-    table = table.replace_schema_metadata((table.schema.metadata or {}) | {FRAME_KEY: json.dumps(meta).encode()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, lambda tmp: pq.write_table(table, tmp))
-    return path
-
-
-def read_frame(path: str | os.PathLike, stage: str):
-    """A stage's DataFrame and its metadata; a clear error when it is missing or not ours."""
-    path = Path(path)
-    if not path.exists():
-        raise StoreError(f"{path} does not exist: run the {stage} stage first")
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as err:
-        raise StoreError(f"{path} is not a readable parquet file ({err})") from err
-    raw = (table.schema.metadata or {}).get(FRAME_KEY)
-    if raw is None:
-        raise StoreError(f"{path} was not written by the {stage} stage of this package (no metadata)")
-    return table.to_pandas(), json.loads(raw)
+    folder = RunFolder(run_dir)
+    expected = folder.read_run()
+    return expected, collect(folder.shards, expected)

@@ -8,8 +8,10 @@ training recipe, and :meth:`SweepRun.run_shard` trains one shard and writes its 
 
 Shards are idempotent: a shard whose file exists and validates is skipped, so re-running a
 sweep (after a crash, a pre-emption, or on purpose) redoes only what is missing. Within a
-shard every finished model is checkpointed (``datamodels.store.checkpoint_path``), so a shard
-killed mid-way resumes with its first unfinished model.
+shard every finished model is checkpointed (:meth:`RunFolder.checkpoint`), so a shard killed
+mid-way resumes with its first unfinished model. A shard is trained by one process at a time
+(:class:`~datamodels.run_folder.ShardClaim`): a second sweep that reaches it while the first
+still trains it skips it, saying who holds it.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ from .data import prepare
 from .masks import MaskDesign, MaskError, alpha_setting, group_players, kept_examples, load_mask_file, training_seed
 from .models import build_model
 from .loaders import ResidentSplits, make_loader, to_device
-from .store import (FORMAT, LAUNCH_SETTINGS, RUN_SECTIONS, ModelRecord, StoreError, check_identity, check_run_folder, checkpoint_path,
-                    partial_dir, read_models, read_run_config, read_shard_meta, shard_path, write_shard)
+from .errors import StoreError
+from .run_folder import LAUNCH_SETTINGS, RUN_SECTIONS, RunFolder, ShardClaim, check_identity
+from .store import FORMAT, ModelRecord, read_models, read_shard_meta, write_shard
 from .train import TrainConfig, train_model, train_models
 
 log = logging.getLogger(__name__)
@@ -64,7 +67,8 @@ class SweepRun:
     def __init__(self, config: dict, run_dir: str | os.PathLike):
         self.config = config
         self.run_dir = Path(run_dir)
-        self.shard_dir = self.run_dir / "shards"
+        self.folder = RunFolder(self.run_dir)
+        self.shard_dir = self.folder.shards
         ds = dict(config["dataset"])
         self.data = prepare(ds.pop("name"), ds.pop("train"), ds.pop("target"), ds.pop("holdout", None),
                             ds.pop("split_seed", 0), **(ds.pop("options", None) or {}))
@@ -114,9 +118,9 @@ class SweepRun:
     @classmethod
     def open(cls, run_dir: str | os.PathLike) -> "SweepRun":
         """The sweep of an existing run folder, its data re-created and checked against ``run.json``."""
-        run = cls(read_run_config(run_dir), run_dir)
-        manifest = Path(run_dir) / "run.json"
-        check_identity(manifest, json.loads(manifest.read_text()), run.meta)
+        folder = RunFolder(run_dir)
+        run = cls(folder.read_config(), run_dir)
+        check_identity(folder.run_json, folder.read_run(), run.meta)
         return run
 
     def _num_models(self, requested) -> int:
@@ -177,7 +181,7 @@ class SweepRun:
 
     def shard_is_done(self, shard: int) -> bool:
         """True when the shard's file exists and is whole and ours; an error when it is not ours."""
-        path = shard_path(self.shard_dir, shard)
+        path = self.folder.shard(shard)
         if not path.exists():
             return False
         check_identity(path, read_shard_meta(path), self.meta)
@@ -187,34 +191,43 @@ class SweepRun:
                              f"{self.shard_models(shard)}; it was left untouched")
         return True
 
-    def run_shard(self, shard: int, progress: bool = True, progress_line: int | None = None) -> bool:
-        """Train and write one shard. Returns False when it was already done (and skipped).
+    def run_shard(self, shard: int, progress: bool = True, progress_line: int | None = None) -> str:
+        """Train and write one shard: ``"written"``, or ``"present"`` when it was already done, or
+        ``"claimed"`` when another process is training it (both skipped, nothing touched).
 
         ``progress_line``: the terminal line of the progress bar, when processes share one.
         """
         models = self.shard_models(shard)
-        check_run_folder(self.run_dir, self.meta, self.config)
+        self.folder.check_sweep(self.meta, self.config)
         if self.shard_is_done(shard):
-            return False
-        if self.threads:
-            torch.set_num_threads(int(self.threads))
-        resumed = sum(checkpoint_path(self.shard_dir, shard, i).exists() for i in models)
-        if resumed:
-            log.info(f"shard {shard}: resuming, {resumed} of {len(models)} models already checkpointed")
-        records = []
-        with tqdm(total=len(models), desc=f"shard {shard}", unit="model", disable=not progress,
-                  position=progress_line) as bar:
-            # Passes keep fixed boundaries, so a resumed shard groups models exactly as a whole run does.
-            for start in range(0, len(models), self.models_per_pass):
-                records += self.checkpointed_pass(shard, models[start:start + self.models_per_pass])
-                bar.update(len(records) - bar.n)
-        write_shard(shard_path(self.shard_dir, shard), records, self.meta | {"shard": shard})
-        shutil.rmtree(partial_dir(self.shard_dir, shard))
-        return True
+            return "present"
+        claim = ShardClaim(self.folder, shard)
+        if not claim.acquire():
+            log.warning(f"shard {shard}: skipped, {claim.holder} is training it")
+            return "claimed"
+        with claim:
+            if self.shard_is_done(shard):  # finished by the holder we waited for
+                return "present"
+            if self.threads:
+                torch.set_num_threads(int(self.threads))
+            resumed = sum(self.folder.checkpoint(shard, i).exists() for i in models)
+            if resumed:
+                log.info(f"shard {shard}: resuming, {resumed} of {len(models)} models already checkpointed")
+            records = []
+            with tqdm(total=len(models), desc=f"shard {shard}", unit="model", disable=not progress,
+                      position=progress_line) as bar:
+                # Passes keep fixed boundaries, so a resumed shard groups models exactly as a whole run does.
+                for start in range(0, len(models), self.models_per_pass):
+                    records += self.checkpointed_pass(shard, models[start:start + self.models_per_pass])
+                    claim.refresh()
+                    bar.update(len(records) - bar.n)
+            write_shard(self.folder.shard(shard), records, self.meta | {"shard": shard})
+            shutil.rmtree(self.folder.partial(shard))
+        return "written"
 
     def checkpointed_pass(self, shard: int, model_indices) -> list[ModelRecord]:
         """The models of one pass from their checkpoints, or trained and each checkpointed."""
-        paths = [checkpoint_path(self.shard_dir, shard, i) for i in model_indices]
+        paths = [self.folder.checkpoint(shard, i) for i in model_indices]
         found = [path for path in paths if path.exists()]
         for path in found:
             check_identity(path, read_shard_meta(path), self.meta)

@@ -9,29 +9,24 @@ the run holds now is rebuilt. Never deletes or rewrites a shard.
 """
 
 import sys
-from pathlib import Path
 
 import hydra
-from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
 from datamodels.cli import job
-from datamodels.fit_ready import StaleLayoutError, build_fit_ready, open_fit_ready
+from datamodels.fit_ready import refresh_fit_ready
 from datamodels.store import collect_run
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 @job()
 def main(cfg: DictConfig) -> None:
-    run_dir = Path(to_absolute_path(cfg.run_dir))
-    expected, report = collect_run(run_dir)
+    expected, report = collect_run(run_dir := cfg.run_dir)
     print(report.summary())
     if len(report.present):
-        try:
-            layout = open_fit_ready(run_dir, progress=cfg.progress)
-        except StaleLayoutError as stale:
-            print(f"the fit-ready layout is stale ({stale.changes}): rebuilding it")
-            layout = build_fit_ready(run_dir, progress=cfg.progress)
+        layout, changes = refresh_fit_ready(run_dir, progress=cfg.progress)
+        if changes:
+            print(f"the fit-ready layout was stale ({changes}): rebuilt")
         size = sum(p.stat().st_size for p in layout.path.iterdir())
         print(f"fit-ready layout: {layout.path} ({len(layout.model_index)} models, {size / 1e6:,.1f} MB)")
     if not report.complete:

@@ -8,7 +8,6 @@ Writes <run_dir>/fit/interactions.parquet and fit_metrics.parquet from
 """
 
 import hydra
-from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
 from datamodels.cli import job
@@ -21,7 +20,7 @@ from datamodels.fitting import merge_fit_parts
 def main(cfg: DictConfig) -> None:
     if cfg.fit.parts is None:
         raise UserError("jobs/fit_merge.py needs fit.parts=P, the number of parts the fit was split into")
-    paths = merge_fit_parts(to_absolute_path(cfg.run_dir), cfg.fit.method, int(cfg.fit.parts), cfg.fit.alpha)
+    paths = merge_fit_parts(cfg.run_dir, cfg.fit.method, int(cfg.fit.parts), cfg.fit.alpha)
     print(f"merged {cfg.fit.parts} parts of {cfg.fit.method} into {', '.join(map(str, paths))}")
 
 

@@ -3,13 +3,14 @@
     python jobs/sweep.py                                          # every shard, one after another
     python jobs/sweep.py -m sweep.shard='range(0,8)' hydra/launcher=joblib   # 8 shards in parallel
 
-Shards already written and valid are skipped, so re-running resumes a sweep.
+Shards already written and valid are skipped, so re-running resumes a sweep; a shard another
+process is training is skipped too. A multirun reports once, at its end.
 """
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from datamodels.cli import in_joblib_worker, job
+from datamodels.cli import in_joblib_worker, in_multirun, job
 from datamodels.processes import worker_slot
 from datamodels.sweep import SweepRun
 
@@ -23,9 +24,11 @@ def main(cfg: DictConfig) -> None:
         run.shard_models(shard)  # refuse a bad shard number before any work
     # the workers of a parallel sweep share the terminal: one progress line each
     line = worker_slot() if in_joblib_worker() else None
-    written = sum(run.run_shard(shard, progress=cfg.progress, progress_line=line) for shard in shards)
-    print(f"{run.shard_dir}: {written} shards written, {len(shards) - written} already present "
-          f"({run.num_models} models in {run.num_shards} shards of {run.models_per_shard})")
+    outcomes = [run.run_shard(shard, progress=cfg.progress, progress_line=line) for shard in shards]
+    if not in_multirun():  # a multirun reports once, at its end (datamodels.cli.SweepSummary)
+        print(f"{run.shard_dir}: {outcomes.count('written')} shards written, {outcomes.count('present')} already "
+              f"present, {outcomes.count('claimed')} being trained by another process "
+              f"({run.num_models} models in {run.num_shards} shards of {run.models_per_shard})")
 
 
 if __name__ == "__main__":

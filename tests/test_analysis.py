@@ -100,7 +100,7 @@ def test_bad_pruning_input_is_refused(pipeline, tmp_path):
     partial = tmp_path / "partial"
     shutil.copytree(pipeline, partial, ignore=shutil.ignore_patterns("logs"))
     metrics = pd.read_parquet(partial / "fit" / "fit_metrics.parquet")
-    from datamodels.store import read_frame, write_frame
+    from datamodels.tables import read_frame, write_frame
     frame, meta = read_frame(partial / "fit" / "fit_metrics.parquet", "fit")
     write_frame(partial / "fit" / "fit_metrics.parquet", frame[frame["target"] != 3], meta)
     missing = run_job("prune.py", *SMALL, f"run_dir={partial}", "prune.methods=[interactions]", check=False)

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from conftest import CONF, ROOT, TINY, run_job
 from datamodels.cli import contradictions, overridden_paths, set_torch_threads
-from datamodels.store import RUN_SECTIONS
+from datamodels.run_folder import RUN_SECTIONS
 
 # A setting as messages spell it: a dotted path under a config section, or a top-level key set
 # with '='; never part of a file or module name (jobs/fit.py, datamodels.fit_ready).

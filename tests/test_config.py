@@ -2,23 +2,29 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import yaml
 
 from conftest import CONF, compose_config
-from datamodels.masks import MaskDesign
+from datamodels.masks import MaskDesign, alpha_setting
 from datamodels.models import build_model
-from datamodels.train import TrainConfig
+from datamodels.train import TrainConfig, lr_lambda
 
 
 def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    """The options a user chooses with group=NAME (files starting with _ are shared bases)."""
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml") if not p.stem.startswith("_"))
 
 
-@pytest.mark.parametrize("group", ["dataset", "players", "model", "train", "loader", "sweep", "fit", "prune",
-                                   "curate", "experiment"])
-def test_every_group_has_options(group):
-    assert options(group), f"conf/{group}/ has no options"
+def test_every_group_is_chosen_by_default_and_has_options():
+    defaults = yaml.safe_load((CONF / "config.yaml").read_text())["defaults"]
+    chosen = {next(iter(d)).removeprefix("optional "): next(iter(d.values())) for d in defaults if isinstance(d, dict)}
+    groups = {p.name for p in CONF.iterdir() if p.is_dir() and p.name != "hydra"}
+    assert groups == set(chosen)  # a new group folder must be wired into config.yaml
+    for group, default in chosen.items():
+        assert options(group) and (default is None or default in options(group)), group
 
 
 @pytest.mark.parametrize("name", options("dataset"))
@@ -50,7 +56,9 @@ def test_model_options_build(name):
 
 @pytest.mark.parametrize("name", options("train"))
 def test_train_options(name):
-    TrainConfig(**compose_config([f"train={name}"])["train"])
+    cfg = TrainConfig(**compose_config([f"train={name}"])["train"])
+    schedule = [lr_lambda(cfg, 100)(s) for s in range(100)]
+    assert max(schedule) == pytest.approx(1.0) and schedule[-1] < 0.05  # warms up to the peak, decays to ~0
 
 
 @pytest.mark.parametrize("name", options("loader"))
@@ -63,26 +71,44 @@ def test_loader_options(name):
 @pytest.mark.parametrize("name", options("sweep"))
 def test_sweep_options(name):
     sweep = compose_config([f"sweep={name}"])["sweep"]
-    MaskDesign(sweep["design"], 10, sweep["alpha"], sweep["seed"])
+    design = MaskDesign(sweep["design"], 10, alpha_setting(sweep["alpha"]), sweep["seed"])
+    masks = np.array([design.mask(j) for j in range(design.num_masks or 400)])
+    if design.kind == "exhaustive":
+        assert len(np.unique(masks, axis=0)) == 2**10 and sweep["repeats"] >= 2  # the references need seeds
+    else:  # each mask keeps about its drawn alpha, and the grid's alphas are all drawn
+        alphas = design.alpha_of(np.arange(len(masks)))
+        assert set(alphas) == set(design.alphas)
+        assert abs(masks.mean() - alphas.mean()) < 0.03
 
 
 @pytest.mark.parametrize("name", options("prune"))
 def test_prune_options(name):
-    from datamodels.pruning import METHODS, check_fractions
-    prune = compose_config([f"prune={name}"])["prune"]
-    check_fractions(prune["fractions"])
-    assert set(prune["methods"]) <= set(METHODS)
+    from datamodels.pruning import PruneSettings
+    settings = PruneSettings(**compose_config([f"prune={name}"])["prune"])
+    assert settings.draws == settings.eval_seeds  # draws default to the evaluation's seeds
+    assert set(settings.fits) <= {"interactions", "linear"} and settings.fractions == sorted(settings.fractions)[::-1]
 
 
 @pytest.mark.parametrize("name", options("fit"))
-def test_fit_options(name):
-    import torch
+def test_fit_options_fit_a_game(name):
+    """Each fit option's engine, with the option's parameters, finds a planted game's strong player."""
+    from datamodels.fitting import FitSettings
+    from datamodels.interactions import SPEX, spex_design
 
-    from datamodels.interactions import make_estimator
     fit = compose_config([f"fit={name}"])["fit"]
     if fit["params"].get("device") == "cuda" and not torch.cuda.is_available():
         fit["params"]["device"] = "cpu"  # the refusal without a GPU: tests/test_batched_lasso.py
-    make_estimator(fit["method"], **fit["params"])
+    settings = FitSettings(**fit)
+    assert settings.method == name
+    rng = np.random.default_rng(0)
+    if name == "spex":  # it reads its own design: the run's budget and degree, as the fit stage passes them
+        settings.params |= SPEX.params_from_run({"design": "spex", "budget": 300, "sweep_seed": 0, "degree": 2}, {})
+        masks = spex_design(12, 300, 0, 2)
+    else:
+        masks = rng.random((400, 12)) < 0.5
+    margins = 2.0 * masks[:, 3] + 0.3 * masks[:, 5] + 0.05 * rng.standard_normal(len(masks))
+    engine = settings.engine().fit(masks, margins)
+    assert max(engine.mobius_.items(), key=lambda kv: abs(kv[1]) if kv[0] else 0)[0] == (3,)
 
 
 @pytest.mark.parametrize("name", options("experiment"))

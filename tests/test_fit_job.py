@@ -6,18 +6,11 @@ import pytest
 from conftest import run_job
 
 from datamodels import store
-from datamodels.fitting import (
-    fit_and_evaluate,
-    heldout_split,
-    noise_ceiling,
-    r2,
-    run_fit,
-    select_targets,
-    spearman,
-)
-from datamodels.interactions import mobius_predict
+from datamodels.fitting import FitSettings, fit_and_evaluate, noise_ceiling, r2, run_fit, select_targets, spearman
+from datamodels.interactions import heldout_split, mobius_predict
 from datamodels.planted import planted_game
-from datamodels.store import ModelRecord, StoreError, shard_path, write_shard
+from datamodels.run_folder import RunFolder, shard_path
+from datamodels.store import ModelRecord, StoreError, write_shard
 
 N, MASKS, REPEATS, PER_SHARD = 24, 400, 2, 200
 GAMES = [planted_game(N, n_synergy=1, n_redundancy=1, n_triples=0, seed=s) for s in range(3)]
@@ -33,7 +26,7 @@ def write_sweep(run_dir, constant_target=None):
             "design": "bernoulli", "alpha": 0.5, "sweep_seed": 0, "repeats": REPEATS,
             "models_per_shard": PER_SHARD, "num_models": num_models, "config_hash": "h",
             "version": "test"}
-    store.check_run_folder(run_dir, meta)
+    RunFolder(run_dir).check_sweep(meta)
     records = []
     for i in range(num_models):
         margins = signal[i // REPEATS] + rng.normal(0, 0.5 * signal.std(axis=0))
@@ -81,9 +74,9 @@ def test_job_writes_both_methods_side_by_side(tmp_path):
 
 def test_a_subset_of_targets_replaces_only_its_rows(tmp_path):
     write_sweep(tmp_path)
-    run_fit(tmp_path, "linear", targets=[0, 2], progress=False)
+    run_fit(tmp_path, FitSettings("linear", targets=[0, 2]), progress=False)
     before = pd.read_parquet(tmp_path / "fit" / "fit_metrics.parquet")
-    run_fit(tmp_path, "linear", start=2, progress=False)
+    run_fit(tmp_path, FitSettings("linear", start=2), progress=False)
     after = pd.read_parquet(tmp_path / "fit" / "fit_metrics.parquet")
     assert list(before["target"]) == [0, 2] and list(after["target"]) == [0, 2]
     assert after.loc[0, "seconds"] == before.loc[0, "seconds"]
@@ -102,10 +95,10 @@ def test_bad_runs_fail_clearly_and_write_nothing(tmp_path):
     proc = run_job("fit.py", f"run_dir={tmp_path}", "fit.method=lasso", check=False)
     assert proc.returncode != 0 and "unknown fit method 'lasso'" in proc.stderr
     with pytest.raises(ValueError, match="target 1: ProxySPEX.fit: y is constant"):
-        run_fit(tmp_path, "proxyspex", progress=False)
+        run_fit(tmp_path, FitSettings("proxyspex"), progress=False)
     assert not (tmp_path / "fit").exists()
     with pytest.raises(StoreError, match=r"holds no sweep \(no run.json\)"):
-        run_fit(tmp_path / "nowhere", "linear", progress=False)
+        run_fit(tmp_path / "nowhere", FitSettings("linear"), progress=False)
 
 
 def test_heldout_split_keeps_repeats_together_and_is_stable():

@@ -12,9 +12,10 @@ import pytest
 from conftest import run_job
 
 from datamodels import fit_ready
-from datamodels.fit_ready import FIT_READY, StaleLayoutError, build_fit_ready, open_fit_ready
+from datamodels.fit_ready import StaleLayoutError, build_fit_ready, open_fit_ready
 from datamodels.planted import write_planted_sweep
-from datamodels.store import StoreError, load_sweep, read_models, read_shard_meta, shard_path, write_shard
+from datamodels.run_folder import RunFolder, shard_path
+from datamodels.store import StoreError, load_sweep, read_models, read_shard_meta, write_shard
 
 # n not a multiple of 8 (padding bits); 300 models in 5 shards, the last one short.
 N, T, MASKS, REPEATS, PER_SHARD = 45, 6, 150, 2, 70
@@ -53,11 +54,11 @@ def assert_equals_the_shards(layout, run):
 
 def test_memory_mapped_layout_equals_the_shards_read_in_memory(run):
     layout = build_fit_ready(run, progress=False)
-    assert layout.path == run / FIT_READY
+    assert layout.path == RunFolder(run).fit_ready
     assert len(assert_equals_the_shards(layout, run).model_index) == MASKS * REPEATS
     assert layout.margins.flags.c_contiguous and layout.margins.shape == (T, MASKS * REPEATS)
     assert_equals_the_shards(open_fit_ready(run, build_missing=False), run)
-    assert sorted(p.name for p in run.iterdir()) == [FIT_READY, "planted", "run.json", "shards"]  # no leftovers
+    assert sorted(p.name for p in run.iterdir()) == ["fit_ready", "planted", "run.json", "shards"]  # no leftovers
 
 
 def test_a_partial_sweep_is_laid_out_with_the_models_present(run):
@@ -96,7 +97,7 @@ def test_an_identical_duplicate_is_kept_once_and_a_differing_one_refused(run):
         build_fit_ready(run, progress=False)
     with pytest.raises(StoreError, match="model 0 appears with different results"):  # the same rule
         load_sweep(run / "shards")
-    assert not (run / FIT_READY).exists() and not list(run.glob(".fit_ready*"))
+    assert not (RunFolder(run).fit_ready).exists() and not list(run.glob(".fit_ready*"))
 
 
 def test_a_shard_added_or_removed_since_is_refused_and_nothing_is_touched(run):
@@ -105,7 +106,7 @@ def test_a_shard_added_or_removed_since_is_refused_and_nothing_is_touched(run):
     shutil.move(run / "aside.parquet", run / "shards" / "shard-000004.parquet")
     before = snapshot(run)
     for build_missing in (True, False):
-        with pytest.raises(StaleLayoutError, match=rf"{run / FIT_READY} was built from 4 shards; "
+        with pytest.raises(StaleLayoutError, match=rf"{RunFolder(run).fit_ready} was built from 4 shards; "
                                                    rf"shard-000004.parquet was added since\. Run jobs/collect.py "
                                                    rf"run_dir={run} to rebuild it\."):
             open_fit_ready(run, build_missing=build_missing, progress=False)
@@ -145,7 +146,7 @@ def test_a_replaced_shard_is_refused_by_size_or_by_time(run):
 ])
 def test_a_foreign_or_corrupt_layout_is_refused_naming_the_file_and_kept(run, manifest, message):
     build_fit_ready(run, progress=False)
-    path = run / FIT_READY / "manifest.json"
+    path = RunFolder(run).fit_ready / "manifest.json"
     if manifest == "other run":
         other = json.loads(path.read_text())
         other["run"]["fingerprint"] = "planted-other"
@@ -178,9 +179,9 @@ def test_a_killed_builder_neither_breaks_a_build_nor_passes_for_a_layout(run):
 def test_a_matching_layout_published_by_a_parallel_builder_is_used(run, monkeypatch, tmp_path):
     theirs = tmp_path / "theirs"
     shutil.copytree(build_fit_ready(run, progress=False).path, theirs)
-    before = snapshot(run / FIT_READY)
-    assert build_fit_ready(run, progress=False).path == run / FIT_READY  # already there and current
-    assert snapshot(run / FIT_READY) == before
+    before = snapshot(RunFolder(run).fit_ready)
+    assert build_fit_ready(run, progress=False).path == RunFolder(run).fit_ready  # already there and current
+    assert snapshot(RunFolder(run).fit_ready) == before
     write_layout, rename = fit_ready._write_layout, os.rename
 
     def publish_theirs(dst):
@@ -189,15 +190,15 @@ def test_a_matching_layout_published_by_a_parallel_builder_is_used(run, monkeypa
 
     def racing_write(folder, *args):  # the other builder finishes while this one writes
         write_layout(folder, *args)
-        publish_theirs(run / FIT_READY)
+        publish_theirs(RunFolder(run).fit_ready)
 
     def racing_rename(src, dst):  # the other builder renames its layout in place just before this one
-        if str(dst).endswith(FIT_READY):
+        if str(dst).endswith("fit_ready"):
             publish_theirs(dst)
         rename(src, dst)
 
     for patch in ((fit_ready, "_write_layout", racing_write), (fit_ready.os, "rename", racing_rename)):
-        shutil.rmtree(run / FIT_READY)
+        shutil.rmtree(RunFolder(run).fit_ready)
         with monkeypatch.context() as m:
             m.setattr(*patch)
             layout = build_fit_ready(run, progress=False)
@@ -219,7 +220,7 @@ def test_non_finite_margins_of_a_foreign_writer_are_refused_naming_shard_and_mod
     model = table.column("model_index")[3].as_py()
     with pytest.raises(StoreError, match=rf"shard-000002.parquet: model {model} has non-finite margins"):
         build_fit_ready(run, progress=False)
-    assert not (run / FIT_READY).exists() and not list(run.glob(".fit_ready*"))
+    assert not (RunFolder(run).fit_ready).exists() and not list(run.glob(".fit_ready*"))
 
 
 def child_reads(masks, players):
@@ -232,7 +233,7 @@ def test_workers_map_the_same_file_and_read_the_same_columns(run):
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         for view in (masks, masks[25:190:3]):
             mapped, filename, columns = pool.apply(child_reads, (view, players))
-            assert mapped and str(filename) == str(run / FIT_READY / "masks.npy")
+            assert mapped and str(filename) == str(RunFolder(run).fit_ready / "masks.npy")
             np.testing.assert_array_equal(columns, view.columns(players))
 
 
@@ -240,13 +241,13 @@ def test_collect_job_builds_and_rebuilds_the_layout(run):
     shutil.move(run / "shards" / "shard-000003.parquet", run / "aside.parquet")
     proc = run_job("collect.py", f"run_dir={run}", "progress=false", check=False)
     assert proc.returncode == 1 and "missing model indices: 210-279" in proc.stdout  # still missing models ...
-    assert f"fit-ready layout: {run / FIT_READY} (230 models," in proc.stdout  # ... and laid out what is there
+    assert f"fit-ready layout: {RunFolder(run).fit_ready} (230 models," in proc.stdout  # ... and laid out what is there
     shutil.move(run / "aside.parquet", run / "shards" / "shard-000003.parquet")
     out = run_job("collect.py", f"run_dir={run}", "progress=false").stdout
-    assert "the fit-ready layout is stale (shard-000003.parquet was added since): rebuilding it" in out
-    assert f"fit-ready layout: {run / FIT_READY} (300 models," in out
+    assert "the fit-ready layout was stale (shard-000003.parquet was added since): rebuilt" in out
+    assert f"fit-ready layout: {RunFolder(run).fit_ready} (300 models," in out
     assert_equals_the_shards(open_fit_ready(run, build_missing=False), run)
-    before = snapshot(run / FIT_READY)
+    before = snapshot(RunFolder(run).fit_ready)
     out = run_job("collect.py", f"run_dir={run}", "progress=false").stdout
     assert "stale" not in out and "does not exist" not in out
-    assert snapshot(run / FIT_READY) == before
+    assert snapshot(RunFolder(run).fit_ready) == before

@@ -18,7 +18,7 @@ from datamodels.interactions import (
     fit_targets,
     fourier_to_mobius,
     interaction_table,
-    make_estimator,
+    make_engine,
     mobius_predict,
     mobius_to_fourier,
     shapley_interaction_index,
@@ -257,8 +257,8 @@ def test_bad_input_errors(estimator):
 
 
 def test_unknown_method_and_errors_name_the_target():
-    with pytest.raises(ValueError, match="unknown fit method 'lasso'; choose one of proxyspex, linear"):
-        make_estimator("lasso")
+    with pytest.raises(ValueError, match="unknown fit method 'lasso'; choose one of linear, linear_gpu, proxyspex, spex"):
+        make_engine("lasso")
     X = np.random.default_rng(0).random((40, 5)) < 0.5
     Y = np.ones((40, 3))
     Y[:, 0] = np.arange(40)

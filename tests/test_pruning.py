@@ -6,10 +6,10 @@ import pytest
 from scipy import special, stats
 
 from conftest import TINY, compose_config, run_job
-from datamodels.pruning import (PruningError, Surrogate, ccs_keep_set, check_fractions, class_quotas, el2n_scores,
-                                evaluate_keep_sets, full_data_steps, greedy_keep_set, hardest_keep_set,
-                                load_surrogates, paired_differences, player_classes, retraining_jobs,
-                                stratified_keep_set, summarize, synergy_blocks)
+from datamodels.pruning import (PruningError, Surrogate, ccs_keep_set, check_fractions, class_quotas,
+                                greedy_keep_set, hardest_keep_set, load_surrogates, paired_differences,
+                                player_classes, stratified_keep_set, summarize, synergy_blocks)
+from datamodels.pruning.retraining import el2n_scores, evaluate_keep_sets, full_data_steps, retraining_jobs
 from datamodels.sweep import SweepRun
 
 # Players 0 and 1 are near-duplicates (each worth 1 alone, 1 together: redundancy); 2 and 3

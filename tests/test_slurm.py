@@ -16,8 +16,9 @@ import pytest
 import torch
 
 from conftest import ROOT, TINY, compose_config, run_job
-from datamodels.fitting import merge_fit_parts, run_fit, run_fit_part
-from datamodels.store import StoreError, collect, load_sweep, partial_dir, partial_models, shard_files
+from datamodels.fitting import FitSettings, merge_fit_parts, run_fit, run_fit_part
+from datamodels.run_folder import partial_dir
+from datamodels.store import StoreError, collect, load_sweep, partial_models, shard_files
 from datamodels.sweep import SweepRun
 from hydra_plugins.datamodels_slurm.launcher import chunks, resubmit_commands
 from test_fit_job import write_sweep
@@ -91,26 +92,26 @@ def test_status_lists_done_missing_and_checkpointed_shards_with_the_command(tmp_
 def test_fit_parts_merge_into_the_fit_of_all_targets(tmp_path):
     write_sweep(tmp_path)
     for part in (2, 0):
-        run_fit_part(tmp_path, part, 3, "linear", progress=False)
+        run_fit_part(tmp_path, FitSettings("linear", part=part, parts=3), progress=False)
     with pytest.raises(StoreError, match=r"fit parts 1 of 3 \(linear\) are missing .* fit.part=1 fit.parts=3"):
         merge_fit_parts(tmp_path, "linear", 3)
-    assert run_fit_part(tmp_path, 1, 3, "linear", progress=False) is not None
-    assert run_fit_part(tmp_path, 1, 3, "linear", progress=False) is None  # written parts are not redone
+    assert run_fit_part(tmp_path, FitSettings("linear", part=1, parts=3), progress=False) is not None
+    assert run_fit_part(tmp_path, FitSettings("linear", part=1, parts=3), progress=False) is None  # written parts are not redone
     merge_fit_parts(tmp_path, "linear", 3)
     merged = pd.read_parquet(tmp_path / "fit" / "fit_metrics.parquet")
-    _, whole, _ = run_fit(tmp_path, "linear", progress=False)
+    _, whole, _ = run_fit(tmp_path, FitSettings("linear"), progress=False)
     assert list(merged["target"]) == [0, 1, 2]
     np.testing.assert_allclose(merged["r2"], whole["r2"])
     with pytest.raises(StoreError, match="is part 0 of 3 parts, not of fit.parts=2"):
         merge_fit_parts(tmp_path, "linear", 2)
     other = tmp_path / "other"
     write_sweep(other)
-    run_fit_part(other, 0, 2, "linear", progress=False)
-    run_fit_part(other, 1, 2, "linear", targets=[0, 1], progress=False)  # target 1 again
+    run_fit_part(other, FitSettings("linear", part=0, parts=2), progress=False)
+    run_fit_part(other, FitSettings("linear", part=1, parts=2, targets=[0, 1]), progress=False)  # target 1 again
     with pytest.raises(StoreError, match=r"target 1 is fitted in both .*part-0000.* and .*part-0001"):
         merge_fit_parts(other, "linear", 2)
     with pytest.raises(ValueError, match=r"fit.part=3 must lie in 0..1 \(fit.parts=2\)"):
-        run_fit_part(other, 3, 2, "linear")
+        run_fit_part(other, FitSettings("linear", part=3, parts=2))
 
 
 # --------------------------------------------------------------------------- on SLURM

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from datamodels.exhaustive import recovery, subset_masks
-from datamodels.fitting import fit_and_evaluate, run_fit, spex_params
+from datamodels.fitting import FitSettings, fit_and_evaluate, run_fit
 from datamodels.interactions import (SPEX, ProxySPEX, from_interaction_values, mobius_predict, shapley_values,
                                      spex_design, spex_plan, to_interaction_values)
 from datamodels.masks import MaskDesign, MaskError
@@ -55,8 +55,8 @@ def test_spex_refuses_masks_of_another_design_and_small_budgets():
     with pytest.raises(MaskError, match="needs sweep.budget"):
         MaskDesign("spex", N)
     with pytest.raises(ValueError, match="this sweep's design is 'bernoulli'"):
-        spex_params({"design": "bernoulli", "sweep_seed": 0}, {"budget": None, "seed": None})
-    assert spex_params({"design": "spex", "sweep_seed": 4, "budget": 300, "degree": 2}, {"budget": None}) == \
+        SPEX.params_from_run({"design": "bernoulli", "sweep_seed": 0}, {"budget": None, "seed": None})
+    assert SPEX.params_from_run({"design": "spex", "sweep_seed": 4, "budget": 300, "degree": 2}, {"budget": None}) == \
         {"budget": 300, "seed": 4, "degree": 2}
 
 
@@ -68,7 +68,7 @@ def test_sweep_design_then_fit_stage_judges_on_the_other_masks():
     assert np.array_equal(masks[:len(asked)], asked)
     game = _pure_pair_game()
     margins = np.stack([mobius_predict(game, masks), mobius_predict(game, masks) * 2], axis=1)
-    params = spex_params({"design": "spex", "sweep_seed": 5, "budget": BUDGET, "degree": DEGREE}, None)
+    params = SPEX.params_from_run({"design": "spex", "sweep_seed": 5, "budget": BUDGET, "degree": DEGREE}, {})
     interactions, metrics = fit_and_evaluate(masks, margins, np.arange(len(masks)), "spex", params, progress=False)
     assert (metrics["r2"] > 0.999).all()
     judged = ~SPEX(**params).design_rows(masks)
@@ -115,12 +115,13 @@ def test_fit_stage_on_a_spex_sweep_on_disk(tmp_path):
     write_planted_sweep(tmp_path, N, 2, design.num_masks, noise=0.05, models_per_shard=100, seed=0,
                         progress=False, spex_budget=BUDGET, spex_degree=DEGREE, n_synergy=1, n_redundancy=1,
                         n_triples=0, n_mains=4)
-    _, metrics, paths = run_fit(tmp_path, "spex", {"budget": None, "seed": None, "degree": 5}, progress=False)
+    _, metrics, paths = run_fit(tmp_path, FitSettings("spex", {"budget": None, "seed": None, "degree": None}),
+                                progress=False)
     assert all(p.exists() for p in paths)
     asked = len(spex_design(N, BUDGET, 0, DEGREE))
     assert (metrics["r2"] > 0.9).all()
     assert ((metrics["models_used"] >= asked) & (metrics["models_used"] < design.num_masks)).all()
-    _, proxy_metrics, _ = run_fit(tmp_path, "proxyspex", {}, progress=False)
+    _, proxy_metrics, _ = run_fit(tmp_path, FitSettings("proxyspex"), progress=False)
     assert (proxy_metrics["r2"] > 0.8).all()
     truth = read_planted_truth(tmp_path)
     assert set(truth) == {0, 1}

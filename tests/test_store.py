@@ -6,7 +6,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from datamodels import store
-from datamodels.store import ModelRecord, StoreError, check_run_folder, collect, load_sweep, shard_path, write_shard
+from datamodels.run_folder import RunFolder, shard_path
+from datamodels.store import ModelRecord, StoreError, collect, load_sweep, write_shard
 
 N, T, PER_SHARD = 13, 5, 4
 META = {"format": store.FORMAT, "fingerprint": "abc", "n": N, "T": T, "design": "bernoulli", "alpha": 0.5,
@@ -129,12 +130,12 @@ def test_shards_are_never_overwritten_and_bad_rows_never_written(tmp_path):
 
 
 def test_a_run_folder_holding_other_files_or_another_sweep_is_refused(tmp_path):
-    check_run_folder(tmp_path / "run", META)
-    check_run_folder(tmp_path / "run", META)  # the same sweep may claim it again
+    RunFolder(tmp_path / "run").check_sweep(META)
+    RunFolder(tmp_path / "run").check_sweep(META)  # the same sweep may claim it again
     with pytest.raises(StoreError, match="run.json belongs to a different sweep: fingerprint="):
-        check_run_folder(tmp_path / "run", META | {"fingerprint": "zzz"})
+        RunFolder(tmp_path / "run").check_sweep(META | {"fingerprint": "zzz"})
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("precious")
     with pytest.raises(StoreError, match="not a run folder of this package"):
-        check_run_folder(tmp_path / "mine", META)
+        RunFolder(tmp_path / "mine").check_sweep(META)
     assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"

@@ -26,8 +26,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import UserError
 from ..packed import PackedMasks, as_packed
+from .engine import Engine, check_margins
 from .linear import LinearDatamodel
+from .targets import TargetFit
 
 # Rows of packed masks moved to the device and unpacked there per step.
 _UPLOAD_ROWS = 4096
@@ -191,32 +194,54 @@ def fit_linear_batched(X, Y, device: str = "cuda", n_alphas: int = 40, eps: floa
     return BatchedLinearFit(coef, intercept, alpha, alphas, val_mse)
 
 
-class BatchedLinearDatamodel:
+class BatchedLinearDatamodel(Engine, name="linear_gpu"):
     """``fit=linear_gpu``: the linear datamodel of many targets at once, on a GPU.
 
-    Holds :func:`fit_linear_batched`'s settings; :meth:`iter_fit` is the fit stage's entry
-    (instead of :func:`.targets.iter_fit_targets`' worker processes). Each target comes out as a
-    fitted :class:`.LinearDatamodel` over all players.
+    Its parameters are :func:`fit_linear_batched`'s. :meth:`fit_targets` (the fit stage's
+    entry) fits whole batches of ``target_batch`` targets on the device, instead of the worker
+    processes of :func:`.targets.iter_fit_targets`; each target comes out as a fitted
+    :class:`.LinearDatamodel` over all players. :meth:`fit` fits one target the same way.
     """
 
     def __init__(self, device: str = "cuda", n_alphas: int = 40, eps: float = 1e-3, val_fraction: float = 0.2,
                  patience: int = 5, max_iter: int = 500, tol: float = 1e-4, target_batch: int = 1000,
                  seed: int = 0):
-        if torch.device(device).type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"fit=linear_gpu runs on a GPU (device={device!r}) and torch sees none; fit=linear "
-                             f"fits the same model on CPUs, or set fit.params.device=cpu")
-        self.settings = dict(device=device, n_alphas=n_alphas, eps=eps, val_fraction=val_fraction,
-                             patience=patience, max_iter=max_iter, tol=tol, seed=seed)
+        self.device = device
+        self.n_alphas = n_alphas
+        self.eps = eps
+        self.val_fraction = val_fraction
+        self.patience = patience
+        self.max_iter = max_iter
+        self.tol = tol
         self.target_batch = target_batch
+        self.seed = seed
 
-    def iter_fit(self, X, Y, targets=None, rows=None, groups=None, progress: bool = True):
+    def _solver_settings(self) -> dict:
+        import torch
+
+        if torch.device(self.device).type == "cuda" and not torch.cuda.is_available():
+            raise UserError(f"fit=linear_gpu runs on a GPU (device={self.device!r}) and torch sees none; "
+                            f"fit=linear fits the same model on CPUs, or set fit.params.device=cpu")
+        return {k: v for k, v in self.get_params().items() if k != "target_batch"}
+
+    def fit(self, X, y):
+        """One target's linear datamodel (validation split of models, then refit on all)."""
+        X = as_packed(X, "masks")
+        y = check_margins(y, len(X), type(self).__name__)
+        solution = fit_linear_batched(X, y[:, None], target_batch=1, progress=False, **self._solver_settings())
+        model = LinearDatamodel.from_solution(solution.coef[:, 0], solution.intercept[0], solution.alpha[0])
+        self.alpha_, self.players_ = model.alpha_, model.players_
+        self._set_spectrum(model.mobius_, X.n)
+        return self
+
+    def fit_targets(self, X, Y, targets=None, rows=None, groups=None, workers: int = 1, progress: bool = True):
         """Yield a :class:`.targets.TargetFit` per chosen column of ``Y [m, T]``, a batch at a time.
 
         ``rows``: the models to fit on (default all); ``groups``: their mask ids, so that
-        repeats of a mask stay on one side of the validation split.
+        repeats of a mask stay on one side of the validation split. ``workers`` is not used:
+        the device does the work.
         """
-        from .targets import TargetFit  # targets registers this class: imported late, not circularly
-
+        settings = self._solver_settings()
         X = as_packed(X, "masks")
         targets = list(range(Y.shape[1]) if targets is None else targets)
         fit_rows = X if rows is None else X[rows]
@@ -226,7 +251,7 @@ class BatchedLinearDatamodel:
             Y_batch = np.asarray(Y[:, batch], dtype=np.float32)
             start = time.perf_counter()
             fit = fit_linear_batched(fit_rows, Y_batch if rows is None else Y_batch[rows], groups=groups,
-                                     target_batch=len(batch), progress=False, **self.settings)
+                                     target_batch=len(batch), progress=False, **settings)
             seconds = (time.perf_counter() - start) / len(batch)
             for j, target in enumerate(batch):
                 model = LinearDatamodel.from_solution(fit.coef[:, j], fit.intercept[j], fit.alpha[j])

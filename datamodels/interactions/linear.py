@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..packed import PackedMasks
-from .surrogate import _mains, _MobiusSurrogate
+from .screened import ScreenedEngine
 
 
-class LinearDatamodel(_MobiusSurrogate):
+class LinearDatamodel(ScreenedEngine, name="linear"):
     """Linear datamodel: ``y ~ b + sum_i w_i x_i`` with an L1 penalty, over all ``n`` players.
 
     The penalty is chosen by ``cv``-fold cross-validation along a path of ``n_alphas`` values
@@ -45,5 +45,5 @@ class LinearDatamodel(_MobiusSurrogate):
         players = np.flatnonzero(coef)
         model.alpha_, model.players_ = float(alpha), np.arange(len(coef))
         model.kkt_added_, model.penalty_at_floor_ = 0, False
-        model._set_spectrum(_mains(players, 1), np.asarray(coef, dtype=float)[players], intercept, len(coef))
+        model._set_spectrum({(): float(intercept), **{(int(i),): float(coef[i]) for i in players}}, len(coef))
         return model

@@ -12,7 +12,7 @@ from ..packed import PackedMasks
 from .lasso import cv_above
 from .selection import Selection, widen
 from .spectra import _booster_fourier_arrays, _expand_subsets
-from .surrogate import _MobiusSurrogate, _to_global
+from .screened import ScreenedEngine, _to_global
 
 # Beyond this many models the trees see an even subsample: they only propose, and every
 # proposal is tested on all models, so their cost stops growing with the sweep.
@@ -76,7 +76,7 @@ class _TreeProxy:
         return widen(keys, est.max_order)
 
 
-class ProxySPEX(_MobiusSurrogate):
+class ProxySPEX(ScreenedEngine, name="proxyspex"):
     """Sparse interactions of order <= ``max_order`` from a tree proxy (Butler et al., 2025).
 
     0. Working set: above ``screen_k`` players (default 1,000) every step below runs on the

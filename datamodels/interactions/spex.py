@@ -24,11 +24,12 @@ from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
+from sklearn.base import clone
 
 from ..errors import UserError
 from ..packed import as_packed
-from .spectra import _to_arrays, fourier_to_mobius, mobius_to_fourier
-from .surrogate import _check_y, _MobiusSurrogate
+from .engine import Engine, check_margins
+from .spectra import fourier_to_mobius
 
 # shapiq 1.4.1's SPEX settings (shapiq/approximator/sparse/base.py, Sparse.__init__).
 _QUERY_ARGS = {"query_method": "complex", "num_subsample": 3, "delays_method_source": "joint-coded",
@@ -113,7 +114,7 @@ def _mask_keys(masks: np.ndarray) -> list[bytes]:
     return [row.tobytes() for row in np.packbits(masks, axis=1)]
 
 
-class SPEX(_MobiusSurrogate):
+class SPEX(Engine, name="spex"):
     """Sparse Fourier/Möbius spectrum of a game decoded from SPEX's designed masks (Kang et al., 2025).
 
     ``budget``, ``seed`` and ``degree`` name the design (:func:`spex_design`); the fit stage
@@ -121,11 +122,16 @@ class SPEX(_MobiusSurrogate):
     masks out of an exhaustive sweep, which holds every mask). ``fit(X, y)`` needs every mask of
     the design among the rows of ``X`` (repeats of a mask are averaged) and ignores the other
     rows; :meth:`design_rows` tells them apart, and the fit stage judges SPEX on the others.
-    ``decoder``: ``hard`` or ``soft`` (chase) BCH decoding, as in shapiq.
+    ``decoder``: ``hard`` or ``soft`` (chase) BCH decoding, as in shapiq. Hooks of the fit stage:
+    the held-out models are those outside the design (:meth:`heldout_models`), the design's
+    settings come from the run (:meth:`params_from_run`), and on an exhaustive game it reads
+    the subsets of its design at each budget (:meth:`at_budget`).
 
     Fitted: ``mobius_``, ``fourier_``, ``b_`` (subsampling dimension), ``design_masks_`` (the
     number of masks the design asked for), ``players_`` (all ``n``).
     """
+
+    min_models = 1  # its design decides which models it reads
 
     def __init__(self, budget: int | None = None, seed: int = 0, degree: int = 5, decoder: str = "hard"):
         self.budget = budget
@@ -149,7 +155,7 @@ class SPEX(_MobiusSurrogate):
 
     def fit(self, X, y):
         X = as_packed(X)
-        y = _check_y(y, len(X), "SPEX", min_models=1)
+        y = check_margins(y, len(X), "SPEX", min_models=1)
         design = self._design(X.n)
         sums: dict[bytes, list[float]] = {}
         for key, value in zip(_mask_keys(X.unpack()), y):
@@ -176,12 +182,38 @@ class SPEX(_MobiusSurrogate):
         with _seeded_global_random(int(self.seed)):
             fourier = transform(signal, **decoder_args)
         fourier = {tuple(int(i) for i in np.flatnonzero(k)): float(np.real(v)) for k, v in fourier.items()}
-        mobius = {S: v for S, v in fourier_to_mobius(fourier).items() if v != 0 or S == ()}
-        mobius.setdefault((), 0.0)
-        self.n_players_, self.b_, self.design_masks_ = X.n, b, len(design)
-        self.mobius_ = mobius
-        self.fourier_ = mobius_to_fourier(mobius)
-        self._keys, self._vals = _to_arrays(mobius)
-        self.alpha_, self.players_ = float("nan"), np.arange(X.n)
-        self.kkt_added_, self.penalty_at_floor_ = 0, False
+        self.b_, self.design_masks_, self.alpha_ = b, len(design), float("nan")
+        self.players_, self.kkt_added_, self.penalty_at_floor_ = np.arange(X.n), 0, False
+        self._set_spectrum({S: v for S, v in fourier_to_mobius(fourier).items() if v != 0 or S == ()}, X.n)
         return self
+
+    @classmethod
+    def params_from_run(cls, run: dict, params: dict) -> dict:
+        """The design of a ``sweep.design=spex`` run: its budget, seed and degree, unless
+        ``fit.params`` names a design (to read SPEX's masks out of an exhaustive sweep)."""
+        params = {key: value for key, value in params.items() if value is not None}
+        if "budget" in params:
+            return params
+        if run.get("design") != "spex":
+            raise UserError(f"fit=spex decodes the masks of SPEX's own design, and this sweep's design is "
+                            f"{run.get('design')!r}: run a sweep with sweep.design=spex sweep.budget=B, or give "
+                            f"fit.params.budget (and seed) to read them out of a sweep that holds them (exhaustive)")
+        if params.get("degree", run["degree"]) != run["degree"]:
+            raise UserError(f"fit.params.degree={params['degree']}, but this sweep's SPEX design has degree "
+                            f"{run['degree']} (sweep.degree): drop fit.params.degree, it is read from the run")
+        return params | {"budget": run["budget"], "seed": run["sweep_seed"], "degree": run["degree"]}
+
+    def heldout_models(self, X, mask_id, fraction: float, seed: int) -> np.ndarray:
+        """Every model whose mask is not one of the design's: SPEX reads exactly those it asked for."""
+        held = ~self.design_rows(X)
+        if not held.any():
+            raise UserError("fit=spex: every mask of the sweep is one SPEX's design asked for, none is left to "
+                            "judge it on (a sweep of sweep.design=spex adds judging masks; was sweep.num_models "
+                            "cut short?)")
+        return held
+
+    def at_budget(self, n: int, budget: int, sampled: np.ndarray) -> tuple[SPEX, np.ndarray]:
+        """SPEX at ``budget`` reads the distinct subsets its design asks for (an exhaustive game
+        holds every subset), not the random sample."""
+        engine = clone(self).set_params(budget=budget)
+        return engine, np.unique(spex_design(n, budget, self.seed, self.degree) @ (1 << np.arange(n)))

@@ -1,0 +1,174 @@
+"""The pruning stages of a run folder: keep-sets (``jobs/prune.py``) and their retraining
+(``jobs/evaluate_pruning.py``), each skipped when its recorded inputs are unchanged."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from ..errors import UserError
+from ..run_folder import RunFolder
+from ..stage_inputs import StageInputs
+from ..tables import write_frame
+from .baselines import BASELINES, Choice, stream
+from .curation import load_keep_sets
+from .greedy import greedy_keep_set
+from .quotas import PruningError, check_fractions, player_classes
+from .results import paired_differences, plot_pruning, summarize
+from .surrogate import SURROGATES, Surrogate, load_surrogates
+
+# The methods that optimise a fitted surrogate, and the fit method whose tables drive each by default.
+SURROGATE_METHODS = {"interactions": "proxyspex", "linear": "linear"}
+METHODS = (*SURROGATE_METHODS, *BASELINES)
+
+
+def make_keep_sets(methods, fractions, n: int, classes: np.ndarray,
+                   surrogates: dict[str, dict[float, Surrogate]] | None = None, difficulty=None, draws: int = 5,
+                   seed: int = 0, quotas: bool = True, min_per_class: int = 1, synergy_threshold: float = 1.0,
+                   ccs_cutoff: float = 0.1, ccs_bins: int = 10, progress: bool = True) -> pd.DataFrame:
+    """One row per (method, fraction, draw): the kept players (sorted) and how many.
+
+    ``classes``: each of the ``n`` players' class; ``surrogates``: :func:`load_surrogates`'s
+    answer for the surrogate methods; ``difficulty``: a function returning the players' EL2N
+    scores (called once, only when a method needs them). Deterministic methods have draw 0
+    only; the randomised ones ``draws`` draws, each from a stream of its own
+    (:func:`~.baselines.stream`).
+    """
+    fractions = check_fractions(fractions)
+    if unknown := [m for m in methods if m not in METHODS]:
+        raise PruningError(f"unknown pruning method {unknown[0]!r}; choose from {', '.join(METHODS)}")
+    if draws < 1:
+        raise PruningError(f"the randomised methods need at least one draw, got {draws}")
+    needs = [m for m in methods if m in BASELINES and BASELINES[m].needs_difficulty]
+    if needs and difficulty is None:
+        raise PruningError(f"pruning methods {', '.join(needs)} rank players by EL2N, which trains models on the "
+                           f"run's data, and this run has none linked: drop them from prune.methods")
+    scores = difficulty() if needs else None
+    rows = []
+    jobs = [(m, f) for m in methods for f in fractions]
+    for method, fraction in tqdm(jobs, desc="keep-sets", disable=not progress):
+        size = round(fraction * n)
+        if size < 1:
+            raise PruningError(f"kept fraction {fraction} of {n} players keeps nobody")
+        baseline = BASELINES.get(method)
+        times = draws if baseline is not None and baseline.randomised else 1
+        if size == n:
+            picks = [np.arange(n)] * times
+        elif baseline is None:
+            if surrogates is None or fraction not in surrogates.get(method, {}):
+                raise PruningError(f"pruning method {method!r} needs its fitted surrogate for fraction {fraction}")
+            picks = [greedy_keep_set(surrogates[method][fraction], size, classes if quotas else None,
+                                     min_per_class, synergy_threshold, seed)]
+        else:
+            choice = Choice(n, classes, scores, seed, min_per_class, ccs_cutoff, ccs_bins)
+            picks = [baseline.choose(choice, size, stream(seed, method, draw, fraction)) for draw in range(times)]
+        rows += [{"method": method, "fraction": fraction, "draw": d, "size": len(p), "players": np.sort(p).tolist()}
+                 for d, p in enumerate(picks)]
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class PruneSettings:
+    """The pruning stages' settings (``conf/prune/default.yaml`` says what each does)."""
+
+    fractions: list[float] = field(default_factory=lambda: [0.9, 0.7, 0.5, 0.3, 0.2])
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    fit_method: str = "proxyspex"
+    surrogates: str = "sweep"
+    class_quotas: bool = True
+    min_per_class: int = 1
+    synergy_threshold: float = 1.0
+    seed: int = 0
+    el2n_seeds: int = 3
+    el2n_epochs: int = 2
+    ccs_cutoff: float = 0.1
+    ccs_bins: int = 10
+    eval_seeds: int = 5
+    draws: int | None = None
+    workers: int = 2
+    keep_sets: str | None = None
+
+    def __post_init__(self):
+        self.fractions = check_fractions(self.fractions)
+        if self.surrogates not in SURROGATES:
+            raise PruningError(f"prune.surrogates={self.surrogates!r}; choose one of {', '.join(SURROGATES)}")
+        if unknown := [m for m in self.methods if m not in METHODS]:
+            raise PruningError(f"prune.methods: unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
+        self.draws = self.eval_seeds if self.draws is None else self.draws
+        for name in ("min_per_class", "seed", "el2n_seeds", "el2n_epochs", "ccs_bins", "eval_seeds", "draws",
+                     "workers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise UserError(f"prune.{name}={value!r} must be a non-negative integer")
+
+    @property
+    def fits(self) -> dict[str, str]:
+        """Surrogate pruning method -> the fit method whose tables drive it."""
+        return {m: self.fit_method if m == "interactions" else SURROGATE_METHODS[m]
+                for m in self.methods if m in SURROGATE_METHODS}
+
+    def keep_set_settings(self) -> dict:
+        """What decides the keep-sets (not their evaluation, nor how many processes run it)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("workers", "keep_sets", "eval_seeds")}
+
+
+def run_prune(run_dir, settings: PruneSettings, progress: bool = True, force: bool = False):
+    """Keep-sets of every method at every fraction, to ``prune/keep_sets.parquet``: ``(keep-sets,
+    path)``, or None when the fits and settings are those of its last run (``force`` redoes it)."""
+    from ..sweep import SweepRun
+
+    folder = RunFolder(run_dir)
+    alphas = {f if settings.surrogates == "matched" else None for f in settings.fractions if f < 1}
+    reads = {"run.json": folder.run_json}
+    if settings.fits:
+        reads |= {str(path.relative_to(folder.root)): path for alpha in alphas for path in folder.fit_tables(alpha)}
+    inputs = StageInputs(folder.keep_sets_record, reads, settings.keep_set_settings())
+    if not force and inputs.unchanged([folder.keep_sets]):
+        return None
+    run = SweepRun.open(run_dir)
+    surrogates = load_surrogates(run_dir, settings.fits, settings.fractions, settings.surrogates)
+
+    def difficulty():
+        from .retraining import el2n_scores
+
+        return el2n_scores(run, settings.el2n_seeds, settings.el2n_epochs)
+
+    classes = player_classes(run.groups, run.data.labels("train"))
+    keep = make_keep_sets(settings.methods, settings.fractions, run.n, classes, surrogates, difficulty,
+                          settings.draws, settings.seed, settings.class_quotas, settings.min_per_class,
+                          settings.synergy_threshold, settings.ccs_cutoff, settings.ccs_bins, progress)
+    path = write_frame(folder.keep_sets, keep, {"fingerprint": run.meta["fingerprint"], "n": run.n,
+                                                "source_run": str(folder.root),
+                                                "settings": settings.keep_set_settings()})
+    inputs.save()
+    return keep, path
+
+
+def run_evaluation(run_dir, settings: PruneSettings, threads: int = 1, progress: bool = True, force: bool = False):
+    """Retrain every keep-set (``prune.keep_sets``, default the run's) under the full set's step
+    budget with ``eval_seeds`` seeds, in ``workers`` processes: ``(summary, paired, written
+    paths)``, or None when the keep-sets and settings are those of its last run."""
+    from ..sweep import SweepRun
+    from .retraining import evaluate_keep_sets
+
+    folder = RunFolder(run_dir)
+    source = folder.keep_sets if settings.keep_sets is None else settings.keep_sets
+    written = [folder.evaluation, *folder.evaluation_summaries]
+    inputs = StageInputs(folder.evaluation_record, {"keep_sets": source, "run.json": folder.run_json},
+                         {"eval_seeds": settings.eval_seeds})
+    if not force and inputs.unchanged(written):
+        return None
+    run = SweepRun.open(run_dir)
+    keep, meta, source = load_keep_sets(run.meta["fingerprint"], source)
+    evaluation = evaluate_keep_sets(run, keep, settings.eval_seeds, settings.workers, progress, threads)
+    write_frame(folder.evaluation, evaluation, meta | {"keep_sets": str(source)})
+    table, paired = summarize(evaluation), paired_differences(evaluation)
+    table_csv, paired_csv, figure = folder.evaluation_summaries
+    table.to_csv(table_csv, index=False)
+    paired.to_csv(paired_csv, index=False)
+    plot_pruning(table).savefig(figure, dpi=120)
+    inputs.save()
+    return table, paired, written

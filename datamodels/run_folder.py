@@ -1,0 +1,316 @@
+"""The run folder: every path a stage reads or writes, by name, and the folder's own rules.
+
+One sweep, and everything derived from it, lives in one folder (``run_dir``)::
+
+    run.json                     the sweep's identity (datamodels.store.IDENTITY_KEYS)
+    config.json                  the resolved settings it was swept with (datamodels.cli)
+    shards/shard-NNNNNN.parquet  one file per shard (datamodels.store)
+    shards/.shard-NNNNNN.partial/model-IIIIII.parquet   checkpoints of an unfinished shard
+    .claims/shard-NNNNNN.lock    which process trains a shard now (ShardClaim)
+    fit_ready/                   memory-mapped masks and margins (datamodels.fit_ready)
+    fit/[alpha-A/]interactions.parquet, fit_metrics.parquet    (datamodels.fitting)
+    fit/[alpha-A/]parts/<method>/part-KKKK.<table>             a fit split into SLURM parts
+    prune/keep_sets.parquet, evaluation.parquet, evaluation.csv, paired.csv, evaluation.png
+    report/index.html            (datamodels.report)
+    curated/<method>-<fraction>/ keep_set.parquet, card.json[, dataset.npz]
+    data/<dataset>-<fingerprint>-train.beton   the FFCV loader's copy of the training split
+    planted/truth.parquet        the spectra a planted sweep was drawn from (datamodels.planted)
+    logs/                        Hydra's and SLURM's logs
+
+Stages record their inputs (:mod:`datamodels.stage_inputs`) in hidden ``.inputs-*.json`` files
+beside their outputs. :class:`RunFolder` names all of these; no other module builds a path
+inside a run folder by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from flufl.lock import Lock, LockState, NotLockedError, TimeOutError
+
+from .errors import StoreError
+from .tables import write_atomic
+
+SHARD_RE = re.compile(r"^shard-(\d{6})\.parquet$")
+TEMP_RE = re.compile(r"^\.shard-\d{6}\.parquet\.\d+\.tmp$")
+PARTIAL_RE = re.compile(r"^\.shard-(\d{6})\.partial$")
+FIT_TABLES = ("interactions.parquet", "fit_metrics.parquet")
+# The configuration sections that decide a sweep's results (all but sweep.shard, which only
+# picks the work of one job): a run folder records them (config.json) and keeps them.
+RUN_SECTIONS = ("dataset", "players", "model", "train", "loader", "sweep")
+LAUNCH_SETTINGS = ("sweep.shard",)
+
+
+# The keys that make two shards belong to the same sweep: a run's identity (run.json).
+IDENTITY_KEYS = ("format", "fingerprint", "n", "T", "design", "alpha", "sweep_seed", "repeats",
+                 "models_per_shard", "num_models", "config_hash", "budget", "degree")  # the last two: design=spex
+
+
+def identity(meta: dict) -> dict:
+    return {k: meta.get(k) for k in IDENTITY_KEYS}
+
+
+def check_identity(path: Path, meta: dict, expected: dict) -> None:
+    """Refuse ``path`` (a shard, a layout, a run.json) when its identity ``meta`` is another sweep's."""
+    found, want = identity(meta), identity(expected)
+    if found != want:
+        diff = ", ".join(f"{k}={found[k]!r} there, {want[k]!r} in this job's settings" for k in IDENTITY_KEYS
+                         if found[k] != want[k])
+        raise StoreError(f"{path} belongs to a different sweep: {diff}. It was left untouched; "
+                         f"move it away or point the run at another folder.")
+
+
+def shard_path(shard_dir: str | os.PathLike, shard: int) -> Path:
+    return Path(shard_dir) / f"shard-{shard:06d}.parquet"
+
+
+def partial_dir(shard_dir: str | os.PathLike, shard: int) -> Path:
+    """Where the finished models of an unfinished shard are checkpointed."""
+    return Path(shard_dir) / f".shard-{shard:06d}.partial"
+
+
+def checkpoint_path(shard_dir: str | os.PathLike, shard: int, model_index: int) -> Path:
+    return partial_dir(shard_dir, shard) / f"model-{model_index:06d}.parquet"
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """The paths of one run folder (module docstring), by name."""
+
+    root: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root))
+
+    # ------------------------------------------------------------------ the sweep
+
+    @property
+    def run_json(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def config_json(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def shards(self) -> Path:
+        return self.root / "shards"
+
+    def shard(self, shard: int) -> Path:
+        return shard_path(self.shards, shard)
+
+    def partial(self, shard: int) -> Path:
+        return partial_dir(self.shards, shard)
+
+    def checkpoint(self, shard: int, model_index: int) -> Path:
+        return checkpoint_path(self.shards, shard, model_index)
+
+    def claim(self, shard: int) -> Path:
+        return self.root / ".claims" / f"shard-{shard:06d}.lock"
+
+    def beton(self, dataset: str, fingerprint: str) -> Path:
+        return self.root / "data" / f"{dataset}-{fingerprint}-train.beton"
+
+    @property
+    def planted_truth(self) -> Path:
+        return self.root / "planted" / "truth.parquet"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def slurm_logs(self) -> Path:
+        return self.logs / "slurm"
+
+    # ------------------------------------------------------------------ the fit
+
+    @property
+    def fit_ready(self) -> Path:
+        return self.root / "fit_ready"
+
+    def fit_ready_building(self, pid: int) -> Path:
+        """Where process ``pid`` builds a layout before renaming it into place."""
+        return self.root / f".fit_ready.{pid}.tmp"
+
+    def fit_ready_aside(self, pid: int) -> Path:
+        """Where process ``pid`` moves a stale layout while putting its own in place."""
+        return self.root / f".fit_ready.{pid}.old"
+
+    def fit(self, alpha: float | None = None) -> Path:
+        """``fit/``, or ``fit/alpha-A/`` for a fit of the masks drawn at alpha ``A`` (``fit.alpha``)."""
+        return self.root / "fit" if alpha is None else self.root / "fit" / f"alpha-{float(alpha):g}"
+
+    def interactions(self, alpha: float | None = None) -> Path:
+        return self.fit(alpha) / FIT_TABLES[0]
+
+    def fit_metrics(self, alpha: float | None = None) -> Path:
+        return self.fit(alpha) / FIT_TABLES[1]
+
+    def fit_tables(self, alpha: float | None = None) -> tuple[Path, Path]:
+        """The fit stage's two tables: interactions, then metrics."""
+        return self.interactions(alpha), self.fit_metrics(alpha)
+
+    def fit_record(self, method: str, alpha: float | None = None) -> Path:
+        return self.fit(alpha) / f".inputs-{method}.json"
+
+    def fit_parts(self, method: str, alpha: float | None = None) -> Path:
+        return self.fit(alpha) / "parts" / method
+
+    def fit_part(self, method: str, part: int, alpha: float | None = None) -> tuple[Path, Path]:
+        """Part ``part``'s two tables (interactions, metrics) of a fit split into parts."""
+        return tuple(self.fit_parts(method, alpha) / f"part-{part:04d}.{name}" for name in FIT_TABLES)
+
+    # ------------------------------------------------------------------ pruning, report, curation
+
+    @property
+    def prune(self) -> Path:
+        return self.root / "prune"
+
+    @property
+    def keep_sets(self) -> Path:
+        return self.prune / "keep_sets.parquet"
+
+    @property
+    def keep_sets_record(self) -> Path:
+        return self.prune / ".inputs-keep_sets.json"
+
+    @property
+    def evaluation(self) -> Path:
+        """One row per retrained model of a keep-set."""
+        return self.prune / "evaluation.parquet"
+
+    @property
+    def evaluation_summaries(self) -> tuple[Path, Path, Path]:
+        """evaluation.csv (per method and fraction), paired.csv (against the best baseline), the figure."""
+        return self.prune / "evaluation.csv", self.prune / "paired.csv", self.prune / "evaluation.png"
+
+    @property
+    def evaluation_record(self) -> Path:
+        return self.prune / ".inputs-evaluation.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report"
+
+    @property
+    def report_page(self) -> Path:
+        return self.report / "index.html"
+
+    @property
+    def report_record(self) -> Path:
+        return self.report / ".inputs.json"
+
+    def curated(self, method: str, fraction: float) -> Path:
+        return self.root / "curated" / f"{method}-{float(fraction):g}"
+
+    # ------------------------------------------------------------------ the folder's rules
+
+    def check_sweep(self, meta: dict, config: dict | None = None) -> None:
+        """Claim the folder for the sweep ``meta`` (its identity in ``run.json``, its settings
+        ``config`` in ``config.json``), or refuse it if it holds another sweep or files that are
+        not a run's.
+
+        Parallel workers of the same sweep may all write them: their contents are identical,
+        and each re-reads what won.
+        """
+        # Hydra may have made the log folder before the job starts, and a parallel worker of this
+        # sweep may be writing run.json right now (its hidden temporary file).
+        def foreign(p: Path) -> bool:
+            return p.name not in ("logs", ".claims") and not (p.name.startswith(".") and p.name.endswith(".tmp"))
+
+        if self.root.exists() and not self.run_json.exists() and any(foreign(p) for p in self.root.iterdir()):
+            raise StoreError(f"{self.root} is not empty and holds no run.json: it is not a run folder of this "
+                                 f"package. Choose another run_dir.")
+        if not self.run_json.exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.run_json, lambda tmp: tmp.write_text(json.dumps(identity(meta), sort_keys=True, indent=1)))
+        check_identity(self.run_json, self.read_run(), meta)
+        if config is not None and not self.config_json.exists():
+            write_atomic(self.config_json, lambda tmp: tmp.write_text(json.dumps(config, indent=1, default=str)))
+
+    def no_sweep_error(self, missing: str = "run.json") -> StoreError:
+        """The error for a folder that holds no sweep, naming the run folders beside it."""
+        parent = self.root.parent
+        beside = sorted(p.parent for p in parent.glob("*/run.json")) if parent.is_dir() else []
+        shown = [os.path.relpath(p) if p.is_relative_to(Path.cwd()) else str(p) for p in beside[:5]]
+        where = f"one of the sweeps beside it ({', '.join(shown)})" if shown else "the folder of a sweep"
+        return StoreError(f"{self.root} holds no sweep (no {missing}): pass run_dir= {where}, or run "
+                              f"jobs/sweep.py with these settings first")
+
+    def read_run(self) -> dict:
+        """The identity of the folder's sweep, as its ``run.json`` records it."""
+        if not self.run_json.exists():
+            raise self.no_sweep_error()
+        try:
+            return json.loads(self.run_json.read_text())
+        except json.JSONDecodeError as err:
+            raise StoreError(f"{self.run_json} is corrupt ({err})") from err
+
+    def read_config(self) -> dict:
+        """The resolved configuration the sweep was run with (``config.json``)."""
+        if not self.config_json.exists():
+            raise self.no_sweep_error("config.json")
+        return json.loads(self.config_json.read_text())
+
+
+class ShardClaim:
+    """One process's claim on one shard of a run folder, so that two never train it at once.
+
+    Two sweeps may reach the same shard: a command resubmitted while the first job still runs, a
+    requeued SLURM job racing its original. The claim is a lock file in ``<run_dir>/.claims/``
+    made with ``flufl.lock``, whose hard-link protocol is atomic on NFS and the other shared file
+    systems of clusters; it records the holder's host and process id. A claim lives for
+    ``lifetime`` and is refreshed after every trained pass, so a holder that died on another host
+    (where its process cannot be asked about) is taken over once the lifetime has passed; a
+    holder on this host whose process is gone is taken over at once.
+    """
+
+    def __init__(self, folder: RunFolder, shard: int, lifetime: timedelta = timedelta(hours=2)):
+        self.path = folder.claim(shard)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = Lock(str(self.path), lifetime=lifetime, separator="~")
+
+    def acquire(self) -> bool:
+        """Take the claim; False (and :attr:`holder` says who) when a live process holds it."""
+        if self._lock.state is LockState.stale:  # its process on this host is gone: mark it expired
+            try:
+                os.utime(self.path, (0, 0))
+            except FileNotFoundError:
+                pass
+        try:
+            # A few seconds: time for the lock to break a claim whose lifetime has passed.
+            self._lock.lock(timeout=timedelta(seconds=5))
+        except TimeOutError:
+            return False
+        return True
+
+    @property
+    def holder(self) -> str:
+        """Who holds the claim: host, process id, and until when it is valid."""
+        try:
+            host, pid, _ = self._lock.details
+            until = self._lock.expiration
+        except (NotLockedError, OSError):
+            return "a process that has just let it go"
+        here = " (this host)" if host == socket.getfqdn() or host == socket.gethostname() else ""
+        return f"process {pid} on {host}{here}, claimed until {until:%Y-%m-%d %H:%M:%S} unless refreshed"
+
+    def refresh(self) -> None:
+        self._lock.refresh()
+
+    def release(self) -> None:
+        self._lock.unlock(unconditionally=True)
+
+    def __enter__(self) -> ShardClaim:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+

@@ -1,0 +1,90 @@
+"""Progress of a sweep: shards done, queued or running, failed (with their error), missing, and
+the models checkpointed in unfinished shards; then the command that trains exactly what is missing.
+
+Jobs are those recorded by ``hydra/launcher=slurm`` in ``<run_dir>/logs/slurm/submission-*.json``;
+their states come from ``sacct``. Without SLURM (a local sweep) only the files are read.
+"""
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from hydra_plugins.datamodels_slurm.launcher import multirun_command, read_submissions
+
+from .run_folder import RunFolder, ShardClaim
+from .store import collect_run, compact_ranges, partial_models
+
+ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED", "REQUEUE_HOLD"}
+ERROR_LINES = 6
+
+
+def job_states(job_ids: list[str]) -> dict[str, str]:
+    """SLURM state of each job (array task ids like 12_3); empty where sacct is unavailable."""
+    if not job_ids:
+        return {}
+    try:
+        out = subprocess.run(["sacct", "-X", "-n", "--parsable2", "-o", "JobID,State", "-j", ",".join(job_ids)],
+                             capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    rows = (line.split("|") for line in out.splitlines() if "|" in line)
+    return {row[0]: row[1].split()[0] for row in rows if row[0] != "JobID"}  # "CANCELLED by 0" -> CANCELLED
+
+
+def error_tail(stderr: str) -> str:
+    path = Path(stderr)
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()] if path.exists() else []
+    return "\n      ".join(lines[-ERROR_LINES:]) or "(no error output)"
+
+
+def sweep_status(run_dir) -> list[str]:
+    """The lines ``jobs/status.py`` prints for a run folder."""
+    lines = []
+    folder = RunFolder(run_dir)
+    run_dir = folder.root
+    expected, report = collect_run(run_dir)
+    per_shard, num_shards = expected["models_per_shard"], -(-expected["num_models"] // expected["models_per_shard"])
+    missing = report.missing_shards(per_shard)
+    lines.append(f"{run_dir}: {num_shards - len(missing)} of {num_shards} shards done "
+                 f"({len(report.present)} of {report.num_models} models)")
+
+    # the latest job of every shard, from the launcher's submission records (of this stage only:
+    # a sharded fit logs there too)
+    submissions = [record for record in read_submissions(folder.slurm_logs)
+                   if any(o.startswith("sweep.shard=") for o in record["jobs"][0]["tasks"][0])]
+    latest: dict[int, tuple[str, str]] = {}
+    for record in submissions:
+        for job in record["jobs"]:
+            for overrides, stderr in zip(job["tasks"], job["stderr"]):
+                shard = next((o.split("=", 1)[1] for o in overrides if o.startswith("sweep.shard=")), None)
+                if shard is not None:
+                    latest[int(shard)] = (job["job_id"], stderr)
+    states = job_states(sorted({latest[s][0] for s in missing if s in latest}))
+    claimed = [s for s in missing if folder.claim(s).exists()]  # being trained by a process, SLURM's or not
+    active = [s for s in missing if states.get(latest.get(s, ("",))[0]) in ACTIVE or s in claimed]
+    failed = [s for s in missing if s in latest and s not in active and latest[s][0] in states]
+    if active:
+        lines.append(f"  queued or running: {len(active)} shards ({compact_ranges(np.array(active))})")
+    for shard in claimed:
+        lines.append(f"  shard {shard}: being trained by {ShardClaim(folder, shard).holder}")
+    for shard in failed:
+        job_id, stderr = latest[shard]
+        lines.append(f"  failed: shard {shard}, job {job_id} {states[job_id]}:\n      {error_tail(stderr)}")
+    checkpointed = partial_models(folder.shards)
+    if checkpointed:
+        lines.append("  models checkpointed in unfinished shards: "
+                     + ", ".join(f"shard {s}: {k}" for s, k in sorted(checkpointed.items())))
+    todo = [s for s in missing if s not in active]
+    if todo:
+        lines.append(f"  missing, not queued: {len(todo)} shards ({compact_ranges(np.array(todo))})")
+        # The run folder holds the sweep's settings: its run_dir is all the command needs, with
+        # the launcher of the last SLURM submission if there was one.
+        if submissions:
+            script, hydra_overrides = submissions[-1]["argv0"], submissions[-1]["hydra_overrides"]
+        else:
+            script, hydra_overrides = "jobs/sweep.py", ["hydra/launcher=joblib"]
+        command = multirun_command(script, hydra_overrides, [f"run_dir={run_dir}",
+                                                              f"sweep.shard={','.join(map(str, todo))}"])
+        lines.append(f"to train exactly these shards:\n  {command}")
+    return lines
