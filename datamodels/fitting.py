@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import StoreError, UserError
-from .fit_ready import open_fit_ready
+from .fit_ready import MANIFEST, open_fit_ready
 from .interactions import interaction_table, make_engine
 from .masks import design_of
 from .packed import as_packed
@@ -298,7 +298,7 @@ def fit_inputs(run_dir, settings: FitSettings, progress: bool = True) -> StageIn
     shards first, built if missing) and its settings."""
     layout = open_fit_ready(run_dir, progress=progress).path
     return StageInputs(RunFolder(run_dir).fit_record(settings.method, settings.alpha),
-                       {"fit_ready": layout / "manifest.json"}, settings.recorded())
+                       {"layout": layout / MANIFEST}, settings.recorded())
 
 
 def run_fit(run_dir, settings: FitSettings, progress: bool = True, force: bool = False):

@@ -11,7 +11,7 @@ Subset semantics (as in the airbench loader): the permutations are drawn over *p
 kept list from a generator seeded by the training seed, so the same seed with a different mask
 changes only which examples are seen, not the order of the draws nor the augmentation.
 
-Loaders (``loader=`` in the configs):
+Loaders (``loader=`` in the configs; :func:`datamodels.sweep.make_loader` picks one):
 
 - ``resident`` (default, :class:`ResidentLoader`): the train split's uint8 images live on the
   device as one tensor; a batch is one gather, then normalisation and augmentation (flips,
@@ -35,9 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import PreparedData
-from .errors import UserError
 
-LOADERS = ("resident", "ffcv")
 
 
 @dataclass
@@ -180,18 +178,3 @@ class ResidentLoader:
         for step, batch in enumerate(index):
             x = self.splits.normalise(self.splits.train_images[batch])
             yield augment(x, step_params(params, step), cfg), self.splits.train_y[batch]
-
-
-def make_loader(name: str, splits: ResidentSplits, data: PreparedData | None = None, run_dir=None, **options):
-    """The loader called ``name``; ``ffcv`` writes (once) and reads ``<run_dir>/data/*.beton``."""
-    if name == "resident":
-        if options:
-            raise UserError(f"loader=resident takes no options, got {sorted(options)}")
-        return ResidentLoader(splits)
-    if name == "ffcv":
-        from .ffcv_loader import FFCVLoader
-
-        if data is None or run_dir is None:
-            raise ValueError("loader=ffcv needs the prepared data and a run folder to write its .beton in")
-        return FFCVLoader(splits, data, run_dir, **options)
-    raise UserError(f"unknown loader {name!r}; choose one of {', '.join(LOADERS)}")

@@ -26,14 +26,6 @@ from .stage_inputs import StageInputs
 from .store import shard_files
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-# What a run folder holds after make demo, for the list the report job ends with.
-OUTPUTS = (("shards/shard-*.parquet", "margins of every model (pandas, pyarrow, DuckDB)"),
-           ("fit/interactions.parquet", "main effects, synergy and redundancy per target"),
-           ("fit/fit_metrics.parquet", "held-out R^2 and Spearman (LDS) per target and method"),
-           ("prune/keep_sets.parquet", "the kept players of every method and fraction"),
-           ("prune/evaluation.csv", "holdout accuracy of pruned training sets (and .png)"),
-           ("prune/paired.csv", "each method minus the best baseline, paired by seed"),
-           ("report/index.html", "all of it as a page; notebooks in analysis/"))
 
 READING_GUIDE = """<h2>How to read this report</h2>
 <p>Many models were trained, each on a random subset of the training set. A <b>player</b> is what
@@ -77,9 +69,10 @@ def _docs_link(out: Path, name: str) -> str:
     return f'<a href="docs/{escape(name)}">docs/{escape(name)}</a>'
 
 
-def write_report(view: RunView, out_dir: str | os.PathLike, targets_per_kind: int = 2) -> Path:
-    """The page and its figures in ``out_dir``; returns the page's path."""
-    out = Path(out_dir)
+def write_report(view: RunView, page: str | os.PathLike, targets_per_kind: int = 2) -> Path:
+    """The page, its figures and the docs it cites, in the page's folder; returns the page."""
+    page = Path(page)
+    out = page.parent
     out.mkdir(parents=True, exist_ok=True)
     body: list[str] = []
     written: dict[tuple, str] = {}  # what a figure shows -> its file, so that none is drawn twice
@@ -146,7 +139,6 @@ def write_report(view: RunView, out_dir: str | os.PathLike, targets_per_kind: in
              "img{max-width:100%}figure{margin:1em 0}figcaption{font-size:0.85em;color:#555}"
              ".table{border-collapse:collapse;font-size:0.85em}.table td,.table th{padding:2px 8px;"
              "border-bottom:1px solid #ddd;text-align:right}.missing{color:#a33}")
-    page = out / "index.html"
     page.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>datamodels report</title>"
                     f"<style>{style}</style></head><body>{''.join(body)}</body></html>")
     return page
@@ -156,19 +148,27 @@ def run_report(run_dir, force: bool = False) -> Path | None:
     """The report stage: the page, or None when the files it reads (the shards, the fit and
     pruning tables) are those of its last run and the page is in place (``force`` redoes it)."""
     folder = RunFolder(run_dir)
-    reads = {"run.json": folder.run_json, "interactions": folder.interactions(), "fit_metrics": folder.fit_metrics(),
+    reads = {"run": folder.run_json, "interactions": folder.interactions(), "fit_metrics": folder.fit_metrics(),
              "keep_sets": folder.keep_sets, "evaluation": folder.evaluation}
     # shards by name, size and time (as the fit-ready layout tracks them): reading them all is the sweep's size
     shards = {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in shard_files(folder.shards)[0]}
     inputs = StageInputs(folder.report_record, reads, {"shards": shards})
     if not force and inputs.unchanged([folder.report_page]):
         return None
-    page = write_report(RunView.open(folder.root), folder.report)
+    page = write_report(RunView.open(folder.root), folder.report_page)
     inputs.save()
     return page
 
 
 def outputs(run_dir) -> list[str]:
-    """One line per output the run folder holds, with what it is."""
-    root = RunFolder(run_dir).root
-    return [f"  {pattern:<28} {what}" for pattern, what in OUTPUTS if any(root.glob(pattern))]
+    """One line per output the run folder holds (of those ``make demo`` writes), with what it is."""
+    folder = RunFolder(run_dir)
+    table, paired, _ = folder.evaluation_summaries
+    described = [(folder.shards, "margins of every model, a parquet file per shard (pandas, pyarrow, DuckDB)"),
+                 (folder.interactions(), "main effects, synergy and redundancy per target"),
+                 (folder.fit_metrics(), "held-out R^2 and Spearman (LDS) per target and method"),
+                 (folder.keep_sets, "the kept players of every pruning method and fraction"),
+                 (table, "holdout accuracy of pruned training sets (and .png)"),
+                 (paired, "each method minus the best baseline, paired by seed"),
+                 (folder.report_page, "all of it as a page; notebooks in analysis/")]
+    return [f"  {os.path.relpath(path, folder.root):<28} {what}" for path, what in described if path.exists()]

@@ -31,10 +31,10 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .errors import UserError
-from .data import prepare
+from .data import PreparedData, prepare
 from .masks import MaskDesign, MaskError, alpha_setting, group_players, kept_examples, load_mask_file, training_seed
 from .models import build_model
-from .loaders import ResidentSplits, make_loader, to_device
+from .loaders import ResidentLoader, ResidentSplits, to_device
 from .errors import StoreError
 from .run_folder import LAUNCH_SETTINGS, RUN_SECTIONS, RunFolder, ShardClaim, check_identity
 from .store import FORMAT, ModelRecord, read_models, read_shard_meta, write_shard
@@ -59,6 +59,24 @@ def resolve_device(name: str) -> torch.device:
         # several processes per node, one per GPU (SLURM tasks): each takes its local rank's GPU
         name = f"cuda:{int(os.environ.get('SLURM_LOCALID', 0)) % torch.cuda.device_count()}"
     return torch.device(name)
+
+
+LOADERS = ("resident", "ffcv")
+
+
+def make_loader(name: str, splits: ResidentSplits, data: PreparedData | None = None, run_dir=None, **options):
+    """The loader called ``name``; ``ffcv`` writes (once) and reads ``<run_dir>/data/*.beton``."""
+    if name == "resident":
+        if options:
+            raise UserError(f"loader=resident takes no options, got {sorted(options)}")
+        return ResidentLoader(splits)
+    if name == "ffcv":
+        from .ffcv_loader import FFCVLoader  # only with the ffcv extra installed
+
+        if data is None or run_dir is None:
+            raise ValueError("loader=ffcv needs the prepared data and a run folder to write its .beton in")
+        return FFCVLoader(splits, data, run_dir, **options)
+    raise UserError(f"unknown loader {name!r}; choose one of {', '.join(LOADERS)}")
 
 
 class SweepRun:

@@ -26,9 +26,14 @@ def compose_config(overrides=(), run_dir=None) -> dict:
     return OmegaConf.to_container(OmegaConf.create(config), resolve=True, throw_on_missing=True)
 
 
-def run_job(script: str, *overrides: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run a Hydra entry point the way a user types it."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+def run_job(script: str, *overrides: str, check: bool = True, timeout: float = 300,
+            env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a Hydra entry point the way a user types it (``env``: more variables; a PYTHONPATH is
+    put before the one the tests run with)."""
+    extra = dict(env or {})
+    if "PYTHONPATH" in extra and os.environ.get("PYTHONPATH"):
+        extra["PYTHONPATH"] += os.pathsep + os.environ["PYTHONPATH"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1") | extra
     proc = subprocess.run([sys.executable, str(ROOT / "jobs" / script), *overrides], capture_output=True,
                           text=True, cwd=ROOT, env=env, timeout=timeout)
     if check and proc.returncode != 0:

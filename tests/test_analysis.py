@@ -1,10 +1,8 @@
 """The analysis stage end to end on a small real run: notebooks, the HTML report, pruning jobs."""
 
 import json
-import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import nbformat
 import numpy as np

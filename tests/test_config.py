@@ -63,7 +63,7 @@ def test_train_options(name):
 
 @pytest.mark.parametrize("name", options("loader"))
 def test_loader_options(name):
-    from datamodels.loaders import LOADERS
+    from datamodels.sweep import LOADERS
     loader = compose_config([f"loader={name}"])["loader"]
     assert loader["name"] == name and name in LOADERS
 

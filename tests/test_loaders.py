@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from datamodels.data import prepare
-from datamodels.loaders import (ResidentLoader, augment, batch_order, draw_augmentation, make_loader, step_params,
-                                to_device, total_steps)
+from datamodels.loaders import ResidentLoader, augment, batch_order, draw_augmentation, step_params, to_device, total_steps
+from datamodels.sweep import make_loader
 from datamodels.train import TrainConfig
 
 

@@ -20,7 +20,7 @@ target's margin. Engines fit it from ``(masks, margins)``; one module per concep
 """
 
 from .batched_lasso import BatchedLinearDatamodel
-from .engine import ENGINES, MIN_MODELS, Engine, heldout_split, make_engine
+from .engine import ENGINES, MIN_MODELS, Engine, check_margins, heldout_split, make_engine
 from .lasso import GramLasso
 from .linear import LinearDatamodel
 from .proxyspex import ProxySPEX
@@ -44,7 +44,7 @@ from .targets import TargetFit, fit_targets, iter_fit_targets
 __all__ = [
     "BatchedLinearDatamodel", "DEFAULT_SCREEN_K", "ENGINES", "Engine", "GramLasso", "LinearDatamodel", "MIN_MODELS",
     "ProxySPEX", "SPEX", "ScreenedEngine", "TargetFit", "banzhaf_interaction_index", "banzhaf_values",
-    "booster_fourier", "fit_targets", "fourier_to_mobius", "from_interaction_values", "heldout_split",
+    "booster_fourier", "check_margins", "fit_targets", "fourier_to_mobius", "from_interaction_values", "heldout_split",
     "interaction_table", "iter_fit_targets", "make_engine", "mobius_predict", "mobius_to_fourier", "null_gradients",
     "resolve_screen_k", "screen", "shapley_interaction_index", "shapley_values", "spex_design", "spex_plan",
     "to_interaction_values",

@@ -122,7 +122,7 @@ def run_prune(run_dir, settings: PruneSettings, progress: bool = True, force: bo
 
     folder = RunFolder(run_dir)
     alphas = {f if settings.surrogates == "matched" else None for f in settings.fractions if f < 1}
-    reads = {"run.json": folder.run_json}
+    reads = {"run": folder.run_json}
     if settings.fits:
         reads |= {str(path.relative_to(folder.root)): path for alpha in alphas for path in folder.fit_tables(alpha)}
     inputs = StageInputs(folder.keep_sets_record, reads, settings.keep_set_settings())
@@ -157,7 +157,7 @@ def run_evaluation(run_dir, settings: PruneSettings, threads: int = 1, progress:
     folder = RunFolder(run_dir)
     source = folder.keep_sets if settings.keep_sets is None else settings.keep_sets
     written = [folder.evaluation, *folder.evaluation_summaries]
-    inputs = StageInputs(folder.evaluation_record, {"keep_sets": source, "run.json": folder.run_json},
+    inputs = StageInputs(folder.evaluation_record, {"keep_sets": source, "run": folder.run_json},
                          {"eval_seeds": settings.eval_seeds})
     if not force and inputs.unchanged(written):
         return None

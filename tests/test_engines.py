@@ -1,0 +1,87 @@
+"""Every engine shares one shape: scikit-learn's estimator contract, the fit stage's hooks, and
+a new engine is one module plus one config file (the example of docs/interactions.md, run here)."""
+
+import pickle
+import re
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.utils import estimator_checks
+
+from conftest import ROOT, run_job
+from datamodels.interactions import ENGINES, SPEX, spex_design
+from datamodels.planted import write_planted_sweep
+from datamodels.tables import read_frame
+from datamodels.run_folder import RunFolder
+
+# scikit-learn's checks that apply to estimators over 0/1 masks: the ones about parameters,
+# cloning and construction (the others fit on real-valued data, which no engine accepts).
+API_CHECKS = ["check_no_attributes_set_in_init", "check_parameters_default_constructible",
+              "check_get_params_invariance", "check_set_params", "check_estimator_cloneable",
+              "check_estimator_repr", "check_do_not_raise_errors_in_init_or_set_params", "check_mixin_order",
+              "check_estimator_tags_renamed", "check_valid_tag_types"]
+
+
+def unfitted(name):
+    return ENGINES[name](device="cpu") if name == "linear_gpu" else ENGINES[name]()
+
+
+def mask_game(name, seed=0):
+    """Masks the engine reads (SPEX: its design) and margins of a planted game on them."""
+    rng = np.random.default_rng(seed)
+    masks = spex_design(12, 300, 0, 2) if name == "spex" else rng.random((300, 12)) < 0.5
+    margins = 1.5 * masks[:, 2] - 1.0 * masks[:, 7] + 0.8 * masks[:, 2] * masks[:, 5] + 0.05 * rng.standard_normal(len(masks))
+    return masks, margins
+
+
+def configured(name):
+    engine = unfitted(name)
+    return engine.set_params(budget=300, degree=2) if name == "spex" else engine
+
+
+@pytest.mark.parametrize("check", API_CHECKS)
+@pytest.mark.parametrize("name", sorted(ENGINES))
+def test_engines_pass_scikit_learns_api_checks(name, check):
+    getattr(estimator_checks, check)(name, unfitted(name))
+
+
+@pytest.mark.parametrize("name", sorted(ENGINES))
+def test_engines_fit_masks_as_estimators_do(name):
+    masks, margins = mask_game(name)
+    engine = configured(name)
+    assert engine.fit(masks, margins) is engine
+    assert engine.n_players_ == 12 and len(engine.players_) >= 1 and engine.kkt_added_ >= 0
+    assert max((S for S in engine.mobius_ if S), key=lambda S: abs(engine.mobius_[S])) == (2,)
+    again = configured(name).fit(masks, margins)
+    assert again.mobius_ == pytest.approx(engine.mobius_)  # fitting is deterministic
+    copy = pickle.loads(pickle.dumps(engine))
+    np.testing.assert_allclose(copy.predict(masks), engine.predict(masks))
+    assert not hasattr(clone(engine), "mobius_")
+
+
+def test_a_new_engine_is_one_module_and_one_config(tmp_path):
+    """The example engine of docs/interactions.md, as printed there, through jobs/fit.py."""
+    doc = (ROOT / "docs" / "interactions.md").read_text()
+    section = doc[doc.index("## Adding an engine"):]
+    module, config = re.findall(r"```(?:python|yaml)\n(.*?)```", section, re.S)[:2]
+    assert len(module.strip().splitlines()) <= 32  # "a 30-line example engine"
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "my_engines.py").write_text(module)
+    (tmp_path / "conf" / "fit").mkdir(parents=True)
+    (tmp_path / "conf" / "fit" / "diff_in_means.yaml").write_text(config)
+    run = tmp_path / "run"
+    write_planted_sweep(run, 16, 2, 400, noise=0.1, models_per_shard=200, progress=False, n_triples=0)
+    proc = run_job("fit.py", "fit=diff_in_means", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", f"run_dir={run}",
+                   "progress=false", env={"PYTHONPATH": str(tmp_path / "code")})
+    assert "diff_in_means: 2 targets, median held-out R^2" in proc.stdout
+    metrics, meta = read_frame(RunFolder(run).fit_metrics(), "fit")
+    assert set(metrics["method"]) == {"diff_in_means"} and meta["methods"]["diff_in_means"]["params"] == {"top_k": 20}
+    assert (metrics["r2"] > 0.2).all()  # the planted mains carry most of the variance
+
+
+def test_spex_reads_its_design_from_the_run_and_refuses_another_degree():
+    run = {"design": "spex", "budget": 300, "sweep_seed": 3, "degree": 2}
+    assert SPEX.params_from_run(run, {"degree": None}) == {"budget": 300, "seed": 3, "degree": 2}
+    with pytest.raises(ValueError, match=r"fit.params.degree=5, but this sweep's SPEX design has degree 2"):
+        SPEX.params_from_run(run, {"degree": 5})
