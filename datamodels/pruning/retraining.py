@@ -55,7 +55,7 @@ _RUN = None
 
 def _init_retraining_worker(run_dir: str, threads: int) -> None:
     global _RUN
-    from .sweep import SweepRun
+    from ..sweep import SweepRun
 
     torch.set_num_threads(threads)
     _RUN = SweepRun.open(run_dir)
