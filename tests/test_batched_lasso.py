@@ -33,15 +33,15 @@ def test_solution_is_the_lasso_at_the_chosen_penalty():
     X, Y, _, _ = planted(120, 2000, 3)
     fit = fit_linear_batched(PackedMasks.from_bool(X), Y, device="cpu", target_batch=2, tol=1e-6, max_iter=5000,
                              progress=False)
-    assert fit.coef.shape == (120, 3) and np.all(fit.alpha > 0)
+    assert fit.coef.shape == (120, 3) and np.all(fit.penalty > 0)
     for t in range(3):
-        reference = Lasso(alpha=fit.alpha[t], tol=1e-10, max_iter=100_000).fit(X.astype(float), Y[:, t])
+        reference = Lasso(alpha=fit.penalty[t], tol=1e-10, max_iter=100_000).fit(X.astype(float), Y[:, t])
         assert (reference.coef_ != 0).sum() > 10  # a real path point, not the empty model
         np.testing.assert_allclose(fit.coef[:, t], reference.coef_, atol=1e-5)
         assert fit.intercept[t] == pytest.approx(reference.intercept_, abs=1e-5)
         # The chosen penalty is the path's best on validation; the path stopped early after it.
         best = np.nanargmin(fit.val_mse[:, t])
-        assert fit.alpha[t] == pytest.approx(fit.alphas[best, t])
+        assert fit.penalty[t] == pytest.approx(fit.penalties[best, t])
         assert np.isnan(fit.val_mse[:, t]).any()
 
 

@@ -61,7 +61,7 @@ def test_kkt_check_gives_the_lasso_over_all_players(monkeypatch, floor_rounds):
     X, y = sample(game, 400, 3000, 0.3, seed=5)
     screened = LinearDatamodel(screen_k=25).fit(X, y)
     assert screened.kkt_added_ > 0 or floor_rounds > 0
-    full = Lasso(screened.alpha_, precompute=True, max_iter=5000, tol=1e-6).fit(X.astype(float), y)
+    full = Lasso(screened.penalty_, precompute=True, max_iter=5000, tol=1e-6).fit(X.astype(float), y)
     coef = np.zeros(400)
     for key, value in screened.mobius_.items():
         if len(key) == 1:

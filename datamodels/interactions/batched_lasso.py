@@ -44,9 +44,9 @@ class BatchedLinearFit:
 
     coef: np.ndarray  # float32 [n, T]
     intercept: np.ndarray  # float64 [T]
-    alpha: np.ndarray  # float64 [T]: the chosen penalty
-    alphas: np.ndarray  # float64 [n_alphas, T]: each target's path
-    val_mse: np.ndarray  # float64 [n_alphas, T]: validation error along the path (NaN past its early stop)
+    penalty: np.ndarray  # float64 [T]: the chosen L1 penalty
+    penalties: np.ndarray  # float64 [n_penalties, T]: each target's path
+    val_mse: np.ndarray  # float64 [n_penalties, T]: validation error along the path (NaN past its early stop)
 
     def predict(self, X) -> np.ndarray:
         """Float64 ``[m, T]`` predictions for masks ``X`` (bool, 0/1 or :class:`PackedMasks`)."""
@@ -119,13 +119,13 @@ def _fista(design: _CentredDesign, Yc: torch.Tensor, alpha: torch.Tensor, beta: 
     return beta
 
 
-def fit_linear_batched(X, Y, device: str = "cuda", n_alphas: int = 40, eps: float = 1e-3,
+def fit_linear_batched(X, Y, device: str = "cuda", n_penalties: int = 40, eps: float = 1e-3,
                        val_fraction: float = 0.2, groups=None, seed: int = 0, patience: int = 5,
                        max_iter: int = 500, tol: float = 1e-4, target_batch: int = 1000,
                        progress: bool = True) -> BatchedLinearFit:
     """Linear datamodels of every column of ``Y [m, T]`` on masks ``X [m, n]``, on ``device``.
 
-    Each target's path has ``n_alphas`` penalties from its largest useful one (every
+    Each target's path has ``n_penalties`` penalties from its largest useful one (every
     coefficient zero) down to ``eps`` times that, warm-started, fitted on the models outside a
     validation split of ``val_fraction`` (``groups``, e.g. mask ids, are kept on one side). The
     path stops once every target of the batch has gone ``patience`` penalties without a better
@@ -154,11 +154,11 @@ def fit_linear_batched(X, Y, device: str = "cuda", n_alphas: int = 40, eps: floa
     everything, fitting = _CentredDesign(data), _CentredDesign(data[:m_fit])
     held = data[m_fit:]
     step_fit, step_all = 1.0 / fitting.lipschitz(), 1.0 / everything.lipschitz()
-    ratios = eps ** (np.arange(n_alphas) / max(n_alphas - 1, 1))
+    ratios = eps ** (np.arange(n_penalties) / max(n_penalties - 1, 1))
 
     T = Y.shape[1]
     coef, intercept = np.zeros((X.n, T), dtype=np.float32), np.zeros(T)
-    alpha, alphas, val_mse = np.zeros(T), np.zeros((n_alphas, T)), np.full((n_alphas, T), np.nan)
+    penalty, penalties, val_mse = np.zeros(T), np.zeros((n_penalties, T)), np.full((n_penalties, T), np.nan)
     bar = tqdm(total=T, desc="fit linear (batched)", disable=not progress)
     for lo in range(0, T, target_batch):
         cols = slice(lo, min(lo + target_batch, T))
@@ -178,20 +178,20 @@ def fit_linear_batched(X, Y, device: str = "cuda", n_alphas: int = 40, eps: floa
             best_beta[:, better] = beta[:, better]
             best_mse = torch.where(better, mse, best_mse)
             since_best = torch.where(better, 0, since_best + 1)
-            alphas[k, cols] = (top * ratio).cpu().numpy()
+            penalties[k, cols] = (top * ratio).cpu().numpy()
             val_mse[k, cols] = mse.cpu().numpy()
             if bool((since_best >= patience).all()):
                 break
         best = np.nanargmin(val_mse[:, cols], axis=0)
-        chosen = torch.from_numpy(alphas[best, np.arange(lo, cols.stop)]).to(device=device, dtype=torch.float32)
+        chosen = torch.from_numpy(penalties[best, np.arange(lo, cols.stop)]).to(device=device, dtype=torch.float32)
         mean_all = Yb.mean(0)
         beta = _fista(everything, Yb - mean_all, chosen, best_beta, step_all, max_iter, tol)
         coef[:, cols] = beta.cpu().numpy()
         intercept[cols] = (mean_all - everything.mu @ beta).double().cpu().numpy()
-        alpha[cols] = chosen.double().cpu().numpy()
+        penalty[cols] = chosen.double().cpu().numpy()
         bar.update(Yb.shape[1])
     bar.close()
-    return BatchedLinearFit(coef, intercept, alpha, alphas, val_mse)
+    return BatchedLinearFit(coef, intercept, penalty, penalties, val_mse)
 
 
 class BatchedLinearDatamodel(Engine, name="linear_gpu"):
@@ -203,11 +203,11 @@ class BatchedLinearDatamodel(Engine, name="linear_gpu"):
     :class:`.LinearDatamodel` over all players. :meth:`fit` fits one target the same way.
     """
 
-    def __init__(self, device: str = "cuda", n_alphas: int = 40, eps: float = 1e-3, val_fraction: float = 0.2,
+    def __init__(self, device: str = "cuda", n_penalties: int = 40, eps: float = 1e-3, val_fraction: float = 0.2,
                  patience: int = 5, max_iter: int = 500, tol: float = 1e-4, target_batch: int = 1000,
                  seed: int = 0):
         self.device = device
-        self.n_alphas = n_alphas
+        self.n_penalties = n_penalties
         self.eps = eps
         self.val_fraction = val_fraction
         self.patience = patience
@@ -229,8 +229,8 @@ class BatchedLinearDatamodel(Engine, name="linear_gpu"):
         X = as_packed(X, "masks")
         y = check_margins(y, len(X), type(self).__name__)
         solution = fit_linear_batched(X, y[:, None], target_batch=1, progress=False, **self._solver_settings())
-        model = LinearDatamodel.from_solution(solution.coef[:, 0], solution.intercept[0], solution.alpha[0])
-        self.alpha_, self.players_ = model.alpha_, model.players_
+        model = LinearDatamodel.from_solution(solution.coef[:, 0], solution.intercept[0], solution.penalty[0])
+        self.penalty_, self.players_ = model.penalty_, model.players_
         self._set_spectrum(model.mobius_, X.n)
         return self
 
@@ -254,7 +254,7 @@ class BatchedLinearDatamodel(Engine, name="linear_gpu"):
                                      target_batch=len(batch), progress=False, **settings)
             seconds = (time.perf_counter() - start) / len(batch)
             for j, target in enumerate(batch):
-                model = LinearDatamodel.from_solution(fit.coef[:, j], fit.intercept[j], fit.alpha[j])
+                model = LinearDatamodel.from_solution(fit.coef[:, j], fit.intercept[j], fit.penalty[j])
                 yield TargetFit(target, model, seconds)
             bar.update(len(batch))
         bar.close()

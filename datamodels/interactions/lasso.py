@@ -2,7 +2,9 @@
 
 Every surrogate of this package is an L1 regression (scikit-learn's ``Lasso`` objective,
 ``(1/2m) ||y - b - F w||^2 + alpha ||w||_1``) of one target's margin on 0/1 features: players of
-the working set and products of them. :class:`GramLasso` computes, once per target and per
+the working set and products of them. Here, as in scikit-learn, ``alpha`` is the L1 penalty;
+everywhere else in this package alpha is a kept fraction, and an engine's chosen penalty is its
+``penalty_``. :class:`GramLasso` computes, once per target and per
 cross-validation fold ``f``, the cross-products ``F_f^T F_f``, ``F_f^T y``, column sums and the
 sums of ``y``. From these alone it solves the Lasso at any penalty, on any subset of the
 columns, on all models or on the training models of any fold (coordinate descent on the
@@ -14,8 +16,9 @@ tests cost no pass over the models at all.
 The Gram of 0/1 features is computed in float32, which is exact (its entries are counts below
 2^24); the ``K`` fold Grams are kept as uint16 counts while folds hold fewer than 65,536
 models, and the features as bits, because a block of targets keeps its statistics alive
-between passes over the masks (:mod:`.screening`). Everything after the Gram is float64. Written here because scikit-learn's estimators take the
-design matrix, not its statistics, and recompute the Gram for every fold and every refit.
+between passes over the masks (:mod:`.screening`). Everything after the Gram is float64.
+Written here because scikit-learn's estimators take the design matrix, not its statistics, and
+recompute the Gram for every fold and every refit.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from .screened import ScreenedEngine
 class LinearDatamodel(ScreenedEngine, name="linear"):
     """Linear datamodel: ``y ~ b + sum_i w_i x_i`` with an L1 penalty, over all ``n`` players.
 
-    The penalty is chosen by ``cv``-fold cross-validation along a path of ``n_alphas`` values
+    The penalty is chosen by ``cv``-fold cross-validation along a path of ``n_penalties`` values
     (models held out of each fold judge each lambda), then refitted on all models; the same
     fit as scikit-learn's ``LassoCV`` (tests/test_lasso.py), from one Gram matrix.
 
@@ -22,14 +22,14 @@ class LinearDatamodel(ScreenedEngine, name="linear"):
     Lasso at the chosen penalty would use: the result is the exact Lasso over all players at
     that penalty, without an ``[m, n]`` float matrix.
 
-    Fitted: ``mobius_``, ``fourier_``, ``alpha_`` (the penalty), ``players_`` (the working set),
+    Fitted: ``mobius_``, ``fourier_``, ``penalty_`` (the penalty), ``players_`` (the working set),
     ``kkt_added_``, ``penalty_at_floor_``.
     """
 
-    def __init__(self, cv: int = 5, n_alphas: int = 40, screen_k: int | None = None,
+    def __init__(self, cv: int = 5, n_penalties: int = 40, screen_k: int | None = None,
                  random_state: int | None = 0):
         self.cv = cv
-        self.n_alphas = n_alphas
+        self.n_penalties = n_penalties
         self.screen_k = screen_k
         self.random_state = random_state
 
@@ -43,7 +43,7 @@ class LinearDatamodel(ScreenedEngine, name="linear"):
         elsewhere (the batched GPU path, :mod:`.batched_lasso`)."""
         model = cls()
         players = np.flatnonzero(coef)
-        model.alpha_, model.players_ = float(alpha), np.arange(len(coef))
+        model.penalty_, model.players_ = float(alpha), np.arange(len(coef))
         model.kkt_added_, model.penalty_at_floor_ = 0, False
         model._set_spectrum({(): float(intercept), **{(int(i),): float(coef[i]) for i in players}}, len(coef))
         return model

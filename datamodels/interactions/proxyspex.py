@@ -111,7 +111,7 @@ class ProxySPEX(ScreenedEngine, name="proxyspex"):
     cost, and capping at 300 trees instead of 1000 lost no planted pair at n = 1000 (the
     interactions are proposed by early trees; late ones chase the small mains).
 
-    Fitted: ``mobius_``, ``fourier_``, ``alpha_`` (the final L1 penalty), ``players_`` (the
+    Fitted: ``mobius_``, ``fourier_``, ``penalty_`` (the final L1 penalty), ``players_`` (the
     working set), ``kkt_added_`` (players the KKT check added), ``proxy_params_``
     (the chosen tree settings), ``proxy_interactions_`` (interactions in the first proxy's
     spectrum), ``n_candidates_`` (interactions tested), ``tree_rounds_`` (ensembles grown on
@@ -129,7 +129,7 @@ class ProxySPEX(ScreenedEngine, name="proxyspex"):
         min_child_samples: int = 10,
         n_candidates: int = 100,
         cv: int = 5,
-        n_alphas: int = 40,
+        n_penalties: int = 40,
         level: float = 0.05,
         screen_k: int | None = None,
         random_state: int | None = 0,
@@ -143,7 +143,7 @@ class ProxySPEX(ScreenedEngine, name="proxyspex"):
         self.min_child_samples = min_child_samples
         self.n_candidates = n_candidates
         self.cv = cv
-        self.n_alphas = n_alphas
+        self.n_penalties = n_penalties
         self.level = level
         self.screen_k = screen_k
         self.random_state = random_state

@@ -84,7 +84,7 @@ class ScreenedEngine(Engine):
         """Search the penalty again, down to ``floor`` (same working set, same Gram)."""
         mains = np.arange(len(self.players_))
         self._floor = floor
-        self._linear, self.penalty_at_floor_ = cv_above(self._gram, mains, self._gram.alpha_grid(mains, self.n_alphas),
+        self._linear, self.penalty_at_floor_ = cv_above(self._gram, mains, self._gram.alpha_grid(mains, self.n_penalties),
                                                         floor)
 
     def _grow(self, X: PackedMasks, players: np.ndarray) -> None:
@@ -99,21 +99,21 @@ class ScreenedEngine(Engine):
         """Record a fit: the final regression's columns in the Gram are ``mains`` (one per
         player) then ``term_cols`` (the interaction keys ``terms``, by player id)."""
         width = terms.shape[1] if len(terms) else 1
-        self.alpha_, self.players_, self._terms = float(alpha), players, terms.reshape(-1, width)
+        self.penalty_, self.players_, self._terms = float(alpha), players, terms.reshape(-1, width)
         self._gram_cols = np.concatenate([mains, term_cols]).astype(np.int64)
         keys, keep = np.concatenate([_mains(players, width), self._terms]), coef != 0
         self._set_spectrum({(): float(intercept), **_to_dict(keys[keep], coef[keep])}, n)
 
     def _add_players(self, X: PackedMasks, y: np.ndarray, players) -> None:
-        """Grow the working set by ``players`` and refit mains and ``_terms`` at ``alpha_``.
+        """Grow the working set by ``players`` and refit mains and ``_terms`` at ``penalty_``.
 
         Only the new players' columns are read; their products with the others extend the
         Gram of the fit.
         """
         gram, mains, terms = self._gram, self._gram_cols[:len(self.players_)], self._gram_cols[len(self.players_):]
         mains = np.concatenate([mains, gram.add_columns(X.columns(players))])
-        coef, intercept = gram.fit(np.concatenate([mains, terms]), self.alpha_)
-        self._set_fit(np.concatenate([self.players_, players]), mains, self._terms, terms, self.alpha_, coef,
+        coef, intercept = gram.fit(np.concatenate([mains, terms]), self.penalty_)
+        self._set_fit(np.concatenate([self.players_, players]), mains, self._terms, terms, self.penalty_, coef,
                       intercept, X.n)
 
     def _park(self) -> None:

@@ -132,7 +132,7 @@ def fit_screened(estimators: list, X: PackedMasks, Y: np.ndarray) -> list:
     pending = list(range(len(estimators))) if screened else []
     while pending:
         residuals = np.stack([Y[:, t] - estimators[t].predict(X) for t in pending], axis=1)
-        found = kkt_violations(X, residuals, [estimators[t].alpha_ for t in pending],
+        found = kkt_violations(X, residuals, [estimators[t].penalty_ for t in pending],
                                [estimators[t].players_ for t in pending])
         for t, players in zip(pending, found):
             if len(players):

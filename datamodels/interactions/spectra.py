@@ -1,6 +1,6 @@
 """Sparse spectra: Fourier/Möbius transforms, interaction indices, exact tree spectra, kinds.
 
-Conventions (``DESIGN.md``): Fourier ``f(x) = sum_k F(k) (-1)^<k,x>``; Möbius
+Conventions (``../shared/DESIGN.md``, and docs/interactions.md): Fourier ``f(x) = sum_k F(k) (-1)^<k,x>``; Möbius
 ``f(x) = sum_{S subset of kept(x)} m(S)``. Spectra are dicts from a sorted tuple of player
 indices (``()`` for the constant) to a coefficient. Internally they are ``(keys, vals)`` arrays:
 ``keys`` int64 ``[K, d]`` with each row's members sorted ascending after ``-1`` padding, so that
@@ -119,7 +119,7 @@ def mobius_to_fourier(mobius: dict) -> dict:
 
 
 def fourier_to_mobius(fourier: dict) -> dict:
-    """``m(S) = sum_{k superset S} (-2)^|S| F(k)`` (DESIGN.md)."""
+    """``m(S) = sum_{k superset S} (-2)^|S| F(k)`` (``../shared/DESIGN.md``)."""
     keys, vals = _to_arrays(fourier)
     return _to_dict(*_expand_subsets(keys, vals, lambda t, s: (-2.0) ** s))
 
@@ -219,7 +219,7 @@ def _leaf_paths(tree: dict):
 def _booster_fourier_arrays(booster: lgb.Booster) -> tuple[np.ndarray, np.ndarray]:
     """Exact Fourier spectrum of a LightGBM regression ensemble on 0/1 inputs, as arrays.
 
-    Unrolling the split recursion ``F[k] = (L[k]+R[k])/2, F[k+{i}] = (L[k]-R[k])/2`` (DESIGN.md)
+    Unrolling the split recursion ``F[k] = (L[k]+R[k])/2, F[k+{i}] = (L[k]-R[k])/2`` (``../shared/DESIGN.md``)
     gives a leaf's contribution in closed form: the leaf indicator is
     ``prod_{i on path} (1 + s_i (-1)^x_i) / 2`` with ``s_i = +1`` on the absent side, so a leaf of
     value ``v`` at depth ``t`` adds ``v 2^-t prod_{i in A} s_i`` to ``F(A)`` for every ``A``

@@ -182,7 +182,7 @@ class SPEX(Engine, name="spex"):
         with _seeded_global_random(int(self.seed)):
             fourier = transform(signal, **decoder_args)
         fourier = {tuple(int(i) for i in np.flatnonzero(k)): float(np.real(v)) for k, v in fourier.items()}
-        self.b_, self.design_masks_, self.alpha_ = b, len(design), float("nan")
+        self.b_, self.design_masks_, self.penalty_ = b, len(design), float("nan")
         self.players_, self.kkt_added_, self.penalty_at_floor_ = np.arange(X.n), 0, False
         self._set_spectrum({S: v for S, v in fourier_to_mobius(fourier).items() if v != 0 or S == ()}, X.n)
         return self
