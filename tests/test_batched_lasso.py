@@ -58,6 +58,7 @@ def test_repeats_of_a_mask_stay_on_one_side_and_bad_input_is_refused():
     X, Y, _, _ = planted(40, 600, 2)
     groups = np.repeat(np.arange(300), 2)
     fit = fit_linear_batched(X, Y, device="cpu", groups=groups, progress=False)
+    assert (fit.validation[::2] == fit.validation[1::2]).all() and 0.1 < fit.validation.mean() < 0.3
     assert np.isfinite(fit.coef).all()
     bad = Y.copy()
     bad[7, 1] = np.nan

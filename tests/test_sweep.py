@@ -1,3 +1,4 @@
+import os
 import signal
 import subprocess
 import sys
@@ -5,10 +6,12 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import ROOT, TINY, compose_config, run_job
 from datamodels.data import DataError
 from datamodels.masks import MaskError
+from datamodels.run_folder import RunFolder
 from datamodels.store import StoreError, load_sweep
 from datamodels.sweep import SweepRun
 from datamodels.train import DivergedError
@@ -73,12 +76,15 @@ def test_end_to_end_sweep_through_hydra_with_the_joblib_launcher(tmp_path):
                    *TINY, f"run_dir={run_dir}")
     assert sorted(p.name for p in (run_dir / "shards").iterdir()) == ["shard-000000.parquet", "shard-000001.parquet"]
     assert "shard 1: 100%" in proc.stderr  # a progress bar per shard
+    assert proc.stdout.count("shards written") == 1 and "2 shards written now, 0 already present" in proc.stdout
     collected = run_job("collect.py", *TINY, f"run_dir={run_dir}")
     assert "6 of 6 models present, 0 missing, 0 duplicated" in collected.stdout
     sweep = load_sweep(run_dir / "shards")
     assert sweep.masks.shape == (6, 60) and sweep.margins.shape == (6, 20)
     assert (sweep.holdout_acc > 0).all() and np.isfinite(sweep.margins).all()
-    # the same models as a library call in this process
+    # the same models as a library call in this process, with the job's one torch thread (more threads
+    # sum in another order: the same model to float32 rounding, not bit for bit)
+    torch.set_num_threads(1)
     np.testing.assert_array_equal(sweep.margins[4], SweepRun(compose_config(TINY), tmp_path / "x").train_one(4).margins)
     again = run_job("sweep.py", *TINY, f"run_dir={run_dir}")
     assert "0 shards written, 2 already present" in again.stdout
@@ -137,3 +143,38 @@ def test_an_existing_shard_of_another_sweep_is_refused_not_overwritten(tiny_conf
     with pytest.raises(StoreError, match="shard-000000.parquet belongs to a different sweep: config_hash="):
         other.shard_is_done(0)
     assert shard.read_bytes() == before
+
+
+@pytest.mark.slow
+def test_two_sweeps_on_one_shard_train_it_once(tmp_path):
+    """A resubmitted command while the first still runs: the second skips the claimed shard, in one
+    line naming the holder, and touches none of its checkpoints."""
+    run_dir = tmp_path / "run"
+    slow = [*TINY, "dataset.train=300", "train.epochs=150", "sweep.num_models=6", "sweep.models_per_shard=6",
+            "progress=false", f"run_dir={run_dir}"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    first = subprocess.Popen([sys.executable, str(ROOT / "jobs" / "sweep.py"), "sweep.shard=0", *slow], cwd=ROOT, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    claim = RunFolder(run_dir).claim(0)
+    deadline = time.time() + 120
+    while not claim.exists() and time.time() < deadline and first.poll() is None:
+        time.sleep(0.2)
+    assert claim.exists(), "the first sweep never claimed its shard"
+    second = run_job("sweep.py", "sweep.shard=0", *slow)
+    assert f"shard 0: skipped, process {first.pid} on" in second.stdout + second.stderr
+    assert "0 shards written, 0 already present, 1 being trained by another process" in second.stdout
+    out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err
+    assert "1 shards written" in out and not claim.exists()  # released when done
+    assert "6 of 6 models present, 0 missing, 0 duplicated" in run_job("collect.py", f"run_dir={run_dir}").stdout
+
+
+def test_a_claim_whose_process_is_gone_is_taken_over(tiny_config, tmp_path):
+    run = SweepRun(tiny_config, tmp_path)
+    claim = RunFolder(tmp_path).claim(0)
+    claim.parent.mkdir(parents=True)
+    # a process that claimed shard 0 and died without letting go (kill -9, a crashed node's job)
+    subprocess.run([sys.executable, "-c", f"import os; from flufl.lock import Lock; "
+                    f"Lock({str(claim)!r}, separator='~').lock(); os._exit(0)"], check=True)
+    assert claim.exists()
+    assert run.run_shard(0, progress=False) == "written" and not claim.exists()

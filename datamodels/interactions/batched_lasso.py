@@ -47,6 +47,7 @@ class BatchedLinearFit:
     penalty: np.ndarray  # float64 [T]: the chosen L1 penalty
     penalties: np.ndarray  # float64 [n_penalties, T]: each target's path
     val_mse: np.ndarray  # float64 [n_penalties, T]: validation error along the path (NaN past its early stop)
+    validation: np.ndarray  # bool [m]: the models that chose the penalty (all repeats of a mask on one side)
 
     def predict(self, X) -> np.ndarray:
         """Float64 ``[m, T]`` predictions for masks ``X`` (bool, 0/1 or :class:`PackedMasks`)."""
@@ -191,7 +192,7 @@ def fit_linear_batched(X, Y, device: str = "cuda", n_penalties: int = 40, eps: f
         penalty[cols] = chosen.double().cpu().numpy()
         bar.update(Yb.shape[1])
     bar.close()
-    return BatchedLinearFit(coef, intercept, penalty, penalties, val_mse)
+    return BatchedLinearFit(coef, intercept, penalty, penalties, val_mse, val)
 
 
 class BatchedLinearDatamodel(Engine, name="linear_gpu"):
