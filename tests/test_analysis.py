@@ -1,6 +1,7 @@
 """The analysis stage end to end on a small real run: notebooks, the HTML report, pruning jobs."""
 
 import json
+import re
 import shutil
 import subprocess
 
@@ -11,7 +12,7 @@ import pytest
 from nbclient import NotebookClient
 
 from conftest import ROOT, run_job
-from datamodels.analysis import AnalysisError, RunView, top_effects
+from datamodels.analysis import AnalysisError, RunView, pruning_paired, top_effects
 
 SMALL = ["dataset.train=120", "dataset.target=12", "dataset.holdout=300", "sweep.num_models=160",
          "sweep.models_per_shard=80", "train.epochs=4", "model.width=8", "progress=false"]
@@ -121,12 +122,26 @@ def test_fit_and_report_redo_only_what_their_inputs_changed(pipeline, tmp_path):
 
 
 @pytest.mark.slow
+def test_readme_python_runs_as_printed(pipeline, capsys):
+    """Every Python block of the README, in order, on a run laid out as make demo's (its path swapped)."""
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    assert len(blocks) >= 3
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block.replace('"runs/demo', f'"{pipeline}'), "README.md", "exec"), namespace)
+    assert "members" in capsys.readouterr().out  # the interactions table was printed
+
+
+@pytest.mark.slow
 def test_views_refuse_unknown_targets_and_kinds(pipeline):
     view = RunView.open(pipeline)
     with pytest.raises(AnalysisError, match="target 99 has no proxyspex fit"):
         top_effects(view, 99)
     with pytest.raises(AnalysisError, match="kind must be one of"):
         top_effects(view, 0, kind="friendship")
+    for method, row in pruning_paired(view).iterrows():  # no method is compared with itself
+        assert not any(str(cell).endswith(f"vs {method}") for cell in row.dropna()), method
 
 
 @pytest.mark.slow
@@ -138,7 +153,11 @@ def test_html_report_renders_in_headless_chromium(pipeline, tmp_path):
     # the terms explained beside the figures, main effects shown, the docs linked
     assert "How to read this report" in html and "<b>Synergy</b>" in html and "<b>Redundancy</b>" in html
     assert "Targets with the strongest main effects" in html and "its strongest main effects" in html
-    assert "docs/pruning.md</a>" in html
+    assert "docs/pruning.md</a>" in html and 'href="docs/pruning.md"' in html  # relative: the folder can move
+    assert (pipeline / "report" / "docs" / "pruning.md").exists() and "file://" not in html
+    figures = re.findall(r'src="(figure-\d+\.png)"', html)
+    assert len(set(figures)) == len(list((pipeline / "report").glob("figure-*.png")))  # no figure drawn twice
+    assert "target_class" in html and "class_a, class_b" in html  # the class-pairs tables say what they hold
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
