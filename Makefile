@@ -15,6 +15,7 @@ help:
 	@echo "make TARGET [ARGS='overrides'] (python below means .venv/bin/python: make creates it)"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /\1\t/' | awk -F'\t' '{printf "  %-22s%s\n", $$1, $$2}'
 	@echo "ARGS: Hydra overrides for every job, e.g. ARGS='run_dir=runs/demo' (a run folder keeps its sweep's settings)"
+	@echo "[SLURM]: needs a SLURM cluster; [GPU]: a CUDA device; [root]: installs Debian packages with apt-get"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,7 +43,7 @@ $(FFCV_STAMP): $(STAMP)
 	$(PY) -m pip install -q -e '.[test,ffcv]'
 	touch $@
 
-install-ffcv: $(FFCV_STAMP) ## the optional FFCV loader (loader=ffcv) and its system packages
+install-ffcv: $(FFCV_STAMP) ## the optional FFCV loader (loader=ffcv); [root] apt-installs its system packages
 
 DEMO := experiment=demo
 
@@ -77,13 +78,13 @@ SLURM = hydra/launcher=slurm \
 	$(if $(MEM),hydra.launcher.mem_gb=$(MEM)) $(if $(TIME),hydra.launcher.timeout_min=$(TIME)) \
 	$(if $(GPUS),hydra.launcher.gpus_per_node=$(GPUS) hydra.launcher.tasks_per_node=$(GPUS) device=cuda)
 
-sweep: install ## the sweep as SLURM job arrays: SHARDS=, PARTITION=, GPUS=, TIME=, ... (docs/slurm.md)
+sweep: install ## [SLURM] the sweep as job arrays: SHARDS=, PARTITION=, GPUS=, TIME=, ... (docs/slurm.md)
 	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,$(SHARDS))' $(SLURM) $(ARGS)
 
 status: install ## progress of a sweep and the command that trains what is missing: ARGS=run_dir=...
 	$(PY) jobs/status.py $(ARGS)
 
-fit-slurm: install ## the fit as PARTS SLURM jobs over target ranges, then merged
+fit-slurm: install ## [SLURM] the fit as PARTS jobs over target ranges, then merged
 	$(PY) jobs/fit.py -m 'fit.part=range(0,$(PARTS))' fit.parts=$(PARTS) $(SLURM) $(ARGS)
 	$(PY) jobs/fit_merge.py fit.parts=$(PARTS) $(ARGS)
 
@@ -93,15 +94,15 @@ sweep-local: install ## the sweep's SHARDS shards over local processes (one per 
 collect: install ## validate the shards, report missing models, build the fit-ready layout
 	$(PY) jobs/collect.py $(ARGS)
 
-test: install ## the test suite (ARGS=-k NAME for some tests)
+test: install ## the test suite, about 12 min on 2 cores (ARGS=-k NAME for some tests)
 	$(PY) -m pytest -q $(ARGS)
 
 # its loaders section compares the resident loader with FFCV
-bench-train: install-ffcv ## training throughput: one model vs K per pass, resident vs FFCV
+bench-train: install-ffcv ## [root: FFCV's packages] training throughput, one model vs K per pass ([GPU]: ARGS=--device cuda)
 	$(PY) benchmarks/bench_train.py $(ARGS)
 
 # ProxySPEX against shapiq's (the `bench` extra) and the linear datamodel on planted games.
-bench-fit: install ## ProxySPEX vs shapiq and the linear datamodel on planted games
+bench-fit: install ## ProxySPEX vs shapiq and the linear datamodel on planted games (about 15 min)
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) benchmarks/bench_fit.py $(ARGS)
 
@@ -109,24 +110,24 @@ bench-fit: install ## ProxySPEX vs shapiq and the linear datamodel on planted ga
 # 1,000 masks x 2 seeds (the noise ceiling), then ProxySPEX and the linear datamodel at
 # growing budgets.
 BENCH_RUN ?= runs/digits-repeats
-bench-fit-digits: install ## faithfulness against the number of models on digits
+bench-fit-digits: install ## faithfulness against the number of models on digits (a 2,000-model sweep: ~30 min)
 	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,16)' hydra/launcher=joblib $(DEMO) sweep.num_models=2000 sweep.repeats=2 run_dir=$(BENCH_RUN)
 	$(PY) benchmarks/bench_fit_digits.py --run $(BENCH_RUN) $(ARGS)
 
 # The fit stage at CIFAR-10 scale on planted sweeps (n up to 50,000 players, 10^5 models):
 # memory of the process tree, seconds per target, faithfulness; sweeps under runs/bench-scale.
-bench-scale: install ## the fit at CIFAR-10 scale on planted sweeps
+bench-scale: install ## the fit at CIFAR-10 scale on planted sweeps (hours on 2 cores; --parts runs pieces)
 	$(PY) benchmarks/bench_scale.py $(ARGS)
 
 # The linear datamodel on a GPU (fit=linear_gpu) at n = 50,000, m = 100,000, beside the CPU path.
-bench-gpu-linear: install ## the linear datamodel on a GPU (fit=linear_gpu)
+bench-gpu-linear: install ## [GPU] the linear datamodel on a GPU (fit=linear_gpu)
 	$(PY) benchmarks/bench_gpu_linear.py $(ARGS)
 
 # Recovery of real retraining games against exact ground truth: every subset of the 10 digit
 # classes trained with 2 seeds (about 2,000 models), then ProxySPEX and the linear datamodel at
 # growing budgets against the exact references (docs/interactions.md).
 EXHAUSTIVE_RUN ?= runs/classes-exhaustive
-bench-exhaustive: install ## recovery against exact ground truth (all subsets of 10 classes)
+bench-exhaustive: install ## recovery against exact ground truth (all subsets of 10 classes: ~2,000 models)
 	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,16)' hydra/launcher=joblib experiment=digits_classes_exhaustive run_dir=$(EXHAUSTIVE_RUN)
 	$(PY) benchmarks/bench_exhaustive.py --run $(EXHAUSTIVE_RUN) $(ARGS)
 
@@ -147,10 +148,10 @@ prune-study-clusters: install ## the pruning study's run on the demo's 100 clust
 	$(call prune_study,prune_study_clusters,24)
 prune-study-examples: install ## the pruning study's run on 200 single-example players
 	$(call prune_study,prune_study_examples,20)
-prune-study: prune-study-clusters prune-study-examples ## the pruning study (docs/pruning.md), both runs
+prune-study: prune-study-clusters prune-study-examples ## the pruning study (docs/pruning.md), both runs (~1.5 h on 2 cores)
 
 # SPEX against ProxySPEX and the linear datamodel at equal numbers of retrained models: planted
 # games (hierarchical and not) and the exhaustive digit-classes game, answered from its table
 # (make bench-exhaustive trains it). Figures in docs/benchmarks.md.
-bench-spex: install ## SPEX vs ProxySPEX vs linear at equal models (planted and exhaustive games)
+bench-spex: install ## SPEX vs ProxySPEX vs linear at equal models (about 7 min; needs bench-exhaustive's run)
 	$(PY) benchmarks/bench_spex.py --run $(EXHAUSTIVE_RUN) $(ARGS)

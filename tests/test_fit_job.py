@@ -8,7 +8,7 @@ from conftest import run_job
 from datamodels import store
 from datamodels.fitting import FitSettings, fit_and_evaluate, noise_ceiling, r2, run_fit, select_targets, spearman
 from datamodels.interactions import heldout_split, mobius_predict
-from datamodels.planted import planted_game
+from datamodels.planted import planted_game, write_planted_sweep
 from datamodels.run_folder import RunFolder, shard_path
 from datamodels.store import ModelRecord, StoreError, write_shard
 
@@ -99,6 +99,13 @@ def test_bad_runs_fail_clearly_and_write_nothing(tmp_path):
     assert not (tmp_path / "fit").exists()
     with pytest.raises(StoreError, match=r"holds no sweep \(no run.json\)"):
         run_fit(tmp_path / "nowhere", FitSettings("linear"), progress=False)
+
+
+def test_a_sweep_too_small_to_fit_says_how_many_models_it_needs(tmp_path):
+    write_planted_sweep(tmp_path, 10, 1, 20, progress=False, n_triples=0)
+    proc = run_job("fit.py", f"run_dir={tmp_path}", "fit=linear", "progress=false", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "fit=linear needs at least 20 models to fit on" in proc.stderr and "sweep.num_models" in proc.stderr
 
 
 def test_heldout_split_keeps_repeats_together_and_is_stable():

@@ -242,6 +242,8 @@ def test_collect_job_builds_and_rebuilds_the_layout(run):
     proc = run_job("collect.py", f"run_dir={run}", "progress=false", check=False)
     assert proc.returncode == 1 and "missing model indices: 210-279" in proc.stdout  # still missing models ...
     assert f"fit-ready layout: {RunFolder(run).fit_ready} (230 models," in proc.stdout  # ... and laid out what is there
+    fit = run_job("fit.py", "fit=linear", "fit.targets=[0]", f"run_dir={run}", "progress=false")
+    assert "fitting 230 of the sweep's 300 models: the others are not collected" in fit.stdout + fit.stderr
     shutil.move(run / "aside.parquet", run / "shards" / "shard-000003.parquet")
     out = run_job("collect.py", f"run_dir={run}", "progress=false").stdout
     assert "the fit-ready layout was stale (shard-000003.parquet was added since): rebuilt" in out

@@ -8,7 +8,7 @@ from scipy import special, stats
 from conftest import TINY, compose_config, run_job
 from datamodels.pruning import (PruningError, Surrogate, ccs_keep_set, check_fractions, class_quotas,
                                 greedy_keep_set, hardest_keep_set, load_surrogates, paired_differences,
-                                player_classes, stratified_keep_set, summarize, synergy_blocks)
+                                make_keep_sets, player_classes, stratified_keep_set, summarize, synergy_blocks)
 from datamodels.pruning.retraining import el2n_scores, evaluate_keep_sets, full_data_steps, retraining_jobs
 from datamodels.sweep import SweepRun
 
@@ -127,6 +127,23 @@ def test_retraining_jobs_pair_draws_with_seeds():
     assert retraining_jobs(keep, 3) == [(0, 0), (0, 1), (0, 2), (1, 0), (2, 1), (3, 2)]
     with pytest.raises(PruningError, match="hold 3 draws of random at fraction 0.5, but prune.eval_seeds=5"):
         retraining_jobs(keep, 5)
+
+
+def test_randomised_draws_do_not_depend_on_which_methods_are_asked():
+    classes = np.repeat([0, 1], [30, 10])
+    alone = make_keep_sets(["stratified"], [0.5], 40, classes, draws=3, progress=False)
+    among = make_keep_sets(["random", "ccs", "stratified"][::2], [0.5], 40, classes, draws=3, progress=False)
+    pick = among[among["method"] == "stratified"].reset_index(drop=True)
+    assert alone["players"].tolist() == pick["players"].tolist()  # streams tagged by the method's name
+    assert len({tuple(p) for p in alone["players"]}) == 3  # three different draws
+    with pytest.raises(PruningError, match="rank players by EL2N.*has none linked"):
+        make_keep_sets(["el2n"], [0.5], 40, classes, progress=False)
+
+
+def test_more_draws_than_seeds_share_the_seeds():
+    keep = pd.DataFrame({"method": ["random"] * 4, "fraction": [0.5] * 4, "draw": [0, 1, 2, 3], "size": [5] * 4,
+                         "players": [[0]] * 4})
+    assert retraining_jobs(keep, 2) == [(0, 0), (1, 1), (2, 0), (3, 1)]
 
 
 def test_summaries_give_t_intervals_and_pair_by_seed():
