@@ -266,21 +266,24 @@ class ShardClaim:
     Two sweeps may reach the same shard: a command resubmitted while the first job still runs, a
     requeued SLURM job racing its original. The claim is a lock file in ``<run_dir>/.claims/``
     made with ``flufl.lock``, whose hard-link protocol is atomic on NFS and the other shared file
-    systems of clusters; it records the holder's host and process id. A claim lives for
-    ``lifetime`` and is refreshed after every trained pass, so a holder that died on another host
-    (where its process cannot be asked about) is taken over once the lifetime has passed; a
-    holder on this host whose process is gone is taken over at once.
+    systems of clusters; it records the holder's host and process id, and beside it the holder's
+    SLURM job. A claim lives for ``lifetime`` and is refreshed after every trained pass. It is
+    taken over when its holder cannot be training any more: at once when its process on this host
+    is gone, or when it was made by this very SLURM job (SLURM runs one instance of a job: a
+    requeued job's first run is over, wherever it ran); otherwise once its lifetime has passed
+    (a holder on another host that died without letting go).
     """
 
-    def __init__(self, folder: RunFolder, shard: int, lifetime: timedelta = timedelta(hours=2)):
+    def __init__(self, folder: RunFolder, shard: int, lifetime: timedelta = timedelta(hours=1)):
         self.path = folder.claim(shard)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._job = self.path.with_name(self.path.name + ".job")
         self._lock = Lock(str(self.path), lifetime=lifetime, separator="~")
 
     def acquire(self) -> bool:
         """Take the claim; False (and :attr:`holder` says who) when a live process holds it."""
-        if self._lock.state is LockState.stale:  # its process on this host is gone: mark it expired
-            try:
+        if self._lock.state is LockState.stale or (_slurm_job() and self._holder_job() == _slurm_job()):
+            try:  # expired: the lock breaks it on the next attempt
                 os.utime(self.path, (0, 0))
             except FileNotFoundError:
                 pass
@@ -289,23 +292,33 @@ class ShardClaim:
             self._lock.lock(timeout=timedelta(seconds=5))
         except TimeOutError:
             return False
+        write_atomic(self._job, lambda tmp: tmp.write_text(_slurm_job() or ""))
         return True
+
+    def _holder_job(self) -> str | None:
+        try:
+            return self._job.read_text() or None
+        except FileNotFoundError:
+            return None
 
     @property
     def holder(self) -> str:
-        """Who holds the claim: host, process id, and until when it is valid."""
+        """Who holds the claim: host, process id, SLURM job, and until when it is valid."""
         try:
             host, pid, _ = self._lock.details
             until = self._lock.expiration
         except (NotLockedError, OSError):
             return "a process that has just let it go"
-        here = " (this host)" if host == socket.getfqdn() or host == socket.gethostname() else ""
-        return f"process {pid} on {host}{here}, claimed until {until:%Y-%m-%d %H:%M:%S} unless refreshed"
+        job = self._holder_job()
+        here = " (this host)" if host in (socket.getfqdn(), socket.gethostname()) else ""
+        return (f"process {pid} on {host}{here}{f', SLURM job {job}' if job else ''}, claimed until "
+                f"{until:%Y-%m-%d %H:%M:%S} unless refreshed")
 
     def refresh(self) -> None:
         self._lock.refresh()
 
     def release(self) -> None:
+        self._job.unlink(missing_ok=True)
         self._lock.unlock(unconditionally=True)
 
     def __enter__(self) -> ShardClaim:
@@ -314,3 +327,7 @@ class ShardClaim:
     def __exit__(self, *exc) -> None:
         self.release()
 
+
+def _slurm_job() -> str | None:
+    """This process's SLURM job (an array task's own id), or None outside SLURM."""
+    return os.environ.get("SLURM_JOB_ID")

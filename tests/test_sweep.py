@@ -178,3 +178,25 @@ def test_a_claim_whose_process_is_gone_is_taken_over(tiny_config, tmp_path):
                     f"Lock({str(claim)!r}, separator='~').lock(); os._exit(0)"], check=True)
     assert claim.exists()
     assert run.run_shard(0, progress=False) == "written" and not claim.exists()
+
+
+def test_a_requeued_slurm_job_takes_over_its_own_claim(tmp_path, monkeypatch):
+    from datamodels.run_folder import ShardClaim
+
+    folder = RunFolder(tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from datamodels.run_folder import RunFolder, "
+                               "ShardClaim; c = ShardClaim(RunFolder(sys.argv[1]), 0); assert c.acquire(); "
+                               "print('held', flush=True); time.sleep(60)", str(tmp_path)],
+                              env=dict(os.environ, SLURM_JOB_ID="1234"), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setenv("SLURM_JOB_ID", "999")  # another job: the live holder keeps the shard
+        other = ShardClaim(folder, 0)
+        assert not other.acquire() and f"process {holder.pid} on" in other.holder and "SLURM job 1234" in other.holder
+        monkeypatch.setenv("SLURM_JOB_ID", "1234")  # the same job, requeued: its first run is over
+        again = ShardClaim(folder, 0)
+        assert again.acquire()
+        again.release()
+        assert not folder.claim(0).exists()
+    finally:
+        holder.kill()
