@@ -30,12 +30,11 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
-from .errors import UserError
 from .data import PreparedData, prepare
+from .errors import StoreError, UserError
+from .loaders import ResidentLoader, ResidentSplits, to_device
 from .masks import MaskDesign, MaskError, alpha_setting, group_players, kept_examples, load_mask_file, training_seed
 from .models import build_model
-from .loaders import ResidentLoader, ResidentSplits, to_device
-from .errors import StoreError
 from .run_folder import LAUNCH_SETTINGS, RUN_SECTIONS, RunFolder, ShardClaim, check_identity
 from .store import FORMAT, ModelRecord, read_models, read_shard_meta, write_shard
 from .train import TrainConfig, train_model, train_models
