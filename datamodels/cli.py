@@ -79,11 +79,12 @@ def contradictions(given: dict, recorded: dict, overrides: list[str]) -> list[st
     return found
 
 
-def run_settings(cfg: DictConfig, overrides: list[str], creates_run: bool) -> DictConfig:
+def run_settings(cfg: DictConfig, overrides: list[str], creates_run: bool, derives: bool = False) -> DictConfig:
     """``cfg`` with ``run_dir`` made absolute and the run's recorded sweep settings in place.
 
     A run folder without ``config.json`` (planted sweeps, older runs) keeps ``cfg`` as given;
-    a job other than the sweep refuses a folder that holds no sweep.
+    a job other than the sweep refuses a folder that holds no sweep. A job that ``derives`` the
+    run's settings itself (the import) keeps ``cfg`` too: it checks the run's identity instead.
     """
     folder = RunFolder(Path(cfg.run_dir).absolute())
     with open_dict(cfg):
@@ -94,7 +95,7 @@ def run_settings(cfg: DictConfig, overrides: list[str], creates_run: bool) -> Di
         _remove_own_logs(folder)
         raise folder.no_sweep_error()
     recorded_path = folder.config_json
-    if not recorded_path.exists():
+    if derives or not recorded_path.exists():
         return cfg
     recorded = json.loads(recorded_path.read_text())
     given = OmegaConf.to_container(cfg, resolve=True)
@@ -154,10 +155,21 @@ def keep_traceback(cfg: DictConfig) -> bool:
     return bool(cfg.get("debug")) or os.environ.get("HYDRA_FULL_ERROR") == "1" or "slurm" in _launcher()
 
 
-def job(creates_run: bool = False):
+def chosen_on_command_line(group: str) -> bool:
+    """Whether the user chose ``group`` (``dataset=cifar10``), directly or by an experiment, rather
+    than taking ``conf/config.yaml``'s default."""
+    from hydra.core.hydra_config import HydraConfig
+
+    keys = {o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task}
+    return group in keys or "experiment" in keys
+
+
+def job(creates_run: bool = False, derives: bool = False):
     """Decorator of a job's main function (place it under ``@hydra.main``); see the module doc.
 
     ``creates_run``: the job may start a new run folder (the sweep); every other job needs one.
+    ``derives``: the job makes the run's settings itself (the import), so a run folder's recorded
+    ones are neither imposed on it nor compared with its overrides.
     """
     # set in the launching process before any worker is started: workers inherit it
     os.environ.setdefault("DATAMODELS_LAUNCHER_PID", str(os.getpid()))
@@ -171,8 +183,10 @@ def job(creates_run: bool = False):
                 if in_joblib_worker():
                     leave_with_parent()
                 set_torch_threads(cfg.get("torch_threads"))
-                return main(run_settings(cfg, list(HydraConfig.get().overrides.task), creates_run))
+                return main(run_settings(cfg, list(HydraConfig.get().overrides.task), creates_run, derives))
             except UserError as err:
+                if creates_run and not RunFolder(Path(cfg.run_dir).absolute()).run_json.exists():
+                    _remove_own_logs(RunFolder(Path(cfg.run_dir).absolute()))  # refused: leave nothing behind
                 if keep_traceback(cfg):
                     raise
                 print(f"error: {err}", file=sys.stderr)

@@ -204,20 +204,41 @@ def load_dataset(name: str, **options) -> Dataset:
 # --------------------------------------------------------------------------- splits
 
 
-def make_splits(dataset: Dataset, train: int, target: int, holdout: int | None, seed: int) -> dict[str, np.ndarray]:
+def make_splits(dataset: Dataset, train: int, target, holdout: int | None, seed: int) -> dict[str, np.ndarray]:
     """Disjoint, seeded splits. Players come from the official train part where there is one,
-    targets and holdout from the official test part; ``holdout=None`` takes what is left."""
-    sizes = {"train": train, "target": target}
+    targets and holdout from the official test part; ``holdout=None`` takes what is left.
+
+    ``target`` is a count (drawn at random), or a list of positions in the official test part
+    (``[0, 5, ...]``: its images in the source's order), as an imported run links its margin
+    columns to the test images they were measured on (:mod:`datamodels.importing`); the holdout
+    then is every other test image, which may be none.
+    """
+    explicit = isinstance(target, (list, tuple, np.ndarray))
+    sizes = {"train": train, "target": len(target) if explicit else target}
     for name, size in sizes.items():
         if size is None or size < 1:
             raise DataError(f"dataset.{name} must be at least one example, got {size}")
     rng = np.random.default_rng([seed, 0x5EED])
     if dataset.is_test is None:
+        if explicit:
+            raise DataError(f"{dataset.name} has no official test part: dataset.target must be a count")
         order = rng.permutation(len(dataset.labels))
         pool_train, pool_eval = order[:train], order[train:]
     else:
         pool_train = rng.permutation(np.flatnonzero(~dataset.is_test))
         pool_eval = rng.permutation(np.flatnonzero(dataset.is_test))
+    if explicit:
+        test = np.flatnonzero(dataset.is_test)
+        chosen = np.asarray(target, dtype=np.int64)
+        if chosen.min() < 0 or chosen.max() >= len(test) or np.any(np.diff(chosen) <= 0):
+            raise DataError(f"{dataset.name}: dataset.target lists test positions that are not increasing or not "
+                            f"in 0..{len(test) - 1}")
+        rest = np.delete(test, chosen)
+        if train > len(pool_train) or (holdout is not None and not 0 <= holdout <= len(rest)):
+            raise DataError(f"{dataset.name}: cannot take dataset.train={train} and dataset.holdout={holdout} beside "
+                            f"{len(chosen)} chosen targets from {len(pool_train)} train and {len(test)} test images")
+        return {"train": np.sort(pool_train[:train]), "target": test[chosen],
+                "holdout": rest if holdout is None else np.sort(rng.permutation(rest)[:holdout])}
     available_holdout = len(pool_eval) - target
     if holdout is None:
         holdout = available_holdout
@@ -241,7 +262,7 @@ def fingerprint(dataset: Dataset, splits: dict[str, np.ndarray]) -> str:
     return digest.hexdigest()[:16]
 
 
-def prepare(name: str, train: int, target: int, holdout: int | None = None, split_seed: int = 0,
+def prepare(name: str, train: int, target, holdout: int | None = None, split_seed: int = 0,
             **options) -> PreparedData:
     """Read a dataset and split it: the first stage of the pipeline."""
     dataset = load_dataset(name, **options)

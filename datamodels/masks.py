@@ -24,7 +24,7 @@ import numpy as np
 
 from .errors import UserError
 
-DESIGNS = ("bernoulli", "fixed_size", "exhaustive", "file", "spex")
+DESIGNS = ("bernoulli", "fixed_size", "exhaustive", "file", "spex", "imported")
 GROUPINGS = ("example", "class", "cluster", "file")
 MAX_EXHAUSTIVE_PLAYERS = 20
 
@@ -142,6 +142,9 @@ class MaskDesign:
                          for j in mask_ids.ravel()]).reshape(mask_ids.shape)
 
     def mask(self, j: int) -> np.ndarray:
+        if self.kind == "imported":  # datamodels.importing: the masks exist only in the run's shards
+            raise MaskError("the masks of an imported run (sweep.design=imported) are read from its shards; "
+                            "they cannot be drawn again")
         if self.num_masks is not None and not 0 <= j < self.num_masks:
             raise MaskError(f"mask id {j} is outside the {self.num_masks} masks of design={self.kind}")
         if self.kind == "exhaustive":

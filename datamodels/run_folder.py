@@ -15,6 +15,7 @@ One sweep, and everything derived from it, lives in one folder (``run_dir``)::
     curated/<method>-<fraction>/ keep_set.parquet, card.json[, dataset.npz]
     data/<dataset>-<fingerprint>-train.beton   the FFCV loader's copy of the training split
     planted/truth.parquet        the spectra a planted sweep was drawn from (datamodels.planted)
+    imported/source.json, rows.npy[, labels.npy]   what an imported run was read from (datamodels.importing)
     logs/                        Hydra's and SLURM's logs
 
 Stages record their inputs (:mod:`datamodels.stage_inputs`) in hidden ``.inputs-*.json`` files
@@ -120,6 +121,25 @@ class RunFolder:
     @property
     def planted_truth(self) -> Path:
         return self.root / "planted" / "truth.parquet"
+
+    @property
+    def imported(self) -> Path:
+        """An imported run's record of its source (datamodels.importing)."""
+        return self.root / "imported"
+
+    @property
+    def imported_source(self) -> Path:
+        return self.imported / "source.json"
+
+    @property
+    def imported_rows(self) -> Path:
+        """int64 [num_models]: the source row of every model index."""
+        return self.imported / "rows.npy"
+
+    @property
+    def imported_labels(self) -> Path:
+        """int64 [n]: every player's class, when the import was given them (source.labels)."""
+        return self.imported / "labels.npy"
 
     @property
     def logs(self) -> Path:

@@ -87,6 +87,9 @@ class SweepRun:
         self.folder = RunFolder(self.run_dir)
         self.shard_dir = self.folder.shards
         ds = dict(config["dataset"])
+        if ds.get("name") == "none":
+            raise UserError(f"{self.run_dir} holds no dataset (dataset=none: imported margins without images): "
+                            f"this step trains or shows images; import with dataset=cifar10 to link them")
         self.data = prepare(ds.pop("name"), ds.pop("train"), ds.pop("target"), ds.pop("holdout", None),
                             ds.pop("split_seed", 0), **(ds.pop("options", None) or {}))
         if ds:
@@ -125,7 +128,7 @@ class SweepRun:
             "format": FORMAT, "fingerprint": self.data.fingerprint, "n": self.n,
             "T": len(self.data.splits["target"]), "design": self.design.kind,
             "alpha": (list(self.design.alpha) if isinstance(self.design.alpha, tuple) else self.design.alpha)
-            if self.design.kind in ("bernoulli", "fixed_size") else None,
+            if self.design.kind in ("bernoulli", "fixed_size", "imported") else None,
             **({"budget": self.design.budget, "degree": self.design.degree} if self.design.kind == "spex" else {}),
             "sweep_seed": self.seed, "repeats": self.repeats, "models_per_shard": self.models_per_shard,
             "num_models": self.num_models, "config_hash": config_hash(config), "version": __version__,

@@ -1,0 +1,406 @@
+"""Import models trained elsewhere: the datamodels release and store layouts into a run folder.
+
+Ilyas et al. (2022, "Datamodels: Predicting Predictions from Training Data") released their
+CIFAR-10 models as two dense arrays per alpha (``MadryLab/datamodels-data``), one row per model::
+
+    train_masks_50pct.npy    bool    [M, 50000]   1 = the training image was kept
+    test_margins_50pct.npy   float16 [M, 10000]   the model's margin on every test image
+
+and their training code (``MadryLab/datamodels``) writes the same two arrays into a *store*
+folder, one ``open_memmap`` per key (``masks.npy``, ``margins.npy``) plus ``_completed.npy``
+(bool ``[M]``: the rows whose model has finished; the others are zeros). :func:`run_import`
+turns either into an ordinary run folder (:mod:`datamodels.run_folder`): ``run.json``,
+``config.json`` with ``sweep.design=imported`` and the kept fraction ``alpha``, shards in the
+store's format (:func:`datamodels.store.write_shard`), and ``imported/`` recording where every
+model came from. Every later stage (collect, status, fit and its parts, prune, curate, report)
+reads it like a sweep.
+
+Model ``i`` of the run is the ``i``-th selected source row (``source.rows``, then only completed
+rows, then, with ``source.nan=drop``, only rows with finite margins); ``imported/rows.npy`` maps
+model indices back to source rows. Target ``t`` is the ``t``-th selected margin column
+(``source.targets``, kept in increasing order). Imported models have no training seed (stored
+as -1) and no holdout accuracy (NaN).
+
+With ``dataset=cifar10`` the run is linked to the genuine archive: players are the official
+train images in their order (the release's column order; ``n`` must be 50,000) and targets the
+test images of the selected columns (the source must have the 10,000 columns of the test
+split); the remaining test images are the holdout. With ``dataset=none`` the run has no images.
+
+Memory stays bounded whatever ``M``: rows are read in chunks through memory maps of only the
+span a chunk covers (a map of the whole file would count every page read in the process's
+resident memory), margins are checked in one pass before anything is written, masks as they
+are written. The run is written shard by shard, each atomically, so a killed import re-run
+skips the shards it finished. Bad input is refused in one line with nothing written; masks that
+are not 0/1 are found while writing, and what this import wrote is then removed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import __version__
+from .data import load_dataset
+from .errors import UserError
+from .run_folder import RunFolder, check_identity
+from .store import FORMAT, ModelRecord, compact_ranges, read_shard_meta, write_shard
+from .tables import write_atomic
+
+RELEASE_FILES = ("train_masks_{pct}pct.npy", "test_margins_{pct}pct.npy")
+STORE_FILES = ("masks.npy", "margins.npy", "_completed.npy")
+NAN_POLICIES = ("error", "drop")
+# Rows are read in chunks of about this many bytes; a shard is read whole (models_per_shard rows).
+_CHUNK_BYTES = 64 << 20
+# The most bytes one shard may hold in memory while it is written (its bool masks and margins).
+_SHARD_BYTES = 256 << 20
+# alpha, when not given, is the kept fraction of this many rows spread evenly over the source.
+_ALPHA_ROWS = 2048
+
+
+class ImportSourceError(UserError):
+    """The arrays to import are unreadable, inconsistent or not what their settings say."""
+
+
+@dataclass(frozen=True)
+class NpyRows:
+    """A 2-D ``.npy`` file, validated from its header, read a block of rows at a time."""
+
+    path: Path
+    shape: tuple[int, int]
+    dtype: np.dtype
+    offset: int
+
+    @classmethod
+    def open(cls, path, what: str, ndim: int = 2) -> "NpyRows":
+        path = Path(path)
+        if not path.is_file():
+            raise ImportSourceError(f"{what}: {path} does not exist")
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError, EOFError, pickle.UnpicklingError) as err:
+            raise ImportSourceError(f"{what}: {path} is not a whole .npy file (truncated or another format: "
+                                    f"{str(err).splitlines()[0]})") from None
+        if array.ndim != ndim or (ndim == 2 and array.shape[1] == 0):
+            raise ImportSourceError(f"{what}: {path} holds an array of shape {array.shape}, expected "
+                                    f"{'[rows, columns]' if ndim == 2 else '[rows]'}")
+        if array.ndim > 1 and not array.flags.c_contiguous:
+            raise ImportSourceError(f"{what}: {path} is stored in Fortran order; save it in C order (np.save of "
+                                    f"np.ascontiguousarray) to import it row by row")
+        return cls(path, tuple(array.shape) + (1,) * (2 - ndim), array.dtype, int(array.offset))
+
+    @property
+    def row_bytes(self) -> int:
+        return self.shape[1] * self.dtype.itemsize
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """The rows ``rows`` in that order, in memory, read through a map of only the span they cover."""
+        if len(rows) == 0:
+            return np.zeros((0, self.shape[1]), self.dtype)
+        lo, hi = int(rows.min()), int(rows.max()) + 1
+        span = np.memmap(self.path, self.dtype, "r", offset=self.offset + lo * self.row_bytes,
+                         shape=(hi - lo, self.shape[1]))
+        contiguous = hi - lo == len(rows) and rows[0] == lo and np.all(np.diff(rows) == 1)
+        block = np.array(span) if contiguous else span[rows - lo]
+        del span  # unmapped now: its pages leave this process's resident memory
+        return block
+
+
+@dataclass(frozen=True)
+class Source:
+    """The arrays of one import: masks ``[M, n]``, margins ``[M, T]``, and which rows are complete."""
+
+    kind: str  # "release" or "store"
+    masks: NpyRows
+    margins: NpyRows
+    completed: np.ndarray | None  # bool [M], the store layout only
+
+    @property
+    def files(self) -> dict[str, str]:
+        return {"masks": str(self.masks.path.absolute()), "margins": str(self.margins.path.absolute())}
+
+
+def open_source(masks=None, margins=None, store=None) -> Source:
+    """The release pair (``masks`` and ``margins``) or a datamodels store folder (``store``)."""
+    if (store is None) == (masks is None or margins is None) or (store is not None and (masks or margins)):
+        raise ImportSourceError("give either source.masks= and source.margins= (the release's two .npy files) or "
+                                "source.store= (a datamodels store folder), not both")
+    if store is not None:
+        folder = Path(store)
+        if missing := [name for name in STORE_FILES if not (folder / name).is_file()]:
+            raise ImportSourceError(f"source.store: {folder} lacks {', '.join(missing)}: not a datamodels store folder")
+        done = NpyRows.open(folder / "_completed.npy", "source.store", ndim=1)
+        completed = done.take(np.arange(done.shape[0])).ravel().astype(bool)
+        source = Source("store", NpyRows.open(folder / "masks.npy", "source.store"),
+                        NpyRows.open(folder / "margins.npy", "source.store"), completed)
+    else:
+        source = Source("release", NpyRows.open(masks, "source.masks"), NpyRows.open(margins, "source.margins"), None)
+    M, Mm = source.masks.shape[0], source.margins.shape[0]
+    if M != Mm or (source.completed is not None and len(source.completed) != M):
+        raise ImportSourceError(f"the masks hold {M} rows and the margins {Mm}"
+                                + (f" and _completed {len(source.completed)}" if source.completed is not None else "")
+                                + ": one row per model in each; they are not from the same models")
+    if source.masks.dtype.kind not in "biuf" or source.margins.dtype.kind not in "iuf":
+        raise ImportSourceError(f"masks of dtype {source.masks.dtype} and margins of dtype {source.margins.dtype}: "
+                                f"expected bool or 0/1 masks and numeric margins")
+    return source
+
+
+def selection(value, size: int, setting: str) -> np.ndarray | None:
+    """``source.rows`` / ``source.targets`` as indices into ``size``: None (all), ``"a:b"`` (a
+    range, either end optional), a list of integers, or a file of them (``.npy``, else text, one
+    per line)."""
+    if value is None:
+        return None
+    if isinstance(value, str) and ":" in value and not Path(value).exists():
+        try:
+            start, stop = (int(part) if part.strip() else None for part in value.split(":"))
+        except ValueError:
+            raise ImportSourceError(f"{setting}={value!r}: expected a:b, a list of integers or a file") from None
+        chosen = np.arange(size)[slice(start, stop)]
+    elif isinstance(value, (str, os.PathLike)):
+        path = Path(value)
+        if not path.is_file():
+            raise ImportSourceError(f"{setting}={value!r}: no such file, and not a range a:b")
+        try:
+            chosen = np.load(path, allow_pickle=False) if path.suffix == ".npy" else np.loadtxt(path, ndmin=1)
+        except (ValueError, OSError, EOFError, pickle.UnpicklingError) as err:
+            raise ImportSourceError(f"{setting}: {path} is not a list of indices ({str(err).splitlines()[0]})") from None
+    else:
+        chosen = np.asarray(list(value) if not np.isscalar(value) else [value])
+    chosen = np.asarray(chosen)
+    if chosen.ndim != 1 or (len(chosen) and not np.all(np.mod(chosen, 1) == 0)):
+        raise ImportSourceError(f"{setting}: expected a list of integers, got an array of shape {chosen.shape}")
+    chosen = chosen.astype(np.int64)
+    if len(chosen) == 0:
+        raise ImportSourceError(f"{setting}={value!r} selects nothing")
+    if chosen.min() < 0 or chosen.max() >= size:
+        raise ImportSourceError(f"{setting}: indices {chosen.min()}..{chosen.max()} are outside 0..{size - 1}")
+    if len(np.unique(chosen)) != len(chosen):
+        raise ImportSourceError(f"{setting}: lists an index twice")
+    return chosen
+
+
+def binary_masks(block: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """A block of masks as bool, refusing values other than 0/1 (``rows``: their source rows)."""
+    raw = block.view(np.uint8) if block.dtype == bool else block  # a bool .npy may hold any byte
+    bad = (raw != 0) & (raw != 1)
+    if bad.any():
+        row, column = np.argwhere(bad)[0]
+        raise ImportSourceError(f"the masks are not 0/1: source row {rows[row]}, column {column} holds "
+                                f"{raw[row, column].item()!r}")
+    return raw.astype(bool, copy=False)
+
+
+def finite_rows(source: Source, rows: np.ndarray, targets: np.ndarray, progress: bool) -> np.ndarray:
+    """Bool ``[len(rows)]``: whose margins on ``targets`` are finite as float32 (one chunked pass)."""
+    step = max(1, _CHUNK_BYTES // source.margins.row_bytes)
+    finite = np.ones(len(rows), dtype=bool)
+    for start in tqdm(range(0, len(rows), step), desc="checking margins", unit="chunk", disable=not progress):
+        block = source.margins.take(rows[start:start + step])[:, targets].astype(np.float32)
+        finite[start:start + step] = np.isfinite(block).all(axis=1)
+    return finite
+
+
+@dataclass
+class ImportSettings:
+    """``conf/source/default.yaml``: where the models come from and which of them to import."""
+
+    masks: str | None = None
+    margins: str | None = None
+    store: str | None = None
+    labels: str | None = None
+    rows: object = None
+    targets: object = None
+    alpha: float | None = None
+    nan: str = "error"
+    models_per_shard: int = 1000
+
+    def __post_init__(self):
+        if self.nan not in NAN_POLICIES:
+            raise ImportSourceError(f"source.nan={self.nan!r}; choose one of {', '.join(NAN_POLICIES)}")
+        if isinstance(self.models_per_shard, bool) or not isinstance(self.models_per_shard, int) \
+                or self.models_per_shard < 1:
+            raise ImportSourceError(f"source.models_per_shard={self.models_per_shard!r} must be a positive integer")
+        if self.alpha is not None and not 0.0 < float(self.alpha) < 1.0:
+            raise ImportSourceError(f"source.alpha={self.alpha} must lie strictly between 0 and 1")
+
+
+@dataclass
+class ImportPlan:
+    """Everything an import writes, decided and checked before it writes anything."""
+
+    source: Source
+    rows: np.ndarray  # int64 [num_models]: source row of each model index
+    targets: np.ndarray  # int64 [T]: source column of each target
+    labels: np.ndarray | None
+    alpha: float
+    config: dict  # config.json
+    meta: dict  # run.json
+    record: dict  # imported/source.json
+    models_per_shard: int
+
+    @property
+    def num_shards(self) -> int:
+        return -(-len(self.rows) // self.models_per_shard)
+
+
+def _linked_dataset(dataset: dict, n: int, source_T: int, targets: np.ndarray) -> dict:
+    """The dataset section of a run linked to its images: all train images, the chosen test images."""
+    options = dict(dataset.get("options") or {})
+    data = load_dataset(dataset["name"], **options)
+    if data.is_test is None:
+        raise ImportSourceError(f"dataset={dataset['name']} has no official train and test parts to match the "
+                                f"source's columns with; use dataset=cifar10, or dataset=none for a run without images")
+    train, test = int((~data.is_test).sum()), int(data.is_test.sum())
+    if n != train or source_T != test:
+        raise ImportSourceError(f"the masks have {n} columns and the margins {source_T}, but dataset={dataset['name']} "
+                                f"has {train} train and {test} test images: not its models (or use dataset=none)")
+    return {"name": dataset["name"], "train": n, "target": targets.tolist(), "holdout": None,
+            "split_seed": dataset.get("split_seed", 0), "options": options}
+
+
+def plan_import(settings: ImportSettings, config: dict, progress: bool = True) -> ImportPlan:
+    """Read and check the source against the settings (``config``: the job's resolved configuration)."""
+    source = open_source(settings.masks, settings.margins, settings.store)
+    M, n = source.masks.shape
+    source_T = source.margins.shape[1]
+    rows = selection(settings.rows, M, "source.rows")
+    rows = np.arange(M) if rows is None else rows
+    if source.completed is not None:
+        rows = rows[source.completed[rows]]
+        if len(rows) == 0:
+            raise ImportSourceError(f"source.store: none of the selected rows is marked complete in _completed.npy")
+    targets = selection(settings.targets, source_T, "source.targets")
+    targets = np.arange(source_T) if targets is None else np.sort(targets)
+    labels = None
+    if settings.labels is not None:
+        found = NpyRows.open(settings.labels, "source.labels", ndim=1)
+        labels = found.take(np.arange(found.shape[0])).ravel()
+        if len(labels) != n or labels.dtype.kind not in "iu" or labels.min() < 0:
+            raise ImportSourceError(f"source.labels: {settings.labels} must hold {n} non-negative integers (one class "
+                                    f"per mask column), found {len(labels)} of dtype {labels.dtype}")
+        labels = labels.astype(np.int64)
+    finite = finite_rows(source, rows, targets, progress)
+    if not finite.all():
+        bad = rows[~finite]
+        if settings.nan == "error" or finite.sum() == 0:
+            shown = compact_ranges(np.sort(bad)[:20]) + (", ..." if len(bad) > 20 else "")
+            raise ImportSourceError(f"{len(bad)} of {len(rows)} rows have NaN or infinite margins (source rows {shown})"
+                                    + ("; source.nan=drop imports the others" if finite.sum() else ""))
+        rows = rows[finite]
+    sample = rows[np.unique(np.linspace(0, len(rows) - 1, min(_ALPHA_ROWS, len(rows))).astype(np.int64))]
+    sample_masks = binary_masks(source.masks.take(sample), sample)
+    alpha = float(settings.alpha) if settings.alpha is not None else round(float(sample_masks.mean()), 3)
+    if not 0.0 < alpha < 1.0:
+        raise ImportSourceError(f"the masks keep a fraction {alpha} of the players: they keep all or none")
+    if settings.models_per_shard * (n + 4 * len(targets)) > _SHARD_BYTES:
+        raise ImportSourceError(f"source.models_per_shard={settings.models_per_shard} holds more than "
+                                f"{_SHARD_BYTES >> 20} MB of masks and margins per shard; lower it")
+
+    digest = hashlib.sha256(json.dumps({
+        "kind": source.kind, "shapes": [source.masks.shape, source.margins.shape],
+        "dtypes": [str(source.masks.dtype), str(source.margins.dtype)]}).encode())
+    for array in (rows, targets, sample_masks, source.margins.take(sample[:16])):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    described = {"kind": source.kind, "digest": digest.hexdigest()[:16], "source_models": M, "source_targets": source_T,
+                 "nan": settings.nan, "dropped": int((~finite).sum())}
+    sweep = {"design": "imported", "alpha": alpha, "num_models": len(rows), "models_per_shard": settings.models_per_shard,
+             "repeats": 1, "seed": 0, "source": described, "shard": None}
+    dataset = dict(config.get("dataset") or {"name": "none"})
+    if dataset["name"] == "none":
+        dataset = {"name": "none"}
+    else:
+        dataset = _linked_dataset(dataset, n, source_T, targets)
+    recorded = {**config, "dataset": dataset, "players": {"kind": "example"}, "sweep": sweep}
+    recorded.pop("source", None)  # the paths: in imported/source.json, not in the run's settings
+    if dataset["name"] == "none":
+        from .sweep import config_hash  # the sweep's rule: what decides the run's results
+
+        meta = {"format": FORMAT, "fingerprint": f"import-{described['digest']}", "n": n, "T": len(targets),
+                "design": "imported", "alpha": alpha, "sweep_seed": 0, "repeats": 1,
+                "models_per_shard": settings.models_per_shard, "num_models": len(rows),
+                "config_hash": config_hash(recorded), "version": __version__, "dataset": "none", "model": "none",
+                "players": "example"}
+    else:
+        from .sweep import SweepRun
+
+        run = SweepRun(recorded, ".")
+        if labels is not None and not np.array_equal(labels, run.data.labels("train")):
+            raise ImportSourceError(f"source.labels differ from the labels of dataset={dataset['name']}'s train images")
+        meta = run.meta
+    record = {"files": source.files | ({"labels": str(Path(settings.labels).absolute())} if labels is not None else {}),
+              **described, "targets": targets.tolist(), "alpha_measured_on": None if settings.alpha else len(sample)}
+    return ImportPlan(source, rows, targets, labels, alpha, recorded, meta, record, settings.models_per_shard)
+
+
+def write_import(plan: ImportPlan, run_dir, progress: bool = True) -> tuple[int, int]:
+    """Write the planned run folder shard by shard: ``(shards written now, shards already there)``."""
+    folder = RunFolder(run_dir)
+    fresh = not folder.run_json.exists()
+    folder.check_sweep(plan.meta, plan.config)
+    written: list[Path] = []
+    try:
+        for path, array in ((folder.imported_rows, plan.rows), (folder.imported_labels, plan.labels)):
+            if array is not None and not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(path, lambda tmp, array=array: _save(tmp, array))
+        k = plan.models_per_shard
+        with tqdm(total=len(plan.rows), desc="import", unit="model", disable=not progress) as bar:
+            for shard in range(plan.num_shards):
+                path, models = folder.shard(shard), range(shard * k, min(len(plan.rows), (shard + 1) * k))
+                if path.exists():
+                    check_identity(path, read_shard_meta(path), plan.meta)
+                else:
+                    rows = plan.rows[models.start:models.stop]
+                    masks = binary_masks(plan.source.masks.take(rows), rows)
+                    margins = plan.source.margins.take(rows)[:, plan.targets].astype(np.float32)
+                    records = [ModelRecord(i, i, 0, -1, mask, margin, float("nan"), 0.0)
+                               for i, mask, margin in zip(models, masks, margins)]
+                    written.append(write_shard(path, records, plan.meta | {"shard": shard}))
+                bar.update(len(models))
+    except ImportSourceError:
+        for path in written:  # masks found not 0/1: leave the folder as this import found it
+            path.unlink()
+        if fresh:
+            for path in (folder.run_json, folder.config_json):
+                path.unlink(missing_ok=True)
+            shutil.rmtree(folder.imported, ignore_errors=True)
+            if folder.shards.is_dir() and not any(folder.shards.iterdir()):
+                folder.shards.rmdir()
+        raise
+    if not folder.imported_source.exists():
+        write_atomic(folder.imported_source, lambda tmp: tmp.write_text(json.dumps(plan.record, indent=1)))
+    return len(written), plan.num_shards - len(written)
+
+
+def _save(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: np.save would add ".npy" to a temporary name
+        np.save(f, array)
+
+
+def run_import(run_dir, settings: ImportSettings, config: dict, progress: bool = True) -> tuple[ImportPlan, int, int]:
+    """Import ``settings``' source into ``run_dir``: the plan, shards written now, shards already there."""
+    plan = plan_import(settings, config, progress)
+    written, present = write_import(plan, run_dir, progress)
+    return plan, written, present
+
+
+def imported_labels(run_dir) -> np.ndarray | None:
+    """The player classes an import was given (``source.labels``), or None."""
+    path = RunFolder(run_dir).imported_labels
+    return np.load(path) if path.exists() else None
+
+
+def release_files(folder, alpha: float) -> tuple[Path, Path]:
+    """The release's two files for a kept fraction: ``train_masks_50pct.npy``, ``test_margins_50pct.npy``."""
+    pct = f"{round(alpha * 100)}"
+    return tuple(Path(folder) / name.format(pct=pct) for name in RELEASE_FILES)
+
