@@ -7,6 +7,10 @@ models) has to be exercised and timed against a known truth, and 10^5 trained mo
 a test fixture. The truth lies beside the shards in ``<run_dir>/planted/truth.parquet``.
 
     python -m datamodels.planted --run-dir /tmp/planted --n 50000 --targets 100 --masks 50000 --repeats 2
+    python -m datamodels.planted --release /tmp/release --n 50000 --targets 10000 --masks 100000 --n-mains 1000
+
+:func:`write_planted_release` writes the same games in the datamodels release's format (two
+dense ``.npy`` files, labels, the truth), for :mod:`datamodels.importing` and its benchmarks.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from .tables import read_frame, write_frame
 
 # Stream tag of the per-target game seeds, beside the mask (0) and training-seed (1) streams.
 _GAME_STREAM = 2
+# ... and of a planted release's player classes.
+_LABEL_STREAM = 3
 # Gathered mask columns and term products are evaluated in row chunks of about this many bytes.
 _CHUNK_BYTES = 16 << 20
 
@@ -226,11 +232,7 @@ def write_planted_sweep(run_dir: str | os.PathLike, n: int, T: int, num_masks: i
             "num_models": num_models, "config_hash": digest, "version": __version__, "dataset": "planted"}
     folder = RunFolder(run_dir)
     folder.check_sweep(meta)
-    noise_sd, spectra = np.zeros(T), []
-    for t in range(T):  # one target's dict at a time: at n = 50,000 a dict of every player is large
-        mobius = planted_game(n, seed=_game_seed(seed, t), **game)
-        noise_sd[t] = noise * bernoulli_sd(mobius, alpha)
-        spectra.append(_by_order(mobius))
+    spectra, noise_sd = _spectra(n, T, alpha, noise, seed, game)
     if not folder.planted_truth.exists():
         write_frame(folder.planted_truth, _truth_table(spectra), params)
     games = _PlantedGames(spectra)
@@ -243,22 +245,89 @@ def write_planted_sweep(run_dir: str | os.PathLike, n: int, T: int, num_masks: i
             check_identity(path, read_shard_meta(path), meta)
             continue
         models = range(shard * models_per_shard, min(num_models, (shard + 1) * models_per_shard))
-        first = models[0] // repeats
-        masks = np.stack([design.mask(j) for j in range(first, models[-1] // repeats + 1)])
-        values = games(masks)
-        records = []
-        for i in models:
-            model_seed = training_seed(seed, i)
-            margins = values[i // repeats - first] + noise_sd * np.random.default_rng(model_seed).standard_normal(T)
-            records.append(ModelRecord(i, i // repeats, i % repeats, model_seed, masks[i // repeats - first],
-                                       margins.astype(np.float32), float("nan"), 0.0))
+        masks, margins, seeds = _planted_models(games, design, noise_sd, models, repeats, seed)
+        records = [ModelRecord(i, i // repeats, i % repeats, model_seed, mask, margin, float("nan"), 0.0)
+                   for i, model_seed, mask, margin in zip(models, seeds, masks, margins)]
         written.append(write_shard(path, records, meta | {"shard": shard}))
     return written
 
 
+def _spectra(n: int, T: int, alpha: float, noise: float, seed: int, game: dict):
+    """The ``T`` targets' spectra (:func:`_by_order`) and their seed-noise sds."""
+    noise_sd, spectra = np.zeros(T), []
+    for t in range(T):  # one target's dict at a time: at n = 50,000 a dict of every player is large
+        mobius = planted_game(n, seed=_game_seed(seed, t), **game)
+        noise_sd[t] = noise * bernoulli_sd(mobius, alpha)
+        spectra.append(_by_order(mobius))
+    return spectra, noise_sd
+
+
+def _planted_models(games: _PlantedGames, design: MaskDesign, noise_sd: np.ndarray, models: range, repeats: int,
+                    seed: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """A block of consecutive models: their bool masks ``[len, n]``, float32 margins ``[len, T]``
+    (the games' values plus each model's seed noise) and training seeds."""
+    first = models[0] // repeats
+    masks = np.stack([design.mask(j) for j in range(first, models[-1] // repeats + 1)])
+    values = games(masks)
+    seeds = [training_seed(seed, i) for i in models]
+    rows = np.array([i // repeats - first for i in models])
+    noise = np.stack([np.random.default_rng(s).standard_normal(len(noise_sd)) for s in seeds])
+    return masks[rows], (values[rows] + noise_sd * noise).astype(np.float32), seeds
+
+
+def write_planted_release(folder: str | os.PathLike, n: int, T: int, num_models: int, alpha: float = 0.5,
+                          noise: float = 0.5, seed: int = 0, num_classes: int = 10, progress: bool = True,
+                          block: int = 1000, **game) -> dict[str, Path]:
+    """Planted games in the datamodels release's format (:mod:`datamodels.importing`): the files
+    ``train_masks_<pct>pct.npy`` (bool ``[num_models, n]``), ``test_margins_<pct>pct.npy``
+    (float16 ``[num_models, T]``), ``labels.npy`` (int64 ``[n]``, uniform classes) and
+    ``truth.parquet`` (the spectra, as in a planted sweep).
+
+    Model ``i`` is model ``i`` of ``write_planted_sweep(..., repeats=1)`` with the same settings
+    (mask, noise, game), its margins rounded to float16 as the release stores them. Written
+    ``block`` models at a time into memory-mapped files (``np.lib.format.open_memmap``), so memory
+    stays bounded at any size; each file is built under a hidden name and renamed when whole.
+    """
+    from .importing import release_files
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    defaults = {name: p.default for name, p in inspect.signature(planted_game).parameters.items()
+                if name not in ("n", "seed")}
+    game = defaults | game
+    design = MaskDesign("bernoulli", n, alpha, seed)
+    spectra, noise_sd = _spectra(n, T, alpha, noise, seed, game)
+    masks_path, margins_path = release_files(folder, alpha)
+    paths = {"masks": masks_path, "margins": margins_path, "labels": folder / "labels.npy",
+             "truth": folder / "truth.parquet"}
+    params = {"n": n, "T": T, "num_masks": num_models, "repeats": 1, "alpha": alpha, "noise": noise, "seed": seed,
+              "game": game, "format": "release"}
+    write_frame(paths["truth"], _truth_table(spectra), params)
+    games = _PlantedGames(spectra)
+    del spectra
+    hidden = {key: paths[key].with_name(f".{paths[key].name}.tmp") for key in ("masks", "margins")}
+    masks = np.lib.format.open_memmap(hidden["masks"], "w+", bool, (num_models, n))
+    margins = np.lib.format.open_memmap(hidden["margins"], "w+", np.float16, (num_models, T))
+    for start in tqdm(range(0, num_models, block), desc="planted release", unit="block", disable=not progress):
+        models = range(start, min(num_models, start + block))
+        masks[models.start:models.stop], block_margins, _ = _planted_models(games, design, noise_sd, models, 1, seed)
+        margins[models.start:models.stop] = block_margins
+        masks.flush()  # written blocks leave memory as they go
+        margins.flush()
+    del masks, margins
+    for key, path in hidden.items():
+        os.replace(path, paths[key])
+    labels = np.random.default_rng([seed, _LABEL_STREAM]).integers(0, num_classes, n)
+    with open(paths["labels"], "wb") as f:
+        np.save(f, labels.astype(np.int64))
+    return paths
+
+
 def read_planted_truth(run_dir: str | os.PathLike) -> dict[int, dict]:
-    """Target -> the Möbius spectrum planted for it (``{(): constant, (i,): main, (i, j): pair, ...}``)."""
-    frame, _ = read_frame(RunFolder(run_dir).planted_truth, "planted")
+    """Target -> the Möbius spectrum planted for it (``{(): constant, (i,): main, (i, j): pair, ...}``),
+    from a planted run folder or a truth file (``truth.parquet`` of a planted release)."""
+    path = Path(run_dir)
+    frame, _ = read_frame(path if path.suffix == ".parquet" else RunFolder(path).planted_truth, "planted")
     truth: dict[int, dict] = {}
     for t, members, value in zip(frame["target"], frame["members"], frame["mobius"]):
         truth.setdefault(int(t), {})[tuple(int(i) for i in members)] = float(value)
@@ -267,10 +336,12 @@ def read_planted_truth(run_dir: str | os.PathLike) -> dict[int, dict]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m datamodels.planted", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run-dir", required=True)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--run-dir", help="write a planted sweep (run folder)")
+    where.add_argument("--release", help="write the datamodels release's files instead (datamodels.importing)")
     parser.add_argument("--n", type=int, required=True, help="players")
     parser.add_argument("--targets", type=int, required=True, help="targets T")
-    parser.add_argument("--masks", type=int, required=True, help="distinct masks")
+    parser.add_argument("--masks", type=int, required=True, help="distinct masks (--release: models)")
     parser.add_argument("--repeats", type=int, default=1, help="models (seeds) per mask")
     parser.add_argument("--alpha", type=float, default=0.5, help="probability that a mask keeps a player")
     parser.add_argument("--noise", type=float, default=0.5, help="seed-noise sd, as a fraction of the game's sd")
@@ -278,6 +349,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--models-per-shard", type=int, default=1000)
     args = parser.parse_args(argv)
+    if args.release:
+        paths = write_planted_release(args.release, args.n, args.targets, args.masks, args.alpha, args.noise,
+                                      args.seed, n_mains=args.n_mains)
+        print(f"{args.release}: {', '.join(path.name for path in paths.values())} ({args.masks} models, n={args.n}, "
+              f"T={args.targets})")
+        return
     written = write_planted_sweep(args.run_dir, args.n, args.targets, args.masks, args.repeats, args.alpha,
                                   args.noise, args.models_per_shard, args.seed, n_mains=args.n_mains)
     num_shards = -(-args.masks * args.repeats // args.models_per_shard)

@@ -1,0 +1,232 @@
+"""The import of models trained elsewhere (datamodels.importing, jobs/import_sweep.py), checked
+against the arrays the tests write in the release's and the store's genuine layouts."""
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import compose_config, run_job
+from datamodels import importing
+from datamodels.data import write_cifar10_archive
+from datamodels.importing import ImportSettings, ImportSourceError, plan_import, run_import, write_import
+from datamodels.planted import read_planted_truth, write_planted_release, write_planted_sweep
+from datamodels.run_folder import RunFolder
+from datamodels.store import load_sweep
+
+M, N, T = 230, 40, 12
+
+
+def release(folder, masks=None, margins=None, labels=None, seed=0):
+    """A release-format pair (and labels) in ``folder``: bool masks, float16 margins."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    masks = rng.random((M, N)) < 0.3 if masks is None else masks
+    margins = rng.normal(size=(M, T)).astype(np.float16) if margins is None else margins
+    labels = rng.integers(0, 4, N) if labels is None else labels
+    paths = {"masks": folder / "train_masks_30pct.npy", "margins": folder / "test_margins_30pct.npy",
+             "labels": folder / "labels.npy"}
+    for key, array in (("masks", masks), ("margins", margins), ("labels", labels)):
+        np.save(paths[key], array)
+    return paths, masks, margins, labels
+
+
+def job_args(run_dir, paths, *more, dataset="none"):
+    return [f"run_dir={run_dir}", f"dataset={dataset}", f"source.masks={paths['masks']}",
+            f"source.margins={paths['margins']}", "source.models_per_shard=64", "progress=false", *more]
+
+
+def snapshot(folder):
+    """Every file under ``folder`` with its size and mtime (None when the folder does not exist)."""
+    if not folder.exists():
+        return None
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")
+            if "logs" not in p.relative_to(folder).parts}
+
+
+def test_release_import_is_the_arrays_and_collect_and_fit_read_it(tmp_path):
+    paths, masks, margins, labels = release(tmp_path / "release")
+    run_dir = tmp_path / "run"
+    out = run_job("import_sweep.py", *job_args(run_dir, paths, "source.rows=10:210", "source.targets=[7,2,5]",
+                                               f"source.labels={paths['labels']}")).stdout
+    assert "200 models" in out and "4 shards written" in out
+    sweep = load_sweep(RunFolder(run_dir).shards, require_complete=True)
+    assert np.array_equal(sweep.model_index, np.arange(200))
+    assert np.array_equal(sweep.masks, masks[10:210])
+    assert np.array_equal(sweep.margins, margins[10:210][:, [2, 5, 7]].astype(np.float32))  # increasing order
+    run = RunFolder(run_dir).read_run()
+    assert (run["n"], run["T"], run["design"], run["num_models"]) == (N, 3, "imported", 200)
+    assert abs(run["alpha"] - masks[10:210].mean()) < 0.002  # measured on every row here (fewer than 2,048)
+    assert np.array_equal(importing.imported_labels(run_dir), labels)
+    assert np.array_equal(np.load(RunFolder(run_dir).imported_rows), np.arange(10, 210))
+    assert json.loads(RunFolder(run_dir).imported_source.read_text())["targets"] == [2, 5, 7]
+    assert "200 of 200 models present" in run_job("collect.py", f"run_dir={run_dir}", "progress=false").stdout
+    assert "4 of 4 shards done" in run_job("status.py", f"run_dir={run_dir}").stdout
+    run_job("fit.py", f"run_dir={run_dir}", "fit=linear", "progress=false")
+    metrics = pq.read_table(RunFolder(run_dir).fit_metrics()).to_pandas()
+    assert sorted(metrics["target"]) == [0, 1, 2]
+
+
+def test_store_import_keeps_completed_rows_in_the_order_asked(tmp_path):
+    rng = np.random.default_rng(1)
+    store = tmp_path / "store"
+    store.mkdir()
+    masks = np.lib.format.open_memmap(store / "masks.npy", "w+", bool, (M, N))  # as the datamodels code does
+    margins = np.lib.format.open_memmap(store / "margins.npy", "w+", np.float16, (M, T))
+    completed = rng.random(M) < 0.7
+    masks[completed] = rng.random((completed.sum(), N)) < 0.5
+    margins[completed] = rng.normal(size=(completed.sum(), T))
+    np.save(store / "_completed.npy", completed)
+    masks.flush(), margins.flush()
+    order = np.array([200, 3, 150, 4, 5, 99, 7, 180])
+    (tmp_path / "rows.txt").write_text("\n".join(map(str, order)))
+    settings = ImportSettings(store=str(store), rows=str(tmp_path / "rows.txt"), targets="2:6", models_per_shard=3)
+    plan, written, present = run_import(tmp_path / "run", settings, compose_config(["dataset=none"]), progress=False)
+    kept = order[completed[order]]
+    assert (written, present) == (-(-len(kept) // 3), 0) and np.array_equal(plan.rows, kept)
+    sweep = load_sweep(RunFolder(tmp_path / "run").shards)
+    assert np.array_equal(sweep.masks, np.asarray(masks)[kept])
+    assert np.array_equal(sweep.margins, np.asarray(margins)[kept][:, 2:6].astype(np.float32))
+
+
+def test_nan_rows_are_named_or_dropped(tmp_path):
+    rng = np.random.default_rng(2)
+    margins = rng.normal(size=(M, T)).astype(np.float16)
+    margins[[5, 6, 7, 40], 3] = [np.nan, np.inf, -np.inf, np.nan]
+    margins[100, 0] = np.nan  # not a selected column: no matter
+    paths, masks, _, _ = release(tmp_path / "release", margins=margins)
+    base = dict(masks=str(paths["masks"]), margins=str(paths["margins"]), targets=[1, 3])
+    with pytest.raises(ImportSourceError, match=r"^4 of 230 rows have NaN or infinite margins \(source rows 5-7, 40\)"):
+        plan_import(ImportSettings(**base), {"dataset": {"name": "none"}}, progress=False)
+    plan, _, _ = run_import(tmp_path / "run", ImportSettings(**base, nan="drop"), compose_config(["dataset=none"]),
+                            progress=False)
+    kept = np.setdiff1d(np.arange(M), [5, 6, 7, 40])
+    assert np.array_equal(plan.rows, kept) and plan.record["dropped"] == 4
+    assert np.array_equal(load_sweep(RunFolder(tmp_path / "run").shards).masks, masks[kept])
+
+
+def test_a_killed_import_resumes_with_its_missing_shards(tmp_path, monkeypatch):
+    paths, masks, margins, _ = release(tmp_path / "release")
+    settings = ImportSettings(masks=str(paths["masks"]), margins=str(paths["margins"]), models_per_shard=50)
+    config = compose_config(["dataset=none"])
+    real, calls = importing.write_shard, []
+
+    def killed_after_two(*args, **kwargs):
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the process is killed while it writes the third shard
+        calls.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(importing, "write_shard", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        run_import(tmp_path / "run", settings, config, progress=False)
+    monkeypatch.setattr(importing, "write_shard", real)
+    before = snapshot(RunFolder(tmp_path / "run").shards)
+    assert sorted(before) == ["shard-000000.parquet", "shard-000001.parquet"]
+    _, written, present = run_import(tmp_path / "run", settings, config, progress=False)
+    assert (written, present) == (3, 2)
+    after = snapshot(RunFolder(tmp_path / "run").shards)
+    assert all(after[name] == before[name] for name in before)  # the finished shards were not rewritten
+    sweep = load_sweep(RunFolder(tmp_path / "run").shards, require_complete=True)
+    assert np.array_equal(sweep.masks, masks) and np.array_equal(sweep.margins, margins.astype(np.float32))
+
+
+def test_masks_found_not_binary_while_writing_leave_nothing(tmp_path):
+    paths, masks, _, _ = release(tmp_path / "release")
+    settings = ImportSettings(masks=str(paths["masks"]), margins=str(paths["margins"]), models_per_shard=50)
+    plan = plan_import(settings, compose_config(["dataset=none"]), progress=False)
+    raw = masks.view(np.uint8).copy()
+    raw[220, 9] = 2  # a bool file may hold any byte; this one appears after four shards are written
+    np.save(paths["masks"], raw.view(bool))
+    with pytest.raises(ImportSourceError, match="source row 220, column 9 holds 2"):
+        write_import(plan, tmp_path / "run", progress=False)
+    assert snapshot(tmp_path / "run") in (None, {})
+
+
+def cifar_archive(folder, n_train=N, n_test=T, seed=3):
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    images = rng.integers(0, 256, (n_train + n_test, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, n_train + n_test)
+    md5 = write_cifar10_archive(folder / "cifar-10-binary.tar.gz", images, labels, n_test)
+    return [f"dataset.options.root={folder}", f"dataset.options.md5={md5}", "dataset.options.download=false"], labels
+
+
+def test_dataset_cifar10_links_train_images_and_the_chosen_test_images(tmp_path):
+    from datamodels.sweep import SweepRun
+
+    options, labels = cifar_archive(tmp_path / "cifar")
+    paths, _, _, _ = release(tmp_path / "release", labels=labels[:N])
+    run_dir = tmp_path / "run"
+    run_job("import_sweep.py", *job_args(run_dir, paths, "source.targets=[9,0,4]", f"source.labels={paths['labels']}",
+                                         *options, dataset="cifar10"))
+    run = SweepRun.open(run_dir)  # the data re-created from config.json agrees with run.json
+    assert np.array_equal(run.data.splits["train"], np.arange(N))
+    assert np.array_equal(run.data.splits["target"], N + np.array([0, 4, 9]))
+    assert np.array_equal(run.data.splits["holdout"], N + np.setdiff1d(np.arange(T), [0, 4, 9]))
+    assert run.meta["design"] == "imported" and run.n == N
+    again = run_job("import_sweep.py", *job_args(run_dir, paths, "source.targets=[9,0,4]",
+                                                 f"source.labels={paths['labels']}", *options, dataset="cifar10"))
+    assert "0 shards written, 4 already present" in again.stdout
+
+
+def corrupt(tmp_path, case):
+    """The job arguments of one bad input, and the folder it must leave untouched."""
+    paths, masks, margins, labels = release(tmp_path / "release")
+    run_dir = tmp_path / "run"
+    if case == "rows differ":
+        np.save(paths["margins"], margins[:-1])
+    elif case == "masks not 0/1":
+        np.save(paths["masks"], masks.astype(np.int8) * 3)
+    elif case == "labels width":
+        np.save(paths["labels"], labels[:-1])
+    elif case == "nan":
+        margins[17, 2] = np.nan
+        np.save(paths["margins"], margins)
+    elif case == "truncated":
+        data = paths["masks"].read_bytes()
+        paths["masks"].write_bytes(data[: len(data) // 2])
+    elif case == "another run":
+        other, _, _, _ = release(tmp_path / "other", seed=9)
+        run_job("import_sweep.py", *job_args(run_dir, other))
+    elif case == "not a run":
+        run_dir.mkdir()
+        (run_dir / "notes.txt").write_text("mine")
+    elif case == "dataset width":
+        options, _ = cifar_archive(tmp_path / "cifar", n_train=N + 1)
+        return job_args(run_dir, paths, *options, dataset="cifar10"), run_dir
+    return job_args(run_dir, paths, f"source.labels={paths['labels']}"), run_dir
+
+
+BAD = {"rows differ": "the masks hold 230 rows and the margins 229", "masks not 0/1": "masks are not 0/1",
+       "labels width": "source.labels: .* must hold 40 non-negative integers", "truncated": "not a whole .npy file",
+       "nan": r"1 of 230 rows have NaN or infinite margins \(source rows 17\)", "another run": "different sweep",
+       "not a run": "not a run folder", "dataset width": "masks have 40 columns .* has 41 train and 12 test images"}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, case):
+    import re
+
+    args, run_dir = corrupt(tmp_path, case)
+    before = snapshot(run_dir)
+    proc = run_job("import_sweep.py", *args, check=False)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1 and re.search(BAD[case], proc.stderr), proc.stderr
+    assert snapshot(run_dir) == before
+
+
+def test_planted_release_is_the_planted_sweep_in_float16(tmp_path):
+    game = dict(n_mains=10, n_synergy=1, n_redundancy=1, n_triples=0)
+    paths = write_planted_release(tmp_path / "release", 30, 4, 25, alpha=0.5, seed=4, progress=False, block=7, **game)
+    assert sorted(p.name for p in (tmp_path / "release").iterdir()) == [
+        "labels.npy", "test_margins_50pct.npy", "train_masks_50pct.npy", "truth.parquet"]
+    write_planted_sweep(tmp_path / "sweep", 30, 4, 25, alpha=0.5, seed=4, progress=False, models_per_shard=10, **game)
+    sweep = load_sweep(RunFolder(tmp_path / "sweep").shards)
+    masks, margins = np.load(paths["masks"]), np.load(paths["margins"])
+    assert masks.dtype == bool and margins.dtype == np.float16
+    assert np.array_equal(masks, sweep.masks) and np.array_equal(margins, sweep.margins.astype(np.float16))
+    assert read_planted_truth(paths["truth"]) == read_planted_truth(tmp_path / "sweep")
+    labels = np.load(paths["labels"])
+    assert labels.shape == (30,) and labels.min() >= 0 and labels.max() < 10
