@@ -11,7 +11,7 @@ folder, one ``open_memmap`` per key (``masks.npy``, ``margins.npy``) plus ``_com
 (bool ``[M]``: the rows whose model has finished; the others are zeros). :func:`run_import`
 turns either into an ordinary run folder (:mod:`datamodels.run_folder`): ``run.json``,
 ``config.json`` with ``sweep.design=imported`` and the kept fraction ``alpha``, shards in the
-store's format (:func:`datamodels.store.write_shard`), and ``imported/`` recording where every
+store's format (:func:`datamodels.store.write_shard_columns`), and ``imported/`` recording where every
 model came from. Every later stage (collect, status, fit and its parts, prune, curate, report)
 reads it like a sweep.
 
@@ -50,8 +50,8 @@ from tqdm.auto import tqdm
 from . import __version__
 from .data import load_dataset
 from .errors import UserError
-from .run_folder import RunFolder, check_identity
-from .store import FORMAT, ModelRecord, compact_ranges, read_shard_meta, write_shard
+from .run_folder import RunFolder, check_identity, config_hash
+from .store import FORMAT, compact_ranges, read_shard_meta, write_shard_columns
 from .tables import write_atomic
 
 RELEASE_FILES = ("train_masks_{pct}pct.npy", "test_margins_{pct}pct.npy")
@@ -191,6 +191,8 @@ def selection(value, size: int, setting: str) -> np.ndarray | None:
 def binary_masks(block: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """A block of masks as bool, refusing values other than 0/1 (``rows``: their source rows)."""
     raw = block.view(np.uint8) if block.dtype == bool else block  # a bool .npy may hold any byte
+    if raw.dtype == np.uint8 and raw.max(initial=0) <= 1:
+        return raw.view(bool)  # the common case, in one pass
     bad = (raw != 0) & (raw != 1)
     if bad.any():
         row, column = np.argwhere(bad)[0]
@@ -322,8 +324,6 @@ def plan_import(settings: ImportSettings, config: dict, progress: bool = True) -
     recorded = {**config, "dataset": dataset, "players": {"kind": "example"}, "sweep": sweep}
     recorded.pop("source", None)  # the paths: in imported/source.json, not in the run's settings
     if dataset["name"] == "none":
-        from .sweep import config_hash  # the sweep's rule: what decides the run's results
-
         meta = {"format": FORMAT, "fingerprint": f"import-{described['digest']}", "n": n, "T": len(targets),
                 "design": "imported", "alpha": alpha, "sweep_seed": 0, "repeats": 1,
                 "models_per_shard": settings.models_per_shard, "num_models": len(rows),
@@ -353,6 +353,7 @@ def write_import(plan: ImportPlan, run_dir, progress: bool = True) -> tuple[int,
                 path.parent.mkdir(parents=True, exist_ok=True)
                 write_atomic(path, lambda tmp, array=array: _save(tmp, array))
         k = plan.models_per_shard
+        every_target = np.array_equal(plan.targets, np.arange(plan.source.margins.shape[1]))
         with tqdm(total=len(plan.rows), desc="import", unit="model", disable=not progress) as bar:
             for shard in range(plan.num_shards):
                 path, models = folder.shard(shard), range(shard * k, min(len(plan.rows), (shard + 1) * k))
@@ -360,11 +361,14 @@ def write_import(plan: ImportPlan, run_dir, progress: bool = True) -> tuple[int,
                     check_identity(path, read_shard_meta(path), plan.meta)
                 else:
                     rows = plan.rows[models.start:models.stop]
-                    masks = binary_masks(plan.source.masks.take(rows), rows)
-                    margins = plan.source.margins.take(rows)[:, plan.targets].astype(np.float32)
-                    records = [ModelRecord(i, i, 0, -1, mask, margin, float("nan"), 0.0)
-                               for i, mask, margin in zip(models, masks, margins)]
-                    written.append(write_shard(path, records, plan.meta | {"shard": shard}))
+                    masks = np.packbits(binary_masks(plan.source.masks.take(rows), rows), axis=1)
+                    margins = plan.source.margins.take(rows)
+                    margins = (margins if every_target else margins[:, plan.targets]).astype(np.float32)
+                    index = np.arange(models.start, models.stop)
+                    scalars = {"model_index": index, "mask_id": index, "repeat": np.zeros(len(index), np.int32),
+                               "seed": np.full(len(index), -1), "holdout_acc": np.full(len(index), np.nan),
+                               "train_seconds": np.zeros(len(index))}
+                    written.append(write_shard_columns(path, scalars, masks, margins, plan.meta | {"shard": shard}))
                 bar.update(len(models))
     except ImportSourceError:
         for path in written:  # masks found not 0/1: leave the folder as this import found it

@@ -25,6 +25,7 @@ inside a run folder by hand.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -51,6 +52,13 @@ LAUNCH_SETTINGS = ("sweep.shard",)
 # The keys that make two shards belong to the same sweep: a run's identity (run.json).
 IDENTITY_KEYS = ("format", "fingerprint", "n", "T", "design", "alpha", "sweep_seed", "repeats",
                  "models_per_shard", "num_models", "config_hash", "budget", "degree")  # the last two: design=spex
+
+
+def config_hash(config: dict) -> str:
+    """Hash of everything that determines the sweep's results (not where or how it is launched)."""
+    relevant = {k: config.get(k) for k in RUN_SECTIONS if k != "sweep"}
+    relevant["sweep"] = {k: v for k, v in config["sweep"].items() if f"sweep.{k}" not in LAUNCH_SETTINGS}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def identity(meta: dict) -> dict:

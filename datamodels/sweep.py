@@ -16,8 +16,6 @@ still trains it skips it, saying who holds it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import shutil
@@ -35,18 +33,11 @@ from .errors import StoreError, UserError
 from .loaders import ResidentLoader, ResidentSplits, to_device
 from .masks import MaskDesign, MaskError, alpha_setting, group_players, kept_examples, load_mask_file, training_seed
 from .models import build_model
-from .run_folder import LAUNCH_SETTINGS, RUN_SECTIONS, RunFolder, ShardClaim, check_identity
+from .run_folder import RunFolder, ShardClaim, check_identity, config_hash
 from .store import FORMAT, ModelRecord, read_models, read_shard_meta, write_shard
 from .train import TrainConfig, train_model, train_models
 
 log = logging.getLogger(__name__)
-
-
-def config_hash(config: dict) -> str:
-    """Hash of everything that determines the sweep's results (not where or how it is launched)."""
-    relevant = {k: config.get(k) for k in RUN_SECTIONS if k != "sweep"}
-    relevant["sweep"] = {k: v for k, v in config["sweep"].items() if f"sweep.{k}" not in LAUNCH_SETTINGS}
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def resolve_device(name: str) -> torch.device:

@@ -110,7 +110,7 @@ def test_a_killed_import_resumes_with_its_missing_shards(tmp_path, monkeypatch):
     paths, masks, margins, _ = release(tmp_path / "release")
     settings = ImportSettings(masks=str(paths["masks"]), margins=str(paths["margins"]), models_per_shard=50)
     config = compose_config(["dataset=none"])
-    real, calls = importing.write_shard, []
+    real, calls = importing.write_shard_columns, []
 
     def killed_after_two(*args, **kwargs):
         if len(calls) == 2:
@@ -118,10 +118,10 @@ def test_a_killed_import_resumes_with_its_missing_shards(tmp_path, monkeypatch):
         calls.append(args[0])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(importing, "write_shard", killed_after_two)
+    monkeypatch.setattr(importing, "write_shard_columns", killed_after_two)
     with pytest.raises(KeyboardInterrupt):
         run_import(tmp_path / "run", settings, config, progress=False)
-    monkeypatch.setattr(importing, "write_shard", real)
+    monkeypatch.setattr(importing, "write_shard_columns", real)
     before = snapshot(RunFolder(tmp_path / "run").shards)
     assert sorted(before) == ["shard-000000.parquet", "shard-000001.parquet"]
     _, written, present = run_import(tmp_path / "run", settings, config, progress=False)

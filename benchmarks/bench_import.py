@@ -1,0 +1,117 @@
+"""The import of the datamodels release format: its time against reading the two files once, and
+its peak memory.
+
+    make bench-import        # = .venv/bin/python benchmarks/bench_import.py
+    .venv/bin/python benchmarks/bench_import.py --models 20000 --n 50000 --targets 1000
+
+A planted release (``python -m datamodels.planted --release``: bool masks ``[M, n]``, float16
+margins ``[M, T]``) is written under ``--dir`` (reused when already there), then, in one run:
+reading the two files once (``np.load(mmap_mode='r')``, summed in chunks of 1,000 rows, in a
+process of its own), ``jobs/import_sweep.py`` exactly as a user runs it (into a fresh run
+folder), and the read again (the page cache holds the files for both reads or neither; the
+second read says which). Reported: wall time of each, the import's time over the read's, and
+peak memory of the import's process tree (summed RSS and PSS, sampled every 0.25 s;
+``bench_scale.run_measured``). Goals (issue 22): peak <= 2 GB whatever M, time <= 2x a read.
+
+Free disk is checked first: the release (M x (n + 2T) bytes) and the run (M x (n/8 + 4T)
+bytes) must fit with 10% to spare, else M is reduced, and the output says so.
+"""
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT))
+
+
+
+def read_once(paths: list[str], rows: int = 1000) -> float:
+    """Every byte of the files read through ``np.load(mmap_mode='r')``, a block of rows at a time."""
+    total = 0.0
+    for path in paths:
+        array = np.load(path, mmap_mode="r")
+        for start in range(0, len(array), rows):
+            block = array[start:start + rows]
+            # the cheapest full pass numpy offers on each: a population count of masks, a float sum of margins
+            total += np.count_nonzero(block) if block.dtype == bool else float(block.sum(dtype=np.float64))
+    return total
+
+
+def needed_bytes(M: int, n: int, T: int) -> int:
+    return M * (n + 2 * T) + M * (n // 8 + 4 * T)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", type=int, default=100_000)
+    parser.add_argument("--n", type=int, default=50_000)
+    parser.add_argument("--targets", type=int, default=1000)
+    parser.add_argument("--dir", default="runs/bench-import")
+    parser.add_argument("--read-once", nargs="+", help=argparse.SUPPRESS)  # the baseline's own process
+    args = parser.parse_args(argv)
+    if args.read_once:
+        print(read_once(args.read_once))
+        return
+    # here, not at the top: the baseline's process (above) loads numpy alone, as a reader would
+    from bench_fit import cpu_name
+    from bench_scale import run_measured
+
+    from datamodels.importing import release_files
+
+    folder = (ROOT / args.dir).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    M, n, T = args.models, args.n, args.targets
+    masks, margins = release_files(folder / "release", 0.5)
+    have = masks.exists() and np.load(masks, mmap_mode="r").shape == (M, n) and \
+        np.load(margins, mmap_mode="r").shape == (M, T)
+    free = shutil.disk_usage(folder).free + (masks.stat().st_size + margins.stat().st_size if have else 0)
+    if needed_bytes(M, n, T) * 1.1 > free:
+        M = int(free / 1.1 / needed_bytes(1, n, T)) // 1000 * 1000
+        print(f"only {free / 1e9:.1f} GB free under {folder}: M reduced to {M:,}")
+        have = False
+    python = sys.executable
+    if not have:
+        print(f"writing the planted release: M={M:,}, n={n:,}, T={T:,} ({needed_bytes(M, n, T) / 1e9:.1f} GB with the run)")
+        subprocess.run([python, "-m", "datamodels.planted", "--release", str(folder / "release"), "--n", str(n),
+                        "--targets", str(T), "--masks", str(M), "--n-mains", "100"], cwd=ROOT, check=True,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.DEVNULL)
+    run_dir = folder / "run"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    read = [python, __file__, "--read-once", str(masks), str(margins)]
+    first = run_measured(read)
+    imported = run_measured([python, "jobs/import_sweep.py", f"run_dir={run_dir}", "dataset=none",
+                             f"source.masks={masks}", f"source.margins={margins}", "progress=false"])
+    second = run_measured(read)
+    size = sum(p.stat().st_size for p in (run_dir / "shards").iterdir()) / 1e9
+    result = {"machine": f"{cpu_name()}, {os.cpu_count()} cores, {platform.python_version()}", "M": M, "n": n, "T": T,
+              "source_gb": (masks.stat().st_size + margins.stat().st_size) / 1e9, "shards_gb": size,
+              "read_once_s": [round(first["wall_s"], 1), round(second["wall_s"], 1)],
+              "import_s": round(imported["wall_s"], 1),
+              "import_over_read": round(imported["wall_s"] / np.mean([first["wall_s"], second["wall_s"]]), 2),
+              "import_peak_rss_gb": round(imported["peak_rss_gb"], 2),
+              "import_peak_pss_gb": round(imported["peak_pss_gb"], 2),
+              "read_once_peak_rss_gb": round(max(first["peak_rss_gb"], second["peak_rss_gb"]), 2)}
+    print(f"import of M={M:,} x n={n:,} masks and T={T:,} margins ({result['source_gb']:.1f} GB -> "
+          f"{size:.2f} GB of shards) on {result['machine']}:")
+    print(f"  read once: {result['read_once_s'][0]} s and {result['read_once_s'][1]} s (before and after the import)")
+    print(f"  import:    {result['import_s']} s = {result['import_over_read']}x the mean read (goal <= 2x)")
+    print(f"  import peak memory: {result['import_peak_rss_gb']} GB RSS, {result['import_peak_pss_gb']} GB PSS "
+          f"(goal <= 2 GB); the read's, through one map of each file: {result['read_once_peak_rss_gb']} GB RSS")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
