@@ -41,6 +41,7 @@ import json
 import os
 import pickle
 import shutil
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,16 +102,16 @@ class NpyRows:
         return self.shape[1] * self.dtype.itemsize
 
     def take(self, rows: np.ndarray) -> np.ndarray:
-        """The rows ``rows`` in that order, in memory, read through a map of only the span they cover."""
+        """The rows ``rows`` in that order, through a map of only the span they cover: the map itself
+        when they are consecutive (it is unmapped, and its pages leave this process's resident
+        memory, when the caller drops the block), else a copy."""
         if len(rows) == 0:
             return np.zeros((0, self.shape[1]), self.dtype)
         lo, hi = int(rows.min()), int(rows.max()) + 1
         span = np.memmap(self.path, self.dtype, "r", offset=self.offset + lo * self.row_bytes,
                          shape=(hi - lo, self.shape[1]))
         contiguous = hi - lo == len(rows) and rows[0] == lo and np.all(np.diff(rows) == 1)
-        block = np.array(span) if contiguous else span[rows - lo]
-        del span  # unmapped now: its pages leave this process's resident memory
-        return block
+        return np.asarray(span) if contiguous else span[rows - lo]
 
 
 @dataclass(frozen=True)
@@ -253,6 +254,24 @@ class ImportPlan:
     def num_shards(self) -> int:
         return -(-len(self.rows) // self.models_per_shard)
 
+    def models(self, shard: int) -> range:
+        k = self.models_per_shard
+        return range(shard * k, min(len(self.rows), (shard + 1) * k))
+
+    def read_shard(self, shard: int) -> tuple[np.ndarray, np.ndarray, dict]:
+        """One shard's packed masks, float32 margins and scalar columns, read from the source."""
+        models = self.models(shard)
+        rows = self.rows[models.start:models.stop]
+        masks = np.packbits(binary_masks(self.source.masks.take(rows), rows), axis=1)
+        margins = self.source.margins.take(rows)
+        if not np.array_equal(self.targets, np.arange(self.source.margins.shape[1])):
+            margins = margins[:, self.targets]
+        index = np.arange(models.start, models.stop)
+        scalars = {"model_index": index, "mask_id": index, "repeat": np.zeros(len(index), np.int32),
+                   "seed": np.full(len(index), -1), "holdout_acc": np.full(len(index), np.nan),
+                   "train_seconds": np.zeros(len(index))}
+        return masks, margins.astype(np.float32), scalars
+
 
 def _linked_dataset(dataset: dict, n: int, source_T: int, targets: np.ndarray) -> dict:
     """The dataset section of a run linked to its images: all train images, the chosen test images."""
@@ -310,7 +329,7 @@ def plan_import(settings: ImportSettings, config: dict, progress: bool = True) -
     digest = hashlib.sha256(json.dumps({
         "kind": source.kind, "shapes": [source.masks.shape, source.margins.shape],
         "dtypes": [str(source.masks.dtype), str(source.margins.dtype)]}).encode())
-    for array in (rows, targets, sample_masks, source.margins.take(sample[:16])):
+    for array in (rows, targets, np.packbits(sample_masks, axis=1), source.margins.take(sample)):
         digest.update(np.ascontiguousarray(array).tobytes())
     described = {"kind": source.kind, "digest": digest.hexdigest()[:16], "source_models": M, "source_targets": source_T,
                  "nan": settings.nan, "dropped": int((~finite).sum())}
@@ -342,36 +361,39 @@ def plan_import(settings: ImportSettings, config: dict, progress: bool = True) -
 
 
 def write_import(plan: ImportPlan, run_dir, progress: bool = True) -> tuple[int, int]:
-    """Write the planned run folder shard by shard: ``(shards written now, shards already there)``."""
+    """Write the planned run folder shard by shard: ``(shards written now, shards already there)``.
+
+    One thread writes a shard's parquet file (pyarrow and fsync release the GIL) while this one
+    reads and packs the next: at most two shards are in memory at once.
+    """
     folder = RunFolder(run_dir)
     fresh = not folder.run_json.exists()
     folder.check_sweep(plan.meta, plan.config)
     written: list[Path] = []
+    pending: list[Future] = []
     try:
         for path, array in ((folder.imported_rows, plan.rows), (folder.imported_labels, plan.labels)):
             if array is not None and not path.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 write_atomic(path, lambda tmp, array=array: _save(tmp, array))
-        k = plan.models_per_shard
-        every_target = np.array_equal(plan.targets, np.arange(plan.source.margins.shape[1]))
-        with tqdm(total=len(plan.rows), desc="import", unit="model", disable=not progress) as bar:
+        with ThreadPoolExecutor(1) as writer, tqdm(total=len(plan.rows), desc="import", unit="model",
+                                                   disable=not progress) as bar:
             for shard in range(plan.num_shards):
-                path, models = folder.shard(shard), range(shard * k, min(len(plan.rows), (shard + 1) * k))
+                path, models = folder.shard(shard), plan.models(shard)
                 if path.exists():
                     check_identity(path, read_shard_meta(path), plan.meta)
                 else:
-                    rows = plan.rows[models.start:models.stop]
-                    masks = np.packbits(binary_masks(plan.source.masks.take(rows), rows), axis=1)
-                    margins = plan.source.margins.take(rows)
-                    margins = (margins if every_target else margins[:, plan.targets]).astype(np.float32)
-                    index = np.arange(models.start, models.stop)
-                    scalars = {"model_index": index, "mask_id": index, "repeat": np.zeros(len(index), np.int32),
-                               "seed": np.full(len(index), -1), "holdout_acc": np.full(len(index), np.nan),
-                               "train_seconds": np.zeros(len(index))}
-                    written.append(write_shard_columns(path, scalars, masks, margins, plan.meta | {"shard": shard}))
+                    masks, margins, scalars = plan.read_shard(shard)
+                    while len(pending) > 1 or (pending and pending[0].done()):
+                        written.append(pending.pop(0).result())
+                    pending.append(writer.submit(write_shard_columns, path, scalars, masks, margins,
+                                                 plan.meta | {"shard": shard}))
                 bar.update(len(models))
+            written += [future.result() for future in pending]
     except ImportSourceError:
-        for path in written:  # masks found not 0/1: leave the folder as this import found it
+        wait(pending)
+        written += [future.result() for future in pending if future.exception() is None]
+        for path in set(written):  # masks found not 0/1: leave the folder as this import found it
             path.unlink()
         if fresh:
             for path in (folder.run_json, folder.config_json):
@@ -382,7 +404,7 @@ def write_import(plan: ImportPlan, run_dir, progress: bool = True) -> tuple[int,
         raise
     if not folder.imported_source.exists():
         write_atomic(folder.imported_source, lambda tmp: tmp.write_text(json.dumps(plan.record, indent=1)))
-    return len(written), plan.num_shards - len(written)
+    return len(set(written)), plan.num_shards - len(set(written))
 
 
 def _save(path: Path, array: np.ndarray) -> None:
