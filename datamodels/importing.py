@@ -273,10 +273,10 @@ class ImportPlan:
         return masks, margins.astype(np.float32), scalars
 
 
-def _linked_dataset(dataset: dict, n: int, source_T: int, targets: np.ndarray) -> dict:
-    """The dataset section of a run linked to its images: all train images, the chosen test images."""
-    options = dict(dataset.get("options") or {})
-    data = load_dataset(dataset["name"], **options)
+def _linked_data(dataset: dict, n: int, source_T: int):
+    """The dataset a run is linked to (``dataset=cifar10``), checked against the source's shape:
+    its official train images are the mask columns, its test images the margin columns."""
+    data = load_dataset(dataset["name"], **dict(dataset.get("options") or {}))
     if data.is_test is None:
         raise ImportSourceError(f"dataset={dataset['name']} has no official train and test parts to match the "
                                 f"source's columns with; use dataset=cifar10, or dataset=none for a run without images")
@@ -284,8 +284,23 @@ def _linked_dataset(dataset: dict, n: int, source_T: int, targets: np.ndarray) -
     if n != train or source_T != test:
         raise ImportSourceError(f"the masks have {n} columns and the margins {source_T}, but dataset={dataset['name']} "
                                 f"has {train} train and {test} test images: not its models (or use dataset=none)")
-    return {"name": dataset["name"], "train": n, "target": targets.tolist(), "holdout": None,
-            "split_seed": dataset.get("split_seed", 0), "options": options}
+    return data
+
+
+def per_class_targets(value: str, test_labels: np.ndarray | None) -> np.ndarray:
+    """``source.targets=per_class:K``: the first ``K`` test images of every class, in the test
+    part's order (ProxySPEX's case study took 6 per class; this rule makes the choice reproducible)."""
+    if test_labels is None:
+        raise ImportSourceError(f"source.targets={value} picks test images by class: link the dataset "
+                                f"(dataset=cifar10) or list the columns")
+    try:
+        k = int(value.split(":", 1)[1])
+    except ValueError:
+        raise ImportSourceError(f"source.targets={value!r}: expected per_class:K with an integer K") from None
+    chosen = [np.flatnonzero(test_labels == c)[:k] for c in np.unique(test_labels)]
+    if k < 1 or min(len(c) for c in chosen) < k:
+        raise ImportSourceError(f"source.targets={value}: some class has fewer than {k} test images (K >= 1)")
+    return np.sort(np.concatenate(chosen))
 
 
 def plan_import(settings: ImportSettings, config: dict, progress: bool = True) -> ImportPlan:
@@ -299,8 +314,13 @@ def plan_import(settings: ImportSettings, config: dict, progress: bool = True) -
         rows = rows[source.completed[rows]]
         if len(rows) == 0:
             raise ImportSourceError(f"source.store: none of the selected rows is marked complete in _completed.npy")
-    targets = selection(settings.targets, source_T, "source.targets")
-    targets = np.arange(source_T) if targets is None else np.sort(targets)
+    dataset = dict(config.get("dataset") or {"name": "none"})
+    data = None if dataset["name"] == "none" else _linked_data(dataset, n, source_T)
+    if isinstance(settings.targets, str) and settings.targets.startswith("per_class:"):
+        targets = per_class_targets(settings.targets, None if data is None else data.labels[data.is_test])
+    else:
+        targets = selection(settings.targets, source_T, "source.targets")
+        targets = np.arange(source_T) if targets is None else np.sort(targets)
     labels = None
     if settings.labels is not None:
         found = NpyRows.open(settings.labels, "source.labels", ndim=1)
@@ -335,11 +355,11 @@ def plan_import(settings: ImportSettings, config: dict, progress: bool = True) -
                  "nan": settings.nan, "dropped": int((~finite).sum())}
     sweep = {"design": "imported", "alpha": alpha, "num_models": len(rows), "models_per_shard": settings.models_per_shard,
              "repeats": 1, "seed": 0, "source": described, "shard": None}
-    dataset = dict(config.get("dataset") or {"name": "none"})
-    if dataset["name"] == "none":
+    if data is None:
         dataset = {"name": "none"}
-    else:
-        dataset = _linked_dataset(dataset, n, source_T, targets)
+    else:  # all train images as players, the chosen test images as targets, the other test images held out
+        dataset = {"name": dataset["name"], "train": n, "target": targets.tolist(), "holdout": None,
+                   "split_seed": dataset.get("split_seed", 0), "options": dict(dataset.get("options") or {})}
     recorded = {**config, "dataset": dataset, "players": {"kind": "example"}, "sweep": sweep}
     recorded.pop("source", None)  # the paths: in imported/source.json, not in the run's settings
     if dataset["name"] == "none":

@@ -166,6 +166,11 @@ def test_dataset_cifar10_links_train_images_and_the_chosen_test_images(tmp_path)
     assert np.array_equal(run.data.splits["target"], N + np.array([0, 4, 9]))
     assert np.array_equal(run.data.splits["holdout"], N + np.setdiff1d(np.arange(T), [0, 4, 9]))
     assert run.meta["design"] == "imported" and run.n == N
+    per_class = plan_import(ImportSettings(masks=str(paths["masks"]), margins=str(paths["margins"]),
+                                           targets="per_class:1"), compose_config(["dataset=cifar10", *options]),
+                            progress=False)
+    test_labels = labels[N:]
+    assert list(per_class.targets) == sorted(int(np.flatnonzero(test_labels == c)[0]) for c in np.unique(test_labels))
     again = run_job("import_sweep.py", *job_args(run_dir, paths, "source.targets=[9,0,4]",
                                                  f"source.labels={paths['labels']}", *options, dataset="cifar10"))
     assert "0 shards written, 4 already present" in again.stdout
