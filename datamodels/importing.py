@@ -62,6 +62,8 @@ NAN_POLICIES = ("error", "drop")
 _CHUNK_BYTES = 64 << 20
 # The most bytes one shard may hold in memory while it is written (its bool masks and margins).
 _SHARD_BYTES = 256 << 20
+# Threads writing shards while the main one reads the next.
+_WRITERS = 2
 # alpha, when not given, is the kept fraction of this many rows spread evenly over the source.
 _ALPHA_ROWS = 2048
 
@@ -383,8 +385,9 @@ def plan_import(settings: ImportSettings, config: dict, progress: bool = True) -
 def write_import(plan: ImportPlan, run_dir, progress: bool = True) -> tuple[int, int]:
     """Write the planned run folder shard by shard: ``(shards written now, shards already there)``.
 
-    One thread writes a shard's parquet file (pyarrow and fsync release the GIL) while this one
-    reads and packs the next: at most two shards are in memory at once.
+    Two threads write shards' parquet files (pyarrow's encoder, the longest step, and fsync
+    release the GIL) while this one reads and packs the next: at most three shards are in
+    memory at once.
     """
     folder = RunFolder(run_dir)
     fresh = not folder.run_json.exists()
@@ -396,7 +399,7 @@ def write_import(plan: ImportPlan, run_dir, progress: bool = True) -> tuple[int,
             if array is not None and not path.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 write_atomic(path, lambda tmp, array=array: _save(tmp, array))
-        with ThreadPoolExecutor(1) as writer, tqdm(total=len(plan.rows), desc="import", unit="model",
+        with ThreadPoolExecutor(_WRITERS) as writer, tqdm(total=len(plan.rows), desc="import", unit="model",
                                                    disable=not progress) as bar:
             for shard in range(plan.num_shards):
                 path, models = folder.shard(shard), plan.models(shard)
@@ -404,7 +407,7 @@ def write_import(plan: ImportPlan, run_dir, progress: bool = True) -> tuple[int,
                     check_identity(path, read_shard_meta(path), plan.meta)
                 else:
                     masks, margins, scalars = plan.read_shard(shard)
-                    while len(pending) > 1 or (pending and pending[0].done()):
+                    while len(pending) >= _WRITERS or (pending and pending[0].done()):
                         written.append(pending.pop(0).result())
                     pending.append(writer.submit(write_shard_columns, path, scalars, masks, margins,
                                                  plan.meta | {"shard": shard}))
