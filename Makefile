@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SHARDS ?= 8
 ARGS ?=
 
-.PHONY: help install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-linear bench-exhaustive prune-study prune-study-clusters prune-study-examples bench-spex
+.PHONY: help install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-linear bench-exhaustive prune-study prune-study-clusters prune-study-examples bench-spex bench-import
 .DEFAULT_GOAL := help
 
 # The targets with a '## ' description, and the variables most of them take.
@@ -155,3 +155,9 @@ prune-study: prune-study-clusters prune-study-examples ## the pruning study (doc
 # (make bench-exhaustive trains it). Figures in docs/benchmarks.md.
 bench-spex: install ## SPEX vs ProxySPEX vs linear at equal models (about 7 min; needs bench-exhaustive's run)
 	$(PY) benchmarks/bench_spex.py --run $(EXHAUSTIVE_RUN) $(ARGS)
+
+# The import of the datamodels release format (docs/cifar10.md): M = 100,000 x n = 50,000 masks
+# and T = 1,000 margins written by the planted release generator (5.2 GB under runs/bench-import,
+# reused), the import against reading the two files once, and its peak memory.
+bench-import: install ## import of a 100,000 x 50,000 release pair: time vs one read, peak memory (~5 min, 6 GB disk)
+	$(PY) benchmarks/bench_import.py $(ARGS)
