@@ -315,7 +315,7 @@ def plan_import(settings: ImportSettings, config: dict, progress: bool = True) -
     if source.completed is not None:
         rows = rows[source.completed[rows]]
         if len(rows) == 0:
-            raise ImportSourceError(f"source.store: none of the selected rows is marked complete in _completed.npy")
+            raise ImportSourceError("source.store: none of the selected rows is marked complete in _completed.npy")
     dataset = dict(config.get("dataset") or {"name": "none"})
     data = None if dataset["name"] == "none" else _linked_data(dataset, n, source_T)
     if isinstance(settings.targets, str) and settings.targets.startswith("per_class:"):
@@ -323,6 +323,9 @@ def plan_import(settings: ImportSettings, config: dict, progress: bool = True) -
     else:
         targets = selection(settings.targets, source_T, "source.targets")
         targets = np.arange(source_T) if targets is None else np.sort(targets)
+    if settings.models_per_shard * (n + 4 * len(targets)) > _SHARD_BYTES:
+        raise ImportSourceError(f"source.models_per_shard={settings.models_per_shard} holds more than "
+                                f"{_SHARD_BYTES >> 20} MB of masks and margins per shard; lower it")
     labels = None
     if settings.labels is not None:
         found = NpyRows.open(settings.labels, "source.labels", ndim=1)
@@ -344,9 +347,6 @@ def plan_import(settings: ImportSettings, config: dict, progress: bool = True) -
     alpha = float(settings.alpha) if settings.alpha is not None else round(float(sample_masks.mean()), 3)
     if not 0.0 < alpha < 1.0:
         raise ImportSourceError(f"the masks keep a fraction {alpha} of the players: they keep all or none")
-    if settings.models_per_shard * (n + 4 * len(targets)) > _SHARD_BYTES:
-        raise ImportSourceError(f"source.models_per_shard={settings.models_per_shard} holds more than "
-                                f"{_SHARD_BYTES >> 20} MB of masks and margins per shard; lower it")
 
     digest = hashlib.sha256(json.dumps({
         "kind": source.kind, "shapes": [source.masks.shape, source.margins.shape],
