@@ -30,7 +30,7 @@ import pandas as pd
 from .errors import StoreError, UserError
 from .fit_ready import FitReady, open_fit_ready
 from .fitting import STAGE as FIT_STAGE
-from .pruning import paired_differences, summarize
+from .pruning import paired_differences, player_classes, summarize
 from .run_folder import RunFolder
 from .sweep import SweepRun
 from .tables import read_frame
@@ -44,7 +44,14 @@ class AnalysisError(UserError):
 
 @dataclass
 class RunView:
-    """Lazy access to everything one run folder holds."""
+    """Lazy access to everything one run folder holds.
+
+    A run either has its dataset linked (a sweep trained here, ``config.json`` names the
+    dataset): players and targets have images and class names. Or it has none (a planted
+    sweep, models imported without the dataset's archive): players are shown by index, with
+    their class where the run holds a labels file (``RunFolder.label_files``), and nothing that
+    needs an image is drawn.
+    """
 
     run_dir: Path
 
@@ -66,8 +73,32 @@ class RunView:
             raise AnalysisError(f"{err} (for {self.run_dir})") from err
 
     @cached_property
-    def sweep_run(self) -> SweepRun:
+    def sweep_run(self) -> SweepRun | None:
+        """The sweep with its dataset re-created, or None when the run has no dataset linked."""
+        if not self.folder.config_json.exists():
+            return None
+        if (self.folder.read_config().get("dataset") or {}).get("name") in (None, "none"):
+            return None
         return SweepRun.open(self.run_dir)
+
+    @property
+    def has_images(self) -> bool:
+        return self.sweep_run is not None
+
+    @cached_property
+    def meta(self) -> dict:
+        """The run's identity (``run.json``), with the sweep's description when its dataset is linked."""
+        dataset = "planted" if self.folder.planted_truth.exists() else "none linked"
+        meta = {"dataset": dataset, "players": "example", "model": None} | self.folder.read_run()
+        return meta | (self.sweep_run.meta if self.sweep_run is not None else {})
+
+    @property
+    def n(self) -> int:
+        return int(self.meta["n"])
+
+    @property
+    def T(self) -> int:
+        return int(self.meta["T"])
 
     @cached_property
     def models(self) -> FitReady:
@@ -80,6 +111,14 @@ class RunView:
     def margins(self, target: int) -> np.ndarray:
         """One target's margin in every collected model."""
         return np.asarray(self.models.margins[target], dtype=float)
+
+    @cached_property
+    def margin_sd(self) -> np.ndarray:
+        """Every target's margin sd over the collected models, read a block of targets at a time."""
+        margins = self.models.margins
+        step = max(1, (64 << 20) // (4 * margins.shape[1]))  # about 64 MB of float32 per block
+        return np.concatenate([np.asarray(margins[t:t + step], dtype=np.float64).std(1)
+                               for t in range(0, margins.shape[0], step)])
 
     @cached_property
     def interactions(self) -> pd.DataFrame:
@@ -97,31 +136,81 @@ class RunView:
     def pruning(self) -> pd.DataFrame:
         return self._table(self.folder.evaluation, "pruning evaluation (jobs/evaluate_pruning.py)")
 
-    def target_image(self, t: int) -> np.ndarray:
-        data = self.sweep_run.data
-        return data.images("target")[t]
+    def _need_images(self, what: str) -> None:
+        if not self.has_images:
+            raise AnalysisError(f"{what} needs the run's images, and {self.run_dir} has no dataset linked "
+                                f"(players are shown by index and class instead)")
 
-    def target_label(self, t: int) -> str:
+    def target_image(self, t: int) -> np.ndarray:
+        self._need_images(f"the image of target {t}")
+        return self.sweep_run.data.images("target")[t]
+
+    def target_label(self, t: int) -> str | None:
+        """The target's class name, or None when the run has no dataset linked."""
+        if self.sweep_run is None:
+            return None
         data = self.sweep_run.data
         return data.dataset.classes[data.labels("target")[t]]
+
+    def target_name(self, t: int) -> str:
+        """``target 7 (cat)``, or ``target 7`` when its class is unknown."""
+        label = self.target_label(t)
+        return f"target {t}" + (f" ({label})" if label is not None else "")
+
+    @cached_property
+    def groups(self) -> np.ndarray:
+        """For each training example, its player (every example is a player of its own without a dataset)."""
+        return self.sweep_run.groups if self.sweep_run is not None else np.arange(self.n)
 
     @cached_property
     def first_example(self) -> np.ndarray:
         """For each player, the index (into the train split) of its first example: what figures show."""
-        return np.unique(self.sweep_run.groups, return_index=True)[1]
+        return np.unique(self.groups, return_index=True)[1]
 
     @cached_property
     def player_size(self) -> np.ndarray:
         """For each player, how many training examples it switches on or off together."""
-        return np.bincount(self.sweep_run.groups)
+        return np.bincount(self.groups, minlength=self.n)
 
     def player_examples(self, player: int) -> np.ndarray:
         """Indices (into the train split) of every example of a player."""
-        return np.flatnonzero(self.sweep_run.groups == player)
+        return np.flatnonzero(self.groups == player)
 
-    def player_class(self, player: int) -> str:
-        data = self.sweep_run.data
-        return data.dataset.classes[data.labels("train")[self.first_example[player]]]
+    @cached_property
+    def player_labels(self) -> np.ndarray | None:
+        """Each player's class (the most common label of its examples, as pruning's class quotas
+        count it), or None when unknown: from the linked dataset, else from the run's labels file
+        (``RunFolder.label_files``)."""
+        if self.sweep_run is not None:
+            return player_classes(self.groups, self.sweep_run.data.labels("train"))
+        path = next((p for p in self.folder.label_files if p.exists()), None)
+        if path is None:
+            return None
+        labels = np.load(path)
+        if labels.shape != (self.n,) or labels.dtype.kind not in "iu":
+            raise AnalysisError(f"{path} must hold one integer class per player ({self.n}), it holds "
+                                f"{labels.dtype} {labels.shape}")
+        return labels
+
+    @cached_property
+    def class_names(self) -> tuple[str, ...] | None:
+        return self.sweep_run.data.dataset.classes if self.sweep_run is not None else None
+
+    def player_class(self, player: int) -> str | None:
+        """The player's class name (its number without a dataset), or None when unknown."""
+        if self.player_labels is None:
+            return None
+        label = int(self.player_labels[player])
+        return self.class_names[label] if self.class_names is not None else str(label)
+
+    def player_name(self, player: int) -> str:
+        """``player 123 (class 4)``, ``player 123 (cat)``, or ``player 123`` when its class is unknown;
+        a group of examples says how many it has."""
+        cls = self.player_class(player)
+        label = "" if cls is None else f"class {cls}" if self.class_names is None else cls
+        size = int(self.player_size[player])
+        parts = [p for p in (label, f"{size} examples" if size > 1 else "") if p]
+        return f"player {player}" + (f" ({', '.join(parts)})" if parts else "")
 
     def methods(self) -> list[str]:
         return sorted(self.interactions["method"].unique())
@@ -130,11 +219,58 @@ class RunView:
 # --------------------------------------------------------------------------- tables
 
 
+def default_method(view: RunView) -> str:
+    """The fit the views show by default: ProxySPEX where fitted, else the method with the most targets."""
+    counts = view.fit_metrics["method"].value_counts()
+    if counts.empty:
+        raise AnalysisError(f"{view.folder.fit_metrics()} holds no fitted target")
+    return "proxyspex" if "proxyspex" in counts.index else str(counts.index[0])
+
+
+def _fitted(view: RunView, method: str) -> pd.DataFrame:
+    metrics = view.fit_metrics
+    rows = metrics[metrics["method"] == method]
+    if rows.empty:
+        raise AnalysisError(f"no target has a {method} fit (fitted methods: {sorted(metrics['method'].unique())}): "
+                            f"run jobs/fit.py fit={method}")
+    return rows
+
+
+def residual_sd(view: RunView, method: str) -> pd.Series:
+    """Per fitted target (index): the sd of what its fit leaves unexplained, ``tau_t = sqrt(1 -
+    R^2_t) sd_t`` with the held-out R^2 (floored at 5% of the variance, so no target counts as
+    noiseless) and the margin sd over the collected models: the scale pruning judges a target's
+    terms in (:class:`~datamodels.pruning.Surrogate`), and the views rank terms by."""
+    rows = _fitted(view, method)
+    targets = rows["target"].to_numpy(np.int64)
+    tau = np.sqrt(np.clip(1.0 - rows["r2"].to_numpy(float), 0.05, 1.0)) * view.margin_sd[targets]
+    return pd.Series(tau + 1e-12, index=pd.Index(targets, name="target"), name="residual_sd")
+
+
+def term_strength(view: RunView, method: str | None = None, orders=(1, 2, 3)) -> pd.DataFrame:
+    """Every fitted term of ``method`` of the given orders, with ``strength = |m(S)| / tau_t``: its
+    size in units of its target's residual sd (:func:`residual_sd`), so that a term of a target
+    the fit explains well and one of a noisy target are compared on the scale of what each
+    target's fit can be trusted to."""
+    method = method or default_method(view)
+    tau = residual_sd(view, method)
+    table = view.interactions
+    rows = table[(table["method"] == method) & table["order"].isin(list(orders))]
+    return rows.assign(strength=rows["mobius"].abs().to_numpy() / tau.reindex(rows["target"]).to_numpy())
+
+
+def _named(view: RunView, rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` with the players' classes and names (``player 123 (class 4)``) beside their members."""
+    out = rows.reset_index(drop=True).copy()
+    out["classes"] = [[view.player_class(int(p)) for p in members] for members in out["members"]]
+    out["players"] = [" + ".join(view.player_name(int(p)) for p in members) for members in out["members"]]
+    return out
+
+
 def top_effects(view: RunView, target: int, kind: str | None = None, k: int = 10, method: str = "proxyspex",
                 order: int | None = None) -> pd.DataFrame:
     """The ``k`` strongest (by |Möbius|) interactions of one target, optionally of one kind/order."""
-    metrics = view.fit_metrics
-    fitted = metrics.loc[metrics["method"] == method, "target"]
+    fitted = _fitted(view, method)["target"]
     if target not in set(fitted):
         known = sorted(int(t) for t in fitted)
         raise AnalysisError(f"target {target} has no {method} fit (fitted targets: "
@@ -148,9 +284,40 @@ def top_effects(view: RunView, target: int, kind: str | None = None, k: int = 10
         rows = rows[rows["kind"] == kind]
     if order is not None:
         rows = rows[rows["order"] == order]
-    out = rows.reindex(rows["mobius"].abs().sort_values(ascending=False).index).head(k).copy()
-    out["classes"] = [[view.player_class(p) for p in members] for members in out["members"]]
-    return out.reset_index(drop=True)
+    return _named(view, rows.reindex(rows["mobius"].abs().sort_values(ascending=False).index).head(k))
+
+
+def strongest_terms(view: RunView, k: int = 20, method: str | None = None, orders=(2, 3),
+                    strength: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The ``k`` strongest terms over all targets by :func:`term_strength` (``strength``: its table,
+    when the caller has it already), pairs and triples by default, with the players named."""
+    rows = term_strength(view, method, orders) if strength is None else strength
+    rows = rows[rows["order"].isin(list(orders))]
+    top = rows.nlargest(k, "strength")
+    out = _named(view, top)
+    out.insert(1, "target_name", [view.target_name(int(t)) for t in out["target"]])
+    return out
+
+
+def strongest_targets(view: RunView, kind: str, k: int = 3, method: str | None = None,
+                      strength: pd.DataFrame | None = None) -> list[int]:
+    """The ``k`` targets whose strongest term of ``kind`` (a player for ``main``, else a pair or
+    triple) is largest relative to the target's residual sd (``strength``: :func:`term_strength`'s
+    table of ``method``, when the caller has it already)."""
+    if kind not in KINDS:
+        raise AnalysisError(f"kind must be one of {KINDS}, got {kind!r}")
+    rows = term_strength(view, method) if strength is None else strength
+    rows = rows[rows["kind"] == kind]
+    best = rows.groupby("target")["strength"].max()
+    return [int(t) for t in best.nlargest(k).index]
+
+
+def worst_fitted_targets(view: RunView, k: int = 10, method: str | None = None) -> pd.DataFrame:
+    """The ``k`` targets of lowest held-out R^2 under ``method``, with their faithfulness."""
+    rows = _fitted(view, method or default_method(view))
+    worst = rows.nsmallest(k, "r2")[["target", "method", "r2", "spearman", "noise_ceiling"]].reset_index(drop=True)
+    worst.insert(1, "target_name", [view.target_name(int(t)) for t in worst["target"]])
+    return worst
 
 
 def target_summary(view: RunView, target: int) -> pd.Series:
@@ -163,20 +330,36 @@ def target_summary(view: RunView, target: int) -> pd.Series:
 
 def class_pair_patterns(view: RunView, kind: str, method: str = "proxyspex") -> pd.DataFrame:
     """Across targets: how often pairs of each (class, class) combination are synergistic or
-    redundant, with the target's own class as the row's first level."""
+    redundant, with the target's own class as the row's first level (where the targets' classes
+    are known). Needs the players' classes."""
+    if view.player_labels is None:
+        raise AnalysisError(f"class pairs need the players' classes: {view.run_dir} has no dataset linked and no "
+                            f"labels file ({', '.join(str(p) for p in view.folder.label_files)})")
     table = view.interactions
     pairs = table[(table["method"] == method) & (table["order"] == 2) & (table["kind"] == kind)]
-    records = [(view.target_label(t), *sorted((view.player_class(a), view.player_class(b))))
-               for t, (a, b) in zip(pairs["target"], pairs["members"])]
-    frame = pd.DataFrame(records, columns=["target_class", "class_a", "class_b"])
+    members = np.array(pairs["members"].tolist(), dtype=np.int64).reshape(len(pairs), 2)
+    names = np.asarray(view.class_names if view.class_names is not None
+                       else [str(c) for c in range(int(view.player_labels.max()) + 1)], dtype=object)
+    classes = np.sort(view.player_labels[members], axis=1)  # a pair is unordered: (cat, dog) = (dog, cat)
+    frame = pd.DataFrame({"class_a": names[classes[:, 0]], "class_b": names[classes[:, 1]]})
+    if view.sweep_run is not None:
+        target_labels = view.sweep_run.data.labels("target")[pairs["target"].to_numpy(np.int64)]
+        frame.insert(0, "target_class", names[target_labels])
     return frame.value_counts().rename("pairs").reset_index()
 
 
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
 def faithfulness_summary(view: RunView) -> pd.DataFrame:
-    """Median and quartiles of held-out R^2 and Spearman (LDS) per method."""
+    """Per method: targets fitted, quantiles of held-out R^2 and the median Spearman (LDS)."""
     metrics = view.fit_metrics
-    return metrics.groupby("method")[["r2", "spearman"]].describe(percentiles=[0.25, 0.5, 0.75])[
-        [("r2", "25%"), ("r2", "50%"), ("r2", "75%"), ("spearman", "50%")]]
+    grouped = metrics.groupby("method")
+    out = grouped["r2"].quantile(list(QUANTILES)).unstack()
+    out.columns = [f"R2 q{round(100 * q):02d}" if q != 0.5 else "R2 median" for q in QUANTILES]
+    out.insert(0, "targets", grouped.size())
+    out["Spearman (LDS) median"] = grouped["spearman"].median()
+    return out
 
 
 def faithfulness_vs_models(view: RunView, budgets, methods=("linear", "proxyspex"), targets=None,
@@ -254,27 +437,48 @@ def _show(ax, image: np.ndarray, title: str) -> None:
 
 
 def plot_target(view: RunView, target: int):
-    """The target image and the distribution of its margin over the sweep's models."""
+    """The target image (where the run has images) and the distribution of its margin over the sweep's models."""
     summary = target_summary(view, target)
-    fig, (ax_img, ax_hist) = plt.subplots(1, 2, figsize=(7, 2.6), gridspec_kw={"width_ratios": [1, 2.5]})
-    _show(ax_img, view.target_image(target), f"target {target}: {summary['label']}")
+    if view.has_images:
+        fig, (ax_img, ax_hist) = plt.subplots(1, 2, figsize=(7, 2.6), gridspec_kw={"width_ratios": [1, 2.5]})
+        _show(ax_img, view.target_image(target), view.target_name(target))
+    else:
+        fig, ax_hist = plt.subplots(figsize=(5, 2.6))
     ax_hist.hist(view.margins(target), bins=40, color="tab:blue")
     ax_hist.axvline(0, color="black", lw=0.8)
     ax_hist.set_xlabel("margin (correct logit - best other)")
     ax_hist.set_ylabel("models")
-    ax_hist.set_title(f"correct in {summary['fraction_correct']:.0%} of {summary['models']} models", fontsize=9)
+    where = "" if view.has_images else f"{view.target_name(target)}: "
+    ax_hist.set_title(f"{where}correct in {summary['fraction_correct']:.0%} of {summary['models']} models", fontsize=9)
     fig.tight_layout()
     return fig
 
 
+def _empty_figure(text: str):
+    fig, ax = plt.subplots(figsize=(4, 1))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    return fig
+
+
 def plot_interactions(view: RunView, target: int, kind: str, k: int = 4, method: str = "proxyspex"):
-    """Rows of images: the target, then the members of each of its ``k`` strongest interactions
-    of one kind (the first example of a player that is a group), titled with class and Möbius."""
+    """The ``k`` strongest interactions of one kind of one target. With images: rows of images, the
+    target then the members (the first example of a player that is a group), titled with class and
+    Möbius. Without: one bar per term, its Möbius coefficient, labelled with the players' names."""
     rows = top_effects(view, target, kind=kind, k=k, method=method)
+    noun = "interactions" if kind != "main" else "effects"
     if rows.empty:
-        fig, ax = plt.subplots(figsize=(4, 1))
-        ax.axis("off")
-        ax.text(0.5, 0.5, f"no {kind} interactions found for target {target}", ha="center", va="center")
+        return _empty_figure(f"no {kind} {noun} found for target {target}")
+    if not view.has_images:
+        fig, ax = plt.subplots(figsize=(7, 1.2 + 0.45 * len(rows)))
+        y = np.arange(len(rows))[::-1]
+        ax.barh(y, rows["mobius"], color=np.where(rows["mobius"] > 0, "tab:blue", "tab:red"))
+        ax.set_yticks(y, [name.replace(" + ", "\n+ ") if len(name) > 40 else name for name in rows["players"]],
+                      fontsize=7)
+        ax.axvline(0, color="black", lw=0.6)
+        ax.set_xlabel("Möbius coefficient m (margin)")
+        ax.set_title(f"strongest {kind} {noun} of {view.target_name(target)}", fontsize=10)
+        fig.tight_layout()
         return fig
     width = 1 + int(rows["order"].max())
     fig, axes = plt.subplots(len(rows), width, figsize=(1.5 * width, 1.6 * len(rows)), squeeze=False)
@@ -289,14 +493,14 @@ def plot_interactions(view: RunView, target: int, kind: str, k: int = 4, method:
             _show(axes[r, c], train_images[view.first_example[player]], title)
         for c in range(1 + len(row["members"]), width):
             axes[r, c].axis("off")
-    fig.suptitle(f"strongest {kind} {'interactions' if kind != 'main' else 'effects'} of target {target}",
-                 fontsize=10)
+    fig.suptitle(f"strongest {kind} {noun} of target {target}", fontsize=10)
     fig.tight_layout()
     return fig
 
 
 def plot_player(view: RunView, player: int, max_images: int = 30):
     """Every example of one player (up to ``max_images``, the title says how many there are)."""
+    view._need_images(f"the images of player {player}")
     examples = view.player_examples(player)
     shown = examples[:max_images]
     cols = min(10, len(shown))
@@ -316,21 +520,18 @@ def plot_player(view: RunView, player: int, max_images: int = 30):
 
 
 def plot_faithfulness(view: RunView):
-    """Held-out R^2 per target, one box per method."""
+    """Held-out R^2 of every fitted target: one histogram per method (as many targets as there are,
+    one figure of fixed size)."""
     metrics = view.fit_metrics
-    methods = sorted(metrics["method"].unique())
-    fig, ax = plt.subplots(figsize=(5, 3))
-    ax.boxplot([metrics.loc[metrics["method"] == m, "r2"] for m in methods], tick_labels=methods)
-    ax.set_ylabel("held-out R^2 per target")
-    ax.axhline(0, color="black", lw=0.6)
+    fig, ax = plt.subplots(figsize=(5.5, 3))
+    low = min(0.0, float(np.nanmin(metrics["r2"]))) if len(metrics) else 0.0
+    bins = np.linspace(max(low, -1.0), 1.0, 41)  # R^2 below -1 goes into the first bin
+    for method, rows in metrics.groupby("method"):
+        ax.hist(np.clip(rows["r2"], bins[0], 1.0), bins=bins, histtype="step", lw=1.5,
+                label=f"{method} ({len(rows):,} targets)")
+    ax.set_xlabel("held-out R^2 per target")
+    ax.set_ylabel("targets")
+    ax.axvline(0, color="black", lw=0.6)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
-
-
-def strongest_targets(view: RunView, kind: str, k: int = 3, method: str = "proxyspex") -> list[int]:
-    """Targets whose strongest term of ``kind`` (a player for ``main``, else a pair or triple) has
-    the largest |Möbius| coefficient."""
-    table = view.interactions
-    pairs = table[(table["method"] == method) & (table["order"] >= 1) & (table["kind"] == kind)]
-    best = pairs.assign(size=pairs["mobius"].abs()).groupby("target")["size"].max()
-    return [int(t) for t in best.sort_values(ascending=False).index[:k]]
