@@ -215,14 +215,16 @@ def write_report(view: RunView, page: str | os.PathLike, targets_per_kind: int =
 
 def run_report(run_dir, force: bool = False) -> Path | None:
     """The report stage: the page, or None when the files it reads (the shards, the fit and
-    pruning tables) are those of its last run and the page is in place (``force`` redoes it)."""
+    pruning tables, the players' labels) are those of its last run and the page is in place
+    (``force`` redoes it). Works without pruning results, and on a run without its dataset."""
     folder = RunFolder(run_dir)
     reads = {"run": folder.run_json, "interactions": folder.interactions(), "fit_metrics": folder.fit_metrics(),
-             "keep_sets": folder.keep_sets, "evaluation": folder.evaluation}
+             "keep_sets": folder.keep_sets, "evaluation": folder.evaluation,
+             **{f"labels {path.parent.name}": path for path in folder.label_files}}
     # shards by name, size and time (as the fit-ready layout tracks them): reading them all is the sweep's size
     shards = {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in shard_files(folder.shards)[0]}
     inputs = StageInputs(folder.report_record, reads, {"shards": shards})
-    if not force and inputs.unchanged([folder.report_page]):
+    if not force and inputs.unchanged([folder.report_page, folder.report_faithfulness]):
         return None
     page = write_report(RunView.open(folder.root), folder.report_page)
     inputs.save()
@@ -239,5 +241,6 @@ def outputs(run_dir) -> list[str]:
                  (folder.keep_sets, "the kept players of every pruning method and fraction"),
                  (table, "holdout accuracy of pruned training sets (and .png)"),
                  (paired, "each method minus the best baseline, paired by seed"),
-                 (folder.report_page, "all of it as a page; notebooks in analysis/")]
+                 (folder.report_page, "all of it as a page; notebooks in analysis/"),
+                 (folder.report_faithfulness, "every fitted target's faithfulness, beside the page")]
     return [f"  {os.path.relpath(path, folder.root):<28} {what}" for path, what in described if path.exists()]
