@@ -12,7 +12,11 @@ through :class:`RunView`, with the stages' own checked readers:
   accuracy of each retrained on (method, fraction, seed).
 
 The notebooks under ``analysis/`` and the report (:mod:`datamodels.report`) only call these
-functions.
+functions. At CIFAR-10 scale (10,000 targets, millions of fitted terms) the views choose: terms
+and targets are ranked by ``|m(S)|`` in units of the target's residual sd
+(:func:`term_strength`), and the tables return the top ``k``. A run without its dataset (a
+planted sweep, an import without the archive) names players by index and class instead of
+drawing their images.
 """
 
 from __future__ import annotations
