@@ -77,9 +77,9 @@ def truth_fit(run_dir: Path, start: int) -> None:
         interactions = pd.concat([interaction_table(s).assign(target=t, method=method)
                                   for t, s in zip(targets, spectra)], ignore_index=True)
         interactions = interactions[["target", "members", "order", "mobius", "kind", "method"]]
+        shortcut = f"the planted truth of targets {start}..{T - 1}, judged on the held-out models (this benchmark)"
         meta = {"fingerprint": ready.meta["fingerprint"], "n": n, "T": T, "config_hash": ready.meta.get("config_hash"),
-                "alpha": None, "methods": {method: {"shortcut": f"the planted truth of targets {start}..{T - 1}, "
-                                                    f"judged on the held-out models (benchmarks/bench_report_scale.py)"}}}
+                "alpha": None, "methods": {method: {"shortcut": shortcut}}}
         save_fit(folder, None, interactions, metrics, meta)
         print(f"{method}: {len(interactions):,} terms of {len(targets):,} targets written, median held-out R^2 "
               f"{metrics['r2'].median():.3f}", flush=True)

@@ -292,12 +292,16 @@ def top_effects(view: RunView, target: int, kind: str | None = None, k: int = 10
 
 
 def strongest_terms(view: RunView, k: int = 20, method: str | None = None, orders=(2, 3),
-                    strength: pd.DataFrame | None = None) -> pd.DataFrame:
+                    strength: pd.DataFrame | None = None, per_target: int | None = None) -> pd.DataFrame:
     """The ``k`` strongest terms over all targets by :func:`term_strength` (``strength``: its table,
-    when the caller has it already), pairs and triples by default, with the players named."""
+    when the caller has it already), pairs and triples by default, with the players named; at
+    most ``per_target`` of one target (None: no limit), so that a few targets with many strong
+    terms do not fill the table."""
     rows = term_strength(view, method, orders) if strength is None else strength
-    rows = rows[rows["order"].isin(list(orders))]
-    top = rows.nlargest(k, "strength")
+    rows = rows[rows["order"].isin(list(orders))].sort_values("strength", ascending=False, kind="stable")
+    if per_target is not None:
+        rows = rows.groupby("target", sort=False).head(per_target)
+    top = rows.head(k)
     out = _named(view, top)
     out.insert(1, "target_name", [view.target_name(int(t)) for t in out["target"]])
     return out

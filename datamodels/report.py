@@ -56,10 +56,14 @@ KIND_TEXT = {
                   "little once it is kept.",
 }
 
+# The table of the strongest terms over all targets shows at most this many of one target.
+TERMS_PER_TARGET = 2
+
 STRENGTH_TEXT = ("Each row: a target, the members of one pair or triple of its fit, its Möbius coefficient m, and "
                  "|m| in units of the target's residual sd (the sd of what the fit leaves unexplained on held-out "
                  "models, sqrt(1 - R^2) times the margin's sd): the criterion that ranks terms and targets here, so "
-                 "that a term of a noisy target does not outrank a sharper one of a well-fitted target.")
+                 f"that a term of a noisy target does not outrank a sharper one of a well-fitted target. At most "
+                 f"{TERMS_PER_TARGET} terms of one target.")
 
 KIND_BARS = ("Each target: the distribution of its margin over the models, then one bar per term: its Möbius "
              "coefficient m (blue: m > 0), labelled with its members, by player index and class.")
@@ -94,8 +98,9 @@ def write_report(view: RunView, page: str | os.PathLike, targets_per_kind: int =
     What it shows is bounded whatever the number of targets ``T`` and players ``n``: the
     ``targets_per_kind`` targets whose strongest main effect, synergy and redundancy are largest
     relative to the target's residual sd (:func:`~datamodels.analysis.term_strength`), each with
-    two figures; the ``top_terms`` strongest pairs and triples over all targets (same criterion)
-    and the ``worst_targets`` worst-fitted targets, as tables; faithfulness as quantiles and one
+    two figures; the ``top_terms`` strongest pairs and triples over all targets (same criterion,
+    at most ``TERMS_PER_TARGET`` of one target) and the ``worst_targets`` worst-fitted targets of
+    each method, as tables; faithfulness as quantiles and one
     histogram, with every target's row in ``faithfulness.csv`` beside the page. Players are
     shown as images where the run has them, else by index and class (``player 123 (class 4)``).
     """
@@ -149,7 +154,7 @@ def write_report(view: RunView, page: str | os.PathLike, targets_per_kind: int =
         strength = term_strength(view, method)
         body.append(f"<h2>The strongest interactions over all targets ({method})</h2>")
         body.append(f"<p>{STRENGTH_TEXT}</p>")
-        terms = strongest_terms(view, top_terms, method, strength=strength)
+        terms = strongest_terms(view, top_terms, method, strength=strength, per_target=TERMS_PER_TARGET)
         if terms.empty:
             body.append(f"<p>No pairs or triples in the {method} fit.</p>")
         else:

@@ -87,6 +87,10 @@ def test_targets_are_ranked_by_their_strongest_term_over_the_residual_sd(planted
     strength = term_strength(view, "proxyspex", orders=(2, 3))
     top = strongest_terms(view, 5)
     np.testing.assert_allclose(top["strength"], np.sort(strength["strength"])[::-1][:5])
+    one_each = strongest_terms(view, 4, per_target=1)  # the report's table: a few targets do not fill it
+    best_per_target = strength.groupby("target")["strength"].max().nlargest(4)
+    assert one_each["target"].tolist() == best_per_target.index.tolist()
+    np.testing.assert_allclose(one_each["strength"], best_per_target)
 
 
 def test_views_without_images_draw_bars_and_refuse_image_figures(planted_run):

@@ -135,7 +135,9 @@ def run_prune(run_dir, settings: PruneSettings, progress: bool = True, force: bo
     if view.player_labels is None and "stratified" in settings.methods:
         raise PruningError(f"pruning method stratified draws within classes, and the players' classes of {run_dir} "
                            f"are unknown (no dataset linked, no labels file): drop it from prune.methods")
-    surrogates = load_surrogates(run_dir, settings.fits, settings.fractions, settings.surrogates)
+    # only the surrogate methods read the fit (millions of terms at CIFAR scale)
+    surrogates = (load_surrogates(run_dir, settings.fits, settings.fractions, settings.surrogates)
+                  if settings.fits else {})
 
     def difficulty():
         from .retraining import el2n_scores
