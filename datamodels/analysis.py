@@ -30,6 +30,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .errors import StoreError, UserError
 from .fit_ready import FitReady, open_fit_ready
@@ -37,7 +39,7 @@ from .fitting import STAGE as FIT_STAGE
 from .pruning import paired_differences, player_classes, summarize
 from .run_folder import RunFolder
 from .sweep import SweepRun
-from .tables import read_frame
+from .tables import read_frame, read_table
 
 KINDS = ("main", "synergy", "redundancy")
 
@@ -125,8 +127,33 @@ class RunView:
                                for t in range(0, margins.shape[0], step)])
 
     @cached_property
+    def interaction_table(self) -> pa.Table:
+        """``fit/interactions.parquet`` as an Arrow table: millions of terms in a few flat arrays."""
+        try:
+            return read_table(self.folder.interactions(), FIT_STAGE)[0]
+        except StoreError as err:
+            raise AnalysisError(f"{err} (for {self.run_dir})") from err
+
+    @cached_property
     def interactions(self) -> pd.DataFrame:
-        return self._table(self.folder.interactions(), FIT_STAGE)
+        """Every fitted term as a DataFrame (a Python list per row: at CIFAR scale prefer :meth:`terms`)."""
+        return self.interaction_table.to_pandas()
+
+    def terms(self, method: str | None = None, target: int | None = None, orders=None, kind: str | None = None,
+              members: bool = True) -> pd.DataFrame:
+        """The fitted terms of one method / target / orders / kind, filtered before they become a
+        DataFrame (indexed by row of the table); ``members=False`` leaves the players out."""
+        table = self.interaction_table
+        keep = np.ones(table.num_rows, dtype=bool)
+        for column, value in (("method", method), ("target", target), ("kind", kind)):
+            if value is not None:
+                keep &= pc.equal(table.column(column), value).to_numpy(zero_copy_only=False)
+        if orders is not None:
+            keep &= pc.is_in(table.column("order"), pa.array(list(orders), table.schema.field("order").type)
+                             ).to_numpy(zero_copy_only=False)
+        rows = np.flatnonzero(keep)
+        chosen = table.take(rows) if members else table.drop_columns(["members"]).take(rows)
+        return chosen.to_pandas().set_axis(pd.Index(rows), axis=0)
 
     @cached_property
     def fit_metrics(self) -> pd.DataFrame:
@@ -258,13 +285,16 @@ def term_strength(view: RunView, method: str | None = None, orders=(1, 2, 3)) ->
     target's fit can be trusted to."""
     method = method or default_method(view)
     tau = residual_sd(view, method)
-    table = view.interactions
-    rows = table[(table["method"] == method) & table["order"].isin(list(orders))]
+    rows = view.terms(method=method, orders=orders, members=False)
     return rows.assign(strength=rows["mobius"].abs().to_numpy() / tau.reindex(rows["target"]).to_numpy())
 
 
 def _named(view: RunView, rows: pd.DataFrame) -> pd.DataFrame:
-    """``rows`` with the players' classes and names (``player 123 (class 4)``) beside their members."""
+    """``rows`` (of :meth:`RunView.terms`) with their members, and the players' classes and names
+    (``player 123 (class 4)``)."""
+    if "members" not in rows:
+        members = view.interaction_table.column("members").take(pa.array(rows.index, pa.int64())).to_pylist()
+        rows = rows.assign(members=members)
     out = rows.reset_index(drop=True).copy()
     out["classes"] = [[view.player_class(int(p)) for p in members] for members in out["members"]]
     out["players"] = [" + ".join(view.player_name(int(p)) for p in members) for members in out["members"]]
@@ -279,8 +309,7 @@ def top_effects(view: RunView, target: int, kind: str | None = None, k: int = 10
         known = sorted(int(t) for t in fitted)
         raise AnalysisError(f"target {target} has no {method} fit (fitted targets: "
                             f"{known[:10]}{' ...' if len(known) > 10 else ''})")
-    table = view.interactions
-    rows = table[(table["target"] == target) & (table["method"] == method)]
+    rows = view.terms(method=method, target=target)
     rows = rows[rows["order"] > 0]
     if kind is not None:
         if kind not in KINDS:
@@ -343,9 +372,9 @@ def class_pair_patterns(view: RunView, kind: str, method: str = "proxyspex") -> 
     if view.player_labels is None:
         raise AnalysisError(f"class pairs need the players' classes: {view.run_dir} has no dataset linked and no "
                             f"labels file ({', '.join(str(p) for p in view.folder.label_files)})")
-    table = view.interactions
-    pairs = table[(table["method"] == method) & (table["order"] == 2) & (table["kind"] == kind)]
-    members = np.array(pairs["members"].tolist(), dtype=np.int64).reshape(len(pairs), 2)
+    pairs = view.terms(method=method, orders=[2], kind=kind, members=False)
+    members = view.interaction_table.column("members").take(pa.array(pairs.index, pa.int64())).combine_chunks()
+    members = members.flatten().to_numpy(zero_copy_only=False).astype(np.int64).reshape(len(pairs), 2)
     names = np.asarray(view.class_names if view.class_names is not None
                        else [str(c) for c in range(int(view.player_labels.max()) + 1)], dtype=object)
     classes = np.sort(view.player_labels[members], axis=1)  # a pair is unordered: (cat, dog) = (dog, cat)
@@ -354,6 +383,13 @@ def class_pair_patterns(view: RunView, kind: str, method: str = "proxyspex") -> 
         target_labels = view.sweep_run.data.labels("target")[pairs["target"].to_numpy(np.int64)]
         frame.insert(0, "target_class", names[target_labels])
     return frame.value_counts().rename("pairs").reset_index()
+
+
+def term_counts(view: RunView) -> pd.DataFrame:
+    """How many terms each method fitted, by order and kind (counted in Arrow: millions of rows)."""
+    counts = view.interaction_table.group_by(["method", "order", "kind"]).aggregate([([], "count_all")])
+    return counts.to_pandas().rename(columns={"count_all": "terms"}).sort_values(
+        ["method", "order", "kind"], ignore_index=True)
 
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)

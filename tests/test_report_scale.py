@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from datamodels.analysis import (AnalysisError, RunView, class_pair_patterns, plot_interactions, plot_player,
-                                 plot_target, residual_sd, strongest_targets, strongest_terms, term_strength)
+                                 plot_target, residual_sd, strongest_targets, strongest_terms, term_counts,
+                                 term_strength)
 from datamodels.fitting import FitSettings, run_fit
 from datamodels.planted import read_planted_truth, write_planted_sweep
 from datamodels.pruning import PruneSettings, PruningError, run_curate, run_prune
@@ -87,6 +88,9 @@ def test_targets_are_ranked_by_their_strongest_term_over_the_residual_sd(planted
     strength = term_strength(view, "proxyspex", orders=(2, 3))
     top = strongest_terms(view, 5)
     np.testing.assert_allclose(top["strength"], np.sort(strength["strength"])[::-1][:5])
+    counted = term_counts(view).set_index(["method", "order", "kind"])["terms"]
+    expected = view.interactions.groupby(["method", "order", "kind"]).size()
+    assert counted.to_dict() == expected.to_dict()
     one_each = strongest_terms(view, 4, per_target=1)  # the report's table: a few targets do not fill it
     best_per_target = strength.groupby("target")["strength"].max().nlargest(4)
     assert one_each["target"].tolist() == best_per_target.index.tolist()
