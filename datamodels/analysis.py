@@ -244,7 +244,8 @@ class RunView:
         return f"player {player}" + (f" ({', '.join(parts)})" if parts else "")
 
     def methods(self) -> list[str]:
-        return sorted(self.interactions["method"].unique())
+        """The fitted methods (of the fit's metrics: one row per target, not per term)."""
+        return sorted(self.fit_metrics["method"].unique())
 
 
 # --------------------------------------------------------------------------- tables
