@@ -92,6 +92,9 @@ def main() -> None:
     parser.add_argument("--masks", type=int, default=2_000)
     parser.add_argument("--fit-targets", type=int, default=10, help="targets fitted for real by each method")
     parser.add_argument("--out", default="runs/bench-report-scale")
+    parser.add_argument("--only", default=None,
+                        help="run only the stages whose names start with one of these, comma-separated (e.g. "
+                             "'report,notebook'), on a run folder the full benchmark wrote")
     parser.add_argument("--step", default=None, help=argparse.SUPPRESS)  # internal: one step in its own process
     args = parser.parse_args()
     run_dir = Path(args.out).resolve() / f"n{args.n}-T{args.targets}-m{args.masks}"
@@ -125,6 +128,8 @@ def main() -> None:
                                "e = [o for c in b.cells if c.cell_type == 'code' for o in c.outputs "
                                "if o.output_type == 'error']; sys.exit(f'{len(e)} cells failed' if e else 0)"])
          for name in NOTEBOOKS]
+    if args.only:
+        stages = [(name, command) for name, command in stages if name.startswith(tuple(args.only.split(",")))]
     os.environ["DATAMODELS_RUN"] = str(run_dir)
     rows = []
     for name, command in stages:
@@ -137,6 +142,8 @@ def main() -> None:
         print(f"  {name}: {figures['wall_s']:.1f} s, peak RSS {figures['peak_rss_gb']:.2f} GB, "
               f"PSS {figures['peak_pss_gb']:.2f} GB", flush=True)
     folder = RunFolder(run_dir)
+    if not folder.report_page.exists():
+        return
     report = folder.report
     figures = sorted(report.glob("figure-*.png"))
     sizes = {"page (index.html)": folder.report_page.stat().st_size,
