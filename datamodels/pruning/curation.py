@@ -31,7 +31,7 @@ def curate(view, keep: pd.DataFrame, method: str, fraction: float, out: str | os
            export_arrays: bool = False) -> list[Path]:
     """Write one keep-set with its provenance card (and optionally the kept examples' arrays).
 
-    ``view``: the run (:class:`~datamodels.analysis.RunView`). Without a linked dataset every
+    ``view``: the run (:class:`~datamodels.run_data.RunData`). Without a linked dataset every
     player is one example and ``dataset_index`` is the player's index (for an imported release,
     its column: the position in the dataset's train split it was recorded for).
     """
@@ -79,9 +79,9 @@ def run_curate(run_dir, method: str, fraction: float, out=None, keep_sets=None,
                export_arrays: bool = False) -> list[Path]:
     """The curation stage: one keep-set of the run's (or ``keep_sets``') to ``out`` (default
     ``<run_dir>/curated/<method>-<fraction>/``). Works on a run with or without its dataset."""
-    from ..analysis import RunView  # the analysis views import this package: import them when called
+    from ..run_data import RunData  # it reads the players' classes from this package: import it when called
 
-    view = RunView.open(run_dir)
+    view = RunData.open(run_dir)
     keep, _, source = load_keep_sets(view.meta["fingerprint"], keep_sets or view.folder.keep_sets)
     return curate(view, keep, method, float(fraction), out or view.folder.curated(method, fraction), str(source),
                   export_arrays)

@@ -120,7 +120,7 @@ def run_prune(run_dir, settings: PruneSettings, progress: bool = True, force: bo
     path)``, or None when the fits and settings are those of its last run (``force`` redoes it).
     A run without its dataset linked (planted, imported without images) takes the methods that
     need no training, and the players' classes from its labels file where it has one."""
-    from ..analysis import RunView  # the analysis views import this package: import them when called
+    from ..run_data import RunData  # it reads the players' classes from this package: import it when called
 
     folder = RunFolder(run_dir)
     alphas = {f if settings.surrogates == "matched" else None for f in settings.fractions if f < 1}
@@ -130,7 +130,7 @@ def run_prune(run_dir, settings: PruneSettings, progress: bool = True, force: bo
     inputs = StageInputs(folder.keep_sets_record, reads, settings.keep_set_settings())
     if not force and inputs.unchanged([folder.keep_sets]):
         return None
-    view = RunView.open(run_dir)  # a run with or without its dataset linked
+    view = RunData.open(run_dir)  # a run with or without its dataset linked
     run, n = view.sweep_run, view.n
     if view.player_labels is None and "stratified" in settings.methods:
         raise PruningError(f"pruning method stratified draws within classes, and the players' classes of {run_dir} "
