@@ -6,10 +6,14 @@ the report must choose what to show, whatever the number of targets.
 
 import re
 
+import nbformat
 import numpy as np
 import pandas as pd
 import pytest
 
+from nbclient import NotebookClient
+
+from conftest import ROOT
 from datamodels.analysis import (AnalysisError, RunView, class_pair_patterns, plot_interactions, plot_player,
                                  plot_target, residual_sd, strongest_targets, strongest_terms, term_counts,
                                  term_strength)
@@ -142,3 +146,20 @@ def test_a_run_without_classes_names_players_by_index(tmp_path):
         run_prune(tmp_path, PruneSettings(methods=["stratified"], fractions=[0.5]), progress=False)
     with pytest.raises(AnalysisError, match="class pairs need the players' classes"):
         class_pair_patterns(view, "synergy")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("notebook", sorted(p.name for p in (ROOT / "analysis").glob("*.ipynb")))
+def test_notebooks_execute_on_a_run_without_images(planted_run, notebook, monkeypatch):
+    monkeypatch.setenv("DATAMODELS_RUN", str(planted_run))
+    book = nbformat.read(ROOT / "analysis" / notebook, as_version=4)
+    NotebookClient(book, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(ROOT / "analysis")}}).execute()
+    errors = [o for c in book.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    text = "".join(o.get("data", {}).get("text/plain", "") + o.get("data", {}).get("text/html", "")
+                   for c in book.cells if c.cell_type == "code" for o in c.outputs)
+    if notebook.startswith("01"):  # players by index and class in the effects tables
+        assert re.search(r"player \d+ \(class \d\)", text)
+    if notebook.startswith("03"):
+        assert "the keep-sets have not been retrained" in text
