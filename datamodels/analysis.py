@@ -12,13 +12,16 @@ through :class:`RunView`, with the stages' own checked readers:
   accuracy of each retrained on (method, fraction, seed).
 
 The notebooks under ``analysis/`` and the report (:mod:`datamodels.report`) only call these
-functions.
+functions. At CIFAR-10 scale (10,000 targets, millions of fitted terms) the views choose: terms
+and targets are ranked by ``|m(S)|`` in units of the target's residual sd
+(:func:`term_strength`), and the tables return the top ``k``. A run without its dataset (a
+planted sweep, an import without the archive) names players by index and class instead of
+drawing their images.
 """
 
 from __future__ import annotations
 
 import itertools
-import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -26,48 +29,29 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from .errors import StoreError, UserError
+from .errors import StoreError
 from .fit_ready import FitReady, open_fit_ready
 from .fitting import STAGE as FIT_STAGE
 from .pruning import paired_differences, summarize
-from .run_folder import RunFolder
-from .sweep import SweepRun
-from .tables import read_frame
+from .run_data import AnalysisError, RunData
+from .tables import read_frame, read_table
 
 KINDS = ("main", "synergy", "redundancy")
 
 
-class AnalysisError(UserError):
-    """A run folder lacks the output a view needs."""
-
-
 @dataclass
-class RunView:
-    """Lazy access to everything one run folder holds."""
-
-    run_dir: Path
-
-    @classmethod
-    def open(cls, run_dir: str | os.PathLike) -> "RunView":
-        folder = RunFolder(run_dir)
-        if not folder.run_json.exists():
-            raise AnalysisError(str(folder.no_sweep_error()))
-        return cls(folder.root)
-
-    @cached_property
-    def folder(self) -> RunFolder:
-        return RunFolder(self.run_dir)
+class RunView(RunData):
+    """Lazy access to everything one run folder holds: the run (:class:`~datamodels.run_data.RunData`:
+    its identity, players and, where linked, dataset), the stage outputs and the models."""
 
     def _table(self, path: Path, stage: str) -> pd.DataFrame:
         try:
             return read_frame(path, stage)[0]
         except StoreError as err:
             raise AnalysisError(f"{err} (for {self.run_dir})") from err
-
-    @cached_property
-    def sweep_run(self) -> SweepRun:
-        return SweepRun.open(self.run_dir)
 
     @cached_property
     def models(self) -> FitReady:
@@ -82,8 +66,41 @@ class RunView:
         return np.asarray(self.models.margins[target], dtype=float)
 
     @cached_property
+    def margin_sd(self) -> np.ndarray:
+        """Every target's margin sd over the collected models, read a block of targets at a time."""
+        margins = self.models.margins
+        step = max(1, (64 << 20) // (4 * margins.shape[1]))  # about 64 MB of float32 per block
+        return np.concatenate([np.asarray(margins[t:t + step], dtype=np.float64).std(1)
+                               for t in range(0, margins.shape[0], step)])
+
+    @cached_property
+    def interaction_table(self) -> pa.Table:
+        """``fit/interactions.parquet`` as an Arrow table: millions of terms in a few flat arrays."""
+        try:
+            return read_table(self.folder.interactions(), FIT_STAGE)[0]
+        except StoreError as err:
+            raise AnalysisError(f"{err} (for {self.run_dir})") from err
+
+    @cached_property
     def interactions(self) -> pd.DataFrame:
-        return self._table(self.folder.interactions(), FIT_STAGE)
+        """Every fitted term as a DataFrame (a Python list per row: at CIFAR scale prefer :meth:`terms`)."""
+        return self.interaction_table.to_pandas()
+
+    def terms(self, method: str | None = None, target: int | None = None, orders=None, kind: str | None = None,
+              members: bool = True) -> pd.DataFrame:
+        """The fitted terms of one method / target / orders / kind, filtered before they become a
+        DataFrame (indexed by row of the table); ``members=False`` leaves the players out."""
+        table = self.interaction_table
+        keep = np.ones(table.num_rows, dtype=bool)
+        for column, value in (("method", method), ("target", target), ("kind", kind)):
+            if value is not None:
+                keep &= pc.equal(table.column(column), value).to_numpy(zero_copy_only=False)
+        if orders is not None:
+            keep &= pc.is_in(table.column("order"), pa.array(list(orders), table.schema.field("order").type)
+                             ).to_numpy(zero_copy_only=False)
+        rows = np.flatnonzero(keep)
+        chosen = table.take(rows) if members else table.drop_columns(["members"]).take(rows)
+        return chosen.to_pandas().set_axis(pd.Index(rows), axis=0)
 
     @cached_property
     def fit_metrics(self) -> pd.DataFrame:
@@ -97,50 +114,74 @@ class RunView:
     def pruning(self) -> pd.DataFrame:
         return self._table(self.folder.evaluation, "pruning evaluation (jobs/evaluate_pruning.py)")
 
-    def target_image(self, t: int) -> np.ndarray:
-        data = self.sweep_run.data
-        return data.images("target")[t]
-
-    def target_label(self, t: int) -> str:
-        data = self.sweep_run.data
-        return data.dataset.classes[data.labels("target")[t]]
-
-    @cached_property
-    def first_example(self) -> np.ndarray:
-        """For each player, the index (into the train split) of its first example: what figures show."""
-        return np.unique(self.sweep_run.groups, return_index=True)[1]
-
-    @cached_property
-    def player_size(self) -> np.ndarray:
-        """For each player, how many training examples it switches on or off together."""
-        return np.bincount(self.sweep_run.groups)
-
-    def player_examples(self, player: int) -> np.ndarray:
-        """Indices (into the train split) of every example of a player."""
-        return np.flatnonzero(self.sweep_run.groups == player)
-
-    def player_class(self, player: int) -> str:
-        data = self.sweep_run.data
-        return data.dataset.classes[data.labels("train")[self.first_example[player]]]
-
     def methods(self) -> list[str]:
-        return sorted(self.interactions["method"].unique())
+        """The fitted methods (of the fit's metrics: one row per target, not per term)."""
+        return sorted(self.fit_metrics["method"].unique())
 
 
 # --------------------------------------------------------------------------- tables
 
 
+def default_method(view: RunView) -> str:
+    """The fit the views show by default: ProxySPEX where fitted, else the method with the most targets."""
+    counts = view.fit_metrics["method"].value_counts()
+    if counts.empty:
+        raise AnalysisError(f"{view.folder.fit_metrics()} holds no fitted target")
+    return "proxyspex" if "proxyspex" in counts.index else str(counts.index[0])
+
+
+def _fitted(view: RunView, method: str) -> pd.DataFrame:
+    metrics = view.fit_metrics
+    rows = metrics[metrics["method"] == method]
+    if rows.empty:
+        raise AnalysisError(f"no target has a {method} fit (fitted methods: {sorted(metrics['method'].unique())}): "
+                            f"run jobs/fit.py fit={method}")
+    return rows
+
+
+def residual_sd(view: RunView, method: str) -> pd.Series:
+    """Per fitted target (index): the sd of what its fit leaves unexplained, ``tau_t = sqrt(1 -
+    R^2_t) sd_t`` with the held-out R^2 (floored at 5% of the variance, so no target counts as
+    noiseless) and the margin sd over the collected models: the scale pruning judges a target's
+    terms in (:class:`~datamodels.pruning.Surrogate`), and the views rank terms by."""
+    rows = _fitted(view, method)
+    targets = rows["target"].to_numpy(np.int64)
+    tau = np.sqrt(np.clip(1.0 - rows["r2"].to_numpy(float), 0.05, 1.0)) * view.margin_sd[targets]
+    return pd.Series(tau + 1e-12, index=pd.Index(targets, name="target"), name="residual_sd")
+
+
+def term_strength(view: RunView, method: str | None = None, orders=(1, 2, 3)) -> pd.DataFrame:
+    """Every fitted term of ``method`` of the given orders, with ``strength = |m(S)| / tau_t``: its
+    size in units of its target's residual sd (:func:`residual_sd`), so that a term of a target
+    the fit explains well and one of a noisy target are compared on the scale of what each
+    target's fit can be trusted to."""
+    method = method or default_method(view)
+    tau = residual_sd(view, method)
+    rows = view.terms(method=method, orders=orders, members=False)
+    return rows.assign(strength=rows["mobius"].abs().to_numpy() / tau.reindex(rows["target"]).to_numpy())
+
+
+def _named(view: RunView, rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` (of :meth:`RunView.terms`) with their members, and the players' classes and names
+    (``player 123 (class 4)``)."""
+    if "members" not in rows:
+        members = view.interaction_table.column("members").take(pa.array(rows.index, pa.int64())).to_pylist()
+        rows = rows.assign(members=members)
+    out = rows.reset_index(drop=True).copy()
+    out["classes"] = [[view.player_class(int(p)) for p in members] for members in out["members"]]
+    out["players"] = [" + ".join(view.player_name(int(p)) for p in members) for members in out["members"]]
+    return out
+
+
 def top_effects(view: RunView, target: int, kind: str | None = None, k: int = 10, method: str = "proxyspex",
                 order: int | None = None) -> pd.DataFrame:
     """The ``k`` strongest (by |Möbius|) interactions of one target, optionally of one kind/order."""
-    metrics = view.fit_metrics
-    fitted = metrics.loc[metrics["method"] == method, "target"]
+    fitted = _fitted(view, method)["target"]
     if target not in set(fitted):
         known = sorted(int(t) for t in fitted)
         raise AnalysisError(f"target {target} has no {method} fit (fitted targets: "
                             f"{known[:10]}{' ...' if len(known) > 10 else ''})")
-    table = view.interactions
-    rows = table[(table["target"] == target) & (table["method"] == method)]
+    rows = view.terms(method=method, target=target)
     rows = rows[rows["order"] > 0]
     if kind is not None:
         if kind not in KINDS:
@@ -148,9 +189,44 @@ def top_effects(view: RunView, target: int, kind: str | None = None, k: int = 10
         rows = rows[rows["kind"] == kind]
     if order is not None:
         rows = rows[rows["order"] == order]
-    out = rows.reindex(rows["mobius"].abs().sort_values(ascending=False).index).head(k).copy()
-    out["classes"] = [[view.player_class(p) for p in members] for members in out["members"]]
-    return out.reset_index(drop=True)
+    return _named(view, rows.reindex(rows["mobius"].abs().sort_values(ascending=False).index).head(k))
+
+
+def strongest_terms(view: RunView, k: int = 20, method: str | None = None, orders=(2, 3),
+                    strength: pd.DataFrame | None = None, per_target: int | None = None) -> pd.DataFrame:
+    """The ``k`` strongest terms over all targets by :func:`term_strength` (``strength``: its table,
+    when the caller has it already), pairs and triples by default, with the players named; at
+    most ``per_target`` of one target (None: no limit), so that a few targets with many strong
+    terms do not fill the table."""
+    rows = term_strength(view, method, orders) if strength is None else strength
+    rows = rows[rows["order"].isin(list(orders))].sort_values("strength", ascending=False, kind="stable")
+    if per_target is not None:
+        rows = rows.groupby("target", sort=False).head(per_target)
+    top = rows.head(k)
+    out = _named(view, top)
+    out.insert(1, "target_name", [view.target_name(int(t)) for t in out["target"]])
+    return out
+
+
+def strongest_targets(view: RunView, kind: str, k: int = 3, method: str | None = None,
+                      strength: pd.DataFrame | None = None) -> list[int]:
+    """The ``k`` targets whose strongest term of ``kind`` (a player for ``main``, else a pair or
+    triple) is largest relative to the target's residual sd (``strength``: :func:`term_strength`'s
+    table of ``method``, when the caller has it already)."""
+    if kind not in KINDS:
+        raise AnalysisError(f"kind must be one of {KINDS}, got {kind!r}")
+    rows = term_strength(view, method) if strength is None else strength
+    rows = rows[rows["kind"] == kind]
+    best = rows.groupby("target")["strength"].max()
+    return [int(t) for t in best.nlargest(k).index]
+
+
+def worst_fitted_targets(view: RunView, k: int = 10, method: str | None = None) -> pd.DataFrame:
+    """The ``k`` targets of lowest held-out R^2 under ``method``, with their faithfulness."""
+    rows = _fitted(view, method or default_method(view))
+    worst = rows.nsmallest(k, "r2")[["target", "method", "r2", "spearman", "noise_ceiling"]].reset_index(drop=True)
+    worst.insert(1, "target_name", [view.target_name(int(t)) for t in worst["target"]])
+    return worst
 
 
 def target_summary(view: RunView, target: int) -> pd.Series:
@@ -163,20 +239,43 @@ def target_summary(view: RunView, target: int) -> pd.Series:
 
 def class_pair_patterns(view: RunView, kind: str, method: str = "proxyspex") -> pd.DataFrame:
     """Across targets: how often pairs of each (class, class) combination are synergistic or
-    redundant, with the target's own class as the row's first level."""
-    table = view.interactions
-    pairs = table[(table["method"] == method) & (table["order"] == 2) & (table["kind"] == kind)]
-    records = [(view.target_label(t), *sorted((view.player_class(a), view.player_class(b))))
-               for t, (a, b) in zip(pairs["target"], pairs["members"])]
-    frame = pd.DataFrame(records, columns=["target_class", "class_a", "class_b"])
+    redundant, with the target's own class as the row's first level (where the targets' classes
+    are known). Needs the players' classes."""
+    if view.player_labels is None:
+        raise AnalysisError(f"class pairs need the players' classes: {view.run_dir} has no dataset linked and no "
+                            f"labels file ({', '.join(str(p) for p in view.folder.label_files)})")
+    pairs = view.terms(method=method, orders=[2], kind=kind, members=False)
+    members = view.interaction_table.column("members").take(pa.array(pairs.index, pa.int64())).combine_chunks()
+    members = members.flatten().to_numpy(zero_copy_only=False).astype(np.int64).reshape(len(pairs), 2)
+    names = np.asarray(view.class_names if view.class_names is not None
+                       else [str(c) for c in range(int(view.player_labels.max()) + 1)], dtype=object)
+    classes = np.sort(view.player_labels[members], axis=1)  # a pair is unordered: (cat, dog) = (dog, cat)
+    frame = pd.DataFrame({"class_a": names[classes[:, 0]], "class_b": names[classes[:, 1]]})
+    if view.sweep_run is not None:
+        target_labels = view.sweep_run.data.labels("target")[pairs["target"].to_numpy(np.int64)]
+        frame.insert(0, "target_class", names[target_labels])
     return frame.value_counts().rename("pairs").reset_index()
 
 
+def term_counts(view: RunView) -> pd.DataFrame:
+    """How many terms each method fitted, by order and kind (counted in Arrow: millions of rows)."""
+    counts = view.interaction_table.group_by(["method", "order", "kind"]).aggregate([([], "count_all")])
+    return counts.to_pandas().rename(columns={"count_all": "terms"}).sort_values(
+        ["method", "order", "kind"], ignore_index=True)
+
+
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
 def faithfulness_summary(view: RunView) -> pd.DataFrame:
-    """Median and quartiles of held-out R^2 and Spearman (LDS) per method."""
+    """Per method: targets fitted, quantiles of held-out R^2 and the median Spearman (LDS)."""
     metrics = view.fit_metrics
-    return metrics.groupby("method")[["r2", "spearman"]].describe(percentiles=[0.25, 0.5, 0.75])[
-        [("r2", "25%"), ("r2", "50%"), ("r2", "75%"), ("spearman", "50%")]]
+    grouped = metrics.groupby("method")
+    out = grouped["r2"].quantile(list(QUANTILES)).unstack()
+    out.columns = [f"R2 q{round(100 * q):02d}" if q != 0.5 else "R2 median" for q in QUANTILES]
+    out.insert(0, "targets", grouped.size())
+    out["Spearman (LDS) median"] = grouped["spearman"].median()
+    return out
 
 
 def faithfulness_vs_models(view: RunView, budgets, methods=("linear", "proxyspex"), targets=None,
@@ -254,27 +353,48 @@ def _show(ax, image: np.ndarray, title: str) -> None:
 
 
 def plot_target(view: RunView, target: int):
-    """The target image and the distribution of its margin over the sweep's models."""
+    """The target image (where the run has images) and the distribution of its margin over the sweep's models."""
     summary = target_summary(view, target)
-    fig, (ax_img, ax_hist) = plt.subplots(1, 2, figsize=(7, 2.6), gridspec_kw={"width_ratios": [1, 2.5]})
-    _show(ax_img, view.target_image(target), f"target {target}: {summary['label']}")
+    if view.has_images:
+        fig, (ax_img, ax_hist) = plt.subplots(1, 2, figsize=(7, 2.6), gridspec_kw={"width_ratios": [1, 2.5]})
+        _show(ax_img, view.target_image(target), view.target_name(target))
+    else:
+        fig, ax_hist = plt.subplots(figsize=(5, 2.6))
     ax_hist.hist(view.margins(target), bins=40, color="tab:blue")
     ax_hist.axvline(0, color="black", lw=0.8)
     ax_hist.set_xlabel("margin (correct logit - best other)")
     ax_hist.set_ylabel("models")
-    ax_hist.set_title(f"correct in {summary['fraction_correct']:.0%} of {summary['models']} models", fontsize=9)
+    where = "" if view.has_images else f"{view.target_name(target)}: "
+    ax_hist.set_title(f"{where}correct in {summary['fraction_correct']:.0%} of {summary['models']} models", fontsize=9)
     fig.tight_layout()
     return fig
 
 
+def _empty_figure(text: str):
+    fig, ax = plt.subplots(figsize=(4, 1))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    return fig
+
+
 def plot_interactions(view: RunView, target: int, kind: str, k: int = 4, method: str = "proxyspex"):
-    """Rows of images: the target, then the members of each of its ``k`` strongest interactions
-    of one kind (the first example of a player that is a group), titled with class and Möbius."""
+    """The ``k`` strongest interactions of one kind of one target. With images: rows of images, the
+    target then the members (the first example of a player that is a group), titled with class and
+    Möbius. Without: one bar per term, its Möbius coefficient, labelled with the players' names."""
     rows = top_effects(view, target, kind=kind, k=k, method=method)
+    noun = "interactions" if kind != "main" else "effects"
     if rows.empty:
-        fig, ax = plt.subplots(figsize=(4, 1))
-        ax.axis("off")
-        ax.text(0.5, 0.5, f"no {kind} interactions found for target {target}", ha="center", va="center")
+        return _empty_figure(f"no {kind} {noun} found for target {target}")
+    if not view.has_images:
+        fig, ax = plt.subplots(figsize=(7, 1.2 + 0.45 * len(rows)))
+        y = np.arange(len(rows))[::-1]
+        ax.barh(y, rows["mobius"], color=np.where(rows["mobius"] > 0, "tab:blue", "tab:red"))
+        ax.set_yticks(y, [name.replace(" + ", "\n+ ") if len(name) > 40 else name for name in rows["players"]],
+                      fontsize=7)
+        ax.axvline(0, color="black", lw=0.6)
+        ax.set_xlabel("Möbius coefficient m (margin)")
+        ax.set_title(f"strongest {kind} {noun} of {view.target_name(target)}", fontsize=10)
+        fig.tight_layout()
         return fig
     width = 1 + int(rows["order"].max())
     fig, axes = plt.subplots(len(rows), width, figsize=(1.5 * width, 1.6 * len(rows)), squeeze=False)
@@ -289,14 +409,14 @@ def plot_interactions(view: RunView, target: int, kind: str, k: int = 4, method:
             _show(axes[r, c], train_images[view.first_example[player]], title)
         for c in range(1 + len(row["members"]), width):
             axes[r, c].axis("off")
-    fig.suptitle(f"strongest {kind} {'interactions' if kind != 'main' else 'effects'} of target {target}",
-                 fontsize=10)
+    fig.suptitle(f"strongest {kind} {noun} of target {target}", fontsize=10)
     fig.tight_layout()
     return fig
 
 
 def plot_player(view: RunView, player: int, max_images: int = 30):
     """Every example of one player (up to ``max_images``, the title says how many there are)."""
+    view._need_images(f"the images of player {player}")
     examples = view.player_examples(player)
     shown = examples[:max_images]
     cols = min(10, len(shown))
@@ -316,21 +436,18 @@ def plot_player(view: RunView, player: int, max_images: int = 30):
 
 
 def plot_faithfulness(view: RunView):
-    """Held-out R^2 per target, one box per method."""
+    """Held-out R^2 of every fitted target: one histogram per method (as many targets as there are,
+    one figure of fixed size)."""
     metrics = view.fit_metrics
-    methods = sorted(metrics["method"].unique())
-    fig, ax = plt.subplots(figsize=(5, 3))
-    ax.boxplot([metrics.loc[metrics["method"] == m, "r2"] for m in methods], tick_labels=methods)
-    ax.set_ylabel("held-out R^2 per target")
-    ax.axhline(0, color="black", lw=0.6)
+    fig, ax = plt.subplots(figsize=(5.5, 3))
+    low = min(0.0, float(np.nanmin(metrics["r2"]))) if len(metrics) else 0.0
+    bins = np.linspace(max(low, -1.0), 1.0, 41)  # R^2 below -1 goes into the first bin
+    for method, rows in metrics.groupby("method"):
+        ax.hist(np.clip(rows["r2"], bins[0], 1.0), bins=bins, histtype="step", lw=1.5,
+                label=f"{method} ({len(rows):,} targets)")
+    ax.set_xlabel("held-out R^2 per target")
+    ax.set_ylabel("targets")
+    ax.axvline(0, color="black", lw=0.6)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
-
-
-def strongest_targets(view: RunView, kind: str, k: int = 3, method: str = "proxyspex") -> list[int]:
-    """Targets whose strongest term of ``kind`` (a player for ``main``, else a pair or triple) has
-    the largest |Möbius| coefficient."""
-    table = view.interactions
-    pairs = table[(table["method"] == method) & (table["order"] >= 1) & (table["kind"] == kind)]
-    best = pairs.assign(size=pairs["mobius"].abs()).groupby("target")["size"].max()
-    return [int(t) for t in best.sort_values(ascending=False).index[:k]]

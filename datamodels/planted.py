@@ -32,11 +32,12 @@ from . import __version__
 from .masks import MaskDesign, training_seed
 from .run_folder import RunFolder, check_identity
 from .store import FORMAT, ModelRecord, read_shard_meta, write_shard
-from .tables import read_frame, write_frame
+from .tables import read_frame, write_atomic, write_frame
 
 # Stream tag of the per-target game seeds, beside the mask (0) and training-seed (1) streams.
 _GAME_STREAM = 2
-# ... and of a planted release's player classes.
+# Stream tag of the players' classes (a planted sweep's ``classes``, a planted release's labels):
+# they describe players and change no margin.
 _LABEL_STREAM = 3
 # Gathered mask columns and term products are evaluated in row chunks of about this many bytes.
 _CHUNK_BYTES = 16 << 20
@@ -192,7 +193,7 @@ def _truth_table(spectra: list[dict[int, tuple[np.ndarray, np.ndarray]]]) -> pa.
 def write_planted_sweep(run_dir: str | os.PathLike, n: int, T: int, num_masks: int, repeats: int = 1,
                         alpha: float = 0.5, noise: float = 0.5, models_per_shard: int = 1000, seed: int = 0,
                         progress: bool = True, spex_budget: int | None = None, spex_degree: int = 5,
-                        **game) -> list[Path]:
+                        classes: int | None = None, **game) -> list[Path]:
     """Write a sweep of planted games as genuine shards, and its truth; return the shards written now.
 
     Target ``t`` is ``planted_game(n, seed=<from (seed, t)>, **game)``. Model ``i`` trains on
@@ -203,7 +204,14 @@ def write_planted_sweep(run_dir: str | os.PathLike, n: int, T: int, num_masks: i
     identity check), so an interrupted run resumes and yields the same files. With
     ``spex_budget``, the masks are those of ``MaskDesign("spex", ...)`` instead (``alpha`` only
     scales the noise), for ``fit=spex``.
+
+    With ``classes``, every player also gets a class drawn uniformly from ``0..classes - 1``
+    (``<run_dir>/planted/labels.npy``), as a run imported with ``source.labels`` has them, for
+    the class quotas of pruning and the class tables of the report. They change no margin, so
+    they are not part of the sweep's identity.
     """
+    if classes is not None and classes < 1:
+        raise ValueError(f"write_planted_sweep: classes={classes} must be at least 1")
     for name, value, least in (("n", n, 1), ("T", T, 1), ("num_masks", num_masks, 1), ("repeats", repeats, 1),
                                ("models_per_shard", models_per_shard, 1), ("noise", noise, 0)):
         if value < least:
@@ -235,6 +243,9 @@ def write_planted_sweep(run_dir: str | os.PathLike, n: int, T: int, num_masks: i
     spectra, noise_sd = _spectra(n, T, alpha, noise, seed, game)
     if not folder.planted_truth.exists():
         write_frame(folder.planted_truth, _truth_table(spectra), params)
+    if classes is not None:
+        labels = np.random.default_rng([seed, _LABEL_STREAM]).integers(0, classes, n)
+        write_atomic(folder.planted_labels, lambda tmp: np.save(open(tmp, "wb"), labels))
     games = _PlantedGames(spectra)
     del spectra
     written = []
@@ -347,6 +358,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--noise", type=float, default=0.5, help="seed-noise sd, as a fraction of the game's sd")
     parser.add_argument("--n-mains", type=int, default=None, help="players with a main effect per target (all)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--classes", type=int, default=None,
+                        help="give every player one of this many classes (planted/labels.npy)")
     parser.add_argument("--models-per-shard", type=int, default=1000)
     args = parser.parse_args(argv)
     if args.release:
@@ -356,7 +369,8 @@ def main(argv: list[str] | None = None) -> None:
               f"T={args.targets})")
         return
     written = write_planted_sweep(args.run_dir, args.n, args.targets, args.masks, args.repeats, args.alpha,
-                                  args.noise, args.models_per_shard, args.seed, n_mains=args.n_mains)
+                                  args.noise, args.models_per_shard, args.seed, classes=args.classes,
+                                  n_mains=args.n_mains)
     num_shards = -(-args.masks * args.repeats // args.models_per_shard)
     print(f"{args.run_dir}: {len(written)} shards written, {num_shards - len(written)} already present "
           f"({args.masks * args.repeats} models, n={args.n}, T={args.targets}); "

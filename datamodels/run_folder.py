@@ -11,11 +11,12 @@ One sweep, and everything derived from it, lives in one folder (``run_dir``)::
     fit/[alpha-A/]interactions.parquet, fit_metrics.parquet    (datamodels.fitting)
     fit/[alpha-A/]parts/<method>/part-KKKK.<table>             a fit split into SLURM parts
     prune/keep_sets.parquet, evaluation.parquet, evaluation.csv, paired.csv, evaluation.png
-    report/index.html            (datamodels.report)
+    report/index.html            (datamodels.report), beside it faithfulness.csv and figure-NN.png
     curated/<method>-<fraction>/ keep_set.parquet, card.json[, dataset.npz]
     data/<dataset>-<fingerprint>-train.beton   the FFCV loader's copy of the training split
     planted/truth.parquet        the spectra a planted sweep was drawn from (datamodels.planted)
     imported/source.json, rows.npy[, labels.npy]   what an imported run was read from (datamodels.importing)
+    planted/labels.npy           each player's class (int [n]) in a planted sweep, when asked for
     logs/                        Hydra's and SLURM's logs
 
 Stages record their inputs (:mod:`datamodels.stage_inputs`) in hidden ``.inputs-*.json`` files
@@ -150,6 +151,16 @@ class RunFolder:
         return self.imported / "labels.npy"
 
     @property
+    def planted_labels(self) -> Path:
+        return self.root / "planted" / "labels.npy"
+
+    @property
+    def label_files(self) -> tuple[Path, ...]:
+        """Where a run without a linked dataset may hold every player's class (int ``[n]``, ``.npy``):
+        an import's ``source.labels`` (datamodels.importing), a planted sweep's classes."""
+        return self.imported_labels, self.planted_labels
+
+    @property
     def logs(self) -> Path:
         return self.root / "logs"
 
@@ -230,6 +241,11 @@ class RunFolder:
     @property
     def report_page(self) -> Path:
         return self.report / "index.html"
+
+    @property
+    def report_faithfulness(self) -> Path:
+        """Every fitted target's faithfulness (one row per target and method), beside the page."""
+        return self.report / "faithfulness.csv"
 
     @property
     def report_record(self) -> Path:

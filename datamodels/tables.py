@@ -50,6 +50,13 @@ def write_frame(path: str | os.PathLike, frame, meta: dict) -> Path:
 
 def read_frame(path: str | os.PathLike, stage: str):
     """A stage's DataFrame and its metadata; a clear error when it is missing or not ours."""
+    table, meta = read_table(path, stage)
+    return table.to_pandas(), meta
+
+
+def read_table(path: str | os.PathLike, stage: str) -> tuple[pa.Table, dict]:
+    """:func:`read_frame`'s Arrow table: a list column of millions of rows stays a few flat
+    arrays, where a DataFrame holds a Python object per row."""
     path = Path(path)
     if not path.exists():
         raise StoreError(f"{path} does not exist: run the {stage} stage first")
@@ -60,7 +67,7 @@ def read_frame(path: str | os.PathLike, stage: str):
     raw = (table.schema.metadata or {}).get(FRAME_KEY)
     if raw is None:
         raise StoreError(f"{path} was not written by the {stage} stage of this package (no metadata)")
-    return table.to_pandas(), json.loads(raw)
+    return table, json.loads(raw)
 
 
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str | None:

@@ -27,9 +27,14 @@ def load_keep_sets(fingerprint: str, path: str | os.PathLike) -> tuple[pd.DataFr
     return keep, meta, source
 
 
-def curate(run, keep: pd.DataFrame, method: str, fraction: float, out: str | os.PathLike, source: str,
+def curate(view, keep: pd.DataFrame, method: str, fraction: float, out: str | os.PathLike, source: str,
            export_arrays: bool = False) -> list[Path]:
-    """Write one keep-set with its provenance card (and optionally the kept examples' arrays)."""
+    """Write one keep-set with its provenance card (and optionally the kept examples' arrays).
+
+    ``view``: the run (:class:`~datamodels.run_data.RunData`). Without a linked dataset every
+    player is one example and ``dataset_index`` is the player's index (for an imported release,
+    its column: the position in the dataset's train split it was recorded for).
+    """
     rows = keep[(keep["method"] == method) & np.isclose(keep["fraction"], fraction)]
     if rows.empty:
         available = "; ".join(f"{m} at {', '.join(f'{f:g}' for f in sorted(group.unique(), reverse=True))}"
@@ -39,15 +44,26 @@ def curate(run, keep: pd.DataFrame, method: str, fraction: float, out: str | os.
     out = Path(out)
     if (out / "card.json").exists():
         raise PruningError(f"{out} already holds a curated keep-set; choose another curate.out or remove it")
-    mask = np.zeros(run.n, dtype=bool)
-    mask[np.asarray(rows.iloc[0]["players"])] = True
-    examples = kept_examples(mask, run.groups)
-    frame = pd.DataFrame({"example": examples, "dataset_index": run.data.splits["train"][examples],
-                          "player": run.groups[examples]})
-    card = {"method": method, "fraction": float(fraction), "players_kept": int(mask.sum()), "players": run.n,
-            "examples_kept": len(examples), "examples": len(run.groups), "dataset": run.data.name,
-            "fingerprint": run.meta["fingerprint"], "source_run": str(run.run_dir), "keep_sets": source,
-            "index": "example = position in the run's train split; dataset_index = position in the dataset"}
+    run = view.sweep_run
+    if export_arrays and run is None:
+        raise PruningError(f"curate.export_arrays=true writes the kept images, and {view.run_dir} has no dataset "
+                           f"linked: leave it false (keep_set.parquet names the kept examples by index)")
+    n, groups = view.n, view.groups
+    players = np.asarray(rows.iloc[0]["players"], dtype=np.int64)
+    if len(players) and not (0 <= players.min() and players.max() < n):
+        raise PruningError(f"the keep-set {method} at {fraction} in {source} names players outside 0..{n - 1}")
+    mask = np.zeros(n, dtype=bool)
+    mask[players] = True
+    examples = kept_examples(mask, groups)
+    dataset_index = run.data.splits["train"][examples] if run is not None else examples
+    frame = pd.DataFrame({"example": examples, "dataset_index": dataset_index, "player": groups[examples]})
+    if view.player_labels is not None:
+        frame["class"] = view.player_labels[groups[examples]]
+    card = {"method": method, "fraction": float(fraction), "players_kept": int(mask.sum()), "players": n,
+            "examples_kept": len(examples), "examples": len(groups), "dataset": view.meta["dataset"],
+            "fingerprint": view.meta["fingerprint"], "source_run": str(view.run_dir), "keep_sets": source,
+            "index": "example = position in the run's train split; dataset_index = position in the dataset"
+                     + ("" if run is not None else " (no dataset linked: the player's index)")}
     written = [write_frame(out / "keep_set.parquet", frame, card)]
     if export_arrays:
         arrays = out / "dataset.npz"
@@ -62,12 +78,10 @@ def curate(run, keep: pd.DataFrame, method: str, fraction: float, out: str | os.
 def run_curate(run_dir, method: str, fraction: float, out=None, keep_sets=None,
                export_arrays: bool = False) -> list[Path]:
     """The curation stage: one keep-set of the run's (or ``keep_sets``') to ``out`` (default
-    ``<run_dir>/curated/<method>-<fraction>/``)."""
-    from ..run_folder import RunFolder
-    from ..sweep import SweepRun
+    ``<run_dir>/curated/<method>-<fraction>/``). Works on a run with or without its dataset."""
+    from ..run_data import RunData  # it reads the players' classes from this package: import it when called
 
-    folder = RunFolder(run_dir)
-    run = SweepRun.open(folder.root)
-    keep, _, source = load_keep_sets(run.meta["fingerprint"], keep_sets or folder.keep_sets)
-    return curate(run, keep, method, float(fraction), out or folder.curated(method, fraction), str(source),
+    view = RunData.open(run_dir)
+    keep, _, source = load_keep_sets(view.meta["fingerprint"], keep_sets or view.folder.keep_sets)
+    return curate(view, keep, method, float(fraction), out or view.folder.curated(method, fraction), str(source),
                   export_arrays)

@@ -16,7 +16,7 @@ from ..tables import write_frame
 from .baselines import BASELINES, Choice, stream
 from .curation import load_keep_sets
 from .greedy import greedy_keep_set
-from .quotas import PruningError, check_fractions, player_classes
+from .quotas import PruningError, check_fractions
 from .results import paired_differences, plot_pruning, summarize
 from .surrogate import SURROGATES, Surrogate, load_surrogates
 
@@ -117,8 +117,10 @@ class PruneSettings:
 
 def run_prune(run_dir, settings: PruneSettings, progress: bool = True, force: bool = False):
     """Keep-sets of every method at every fraction, to ``prune/keep_sets.parquet``: ``(keep-sets,
-    path)``, or None when the fits and settings are those of its last run (``force`` redoes it)."""
-    from ..sweep import SweepRun
+    path)``, or None when the fits and settings are those of its last run (``force`` redoes it).
+    A run without its dataset linked (planted, imported without images) takes the methods that
+    need no training, and the players' classes from its labels file where it has one."""
+    from ..run_data import RunData  # it reads the players' classes from this package: import it when called
 
     folder = RunFolder(run_dir)
     alphas = {f if settings.surrogates == "matched" else None for f in settings.fractions if f < 1}
@@ -128,19 +130,27 @@ def run_prune(run_dir, settings: PruneSettings, progress: bool = True, force: bo
     inputs = StageInputs(folder.keep_sets_record, reads, settings.keep_set_settings())
     if not force and inputs.unchanged([folder.keep_sets]):
         return None
-    run = SweepRun.open(run_dir)
-    surrogates = load_surrogates(run_dir, settings.fits, settings.fractions, settings.surrogates)
+    view = RunData.open(run_dir)  # a run with or without its dataset linked
+    run, n = view.sweep_run, view.n
+    if view.player_labels is None and "stratified" in settings.methods:
+        raise PruningError(f"pruning method stratified draws within classes, and the players' classes of {run_dir} "
+                           f"are unknown (no dataset linked, no labels file): drop it from prune.methods")
+    # only the surrogate methods read the fit (millions of terms at CIFAR scale)
+    surrogates = (load_surrogates(run_dir, settings.fits, settings.fractions, settings.surrogates)
+                  if settings.fits else {})
 
     def difficulty():
         from .retraining import el2n_scores
 
         return el2n_scores(run, settings.el2n_seeds, settings.el2n_epochs)
 
-    classes = player_classes(run.groups, run.data.labels("train"))
-    keep = make_keep_sets(settings.methods, settings.fractions, run.n, classes, surrogates, difficulty,
-                          settings.draws, settings.seed, settings.class_quotas, settings.min_per_class,
-                          settings.synergy_threshold, settings.ccs_cutoff, settings.ccs_bins, progress)
-    path = write_frame(folder.keep_sets, keep, {"fingerprint": run.meta["fingerprint"], "n": run.n,
+    # unknown classes: one class, so the class quotas keep no share
+    classes = view.player_labels if view.player_labels is not None else np.zeros(n, dtype=np.int64)
+    keep = make_keep_sets(settings.methods, settings.fractions, n, classes, surrogates,
+                          difficulty if run is not None else None, settings.draws, settings.seed,
+                          settings.class_quotas, settings.min_per_class, settings.synergy_threshold,
+                          settings.ccs_cutoff, settings.ccs_bins, progress)
+    path = write_frame(folder.keep_sets, keep, {"fingerprint": view.meta["fingerprint"], "n": n,
                                                 "source_run": str(folder.root),
                                                 "settings": settings.keep_set_settings()})
     inputs.save()

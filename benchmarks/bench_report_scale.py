@@ -1,0 +1,159 @@
+"""The stages after the fit at CIFAR-10 scale, on a planted run without images: report, notebooks, curate.
+
+    make bench-report-scale   # = .venv/bin/python benchmarks/bench_report_scale.py
+    .venv/bin/python benchmarks/bench_report_scale.py --n 50000 --targets 10000 --masks 2000
+
+Every stage runs as a user runs it (a job or module in its own process), and is measured with
+:func:`bench_scale.run_measured`: wall time and the peak summed RSS / PSS of its process tree.
+
+1. a planted sweep (``python -m datamodels.planted``, players in 10 classes, no images):
+   ``n`` players, ``T`` targets, ``masks`` models, the game of ``make bench-scale`` but 500 mains;
+2. its fit-ready layout (``jobs/collect.py``);
+3. genuine fits of a target range: ``fit=linear`` and ``fit=proxyspex`` on targets
+   ``0..fit_targets - 1`` (``fit.stop``), 2 workers;
+4. **the shortcut** for the other targets (fitting 10,000 targets takes about 14 h on these 2
+   cores: docs/benchmarks.md): fit tables written from the planted truth, as a fit that found
+   exactly the planted terms would write them (``linear``: the constant and mains;
+   ``proxyspex``: every planted term), judged like a fit on the fit stage's held-out models
+   (the engine's own split), so the held-out R^2 and Spearman are genuine for those
+   polynomials. Same tables, same sizes (about 500 mains and 5 interactions per target), so
+   every stage after the fit reads what it would read after a real fit; each method's entry
+   in the tables' metadata says ``shortcut``;
+5. ``jobs/prune.py`` with the methods that need neither retraining nor the greedy (random,
+   stratified) at 5 fractions: the surrogate greedy at T = 10,000 is issue 22's item 2, measured
+   by its own benchmark;
+6. ``jobs/curate.py`` of one keep-set; 7. ``jobs/report.py``; 8. the three notebooks, executed.
+"""
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"  # before numpy loads
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_fit import cpu_name  # noqa: E402
+from bench_scale import run_measured  # noqa: E402
+
+from datamodels.fit_ready import open_fit_ready  # noqa: E402
+from datamodels.fitting import r2, save_fit, spearman  # noqa: E402
+from datamodels.interactions import interaction_table, make_engine  # noqa: E402
+from datamodels.planted import _by_order, _PlantedGames, read_planted_truth  # noqa: E402
+from datamodels.run_folder import RunFolder  # noqa: E402
+
+NOTEBOOKS = ("01_target_interactions.ipynb", "02_dataset_patterns.ipynb", "03_pruning.ipynb")
+
+
+def truth_fit(run_dir: Path, start: int) -> None:
+    """Step 4: fit tables of targets ``start..T-1`` from the planted truth, judged on held-out models."""
+    folder = RunFolder(run_dir)
+    ready = open_fit_ready(run_dir, progress=False)
+    T, n = ready.margins.shape[0], ready.meta["n"]
+    targets = np.arange(start, T)
+    truth = read_planted_truth(run_dir)
+    for method in ("linear", "proxyspex"):
+        # what a fit that found exactly the planted terms would hold: linear, the constant and the mains
+        spectra = [truth[t] if method == "proxyspex" else {k: v for k, v in truth[t].items() if len(k) <= 1}
+                   for t in targets]
+        held = make_engine(method).heldout_models(ready.masks, ready.mask_id, 0.2, 0)
+        pred = _PlantedGames([_by_order(s) for s in spectra])(ready.masks[held].unpack().astype(bool))
+        y = np.stack([np.asarray(ready.margins[t], dtype=np.float64)[held] for t in targets], axis=1)
+        metrics = pd.DataFrame({
+            "target": targets, "method": method, "r2": [r2(y[:, j], pred[:, j]) for j in range(len(targets))],
+            "spearman": [spearman(y[:, j], pred[:, j]) for j in range(len(targets))], "noise_ceiling": np.nan,
+            "r2_fraction_of_ceiling": np.nan, "models_used": int((~held).sum()), "seconds": 0.0, "working_set": 0,
+            "kkt_added": 0, "penalty_at_floor": False})
+        interactions = pd.concat([interaction_table(s).assign(target=t, method=method)
+                                  for t, s in zip(targets, spectra)], ignore_index=True)
+        interactions = interactions[["target", "members", "order", "mobius", "kind", "method"]]
+        shortcut = f"the planted truth of targets {start}..{T - 1}, judged on the held-out models (this benchmark)"
+        meta = {"fingerprint": ready.meta["fingerprint"], "n": n, "T": T, "config_hash": ready.meta.get("config_hash"),
+                "alpha": None, "methods": {method: {"shortcut": shortcut}}}
+        save_fit(folder, None, interactions, metrics, meta)
+        print(f"{method}: {len(interactions):,} terms of {len(targets):,} targets written, median held-out R^2 "
+              f"{metrics['r2'].median():.3f}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=50_000)
+    parser.add_argument("--targets", type=int, default=10_000)
+    parser.add_argument("--masks", type=int, default=2_000)
+    parser.add_argument("--fit-targets", type=int, default=10, help="targets fitted for real by each method")
+    parser.add_argument("--out", default="runs/bench-report-scale")
+    parser.add_argument("--only", default=None,
+                        help="run only the stages whose names start with one of these, comma-separated (e.g. "
+                             "'report,notebook'), on a run folder the full benchmark wrote")
+    parser.add_argument("--step", default=None, help=argparse.SUPPRESS)  # internal: one step in its own process
+    args = parser.parse_args()
+    run_dir = Path(args.out).resolve() / f"n{args.n}-T{args.targets}-m{args.masks}"
+    if args.step == "truth-fit":
+        truth_fit(run_dir, args.fit_targets)
+        return
+    print(f"{time.strftime('%Y-%m-%d %H:%M')}, {cpu_name()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}; n={args.n:,}, T={args.targets:,}, m={args.masks:,}, real fits of "
+          f"{args.fit_targets} targets per method", flush=True)
+    py, run = sys.executable, f"run_dir={run_dir}"
+    stages = [
+        ("planted sweep", [py, "-m", "datamodels.planted", "--run-dir", str(run_dir), "--n", str(args.n),
+                           "--targets", str(args.targets), "--masks", str(args.masks), "--n-mains", "500",
+                           "--classes", "10", "--models-per-shard", "500"]),
+        ("collect (fit-ready layout)", [py, "jobs/collect.py", run, "progress=false"]),
+        (f"fit=linear, targets 0..{args.fit_targets - 1}",
+         [py, "jobs/fit.py", run, "fit=linear", f"fit.stop={args.fit_targets}", "progress=false"]),
+        (f"fit=proxyspex, targets 0..{args.fit_targets - 1}",
+         [py, "jobs/fit.py", run, "fit=proxyspex", f"fit.stop={args.fit_targets}", "progress=false"]),
+        ("shortcut: both fit tables of the other targets from the truth",
+         [py, __file__, "--step", "truth-fit", "--n", str(args.n), "--targets", str(args.targets), "--masks",
+          str(args.masks), "--fit-targets", str(args.fit_targets), "--out", args.out]),
+        ("prune (random, stratified; 5 fractions)",
+         [py, "jobs/prune.py", run, "prune.methods=[random,stratified]", "progress=false"]),
+        ("curate (stratified at 0.5)", [py, "jobs/curate.py", run, "curate.method=stratified", "curate.fraction=0.5"]),
+        ("report", [py, "jobs/report.py", run, "force=true"]),
+    ] + [(f"notebook {name}", [py, "-c", "import nbformat, sys; from nbclient import NotebookClient; "
+                               f"b = nbformat.read('analysis/{name}', as_version=4); "
+                               "NotebookClient(b, timeout=3000, kernel_name='python3', "
+                               "resources={'metadata': {'path': 'analysis'}}).execute(); "
+                               "e = [o for c in b.cells if c.cell_type == 'code' for o in c.outputs "
+                               "if o.output_type == 'error']; sys.exit(f'{len(e)} cells failed' if e else 0)"])
+         for name in NOTEBOOKS]
+    if args.only:
+        stages = [(name, command) for name, command in stages if name.startswith(tuple(args.only.split(",")))]
+    os.environ["DATAMODELS_RUN"] = str(run_dir)
+    rows = []
+    for name, command in stages:
+        if name == "curate (stratified at 0.5)":  # a second run of the bench writes the keep-set again
+            import shutil
+
+            shutil.rmtree(RunFolder(run_dir).curated("stratified", 0.5), ignore_errors=True)
+        figures = run_measured(command)
+        rows.append({"stage": name} | figures)
+        print(f"  {name}: {figures['wall_s']:.1f} s, peak RSS {figures['peak_rss_gb']:.2f} GB, "
+              f"PSS {figures['peak_pss_gb']:.2f} GB", flush=True)
+    folder = RunFolder(run_dir)
+    if not folder.report_page.exists():
+        return
+    report = folder.report
+    figures = sorted(report.glob("figure-*.png"))
+    sizes = {"page (index.html)": folder.report_page.stat().st_size,
+             f"{len(figures)} figures": sum(p.stat().st_size for p in figures),
+             "faithfulness.csv": folder.report_faithfulness.stat().st_size,
+             "fit/interactions.parquet": folder.interactions().stat().st_size}
+    print("\n" + pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print("\nsizes: " + ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in sizes.items()))
+    (Path(args.out) / "results.json").write_text(json.dumps({"rows": rows, "sizes": sizes}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
