@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SHARDS ?= 8
 ARGS ?=
 
-.PHONY: help install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-linear bench-exhaustive prune-study prune-study-clusters prune-study-examples bench-spex bench-import bench-report-scale
+.PHONY: help install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-linear bench-exhaustive prune-study prune-study-clusters prune-study-examples bench-spex bench-import bench-e2e-scale
 .DEFAULT_GOAL := help
 
 # The targets with a '## ' description, and the variables most of them take.
@@ -162,9 +162,9 @@ bench-spex: install ## SPEX vs ProxySPEX vs linear at equal models (about 7 min;
 bench-import: install ## import of a 100,000 x 50,000 release pair: time vs one read, peak memory (~5 min, 6 GB disk)
 	$(PY) benchmarks/bench_import.py $(ARGS)
 
-# The stages after the fit at CIFAR-10 scale on a planted run without images (n = 50,000 players,
-# T = 10,000 targets, 2,000 models): genuine fits of 10 targets per method, the other targets'
-# fit tables from the planted truth, prune (random, stratified), curate, report and the three
-# notebooks, each stage's wall time and peak memory. Figures in docs/benchmarks.md.
-bench-report-scale: install ## report, notebooks and curate at n = 50,000, T = 10,000 (about 15 min on 2 cores)
-	$(PY) benchmarks/bench_report_scale.py $(ARGS)
+# CIFAR-10's scale end to end (n = 50,000 players, T = 10,000 targets, 2,000 models): planted games
+# in the datamodels release's format, import, genuine fits of 10 targets per method (the other
+# targets' fit tables from the planted truth), prune (interactions, linear, random, stratified at
+# 5 fractions), curate, report and the three notebooks: each stage's wall time and peak memory.
+bench-e2e-scale: install ## release -> import -> fit -> prune -> curate -> report at n = 50,000, T = 10,000 (~30 min)
+	$(PY) benchmarks/bench_e2e_scale.py $(ARGS)

@@ -1,27 +1,28 @@
-"""The stages after the fit at CIFAR-10 scale, on a planted run without images: report, notebooks, curate.
+"""CIFAR-10's scale end to end, from the datamodels release's format to a report: import, fit,
+prune, curate, report and notebooks on a planted game without images.
 
-    make bench-report-scale   # = .venv/bin/python benchmarks/bench_report_scale.py
-    .venv/bin/python benchmarks/bench_report_scale.py --n 50000 --targets 10000 --masks 2000
+    make bench-e2e-scale   # = .venv/bin/python benchmarks/bench_e2e_scale.py
+    .venv/bin/python benchmarks/bench_e2e_scale.py --n 50000 --targets 10000 --masks 2000
 
 Every stage runs as a user runs it (a job or module in its own process), and is measured with
 :func:`bench_scale.run_measured`: wall time and the peak summed RSS / PSS of its process tree.
 
-1. a planted sweep (``python -m datamodels.planted``, players in 10 classes, no images):
-   ``n`` players, ``T`` targets, ``masks`` models, the game of ``make bench-scale`` but 500 mains;
-2. its fit-ready layout (``jobs/collect.py``);
+1. planted games written in the release's format (``python -m datamodels.planted --release``:
+   ``train_masks_50pct.npy``, ``test_margins_50pct.npy`` in float16, ``labels.npy`` of 10
+   classes and the truth): ``n`` players, ``T`` targets, ``masks`` models, 500 mains per target;
+2. ``jobs/import_sweep.py dataset=none`` with ``source.labels``, then ``jobs/collect.py``;
 3. genuine fits of a target range: ``fit=linear`` and ``fit=proxyspex`` on targets
    ``0..fit_targets - 1`` (``fit.stop``), 2 workers;
-4. **the shortcut** for the other targets (fitting 10,000 targets takes about 14 h on these 2
-   cores: docs/benchmarks.md): fit tables written from the planted truth, as a fit that found
-   exactly the planted terms would write them (``linear``: the constant and mains;
-   ``proxyspex``: every planted term), judged like a fit on the fit stage's held-out models
-   (the engine's own split), so the held-out R^2 and Spearman are genuine for those
-   polynomials. Same tables, same sizes (about 500 mains and 5 interactions per target), so
-   every stage after the fit reads what it would read after a real fit; each method's entry
-   in the tables' metadata says ``shortcut``;
-5. ``jobs/prune.py`` with the methods that need neither retraining nor the greedy (random,
-   stratified) at 5 fractions: the surrogate greedy at T = 10,000 is issue 22's item 2, measured
-   by its own benchmark;
+4. **the shortcut** for the other targets (fitting 10,000 targets takes about 5 h for linear and
+   15 to 19 h for ProxySPEX on these 2 cores: docs/benchmarks.md): fit tables written from the
+   planted truth, as a fit that found exactly the planted terms would write them (``linear``:
+   the constant and mains; ``proxyspex``: every planted term), judged like a fit on the fit
+   stage's held-out models (the engine's own split), so the held-out R^2 and Spearman are
+   genuine for those polynomials. Same tables, same sizes (about 500 mains and 5 interactions
+   per target), so every stage after the fit reads what it would read after a real fit; each
+   method's entry in the tables' metadata says ``shortcut``;
+5. ``jobs/prune.py``: interactions, linear (the greedy on every target's surrogate), random and
+   stratified at 5 fractions (EL2N and CCS retrain, which a run without images cannot);
 6. ``jobs/curate.py`` of one keep-set; 7. ``jobs/report.py``; 8. the three notebooks, executed.
 """
 
@@ -33,6 +34,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
+import shutil  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -55,13 +57,13 @@ from datamodels.run_folder import RunFolder  # noqa: E402
 NOTEBOOKS = ("01_target_interactions.ipynb", "02_dataset_patterns.ipynb", "03_pruning.ipynb")
 
 
-def truth_fit(run_dir: Path, start: int) -> None:
+def truth_fit(run_dir: Path, truth_file: Path, start: int) -> None:
     """Step 4: fit tables of targets ``start..T-1`` from the planted truth, judged on held-out models."""
     folder = RunFolder(run_dir)
     ready = open_fit_ready(run_dir, progress=False)
     T, n = ready.margins.shape[0], ready.meta["n"]
     targets = np.arange(start, T)
-    truth = read_planted_truth(run_dir)
+    truth = read_planted_truth(truth_file)
     for method in ("linear", "proxyspex"):
         # what a fit that found exactly the planted terms would hold: linear, the constant and the mains
         spectra = [truth[t] if method == "proxyspex" else {k: v for k, v in truth[t].items() if len(k) <= 1}
@@ -91,24 +93,29 @@ def main() -> None:
     parser.add_argument("--targets", type=int, default=10_000)
     parser.add_argument("--masks", type=int, default=2_000)
     parser.add_argument("--fit-targets", type=int, default=10, help="targets fitted for real by each method")
-    parser.add_argument("--out", default="runs/bench-report-scale")
+    parser.add_argument("--out", default="runs/bench-e2e-scale")
     parser.add_argument("--only", default=None,
                         help="run only the stages whose names start with one of these, comma-separated (e.g. "
                              "'report,notebook'), on a run folder the full benchmark wrote")
     parser.add_argument("--step", default=None, help=argparse.SUPPRESS)  # internal: one step in its own process
     args = parser.parse_args()
+    release = Path(args.out).resolve() / f"release-n{args.n}-T{args.targets}-m{args.masks}"
     run_dir = Path(args.out).resolve() / f"n{args.n}-T{args.targets}-m{args.masks}"
     if args.step == "truth-fit":
-        truth_fit(run_dir, args.fit_targets)
+        truth_fit(run_dir, release / "truth.parquet", args.fit_targets)
         return
     print(f"{time.strftime('%Y-%m-%d %H:%M')}, {cpu_name()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}; n={args.n:,}, T={args.targets:,}, m={args.masks:,}, real fits of "
           f"{args.fit_targets} targets per method", flush=True)
     py, run = sys.executable, f"run_dir={run_dir}"
     stages = [
-        ("planted sweep", [py, "-m", "datamodels.planted", "--run-dir", str(run_dir), "--n", str(args.n),
-                           "--targets", str(args.targets), "--masks", str(args.masks), "--n-mains", "500",
-                           "--classes", "10", "--models-per-shard", "500"]),
+        ("planted release (two .npy files)", [py, "-m", "datamodels.planted", "--release", str(release), "--n",
+                                              str(args.n), "--targets", str(args.targets), "--masks",
+                                              str(args.masks), "--n-mains", "500"]),
+        ("import (dataset=none, labels)",
+         [py, "jobs/import_sweep.py", run, "dataset=none", f"source.masks={release / 'train_masks_50pct.npy'}",
+          f"source.margins={release / 'test_margins_50pct.npy'}", f"source.labels={release / 'labels.npy'}",
+          "source.models_per_shard=500", "progress=false"]),
         ("collect (fit-ready layout)", [py, "jobs/collect.py", run, "progress=false"]),
         (f"fit=linear, targets 0..{args.fit_targets - 1}",
          [py, "jobs/fit.py", run, "fit=linear", f"fit.stop={args.fit_targets}", "progress=false"]),
@@ -117,9 +124,9 @@ def main() -> None:
         ("shortcut: both fit tables of the other targets from the truth",
          [py, __file__, "--step", "truth-fit", "--n", str(args.n), "--targets", str(args.targets), "--masks",
           str(args.masks), "--fit-targets", str(args.fit_targets), "--out", args.out]),
-        ("prune (random, stratified; 5 fractions)",
-         [py, "jobs/prune.py", run, "prune.methods=[random,stratified]", "progress=false"]),
-        ("curate (stratified at 0.5)", [py, "jobs/curate.py", run, "curate.method=stratified", "curate.fraction=0.5"]),
+        ("prune (interactions, linear, random, stratified; 5 fractions)",
+         [py, "jobs/prune.py", run, "prune.methods=[interactions,linear,random,stratified]", "progress=false"]),
+        ("curate (interactions at 0.5)", [py, "jobs/curate.py", run, "curate.method=interactions", "curate.fraction=0.5"]),
         ("report", [py, "jobs/report.py", run, "force=true"]),
     ] + [(f"notebook {name}", [py, "-c", "import nbformat, sys; from nbclient import NotebookClient; "
                                f"b = nbformat.read('analysis/{name}', as_version=4); "
@@ -133,10 +140,8 @@ def main() -> None:
     os.environ["DATAMODELS_RUN"] = str(run_dir)
     rows = []
     for name, command in stages:
-        if name == "curate (stratified at 0.5)":  # a second run of the bench writes the keep-set again
-            import shutil
-
-            shutil.rmtree(RunFolder(run_dir).curated("stratified", 0.5), ignore_errors=True)
+        if name.startswith("curate"):  # a second run of the bench writes the keep-set again
+            shutil.rmtree(RunFolder(run_dir).curated("interactions", 0.5), ignore_errors=True)
         figures = run_measured(command)
         rows.append({"stage": name} | figures)
         print(f"  {name}: {figures['wall_s']:.1f} s, peak RSS {figures['peak_rss_gb']:.2f} GB, "
