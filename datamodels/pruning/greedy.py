@@ -74,8 +74,10 @@ class _Elimination:
         cells, self.entry_cell = np.unique(entry_player * T + entry_target, return_inverse=True)
         self.entry_cell = self.entry_cell.ravel()
         self.cell_player, self.cell_target = cells // T, cells % T
-        self.cell_value = np.bincount(self.entry_cell, weights=np.repeat(s.mobius, s.orders), minlength=len(cells))
+        # The last slot of cell_value is a sink for the entries of cells dropped with their player.
+        self.cell_value = np.bincount(self.entry_cell, weights=np.repeat(s.mobius, s.orders), minlength=len(cells) + 1)
         self.cell_gain = np.zeros(len(cells))
+        self.cells_kept = n
         self._set_blocks(block_labels(s, synergy_threshold), np.random.default_rng([seed, 0x9A7E]))
 
     def _set_blocks(self, labels: np.ndarray, rng: np.random.Generator) -> None:
@@ -94,8 +96,7 @@ class _Elimination:
         self.tiebreak = rng.permutation(self.blocks)
         single = self.block_size == 1
         # Cells scored per player: those of kept players alone in their block.
-        self.live = np.flatnonzero(self.kept[self.cell_player] & single[labels[self.cell_player]])
-        self.live_kept = len(players)
+        self._set_cell_blocks()
         # Synergy blocks: (term, block) entries, term-major, and (block, target) cells.
         entry_term = np.repeat(np.arange(len(s.mobius)), s.orders)
         entry_block = labels[s.incidence.indices]
@@ -107,16 +108,37 @@ class _Elimination:
         self.multi_cell_block, self.multi_cell_target = cells // T, cells % T
         self.changed = np.ones(T, dtype=bool)  # targets whose cells' gains are stale
 
+    def _set_cell_blocks(self) -> None:
+        """Each cell's block when its player is alone in one (scored per player), else a sink bin."""
+        single = self.block_size == 1
+        block = self.block_of[self.cell_player]
+        self.cell_block = np.where((block >= 0) & single[block], block, self.blocks)
+
+    def _drop_removed_cells(self) -> None:
+        """Forget the removed players' cells (their entries go to the sink), so a step scans only the kept."""
+        keep = self.kept[self.cell_player]
+        position = np.append(np.cumsum(keep) - 1, 0)
+        position[np.append(~keep, True)] = keep.sum()  # dropped cells and the old sink: the new sink
+        self.entry_cell = position[self.entry_cell]
+        self.cell_player, self.cell_target = self.cell_player[keep], self.cell_target[keep]
+        self.cell_value = np.append(self.cell_value[:-1][keep], 0.0)
+        self.cell_gain, self.cell_block = self.cell_gain[keep], self.cell_block[keep]
+        self.cells_kept = self.k
+
     def scores(self) -> np.ndarray:
         """Every block's change of the mean expected accuracy if it went now."""
         s, T = self.s, len(self.s.constant)
         tau, value = s.scale, self.value
         base = special.ndtr(value / tau)
-        stale = self.live[self.changed[self.cell_target[self.live]]]
-        t = self.cell_target[stale]
-        self.cell_gain[stale] = special.ndtr((value[t] - self.cell_value[stale]) / tau[t]) - base[t]
-        live = self.live
-        score = np.bincount(self.block_of[self.cell_player[live]], weights=self.cell_gain[live], minlength=self.blocks)
+        stale = self.changed[self.cell_target]
+        if stale.mean() > 0.5:  # most targets moved: recomputing all cells saves the gathers
+            t = self.cell_target
+            self.cell_gain = special.ndtr((value[t] - self.cell_value[:-1]) / tau[t]) - base[t]
+        else:
+            cells = np.flatnonzero(stale)
+            t = self.cell_target[cells]
+            self.cell_gain[cells] = special.ndtr((value[t] - self.cell_value[cells]) / tau[t]) - base[t]
+        score = np.bincount(self.cell_block, weights=self.cell_gain, minlength=self.blocks + 1)[:self.blocks]
         if len(self.multi_term):
             on = self.active[self.multi_term] & self.alive[self.multi_cell_block[self.multi_cell]]
             change = np.bincount(self.multi_cell[on], weights=s.mobius[self.multi_term[on]],
@@ -126,6 +148,20 @@ class _Elimination:
             score += np.bincount(self.multi_cell_block, weights=gain, minlength=self.blocks)
         self.changed[:] = False
         return score / T
+
+    def pick(self, score: np.ndarray, candidates: np.ndarray, size: int) -> tuple[list[int], int]:
+        """:meth:`select` on the candidates by score, best first, ties in the seeded order. Sorting
+        all of them every step costs more than scoring: the best few (all those tied with the
+        last of them included) are sorted first, and all only when the step takes fewer."""
+        key = -score[candidates]
+        head = 8 * self.per_step + 64
+        if head < len(candidates):
+            prefix = candidates[key <= np.partition(key, head)[head]]
+            order = prefix[np.lexsort((self.tiebreak[prefix], -score[prefix]))].tolist()
+            chosen, k = self.select(order, size)
+            if len(chosen) == self.per_step:
+                return chosen, k
+        return self.select(candidates[np.lexsort((self.tiebreak[candidates], key))].tolist(), size)
 
     def select(self, order: list[int], size: int) -> tuple[list[int], int]:
         """The blocks one step removes, best first, for a keep-set of ``size``, and the kept count after."""
@@ -173,9 +209,8 @@ class _Elimination:
         entries = _ranges(s.incidence.indptr, terms)
         np.subtract.at(self.cell_value, self.entry_cell[entries], np.repeat(s.mobius[terms], s.orders[terms]))
         self.changed[s.target[terms]] = True
-        if self.live_kept - self.k > 0.1 * self.live_kept:  # drop the removed players' cells now and then
-            self.live = self.live[self.kept[self.cell_player[self.live]]]
-            self.live_kept = self.k
+        if self.cells_kept - self.k > 0.1 * self.cells_kept:  # now and then
+            self._drop_removed_cells()
 
     def run(self, sizes: list[int]) -> dict[int, np.ndarray]:
         out = {size: np.arange(self.s.n) for size in sizes if size == self.k}
@@ -183,12 +218,11 @@ class _Elimination:
         while pending:
             score = self.scores()
             candidates = np.flatnonzero(self.alive)
-            order = candidates[np.lexsort((self.tiebreak[candidates], -score[candidates]))].tolist()
             last = pending[-1]
-            chosen, k_after = self.select(order, last)
+            chosen, k_after = self.pick(score, candidates, last)
             for size in [p for p in pending[:-1] if p > k_after]:
                 # This step would pass below ``size``: its own last step may differ.
-                own, k_own = self.select(order, size)
+                own, k_own = self.pick(score, candidates, size)
                 if k_own == size:
                     keep = self.kept.copy()
                     keep[np.concatenate([self.block_players[b] for b in own] + [np.zeros(0, np.int64)])] = False
