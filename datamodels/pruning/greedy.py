@@ -155,31 +155,37 @@ class _Elimination:
         last of them included) are sorted first, and all only when the step takes fewer."""
         key = -score[candidates]
         head = 8 * self.per_step + 64
-        if head < len(candidates):
-            prefix = candidates[key <= np.partition(key, head)[head]]
-            order = prefix[np.lexsort((self.tiebreak[prefix], -score[prefix]))].tolist()
-            chosen, k = self.select(order, size)
+        while head < len(candidates):  # quotas may turn many down: then a head four times as long
+            # The first ``head`` of the order: all strictly above the head's last score, then the
+            # ties at that score with the smallest tie-breaks (many blocks tie, at 0, on few targets).
+            edge = np.partition(key, head - 1)[head - 1]
+            above = candidates[key < edge]
+            ties = candidates[key == edge]
+            ties = ties[np.argpartition(self.tiebreak[ties], head - 1 - len(above))[:head - len(above)]]
+            prefix = np.concatenate([above, ties])
+            chosen, k = self.select(prefix[np.lexsort((self.tiebreak[prefix], -score[prefix]))].tolist(), size)
             if len(chosen) == self.per_step:
                 return chosen, k
+            head *= 4
         return self.select(candidates[np.lexsort((self.tiebreak[candidates], key))].tolist(), size)
 
     def select(self, order: list[int], size: int) -> tuple[list[int], int]:
         """The blocks one step removes, best first, for a keep-set of ``size``, and the kept count after."""
         k, kept_per_class = self.k, self.kept_per_class.copy()
-        chosen = []
-        slack = None
+        per_step, size_of, class_of = self.per_step, self.size_of, self.class_of  # locals: this loop is hot
+        chosen, slack = [], None
         for b in order:
-            if len(chosen) == self.per_step:
+            if len(chosen) == per_step:
                 break
-            length = self.size_of[b]
+            length = size_of[b]
             if k - length < size:
                 continue
             if length == 1:
                 if slack is None:  # each class's room above its quota at k - 1 kept, recomputed after a removal
                     room = kept_per_class - np.maximum((k - 1) * self.total // self.s.n, self.minimum)
-                    slack, short = room.tolist(), bool((room < 0).any())
-                c = self.class_of[b]
-                if short or slack[c] < 1:
+                    slack = [-1] * len(room) if (room < 0).any() else room.tolist()
+                c = class_of[b]
+                if slack[c] < 1:
                     continue
                 kept_per_class[c] -= 1
             else:

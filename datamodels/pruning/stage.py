@@ -15,7 +15,7 @@ from ..stage_inputs import StageInputs
 from ..tables import write_frame
 from .baselines import BASELINES, Choice, stream
 from .curation import load_keep_sets
-from .greedy import greedy_keep_set
+from .greedy import greedy_keep_sets
 from .quotas import PruningError, check_fractions, player_classes
 from .results import paired_differences, plot_pruning, summarize
 from .surrogate import SURROGATES, Surrogate, load_surrogates
@@ -47,6 +47,18 @@ def make_keep_sets(methods, fractions, n: int, classes: np.ndarray,
         raise PruningError(f"pruning methods {', '.join(needs)} rank players by EL2N, which trains models on the "
                            f"run's data, and this run has none linked: drop them from prune.methods")
     scores = difficulty() if needs else None
+    greedy = {}  # (method, size) -> keep-set: one elimination per surrogate gives all its fractions
+
+    def surrogate_keep_set(method: str, fraction: float, size: int) -> np.ndarray:
+        if surrogates is None or fraction not in surrogates.get(method, {}):
+            raise PruningError(f"pruning method {method!r} needs its fitted surrogate for fraction {fraction}")
+        if (method, size) not in greedy:
+            same = [f for f in fractions if round(f * n) >= 1 and surrogates[method].get(f) is surrogates[method][fraction]]
+            found = greedy_keep_sets(surrogates[method][fraction], [round(f * n) for f in same],
+                                     classes if quotas else None, min_per_class, synergy_threshold, seed)
+            greedy.update({(method, k): keep for k, keep in found.items()})
+        return greedy[(method, size)]
+
     rows = []
     jobs = [(m, f) for m in methods for f in fractions]
     for method, fraction in tqdm(jobs, desc="keep-sets", disable=not progress):
@@ -58,16 +70,23 @@ def make_keep_sets(methods, fractions, n: int, classes: np.ndarray,
         if size == n:
             picks = [np.arange(n)] * times
         elif baseline is None:
-            if surrogates is None or fraction not in surrogates.get(method, {}):
-                raise PruningError(f"pruning method {method!r} needs its fitted surrogate for fraction {fraction}")
-            picks = [greedy_keep_set(surrogates[method][fraction], size, classes if quotas else None,
-                                     min_per_class, synergy_threshold, seed)]
+            picks = [surrogate_keep_set(method, fraction, size)]
         else:
             choice = Choice(n, classes, scores, seed, min_per_class, ccs_cutoff, ccs_bins)
             picks = [baseline.choose(choice, size, stream(seed, method, draw, fraction)) for draw in range(times)]
         rows += [{"method": method, "fraction": fraction, "draw": d, "size": len(p), "players": np.sort(p).tolist()}
                  for d, p in enumerate(picks)]
     return pd.DataFrame(rows)
+
+
+def check_dataset_linked(run_dir, what: str) -> None:
+    """Refuse ``what`` (something that retrains models) on a run without a linked dataset: one
+    whose ``config.json`` says ``dataset: none`` (or names none), as an imported run may."""
+    dataset = RunFolder(run_dir).read_config().get("dataset")
+    name = dataset.get("name") if isinstance(dataset, dict) else dataset
+    if name is None or str(name).lower() == "none":
+        raise PruningError(f"{what} retrains models on the run's data, and {run_dir} has no dataset linked "
+                           f"(dataset: none): the surrogate methods and random/stratified work without one")
 
 
 @dataclass
@@ -128,6 +147,8 @@ def run_prune(run_dir, settings: PruneSettings, progress: bool = True, force: bo
     inputs = StageInputs(folder.keep_sets_record, reads, settings.keep_set_settings())
     if not force and inputs.unchanged([folder.keep_sets]):
         return None
+    if retrain := [m for m in settings.methods if m in BASELINES and BASELINES[m].needs_difficulty]:
+        check_dataset_linked(run_dir, f"prune.methods {', '.join(retrain)} (EL2N difficulty)")
     run = SweepRun.open(run_dir)
     surrogates = load_surrogates(run_dir, settings.fits, settings.fractions, settings.surrogates)
 
@@ -161,6 +182,7 @@ def run_evaluation(run_dir, settings: PruneSettings, threads: int = 1, progress:
                          {"eval_seeds": settings.eval_seeds})
     if not force and inputs.unchanged(written):
         return None
+    check_dataset_linked(run_dir, "evaluating keep-sets")
     run = SweepRun.open(run_dir)
     keep, meta, source = load_keep_sets(run.meta["fingerprint"], source)
     evaluation = evaluate_keep_sets(run, keep, settings.eval_seeds, settings.workers, progress, threads)
