@@ -21,9 +21,14 @@ import argparse
 import multiprocessing as mp
 import os
 import platform
+import resource
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the frozen greedy: benchmarks/prune_reference.py
 
 N = 50_000
 FRACTIONS = (0.9, 0.7, 0.5, 0.3, 0.2)
@@ -52,13 +57,19 @@ def classes_of(n: int) -> np.ndarray:
     return np.random.default_rng(7).integers(0, 10, n)
 
 
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def peak_rss_gb() -> float:
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 2**20
 
 
 def _job(kind: str, T: int, args: dict, queue) -> None:
-    """One measured run in its own process: ``(seconds to build, seconds to choose, peak GB, keep-sets)``."""
+    """One measured run in its own process: ``(seconds to build, seconds to choose, CPU seconds to
+    choose, peak GB, keep-sets)``."""
     from datamodels.pruning.greedy import greedy_keep_sets
 
     start = time.perf_counter()
@@ -70,31 +81,45 @@ def _job(kind: str, T: int, args: dict, queue) -> None:
         from benchmarks.prune_reference import as_reference, greedy_keep_set
 
         reference = as_reference(surrogate)
-        built = time.perf_counter() - start
+        built, cpu = time.perf_counter() - start, cpu_seconds()
+        queue.put(cpu)  # choosing starts now
         keep = {size: greedy_keep_set(reference, size, classes) for size in sizes}
     else:
-        built = time.perf_counter() - start
+        built, cpu = time.perf_counter() - start, cpu_seconds()
+        queue.put(cpu)
         keep = greedy_keep_sets(surrogate, sizes, classes)
     chose = time.perf_counter() - start - built
-    queue.put((built, chose, peak_rss_gb(), {k: v.tolist() for k, v in keep.items()}))
+    queue.put((built, chose, cpu_seconds() - cpu, peak_rss_gb(), {k: v.tolist() for k, v in keep.items()}))
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU seconds a running process has used so far (``/proc/<pid>/stat``: utime and stime)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def measure(kind: str, T: int, args: dict, timeout: float | None = None):
-    """A job's figures, or None when it ran past ``timeout`` seconds (then stopped)."""
+    """``(figures, wall seconds)``; figures None when choosing ran past ``timeout`` seconds, then
+    stopped, and the wall seconds are ``(wall, CPU seconds)`` it had spent choosing."""
     context = mp.get_context("spawn")
     queue = context.Queue()
     process = context.Process(target=_job, args=(kind, T, args, queue))
-    start = time.perf_counter()
     process.start()
+    cpu_at_start = queue.get()
+    start = time.perf_counter()
     try:
         result = queue.get(timeout=timeout)
     except Exception:  # queue.Empty: past the timeout
         result = None
     process.join(1 if result is None else None)
+    wall = time.perf_counter() - start
     if process.is_alive():
+        used = process_cpu_seconds(process.pid) - cpu_at_start
         process.kill()
         process.join()
-    return result, time.perf_counter() - start
+        return None, (wall, used)
+    return result, wall
 
 
 def main() -> None:
@@ -108,31 +133,51 @@ def main() -> None:
     parser.add_argument("--reference-timeout", type=float, default=900.0)
     parser.add_argument("--scale-targets", type=int, default=10_000)
     parser.add_argument("--fractions", type=float, nargs="+", default=list(FRACTIONS))
+    parser.add_argument("--part", choices=["a", "b", "all"], default="all")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     settings = vars(args)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; n = {N:,}, "
+    with open("/proc/cpuinfo") as info:
+        cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), platform.machine())
+    print(f"machine: {cpu}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; n = {N:,}, "
           f"{args.mains} mains and {args.pairs} pairs per target ({args.strong} strong), 10 classes, quotas on")
+    if args.part in ("a", "all"):
+        compare(args, settings)
+    if args.part in ("b", "all"):
+        scale(args, settings)
+
+
+def compare(args, settings: dict) -> None:
     print("\n(a) one kept fraction, new vs today's dense greedy (each in its own process)")
-    print(f"{'T':>6} {'new s':>8} {'new GB':>7} {'dense s':>9} {'dense GB':>8} {'speed-up':>10} same")
+    print("wall and CPU seconds of choosing the keep-set (the surrogate's build apart), peak resident GB")
+    print(f"{'T':>6} {'new s':>7} {'new cpu':>8} {'new GB':>7} {'dense s':>8} {'dense cpu':>9} {'dense GB':>8} "
+          f"{'speed-up (wall, cpu)':>21} same")
     one = dict(settings, fractions=[args.compare_fraction])
     for T in args.compare_targets:
         new, _ = measure("interactions", T, one)
         ref, ref_wall = measure("reference", T, one, args.reference_timeout)
-        if ref is None:
-            print(f"{T:>6} {new[1]:>8.1f} {new[2]:>7.2f} {'>' + format(ref_wall, '.0f'):>9} {'-':>8} "
-                  f"{'>' + format(ref_wall / new[1], '.0f') + 'x':>10} (stopped)")
+        if ref is None:  # stopped: its time so far (build included) bounds the ratio from below
+            wall, cpu = ref_wall
+            print(f"{T:>6} {new[1]:>7.1f} {new[2]:>8.1f} {new[3]:>7.2f} {'>' + format(wall, '.0f'):>8} "
+                  f"{'>' + format(cpu, '.0f'):>9} {'-':>8} "
+                  f"{'>' + format(wall / new[1], '.0f') + 'x, >' + format(cpu / new[2], '.0f') + 'x':>21} "
+                  f"(dense stopped)", flush=True)
         else:
-            print(f"{T:>6} {new[1]:>8.1f} {new[2]:>7.2f} {ref[1]:>9.1f} {ref[2]:>8.2f} {ref[1] / new[1]:>9.0f}x "
-                  f"{new[3] == ref[3]}")
+            print(f"{T:>6} {new[1]:>7.1f} {new[2]:>8.1f} {new[3]:>7.2f} {ref[1]:>8.1f} {ref[2]:>9.1f} {ref[3]:>8.2f} "
+                  f"{format(ref[1] / new[1], '.0f') + 'x, ' + format(ref[2] / new[2], '.0f') + 'x':>21} "
+                  f"{new[4] == ref[4]}", flush=True)
+
+
+def scale(args, settings: dict) -> None:
     print(f"\n(b) T = {args.scale_targets:,}, fractions {args.fractions}, one process per method")
-    print(f"{'method':>13} {'build s':>8} {'choose s':>9} {'peak GB':>8}")
-    total = 0.0
+    print(f"{'method':>13} {'build s':>8} {'choose s':>9} {'choose cpu':>10} {'peak GB':>8}")
+    total, cpu, peak = 0.0, 0.0, 0.0
     for method in ("interactions", "linear"):
         result, wall = measure(method, args.scale_targets, settings)
-        total += wall
-        print(f"{method:>13} {result[0]:>8.1f} {result[1]:>9.1f} {result[2]:>8.2f}")
-    print(f"{'all':>13} {total:>8.0f} s wall for both (process start and surrogate build included)")
+        total, cpu, peak = total + wall, cpu + result[2], max(peak, result[3])
+        print(f"{method:>13} {result[0]:>8.1f} {result[1]:>9.1f} {result[2]:>10.1f} {result[3]:>8.2f}", flush=True)
+    print(f"both: {total:.0f} s wall (process starts and surrogate builds included), {cpu:.0f} CPU s choosing, "
+          f"peak {peak:.2f} GB")
 
 
 if __name__ == "__main__":

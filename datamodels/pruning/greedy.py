@@ -70,12 +70,13 @@ class _Elimination:
         # One cell per (player, target) sharing a term; every incidence entry adds its term's
         # coefficient to its cell, in term order (the dense version's order of float additions).
         entry_player = s.incidence.indices.astype(np.int64)
-        entry_target = np.repeat(s.target, s.orders)
+        self.orders = s.orders
+        entry_target = np.repeat(s.target, self.orders)
         cells, self.entry_cell = np.unique(entry_player * T + entry_target, return_inverse=True)
         self.entry_cell = self.entry_cell.ravel()
         self.cell_player, self.cell_target = cells // T, cells % T
         # The last slot of cell_value is a sink for the entries of cells dropped with their player.
-        self.cell_value = np.bincount(self.entry_cell, weights=np.repeat(s.mobius, s.orders), minlength=len(cells) + 1)
+        self.cell_value = np.bincount(self.entry_cell, weights=np.repeat(s.mobius, self.orders), minlength=len(cells) + 1)
         self.cell_gain = np.zeros(len(cells))
         self.cells_kept = n
         self._set_blocks(block_labels(s, synergy_threshold), np.random.default_rng([seed, 0x9A7E]))
@@ -98,7 +99,7 @@ class _Elimination:
         # Cells scored per player: those of kept players alone in their block.
         self._set_cell_blocks()
         # Synergy blocks: (term, block) entries, term-major, and (block, target) cells.
-        entry_term = np.repeat(np.arange(len(s.mobius)), s.orders)
+        entry_term = np.repeat(np.arange(len(s.mobius)), self.orders)
         entry_block = labels[s.incidence.indices]
         multi = self.kept[s.incidence.indices] & ~single[entry_block]
         pairs = np.unique(entry_term[multi] * self.blocks + entry_block[multi])
@@ -131,9 +132,14 @@ class _Elimination:
         tau, value = s.scale, self.value
         base = special.ndtr(value / tau)
         stale = self.changed[self.cell_target]
-        if stale.mean() > 0.5:  # most targets moved: recomputing all cells saves the gathers
+        if stale.mean() > 0.7:  # most targets moved: recomputing all cells saves the gathers
             t = self.cell_target
-            self.cell_gain = special.ndtr((value[t] - self.cell_value[:-1]) / tau[t]) - base[t]
+            gain = value[t]
+            gain -= self.cell_value[:-1]
+            gain /= tau[t]
+            special.ndtr(gain, out=gain)
+            gain -= base[t]
+            self.cell_gain = gain
         else:
             cells = np.flatnonzero(stale)
             t = self.cell_target[cells]
@@ -213,7 +219,7 @@ class _Elimination:
         self.active[terms] = False
         np.subtract.at(self.value, s.target[terms], s.mobius[terms])
         entries = _ranges(s.incidence.indptr, terms)
-        np.subtract.at(self.cell_value, self.entry_cell[entries], np.repeat(s.mobius[terms], s.orders[terms]))
+        np.subtract.at(self.cell_value, self.entry_cell[entries], np.repeat(s.mobius[terms], self.orders[terms]))
         self.changed[s.target[terms]] = True
         if self.cells_kept - self.k > 0.1 * self.cells_kept:  # now and then
             self._drop_removed_cells()
