@@ -176,7 +176,7 @@ def scale(args, settings: dict) -> None:
         result, wall = measure(method, args.scale_targets, settings)
         total, cpu, peak = total + wall, cpu + result[2], max(peak, result[3])
         print(f"{method:>13} {result[0]:>8.1f} {result[1]:>9.1f} {result[2]:>10.1f} {result[3]:>8.2f}", flush=True)
-    print(f"both: {total:.0f} s wall (process starts and surrogate builds included), {cpu:.0f} CPU s choosing, "
+    print(f"both: {total:.0f} s wall and {cpu:.0f} CPU s choosing (builds and process starts apart), "
           f"peak {peak:.2f} GB")
 
 
