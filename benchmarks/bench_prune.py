@@ -138,7 +138,8 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     settings = vars(args)
     with open("/proc/cpuinfo") as info:
-        cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), platform.machine())
+        names = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
+    cpu = names[0] if names else platform.machine()
     print(f"machine: {cpu}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; n = {N:,}, "
           f"{args.mains} mains and {args.pairs} pairs per target ({args.strong} strong), 10 classes, quotas on")
     if args.part in ("a", "all"):

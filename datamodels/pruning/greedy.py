@@ -76,7 +76,8 @@ class _Elimination:
         self.entry_cell = self.entry_cell.ravel()
         self.cell_player, self.cell_target = cells // T, cells % T
         # The last slot of cell_value is a sink for the entries of cells dropped with their player.
-        self.cell_value = np.bincount(self.entry_cell, weights=np.repeat(s.mobius, self.orders), minlength=len(cells) + 1)
+        self.cell_value = np.bincount(self.entry_cell, weights=np.repeat(s.mobius, self.orders),
+                                      minlength=len(cells) + 1)
         self.cell_gain = np.zeros(len(cells))
         self.cells_kept = n
         self._set_blocks(block_labels(s, synergy_threshold), np.random.default_rng([seed, 0x9A7E]))
@@ -132,7 +133,7 @@ class _Elimination:
         tau, value = s.scale, self.value
         base = special.ndtr(value / tau)
         stale = self.changed[self.cell_target]
-        if stale.mean() > 0.7:  # most targets moved: recomputing all cells saves the gathers
+        if stale.sum() > 0.7 * len(stale):  # most targets moved: recomputing all cells saves the gathers
             t = self.cell_target
             gain = value[t]
             gain -= self.cell_value[:-1]

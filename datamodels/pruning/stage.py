@@ -53,8 +53,9 @@ def make_keep_sets(methods, fractions, n: int, classes: np.ndarray,
         if surrogates is None or fraction not in surrogates.get(method, {}):
             raise PruningError(f"pruning method {method!r} needs its fitted surrogate for fraction {fraction}")
         if (method, size) not in greedy:
-            same = [f for f in fractions if round(f * n) >= 1 and surrogates[method].get(f) is surrogates[method][fraction]]
-            found = greedy_keep_sets(surrogates[method][fraction], [round(f * n) for f in same],
+            mine = surrogates[method][fraction]
+            same = [f for f in fractions if round(f * n) >= 1 and surrogates[method].get(f) is mine]
+            found = greedy_keep_sets(mine, [round(f * n) for f in same],
                                      classes if quotas else None, min_per_class, synergy_threshold, seed)
             greedy.update({(method, k): keep for k, keep in found.items()})
         return greedy[(method, size)]
