@@ -96,6 +96,7 @@ class _Elimination:
         self.size_of = self.block_size.tolist()
         self.alive = self.block_size > 0
         self.tiebreak = rng.permutation(self.blocks)
+        self.by_tiebreak = np.argsort(self.tiebreak)
         single = self.block_size == 1
         # Cells scored per player: those of kept players alone in their block.
         self._set_cell_blocks()
@@ -156,25 +157,16 @@ class _Elimination:
         self.changed[:] = False
         return score / T
 
-    def pick(self, score: np.ndarray, candidates: np.ndarray, size: int) -> tuple[list[int], int]:
-        """:meth:`select` on the candidates by score, best first, ties in the seeded order. Sorting
-        all of them every step costs more than scoring: the best few (all those tied with the
-        last of them included) are sorted first, and all only when the step takes fewer."""
-        key = -score[candidates]
+    def pick(self, order: "_Order", size: int) -> tuple[list[int], int]:
+        """:meth:`select` on the step's order: on its head first, on a longer one only when quotas
+        turned so many down that the step took fewer than its batch."""
         head = 8 * self.per_step + 64
-        while head < len(candidates):  # quotas may turn many down: then a head four times as long
-            # The first ``head`` of the order: all strictly above the head's last score, then the
-            # ties at that score with the smallest tie-breaks (many blocks tie, at 0, on few targets).
-            edge = np.partition(key, head - 1)[head - 1]
-            above = candidates[key < edge]
-            ties = candidates[key == edge]
-            ties = ties[np.argpartition(self.tiebreak[ties], head - 1 - len(above))[:head - len(above)]]
-            prefix = np.concatenate([above, ties])
-            chosen, k = self.select(prefix[np.lexsort((self.tiebreak[prefix], -score[prefix]))].tolist(), size)
-            if len(chosen) == self.per_step:
+        while True:
+            blocks, complete = order.first(head)
+            chosen, k = self.select(blocks, size)
+            if complete or len(chosen) == self.per_step:
                 return chosen, k
             head *= 4
-        return self.select(candidates[np.lexsort((self.tiebreak[candidates], key))].tolist(), size)
 
     def select(self, order: list[int], size: int) -> tuple[list[int], int]:
         """The blocks one step removes, best first, for a keep-set of ``size``, and the kept count after."""
@@ -229,13 +221,14 @@ class _Elimination:
         out = {size: np.arange(self.s.n) for size in sizes if size == self.k}
         pending = [size for size in sizes if size < self.k]  # descending
         while pending:
-            score = self.scores()
-            candidates = np.flatnonzero(self.alive)
+            key = -self.scores()
+            key[~self.alive] = np.inf  # the removed come last and are never taken (select stops first)
+            order = _Order(key, self.tiebreak, self.by_tiebreak, int(self.alive.sum()))
             last = pending[-1]
-            chosen, k_after = self.pick(score, candidates, last)
+            chosen, k_after = self.pick(order, last)
             for size in [p for p in pending[:-1] if p > k_after]:
                 # This step would pass below ``size``: its own last step may differ.
-                own, k_own = self.pick(score, candidates, size)
+                own, k_own = self.pick(order, size)
                 if k_own == size:
                     keep = self.kept.copy()
                     keep[np.concatenate([self.block_players[b] for b in own] + [np.zeros(0, np.int64)])] = False
@@ -244,7 +237,7 @@ class _Elimination:
                     out[size] = _Elimination(self.s, *self.args).run([size])[size]
                 pending.remove(size)
             if not chosen:
-                if (self.block_size[candidates] == 1).all():
+                if (self.block_size[self.alive] == 1).all():
                     raise PruningError(f"no player can be removed at {self.k} kept without breaking the class quotas")
                 # Only synergy blocks too large for what is left to remove: they are split.
                 labels = np.full(self.s.n, -1)
@@ -256,6 +249,38 @@ class _Elimination:
                 out[last] = np.flatnonzero(self.kept)
                 pending.pop()
         return {size: out[size] for size in sizes}
+
+
+class _Order:
+    """One step's order of the alive blocks: best score first, ties by the seeded tie-breaks.
+    Sorting all blocks every step costs more than scoring them: :meth:`first` sorts the head only."""
+
+    def __init__(self, key: np.ndarray, tiebreak: np.ndarray, by_tiebreak: np.ndarray, alive: int):
+        self.key, self.tiebreak, self.by_tiebreak, self.alive = key, tiebreak, by_tiebreak, alive
+        self.heads: dict[int, list[int]] = {}
+
+    def first(self, head: int) -> tuple[list[int], bool]:
+        """The first ``head`` alive blocks of the order (all when fewer), and whether that is all."""
+        head = min(head, self.alive)
+        if head not in self.heads:
+            key = self.key
+            if head == self.alive:
+                prefix = np.flatnonzero(np.isfinite(key))
+            else:
+                # All strictly better than the head's last score, then the ties at that score with
+                # the smallest tie-breaks. Many blocks tie at exactly 0 (no kept term touches them):
+                # the ties are taken in tie-break order without sorting them.
+                better = np.flatnonzero(key < 0)
+                if len(better) < head and len(better) + np.count_nonzero(key == 0) >= head:
+                    edge, above = 0.0, better
+                else:
+                    within = better if len(better) >= head else np.flatnonzero(np.isfinite(key))
+                    edge = np.partition(key[within], head - 1)[head - 1]
+                    above = within[key[within] < edge]
+                ties = self.by_tiebreak[key[self.by_tiebreak] == edge][:head - len(above)]
+                prefix = np.concatenate([above, ties])
+            self.heads[head] = prefix[np.lexsort((self.tiebreak[prefix], key[prefix]))].tolist()
+        return self.heads[head], head == self.alive
 
 
 def _ranges(indptr: np.ndarray, rows) -> np.ndarray:
