@@ -106,7 +106,13 @@ def measure(kind: str, T: int, args: dict, timeout: float | None = None):
     queue = context.Queue()
     process = context.Process(target=_job, args=(kind, T, args, queue))
     process.start()
-    cpu_at_start = queue.get()
+    try:
+        cpu_at_start = queue.get(timeout=3600)
+    except Exception:  # queue.Empty
+        cpu_at_start = None
+    if cpu_at_start is None:
+        process.join()
+        raise RuntimeError(f"the {kind} run at T = {T} died before choosing (exit code {process.exitcode})")
     start = time.perf_counter()
     try:
         result = queue.get(timeout=timeout)
@@ -114,6 +120,8 @@ def measure(kind: str, T: int, args: dict, timeout: float | None = None):
         result = None
     process.join(1 if result is None else None)
     wall = time.perf_counter() - start
+    if result is None and not process.is_alive():
+        raise RuntimeError(f"the {kind} run at T = {T} died while choosing (exit code {process.exitcode})")
     if process.is_alive():
         used = process_cpu_seconds(process.pid) - cpu_at_start
         process.kill()
