@@ -1,7 +1,8 @@
 """Every target's fitted Möbius polynomial over the players: what the surrogate methods optimise.
 
-:class:`Surrogate` holds the fit stage's terms of every target (one row per term, the same
-sparse form as ``fit/interactions.parquet``), the constant and the held-out residual scale of
+:class:`Surrogate` holds the fit stage's terms of every target (one row per term, as in
+``fit/interactions.parquet``, the members as one CSR matrix of terms x players: at CIFAR-10
+scale 10^7 terms, no Python object per term), the constant and the held-out residual scale of
 each target; :func:`load_surrogates` reads them from a run's fits, one per kept fraction
 (``matched``) or one for all (``sweep``); :func:`synergy_blocks` are the players a strong
 synergy keeps together.
