@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SHARDS ?= 8
 ARGS ?=
 
-.PHONY: help install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-linear bench-exhaustive prune-study prune-study-clusters prune-study-examples bench-spex bench-import bench-e2e-scale
+.PHONY: help install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-linear bench-exhaustive prune-study prune-study-clusters prune-study-examples bench-spex bench-import bench-e2e-scale bench-prune
 .DEFAULT_GOAL := help
 
 # The targets with a '## ' description, and the variables most of them take.
@@ -168,3 +168,9 @@ bench-import: install ## import of a 100,000 x 50,000 release pair: time vs one 
 # 5 fractions), curate, report and the three notebooks: each stage's wall time and peak memory.
 bench-e2e-scale: install ## release -> import -> fit -> prune -> curate -> report at n = 50,000, T = 10,000 (~30 min)
 	$(PY) benchmarks/bench_e2e_scale.py $(ARGS)
+
+# Keep-sets at CIFAR-10 scale (n = 50,000 players): the sparse greedy against today's dense one
+# (benchmarks/prune_reference.py) at T = 10 and 1,000, and T = 10,000 at 5 fractions, both
+# surrogate methods. Figures in docs/benchmarks.md.
+bench-prune: install ## pruning at n = 50,000 x T = 10,000 vs the dense greedy (about 30 min on 2 cores)
+	PYTHONPATH=. OMP_NUM_THREADS=1 $(PY) benchmarks/bench_prune.py $(ARGS)

@@ -20,8 +20,8 @@ PLANTED = {(0,): 1.0, (1,): 1.0, (0, 1): -1.0, (2,): 0.1, (3,): 0.1, (2, 3): 2.0
 def surrogate(polynomials: list[dict], n: int, constant: float = -1.5, scale: float = 1.0) -> Surrogate:
     rows = [(t, members, value) for t, poly in enumerate(polynomials) for members, value in poly.items()]
     T = len(polynomials)
-    return Surrogate(n, np.full(T, constant), np.full(T, scale), np.array([r[0] for r in rows]),
-                     [r[1] for r in rows], np.array([r[2] for r in rows]))
+    return Surrogate.from_terms(n, np.full(T, constant), np.full(T, scale), [r[0] for r in rows],
+                                [r[1] for r in rows], [r[2] for r in rows])
 
 
 def expected_accuracy(s: Surrogate, kept) -> float:
@@ -97,8 +97,8 @@ def test_surrogate_from_fit_recovers_the_constant_and_scale():
     truth.constant = np.array([0.7, -0.2])
     noise = rng.normal(0, [[0.5], [0.2]], size=(2, m))
     margins = truth.predict(masks).T + noise
-    table = pd.DataFrame({"target": truth.target, "members": [list(mb) for mb in truth.members],
-                          "mobius": truth.mobius})
+    rows = [(t, list(members), value) for t, poly in enumerate([PLANTED, {(4,): -1.0}]) for members, value in poly.items()]
+    table = pd.DataFrame(rows, columns=["target", "members", "mobius"])
     r2 = 1 - noise.var(1) / margins.var(1)
     fitted = Surrogate.from_fit(table, pd.DataFrame({"target": [0, 1], "r2": r2}), masks, margins)
     np.testing.assert_allclose(fitted.constant, [0.7, -0.2], atol=0.03)

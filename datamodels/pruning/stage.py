@@ -15,7 +15,7 @@ from ..stage_inputs import StageInputs
 from ..tables import write_frame
 from .baselines import BASELINES, Choice, stream
 from .curation import load_keep_sets
-from .greedy import greedy_keep_set
+from .greedy import greedy_keep_sets
 from .quotas import PruningError, check_fractions
 from .results import paired_differences, plot_pruning, summarize
 from .surrogate import SURROGATES, Surrogate, load_surrogates
@@ -47,6 +47,19 @@ def make_keep_sets(methods, fractions, n: int, classes: np.ndarray,
         raise PruningError(f"pruning methods {', '.join(needs)} rank players by EL2N, which trains models on the "
                            f"run's data, and this run has none linked: drop them from prune.methods")
     scores = difficulty() if needs else None
+    greedy = {}  # (method, size) -> keep-set: one elimination per surrogate gives all its fractions
+
+    def surrogate_keep_set(method: str, fraction: float, size: int) -> np.ndarray:
+        if surrogates is None or fraction not in surrogates.get(method, {}):
+            raise PruningError(f"pruning method {method!r} needs its fitted surrogate for fraction {fraction}")
+        if (method, size) not in greedy:
+            mine = surrogates[method][fraction]
+            same = [f for f in fractions if round(f * n) >= 1 and surrogates[method].get(f) is mine]
+            found = greedy_keep_sets(mine, [round(f * n) for f in same],
+                                     classes if quotas else None, min_per_class, synergy_threshold, seed)
+            greedy.update({(method, k): keep for k, keep in found.items()})
+        return greedy[(method, size)]
+
     rows = []
     jobs = [(m, f) for m in methods for f in fractions]
     for method, fraction in tqdm(jobs, desc="keep-sets", disable=not progress):
@@ -58,16 +71,25 @@ def make_keep_sets(methods, fractions, n: int, classes: np.ndarray,
         if size == n:
             picks = [np.arange(n)] * times
         elif baseline is None:
-            if surrogates is None or fraction not in surrogates.get(method, {}):
-                raise PruningError(f"pruning method {method!r} needs its fitted surrogate for fraction {fraction}")
-            picks = [greedy_keep_set(surrogates[method][fraction], size, classes if quotas else None,
-                                     min_per_class, synergy_threshold, seed)]
+            picks = [surrogate_keep_set(method, fraction, size)]
         else:
             choice = Choice(n, classes, scores, seed, min_per_class, ccs_cutoff, ccs_bins)
             picks = [baseline.choose(choice, size, stream(seed, method, draw, fraction)) for draw in range(times)]
         rows += [{"method": method, "fraction": fraction, "draw": d, "size": len(p), "players": np.sort(p).tolist()}
                  for d, p in enumerate(picks)]
     return pd.DataFrame(rows)
+
+
+def linked_sweep(run_dir, what: str):
+    """The run's sweep with its dataset, for ``what`` (something that retrains models); refused in
+    one line on a run without a linked dataset (planted, or imported with ``dataset=none``)."""
+    from ..run_data import RunData  # it reads the players' classes from this package: import it when called
+
+    run = RunData.open(run_dir).sweep_run
+    if run is None:
+        raise PruningError(f"{what} retrains models on the run's data, and {run_dir} has no dataset linked: "
+                           f"the surrogate methods and random/stratified work without one")
+    return run
 
 
 @dataclass
@@ -161,7 +183,6 @@ def run_evaluation(run_dir, settings: PruneSettings, threads: int = 1, progress:
     """Retrain every keep-set (``prune.keep_sets``, default the run's) under the full set's step
     budget with ``eval_seeds`` seeds, in ``workers`` processes: ``(summary, paired, written
     paths)``, or None when the keep-sets and settings are those of its last run."""
-    from ..sweep import SweepRun
     from .retraining import evaluate_keep_sets
 
     folder = RunFolder(run_dir)
@@ -171,7 +192,7 @@ def run_evaluation(run_dir, settings: PruneSettings, threads: int = 1, progress:
                          {"eval_seeds": settings.eval_seeds})
     if not force and inputs.unchanged(written):
         return None
-    run = SweepRun.open(run_dir)
+    run = linked_sweep(run_dir, "evaluating keep-sets")
     keep, meta, source = load_keep_sets(run.meta["fingerprint"], source)
     evaluation = evaluate_keep_sets(run, keep, settings.eval_seeds, settings.workers, progress, threads)
     write_frame(folder.evaluation, evaluation, meta | {"keep_sets": str(source)})
