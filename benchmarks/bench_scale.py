@@ -59,7 +59,7 @@ NOISE = 0.5
 METHODS = ("linear", "proxyspex")
 # The dense-tail game of --parts tail: few planted pairs among thousands of faint mains (issue 22, item 5).
 TAIL_SD = 0.01
-TAIL_GAME = dict(n_synergy=2, n_redundancy=1, n_triples=0, main_sd=0.1, strength=0.3, n_mains=500, tail_sd=TAIL_SD)
+TAIL_GAME = dict(n_synergy=3, n_redundancy=0, n_triples=0, main_sd=0.1, strength=0.3, n_mains=500, tail_sd=TAIL_SD)
 
 
 def tree_memory(root: int) -> tuple[int, int]:
