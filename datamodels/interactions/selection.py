@@ -6,8 +6,11 @@ residual ``r`` of the current model (the mains and the interactions accepted so 
 smaller, and tests each: ``z_S = <r, c_S> / (sigma ||c_S||)``. Here
 ``c_S = prod_{i in S} (x_i - mean_i)`` is the part of ``S`` that its sub-terms cannot explain
 (orthogonal to every other such feature for independent mask entries, at any alpha), and
-``sigma^2 = RSS / (m - terms - 1)``. Passing terms enter and the model is refitted: strong
-terms leave the residual first, and weaker ones are judged against less unexplained signal.
+``sigma^2 = RSS / (m - terms - 1)``, times the design effect of models that share a mask
+(:func:`design_effect`: a mask's seeds share what the mask decides and no term explains, such
+as a dense tail of faint mains outside the working set). Passing terms enter and the model is
+refitted: strong terms leave the residual first, and weaker ones are judged against less
+unexplained signal.
 
 The current model is least squares on the mains that L1 at the linear datamodel's penalty
 keeps, plus the accepted terms. Unshrunk, so that a term in the model leaves none of its signal
