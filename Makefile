@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SHARDS ?= 8
 ARGS ?=
 
-.PHONY: help install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-linear bench-exhaustive prune-study prune-study-clusters prune-study-examples bench-spex
+.PHONY: help install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-linear bench-exhaustive prune-study prune-study-clusters prune-study-examples bench-spex bench-scale-tail
 .DEFAULT_GOAL := help
 
 # The targets with a '## ' description, and the variables most of them take.
@@ -155,3 +155,8 @@ prune-study: prune-study-clusters prune-study-examples ## the pruning study (doc
 # (make bench-exhaustive trains it). Figures in docs/benchmarks.md.
 bench-spex: install ## SPEX vs ProxySPEX vs linear at equal models (about 7 min; needs bench-exhaustive's run)
 	$(PY) benchmarks/bench_spex.py --run $(EXHAUSTIVE_RUN) $(ARGS)
+
+# The calibration of ProxySPEX's interaction tests as models grow (issue 22, item 5): a dense tail
+# of faint mains on every player, 2 seeds per mask, m = 20,000 and 100,000 (docs/benchmarks.md).
+bench-scale-tail: install ## false pairs per target of ProxySPEX on a dense-tail game at 20,000 and 100,000 models (9 min at ARGS=--tail-n=20000)
+	$(PY) benchmarks/bench_scale.py --parts tail $(ARGS)

@@ -266,10 +266,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default="runs/bench-scale", help="where the planted sweeps are written")
     parser.add_argument("--side-targets", type=int, default=10, help="targets of the with/without screening runs")
-    parser.add_argument("--parts", default="grid,screening,blind",
+    parser.add_argument("--parts", default="grid,screening,blind,tail",
                         help="what to run: grid (the n x m table), screening (with and without screening), blind "
                              "(pairs screening misses); the side parts use the smallest n and m; tail (the tests' "
-                             "false pairs on a dense-tail game at each m, not by default)")
+                             "false pairs on a dense-tail game of --tail-n players at each m)")
     parser.add_argument("--tail-n", type=int, default=50000, help="players of the dense-tail game (--parts tail)")
     parser.add_argument("--tail-targets", type=int, default=4, help="targets of the dense-tail game")
     parser.add_argument("--resume", action="store_true",
