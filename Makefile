@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SHARDS ?= 8
 ARGS ?=
 
-.PHONY: help install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-linear bench-exhaustive prune-study prune-study-clusters prune-study-examples bench-spex bench-import bench-e2e-scale bench-prune
+.PHONY: help install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-linear bench-exhaustive prune-study prune-study-clusters prune-study-examples bench-spex bench-import bench-e2e-scale bench-prune bench-scale-tail
 .DEFAULT_GOAL := help
 
 # The targets with a '## ' description, and the variables most of them take.
@@ -174,3 +174,8 @@ bench-e2e-scale: install ## release -> import -> fit -> prune -> curate -> repor
 # surrogate methods. Figures in docs/benchmarks.md.
 bench-prune: install ## pruning at n = 50,000 x T = 10,000 vs the dense greedy (about 30 min on 2 cores)
 	PYTHONPATH=. OMP_NUM_THREADS=1 $(PY) benchmarks/bench_prune.py $(ARGS)
+
+# The calibration of ProxySPEX's interaction tests as models grow (issue 22, item 5): a dense tail
+# of faint mains on every player, 2 seeds per mask, m = 20,000 and 100,000 (docs/benchmarks.md).
+bench-scale-tail: install ## false pairs per target of ProxySPEX on a dense-tail game at 20,000 and 100,000 models (9 min at ARGS=--tail-n=20000)
+	$(PY) benchmarks/bench_scale.py --parts tail $(ARGS)

@@ -15,6 +15,13 @@ once per process, and sum of PSS, which shares them out), CPU seconds per target
 workers / targets), median held-out R^2 and its fraction of the noise ceiling, and the planted
 interactions recovered (exact members, right sign) and false ones per target.
 
+``--parts tail``: the calibration of ProxySPEX's interaction tests on a dense-tail game (every
+player a faint main effect ``N(0, TAIL_SD)`` on top of 3 planted pairs of strength 0.3 and mains
+``N(0, 0.1)`` on 500 players; ``--tail-n`` players, 4 targets, each ``m`` of ``--ms``):
+interactions reported that were not planted, counted per target without any magnitude cut,
+planted pairs found, the fit's CPU and wall seconds and their ratio between the largest and
+smallest ``m`` beside the ratio of models, and the peak memory of the process tree.
+
 Two side experiments at the smallest ``n``: the same targets fitted with and without screening
 (``screen_k = n``), and what screening misses: pairs whose members have no marginal effect.
 """
@@ -27,6 +34,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
+import resource  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
@@ -49,6 +57,9 @@ from datamodels.planted import planted_game, read_planted_truth, write_planted_s
 GAME = dict(n_synergy=5, n_redundancy=5, n_triples=1, main_sd=0.1, strength=1.0, n_mains=500)
 NOISE = 0.5
 METHODS = ("linear", "proxyspex")
+# The dense-tail game of --parts tail: few planted pairs among thousands of faint mains (issue 22, item 5).
+TAIL_SD = 0.01
+TAIL_GAME = dict(n_synergy=3, n_redundancy=0, n_triples=0, main_sd=0.1, strength=0.3, n_mains=500, tail_sd=TAIL_SD)
 
 
 def tree_memory(root: int) -> tuple[int, int]:
@@ -78,7 +89,8 @@ def tree_memory(root: int) -> tuple[int, int]:
 
 
 def run_measured(command: list[str]) -> dict:
-    """Run ``command``; its wall time and the peak summed RSS/PSS of its process tree."""
+    """Run ``command``; its wall and CPU time and the peak summed RSS/PSS of its process tree."""
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak = [0, 0]
@@ -95,7 +107,10 @@ def run_measured(command: list[str]) -> dict:
     sampler.join()
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{output}")
-    return {"wall_s": time.perf_counter() - start, "peak_rss_gb": peak[0] / 2**30, "peak_pss_gb": peak[1] / 2**30}
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"wall_s": time.perf_counter() - start,
+            "cpu_s": after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime,
+            "peak_rss_gb": peak[0] / 2**30, "peak_pss_gb": peak[1] / 2**30}
 
 
 def recovery(interactions: pd.DataFrame, truth: dict[int, dict]) -> tuple[float, float]:
@@ -110,11 +125,11 @@ def recovery(interactions: pd.DataFrame, truth: dict[int, dict]) -> tuple[float,
     return hits / planted_total, false / len(truth)
 
 
-def sweep_for(out: Path, n: int, m: int, targets: int) -> Path:
-    run_dir = out / f"n{n}-m{m}"
+def sweep_for(out: Path, n: int, m: int, targets: int, game: dict = GAME, label: str = "") -> Path:
+    run_dir = out / f"{label}n{n}-m{m}"
     start = time.perf_counter()
     write_planted_sweep(run_dir, n=n, T=targets, num_masks=m // 2, repeats=2, noise=NOISE, seed=0,
-                        progress=False, **GAME)
+                        progress=False, **game)
     made = time.perf_counter() - start
     start = time.perf_counter()
     build_fit_ready(run_dir, progress=False)
@@ -124,8 +139,9 @@ def sweep_for(out: Path, n: int, m: int, targets: int) -> Path:
 
 
 def fit_run(run_dir: Path, method: str, workers: int, targets: int) -> dict:
+    # force: jobs/fit.py skips a fit whose inputs are unchanged, and a rerun of the benchmark measures afresh
     figures = run_measured([sys.executable, "jobs/fit.py", f"run_dir={run_dir}", f"fit={method}",
-                            f"fit.workers={workers}", "progress=false"])
+                            f"fit.workers={workers}", "progress=false", "force=true"])
     metrics = pd.read_parquet(run_dir / "fit" / "fit_metrics.parquet")
     metrics = metrics[metrics["method"] == method]
     interactions = pd.read_parquet(run_dir / "fit" / "interactions.parquet")
@@ -213,6 +229,34 @@ def grid(args, ns: list[int], ms: list[int], out: Path) -> None:
               f"{hours / 200 * 60:.1f} min on a 100-node SLURM array of 2-core tasks")
 
 
+def tail(args, ms: list[int], out: Path) -> None:
+    """ProxySPEX on the dense-tail game at each ``m``: false pairs, pairs found, CPU and wall seconds."""
+    rows = []
+    for m in ms:
+        run_dir = sweep_for(out, args.tail_n, m, args.tail_targets, TAIL_GAME, label="tail-")
+        row = fit_run(run_dir, "proxyspex", args.workers, args.tail_targets)
+        interactions = pd.read_parquet(run_dir / "fit" / "interactions.parquet")
+        pairs = interactions[(interactions["method"] == "proxyspex") & (interactions["order"] > 1)]
+        truth = read_planted_truth(run_dir)
+        false = [abs(v) for t, k, v in zip(pairs["target"], pairs["members"], pairs["mobius"])
+                 if tuple(int(i) for i in k) not in truth[t]]
+        planted = sum(1 for t in truth for k in truth[t] if len(k) > 1)
+        rows.append({"n": args.tail_n, "m": m, "targets": args.tail_targets,
+                     "found": f"{round(row['recall'] * planted)}/{planted}", "false_per_target": row["false_per_target"],
+                     "max_false_abs": max(false, default=0.0),
+                     "cpu_s": row["cpu_s"], "wall_s": row["wall_s"], "peak_rss_gb": row["peak_rss_gb"],
+                     "peak_pss_gb": row["peak_pss_gb"], "r2": row["r2"]})
+        print("  " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in rows[-1].items()),
+              flush=True)
+    table = pd.DataFrame(rows)
+    print(f"\ndense-tail game {TAIL_GAME}, noise {NOISE}, ProxySPEX, {args.workers} workers:\n"
+          + table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    if len(rows) > 1:
+        first, last = rows[0], rows[-1]
+        print(f"m x{last['m'] / first['m']:.3g}: CPU seconds x{last['cpu_s'] / first['cpu_s']:.3g}, "
+              f"wall x{last['wall_s'] / first['wall_s']:.3g}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ns", default="5000,20000,50000", help="players, comma-separated")
@@ -222,9 +266,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default="runs/bench-scale", help="where the planted sweeps are written")
     parser.add_argument("--side-targets", type=int, default=10, help="targets of the with/without screening runs")
-    parser.add_argument("--parts", default="grid,screening,blind",
+    parser.add_argument("--parts", default="grid,screening,blind,tail",
                         help="what to run: grid (the n x m table), screening (with and without screening), blind "
-                             "(pairs screening misses); the side parts use the smallest n and m")
+                             "(pairs screening misses); the side parts use the smallest n and m; tail (the tests' "
+                             "false pairs on a dense-tail game of --tail-n players at each m)")
+    parser.add_argument("--tail-n", type=int, default=50000, help="players of the dense-tail game (--parts tail)")
+    parser.add_argument("--tail-targets", type=int, default=4, help="targets of the dense-tail game")
     parser.add_argument("--resume", action="store_true",
                         help="reuse the rows already in <out>/results.json (a grid of hours survives an interruption)")
     args = parser.parse_args()
@@ -242,6 +289,8 @@ def main() -> None:
         print(f"\nscreening cost at n={n0:,}, m={m0:,}, first {args.side_targets} targets:")
         print(pd.DataFrame(screening_cost(run_dir, n0, args.side_targets, args.workers))
               .to_string(index=False, float_format=lambda v: f"{v:.3g}"), flush=True)
+    if "tail" in parts:
+        tail(args, ms, out)
     if "blind" in parts:
         print(f"\nwhat screening misses (ProxySPEX, n={n0:,}, {m0:,} models, 3 pairs with no marginal effect):")
         print(pd.DataFrame(blind_spot(n0, m0)).to_string(index=False, float_format=lambda v: f"{v:.3g}"))

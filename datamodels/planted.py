@@ -52,6 +52,7 @@ def planted_game(
     strength: float = 1.0,
     seed: int = 0,
     n_mains: int | None = None,
+    tail_sd: float = 0.0,
 ) -> dict:
     """Möbius spectrum of a synthetic retraining game with known interactions (for tests, benches).
 
@@ -62,6 +63,12 @@ def planted_game(
     ``strength``: the sign of the mains for synergy pairs, the opposite sign for redundancy pairs
     (both kept = as good as one kept: near duplicates), and synergy for triples. The planted
     kinds are exactly what :func:`interaction_table` should report.
+
+    ``tail_sd > 0`` adds a dense faint tail: every one of the ``n`` players gets a further main
+    effect ``N(0, tail_sd)`` (drawn after everything above, so the rest of the game is the same
+    game with or without it). Real training sets have one (every example moves a margin a
+    little), and it is what tests of interactions must stay calibrated against: thousands of
+    faint mains that no working set holds, with more of them clearly non-zero as models grow.
     """
     rng = np.random.default_rng(seed)
     sizes = [2] * (n_synergy + n_redundancy) + [3] * n_triples
@@ -74,6 +81,8 @@ def planted_game(
         mains[rng.choice(n, n_mains, replace=False)] = rng.normal(0.0, main_sd, n_mains)
     else:
         raise ValueError(f"planted_game: n_mains={n_mains} must lie in 0..{n}")
+    if not tail_sd >= 0:
+        raise ValueError(f"planted_game: tail_sd={tail_sd} must be >= 0")
     players = rng.permutation(n)
     mobius = {(): float(rng.normal())}
     start = 0
@@ -84,7 +93,9 @@ def planted_game(
         mains[list(group)] = sign * strength
         redundant = n_synergy <= g < n_synergy + n_redundancy
         mobius[group] = -sign * strength if redundant else sign * strength
-    support = range(n) if n_mains is None else np.flatnonzero(mains)
+    if tail_sd > 0:
+        mains += rng.normal(0.0, tail_sd, n)
+    support = range(n) if n_mains is None or tail_sd > 0 else np.flatnonzero(mains)
     mobius.update({(int(i),): float(mains[i]) for i in support})
     return mobius
 
@@ -230,6 +241,8 @@ def write_planted_sweep(run_dir: str | os.PathLike, n: int, T: int, num_masks: i
         raise ValueError(f"write_planted_sweep: unknown game settings {sorted(set(game) - set(defaults))}; "
                          f"planted_game takes {', '.join(defaults)}")
     game = defaults | game
+    if not game["tail_sd"]:
+        del game["tail_sd"]  # sweeps written before the option existed keep their fingerprint
     params = {"n": n, "T": T, "num_masks": num_masks, "repeats": repeats, "alpha": alpha, "noise": noise,
               "seed": seed, "game": game} | ({"spex_budget": spex_budget, "spex_degree": spex_degree}
                                              if spex_budget is not None else {})
@@ -357,6 +370,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--alpha", type=float, default=0.5, help="probability that a mask keeps a player")
     parser.add_argument("--noise", type=float, default=0.5, help="seed-noise sd, as a fraction of the game's sd")
     parser.add_argument("--n-mains", type=int, default=None, help="players with a main effect per target (all)")
+    parser.add_argument("--tail-sd", type=float, default=0.0,
+                        help="sd of a faint main effect on every player, on top of the rest (0: no tail)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--classes", type=int, default=None,
                         help="give every player one of this many classes (planted/labels.npy)")
@@ -364,13 +379,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.release:
         paths = write_planted_release(args.release, args.n, args.targets, args.masks, args.alpha, args.noise,
-                                      args.seed, n_mains=args.n_mains)
+                                      args.seed, n_mains=args.n_mains, tail_sd=args.tail_sd)
         print(f"{args.release}: {', '.join(path.name for path in paths.values())} ({args.masks} models, n={args.n}, "
               f"T={args.targets})")
         return
     written = write_planted_sweep(args.run_dir, args.n, args.targets, args.masks, args.repeats, args.alpha,
                                   args.noise, args.models_per_shard, args.seed, classes=args.classes,
-                                  n_mains=args.n_mains)
+                                  n_mains=args.n_mains, tail_sd=args.tail_sd)
     num_shards = -(-args.masks * args.repeats // args.models_per_shard)
     print(f"{args.run_dir}: {len(written)} shards written, {num_shards - len(written)} already present "
           f"({args.masks * args.repeats} models, n={args.n}, T={args.targets}); "

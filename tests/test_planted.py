@@ -113,3 +113,27 @@ def test_the_command_line_writes_a_sweep_and_says_so(tmp_path):
                           "--models-per-shard", "40"], capture_output=True, text=True, check=True).stdout
     assert "3 shards written, 0 already present (100 models, n=30, T=3)" in out
     assert load_sweep(tmp_path / "run" / "shards").margins.shape == (100, 3)
+
+
+def test_tail_sd_gives_every_player_a_faint_main_on_top_of_the_same_game(tmp_path):
+    plain = planted_game(400, seed=3, n_mains=20)
+    tailed = planted_game(400, seed=3, n_mains=20, tail_sd=0.01)
+    assert len([k for k in tailed if len(k) == 1]) == 400
+    assert {k: v for k, v in tailed.items() if len(k) != 1} == {k: v for k, v in plain.items() if len(k) != 1}
+    tail = np.array([tailed[(i,)] - plain.get((i,), 0.0) for i in range(400)])
+    assert 0.008 < tail.std() < 0.012 and np.all(tail != 0)
+    with pytest.raises(ValueError, match="tail_sd=-1"):
+        planted_game(40, tail_sd=-1)
+    # The sweep and the command line take it, and a tail makes another sweep.
+    planted(tmp_path / "a", noise=0.0, tail_sd=0.01)
+    sweep, truth, signal, residual = residuals(tmp_path / "a")
+    assert all(len([k for k in truth[t] if len(k) == 1]) == N for t in range(T))
+    np.testing.assert_allclose(residual, 0.0, atol=1e-5)
+    planted(tmp_path / "b")
+    with pytest.raises(StoreError, match="fingerprint="):
+        planted(tmp_path / "b", tail_sd=0.01)
+    out = subprocess.run([sys.executable, "-m", "datamodels.planted", "--run-dir", str(tmp_path / "c"), "--n", "30",
+                          "--targets", "2", "--masks", "20", "--n-mains", "5", "--tail-sd", "0.02"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "20 models, n=30, T=2" in out
+    assert len([k for k in read_planted_truth(tmp_path / "c")[1] if len(k) == 1]) == 30

@@ -6,8 +6,11 @@ residual ``r`` of the current model (the mains and the interactions accepted so 
 smaller, and tests each: ``z_S = <r, c_S> / (sigma ||c_S||)``. Here
 ``c_S = prod_{i in S} (x_i - mean_i)`` is the part of ``S`` that its sub-terms cannot explain
 (orthogonal to every other such feature for independent mask entries, at any alpha), and
-``sigma^2 = RSS / (m - terms - 1)``. Passing terms enter and the model is refitted: strong
-terms leave the residual first, and weaker ones are judged against less unexplained signal.
+``sigma^2 = RSS / (m - terms - 1)``, times the design effect of models that share a mask
+(:func:`design_effect`: a mask's seeds share what the mask decides and no term explains, such
+as a dense tail of faint mains outside the working set). Passing terms enter and the model is
+refitted: strong terms leave the residual first, and weaker ones are judged against less
+unexplained signal.
 
 The current model is least squares on the mains that L1 at the linear datamodel's penalty
 keeps, plus the accepted terms. Unshrunk, so that a term in the model leaves none of its signal
@@ -151,6 +154,7 @@ class Selection:
         self.columns = np.empty(0, dtype=np.int64)  # of the accepted terms, in gram
         self.z: list[float] = []
         self.tested, self.tried, self.by_merge, self.tree_rounds = set(), set(), {}, 0
+        self.groups, self.distinct = mask_groups(X)
         # Heredity: mains clearly non-zero (debiased like the terms, familywise over n) name a
         # small family of interactions among their players.
         m, n = X.shape
@@ -168,7 +172,8 @@ class Selection:
         coef = self.gram.fit(support, self.linear[0])[0] if len(columns) else self.linear[1]
         active = np.concatenate([self.mains[coef[:len(self.mains)] != 0], columns])
         resid = self.gram.residual(active, *self.gram.ols(active))
-        sigma = np.sqrt(resid @ resid / (len(resid) - len(active) - 1))
+        rss = resid @ resid
+        sigma = np.sqrt(rss / (len(resid) - len(active) - 1) * design_effect(resid, self.groups, rss))
         return resid, max(sigma, _RESOLUTION * self.spread)
 
     def critical(self, keys: np.ndarray) -> np.ndarray:
@@ -282,8 +287,9 @@ class Selection:
         m, n = self.X.shape
         # The family's pair features are near orthogonal only while they are few against the
         # models: with n - 1 >= m they span every residual, and the sum would pass for noise
-        # (n = 1,000 players, 500 models: 13 false pairs of one hub before this bound).
-        if not len(hubs) or self.max_order < 2 or n - 1 > m * _FAMILY_SHARE:
+        # (n = 1,000 players, 500 models: 13 false pairs of one hub before this bound). Models
+        # that repeat a mask add no direction, so the bound counts distinct masks.
+        if not len(hubs) or self.max_order < 2 or n - 1 > self.distinct * _FAMILY_SHARE:
             return False
         weights = self.main_z[hubs] ** 2 / (self.main_z[hubs] ** 2).sum()
         order = np.argsort(-weights, kind="stable")[:MAX_HUBS]
@@ -314,6 +320,36 @@ class Selection:
             term = self.accepted[i:i + 1]
             keep[i] = self.centred.scores(term, resid)[0] / sigma > self.critical(term)[0]
         return keep
+
+
+def mask_groups(X: np.ndarray) -> tuple[np.ndarray | None, int]:
+    """Models that share a row of ``X`` (repeats of a mask, seeds of one training set): a group
+    id per model and the number of distinct rows; ``None`` for the ids when every row differs."""
+    packed = np.packbits(X, axis=1)
+    rows = np.ascontiguousarray(packed).view(np.dtype((np.void, max(packed.shape[1], 1)))).ravel()
+    _, groups = np.unique(rows, return_inverse=True)
+    distinct = int(groups.max()) + 1 if len(groups) else 0
+    return (None if distinct == len(groups) else groups.ravel()), distinct
+
+
+def design_effect(resid: np.ndarray, groups: np.ndarray | None, rss: float) -> float:
+    """How much models that share a mask inflate the variance of ``<r, c>`` over ``sigma^2 ||c||^2``.
+
+    Every feature ``c`` is a function of the mask, so it is constant within a group of models
+    that share one, and ``Var <r, c> = sum_g c_g^2 E[R_g^2]`` with ``R_g`` the group's summed
+    residual (a cluster-robust variance, Liang & Zeger, Biometrika 1986). For independent
+    residuals ``E[R_g^2] = |g| sigma^2`` and nothing changes; but what no model term explains
+    and the mask decides, above all a dense tail of faint main effects outside the working set,
+    is shared by a mask's repeats: with two seeds per mask and such a tail the variance nearly
+    doubles, and tests that ignored it passed dozens of null pairs per target. With ``c^2``
+    unrelated to ``R_g^2`` (independent mask entries) one factor serves every feature:
+    ``sum_g R_g^2 / RSS``, never below 1 (a model that fits the group means exactly must not
+    make the tests bolder).
+    """
+    if groups is None or rss <= 0:
+        return 1.0
+    sums = np.bincount(groups, weights=resid)
+    return max(1.0, float(sums @ sums) / rss)
 
 
 def z_bonferroni(level: float, tests: int) -> float:
