@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import inspect
+import itertools
 import json
 import math
 import os
@@ -52,6 +53,7 @@ def planted_game(
     strength: float = 1.0,
     seed: int = 0,
     n_mains: int | None = None,
+    duplicates: tuple = (),
 ) -> dict:
     """Möbius spectrum of a synthetic retraining game with known interactions (for tests, benches).
 
@@ -62,6 +64,14 @@ def planted_game(
     ``strength``: the sign of the mains for synergy pairs, the opposite sign for redundancy pairs
     (both kept = as good as one kept: near duplicates), and synergy for triples. The planted
     kinds are exactly what :func:`interaction_table` should report.
+
+    ``duplicates`` (groups of player indices, e.g. ``[[0, 1], [2, 3, 4]]``) plants the same groups
+    in every target, as duplicated training images would be: the group's value is ``+-strength``
+    (sign drawn per target) when *any* member is kept, so one member teaches all the others do.
+    Its Möbius spectrum is ``m(S) = sign * strength * (-1)^(|S| + 1)`` for every non-empty
+    ``S`` in the group: mains of one sign, pairs of the other (redundancy), triples of the
+    first. The per-target planted groups avoid these players. The ground truth of
+    :mod:`datamodels.duplicates`' ranking.
     """
     rng = np.random.default_rng(seed)
     sizes = [2] * (n_synergy + n_redundancy) + [3] * n_triples
@@ -74,7 +84,15 @@ def planted_game(
         mains[rng.choice(n, n_mains, replace=False)] = rng.normal(0.0, main_sd, n_mains)
     else:
         raise ValueError(f"planted_game: n_mains={n_mains} must lie in 0..{n}")
+    shared = [tuple(sorted(int(i) for i in group)) for group in duplicates]
+    taken = [i for group in shared for i in group]
+    if any(len(group) < 2 for group in shared) or len(set(taken)) != len(taken) or not all(0 <= i < n for i in taken):
+        raise ValueError(f"planted_game: duplicates={duplicates} must be disjoint groups of at least 2 players in 0..{n - 1}")
+    if sum(sizes) + len(taken) > n:
+        raise ValueError(f"planted_game: {sum(sizes)} planted members and {len(taken)} duplicates do not fit in n={n} players")
+    # the same draws as without duplicates (the games of earlier sweeps are unchanged), minus their players
     players = rng.permutation(n)
+    players = players[~np.isin(players, taken)]
     mobius = {(): float(rng.normal())}
     start = 0
     for g, size in enumerate(sizes):
@@ -84,6 +102,12 @@ def planted_game(
         mains[list(group)] = sign * strength
         redundant = n_synergy <= g < n_synergy + n_redundancy
         mobius[group] = -sign * strength if redundant else sign * strength
+    for group in shared:
+        sign = rng.choice([-1.0, 1.0])
+        mains[list(group)] = sign * strength
+        for size in range(2, len(group) + 1):
+            for subset in itertools.combinations(group, size):
+                mobius[subset] = sign * strength * (-1) ** (size + 1)
     support = range(n) if n_mains is None else np.flatnonzero(mains)
     mobius.update({(int(i),): float(mains[i]) for i in support})
     return mobius
@@ -229,7 +253,7 @@ def write_planted_sweep(run_dir: str | os.PathLike, n: int, T: int, num_masks: i
     if set(game) - set(defaults):
         raise ValueError(f"write_planted_sweep: unknown game settings {sorted(set(game) - set(defaults))}; "
                          f"planted_game takes {', '.join(defaults)}")
-    game = defaults | game
+    game = _settings(defaults | game)
     params = {"n": n, "T": T, "num_masks": num_masks, "repeats": repeats, "alpha": alpha, "noise": noise,
               "seed": seed, "game": game} | ({"spex_budget": spex_budget, "spex_degree": spex_degree}
                                              if spex_budget is not None else {})
@@ -261,6 +285,13 @@ def write_planted_sweep(run_dir: str | os.PathLike, n: int, T: int, num_masks: i
                    for i, model_seed, mask, margin in zip(models, seeds, masks, margins)]
         written.append(write_shard(path, records, meta | {"shard": shard}))
     return written
+
+
+def _settings(game: dict) -> dict:
+    """A sweep's game settings as its identity records them: ``duplicates`` as lists, and left out
+    when there are none, so that the sweeps written before it existed keep their fingerprint."""
+    duplicates = [sorted(int(i) for i in group) for group in game.get("duplicates", ())]
+    return {k: v for k, v in game.items() if k != "duplicates"} | ({"duplicates": duplicates} if duplicates else {})
 
 
 def _spectra(n: int, T: int, alpha: float, noise: float, seed: int, game: dict):
@@ -305,7 +336,7 @@ def write_planted_release(folder: str | os.PathLike, n: int, T: int, num_models:
     folder.mkdir(parents=True, exist_ok=True)
     defaults = {name: p.default for name, p in inspect.signature(planted_game).parameters.items()
                 if name not in ("n", "seed")}
-    game = defaults | game
+    game = _settings(defaults | game)
     design = MaskDesign("bernoulli", n, alpha, seed)
     spectra, noise_sd = _spectra(n, T, alpha, noise, seed, game)
     masks_path, margins_path = release_files(folder, alpha)
@@ -357,20 +388,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--alpha", type=float, default=0.5, help="probability that a mask keeps a player")
     parser.add_argument("--noise", type=float, default=0.5, help="seed-noise sd, as a fraction of the game's sd")
     parser.add_argument("--n-mains", type=int, default=None, help="players with a main effect per target (all)")
+    parser.add_argument("--duplicates", default="",
+                        help="groups of duplicate players planted in every target, e.g. '0,1;2,3,4' (planted_game)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--classes", type=int, default=None,
                         help="give every player one of this many classes (planted/labels.npy)")
     parser.add_argument("--models-per-shard", type=int, default=1000)
     args = parser.parse_args(argv)
+    duplicates = [[int(i) for i in group.split(",")] for group in args.duplicates.split(";") if group.strip()]
     if args.release:
         paths = write_planted_release(args.release, args.n, args.targets, args.masks, args.alpha, args.noise,
-                                      args.seed, n_mains=args.n_mains)
+                                      args.seed, n_mains=args.n_mains, duplicates=duplicates)
         print(f"{args.release}: {', '.join(path.name for path in paths.values())} ({args.masks} models, n={args.n}, "
               f"T={args.targets})")
         return
     written = write_planted_sweep(args.run_dir, args.n, args.targets, args.masks, args.repeats, args.alpha,
                                   args.noise, args.models_per_shard, args.seed, classes=args.classes,
-                                  n_mains=args.n_mains)
+                                  n_mains=args.n_mains, duplicates=duplicates)
     num_shards = -(-args.masks * args.repeats // args.models_per_shard)
     print(f"{args.run_dir}: {len(written)} shards written, {num_shards - len(written)} already present "
           f"({args.masks * args.repeats} models, n={args.n}, T={args.targets}); "
