@@ -32,13 +32,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
-from .analysis import RunView, residual_sd
+from .analysis import RunView, _show, residual_sd
 from .errors import UserError
 from .run_folder import RunFolder
 from .tables import read_frame, write_frame
@@ -120,3 +121,33 @@ def read_candidates(run_dir: str | os.PathLike) -> pd.DataFrame:
     frame, _ = read_frame(RunFolder(run_dir).duplicate_candidates, STAGE)
     return frame.assign(members=[[int(p) for p in m] for m in frame["members"]],
                         best_pair=[[int(p) for p in m] for m in frame["best_pair"]])
+
+
+def named_candidates(view: RunView, k: int = 10) -> pd.DataFrame:
+    """The ``k`` best groups, their members named (``player 12 (3)``: index and class, where known)."""
+    top = read_candidates(view.run_dir).head(k)
+    return pd.DataFrame({"rank": np.arange(1, len(top) + 1),
+                         "players": [" + ".join(view.player_name(p) for p in m) for m in top["members"]],
+                         "score": top["score"], "targets": top["targets"], "size": top["size"]})
+
+
+def plot_candidates(view: RunView, k: int = 6, max_members: int = 8):
+    """The ``k`` best groups, one row each: the first image of each member (up to ``max_members``),
+    side by side, titled with the player and its class. Needs the run's images."""
+    view._need_images("the images of the candidate duplicates")
+    top = read_candidates(view.run_dir).head(k)
+    cols = max(2, min(max_members, int(top["size"].max()) if len(top) else 2))
+    fig, axes = plt.subplots(max(len(top), 1), cols, figsize=(1.1 * cols, 1.3 * max(len(top), 1) + 0.3),
+                             squeeze=False)
+    images, classes = view.sweep_run.data.images("train"), view.class_names
+    for row, (members, score) in enumerate(zip(top["members"], top["score"])):
+        for col, player in enumerate(members[:cols]):
+            label = view.player_labels[player]
+            _show(axes[row, col], images[view.first_example[player]], f"#{player} {classes[label]}")
+        axes[row, 0].set_ylabel(f"{row + 1}: {score:.1f}", fontsize=8)
+    for ax in axes.flat:
+        if not ax.images:
+            ax.axis("off")
+    fig.suptitle("candidate duplicate groups, best first (row label: rank and score)", fontsize=9)
+    fig.tight_layout()
+    return fig
