@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SHARDS ?= 8
 ARGS ?=
 
-.PHONY: help install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-linear bench-exhaustive prune-study prune-study-clusters prune-study-examples bench-spex bench-import bench-e2e-scale
+.PHONY: help install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-linear bench-exhaustive prune-study prune-study-clusters prune-study-examples bench-spex bench-import bench-e2e-scale duplicates-study
 .DEFAULT_GOAL := help
 
 # The targets with a '## ' description, and the variables most of them take.
@@ -168,3 +168,17 @@ bench-import: install ## import of a 100,000 x 50,000 release pair: time vs one 
 # 5 fractions), curate, report and the three notebooks: each stage's wall time and peak memory.
 bench-e2e-scale: install ## release -> import -> fit -> prune -> curate -> report at n = 50,000, T = 10,000 (~30 min)
 	$(PY) benchmarks/bench_e2e_scale.py $(ARGS)
+
+# The duplicates experiment (issue 19, items 1, 2 and 4; docs/duplicates.md): the demo's 100
+# cluster players of which 10 get a twin (conf/experiment/duplicates.yaml), 1,000 models; the
+# fits, the ranked candidate groups (runs/duplicates/duplicates/candidates.parquet), the report,
+# and the detection of the known twins (runs/duplicates/twins.csv) against two baselines.
+DUPS := experiment=duplicates
+duplicates-study: install ## twin players on the digits: sweep, fits, duplicate ranking, report, detection (~20 min)
+	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,8)' hydra/launcher=joblib $(DUPS) $(ARGS)
+	$(PY) jobs/collect.py $(DUPS) $(ARGS)
+	$(PY) jobs/fit.py fit=proxyspex $(DUPS) $(ARGS)
+	$(PY) jobs/fit.py fit=linear $(DUPS) $(ARGS)
+	$(PY) jobs/duplicates.py $(DUPS) $(ARGS)
+	$(PY) jobs/report.py $(DUPS) $(ARGS)
+	$(PY) benchmarks/duplicates_detection.py --run runs/duplicates
