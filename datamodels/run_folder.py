@@ -14,7 +14,7 @@ One sweep, and everything derived from it, lives in one folder (``run_dir``)::
     report/index.html            (datamodels.report), beside it faithfulness.csv and figure-NN.png
     curated/<method>-<fraction>/ keep_set.parquet, card.json[, dataset.npz]
     duplicates/candidates.parquet  candidate duplicate groups, ranked (datamodels.duplicates)
-    twins.csv                    the known twin players of a duplicates experiment (datamodels.data)
+    twins.csv                    the known twin players of a duplicates experiment (datamodels.twins)
     data/<dataset>-<fingerprint>-train.beton   the FFCV loader's copy of the training split
     planted/truth.parquet        the spectra a planted sweep was drawn from (datamodels.planted)
     imported/source.json, rows.npy[, labels.npy]   what an imported run was read from (datamodels.importing)

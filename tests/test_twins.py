@@ -69,6 +69,25 @@ def test_the_run_records_its_twins(tmp_path):
     assert (SweepRun.open(tmp_path).twins.equals(recorded))  # re-created from the run's config
 
 
+def test_candidate_figure_shows_the_twins_side_by_side(tmp_path):
+    from datamodels.analysis import RunView
+    from datamodels.duplicates import STAGE, candidate_groups, named_candidates, plot_candidates
+    from datamodels.tables import write_frame
+
+    run = experiment(tmp_path, "sweep.num_models=2", "sweep.models_per_shard=2", "train.epochs=1")
+    run.run_shard(0, progress=False)
+    twins = run.twins.assign(score=[10.0 - i for i in range(len(run.twins))], targets=3)
+    write_frame(run.folder.duplicate_candidates, candidate_groups(twins, run.n), {"stage": STAGE})
+    view = RunView.open(tmp_path)
+    fig = plot_candidates(view, k=3)
+    rows = [[ax for ax in fig.axes if ax.images and ax.get_subplotspec().rowspan.start == r] for r in range(3)]
+    for row, (a, b) in zip(rows, zip(run.twins["player_a"], run.twins["player_b"])):
+        shown = [ax.images[0].get_array() for ax in row]
+        first = [view.sweep_run.data.images("train")[view.first_example[p]].squeeze() for p in (a, b)]
+        assert len(shown) == 2 and all(np.array_equal(s, f) for s, f in zip(shown, first))
+    assert named_candidates(view, 2)["players"].str.contains(r"player \d+ \(\d").all()
+
+
 def test_bad_twin_settings_are_refused(tmp_path):
     with pytest.raises(UserError, match=r"players.twins.count=500 must be an integer in 1..100"):
         experiment(tmp_path, "players.twins.count=500")
