@@ -88,7 +88,7 @@ def main() -> None:
                  "precision": found / max(len(inside), 1), "recall": found / D, "average precision": np.nan})
     print(f"{args.run}: n = {view.n} players, T = {view.T} targets, {len(view.models.model_index)} models, "
           f"D = {D} twin pairs among {len(index):,} pairs")
-    print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".3f"))
+    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
 if __name__ == "__main__":

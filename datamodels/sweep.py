@@ -94,8 +94,9 @@ class SweepRun:
         # known near-duplicates for the duplicates experiment (datamodels.twins): after the players are formed
         self.twins = None
         if twins:
-            if not isinstance(twins, dict) or set(twins) - {"count", "seed", "noise"}:
-                raise UserError(f"players.twins={twins!r} must be a mapping of count, seed, noise (datamodels.twins)")
+            if not isinstance(twins, dict) or set(twins) - {"count", "seed", "noise", "shift"}:
+                raise UserError(f"players.twins={twins!r} must be a mapping of count, seed, noise, shift "
+                                f"(datamodels.twins)")
             self.data, self.groups, self.twins = add_twins(self.data, self.groups, **twins)
         self.n = int(self.groups.max()) + 1
         sweep = config["sweep"]

@@ -11,7 +11,8 @@ pairs (original, twin) are near-duplicates; the run records them in ``RunFolder.
 The perturbation, per copied image (so no twin is a byte-identical copy, as ciFAIR's near
 duplicates of CIFAR are not): a shift by one pixel in one of the four directions, drawn
 uniformly, the uncovered edge filled with 0 (the digits' background), then Gaussian noise of sd
-``noise`` (on the 0..255 scale), rounded and clipped to uint8. The copies are appended to the
+``noise`` (on the 0..255 scale), rounded and clipped to uint8 (``shift: false``: the noise
+only, for near-exact copies; on 8x8 digits a one-pixel shift moves 1/8 of the image). The copies are appended to the
 dataset's images (after every original, so the target and holdout splits keep their indices)
 and to the train split, so the dataset's fingerprint covers them.
 """
@@ -39,17 +40,19 @@ def shift_image(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
     return out
 
 
-def perturb(images: np.ndarray, rng: np.random.Generator, noise: float) -> tuple[np.ndarray, np.ndarray]:
+def perturb(images: np.ndarray, rng: np.random.Generator, noise: float,
+            shift: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The copies of uint8 ``images`` ``[k, H, W, C]`` (module docstring), and each one's shift
-    (an index into :data:`SHIFTS`)."""
+    (an index into :data:`SHIFTS`; drawn, and not applied, when ``shift`` is false)."""
     shifts = rng.integers(0, len(SHIFTS), len(images))
-    moved = np.stack([shift_image(image, *SHIFTS[s]) for image, s in zip(images, shifts)]).astype(np.float64)
+    moved = np.stack([shift_image(image, *SHIFTS[s]) if shift else image
+                      for image, s in zip(images, shifts)]).astype(np.float64)
     noisy = moved + rng.normal(0.0, noise, moved.shape)
     return np.clip(np.round(noisy), 0, 255).astype(np.uint8), shifts
 
 
-def add_twins(data: PreparedData, groups: np.ndarray, count: int, seed: int = 0,
-              noise: float = 8.0) -> tuple[PreparedData, np.ndarray, pd.DataFrame]:
+def add_twins(data: PreparedData, groups: np.ndarray, count: int, seed: int = 0, noise: float = 8.0,
+              shift: bool = True) -> tuple[PreparedData, np.ndarray, pd.DataFrame]:
     """``data`` and ``groups`` (each training example's player) with ``count`` twin players added,
     and the pairs (``player_a`` original, ``player_b`` its twin, by increasing original)."""
     n = int(groups.max()) + 1
@@ -63,7 +66,7 @@ def add_twins(data: PreparedData, groups: np.ndarray, count: int, seed: int = 0,
     copies, copy_groups, sources = [], [], []
     for j, player in enumerate(originals):
         members = np.flatnonzero(groups == player)  # positions in the train split
-        images, _ = perturb(data.images("train")[members], rng, noise)
+        images, _ = perturb(data.images("train")[members], rng, noise, shift)
         copies.append(images)
         copy_groups.append(np.full(len(members), n + j, dtype=np.int64))
         sources.append(train[members])

@@ -54,6 +54,10 @@ def test_twins_are_seeded_and_exact_without_noise(tmp_path):
     assert a.data.fingerprint == b.data.fingerprint and a.twins.equals(b.twins)
     other = experiment(tmp_path, "players.twins.seed=1")
     assert not other.twins.equals(a.twins)
+    unshifted = experiment(tmp_path, "players.twins.noise=0", "players.twins.shift=false")
+    images = unshifted.data.images("train")
+    for a_, b_ in zip(unshifted.twins["player_a"], unshifted.twins["player_b"]):
+        assert np.array_equal(images[unshifted.groups == a_], images[unshifted.groups == b_])
     exact = experiment(tmp_path, "players.twins.noise=0")
     images = exact.data.images("train")
     for a_, b_ in zip(exact.twins["player_a"], exact.twins["player_b"]):
@@ -91,7 +95,7 @@ def test_candidate_figure_shows_the_twins_side_by_side(tmp_path):
 def test_bad_twin_settings_are_refused(tmp_path):
     with pytest.raises(UserError, match=r"players.twins.count=500 must be an integer in 1..100"):
         experiment(tmp_path, "players.twins.count=500")
-    with pytest.raises(UserError, match="must be a mapping of count, seed, noise"):
-        experiment(tmp_path, "+players.twins.shift=2")
+    with pytest.raises(UserError, match="must be a mapping of count, seed, noise, shift"):
+        experiment(tmp_path, "+players.twins.flip=2")
     with pytest.raises(UserError, match="players.twins.noise=-1.0 must be"):
         experiment(tmp_path, "players.twins.noise=-1.0")
