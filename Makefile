@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SHARDS ?= 8
 ARGS ?=
 
-.PHONY: help install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-linear bench-exhaustive prune-study prune-study-clusters prune-study-examples bench-spex bench-import bench-e2e-scale bench-prune bench-scale-tail
+.PHONY: help install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-linear bench-exhaustive prune-study prune-study-clusters prune-study-examples bench-spex bench-import bench-e2e-scale bench-prune bench-scale-tail duplicates-study
 .DEFAULT_GOAL := help
 
 # The targets with a '## ' description, and the variables most of them take.
@@ -179,3 +179,17 @@ bench-prune: install ## pruning at n = 50,000 x T = 10,000 vs the dense greedy (
 # of faint mains on every player, 2 seeds per mask, m = 20,000 and 100,000 (docs/benchmarks.md).
 bench-scale-tail: install ## false pairs per target of ProxySPEX on a dense-tail game at 20,000 and 100,000 models (9 min at ARGS=--tail-n=20000)
 	$(PY) benchmarks/bench_scale.py --parts tail $(ARGS)
+
+# The duplicates experiment (issue 19, items 1, 2 and 4; docs/duplicates.md): the demo's 100
+# cluster players of which 10 get a twin (conf/experiment/duplicates.yaml), 1,000 models; the
+# fits, the ranked candidate groups (runs/duplicates/duplicates/candidates.parquet), the report,
+# and the detection of the known twins (runs/duplicates/twins.csv) against two baselines.
+DUPS := experiment=duplicates
+duplicates-study: install ## twin players on the digits: sweep, fits, duplicate ranking, report, detection (~20 min)
+	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,8)' hydra/launcher=joblib $(DUPS) $(ARGS)
+	$(PY) jobs/collect.py $(DUPS) $(ARGS)
+	$(PY) jobs/fit.py fit=proxyspex $(DUPS) $(ARGS)
+	$(PY) jobs/fit.py fit=linear $(DUPS) $(ARGS)
+	$(PY) jobs/duplicates.py $(DUPS) $(ARGS)
+	$(PY) jobs/report.py $(DUPS) $(ARGS)
+	$(PY) benchmarks/duplicates_detection.py --run runs/duplicates

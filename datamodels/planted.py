@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import inspect
+import itertools
 import json
 import math
 import os
@@ -53,6 +54,7 @@ def planted_game(
     seed: int = 0,
     n_mains: int | None = None,
     tail_sd: float = 0.0,
+    duplicates: tuple = (),
 ) -> dict:
     """Möbius spectrum of a synthetic retraining game with known interactions (for tests, benches).
 
@@ -69,6 +71,14 @@ def planted_game(
     game with or without it). Real training sets have one (every example moves a margin a
     little), and it is what tests of interactions must stay calibrated against: thousands of
     faint mains that no working set holds, with more of them clearly non-zero as models grow.
+
+    ``duplicates`` (groups of player indices, e.g. ``[[0, 1], [2, 3, 4]]``) plants the same groups
+    in every target, as duplicated training images would be: the group's value is ``+-strength``
+    (sign drawn per target) when *any* member is kept, so one member teaches all the others do.
+    Its Möbius spectrum is ``m(S) = sign * strength * (-1)^(|S| + 1)`` for every non-empty
+    ``S`` in the group: mains of one sign, pairs of the other (redundancy), triples of the
+    first. The per-target planted groups avoid these players. The ground truth of
+    :mod:`datamodels.duplicates`' ranking.
     """
     rng = np.random.default_rng(seed)
     sizes = [2] * (n_synergy + n_redundancy) + [3] * n_triples
@@ -83,7 +93,15 @@ def planted_game(
         raise ValueError(f"planted_game: n_mains={n_mains} must lie in 0..{n}")
     if not tail_sd >= 0:
         raise ValueError(f"planted_game: tail_sd={tail_sd} must be >= 0")
+    shared = [tuple(sorted(int(i) for i in group)) for group in duplicates]
+    taken = [i for group in shared for i in group]
+    if any(len(group) < 2 for group in shared) or len(set(taken)) != len(taken) or not all(0 <= i < n for i in taken):
+        raise ValueError(f"planted_game: duplicates={duplicates} must be disjoint groups of at least 2 players in 0..{n - 1}")
+    if sum(sizes) + len(taken) > n:
+        raise ValueError(f"planted_game: {sum(sizes)} planted members and {len(taken)} duplicates do not fit in n={n} players")
+    # the same draws as without duplicates (the games of earlier sweeps are unchanged), minus their players
     players = rng.permutation(n)
+    players = players[~np.isin(players, taken)]
     mobius = {(): float(rng.normal())}
     start = 0
     for g, size in enumerate(sizes):
@@ -93,6 +111,12 @@ def planted_game(
         mains[list(group)] = sign * strength
         redundant = n_synergy <= g < n_synergy + n_redundancy
         mobius[group] = -sign * strength if redundant else sign * strength
+    for group in shared:
+        sign = rng.choice([-1.0, 1.0])
+        mains[list(group)] = sign * strength
+        for size in range(2, len(group) + 1):
+            for subset in itertools.combinations(group, size):
+                mobius[subset] = sign * strength * (-1) ** (size + 1)
     if tail_sd > 0:
         mains += rng.normal(0.0, tail_sd, n)
     support = range(n) if n_mains is None or tail_sd > 0 else np.flatnonzero(mains)
@@ -240,9 +264,7 @@ def write_planted_sweep(run_dir: str | os.PathLike, n: int, T: int, num_masks: i
     if set(game) - set(defaults):
         raise ValueError(f"write_planted_sweep: unknown game settings {sorted(set(game) - set(defaults))}; "
                          f"planted_game takes {', '.join(defaults)}")
-    game = defaults | game
-    if not game["tail_sd"]:
-        del game["tail_sd"]  # sweeps written before the option existed keep their fingerprint
+    game = _settings(defaults | game)
     params = {"n": n, "T": T, "num_masks": num_masks, "repeats": repeats, "alpha": alpha, "noise": noise,
               "seed": seed, "game": game} | ({"spex_budget": spex_budget, "spex_degree": spex_degree}
                                              if spex_budget is not None else {})
@@ -274,6 +296,15 @@ def write_planted_sweep(run_dir: str | os.PathLike, n: int, T: int, num_masks: i
                    for i, model_seed, mask, margin in zip(models, seeds, masks, margins)]
         written.append(write_shard(path, records, meta | {"shard": shard}))
     return written
+
+
+def _settings(game: dict) -> dict:
+    """A sweep's game settings as its identity records them: ``duplicates`` as lists, and
+    ``duplicates`` and ``tail_sd`` left out when unused, so that the sweeps written before they
+    existed keep their fingerprint."""
+    duplicates = [sorted(int(i) for i in group) for group in game.get("duplicates", ())]
+    kept = {k: v for k, v in game.items() if k != "duplicates" and not (k == "tail_sd" and not v)}
+    return kept | ({"duplicates": duplicates} if duplicates else {})
 
 
 def _spectra(n: int, T: int, alpha: float, noise: float, seed: int, game: dict):
@@ -318,7 +349,7 @@ def write_planted_release(folder: str | os.PathLike, n: int, T: int, num_models:
     folder.mkdir(parents=True, exist_ok=True)
     defaults = {name: p.default for name, p in inspect.signature(planted_game).parameters.items()
                 if name not in ("n", "seed")}
-    game = defaults | game
+    game = _settings(defaults | game)
     design = MaskDesign("bernoulli", n, alpha, seed)
     spectra, noise_sd = _spectra(n, T, alpha, noise, seed, game)
     masks_path, margins_path = release_files(folder, alpha)
@@ -372,20 +403,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-mains", type=int, default=None, help="players with a main effect per target (all)")
     parser.add_argument("--tail-sd", type=float, default=0.0,
                         help="sd of a faint main effect on every player, on top of the rest (0: no tail)")
+    parser.add_argument("--duplicates", default="",
+                        help="groups of duplicate players planted in every target, e.g. '0,1;2,3,4' (planted_game)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--classes", type=int, default=None,
                         help="give every player one of this many classes (planted/labels.npy)")
     parser.add_argument("--models-per-shard", type=int, default=1000)
     args = parser.parse_args(argv)
+    duplicates = [[int(i) for i in group.split(",")] for group in args.duplicates.split(";") if group.strip()]
     if args.release:
         paths = write_planted_release(args.release, args.n, args.targets, args.masks, args.alpha, args.noise,
-                                      args.seed, n_mains=args.n_mains, tail_sd=args.tail_sd)
+                                      args.seed, n_mains=args.n_mains, tail_sd=args.tail_sd, duplicates=duplicates)
         print(f"{args.release}: {', '.join(path.name for path in paths.values())} ({args.masks} models, n={args.n}, "
               f"T={args.targets})")
         return
     written = write_planted_sweep(args.run_dir, args.n, args.targets, args.masks, args.repeats, args.alpha,
                                   args.noise, args.models_per_shard, args.seed, classes=args.classes,
-                                  n_mains=args.n_mains, tail_sd=args.tail_sd)
+                                  n_mains=args.n_mains, tail_sd=args.tail_sd, duplicates=duplicates)
     num_shards = -(-args.masks * args.repeats // args.models_per_shard)
     print(f"{args.run_dir}: {len(written)} shards written, {num_shards - len(written)} already present "
           f"({args.masks * args.repeats} models, n={args.n}, T={args.targets}); "

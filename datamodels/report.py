@@ -20,6 +20,7 @@ from .analysis import (KINDS, AnalysisError, RunView, class_pair_patterns, defau
                        plot_faithfulness, plot_interactions, plot_player, plot_target, pruning_grid, pruning_paired,
                        pruning_table, strongest_targets, strongest_terms, term_strength, top_effects,
                        worst_fitted_targets)
+from .duplicates import named_candidates, plot_candidates
 from .errors import StoreError
 from .pruning import plot_pruning
 from .run_folder import RunFolder
@@ -68,6 +69,12 @@ STRENGTH_TEXT = ("Each row: a target, the members of one pair or triple of its f
 KIND_BARS = ("Each target: the distribution of its margin over the models, then one bar per term: its Möbius "
              "coefficient m (blue: m > 0), labelled with its members, by player index and class.")
 
+DUPLICATES_TEXT = ("Groups of players the fit finds redundant with each other for many targets: each pair's "
+                   "redundancy |m| in units of its target's residual sd, summed over the targets (score), pairs "
+                   "joined into groups where they share a player (jobs/duplicates.py, {path}). Each row: the "
+                   "group's members, its score, the most targets one of its pairs is redundant for, and its size. "
+                   "A curation script can keep one member of each group, or send the group to review.")
+
 CLASS_PAIRS_TEXT = ("Each row: {target}the classes of the two members of a pair (class_a, class_b), and how many of "
                     "the fitted pairs of that kind have these classes (pairs).")
 
@@ -91,7 +98,7 @@ def _keep_set_sizes(view: RunView) -> pd.DataFrame:
 
 
 def write_report(view: RunView, page: str | os.PathLike, targets_per_kind: int = 2, top_terms: int = 20,
-                 worst_targets: int = 10) -> Path:
+                 worst_targets: int = 10, top_groups: int = 10) -> Path:
     """The page, its figures, the table of every target's faithfulness and the docs it cites, in
     the page's folder; returns the page.
 
@@ -101,7 +108,8 @@ def write_report(view: RunView, page: str | os.PathLike, targets_per_kind: int =
     two figures; the ``top_terms`` strongest pairs and triples over all targets (same criterion,
     at most ``TERMS_PER_TARGET`` of one target) and the ``worst_targets`` worst-fitted targets of
     each method, as tables; faithfulness as quantiles and one
-    histogram, with every target's row in ``faithfulness.csv`` beside the page. Players are
+    histogram, with every target's row in ``faithfulness.csv`` beside the page; the ``top_groups``
+    best candidate duplicate groups where jobs/duplicates.py ranked them. Players are
     shown as images where the run has them, else by index and class (``player 123 (class 4)``).
     """
     page = Path(page)
@@ -187,6 +195,21 @@ def write_report(view: RunView, page: str | os.PathLike, targets_per_kind: int =
                 table(class_pair_patterns(view, kind, method).head(10))
     except AnalysisError as err:
         body.append(f"<p class='missing'>{escape(str(err))}</p>")
+    if view.folder.duplicate_candidates.exists():
+        body.append("<h2>Candidate duplicates</h2>")
+        body.append(f"<p>{DUPLICATES_TEXT.format(path=os.path.relpath(view.folder.duplicate_candidates, view.run_dir))}"
+                    f"</p>")
+        try:
+            named = named_candidates(view, top_groups)
+            if named.empty:
+                body.append("<p>No pair reaches the score of a candidate (duplicates.min_score).</p>")
+            else:
+                table(named)
+                if view.has_images:
+                    figure(("duplicates",), lambda: plot_candidates(view),
+                           "the best candidate groups, each member's (first) image side by side")
+        except (AnalysisError, StoreError) as err:
+            body.append(f"<p class='missing'>{escape(str(err))}</p>")
     body.append("<h2>Pruning</h2>")
     body.append(f"<p>Keep-sets of each method at each kept fraction, retrained and judged on the holdout "
                 f"split only (never on the targets). The methods and how to read the results: "
@@ -225,6 +248,7 @@ def run_report(run_dir, force: bool = False) -> Path | None:
     folder = RunFolder(run_dir)
     reads = {"run": folder.run_json, "interactions": folder.interactions(), "fit_metrics": folder.fit_metrics(),
              "keep_sets": folder.keep_sets, "evaluation": folder.evaluation,
+             "duplicates": folder.duplicate_candidates,
              **{f"labels {path.parent.name}": path for path in folder.label_files}}
     # shards by name, size and time (as the fit-ready layout tracks them): reading them all is the sweep's size
     shards = {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in shard_files(folder.shards)[0]}
@@ -246,6 +270,7 @@ def outputs(run_dir) -> list[str]:
                  (folder.keep_sets, "the kept players of every pruning method and fraction"),
                  (table, "holdout accuracy of pruned training sets (and .png)"),
                  (paired, "each method minus the best baseline, paired by seed"),
+                 (folder.duplicate_candidates, "candidate duplicate groups, ranked (jobs/duplicates.py)"),
                  (folder.report_page, "all of it as a page; notebooks in analysis/"),
                  (folder.report_faithfulness, "every fitted target's faithfulness, beside the page")]
     return [f"  {os.path.relpath(path, folder.root):<28} {what}" for path, what in described if path.exists()]

@@ -13,6 +13,8 @@ One sweep, and everything derived from it, lives in one folder (``run_dir``)::
     prune/keep_sets.parquet, evaluation.parquet, evaluation.csv, paired.csv, evaluation.png
     report/index.html            (datamodels.report), beside it faithfulness.csv and figure-NN.png
     curated/<method>-<fraction>/ keep_set.parquet, card.json[, dataset.npz]
+    duplicates/candidates.parquet  candidate duplicate groups, ranked (datamodels.duplicates)
+    twins.csv                    the known twin players of a duplicates experiment (datamodels.twins)
     data/<dataset>-<fingerprint>-train.beton   the FFCV loader's copy of the training split
     planted/truth.parquet        the spectra a planted sweep was drawn from (datamodels.planted)
     imported/source.json, rows.npy[, labels.npy]   what an imported run was read from (datamodels.importing)
@@ -253,6 +255,16 @@ class RunFolder:
 
     def curated(self, method: str, fraction: float) -> Path:
         return self.root / "curated" / f"{method}-{float(fraction):g}"
+
+    @property
+    def duplicate_candidates(self) -> Path:
+        """The ranked candidate duplicate groups (datamodels.duplicates)."""
+        return self.root / "duplicates" / "candidates.parquet"
+
+    @property
+    def twins(self) -> Path:
+        """The known twin players (columns player_a, player_b) of a duplicates experiment."""
+        return self.root / "twins.csv"
 
     # ------------------------------------------------------------------ the folder's rules
 

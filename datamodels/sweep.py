@@ -35,7 +35,9 @@ from .masks import MaskDesign, MaskError, alpha_setting, group_players, kept_exa
 from .models import build_model
 from .run_folder import RunFolder, ShardClaim, check_identity, config_hash
 from .store import FORMAT, ModelRecord, read_models, read_shard_meta, write_shard
+from .tables import write_atomic
 from .train import TrainConfig, train_model, train_models
+from .twins import add_twins
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +88,16 @@ class SweepRun:
         if ds:
             raise UserError(f"dataset: unknown settings {sorted(ds)}")
         players = dict(config.get("players") or {"kind": "example"})
+        twins = players.pop("twins", None)
         self.groups = group_players(players.pop("kind"), self.data.labels("train"), self.data.images("train"),
                                     **players)
+        # known near-duplicates for the duplicates experiment (datamodels.twins): after the players are formed
+        self.twins = None
+        if twins:
+            if not isinstance(twins, dict) or set(twins) - {"count", "seed", "noise", "shift"}:
+                raise UserError(f"players.twins={twins!r} must be a mapping of count, seed, noise, shift "
+                                f"(datamodels.twins)")
+            self.data, self.groups, self.twins = add_twins(self.data, self.groups, **twins)
         self.n = int(self.groups.max()) + 1
         sweep = config["sweep"]
         self.seed = int(sweep.get("seed", 0))
@@ -210,6 +220,8 @@ class SweepRun:
         """
         models = self.shard_models(shard)
         self.folder.check_sweep(self.meta, self.config)
+        if self.twins is not None and not self.folder.twins.exists():
+            write_atomic(self.folder.twins, lambda tmp: self.twins.to_csv(tmp, index=False))
         if self.shard_is_done(shard):
             return "present"
         claim = ShardClaim(self.folder, shard)

@@ -1,0 +1,95 @@
+"""Issue 19, item 2: do the fit's redundant pairs find the known twins of the duplicates experiment?
+
+    make duplicates-study   # its last step: .venv/bin/python benchmarks/duplicates_detection.py --run runs/duplicates
+
+Reads a run of ``conf/experiment/duplicates.yaml`` (its ``twins.csv``: the ``D`` known pairs),
+with a ProxySPEX and a linear fit and the ranking of jobs/duplicates.py. Every pair of players
+gets a score from each of three detectors:
+
+- ``interactions``: the pair's redundancy summed over the targets in units of each target's
+  residual sd (:func:`datamodels.duplicates.redundant_pairs`; 0 for a pair never redundant);
+- ``pixels``: the nearest-neighbour baseline in pixel space: for each image of one player the
+  cosine similarity of its best match among the other player's images, averaged both ways;
+- ``linear weights``: the cosine similarity of the two players' linear-datamodel weights over
+  the targets, the datamodels paper's way to find duplicates (Ilyas et al. 2022, train-test
+  leakage: examples with near-identical datamodel vectors).
+
+Per detector: precision and recall of its ``D`` best pairs (equal, as there are ``D`` twins),
+and the average precision of its whole ranking. For the candidate groups jobs/duplicates.py
+wrote: recall (the twin pairs inside one group) and precision (the pairs inside groups that are
+twins). Goal of the issue: recall >= 0.8 at precision >= 0.8.
+"""
+
+import argparse
+import itertools
+
+import numpy as np
+import pandas as pd
+
+from datamodels.analysis import RunView
+from datamodels.duplicates import read_candidates, redundant_pairs
+
+
+def pair_index(n: int) -> pd.MultiIndex:
+    return pd.MultiIndex.from_tuples(list(itertools.combinations(range(n), 2)), names=["player_a", "player_b"])
+
+
+def pixel_scores(view: RunView) -> np.ndarray:
+    """[n, n]: the symmetric mean best-match cosine similarity of two players' images."""
+    images = view.sweep_run.data.images("train").reshape(len(view.groups), -1).astype(np.float64)
+    unit = images / np.maximum(np.linalg.norm(images, axis=1, keepdims=True), 1e-12)
+    cos = unit @ unit.T
+    best = np.stack([cos[:, view.groups == p].max(1) for p in range(view.n)], 1)  # [examples, players]
+    mean = np.stack([best[view.groups == p].mean(0) for p in range(view.n)])  # [players, players]
+    return (mean + mean.T) / 2
+
+
+def weight_scores(view: RunView) -> np.ndarray:
+    """[n, n]: cosine similarity of the players' linear-datamodel weights over the targets."""
+    mains = view.terms(method="linear", orders=[1])
+    player = np.array([int(m[0]) for m in mains["members"]])
+    weights = np.zeros((view.n, view.T))
+    weights[player, mains["target"].to_numpy()] = mains["mobius"].to_numpy()
+    unit = weights / np.maximum(np.linalg.norm(weights, axis=1, keepdims=True), 1e-12)
+    return unit @ unit.T
+
+
+def average_precision(scores: pd.Series, truth: pd.Series) -> float:
+    ranked = truth.reindex(scores.sort_values(ascending=False, kind="stable").index).to_numpy()
+    hits = np.cumsum(ranked)
+    return float((hits / np.arange(1, len(ranked) + 1))[ranked].sum() / ranked.sum())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", required=True, help="a run folder of experiment=duplicates, fitted and ranked")
+    args = parser.parse_args()
+    view = RunView.open(args.run)
+    twins = pd.read_csv(view.folder.twins)
+    index = pair_index(view.n)
+    truth = pd.Series(False, index=index)
+    truth[list(zip(twins["player_a"], twins["player_b"]))] = True
+    pairs = redundant_pairs(view).set_index(["player_a", "player_b"])["score"]
+    a, b = index.get_level_values(0), index.get_level_values(1)
+    detectors = {"interactions (ProxySPEX redundancy)": pairs.reindex(index, fill_value=0.0),
+                 "pixels (nearest-neighbour cosine)": pd.Series(pixel_scores(view)[a, b], index=index),
+                 "linear weights (cosine)": pd.Series(weight_scores(view)[a, b], index=index)}
+    D = len(twins)
+    rows = []
+    for name, scores in detectors.items():
+        top = scores.nlargest(D).index
+        hit = truth[top].sum()
+        rows.append({"detector": name, "precision": hit / D, "recall": hit / D,
+                     "average precision": average_precision(scores, truth)})
+    groups = read_candidates(args.run)
+    inside = {tuple(p) for m in groups["members"] for p in itertools.combinations(sorted(m), 2)}
+    found = sum((int(x), int(y)) in inside for x, y in zip(twins["player_a"], twins["player_b"]))
+    rows.append({"detector": f"candidate groups of jobs/duplicates.py ({len(groups)} groups)",
+                 "precision": found / max(len(inside), 1), "recall": found / D, "average precision": np.nan})
+    print(f"{args.run}: n = {view.n} players, T = {view.T} targets, {len(view.models.model_index)} models, "
+          f"D = {D} twin pairs among {len(index):,} pairs")
+    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+if __name__ == "__main__":
+    main()
