@@ -38,12 +38,14 @@ def messages():
 
 def config_trees():
     """The config with every option of every group chosen once (so dataset.options.root, which
-    only cifar10 has, is found)."""
+    only cifar10 has, is found), and with every experiment (players.twins: the duplicates one)."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         yield compose("config")
         for group in SECTIONS:
             for option in sorted((CONF / group).glob("*.yaml")):
                 yield compose("config", overrides=[f"{group}={option.stem}"])
+        for experiment in sorted((CONF / "experiment").glob("*.yaml")):  # settings only an experiment has
+            yield compose("config", overrides=[f"experiment={experiment.stem}"])
 
 
 def test_every_setting_named_in_an_error_message_exists_in_the_config_tree():

@@ -1,7 +1,6 @@
 """The sparse greedy (datamodels/pruning/greedy.py) against today's dense one, frozen in
 benchmarks/prune_reference.py, and against brute force; the Surrogate's CSR terms."""
 
-import itertools
 
 import numpy as np
 import pytest

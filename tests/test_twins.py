@@ -8,7 +8,7 @@ import pytest
 from conftest import compose_config
 from datamodels.errors import UserError
 from datamodels.sweep import SweepRun
-from datamodels.twins import SHIFTS, add_twins, shift_image
+from datamodels.twins import SHIFTS, shift_image
 
 
 def experiment(tmp_path, *overrides):
