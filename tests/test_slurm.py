@@ -228,20 +228,21 @@ def test_a_failing_shard_surfaces_its_error(slurm_cluster, tmp_path):
 @pytest.mark.slow
 def test_a_requeued_job_resumes_from_its_checkpointed_models(slurm_cluster, tmp_path):
     run_dir = tmp_path / "run"
-    # models of about 4 s (1,000 epochs of the tiny data): the job is still training when it is
-    # killed, KillWait (2 s) plus srun's grace (4 s) after the requeue; it ignores the SIGTERM
-    overrides = TINY + ["train.epochs=1000", "sweep.num_models=4", "sweep.models_per_shard=4", f"run_dir={run_dir}"]
+    # models of at least 6 s (4,000 epochs of the tiny data; 1.6 s a model at 1,000 on an idle
+    # 2-core machine): the job is still training its 4 models when it is killed, KillWait (2 s)
+    # plus srun's grace (4 s) after the requeue; it ignores the SIGTERM
+    overrides = TINY + ["train.epochs=4000", "sweep.num_models=4", "sweep.models_per_shard=4", f"run_dir={run_dir}"]
     sweep = subprocess.Popen(["make", "sweep", "SHARDS=1", "CPUS=1", "MEM=1", f"ARGS={' '.join(overrides)}"],
                              cwd=ROOT, env=slurm_cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True)
     try:
         job = job_of(run_dir, 0)
-        wait_for("a checkpointed model", lambda: partial_models(run_dir / "shards").get(0, 0) >= 1, 90)
+        wait_for("a checkpointed model", lambda: partial_models(run_dir / "shards").get(0, 0) >= 1, 240)
         slurm_run(slurm_cluster, ["scontrol", "requeue", job])
         # a requeued job waits before it may start again; let it start now
         wait_for(f"job {job} to be requeued", lambda: state(slurm_cluster, job) == "PENDING", 60)
         slurm_run(slurm_cluster, ["scontrol", "update", f"JobId={job}", "StartTime=now"])
-        out, _ = sweep.communicate(timeout=120)
+        out, _ = sweep.communicate(timeout=480)
     finally:
         sweep.kill()
     assert sweep.returncode == 0, out
