@@ -442,12 +442,6 @@ def run_import(run_dir, settings: ImportSettings, config: dict, progress: bool =
     return plan, written, present
 
 
-def imported_labels(run_dir) -> np.ndarray | None:
-    """The player classes an import was given (``source.labels``), or None."""
-    path = RunFolder(run_dir).imported_labels
-    return np.load(path) if path.exists() else None
-
-
 def release_files(folder, alpha: float) -> tuple[Path, Path]:
     """The release's two files for a kept fraction: ``train_masks_50pct.npy``, ``test_margins_50pct.npy``."""
     pct = f"{round(alpha * 100)}"

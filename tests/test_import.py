@@ -12,6 +12,7 @@ from datamodels import importing
 from datamodels.data import write_cifar10_archive
 from datamodels.importing import ImportSettings, ImportSourceError, plan_import, run_import, write_import
 from datamodels.planted import read_planted_truth, write_planted_release, write_planted_sweep
+from datamodels.run_data import RunData
 from datamodels.run_folder import RunFolder
 from datamodels.store import load_sweep
 
@@ -58,7 +59,7 @@ def test_release_import_is_the_arrays_and_collect_and_fit_read_it(tmp_path):
     run = RunFolder(run_dir).read_run()
     assert (run["n"], run["T"], run["design"], run["num_models"]) == (N, 3, "imported", 200)
     assert abs(run["alpha"] - masks[10:210].mean()) < 0.002  # measured on every row here (fewer than 2,048)
-    assert np.array_equal(importing.imported_labels(run_dir), labels)
+    assert np.array_equal(RunData.open(run_dir).player_labels, labels)  # as the later stages read them
     assert np.array_equal(np.load(RunFolder(run_dir).imported_rows), np.arange(10, 210))
     assert json.loads(RunFolder(run_dir).imported_source.read_text())["targets"] == [2, 5, 7]
     assert "200 of 200 models present" in run_job("collect.py", f"run_dir={run_dir}", "progress=false").stdout
