@@ -166,7 +166,7 @@ bench-import: install ## import of a 100,000 x 50,000 release pair: time vs one 
 # in the datamodels release's format, import, genuine fits of 10 targets per method (the other
 # targets' fit tables from the planted truth), prune (interactions, linear, random, stratified at
 # 5 fractions), curate, report and the three notebooks: each stage's wall time and peak memory.
-bench-e2e-scale: install ## release -> import -> fit -> prune -> curate -> report at n = 50,000, T = 10,000 (~30 min)
+bench-e2e-scale: install ## release -> import -> fit -> prune -> curate -> report at n = 50,000, T = 10,000 (about 10 min on 2 cores, 0.5 GB of disk)
 	$(PY) benchmarks/bench_e2e_scale.py $(ARGS)
 
 # Keep-sets at CIFAR-10 scale (n = 50,000 players): the sparse greedy against today's dense one
