@@ -8,8 +8,9 @@ A planted release (``python -m datamodels.planted --release``: bool masks ``[M, 
 margins ``[M, T]``) is written under ``--dir`` (reused when already there), then, in one run:
 reading the two files once (``np.load(mmap_mode='r')``, summed in chunks of 1,000 rows, in a
 process of its own), ``jobs/import_sweep.py`` exactly as a user runs it (into a fresh run
-folder), and the read again (the page cache holds the files for both reads or neither; the
-second read says which). Reported: wall time of each, the import's time over the read's, and
+folder), and the read again; with ``--cache warm`` the files are in the page cache for all
+three, with ``--cache cold`` they are dropped from it before each (``posix_fadvise``), so
+every step reads them from the disk (both by default). Reported: wall time of each, the import's time over the read's, and
 peak memory of the import's process tree (summed RSS and PSS, sampled every 0.25 s;
 ``bench_scale.run_measured``). Goals (issue 22): peak <= 2 GB whatever M, time <= 2x a read.
 
@@ -50,6 +51,18 @@ def read_once(paths: list[str], rows: int = 1000) -> float:
     return total
 
 
+def evict(paths) -> None:
+    """Drop the files' pages from the page cache (``POSIX_FADV_DONTNEED``; no root needed), so
+    that the next reader fetches them from the disk, as the first read of a downloaded release does."""
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # dirty pages are not dropped
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
 def needed_bytes(M: int, n: int, T: int) -> int:
     return M * (n + 2 * T) + M * (n // 8 + 4 * T)
 
@@ -60,6 +73,10 @@ def main(argv=None) -> None:
     parser.add_argument("--n", type=int, default=50_000)
     parser.add_argument("--targets", type=int, default=1000)
     parser.add_argument("--dir", default="runs/bench-import")
+    parser.add_argument("--cache", nargs="+", choices=("warm", "cold"), default=["warm", "cold"],
+                        help="where the source is when each step starts: in the page cache (warm: memory speed, "
+                             "the encoding is the floor) or dropped from it (cold: read from the disk, as a "
+                             "freshly downloaded release larger than RAM is)")
     parser.add_argument("--read-once", nargs="+", help=argparse.SUPPRESS)  # the baseline's own process
     args = parser.parse_args(argv)
     if args.read_once:
@@ -91,26 +108,33 @@ def main(argv=None) -> None:
     run_dir = folder / "run"
     shutil.rmtree(run_dir, ignore_errors=True)
     read = [python, __file__, "--read-once", str(masks), str(margins)]
-    first = run_measured(read)
-    imported = run_measured([python, "jobs/import_sweep.py", f"run_dir={run_dir}", "dataset=none",
-                             f"source.masks={masks}", f"source.margins={margins}", "progress=false"])
-    second = run_measured(read)
-    size = sum(p.stat().st_size for p in (run_dir / "shards").iterdir()) / 1e9
     result = {"machine": f"{cpu_name()}, {os.cpu_count()} cores, {platform.python_version()}", "M": M, "n": n, "T": T,
-              "source_gb": (masks.stat().st_size + margins.stat().st_size) / 1e9, "shards_gb": size,
-              "read_once_s": [round(first["wall_s"], 1), round(second["wall_s"], 1)],
-              "import_s": round(imported["wall_s"], 1),
-              "import_over_read": round(imported["wall_s"] / np.mean([first["wall_s"], second["wall_s"]]), 2),
-              "import_peak_rss_gb": round(imported["peak_rss_gb"], 2),
-              "import_peak_pss_gb": round(imported["peak_pss_gb"], 2),
-              "read_once_peak_rss_gb": round(max(first["peak_rss_gb"], second["peak_rss_gb"]), 2)}
-    print(f"import of M={M:,} x n={n:,} masks and T={T:,} margins ({result['source_gb']:.1f} GB -> "
-          f"{size:.2f} GB of shards) on {result['machine']}:")
-    print(f"  read once: {result['read_once_s'][0]} s and {result['read_once_s'][1]} s (before and after the import)")
-    print(f"  import:    {result['import_s']} s = {result['import_over_read']}x the mean read (goal <= 2x)")
-    print(f"  import peak memory: {result['import_peak_rss_gb']} GB RSS, {result['import_peak_pss_gb']} GB PSS "
-          f"(goal <= 2 GB); the read's, through one map of each file: {result['read_once_peak_rss_gb']} GB RSS")
-    print(json.dumps(result))
+              "source_gb": (masks.stat().st_size + margins.stat().st_size) / 1e9}
+    print(f"import of M={M:,} x n={n:,} masks and T={T:,} margins ({result['source_gb']:.1f} GB) on {result['machine']}:")
+    for cache in args.cache:
+        # cold: every step starts with the source out of the page cache; warm: both reads and the import find it there
+        step = (lambda command: (evict([masks, margins]), run_measured(command))[1]) if cache == "cold" else run_measured
+        if cache == "warm":
+            read_once([str(masks), str(margins)])
+        shutil.rmtree(run_dir, ignore_errors=True)
+        first = step(read)
+        imported = step([python, "jobs/import_sweep.py", f"run_dir={run_dir}", "dataset=none",
+                         f"source.masks={masks}", f"source.margins={margins}", "progress=false"])
+        second = step(read)
+        size = sum(p.stat().st_size for p in (run_dir / "shards").iterdir()) / 1e9
+        row = {"cache": cache, "shards_gb": round(size, 2),
+               "read_once_s": [round(first["wall_s"], 1), round(second["wall_s"], 1)],
+               "import_s": round(imported["wall_s"], 1),
+               "import_over_read": round(imported["wall_s"] / np.mean([first["wall_s"], second["wall_s"]]), 2),
+               "import_peak_rss_gb": round(imported["peak_rss_gb"], 2),
+               "import_peak_pss_gb": round(imported["peak_pss_gb"], 2),
+               "read_once_peak_rss_gb": round(max(first["peak_rss_gb"], second["peak_rss_gb"]), 2)}
+        print(f"  {cache} page cache: read once {row['read_once_s'][0]} s and {row['read_once_s'][1]} s (before and "
+              f"after the import); import {row['import_s']} s = {row['import_over_read']}x the mean read (goal <= 2x), "
+              f"{size:.2f} GB of shards; import peak memory {row['import_peak_rss_gb']} GB RSS, "
+              f"{row['import_peak_pss_gb']} GB PSS (goal <= 2 GB); the read's, through one map of each file: "
+              f"{row['read_once_peak_rss_gb']} GB RSS", flush=True)
+        print(json.dumps(result | row))
 
 
 if __name__ == "__main__":

@@ -150,13 +150,21 @@ class GramLasso:
         targets keeps only bits (``columns`` unpacks on demand until the next addition)."""
         self._unpacked = None
 
-    def ols(self, cols, held_out: int | None = None) -> tuple[np.ndarray, float]:
+    def ols(self, cols, held_out: int | None = None, fixed=None) -> tuple[np.ndarray, float]:
         """``(coef, intercept)`` of least squares on ``cols`` (minimum norm when they are
-        collinear, e.g. a player every model kept), on every model or all folds but ``held_out``."""
+        collinear, e.g. a player every model kept), on every model or all folds but ``held_out``.
+
+        ``fixed``: ``(columns, coefficients)`` held at those values (an offset), so that ``cols``
+        are fitted to what they leave; the intercept then includes their means.
+        """
         cols = np.asarray(cols, dtype=np.int64)
-        gram, xy, _, mu, y_bar, _ = self._centred(cols, held_out)
-        coef = np.linalg.lstsq(gram, xy, rcond=None)[0] if len(cols) else np.zeros(0)
-        return coef, float(y_bar - coef @ mu + self._y_mean)
+        fixed_cols, fixed_coef = (np.empty(0, dtype=np.int64), np.empty(0)) if fixed is None else fixed
+        k = len(cols)
+        gram, xy, _, mu, y_bar, _ = self._centred(np.concatenate([cols, np.asarray(fixed_cols, dtype=np.int64)]),
+                                                  held_out)
+        target = xy[:k] - gram[:k, k:] @ fixed_coef
+        coef = np.linalg.lstsq(gram[:k, :k], target, rcond=None)[0] if k else np.zeros(0)
+        return coef, float(y_bar - coef @ mu[:k] - fixed_coef @ mu[k:] + self._y_mean)
 
     def alpha_grid(self, cols, n_alphas: int, eps: float = 1e-3) -> np.ndarray:
         """scikit-learn's grid: ``n_alphas`` values from the smallest all-zero penalty down ``eps``."""
