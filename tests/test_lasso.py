@@ -49,3 +49,21 @@ def test_added_columns_and_subsets_fit_like_lasso_on_that_design():
 def test_fold_count_is_checked():
     with pytest.raises(ValueError, match="cv=1 folds need 2 <= cv <= the 30 models"):
         fold_ids(30, 1, 0)
+
+
+def test_least_squares_with_held_columns_fits_what_they_leave():
+    rng = np.random.default_rng(3)
+    X = rng.random((500, 12)) < 0.5
+    y = X @ rng.normal(size=12) + rng.normal(0, 0.1, 500)
+    gram = GramLasso(X, y, fold_ids(500, 5, 0))
+    free, held, values = np.array([0, 3, 7]), np.array([1, 5]), np.array([0.4, -1.2])
+    offset = y - X[:, held] @ values
+    design = np.column_stack([np.ones(500), X[:, free]])
+    expected = np.linalg.lstsq(design, offset, rcond=None)[0]
+    coef, intercept = gram.ols(free, fixed=(held, values))
+    np.testing.assert_allclose(coef, expected[1:], atol=1e-9)
+    assert np.isclose(intercept, expected[0])
+    for fold in range(5):  # and on the other folds only
+        train = fold_ids(500, 5, 0) != fold
+        expected = np.linalg.lstsq(design[train], offset[train], rcond=None)[0]
+        np.testing.assert_allclose(gram.ols(free, held_out=fold, fixed=(held, values))[0], expected[1:], atol=1e-9)

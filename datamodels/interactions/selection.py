@@ -19,8 +19,9 @@ back with 62 false sub-pairs of its triples, each at about 0.005). The other mai
 Lasso's values at the linear datamodel's penalty (a coordinate step from the current model each
 time terms enter). Least squares on all of the working set's mains, as before, took the real
 pairs' signal away: the working set is chosen on the same margins, and on a dense-tail game
-(n = 50,000, 8,000 distinct masks, ~1,100 mains kept) two planted pairs scored 2.1 where this
-model gives 4.4 and 3.8, null pairs at unit scale under both (docs/benchmarks.md, issue 22).
+(n = 50,000, 8,000 distinct masks, ~1,100 mains kept) planted pairs scored 2.1, 2.1 and 3.5
+where this model gives 4.1, 4.2 and 5.3, null pairs at unit scale under both
+(``benchmarks/tail_pair_statistics.py``).
 
 When nothing passes, in this order: a proposal may replace two or more of its accepted
 sub-terms if it alone fits at least as well (what a real triple leaves on its pairs while its

@@ -1,0 +1,77 @@
+"""The planted pairs' test statistics on the dense-tail game, against the model the tests use and
+against least squares on every main of the working set (the tests' earlier model), with the
+scale of null pairs under each: why ProxySPEX finds some planted pairs and not others at a
+given number of models (issue 22, item 5).
+
+    .venv/bin/python benchmarks/bench_scale.py --parts tail --ms 20000 --out runs/bench-tail   # writes the sweep
+    .venv/bin/python benchmarks/tail_pair_statistics.py runs/bench-tail/tail-n50000-m20000 --targets 0,1,2,3
+
+Fits ProxySPEX on each target's fitting models (the fit stage's 80% split) and reads the
+selection's state at the end (its model with the accepted pairs taken out again). A pair whose
+statistic is below its critical value under the tests' model is out of reach of any test at
+that level; null pairs (random pairs of the working set, none planted) should be at unit scale.
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from datamodels.fit_ready import open_fit_ready  # noqa: E402
+from datamodels.interactions import selection  # noqa: E402
+from datamodels.interactions.engine import heldout_split  # noqa: E402
+from datamodels.interactions.proxyspex import ProxySPEX  # noqa: E402
+from datamodels.interactions.spectra import _PAD  # noqa: E402
+from datamodels.planted import read_planted_truth  # noqa: E402
+
+
+def pair_keys(pairs: np.ndarray, width: int) -> np.ndarray:
+    return np.column_stack([np.full((len(pairs), width - 2), _PAD), np.sort(pairs, axis=1)]).astype(np.int64)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir")
+    parser.add_argument("--targets", default="0,1,2,3")
+    args = parser.parse_args()
+    ready, truth = open_fit_ready(args.run_dir, progress=False), read_planted_truth(args.run_dir)
+    rows = np.flatnonzero(~heldout_split(ready.mask_id, 0.2, 0))
+    X = ready.masks[rows]
+    made = []
+    start = selection.Selection.__init__
+
+    def keep(self, *a, **k):  # the fit's selection, read after the fit
+        start(self, *a, **k)
+        made.append(self)
+
+    selection.Selection.__init__ = keep
+    rng = np.random.default_rng(0)
+    for target in map(int, args.targets.split(",")):
+        made.clear()
+        fit = ProxySPEX().fit(X, np.asarray(ready.margins[target])[rows].astype(float))
+        sel, where = made[0], {int(p): i for i, p in enumerate(fit.players_)}
+        planted = [k for k in truth[target] if len(k) == 2]
+        keys = pair_keys(np.array([[where[a], where[b]] for a, b in planted]), sel.max_order)
+        pairs = np.array([[i, j] for i, j in rng.integers(0, sel.X.shape[1], (3000, 2)) if i != j
+                          and not {i, j} & {where[p] for k in planted for p in k}])
+        mains = sel.mains[sel.linear[1] != 0]
+        terms = sel.columns[[i for i, row in enumerate(sel.accepted) if not (keys == row).all(axis=1).any()]]
+        models = {"tests' model": sel.fit(terms),
+                  "least squares on the working set": (lambda r: (r, sel.noise(r, len(mains) + len(terms))))(
+                      sel.gram.residual(np.concatenate([mains, terms]), *sel.gram.ols(np.concatenate([mains, terms]))))}
+        print(f"target {target}: working set {sel.X.shape[1]:,}, {int(sel.strong.sum())} strong mains, "
+              f"critical value of the planted pairs {sel.critical(keys).round(2).tolist()}")
+        for name, (resid, sigma) in models.items():
+            null = sel.centred.scores(pair_keys(pairs, sel.max_order), resid) / sigma
+            z = sel.centred.scores(keys, resid) / sigma
+            print(f"  {name:34s} noise {sigma:.3f}  null pairs rms {np.sqrt(np.mean(null ** 2)):.2f}  "
+                  f"planted {dict(zip(planted, z.round(2).tolist()))}")
+
+
+if __name__ == "__main__":
+    main()
