@@ -191,5 +191,8 @@ duplicates-study: install ## twin players on the digits: sweep, fits, duplicate 
 	$(PY) jobs/fit.py fit=proxyspex $(DUPS) $(ARGS)
 	$(PY) jobs/fit.py fit=linear $(DUPS) $(ARGS)
 	$(PY) jobs/duplicates.py $(DUPS) $(ARGS)
+	$(PY) jobs/prune.py $(DUPS) $(ARGS)
+	$(PY) jobs/evaluate_pruning.py $(DUPS) $(ARGS)
 	$(PY) jobs/report.py $(DUPS) $(ARGS)
 	$(PY) benchmarks/duplicates_detection.py --run runs/duplicates
+	$(PY) benchmarks/duplicates_pruning.py --run runs/duplicates

@@ -79,3 +79,19 @@ def add_twins(data: PreparedData, groups: np.ndarray, count: int, seed: int = 0,
     pairs = pd.DataFrame({"player_a": originals.astype(np.int64), "player_b": n + np.arange(count, dtype=np.int64)})
     return (PreparedData(twinned, splits, fingerprint(twinned, splits)), np.concatenate([groups, *copy_groups]),
             pairs)
+
+
+def twin_outcomes(keep: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+    """Per keep-set (rows of ``prune/keep_sets.parquet``: ``method``, ``fraction``, ``draw``,
+    ``players``), how many of the known twin ``pairs`` it keeps both of, one of, and neither of.
+
+    What a pruner should do with a duplicated concept is keep exactly one copy: neither is the
+    concept lost, both is budget spent twice.
+    """
+    a, b = pairs["player_a"].to_numpy(), pairs["player_b"].to_numpy()
+    rows = []
+    for method, fraction, draw, players in keep[["method", "fraction", "draw", "players"]].itertuples(index=False):
+        kept = np.isin(a, players).astype(int) + np.isin(b, players)
+        rows.append({"method": method, "fraction": fraction, "draw": draw, "both_kept": int((kept == 2).sum()),
+                     "one_kept": int((kept == 1).sum()), "both_removed": int((kept == 0).sum())})
+    return pd.DataFrame(rows)

@@ -8,7 +8,7 @@ import pytest
 from conftest import compose_config
 from datamodels.errors import UserError
 from datamodels.sweep import SweepRun
-from datamodels.twins import SHIFTS, shift_image
+from datamodels.twins import SHIFTS, shift_image, twin_outcomes
 
 
 def experiment(tmp_path, *overrides):
@@ -99,3 +99,15 @@ def test_bad_twin_settings_are_refused(tmp_path):
         experiment(tmp_path, "+players.twins.flip=2")
     with pytest.raises(UserError, match="players.twins.noise=-1.0 must be"):
         experiment(tmp_path, "players.twins.noise=-1.0")
+
+
+def test_twin_outcomes_count_each_keep_set_by_brute_force():
+    rng = np.random.default_rng(0)
+    pairs = pd.DataFrame({"player_a": [0, 3, 5, 7], "player_b": [10, 11, 12, 13]})
+    keep = pd.DataFrame([{"method": m, "fraction": 0.5, "draw": d, "players": np.sort(rng.choice(14, 7, replace=False))}
+                         for m in ("linear", "random") for d in range(3)])
+    outcomes = twin_outcomes(keep, pairs)
+    for row, players in zip(outcomes.itertuples(), keep["players"]):
+        kept = [(a in players) + (b in players) for a, b in zip(pairs["player_a"], pairs["player_b"])]
+        assert (row.both_kept, row.one_kept, row.both_removed) == (kept.count(2), kept.count(1), kept.count(0))
+    assert outcomes[["method", "draw"]].values.tolist() == keep[["method", "draw"]].values.tolist()

@@ -1,0 +1,56 @@
+"""Issue 19, item 3: pruning the duplicates experiment. Does an interaction-aware pruner keep one
+of each twin pair where the others keep both or neither, and does it retrain better?
+
+    .venv/bin/python benchmarks/duplicates_pruning.py --run runs/duplicates   # after make duplicates-study
+
+Reads the run's keep-sets (``jobs/prune.py``), their retraining (``jobs/evaluate_pruning.py``)
+and its known twins (``twins.csv``). Per kept fraction and method: holdout accuracy (mean and
+95% t-interval over seeds and draws, the repo's paired protocol), the twin pairs with both
+members removed and with both kept (mean over the method's draws), and, per fraction,
+``interactions - linear`` paired by training seed with its 95% interval. Goals of the issue:
+interactions above linear (interval above 0) at two or more fractions, and fewer twin pairs
+lost entirely than every other surrogate method at every fraction.
+"""
+
+import argparse
+import json
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from datamodels.pruning import summarize
+from datamodels.run_folder import RunFolder
+from datamodels.twins import twin_outcomes
+
+
+def paired(evaluation: pd.DataFrame, method: str, against: str) -> pd.DataFrame:
+    rows = []
+    for fraction, group in evaluation.groupby("fraction"):
+        by_seed = group.pivot_table(index="seed", columns="method", values="holdout_acc")
+        if method in by_seed and against in by_seed:
+            d = (by_seed[method] - by_seed[against]).dropna().to_numpy()
+            half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else np.nan
+            rows.append({"fraction": fraction, "difference": d.mean(), "ci_low": d.mean() - half,
+                         "ci_high": d.mean() + half, "seeds": len(d)})
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", default="runs/duplicates")
+    args = parser.parse_args()
+    folder = RunFolder(args.run)
+    keep, evaluation = pd.read_parquet(folder.keep_sets), pd.read_parquet(folder.evaluation)
+    twins = pd.read_csv(folder.twins)
+    outcomes = twin_outcomes(keep, twins).groupby(["method", "fraction"])[["both_removed", "both_kept"]].mean()
+    table = summarize(evaluation).join(outcomes, on=["method", "fraction"])
+    n = json.loads(folder.run_json.read_text())["n"]
+    print(f"{len(twins)} twin pairs among {n} players; accuracy over seeds (and draws):")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print("\ninteractions - linear, paired by seed:")
+    print(paired(evaluation, "interactions", "linear").to_string(index=False, float_format=lambda v: f"{v:+.4f}"))
+
+
+if __name__ == "__main__":
+    main()
