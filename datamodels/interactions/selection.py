@@ -172,8 +172,7 @@ class Selection:
         what the residual still holds along the main), familywise over ``n``.
 
         They name the hereditary family of interactions, and they are the mains the tests'
-        model fits by least squares; the others stay at the linear datamodel's values (module
-        docstring). Judged again whenever terms enter: a model that explains more has a smaller
+        model fits by least squares; the others are held at Lasso values (module docstring). Judged again whenever terms enter: a model that explains more has a smaller
         noise scale, and more mains are clearly non-zero (in the end every main of a noiseless
         game). A main keeps its largest statistic: once a player's interactions are in the
         model, its own coefficient may be small (a unanimity game's player), and its other
@@ -204,9 +203,9 @@ class Selection:
         self.fixed = (weak, held[weak])
 
     def model(self, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-        """The tests' model with the terms in those ``gram`` columns: the strong mains and the
-        terms by least squares, the other mains at the linear datamodel's values. Its residual,
-        its coefficients of the mains, and its number of terms."""
+        """The tests' model with the terms in those ``gram`` columns: the terms, the strong mains
+        and the terms' members by least squares, the other mains held (:meth:`judge_mains`). Its
+        residual, its coefficients of the mains, and its number of terms."""
         support = np.concatenate([self.free, columns])
         coef, intercept = self.gram.ols(support, fixed=self.fixed)
         resid = self.gram.residual(np.concatenate([support, self.fixed[0]]), np.concatenate([coef, self.fixed[1]]),
@@ -404,7 +403,7 @@ def design_effect(resid: np.ndarray, groups: np.ndarray | None, rss: float) -> f
     return max(1.0, float(sums @ sums) / rss)
 
 
-def z_bonferroni(level: float, tests: float) -> float:
+def z_bonferroni(level: float, tests: int) -> float:
     """Two-sided normal critical value for ``tests`` tests at familywise ``level``."""
     return float(-ndtri(level / (2 * tests)))  # not inv_cdf(1 - p): exact for any small p
 
