@@ -64,8 +64,10 @@ _CHUNK_BYTES = 64 << 20
 _SHARD_BYTES = 256 << 20
 # Threads writing shards while the main one reads the next.
 _WRITERS = 2
-# alpha, when not given, is the kept fraction of this many rows spread evenly over the source.
-_ALPHA_ROWS = 2048
+# alpha, when not given, is the kept fraction of this many rows, in runs of consecutive rows
+# spread evenly over the source: one seek a run on a cold disk (2,048 scattered rows took 3.4 s
+# of a 9 s import of 100,000 x 50,000 masks).
+_ALPHA_ROWS, _ALPHA_RUNS = 2048, 16
 
 
 class ImportSourceError(UserError):
@@ -208,9 +210,13 @@ def finite_rows(source: Source, rows: np.ndarray, targets: np.ndarray, progress:
     """Bool ``[len(rows)]``: whose margins on ``targets`` are finite as float32 (one chunked pass)."""
     step = max(1, _CHUNK_BYTES // source.margins.row_bytes)
     finite = np.ones(len(rows), dtype=bool)
+    every = np.array_equal(targets, np.arange(source.margins.shape[1]))
+    # float16 (the release's) and float32 values are finite as float32 when they are finite at all
+    narrow = source.margins.dtype in (np.float16, np.float32)
     for start in tqdm(range(0, len(rows), step), desc="checking margins", unit="chunk", disable=not progress):
-        block = source.margins.take(rows[start:start + step])[:, targets].astype(np.float32)
-        finite[start:start + step] = np.isfinite(block).all(axis=1)
+        block = source.margins.take(rows[start:start + step])
+        block = block if every else block[:, targets]
+        finite[start:start + step] = np.isfinite(block if narrow else block.astype(np.float32)).all(axis=1)
     return finite
 
 
@@ -342,7 +348,9 @@ def plan_import(settings: ImportSettings, config: dict, progress: bool = True) -
             raise ImportSourceError(f"{len(bad)} of {len(rows)} rows have NaN or infinite margins (source rows {shown})"
                                     + ("; source.nan=drop imports the others" if finite.sum() else ""))
         rows = rows[finite]
-    sample = rows[np.unique(np.linspace(0, len(rows) - 1, min(_ALPHA_ROWS, len(rows))).astype(np.int64))]
+    run = _ALPHA_ROWS // _ALPHA_RUNS
+    starts = np.linspace(0, len(rows) - run, _ALPHA_RUNS).astype(np.int64)
+    sample = rows if len(rows) <= _ALPHA_ROWS else rows[np.unique(starts[:, None] + np.arange(run))]
     sample_masks = binary_masks(source.masks.take(sample), sample)
     alpha = float(settings.alpha) if settings.alpha is not None else round(float(sample_masks.mean()), 3)
     if not 0.0 < alpha < 1.0:
