@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned: the CPU build on CPU-only machines, CUDA on GPU machines.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test,spex]'
+	$(PY) -m pip install -q -e '.[test,spex,trak]'
 	touch $@
 
 install: $(STAMP) ## create .venv and install the package (done by every target)
