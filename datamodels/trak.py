@@ -184,6 +184,27 @@ def calibrate(raw: np.ndarray, margins: np.ndarray) -> tuple[np.ndarray, np.ndar
     return slope, margins.mean(0) - slope * raw.mean(0)
 
 
+def retrain(run, ready, rows) -> list[dict]:
+    """State dicts of the sweep's models at layout ``rows``, retrained with their masks and seeds
+    (``run``: the :class:`~datamodels.sweep.SweepRun`, ``ready``: its fit-ready layout)."""
+    checkpoints = []
+    for row in rows:
+        mask = ready.masks[[row]].unpack()[0]
+        net, _ = train_network(run.build, run.splits, kept_examples(mask, run.groups), int(ready.seed[row]),
+                               run.train_cfg, run.loader)
+        checkpoints.append({k: v.detach().clone() for k, v in net.state_dict().items()})
+    return checkpoints
+
+
+def run_weights(run, checkpoints: list[dict], settings: TrakSettings) -> np.ndarray:
+    """Uncalibrated player weights ``[T, n]`` of a sweep's targets from ``checkpoints``."""
+    splits = run.splits
+    scores = trak_scores(run.build(), checkpoints, splits.normalise(splits.train_images), splits.train_y,
+                         splits.target_x, splits.target_y, settings.proj_dim, settings.proj_type, settings.seed,
+                         settings.regularization, settings.batch_size)
+    return player_weights(scores, run.groups, run.n)
+
+
 def run_trak(run_dir, settings: TrakSettings, progress: bool = True, force: bool = False):
     """The TRAK fit of a run folder into its fit tables (module docstring): ``(interactions,
     metrics, written paths)``, or None when the layout and settings are those of its last run."""
@@ -203,17 +224,8 @@ def run_trak(run_dir, settings: TrakSettings, progress: bool = True, force: bool
     if settings.models > len(fitting):
         raise UserError(f"trak.models={settings.models}: the fit split has {len(fitting)} models")
     start = time.perf_counter()
-    checkpoints = []
-    for row in fitting[:settings.models]:
-        mask = ready.masks[[row]].unpack()[0]
-        net, _ = train_network(run.build, run.splits, kept_examples(mask, run.groups), int(ready.seed[row]),
-                               run.train_cfg, run.loader)
-        checkpoints.append({k: v.detach().clone() for k, v in net.state_dict().items()})
-    splits = run.splits
-    scores = trak_scores(run.build(), checkpoints, splits.normalise(splits.train_images), splits.train_y,
-                         splits.target_x, splits.target_y, settings.proj_dim, settings.proj_type, settings.seed,
-                         settings.regularization, settings.batch_size)
-    raw_weights = player_weights(scores, run.groups, run.n)
+    checkpoints = retrain(run, ready, fitting[:settings.models])
+    raw_weights = run_weights(run, checkpoints, settings)
     seconds = time.perf_counter() - start
     margins = np.asarray(ready.margins, dtype=np.float64).T  # [m, T]
     raw = predict(ready.masks, raw_weights)

@@ -123,3 +123,26 @@ def test_missing_dattri_is_one_line_naming_the_extra(monkeypatch):
     with pytest.raises(UserError) as err:
         trak_scores(model, checkpoints, train_x, train_y, target_x, target_y)
     assert "'trak'" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.slow
+def test_trak_job_writes_a_fit_that_the_trak_pruning_method_reads(tmp_path):
+    from conftest import TINY, run_job
+    from datamodels.pruning import PruneSettings
+    from datamodels.run_folder import RunFolder
+    from datamodels.tables import read_frame
+
+    run = [*TINY, "sweep.num_models=30", "sweep.models_per_shard=15", f"run_dir={tmp_path / 'run'}"]
+    run_job("sweep.py", *run)
+    out = run_job("trak.py", *run, "trak.models=2", "trak.proj_dim=32").stdout
+    assert "trak: 20 targets" in out
+    folder = RunFolder(tmp_path / "run")
+    metrics, _ = read_frame(folder.fit_metrics(), "fit")
+    terms, _ = read_frame(folder.interactions(), "fit")
+    assert sorted(metrics["target"]) == list(range(20)) and set(metrics["method"]) == {"trak"}
+    assert set(terms["order"]) == {1} and metrics["models_used"].eq(2).all()
+    assert "skipped" in run_job("trak.py", *run, "trak.models=2", "trak.proj_dim=32").stdout
+    assert "trak" not in PruneSettings().methods  # opt-in: the default methods need no trak fit
+    run_job("prune.py", *run, "prune.methods=[trak,random]", "prune.fractions=[0.5]")
+    keep, _ = read_frame(folder.keep_sets, "prune")
+    assert set(keep["method"]) == {"trak", "random"} and keep.loc[keep["method"] == "trak", "size"].eq(30).all()
