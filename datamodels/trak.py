@@ -59,6 +59,8 @@ from .stage_inputs import StageInputs
 from .train import margins_of, train_network
 
 METHOD = "trak"
+# dattri's projections on CPU.
+PROJECTIONS = ("normal", "rademacher", "random_mask", "identity")
 # Rows of masks unpacked at once when predicting from the surrogate (n players each).
 _CHUNK = 4096
 
@@ -93,6 +95,8 @@ class TrakSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise UserError(f"trak.{name}={value!r} must be a positive integer")
+        if self.proj_type not in PROJECTIONS:
+            raise UserError(f"trak.proj_type={self.proj_type!r}; choose one of {', '.join(PROJECTIONS)}")
         if self.regularization < 0:
             raise UserError(f"trak.regularization={self.regularization} must be >= 0")
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from datamodels.errors import UserError
-from datamodels.trak import calibrate, player_weights, trak_scores
+from datamodels.trak import TrakSettings, calibrate, player_weights, trak_scores
 
 pytest.importorskip("dattri", reason="the optional extra 'trak'")
 
@@ -89,6 +89,16 @@ def test_projection_wider_than_the_training_set_is_refused():
     model, checkpoints, train_x, train_y, target_x, target_y = tiny_problem()
     with pytest.raises(UserError, match="trak.proj_dim=64 is not below the 40 training examples"):
         trak_scores(model, checkpoints, train_x, train_y, target_x, target_y, proj_dim=64)
+
+
+def test_settings_are_checked_in_one_line():
+    from conftest import compose_config
+
+    assert TrakSettings(**compose_config()["trak"]) == TrakSettings()
+    with pytest.raises(UserError, match="trak.proj_type='sjlt'; choose one of normal"):
+        TrakSettings(proj_type="sjlt")
+    with pytest.raises(UserError, match="trak.models=0 must be a positive integer"):
+        TrakSettings(models=0)
 
 
 def test_player_weights_sum_the_examples_of_each_player():
