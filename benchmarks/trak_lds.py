@@ -1,6 +1,7 @@
 """TRAK against the linear datamodel and ProxySPEX at equal training compute: LDS vs models.
 
-    .venv/bin/python benchmarks/trak_lds.py --run /tmp/trakrun [--ks 1,2,5,10,20] [--budgets 20,50,100]
+    make bench-trak          # the demo's sweep into runs/trak-lds, then this
+    .venv/bin/python benchmarks/trak_lds.py --run runs/trak-lds [--ks 1,2,5,10,20] [--budgets 20,50,100]
 
 TRAK (datamodels.trak) on the first K models of the fit split, retrained with their masks and
 seeds, so TRAK with K models costs the training of K sweep models (plus its gradients); the
@@ -33,7 +34,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, help="a digits sweep's run folder (e.g. the demo's)")
     parser.add_argument("--ks", default="1,2,5,10,20", help="TRAK's models, comma-separated")
-    parser.add_argument("--budgets", default="20,50,100,200,400,800", help="the datamodels' models, comma-separated")
+    parser.add_argument("--budgets", default="20,50,100,200,400,800",
+                        help="the datamodels' models, comma-separated (more than the fit split: all of it)")
     parser.add_argument("--targets", type=int, default=50, help="the first this many targets are scored")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -71,12 +73,13 @@ def main() -> None:
                                                               for t in range(len(targets))]),
                      "median_r2": np.median([r2(margins[held, t], pred[held, t]) for t in range(len(targets))]),
                      "negative_slopes": int((slope < 0).sum()), "seconds": seconds})
-    fits = faithfulness_vs_models(view, budgets, targets=list(targets))
+    print(f"training one sweep model: {train_seconds:.2f} s (TRAK's K models are K sweep models)")
+    print(pd.DataFrame(rows).to_string(index=False, float_format="%.3f"), flush=True)
+    fits = faithfulness_vs_models(view, [min(b, len(fitting)) for b in budgets], targets=list(targets))
     fits = fits.assign(seconds=fits["fit_seconds"] * len(targets))[["models", "method", "median_spearman",
                                                                      "median_r2", "seconds"]]
     table = pd.concat([pd.DataFrame(rows), fits], ignore_index=True)
-    print(f"training one sweep model: {train_seconds:.2f} s (TRAK's K models are K sweep models); seconds: "
-          f"TRAK's gradients and solve for all targets, a fit's total over the targets")
+    print("seconds: TRAK's gradients and solve for all targets; a fit's total over the targets")
     print(table.to_string(index=False, float_format="%.3f", na_rep="-"))
 
 
