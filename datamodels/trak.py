@@ -14,8 +14,9 @@ fit stage's tables:
   minus the largest other, :func:`datamodels.train.margins_of`), since that is what is attributed.
 - **Ensemble.** The K models are the first K models of the fit split of the sweep, retrained
   with their own masks and seeds (a sweep is a pure function of its seed, so these are the models
-  whose margins the store holds): TRAK on K models costs the training compute of K sweep models,
-  which is what its comparison with the datamodels at equal compute needs.
+  whose margins the store holds, up to float rounding where the sweep stacked models per pass):
+  TRAK on K models costs the training compute of K sweep models, which is what its comparison
+  with the datamodels at equal compute needs.
 - **Players.** A player switches all its examples on or off together, so its weight is the sum
   of its examples' scores (:func:`player_weights`): for target ``t`` the surrogate predicts
   ``margin(S) = b_t + a_t * sum_{i in S} s_{t,i}``.
