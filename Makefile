@@ -197,6 +197,6 @@ duplicates-study: install ## twin players on the digits: sweep, fits, duplicate 
 # TRAK as the cheap-attribution anchor (issue 19, item 5; docs/benchmarks.md): the demo's settings
 # swept into runs/trak-lds (1,000 models), then TRAK from K of its models against the linear
 # datamodel and ProxySPEX fitted on m of them, all judged on the fit stage's held-out models.
-bench-trak: install ## TRAK vs the linear datamodel and ProxySPEX at equal training compute (LDS over models; ~25 min on 2 cores)
+bench-trak: install ## TRAK vs the linear datamodel and ProxySPEX at equal training compute (LDS over models; about 12 min on 2 cores: sweep 8, benchmark 4)
 	$(PY) jobs/sweep.py experiment=demo run_dir=runs/trak-lds progress=false
 	$(PY) benchmarks/trak_lds.py --run runs/trak-lds $(ARGS)
