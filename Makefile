@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SHARDS ?= 8
 ARGS ?=
 
-.PHONY: help install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-linear bench-exhaustive prune-study prune-study-clusters prune-study-examples bench-spex bench-import bench-e2e-scale bench-prune bench-scale-tail duplicates-study
+.PHONY: help install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-linear bench-exhaustive prune-study prune-study-clusters prune-study-examples bench-spex bench-import bench-e2e-scale bench-prune bench-scale-tail duplicates-study bench-trak
 .DEFAULT_GOAL := help
 
 # The targets with a '## ' description, and the variables most of them take.
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned: the CPU build on CPU-only machines, CUDA on GPU machines.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test,spex]'
+	$(PY) -m pip install -q -e '.[test,spex,trak]'
 	touch $@
 
 install: $(STAMP) ## create .venv and install the package (done by every target)
@@ -196,3 +196,10 @@ duplicates-study: install ## twin players on the digits: sweep, fits, duplicate 
 	$(PY) jobs/report.py $(DUPS) $(ARGS)
 	$(PY) benchmarks/duplicates_detection.py --run runs/duplicates
 	$(PY) benchmarks/duplicates_pruning.py --run runs/duplicates
+
+# TRAK as the cheap-attribution anchor (issue 19, item 5; docs/benchmarks.md): the demo's settings
+# swept into runs/trak-lds (1,000 models), then TRAK from K of its models against the linear
+# datamodel and ProxySPEX fitted on m of them, all judged on the fit stage's held-out models.
+bench-trak: install ## TRAK vs the linear datamodel and ProxySPEX at equal training compute (LDS over models; about 12 min on 2 cores: sweep 8, benchmark 4)
+	$(PY) jobs/sweep.py experiment=demo run_dir=runs/trak-lds progress=false
+	$(PY) benchmarks/trak_lds.py --run runs/trak-lds $(ARGS)

@@ -9,8 +9,9 @@ from scipy import stats
 
 from .baselines import BASELINES
 
-# What a surrogate method is compared with: the linear datamodel given the same objective, and the baselines.
-COMPARED_WITH = ("linear", *BASELINES)
+# What a surrogate method is compared with: the linear datamodel and TRAK given the same objective, and
+# the baselines.
+COMPARED_WITH = ("linear", "trak", *BASELINES)
 
 
 def _interval(values: np.ndarray) -> tuple[float, float, float]:

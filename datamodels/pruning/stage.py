@@ -21,8 +21,11 @@ from .results import paired_differences, plot_pruning, summarize
 from .surrogate import SURROGATES, Surrogate, load_surrogates
 
 # The methods that optimise a fitted surrogate, and the fit method whose tables drive each by default.
-SURROGATE_METHODS = {"interactions": "proxyspex", "linear": "linear"}
+# trak: the same objective and quotas over TRAK's linear surrogate (jobs/trak.py, datamodels.trak).
+SURROGATE_METHODS = {"interactions": "proxyspex", "linear": "linear", "trak": "trak"}
 METHODS = (*SURROGATE_METHODS, *BASELINES)
+# Chosen only when asked for: their fit needs an optional extra (trak: dattri) and a job of its own.
+OPT_IN_METHODS = ("trak",)
 
 
 def make_keep_sets(methods, fractions, n: int, classes: np.ndarray,
@@ -97,7 +100,7 @@ class PruneSettings:
     """The pruning stages' settings (``conf/prune/default.yaml`` says what each does)."""
 
     fractions: list[float] = field(default_factory=lambda: [0.9, 0.7, 0.5, 0.3, 0.2])
-    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    methods: list[str] = field(default_factory=lambda: [m for m in METHODS if m not in OPT_IN_METHODS])
     fit_method: str = "proxyspex"
     surrogates: str = "sweep"
     class_quotas: bool = True

@@ -172,9 +172,8 @@ def load_surrogates(run_dir, fits: dict[str, str], fractions,
             metrics, _ = read_frame(RunFolder(run_dir).fit_metrics(alpha), FIT_STAGE)
         except StoreError as err:  # a missing or unreadable table: say which fit to run
             fit_method = next(iter(fits.values()))
-            flag = "" if fit_method == "proxyspex" else f" fit={fit_method}"
-            raise PruningError(f"{needed} needs the {fit_method} fit in {folder} ({err}); run "
-                               f"jobs/fit.py{flag}{setting} run_dir={run_dir}") from None
+            raise PruningError(f"{needed} needs the {fit_method} fit in {folder} ({err}); "
+                               f"{fit_remedy(fit_method, setting, run_dir)}") from None
         rows = np.flatnonzero(models)
         rows = rows[np.linspace(0, len(rows) - 1, min(len(rows), _STAT_MODELS)).astype(np.int64)]
         masks = ready.masks[rows].unpack()
@@ -182,11 +181,19 @@ def load_surrogates(run_dir, fits: dict[str, str], fractions,
         for method, fit_method in fits.items():
             mine = metrics[metrics["method"] == fit_method]
             if mine.empty:
-                flag = "" if fit_method == "proxyspex" else f" fit={fit_method}"
-                raise PruningError(f"{folder} holds no {fit_method} fit; run jobs/fit.py{flag}{setting} run_dir={run_dir}")
+                raise PruningError(f"{folder} holds no {fit_method} fit; {fit_remedy(fit_method, setting, run_dir)}")
             surrogate = Surrogate.from_fit(interactions[interactions["method"] == fit_method], mine, masks, margins)
             out[method] |= dict.fromkeys([alpha] if alpha is not None else wanted, surrogate)
     return out
+
+
+def fit_remedy(fit_method: str, setting: str, run_dir) -> str:
+    """What makes a run's missing fit of ``fit_method`` (``setting``: its fit.alpha override)."""
+    if fit_method == "trak":  # TRAK retrains models: a job of its own, over the whole sweep only
+        return (f"run jobs/trak.py run_dir={run_dir}" if not setting else
+                "the trak fit is of the whole sweep (no fit.alpha): use prune.surrogates=sweep")
+    flag = "" if fit_method == "proxyspex" else f" fit={fit_method}"
+    return f"run jobs/fit.py{flag}{setting} run_dir={run_dir}"
 
 
 def synergy_blocks(surrogate: Surrogate, threshold: float) -> list[np.ndarray]:

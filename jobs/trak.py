@@ -1,0 +1,33 @@
+"""TRAK scores of every target as a linear surrogate over the players: a fit of method trak.
+
+    python jobs/trak.py run_dir=runs/demo [trak.models=20 trak.proj_dim=512]
+
+Needs the optional extra 'trak' (dattri). Retrains the fit split's first trak.models models of
+the sweep, writes their TRAK fit beside the other fits (<run_dir>/fit, datamodels.trak), which
+the pruning method trak reads (prune.methods=[trak,...]). Skipped when the fit-ready layout and
+settings are those of its last run (force=true redoes it).
+"""
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from datamodels.cli import job
+from datamodels.fitting import summary
+from datamodels.trak import TrakSettings, run_trak
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@job()
+def main(cfg: DictConfig) -> None:
+    settings = TrakSettings(**OmegaConf.to_container(cfg.trak, resolve=True))
+    result = run_trak(cfg.run_dir, settings, cfg.progress, cfg.force)
+    if result is None:
+        print("trak: its inputs and settings are unchanged since the last run, skipped (force=true redoes it)")
+        return
+    interactions, metrics, paths = result
+    print(summary(interactions, metrics))
+    print(f"wrote {', '.join(map(str, paths))}")
+
+
+if __name__ == "__main__":
+    main()
