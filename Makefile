@@ -180,17 +180,19 @@ bench-prune: install ## pruning at n = 50,000 x T = 10,000 vs the dense greedy (
 bench-scale-tail: install ## false pairs per target of ProxySPEX on a dense-tail game at 20,000 and 100,000 models (9 min at ARGS=--tail-n=20000)
 	$(PY) benchmarks/bench_scale.py --parts tail $(ARGS)
 
-# The duplicates experiment (issue 19, items 1, 2 and 4; docs/duplicates.md): the demo's 100
-# cluster players of which 10 get a twin (conf/experiment/duplicates.yaml), 1,000 models; the
-# fits, the ranked candidate groups (runs/duplicates/duplicates/candidates.parquet), the report,
-# and the detection of the known twins (runs/duplicates/twins.csv) against two baselines.
+# The duplicates experiment (issue 19; docs/duplicates.md): the demo's 100 cluster players of
+# which 10 get a twin (conf/experiment/duplicates.yaml), 1,000 models; the fits, the ranked
+# candidate groups (runs/duplicates/duplicates/candidates.parquet), TRAK, pruning at 0.95..0.5
+# with every method retrained, the report, the detection of the known twins
+# (runs/duplicates/twins.csv) against two baselines, and the twin pairs each pruner loses.
 DUPS := experiment=duplicates
-duplicates-study: install ## twin players on the digits: sweep, fits, duplicate ranking, report, detection (~20 min)
+duplicates-study: install ## twin players on the digits: sweep, fits, TRAK, duplicate ranking, pruning, report, detection (~30 min)
 	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,8)' hydra/launcher=joblib $(DUPS) $(ARGS)
 	$(PY) jobs/collect.py $(DUPS) $(ARGS)
 	$(PY) jobs/fit.py fit=proxyspex $(DUPS) $(ARGS)
 	$(PY) jobs/fit.py fit=linear $(DUPS) $(ARGS)
 	$(PY) jobs/duplicates.py $(DUPS) $(ARGS)
+	$(PY) jobs/trak.py $(DUPS) $(ARGS)
 	$(PY) jobs/prune.py $(DUPS) $(ARGS)
 	$(PY) jobs/evaluate_pruning.py $(DUPS) $(ARGS)
 	$(PY) jobs/report.py $(DUPS) $(ARGS)
