@@ -1,0 +1,63 @@
+"""Issue 19, item 2: is it the interaction tests that miss the twins, or the data? Every pair's
+redundancy statistic, with no selection and no threshold, summed over the targets.
+
+    .venv/bin/python benchmarks/twins_pair_statistics.py --run runs/duplicates
+
+For each target: ProxySPEX's tests' model with no interaction (the linear datamodel's mains, the
+clearly non-zero ones by least squares) on the fit stage's 80% of the models, and every pair's
+test statistic against its residual (``<r, c_ij> / (sigma ||c_ij||)``, ``c_ij`` the centred pair
+feature), the same statistic the tests use. A pair's redundancy is its negative statistics summed
+over the targets. If the known twins rank low even here, no test threshold or search could find
+them: the models do not see them as more redundant than other pairs.
+"""
+
+import argparse
+
+import numpy as np
+import pandas as pd
+
+from datamodels.fit_ready import open_fit_ready
+from datamodels.interactions import selection
+from datamodels.interactions.engine import heldout_split
+from datamodels.interactions.proxyspex import ProxySPEX
+from datamodels.run_folder import RunFolder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", default="runs/duplicates")
+    args = parser.parse_args()
+    ready = open_fit_ready(args.run, progress=False)
+    rows = np.flatnonzero(~heldout_split(ready.mask_id, 0.2, 0))
+    X = ready.masks[rows]
+    n = ready.meta["n"]
+    centred = X.columns(np.arange(n)).astype(float)
+    centred -= centred.mean(axis=0)
+    norms = np.sqrt((centred**2).T @ (centred**2))
+    made = []
+    start = selection.Selection.__init__
+
+    def keep(self, *a, **k):  # the fit's selection, read after the fit
+        start(self, *a, **k)
+        made.append(self)
+
+    selection.Selection.__init__ = keep
+    redundancy = np.zeros((n, n))
+    for target in range(ready.margins.shape[0]):
+        made.clear()
+        ProxySPEX(screen_k=n).fit(X, np.asarray(ready.margins[target])[rows].astype(float))
+        resid, sigma = made[0].fit(np.empty(0, dtype=np.int64))
+        z = (centred * resid[:, None]).T @ centred / np.where(norms > 0, norms, 1) / sigma
+        redundancy += np.where(z < 0, -z, 0.0)
+    twins = pd.read_csv(RunFolder(args.run).twins)
+    upper = np.triu_indices(n, 1)
+    order = np.argsort(-redundancy[upper], kind="stable")
+    rank = {(int(a), int(b)): r for r, (a, b) in enumerate(zip(upper[0][order], upper[1][order]))}
+    ranks = sorted(rank[(min(a, b), max(a, b))] + 1 for a, b in zip(twins["player_a"], twins["player_b"]))
+    D = len(twins)
+    print(f"{args.run}: {D} twin pairs among {len(order):,} pairs; summed redundancy over {ready.margins.shape[0]} "
+          f"targets, no selection: twins in the top {D}: {sum(r <= D for r in ranks)}; their ranks: {ranks}")
+
+
+if __name__ == "__main__":
+    main()
