@@ -53,7 +53,7 @@ DEMO := experiment=demo
 # fits of the 200 targets; pruning, its retraining evaluation and an HTML report, which ends
 # with the list of outputs. Re-running skips the finished shards, and the fits and report whose
 # inputs did not change.
-demo: install ## the whole pipeline on the bundled digits into runs/demo (about 12 min on 2 cores)
+demo: install ## the whole pipeline on the bundled digits into runs/demo (4 to 12 min on 2 cores: 4 min 19 s on an idle machine)
 	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,8)' hydra/launcher=joblib $(DEMO) $(ARGS)
 	$(PY) jobs/collect.py $(DEMO) $(ARGS)
 	$(PY) jobs/fit.py fit=proxyspex $(DEMO) $(ARGS)
