@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SHARDS ?= 8
 ARGS ?=
 
-.PHONY: help install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-linear bench-exhaustive prune-study prune-study-clusters prune-study-examples bench-spex bench-import bench-e2e-scale bench-prune bench-scale-tail duplicates-study bench-trak
+.PHONY: help install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-linear bench-exhaustive prune-study prune-study-clusters prune-study-examples bench-spex bench-import bench-e2e-scale bench-prune bench-scale-tail duplicates-study bench-trak gpu-wheels
 .DEFAULT_GOAL := help
 
 # The targets with a '## ' description, and the variables most of them take.
@@ -98,6 +98,13 @@ test: install ## the test suite, about 12 min on 2 cores (ARGS=-k NAME for some 
 	$(PY) -m pytest -q $(ARGS)
 
 # its loaders section compares the resident loader with FFCV
+# A GPU machine lent to a session (docs/benchmarks.md, "GPU") has torch, numpy, pandas, pyarrow and
+# scikit-learn but not the sweep's configuration and locking packages, and no network: their
+# pure-Python wheels, at this venv's versions, go with the working tree (run's carry=[".gpu-wheels"]).
+gpu-wheels: install ## wheels of hydra-core, omegaconf, antlr4, flufl.lock, atpublic into .gpu-wheels/ for a GPU machine
+	$(PY) -m pip freeze | grep -iE '^(hydra-core|omegaconf|antlr4-python3-runtime|flufl.lock|atpublic)==' > .gpu-wheels.txt
+	$(PY) -m pip wheel --no-deps -q -w .gpu-wheels -r .gpu-wheels.txt && rm .gpu-wheels.txt
+
 bench-train: install-ffcv ## [root: FFCV's packages] training throughput, one model vs K per pass ([GPU]: ARGS=--device cuda)
 	$(PY) benchmarks/bench_train.py $(ARGS)
 
