@@ -15,25 +15,11 @@ lost entirely than every other surrogate method at every fraction.
 import argparse
 import json
 
-import numpy as np
 import pandas as pd
-from scipy import stats
 
-from datamodels.pruning import summarize
+from datamodels.pruning import paired_differences, summarize
 from datamodels.run_folder import RunFolder
 from datamodels.twins import twin_outcomes
-
-
-def paired(evaluation: pd.DataFrame, method: str, against: str) -> pd.DataFrame:
-    rows = []
-    for fraction, group in evaluation.groupby("fraction"):
-        by_seed = group.pivot_table(index="seed", columns="method", values="holdout_acc")
-        if method in by_seed and against in by_seed:
-            d = (by_seed[method] - by_seed[against]).dropna().to_numpy()
-            half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else np.nan
-            rows.append({"fraction": fraction, "difference": d.mean(), "ci_low": d.mean() - half,
-                         "ci_high": d.mean() + half, "seeds": len(d)})
-    return pd.DataFrame(rows)
 
 
 def main() -> None:
@@ -49,7 +35,9 @@ def main() -> None:
     print(f"{len(twins)} twin pairs among {n} players; accuracy over seeds (and draws):")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print("\ninteractions - linear, paired by seed:")
-    print(paired(evaluation, "interactions", "linear").to_string(index=False, float_format=lambda v: f"{v:+.4f}"))
+    paired = paired_differences(evaluation, against=("linear",))
+    paired = paired[paired["method"] == "interactions"].drop(columns=["method", "baseline"])
+    print(paired.to_string(index=False, float_format=lambda v: f"{v:+.4f}"))
 
 
 if __name__ == "__main__":

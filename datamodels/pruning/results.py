@@ -32,13 +32,14 @@ def summarize(evaluation: pd.DataFrame) -> pd.DataFrame:
             .sort_values(["fraction", "mean"], ascending=[False, False], ignore_index=True))
 
 
-def paired_differences(evaluation: pd.DataFrame) -> pd.DataFrame:
-    """Each method's accuracy minus that of the best baseline at the same fraction (the baseline
-    of highest mean), paired by training seed, with a 95% t-interval of the mean difference."""
+def paired_differences(evaluation: pd.DataFrame, against: tuple[str, ...] = COMPARED_WITH) -> pd.DataFrame:
+    """Each method's accuracy minus that of the best method of ``against`` at the same fraction
+    (the one of highest mean; by default the baselines), paired by training seed, with a 95%
+    t-interval of the mean difference."""
     rows = []
     for fraction, group in evaluation.groupby("fraction"):
         by_seed = group.pivot_table(index="seed", columns="method", values="holdout_acc")
-        baselines = [m for m in COMPARED_WITH if m in by_seed]
+        baselines = [m for m in against if m in by_seed]
         if not baselines:
             continue
         best = max(baselines, key=lambda m: by_seed[m].mean())
