@@ -34,27 +34,40 @@ def pair_keys(pairs: np.ndarray, width: int) -> np.ndarray:
     return np.column_stack([np.full((len(pairs), width - 2), _PAD), np.sort(pairs, axis=1)]).astype(np.int64)
 
 
+def fitting_split(run_dir):
+    """A run's fit-ready layout and the masks of the fit stage's fitting models (its default 80%),
+    with those models' row numbers."""
+    ready = open_fit_ready(run_dir, progress=False)
+    rows = np.flatnonzero(~heldout_split(ready.mask_id, 0.2, 0))
+    return ready, rows, ready.masks[rows]
+
+
+def fit_with_selection(X, y: np.ndarray, **params) -> tuple[ProxySPEX, selection.Selection]:
+    """ProxySPEX fitted to ``y``, and the selection it ran, read after the fit."""
+    made, start = [], selection.Selection.__init__
+
+    def keep(self, *a, **k):
+        start(self, *a, **k)
+        made.append(self)
+
+    selection.Selection.__init__ = keep
+    try:
+        fit = ProxySPEX(**params).fit(X, y)
+    finally:
+        selection.Selection.__init__ = start
+    return fit, made[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir")
     parser.add_argument("--targets", default="0,1,2,3")
     args = parser.parse_args()
-    ready, truth = open_fit_ready(args.run_dir, progress=False), read_planted_truth(args.run_dir)
-    rows = np.flatnonzero(~heldout_split(ready.mask_id, 0.2, 0))
-    X = ready.masks[rows]
-    made = []
-    start = selection.Selection.__init__
-
-    def keep(self, *a, **k):  # the fit's selection, read after the fit
-        start(self, *a, **k)
-        made.append(self)
-
-    selection.Selection.__init__ = keep
+    (ready, rows, X), truth = fitting_split(args.run_dir), read_planted_truth(args.run_dir)
     rng = np.random.default_rng(0)
     for target in map(int, args.targets.split(",")):
-        made.clear()
-        fit = ProxySPEX().fit(X, np.asarray(ready.margins[target])[rows].astype(float))
-        sel, where = made[0], {int(p): i for i, p in enumerate(fit.players_)}
+        fit, sel = fit_with_selection(X, np.asarray(ready.margins[target])[rows].astype(float))
+        where = {int(p): i for i, p in enumerate(fit.players_)}
         planted = [k for k in truth[target] if len(k) == 2]
         keys = pair_keys(np.array([[where[a], where[b]] for a, b in planted]), sel.max_order)
         pairs = np.array([[i, j] for i, j in rng.integers(0, sel.X.shape[1], (3000, 2)) if i != j

@@ -16,37 +16,23 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from datamodels.fit_ready import open_fit_ready
-from datamodels.interactions import selection
-from datamodels.interactions.engine import heldout_split
-from datamodels.interactions.proxyspex import ProxySPEX
 from datamodels.run_folder import RunFolder
+from tail_pair_statistics import fit_with_selection, fitting_split  # beside this script
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", default="runs/duplicates")
     args = parser.parse_args()
-    ready = open_fit_ready(args.run, progress=False)
-    rows = np.flatnonzero(~heldout_split(ready.mask_id, 0.2, 0))
-    X = ready.masks[rows]
+    ready, rows, X = fitting_split(args.run)
     n = ready.meta["n"]
     centred = X.columns(np.arange(n)).astype(float)
     centred -= centred.mean(axis=0)
     norms = np.sqrt((centred**2).T @ (centred**2))
-    made = []
-    start = selection.Selection.__init__
-
-    def keep(self, *a, **k):  # the fit's selection, read after the fit
-        start(self, *a, **k)
-        made.append(self)
-
-    selection.Selection.__init__ = keep
     redundancy = np.zeros((n, n))
     for target in range(ready.margins.shape[0]):
-        made.clear()
-        ProxySPEX(screen_k=n).fit(X, np.asarray(ready.margins[target])[rows].astype(float))
-        resid, sigma = made[0].fit(np.empty(0, dtype=np.int64))
+        _, sel = fit_with_selection(X, np.asarray(ready.margins[target])[rows].astype(float), screen_k=n)
+        resid, sigma = sel.fit(np.empty(0, dtype=np.int64))
         z = (centred * resid[:, None]).T @ centred / np.where(norms > 0, norms, 1) / sigma
         redundancy += np.where(z < 0, -z, 0.0)
     twins = pd.read_csv(RunFolder(args.run).twins)
