@@ -161,7 +161,7 @@ class Selection:
         self.z: list[float] = []
         self.tested, self.tried, self.by_merge, self.tree_rounds = set(), set(), {}, 0
         self.groups, self.distinct = mask_groups(X)
-        self.level, self.main_z, self.held = level, None, None
+        self.level, self.main_z, self.held = level, None, linear[1].copy()  # held: main values outside ``free``
         coef = linear[1]
         self.judge_mains(gram.residual(self.mains, coef, linear[2]), coef, int(np.count_nonzero(coef)))
         self.proposals = propose(y)
@@ -195,24 +195,19 @@ class Selection:
         # model (the soft-thresholded debiased estimate), so that a main whose share the terms
         # now explain goes to zero (a noiseless game's null players) rather than keeping a value
         # fitted when they were out of the model.
-        held = self.held if self.held is not None else self.linear[1].copy()
-        held[:n] = np.sign(debiased) * np.maximum(np.abs(debiased) - self.linear[0] * m / safe**2, 0.0)
-        held[self.free] = 0.0
-        self.held = held
-        weak = np.flatnonzero(held)
-        self.fixed = (weak, held[weak])
+        self.held[:n] = np.sign(debiased) * np.maximum(np.abs(debiased) - self.linear[0] * m / safe**2, 0.0)
+        self.held[self.free] = 0.0
 
     def model(self, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
         """The tests' model with the terms in those ``gram`` columns: the terms, the strong mains
         and the terms' members by least squares, the other mains held (:meth:`judge_mains`). Its
         residual, its coefficients of the mains, and its number of terms."""
-        support = np.concatenate([self.free, columns])
-        coef, intercept = self.gram.ols(support, fixed=self.fixed)
-        resid = self.gram.residual(np.concatenate([support, self.fixed[0]]), np.concatenate([coef, self.fixed[1]]),
-                                   intercept)
-        mains = np.zeros(len(self.mains))
-        mains[self.free], mains[self.fixed[0]] = coef[:len(self.free)], self.fixed[1]
-        return resid, mains, len(support) + len(self.fixed[0])
+        support, weak = np.concatenate([self.free, columns]), np.flatnonzero(self.held)
+        coef, intercept = self.gram.ols(support, fixed=(weak, self.held[weak]))
+        resid = self.gram.residual(np.concatenate([support, weak]), np.concatenate([coef, self.held[weak]]), intercept)
+        mains = self.held.copy()
+        mains[self.free] = coef[:len(self.free)]
+        return resid, mains, len(support) + len(weak)
 
     def fit(self, columns: np.ndarray) -> tuple[np.ndarray, float]:
         """Residual and noise scale of the tests' model with the terms in those ``gram`` columns."""
