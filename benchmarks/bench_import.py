@@ -112,8 +112,12 @@ def main(argv=None) -> None:
               "source_gb": (masks.stat().st_size + margins.stat().st_size) / 1e9}
     print(f"import of M={M:,} x n={n:,} masks and T={T:,} margins ({result['source_gb']:.1f} GB) on {result['machine']}:")
     for cache in args.cache:
-        # cold: every step starts with the source out of the page cache; warm: both reads and the import find it there
-        step = (lambda command: (evict([masks, margins]), run_measured(command))[1]) if cache == "cold" else run_measured
+        def step(command, cache=cache):
+            """cold: every step starts with the source out of the page cache; warm: all three find it there."""
+            if cache == "cold":
+                evict([masks, margins])
+            return run_measured(command)
+
         if cache == "warm":
             read_once([str(masks), str(margins)])
         shutil.rmtree(run_dir, ignore_errors=True)
