@@ -1,13 +1,17 @@
-"""Issue 19, item 2: do the fit's redundant pairs find the known twins of the duplicates experiment?
+"""Issue 19, item 2: does jobs/duplicates.py find the known twins of the duplicates experiment?
 
     make duplicates-study   # its last step: .venv/bin/python benchmarks/duplicates_detection.py --run runs/duplicates
 
 Reads a run of ``conf/experiment/duplicates.yaml`` (its ``twins.csv``: the ``D`` known pairs),
-with a ProxySPEX and a linear fit and the ranking of jobs/duplicates.py. Every pair of players
-gets a score from each of three detectors:
+with a ProxySPEX and a linear fit and the output of jobs/duplicates.py. Every pair of players
+gets a score from each of four detectors:
 
-- ``interactions``: the pair's redundancy summed over the targets in units of each target's
-  residual sd (:func:`datamodels.duplicates.redundant_pairs`; 0 for a pair never redundant);
+- ``duplicate fraction``: jobs/duplicates.py's pairs (``duplicates/pairs.parquet``) in its order:
+  the duplicates first, then the other candidates, each by the fraction of the members' main
+  effect the pair cancels; pairs that are not candidates last;
+- ``summed redundancy``: the fit's redundant pair terms in units of each target's residual sd,
+  summed over the targets (:func:`datamodels.duplicates.redundant_pairs`; 0 for a pair never
+  redundant), the ranking jobs/duplicates.py used before the fraction;
 - ``pixels``: the nearest-neighbour baseline in pixel space: for each image of one player the
   cosine similarity of its best match among the other player's images, averaged both ways;
 - ``linear weights``: the cosine similarity of the two players' linear-datamodel weights over
@@ -27,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from datamodels.analysis import RunView
-from datamodels.duplicates import read_candidates, redundant_pairs
+from datamodels.duplicates import read_candidates, read_pairs, redundant_pairs
 
 
 def pair_index(n: int) -> pd.MultiIndex:
@@ -69,10 +73,14 @@ def main() -> None:
     index = pair_index(view.n)
     truth = pd.Series(False, index=index)
     truth[list(zip(twins["player_a"], twins["player_b"]))] = True
-    pairs = redundant_pairs(view).set_index(["player_a", "player_b"])["score"]
+    measured = read_pairs(args.run).set_index(["player_a", "player_b"])
+    in_order = pd.Series(-np.arange(len(measured), dtype=float), index=measured.index)  # the stage's ranking
+    summed = redundant_pairs(view).set_index(["player_a", "player_b"])["score"]
     a, b = index.get_level_values(0), index.get_level_values(1)
-    detectors = {"interactions (ProxySPEX redundancy)": pairs.reindex(index, fill_value=0.0),
-                 "pixels (nearest-neighbour cosine)": pd.Series(pixel_scores(view)[a, b], index=index),
+    pixels = pixel_scores(view)
+    detectors = {"duplicate fraction (jobs/duplicates.py)": in_order.reindex(index, fill_value=-np.inf),
+                 "summed redundancy (ProxySPEX pair terms)": summed.reindex(index, fill_value=0.0),
+                 "pixels (nearest-neighbour cosine)": pd.Series(pixels[a, b], index=index),
                  "linear weights (cosine)": pd.Series(weight_scores(view)[a, b], index=index)}
     D = len(twins)
     rows = []
@@ -89,6 +97,18 @@ def main() -> None:
     print(f"{args.run}: n = {view.n} players, T = {view.T} targets, {len(view.models.model_index)} models, "
           f"D = {D} twin pairs among {len(index):,} pairs")
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    # The duplicates that are not twins: what are they? Their classes and how alike their images
+    # are, as a percentile among the pairs of original players of one class.
+    labels = np.asarray(view.player_labels)
+    same_class = np.array([pixels[i, j] for i, j in index if labels[i] == labels[j] and not truth[(i, j)]])
+    others = measured[measured["duplicate"] & ~truth.reindex(measured.index, fill_value=False)]
+    print(f"\n{len(others)} duplicates that are not twins:")
+    print(pd.DataFrame({"pair": [f"{i}-{j}" for i, j in others.index],
+                        "classes": [f"{labels[i]}, {labels[j]}" for i, j in others.index],
+                        "fraction": others["fraction"].round(2), "se": others["se"].round(2),
+                        "pixel cosine": [round(pixels[i, j], 3) for i, j in others.index],
+                        "percentile in class": [round(100 * np.mean(same_class < pixels[i, j]), 1)
+                                                for i, j in others.index]}).to_string(index=False))
 
 
 if __name__ == "__main__":

@@ -1,30 +1,48 @@
-"""Candidate duplicate groups of a run: players its fit finds redundant for many targets at once.
+"""Duplicates of a run: pairs of players its fit finds to cancel each other's effect, and their groups.
 
 A pair of near-duplicate training examples is the textbook redundant pair: each alone teaches
-what both teach together, so for every target they matter to, the fit's pair term ``m({i, j})``
-has the opposite sign to the members' main effects (the ``redundancy`` kind of
-:func:`datamodels.interactions.interaction_table`). One target's redundant pair may be chance;
-a pair that is redundant for many targets is a duplicate candidate. The ranking:
+what both teach together. For every target it matters to, the pair is an OR: its value is ``v``
+when either member is kept, so its Möbius spectrum is ``m({i}) = m({j}) = v`` and
+``m({i, j}) = -v``: the pair term cancels the members' main effect *entirely*. Players that are
+only partial substitutes (two clusters of one digit class, among ten) cancel a fraction of it.
+That fraction is the statistic, pooled over every target the pair matters to:
 
-1. every redundant pair term of the fit (``fit/interactions.parquet``, one method, ProxySPEX by
-   default) is measured as ``|m| / tau_t``, in units of its target's residual sd
-   (:func:`datamodels.analysis.term_strength`, the scale the report and pruning use), so that a
-   noisy target's term does not outweigh a sharp one's;
-2. per pair of players, these are summed over the targets (``score``), and the targets counted;
-3. the pairs whose score reaches ``min_score`` are the edges of a graph on the players; its
-   connected components (a player redundant with two others joins them) are the candidate
-   groups, scored by the sum of their edges' scores and ranked by it.
+    rho_ij = - sum_t w_t g_t p_t / sum_t w_t g_t^2,     g_t = (m_t({i}) + m_t({j})) / 2,  w_t = 1 / tau_t^2
 
-Written to ``<run_dir>/duplicates/candidates.parquet`` (``RunFolder.duplicate_candidates``):
-one row per group, best first, columns ``members`` (list of players), ``score``, ``size``,
-``pairs`` (its edges), ``targets`` (the most targets any of its pairs is redundant for),
-``best_pair`` and ``best_pair_score``. A curation script drops all but one member of a group,
-or sends the group to review. It needs the fit only (no images, no dataset): it works on an
-imported run as on a trained one.
+with ``p_t`` the pair's Möbius coefficient in target ``t``, ``tau_t`` the target's held-out
+residual sd: 1 for exact duplicates, 0 for players whose effects add, negative for synergy.
+``p_t`` is the fit's pair term *plus* what the fit left of the pair in its residual (the residual's
+least-squares coefficient on the centred pair feature ``(x_i - a_i)(x_j - a_j)``, ``a`` the kept
+frequencies), so it does not depend on the per-target test having admitted the pair: a twin that
+matters to a dozen targets, each below the test's threshold, still counts a dozen times.
+Its standard error is the sandwich estimate over the models, clustered by mask (models that share
+a mask are one observation), so it holds whatever the correlation of the targets' noise. A pair is
+a duplicate when ``rho`` exceeds ``min_fraction`` (default 1/2: more than half of the members' effect
+cancelled) at familywise level ``level`` (one-sided, Bonferroni over the candidate pairs).
 
-The idea of finding duplicates through the attributions they share is the datamodels paper's
-(Ilyas et al., 2022, "Datamodels: predicting predictions from training data", section on
-train-test leakage, with the linear weights); here it reads the fit's pair terms instead.
+The candidates (not every pair: at n = 50,000 there are 10^9) are the pairs with a redundant pair
+term in some target of the fit (:func:`redundant_pairs`) and each player's ``neighbours`` nearest
+players by the cosine of their main-effect profiles over the targets (in units of ``tau_t``),
+where duplicates also sit (the datamodels paper's detector of train-test leakage: Ilyas et al.
+2022, "Datamodels: predicting predictions from training data"). Cost: one pass over the models'
+masks and margins, ``O(m (n + T + K))`` for ``K`` candidates, in chunks of models.
+
+The duplicates join a graph on the players; its connected components are the candidate groups
+(a player duplicated twice joins both), scored by the mean ``rho`` of their pairs and ranked by
+it. Written by :func:`run_duplicates` (``jobs/duplicates.py``):
+
+- ``<run_dir>/duplicates/pairs.parquet`` (``RunFolder.duplicate_pairs``): every candidate pair,
+  ``player_a < player_b``, ``fraction`` (``rho``), ``se``, ``z`` (against ``min_fraction``),
+  ``targets`` (where a member has a main effect), ``duplicate`` (the test passed); duplicates
+  first, then by fraction.
+- ``<run_dir>/duplicates/candidates.parquet`` (``RunFolder.duplicate_candidates``): one row per
+  group, best first: ``members`` (list of players), ``score``, ``size``, ``pairs`` (its
+  duplicate pairs), ``targets`` (the most of any of its pairs), ``best_pair`` and
+  ``best_pair_score``. A curation script drops all but one member of a group, or sends the group
+  to review.
+
+It reads the fit and the models (no images, no dataset): it works on an imported run as on a
+trained one.
 """
 
 from __future__ import annotations
@@ -38,13 +56,18 @@ import pandas as pd
 import pyarrow as pa
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
+from scipy.special import ndtri
+from tqdm.auto import tqdm
 
 from .analysis import RunView, _show, residual_sd
 from .errors import UserError
+from .pruning.surrogate import Surrogate, fitted_surrogate
 from .run_folder import RunFolder
 from .tables import read_frame, write_frame
 
 STAGE = "duplicates (jobs/duplicates.py)"
+# A chunk of models is sized so that its [models, n + T + candidates] arrays stay under this many cells.
+_CHUNK_CELLS = 1 << 23
 
 
 class DuplicatesError(UserError):
@@ -79,12 +102,120 @@ def redundant_pairs(view: RunView, method: str = "proxyspex") -> pd.DataFrame:
     return out.sort_values("score", ascending=False, kind="stable", ignore_index=True)
 
 
-def candidate_groups(pairs: pd.DataFrame, n: int, min_score: float = 1.0) -> pd.DataFrame:
-    """The groups of players joined by pairs (of :func:`redundant_pairs`) of score at least
-    ``min_score``, best first (module docstring); an empty table when no pair reaches it."""
-    if not min_score > 0:
-        raise DuplicatesError(f"duplicates.min_score={min_score} must be positive")
-    strong = pairs[pairs["score"] >= min_score]
+def main_profiles(surrogate: Surrogate) -> sparse.csr_matrix:
+    """Players x targets (CSR): every player's fitted main effect in every target."""
+    mains = surrogate.orders == 1
+    players = surrogate.incidence.indices[surrogate.incidence.indptr[:-1][mains]]
+    return sparse.csr_matrix((surrogate.mobius[mains], (players, surrogate.target[mains])),
+                             shape=(surrogate.n, len(surrogate.constant)))
+
+
+def profile_neighbours(profiles: sparse.csr_matrix, k: int) -> np.ndarray:
+    """``[pairs, 2]`` (``a < b``, unique): each player with its ``k`` nearest players by the cosine of
+    their profiles (rows), those of positive cosine only; in blocks of players, never ``n x n``."""
+    n = profiles.shape[0]
+    if k == 0 or n < 2:
+        return np.zeros((0, 2), np.int64)
+    norms = np.sqrt(np.asarray(profiles.multiply(profiles).sum(1)).ravel())
+    unit = sparse.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ profiles
+    unit_t = unit.T.tocsc()
+    found, k = [], min(k, n - 1)
+    block = max(1, _CHUNK_CELLS // n)
+    for start in range(0, n, block):
+        rows = np.arange(start, min(start + block, n))
+        cos = (unit[rows] @ unit_t).toarray()
+        cos[np.arange(len(rows)), rows] = -np.inf
+        best = np.argpartition(-cos, k - 1, axis=1)[:, :k]
+        keep = np.take_along_axis(cos, best, 1) > 0
+        found.append(np.column_stack([np.repeat(rows, k)[keep.ravel()], best[keep]]))
+    pairs = np.sort(np.concatenate(found), axis=1)
+    return np.unique(pairs, axis=0)
+
+
+def duplicate_pairs(view: RunView, method: str = "proxyspex", neighbours: int = 5, min_fraction: float = 0.5,
+                    level: float = 0.05, progress: bool = True) -> pd.DataFrame:
+    """Every candidate pair's duplicate fraction ``rho``, its standard error and test (module
+    docstring), duplicates first, then by fraction. Refuses a run without a fit with pair terms."""
+    check_settings(neighbours, min_fraction, level)
+    proposed = redundant_pairs(view, method)  # refuses a run without the fit
+    ready = view.models
+    surrogate = fitted_surrogate(ready, view.interactions, view.fit_metrics, method)
+    profiles = main_profiles(surrogate)
+    weight = 1.0 / surrogate.scale**2
+    pairs = np.unique(np.concatenate([proposed[["player_a", "player_b"]].to_numpy(np.int64).reshape(-1, 2),
+                                      profile_neighbours(profiles @ sparse.diags(1.0 / surrogate.scale), neighbours)]),
+                      axis=0)
+    a, b = pairs[:, 0], pairs[:, 1]
+    mean_main = ((profiles[a] + profiles[b]) / 2).tocsr()  # g: [pairs, T]
+    signal = np.asarray(mean_main.multiply(mean_main) @ weight).ravel()  # sum_t w_t g_t^2
+    a, b, mean_main, signal = a[signal > 0], b[signal > 0], mean_main[signal > 0], signal[signal > 0]
+    weighted = (mean_main @ sparse.diags(weight)).tocsr()  # w_t g_t
+    fitted = _fitted_pair_part(surrogate, a, b, weighted)
+    residual, variance = _residual_pair_part(view, ready, surrogate, a, b, weighted, progress)
+    fraction = -(fitted + residual) / signal
+    se = np.sqrt(variance) / signal
+    z = (fraction - min_fraction) / np.where(se > 0, se, np.inf)
+    out = pd.DataFrame({"player_a": a, "player_b": b, "fraction": fraction, "se": se, "z": z,
+                        "targets": np.diff(mean_main.indptr), "duplicate": z > ndtri(1 - level / max(len(a), 1))})
+    return out.sort_values(["duplicate", "fraction"], ascending=False, kind="stable", ignore_index=True)
+
+
+def _fitted_pair_part(surrogate: Surrogate, a: np.ndarray, b: np.ndarray, weighted: sparse.csr_matrix) -> np.ndarray:
+    """``sum_t w_t g_t m_t({a, b})`` over the fit's pair terms of every candidate pair."""
+    terms = np.flatnonzero(surrogate.orders == 2)
+    members = surrogate.incidence.indices[surrogate.incidence.indptr[terms][:, None] + np.arange(2)]
+    n = surrogate.n
+    keys = a * n + b  # sorted: the pairs are unique and sorted
+    where = np.searchsorted(keys, members[:, 0] * n + members[:, 1])
+    hit = (where < len(keys)) & (keys[np.minimum(where, len(keys) - 1)] == members[:, 0] * n + members[:, 1])
+    rows, targets = where[hit], surrogate.target[terms[hit]]
+    contribution = np.asarray(weighted[rows, targets]).ravel() * surrogate.mobius[terms[hit]]
+    return np.bincount(rows, contribution, minlength=len(a))
+
+
+def _residual_pair_part(view: RunView, ready, surrogate: Surrogate, a, b, weighted: sparse.csr_matrix,
+                        progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """What the fit left of each pair in its residual, ``sum_t w_t g_t beta_t`` (``beta_t`` the
+    residual's coefficient on the centred pair feature ``c``), and its sandwich variance, clustered
+    by mask: one pass over the models in chunks that never split a mask's models."""
+    order = np.argsort(ready.mask_id, kind="stable")
+    first = np.flatnonzero(np.r_[True, np.diff(ready.mask_id[order]) != 0])  # each mask's first row in `order`
+    kept = ready.masks.t_dot(np.ones((len(order), 1)))[:, 0] / len(order)
+    step = max(1, _CHUNK_CELLS // (view.n + view.T + len(a)))
+    cross, norm, variance = np.zeros(len(a)), np.zeros(len(a)), np.zeros(len(a))
+    snapped = np.searchsorted(first, np.arange(0, len(order), step))  # each chunk starts at a mask's first row
+    bounds = np.unique(np.r_[np.append(first, len(order))[snapped], len(order)])
+    for lo, hi in tqdm(list(zip(bounds[:-1], bounds[1:])), desc="duplicate pairs", unit="chunk",
+                       disable=not progress):
+        rows = order[lo:hi]
+        x = ready.masks[rows].unpack()
+        residual = np.asarray(ready.margins[:, rows], dtype=float).T - surrogate.predict(x)  # [models, T]
+        combined = (weighted @ residual.T).T  # [models, pairs]: sum_t w_t g_t r_t
+        c = (x[:, a] - kept[a]) * (x[:, b] - kept[b])
+        products = c * combined
+        cross += products.sum(0)
+        norm += (c * c).sum(0)
+        starts = first[(first >= lo) & (first < hi)] - lo
+        variance += (np.add.reduceat(products, starts, axis=0) ** 2).sum(0)
+    norm = np.where(norm > 0, norm, np.inf)
+    return cross / norm, variance / norm**2
+
+
+def check_settings(neighbours: int, min_fraction: float, level: float) -> None:
+    """One line for a setting out of range, before anything is read."""
+    if not (isinstance(neighbours, int) and neighbours >= 0):
+        raise DuplicatesError(f"duplicates.neighbours={neighbours} must be a whole number >= 0")
+    if not 0 <= min_fraction < 1:
+        raise DuplicatesError(f"duplicates.min_fraction={min_fraction} must lie in [0, 1): the share of the "
+                              f"members' effect a duplicate pair cancels, 1 for exact duplicates")
+    if not 0 < level < 1:
+        raise DuplicatesError(f"duplicates.level={level} must lie in (0, 1)")
+
+
+def candidate_groups(pairs: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The groups of players joined by duplicate pairs (of :func:`duplicate_pairs`), best first
+    (module docstring); an empty table when there is none."""
+    strong = pairs[pairs["duplicate"]]
     if strong.empty:
         return pd.DataFrame({"members": pd.Series([], dtype=object), "score": np.zeros(0), "size": np.zeros(0, int),
                              "pairs": np.zeros(0, int), "targets": np.zeros(0, int),
@@ -93,27 +224,35 @@ def candidate_groups(pairs: pd.DataFrame, n: int, min_score: float = 1.0) -> pd.
     graph = sparse.coo_array((np.ones(len(strong)), (a, b)), shape=(n, n))
     _, component = connected_components(graph, directed=False)
     edges = strong.assign(group=component[a])
-    best = edges.loc[edges.groupby("group")["score"].idxmax()].set_index("group")
+    best = edges.loc[edges.groupby("group")["fraction"].idxmax()].set_index("group")
     grouped = edges.groupby("group")
     players = np.unique(np.concatenate([a, b]))
     members = pd.Series(list(players), index=component[players]).groupby(level=0).agg(list)
-    out = pd.DataFrame({"members": members, "score": grouped["score"].sum(), "size": members.map(len),
+    out = pd.DataFrame({"members": members, "score": grouped["fraction"].mean(), "size": members.map(len),
                         "pairs": grouped.size(), "targets": grouped["targets"].max(),
                         "best_pair": [[int(x), int(y)] for x, y in zip(best["player_a"], best["player_b"])],
-                        "best_pair_score": best["score"]})
+                        "best_pair_score": best["fraction"]})
     out["members"] = [[int(p) for p in group] for group in out["members"]]
     return out.sort_values("score", ascending=False, kind="stable", ignore_index=True)
 
 
-def run_duplicates(run_dir: str | os.PathLike, method: str = "proxyspex", min_score: float = 1.0) -> Path:
-    """The stage: rank the candidate groups of a run's ``method`` fit and write them
-    (``RunFolder.duplicate_candidates``); returns the path. Nothing is written on an error."""
+def run_duplicates(run_dir: str | os.PathLike, method: str = "proxyspex", neighbours: int = 5,
+                   min_fraction: float = 0.5, level: float = 0.05, progress: bool = True) -> Path:
+    """The stage: every candidate pair's duplicate fraction and the ranked groups of a run's
+    ``method`` fit, written (``RunFolder.duplicate_pairs``, ``duplicate_candidates``); returns the
+    groups' path. Nothing is written on an error."""
+    check_settings(neighbours, min_fraction, level)  # before reading anything
     view = RunView.open(run_dir)
-    if not min_score > 0:  # before reading anything
-        raise DuplicatesError(f"duplicates.min_score={min_score} must be positive")
-    groups = candidate_groups(redundant_pairs(view, method), view.n, min_score)
-    meta = {"method": method, "min_score": min_score, "fingerprint": view.meta["fingerprint"], "n": view.n}
-    return write_frame(view.folder.duplicate_candidates, groups, meta)
+    pairs = duplicate_pairs(view, method, neighbours, min_fraction, level, progress)
+    meta = {"method": method, "neighbours": neighbours, "min_fraction": min_fraction, "level": level,
+            "fingerprint": view.meta["fingerprint"], "n": view.n}
+    write_frame(view.folder.duplicate_pairs, pairs, meta)
+    return write_frame(view.folder.duplicate_candidates, candidate_groups(pairs, view.n), meta)
+
+
+def read_pairs(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """Every candidate pair the duplicates stage measured (duplicates first, then by fraction)."""
+    return read_frame(RunFolder(run_dir).duplicate_pairs, STAGE)[0]
 
 
 def read_candidates(run_dir: str | os.PathLike) -> pd.DataFrame:

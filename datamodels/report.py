@@ -69,11 +69,13 @@ STRENGTH_TEXT = ("Each row: a target, the members of one pair or triple of its f
 KIND_BARS = ("Each target: the distribution of its margin over the models, then one bar per term: its Möbius "
              "coefficient m (blue: m > 0), labelled with its members, by player index and class.")
 
-DUPLICATES_TEXT = ("Groups of players the fit finds redundant with each other for many targets: each pair's "
-                   "redundancy |m| in units of its target's residual sd, summed over the targets (score), pairs "
-                   "joined into groups where they share a player (jobs/duplicates.py, {path}). Each row: the "
-                   "group's members, its score, the most targets one of its pairs is redundant for, and its size. "
-                   "A curation script can keep one member of each group, or send the group to review.")
+DUPLICATES_TEXT = ("Groups of players that cancel each other's effect: for each pair, the fraction of its members' "
+                   "main effect its pair term cancels, pooled over the targets (1: exact duplicates, each teaching "
+                   "what both do; 0: effects that add), and the pairs that significantly exceed "
+                   "duplicates.min_fraction joined into groups where they share a player (jobs/duplicates.py, "
+                   "{path}). Each row: the group's members, its score (the mean fraction of its pairs), the most "
+                   "targets one of its pairs matters to, and its size. A curation script can keep one member of "
+                   "each group, or send the group to review.")
 
 CLASS_PAIRS_TEXT = ("Each row: {target}the classes of the two members of a pair (class_a, class_b), and how many of "
                     "the fitted pairs of that kind have these classes (pairs).")
@@ -202,7 +204,7 @@ def write_report(view: RunView, page: str | os.PathLike, targets_per_kind: int =
         try:
             named = named_candidates(view, top_groups)
             if named.empty:
-                body.append("<p>No pair reaches the score of a candidate (duplicates.min_score).</p>")
+                body.append("<p>No pair cancels significantly more than duplicates.min_fraction of its members' effect.</p>")
             else:
                 table(named)
                 if view.has_images:

@@ -14,6 +14,7 @@ One sweep, and everything derived from it, lives in one folder (``run_dir``)::
     report/index.html            (datamodels.report), beside it faithfulness.csv and figure-NN.png
     curated/<method>-<fraction>/ keep_set.parquet, card.json[, dataset.npz]
     duplicates/candidates.parquet  candidate duplicate groups, ranked (datamodels.duplicates)
+    duplicates/pairs.parquet     every candidate pair's duplicate fraction and test (datamodels.duplicates)
     twins.csv                    the known twin players of a duplicates experiment (datamodels.twins)
     data/<dataset>-<fingerprint>-train.beton   the FFCV loader's copy of the training split
     planted/truth.parquet        the spectra a planted sweep was drawn from (datamodels.planted)
@@ -260,6 +261,11 @@ class RunFolder:
     def duplicate_candidates(self) -> Path:
         """The ranked candidate duplicate groups (datamodels.duplicates)."""
         return self.root / "duplicates" / "candidates.parquet"
+
+    @property
+    def duplicate_pairs(self) -> Path:
+        """Every candidate duplicate pair, measured (datamodels.duplicates)."""
+        return self.root / "duplicates" / "pairs.parquet"
 
     @property
     def twins(self) -> Path:

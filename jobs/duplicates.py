@@ -1,28 +1,32 @@
-"""Rank a run's candidate duplicate groups: players its fit finds redundant for many targets.
+"""Find a run's duplicates: pairs of players whose pair terms cancel their main effects.
 
-    python jobs/duplicates.py run_dir=runs/demo [duplicates.min_score=1.0] [duplicates.method=proxyspex]
+    python jobs/duplicates.py run_dir=runs/demo [duplicates.min_fraction=0.5] [duplicates.method=proxyspex]
 
-Writes <run_dir>/duplicates/candidates.parquet: one row per group, best first, with members
-(list of players), score (redundancy summed over the targets, in units of each target's residual
-sd), size, pairs, targets, best_pair (datamodels.duplicates). Needs a fit with pair terms
-(jobs/fit.py fit=proxyspex); works on an imported run without images. The report shows the top
-groups (jobs/report.py).
+Writes <run_dir>/duplicates/pairs.parquet (every candidate pair: the fraction of its members'
+main effect its pair term cancels over the targets, 1 for exact duplicates, with its standard
+error and test) and <run_dir>/duplicates/candidates.parquet (the duplicate pairs joined into
+groups, best first: members, score, size, pairs, targets, best_pair; datamodels.duplicates).
+Needs a fit with pair terms (jobs/fit.py fit=proxyspex); works on an imported run without
+images. The report shows the top groups (jobs/report.py).
 """
 
 import hydra
 from omegaconf import DictConfig
 
 from datamodels.cli import job
-from datamodels.duplicates import read_candidates, run_duplicates
+from datamodels.duplicates import read_candidates, read_pairs, run_duplicates
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 @job()
 def main(cfg: DictConfig) -> None:
-    path = run_duplicates(cfg.run_dir, cfg.duplicates.method, cfg.duplicates.min_score)
-    groups = read_candidates(cfg.run_dir)
-    print(f"{len(groups)} candidate groups ({int(groups['size'].sum()) if len(groups) else 0} players); "
-          f"best: {groups['members'].iloc[0] if len(groups) else 'none'}; written: {path}")
+    settings = cfg.duplicates
+    path = run_duplicates(cfg.run_dir, settings.method, settings.neighbours, settings.min_fraction, settings.level,
+                          cfg.progress)
+    pairs, groups = read_pairs(cfg.run_dir), read_candidates(cfg.run_dir)
+    print(f"{len(pairs)} candidate pairs, {int(pairs['duplicate'].sum())} duplicates; {len(groups)} candidate groups "
+          f"({int(groups['size'].sum()) if len(groups) else 0} players); best: "
+          f"{groups['members'].iloc[0] if len(groups) else 'none'}; written: {path}")
 
 
 if __name__ == "__main__":

@@ -1,15 +1,21 @@
 """The duplicate ranking (datamodels.duplicates, jobs/duplicates.py) on planted games whose
 duplicate groups are known, and its refusals of runs it cannot read."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import sparse
 
 from conftest import run_job
-from datamodels.analysis import RunView
-from datamodels.duplicates import DuplicatesError, candidate_groups, read_candidates, redundant_pairs, run_duplicates
+from datamodels.analysis import RunView, residual_sd
+from datamodels.duplicates import (DuplicatesError, _residual_pair_part, candidate_groups, profile_neighbours,
+                                   read_candidates, read_pairs, run_duplicates)
 from datamodels.fitting import FitSettings, run_fit
+from datamodels.packed import PackedMasks
 from datamodels.planted import planted_game, read_planted_truth, write_planted_sweep
+from datamodels.pruning import Surrogate
 from datamodels.report import write_report
 from datamodels.run_folder import RunFolder
 
@@ -38,33 +44,92 @@ def test_planted_duplicates_are_the_or_game_of_their_members():
         planted_game(20, duplicates=[[1, 2], [2, 3]])
 
 
-def test_ranking_puts_the_planted_groups_first(planted, capsys):
+def true_fractions(truth: dict, tau: np.ndarray, n: int) -> np.ndarray:
+    """[n, n]: every pair's duplicate fraction (datamodels.duplicates) in the planted spectra."""
+    mains, pairs = np.zeros((n, len(truth))), np.zeros((n, n, len(truth)))
+    for t, spectrum in truth.items():
+        for S, m in spectrum.items():
+            if len(S) == 1:
+                mains[S[0], t] = m
+            elif len(S) == 2:
+                pairs[S[0], S[1], t] = pairs[S[1], S[0], t] = m
+    g = (mains[:, None, :] + mains[None, :, :]) / 2
+    signal = (g**2 / tau**2).sum(2)
+    return -(pairs * g / tau**2).sum(2) / np.where(signal > 0, signal, np.inf)
+
+
+def test_the_fractions_match_the_planted_ones_and_the_shared_groups_come_first(planted):
     proc = run_job("duplicates.py", f"run_dir={planted}", "progress=false")
     assert "candidate groups" in proc.stdout
+    pairs = read_pairs(planted)
+    view = RunView.open(planted)
+    truth = true_fractions(read_planted_truth(planted), residual_sd(view, "proxyspex").to_numpy(), view.n)
+    a, b = pairs["player_a"].to_numpy(), pairs["player_b"].to_numpy()
+    # each candidate's estimate is the planted fraction within the error it states
+    assert (abs(pairs["fraction"] - truth[a, b]) < 4 * pairs["se"] + 0.05).all()
+    shared = [(3, 17), (5, 22), (5, 41), (22, 41)]  # an OR in every target: its pair cancels its mains entirely
+    assert np.allclose(truth[tuple(np.array(shared).T)], 1)
+    indexed = pairs.set_index(["player_a", "player_b"])
+    assert indexed.loc[shared, "duplicate"].all() and (indexed.loc[shared, "targets"] == T).all()
+    found = set(indexed.index[indexed["duplicate"]])
+    assert all(truth[p] > 0.5 for p in found)  # no false duplicate
+    exact = {(i, j) for i, j in zip(*np.nonzero(np.triu(truth > 0.95, 1)))}  # each target's own OR pair too, when
+    assert found >= exact  # its players matter to no other target
+    # the one-target ORs of players that matter elsewhere cancel half their effect: not duplicates
+    assert any(0.3 < truth[p] < 0.7 and not indexed.loc[p, "duplicate"] for p in indexed.index)
     groups = read_candidates(planted)
-    assert [sorted(m) for m in groups["members"][:2]] == sorted(DUPLICATES, key=len, reverse=True)
+    members = [sorted(m) for m in groups["members"]]
+    assert all(group in members for group in DUPLICATES)  # the players of no other duplicate
+    assert sorted(p for m in members for p in m) == sorted({p for pair in found for p in pair})
     assert (groups["score"].diff().dropna() <= 0).all()  # best first
-    assert list(groups["size"][:2]) == [3, 2] and list(groups["pairs"][:2]) == [3, 1]
-    # every planted pair is redundant in most targets, and outweighs every pair planted in one target
-    pairs = redundant_pairs(RunView.open(planted)).set_index(["player_a", "player_b"])
-    planted_pairs = [(3, 17), (5, 22), (5, 41), (22, 41)]
-    assert (pairs.loc[planted_pairs, "targets"] >= 0.8 * T).all()
-    others = pairs.drop(index=planted_pairs)
-    assert pairs.loc[planted_pairs, "score"].min() > 3 * others["score"].max()
-    truth = read_planted_truth(planted)
-    one_target = {S for spectrum in truth.values() for S, m in spectrum.items()
-                  if len(S) == 2 and S not in planted_pairs and m * (spectrum[(S[0],)] + spectrum[(S[1],)]) < 0}
-    assert len(one_target & set(others.index)) >= 0.8 * len(one_target)  # found, and ranked below
+    big = groups[groups["size"] == 3].iloc[0]
+    assert sorted(big["members"]) == [5, 22, 41] and big["pairs"] == 3
+    # the shared groups are measured on every target: surer than any one-target pair
+    assert indexed.loc[shared, "se"].max() < indexed.loc[sorted(found - set(shared)), "se"].min()
+
+
+def test_residual_part_is_least_squares_on_the_centred_pair_and_clusters_by_mask():
+    rng = np.random.default_rng(3)
+    m, n, T = 400, 6, 3
+    masks = rng.random((m, n)) < 0.5
+    margins = rng.normal(size=(T, m)) + masks[:, 0] * masks[:, 1] * np.array([[1.0], [-0.5], [2.0]])
+    surrogate = Surrogate.from_terms(n, np.zeros(T), np.ones(T), [0, 1, 2], [[2], [3], [4]], [0.3, 0.2, 0.1])
+    a, b = np.array([0, 1]), np.array([1, 4])
+    weighted = sparse.csr_matrix(rng.normal(size=(2, T)))
+
+    def part(X, Y, mask_id):
+        ready = SimpleNamespace(masks=PackedMasks.from_bool(X), margins=Y, mask_id=mask_id)
+        return _residual_pair_part(SimpleNamespace(n=n, T=T), ready, surrogate, a, b, weighted, progress=False)
+
+    cross, variance = part(masks, margins, np.arange(m))
+    residual = margins.T - surrogate.predict(masks)
+    kept = masks.mean(0)
+    for k in range(2):  # brute force: the coefficient of each target's residual on the centred pair feature
+        c = (masks[:, a[k]] - kept[a[k]]) * (masks[:, b[k]] - kept[b[k]])
+        beta = residual.T @ c / (c @ c)
+        assert np.isclose(cross[k], weighted[k].toarray().ravel() @ beta)
+        s = residual @ weighted[k].toarray().ravel()
+        assert np.isclose(variance[k], np.sum(c**2 * s**2) / (c @ c) ** 2)
+    # every model twice (two seeds of one mask, same margins): the same estimate, and no more certainty
+    twice = np.repeat(np.arange(m), 2)
+    cross2, variance2 = part(masks[twice], margins[:, twice], np.arange(m)[twice][::-1].copy())
+    assert np.allclose(cross2, cross) and np.allclose(variance2, variance)
 
 
 def test_groups_join_pairs_that_share_players():
-    pairs = pd.DataFrame({"player_a": [0, 1, 4, 6], "player_b": [1, 2, 5, 7], "score": [5.0, 4.0, 2.0, 0.5],
-                          "targets": [3, 2, 1, 1]})
-    groups = candidate_groups(pairs, n=8, min_score=1.0)  # 6-7 is below the score of an edge
-    assert groups["members"].tolist() == [[0, 1, 2], [4, 5]]
-    assert groups["score"].tolist() == [9.0, 2.0] and groups["best_pair"].tolist() == [[0, 1], [4, 5]]
-    assert groups["targets"].tolist() == [3, 1]
-    assert candidate_groups(pairs, n=8, min_score=10.0).empty
+    pairs = pd.DataFrame({"player_a": [0, 1, 4, 6], "player_b": [1, 2, 5, 7], "fraction": [0.9, 0.6, 0.8, 0.95],
+                          "targets": [3, 2, 1, 1], "duplicate": [True, True, True, False]})
+    groups = candidate_groups(pairs, n=8)  # 6-7 is not a duplicate
+    assert groups["members"].tolist() == [[4, 5], [0, 1, 2]]
+    assert np.allclose(groups["score"], [0.8, 0.75]) and groups["best_pair"].tolist() == [[4, 5], [0, 1]]
+    assert groups["targets"].tolist() == [1, 3] and groups["pairs"].tolist() == [1, 2]
+    assert candidate_groups(pairs.assign(duplicate=False), n=8).empty
+
+
+def test_profile_neighbours_are_the_nearest_by_cosine():
+    profiles = sparse.csr_matrix(np.array([[1.0, 0, 0], [2.0, 0.1, 0], [0, 1, 0], [0, 0, 1], [0, 0.1, 3], [0, 0, 0]]))
+    assert profile_neighbours(profiles, 1).tolist() == [[0, 1], [1, 2], [3, 4]]  # 5 has no profile
+    assert profile_neighbours(profiles, 0).shape == (0, 2)
 
 
 def test_report_shows_the_groups_only_when_ranked(planted, tmp_path):
@@ -90,6 +155,10 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
     assert proc.returncode == 1 and "has no proxyspex fit" in proc.stderr
     with pytest.raises(DuplicatesError, match="the linear fit of .* has no pair terms"):
         run_duplicates(run, method="linear")
-    with pytest.raises(DuplicatesError, match="duplicates.min_score=0"):
-        run_duplicates(run, min_score=0)
+    for setting, message in (({"min_fraction": 1.0}, "duplicates.min_fraction=1.0 must lie in"),
+                             ({"level": 0}, "duplicates.level=0 must"), ({"neighbours": -1}, "duplicates.neighbours=-1")):
+        with pytest.raises(DuplicatesError, match=message):
+            run_duplicates(run, **setting)
+    proc = run_job("duplicates.py", f"run_dir={run}", "duplicates.min_fraction=2", check=False)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "min_fraction=2" in proc.stderr
     assert not out.exists() and not out.parent.exists()

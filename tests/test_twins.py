@@ -24,7 +24,7 @@ def test_shift_moves_by_one_pixel_and_fills_the_edge_with_zero():
 
 def test_twins_are_the_perturbed_images_of_their_originals(tmp_path):
     demo = SweepRun(compose_config(["experiment=demo", f"run_dir={tmp_path}"]), tmp_path)
-    run = experiment(tmp_path)
+    run = experiment(tmp_path, "players.twins.shift=true")
     count = 10
     assert run.n == demo.n + count == 110
     pairs = run.twins
@@ -54,11 +54,15 @@ def test_twins_are_seeded_and_exact_without_noise(tmp_path):
     assert a.data.fingerprint == b.data.fingerprint and a.twins.equals(b.twins)
     other = experiment(tmp_path, "players.twins.seed=1")
     assert not other.twins.equals(a.twins)
-    unshifted = experiment(tmp_path, "players.twins.noise=0", "players.twins.shift=false")
+    images = a.data.images("train").astype(int)  # the experiment's default: the noise only
+    for a_, b_ in zip(a.twins["player_a"], a.twins["player_b"]):
+        error = images[a.groups == b_] - images[a.groups == a_]
+        assert np.abs(error).max() <= 48 and 3 < error.std() < 13
+    unshifted = experiment(tmp_path, "players.twins.noise=0")
     images = unshifted.data.images("train")
     for a_, b_ in zip(unshifted.twins["player_a"], unshifted.twins["player_b"]):
         assert np.array_equal(images[unshifted.groups == a_], images[unshifted.groups == b_])
-    exact = experiment(tmp_path, "players.twins.noise=0")
+    exact = experiment(tmp_path, "players.twins.noise=0", "players.twins.shift=true")
     images = exact.data.images("train")
     for a_, b_ in zip(exact.twins["player_a"], exact.twins["player_b"]):
         for i, j in zip(np.flatnonzero(exact.groups == a_), np.flatnonzero(exact.groups == b_)):
@@ -80,7 +84,7 @@ def test_candidate_figure_shows_the_twins_side_by_side(tmp_path):
 
     run = experiment(tmp_path, "sweep.num_models=2", "sweep.models_per_shard=2", "train.epochs=1")
     run.run_shard(0, progress=False)
-    twins = run.twins.assign(score=[10.0 - i for i in range(len(run.twins))], targets=3)
+    twins = run.twins.assign(fraction=[1.0 - i / 20 for i in range(len(run.twins))], targets=3, duplicate=True)
     write_frame(run.folder.duplicate_candidates, candidate_groups(twins, run.n), {"stage": STAGE})
     view = RunView.open(tmp_path)
     fig = plot_candidates(view, k=3)

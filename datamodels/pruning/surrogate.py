@@ -174,17 +174,24 @@ def load_surrogates(run_dir, fits: dict[str, str], fractions,
             fit_method = next(iter(fits.values()))
             raise PruningError(f"{needed} needs the {fit_method} fit in {folder} ({err}); "
                                f"{fit_remedy(fit_method, setting, run_dir)}") from None
-        rows = np.flatnonzero(models)
-        rows = rows[np.linspace(0, len(rows) - 1, min(len(rows), _STAT_MODELS)).astype(np.int64)]
-        masks = ready.masks[rows].unpack()
-        margins = np.asarray(ready.margins[:, rows], dtype=float)
         for method, fit_method in fits.items():
-            mine = metrics[metrics["method"] == fit_method]
-            if mine.empty:
+            if not (metrics["method"] == fit_method).any():
                 raise PruningError(f"{folder} holds no {fit_method} fit; {fit_remedy(fit_method, setting, run_dir)}")
-            surrogate = Surrogate.from_fit(interactions[interactions["method"] == fit_method], mine, masks, margins)
+            surrogate = fitted_surrogate(ready, interactions, metrics, fit_method, np.flatnonzero(models))
             out[method] |= dict.fromkeys([alpha] if alpha is not None else wanted, surrogate)
     return out
+
+
+def fitted_surrogate(ready, interactions: pd.DataFrame, metrics: pd.DataFrame, method: str,
+                     models: np.ndarray | None = None) -> Surrogate:
+    """``method``'s polynomials from a fit's tables (all methods' rows), their intercepts and
+    residual scales taken on at most ``_STAT_MODELS`` of the fit-ready ``models`` (row numbers;
+    all by default), evenly spread: the statistics need no more, and the masks are unpacked."""
+    rows = np.arange(len(ready.mask_id)) if models is None else models
+    rows = rows[np.linspace(0, len(rows) - 1, min(len(rows), _STAT_MODELS)).astype(np.int64)]
+    masks, margins = ready.masks[rows].unpack(), np.asarray(ready.margins[:, rows], dtype=float)
+    return Surrogate.from_fit(interactions[interactions["method"] == method], metrics[metrics["method"] == method],
+                              masks, margins)
 
 
 def fit_remedy(fit_method: str, setting: str, run_dir) -> str:
