@@ -188,12 +188,13 @@ bench-scale-tail: install ## false pairs per target of ProxySPEX on a dense-tail
 	$(PY) benchmarks/bench_scale.py --parts tail $(ARGS)
 
 # The duplicates experiment (issue 19; docs/duplicates.md): the demo's 100 cluster players of
-# which 10 get a twin (conf/experiment/duplicates.yaml), 1,000 models; the fits, the ranked
-# candidate groups (runs/duplicates/duplicates/candidates.parquet), TRAK, pruning at 0.95..0.5
-# with every method retrained, the report, the detection of the known twins
-# (runs/duplicates/twins.csv) against two baselines, and the twin pairs each pruner loses.
+# which 10 get a noisy twin (conf/experiment/duplicates.yaml), 1,000 models; the fits, the
+# duplicate pairs and their ranked groups (runs/duplicates/duplicates/), TRAK, pruning at
+# 0.95..0.5 with every method retrained, the report, the detection of the known twins
+# (runs/duplicates/twins.csv) against three other detectors, the twin pairs each pruner loses,
+# and what removing a player costs the pruning objective.
 DUPS := experiment=duplicates
-duplicates-study: install ## twin players on the digits: sweep, fits, TRAK, duplicate ranking, pruning, report, detection (~30 min)
+duplicates-study: install ## twin players on the digits: sweep, fits, duplicates, TRAK, pruning, report, detection (~12 min)
 	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,8)' hydra/launcher=joblib $(DUPS) $(ARGS)
 	$(PY) jobs/collect.py $(DUPS) $(ARGS)
 	$(PY) jobs/fit.py fit=proxyspex $(DUPS) $(ARGS)
@@ -205,6 +206,7 @@ duplicates-study: install ## twin players on the digits: sweep, fits, TRAK, dupl
 	$(PY) jobs/report.py $(DUPS) $(ARGS)
 	$(PY) benchmarks/duplicates_detection.py --run runs/duplicates
 	$(PY) benchmarks/duplicates_pruning.py --run runs/duplicates
+	$(PY) benchmarks/twins_removal_costs.py --run runs/duplicates
 
 # TRAK as the cheap-attribution anchor (issue 19, item 5; docs/benchmarks.md): the demo's settings
 # swept into runs/trak-lds (1,000 models), then TRAK from K of its models against the linear

@@ -272,7 +272,8 @@ def outputs(run_dir) -> list[str]:
                  (folder.keep_sets, "the kept players of every pruning method and fraction"),
                  (table, "holdout accuracy of pruned training sets (and .png)"),
                  (paired, "each method minus the best baseline, paired by seed"),
-                 (folder.duplicate_candidates, "candidate duplicate groups, ranked (jobs/duplicates.py)"),
+                 (folder.duplicate_pairs, "each candidate duplicate pair, measured (jobs/duplicates.py)"),
+                 (folder.duplicate_candidates, "the duplicate pairs' groups, ranked (jobs/duplicates.py)"),
                  (folder.report_page, "all of it as a page; notebooks in analysis/"),
                  (folder.report_faithfulness, "every fitted target's faithfulness, beside the page")]
-    return [f"  {os.path.relpath(path, folder.root):<28} {what}" for path, what in described if path.exists()]
+    return [f"  {os.path.relpath(path, folder.root):<30} {what}" for path, what in described if path.exists()]
