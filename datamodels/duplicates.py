@@ -33,8 +33,10 @@ it. Written by :func:`run_duplicates` (``jobs/duplicates.py``):
 
 - ``<run_dir>/duplicates/pairs.parquet`` (``RunFolder.duplicate_pairs``): every candidate pair,
   ``player_a < player_b``, ``fraction`` (``rho``), ``se``, ``z`` (against ``min_fraction``),
-  ``targets`` (where a member has a main effect), ``duplicate`` (the test passed); duplicates
-  first, then by fraction.
+  ``targets`` (fitted targets where a member has a main effect), ``duplicate`` (the test
+  passed), ``redundancy`` (the fit's redundant pair terms ``|m| / tau_t`` summed over the
+  targets, :func:`redundant_pairs`: the fit's own view, 0 where it has none); duplicates first,
+  then by fraction.
 - ``<run_dir>/duplicates/candidates.parquet`` (``RunFolder.duplicate_candidates``): one row per
   group, best first: ``members`` (list of players), ``score``, ``size``, ``pairs`` (its
   duplicate pairs), ``targets`` (the most of any of its pairs), ``best_pair`` and
@@ -42,7 +44,8 @@ it. Written by :func:`run_duplicates` (``jobs/duplicates.py``):
   to review.
 
 It reads the fit and the models (no images, no dataset): it works on an imported run as on a
-trained one.
+trained one, and on a fit of some targets only (the release's case study fits 60 of 10,000), over
+those targets.
 """
 
 from __future__ import annotations
@@ -139,7 +142,8 @@ def duplicate_pairs(view: RunView, method: str = "proxyspex", neighbours: int = 
     check_settings(neighbours, min_fraction, level)
     proposed = redundant_pairs(view, method)  # refuses a run without the fit
     ready = view.models
-    surrogate = fitted_surrogate(ready, view.interactions, view.fit_metrics, method)
+    targets = np.unique(view.fit_metrics.loc[view.fit_metrics["method"] == method, "target"].to_numpy(np.int64))
+    surrogate = fitted_surrogate(ready, view.interactions, view.fit_metrics, method, targets=targets)
     profiles = main_profiles(surrogate)
     weight = 1.0 / surrogate.scale**2
     pairs = np.unique(np.concatenate([proposed[["player_a", "player_b"]].to_numpy(np.int64).reshape(-1, 2),
@@ -151,12 +155,14 @@ def duplicate_pairs(view: RunView, method: str = "proxyspex", neighbours: int = 
     a, b, mean_main, signal = a[signal > 0], b[signal > 0], mean_main[signal > 0], signal[signal > 0]
     weighted = (mean_main @ sparse.diags(weight)).tocsr()  # w_t g_t
     fitted = _fitted_pair_part(surrogate, a, b, weighted)
-    residual, variance = _residual_pair_part(view, ready, surrogate, a, b, weighted, progress)
+    residual, variance = _residual_pair_part(ready, targets, surrogate, a, b, weighted, progress)
     fraction = -(fitted + residual) / signal
     se = np.sqrt(variance) / signal
     z = (fraction - min_fraction) / np.where(se > 0, se, np.inf)
+    summed = proposed.set_index(["player_a", "player_b"])["score"]
     out = pd.DataFrame({"player_a": a, "player_b": b, "fraction": fraction, "se": se, "z": z,
-                        "targets": np.diff(mean_main.indptr), "duplicate": z > ndtri(1 - level / max(len(a), 1))})
+                        "targets": np.diff(mean_main.indptr), "duplicate": z > ndtri(1 - level / max(len(a), 1)),
+                        "redundancy": summed.reindex(pd.MultiIndex.from_arrays([a, b]), fill_value=0.0).to_numpy()})
     return out.sort_values(["duplicate", "fraction"], ascending=False, kind="stable", ignore_index=True)
 
 
@@ -173,15 +179,16 @@ def _fitted_pair_part(surrogate: Surrogate, a: np.ndarray, b: np.ndarray, weight
     return np.bincount(rows, contribution, minlength=len(a))
 
 
-def _residual_pair_part(view: RunView, ready, surrogate: Surrogate, a, b, weighted: sparse.csr_matrix,
+def _residual_pair_part(ready, targets: np.ndarray, surrogate: Surrogate, a, b, weighted: sparse.csr_matrix,
                         progress: bool) -> tuple[np.ndarray, np.ndarray]:
     """What the fit left of each pair in its residual, ``sum_t w_t g_t beta_t`` (``beta_t`` the
-    residual's coefficient on the centred pair feature ``c``), and its sandwich variance, clustered
-    by mask: one pass over the models in chunks that never split a mask's models."""
+    residual's coefficient on the centred pair feature ``c``; ``t`` over the fitted ``targets``, the
+    surrogate's), and its sandwich variance, clustered by mask: one pass over the models in chunks
+    that never split a mask's models."""
     order = np.argsort(ready.mask_id, kind="stable")
     first = np.flatnonzero(np.r_[True, np.diff(ready.mask_id[order]) != 0])  # each mask's first row in `order`
     kept = ready.masks.t_dot(np.ones((len(order), 1)))[:, 0] / len(order)
-    step = max(1, _CHUNK_CELLS // (view.n + view.T + len(a)))
+    step = max(1, _CHUNK_CELLS // (surrogate.n + len(targets) + len(a)))
     cross, norm, variance = np.zeros(len(a)), np.zeros(len(a)), np.zeros(len(a))
     snapped = np.searchsorted(first, np.arange(0, len(order), step))  # each chunk starts at a mask's first row
     bounds = np.unique(np.r_[np.append(first, len(order))[snapped], len(order)])
@@ -189,7 +196,7 @@ def _residual_pair_part(view: RunView, ready, surrogate: Surrogate, a, b, weight
                        disable=not progress):
         rows = order[lo:hi]
         x = ready.masks[rows].unpack()
-        residual = np.asarray(ready.margins[:, rows], dtype=float).T - surrogate.predict(x)  # [models, T]
+        residual = np.asarray(ready.margins[np.ix_(targets, rows)], dtype=float).T - surrogate.predict(x)
         combined = (weighted @ residual.T).T  # [models, pairs]: sum_t w_t g_t r_t
         c = (x[:, a] - kept[a]) * (x[:, b] - kept[b])
         products = c * combined

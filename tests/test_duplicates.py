@@ -11,7 +11,7 @@ from scipy import sparse
 from conftest import run_job
 from datamodels.analysis import RunView, residual_sd
 from datamodels.duplicates import (DuplicatesError, _residual_pair_part, candidate_groups, profile_neighbours,
-                                   read_candidates, read_pairs, run_duplicates)
+                                   read_candidates, read_pairs, redundant_pairs, run_duplicates)
 from datamodels.fitting import FitSettings, run_fit
 from datamodels.packed import PackedMasks
 from datamodels.planted import planted_game, read_planted_truth, write_planted_sweep
@@ -71,6 +71,9 @@ def test_the_fractions_match_the_planted_ones_and_the_shared_groups_come_first(p
     assert np.allclose(truth[tuple(np.array(shared).T)], 1)
     indexed = pairs.set_index(["player_a", "player_b"])
     assert indexed.loc[shared, "duplicate"].all() and (indexed.loc[shared, "targets"] == T).all()
+    summed = redundant_pairs(view).set_index(["player_a", "player_b"])["score"]  # the fit's own view, beside it
+    assert np.allclose(indexed["redundancy"], summed.reindex(indexed.index, fill_value=0.0))
+    assert (indexed.loc[shared, "redundancy"] > 0).all()
     found = set(indexed.index[indexed["duplicate"]])
     assert all(truth[p] > 0.5 for p in found)  # no false duplicate
     exact = {(i, j) for i, j in zip(*np.nonzero(np.triu(truth > 0.95, 1)))}  # each target's own OR pair too, when
@@ -99,7 +102,7 @@ def test_residual_part_is_least_squares_on_the_centred_pair_and_clusters_by_mask
 
     def part(X, Y, mask_id):
         ready = SimpleNamespace(masks=PackedMasks.from_bool(X), margins=Y, mask_id=mask_id)
-        return _residual_pair_part(SimpleNamespace(n=n, T=T), ready, surrogate, a, b, weighted, progress=False)
+        return _residual_pair_part(ready, np.arange(T), surrogate, a, b, weighted, progress=False)
 
     cross, variance = part(masks, margins, np.arange(m))
     residual = margins.T - surrogate.predict(masks)
@@ -114,6 +117,18 @@ def test_residual_part_is_least_squares_on_the_centred_pair_and_clusters_by_mask
     twice = np.repeat(np.arange(m), 2)
     cross2, variance2 = part(masks[twice], margins[:, twice], np.arange(m)[twice][::-1].copy())
     assert np.allclose(cross2, cross) and np.allclose(variance2, variance)
+
+
+def test_a_fit_of_some_targets_is_measured_on_those(tmp_path):
+    run = tmp_path / "run"
+    write_planted_sweep(run, n=30, T=8, num_masks=600, noise=0.3, progress=False, n_mains=5, n_synergy=1,
+                        n_redundancy=0, n_triples=0, duplicates=[[4, 9]])
+    run_fit(run, FitSettings("proxyspex", targets=[1, 4, 6]), progress=False)
+    run_duplicates(run, progress=False)
+    pairs = read_pairs(run).set_index(["player_a", "player_b"])
+    assert pairs.loc[(4, 9), "duplicate"] and pairs.loc[(4, 9), "targets"] == 3
+    assert abs(pairs.loc[(4, 9), "fraction"] - 1) < 4 * pairs.loc[(4, 9), "se"] + 0.05
+    assert read_candidates(run)["members"].tolist()[0] == [4, 9]
 
 
 def test_groups_join_pairs_that_share_players():

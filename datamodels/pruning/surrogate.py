@@ -183,15 +183,23 @@ def load_surrogates(run_dir, fits: dict[str, str], fractions,
 
 
 def fitted_surrogate(ready, interactions: pd.DataFrame, metrics: pd.DataFrame, method: str,
-                     models: np.ndarray | None = None) -> Surrogate:
+                     models: np.ndarray | None = None, targets: np.ndarray | None = None) -> Surrogate:
     """``method``'s polynomials from a fit's tables (all methods' rows), their intercepts and
     residual scales taken on at most ``_STAT_MODELS`` of the fit-ready ``models`` (row numbers;
-    all by default), evenly spread: the statistics need no more, and the masks are unpacked."""
+    all by default), evenly spread: the statistics need no more, and the masks are unpacked.
+    ``targets`` (sorted target ids): only theirs, the surrogate's target ``k`` being ``targets[k]``
+    (for a fit of some targets only); every target by default."""
     rows = np.arange(len(ready.mask_id)) if models is None else models
     rows = rows[np.linspace(0, len(rows) - 1, min(len(rows), _STAT_MODELS)).astype(np.int64)]
-    masks, margins = ready.masks[rows].unpack(), np.asarray(ready.margins[:, rows], dtype=float)
-    return Surrogate.from_fit(interactions[interactions["method"] == method], metrics[metrics["method"] == method],
-                              masks, margins)
+    terms, fits = interactions[interactions["method"] == method], metrics[metrics["method"] == method]
+    if targets is None:
+        margins = np.asarray(ready.margins[:, rows], dtype=float)
+    else:
+        position = pd.Series(np.arange(len(targets)), index=targets)
+        terms, fits = (frame[frame["target"].isin(targets)] for frame in (terms, fits))
+        terms, fits = (frame.assign(target=position[frame["target"]].to_numpy()) for frame in (terms, fits))
+        margins = np.asarray(ready.margins[np.ix_(targets, rows)], dtype=float)
+    return Surrogate.from_fit(terms, fits, ready.masks[rows].unpack(), margins)
 
 
 def fit_remedy(fit_method: str, setting: str, run_dir) -> str:
