@@ -41,7 +41,9 @@ from __future__ import annotations
 
 import copy
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -128,7 +130,7 @@ def _output_functions(model: torch.nn.Module):
 
 def trak_scores(model: torch.nn.Module, checkpoints: list[dict], train_x: torch.Tensor, train_y: torch.Tensor,
                 target_x: torch.Tensor, target_y: torch.Tensor, proj_dim: int = 512, proj_type: str = "normal",
-                seed: int = 0, regularization: float = 0.0, batch_size: int = 100) -> np.ndarray:
+                seed: int = 0, regularization: float = 0.0, batch_size: int = 100, progress: bool = True) -> np.ndarray:
     """TRAK scores ``[T, N]`` of ``N`` training examples for ``T`` targets from an ensemble of
     ``checkpoints`` (state dicts of ``model``'s architecture), by dattri's ``TRAKAttributor``,
     computed in float64.
@@ -160,8 +162,24 @@ def trak_scores(model: torch.nn.Module, checkpoints: list[dict], train_x: torch.
     def loader(x, y):
         return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=batch_size)
 
-    attributor.cache(loader(train_x, train_y))
-    return attributor.attribute(loader(target_x, target_y)).T.double().cpu().numpy()
+    with _bars(progress):
+        attributor.cache(loader(train_x, train_y))
+        return attributor.attribute(loader(target_x, target_y)).T.double().cpu().numpy()
+
+
+@contextmanager
+def _bars(shown: bool):
+    """dattri's progress bars, shown or not: it offers no switch, so its module's ``tqdm`` is
+    swapped for a silent one while it runs."""
+    import dattri.algorithm.trak as module
+
+    bar = module.tqdm
+    if not shown:
+        module.tqdm = partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        module.tqdm = bar
 
 
 def player_weights(scores: np.ndarray, groups: np.ndarray, n: int) -> np.ndarray:
@@ -201,12 +219,12 @@ def retrain(run, ready, rows) -> list[dict]:
     return checkpoints
 
 
-def run_weights(run, checkpoints: list[dict], settings: TrakSettings) -> np.ndarray:
+def run_weights(run, checkpoints: list[dict], settings: TrakSettings, progress: bool = True) -> np.ndarray:
     """Uncalibrated player weights ``[T, n]`` of a sweep's targets from ``checkpoints``."""
     splits = run.splits
     scores = trak_scores(run.build(), checkpoints, splits.normalise(splits.train_images), splits.train_y,
                          splits.target_x, splits.target_y, settings.proj_dim, settings.proj_type, settings.seed,
-                         settings.regularization, settings.batch_size)
+                         settings.regularization, settings.batch_size, progress)
     return player_weights(scores, run.groups, run.n)
 
 
@@ -230,7 +248,7 @@ def run_trak(run_dir, settings: TrakSettings, progress: bool = True, force: bool
         raise UserError(f"trak.models={settings.models}: the fit split has {len(fitting)} models")
     start = time.perf_counter()
     checkpoints = retrain(run, ready, fitting[:settings.models])
-    raw_weights = run_weights(run, checkpoints, settings)
+    raw_weights = run_weights(run, checkpoints, settings, progress)
     seconds = time.perf_counter() - start
     margins = np.asarray(ready.margins, dtype=np.float64).T  # [m, T]
     raw = predict(ready.masks, raw_weights)

@@ -75,6 +75,20 @@ def test_adapter_matches_trak_by_hand():
     assert not np.allclose(scores, expected * 1.001, rtol=1e-6, atol=tolerance)
 
 
+def test_progress_false_silences_dattris_bars(capsys):
+    import dattri.algorithm.trak as module
+
+    model, checkpoints, train_x, train_y, target_x, target_y = tiny_problem()
+    bar = module.tqdm
+    quiet = trak_scores(model, checkpoints, train_x, train_y, target_x, target_y, proj_type="identity",
+                        progress=False)
+    assert "calculating gradient" not in capsys.readouterr().err and module.tqdm is bar  # restored after
+    trak_scores(model, checkpoints, train_x, train_y, target_x, target_y, proj_type="identity")
+    assert "calculating gradient" in capsys.readouterr().err
+    assert np.array_equal(quiet, trak_scores(model, checkpoints, train_x, train_y, target_x, target_y,
+                                             proj_type="identity", progress=False))
+
+
 def test_random_projection_at_full_rank_gives_the_same_scores():
     """A square Gaussian projection is invertible: the scores do not depend on it."""
     model, checkpoints, train_x, train_y, target_x, target_y = tiny_problem(seed=1)
