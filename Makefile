@@ -194,7 +194,7 @@ bench-scale-tail: install ## false pairs per target of ProxySPEX on a dense-tail
 # (runs/duplicates/twins.csv) against three other detectors, the twin pairs each pruner loses,
 # and what removing a player costs the pruning objective.
 DUPS := experiment=duplicates
-duplicates-study: install ## twin players on the digits: sweep, fits, duplicates, TRAK, pruning, report, detection (~12 min)
+duplicates-study: install ## twin players on the digits: sweep, fits, duplicates, TRAK, pruning, report, detection (~6 min)
 	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,8)' hydra/launcher=joblib $(DUPS) $(ARGS)
 	$(PY) jobs/collect.py $(DUPS) $(ARGS)
 	$(PY) jobs/fit.py fit=proxyspex $(DUPS) $(ARGS)
