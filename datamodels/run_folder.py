@@ -51,6 +51,8 @@ FIT_TABLES = ("interactions.parquet", "fit_metrics.parquet")
 # picks the work of one job): a run folder records them (config.json) and keeps them.
 RUN_SECTIONS = ("dataset", "players", "model", "train", "loader", "sweep")
 LAUNCH_SETTINGS = ("sweep.shard",)
+# Result-deciding settings added after sweeps were written, at their defaults (config_hash).
+LATER_DEFAULTS = {"train": {"precision": "fp32"}}
 
 
 # The keys that make two shards belong to the same sweep: a run's identity (run.json).
@@ -59,8 +61,13 @@ IDENTITY_KEYS = ("format", "fingerprint", "n", "T", "design", "alpha", "sweep_se
 
 
 def config_hash(config: dict) -> str:
-    """Hash of everything that determines the sweep's results (not where or how it is launched)."""
+    """Hash of everything that determines the sweep's results (not where or how it is launched).
+    A setting added after sweeps were written counts only away from its default
+    (``LATER_DEFAULTS``), so those sweeps keep their identity."""
     relevant = {k: config.get(k) for k in RUN_SECTIONS if k != "sweep"}
+    for section, defaults in LATER_DEFAULTS.items():
+        if isinstance(relevant.get(section), dict):
+            relevant[section] = {k: v for k, v in relevant[section].items() if k not in defaults or v != defaults[k]}
     relevant["sweep"] = {k: v for k, v in config["sweep"].items() if f"sweep.{k}" not in LAUNCH_SETTINGS}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -29,6 +29,7 @@ from .loaders import ResidentLoader, ResidentSplits, augment, step_params, total
 from .stacking import StackedSGD, stack_networks
 
 SCHEDULES = ("triangular", "onecycle")
+PRECISIONS = ("fp32", "bf16")
 # Channels-last activations and weights: pooling, batch norm and convolutions vectorise over
 # channels; about 30% less time per step for the small CNN and ResNet-9 on CPU (docs/loaders.md).
 CHANNELS_LAST = torch.channels_last
@@ -53,8 +54,11 @@ class TrainConfig:
     translate: int = 0  # pixels of random translation (zero padding), 0 = off
     cutout: int = 0  # side of a random square zeroed in every training image, 0 = off
     eval_batch_size: int = 1024
+    precision: str = "fp32"  # bf16: forward passes under bfloat16 autocast (weights, optimiser stay float32)
 
     def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"train.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.steps is None and self.epochs < 1:
@@ -93,11 +97,18 @@ def lr_lambda(cfg: TrainConfig, num_steps: int) -> Callable[[int], float]:
                       else 0.5 + 0.5 * math.cos(math.pi * (s - peak) / max(1, num_steps - peak)))
 
 
+def autocast(cfg: TrainConfig, device: torch.device):
+    """The forward passes' precision (``train.precision``): bfloat16 autocast, the format of the
+    GPUs' tensor cores, or float32 (autocast off: the same kernels as without it)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Margins and correctness of every point."""
+    """Margins and correctness of every point (margins in float32 whatever the forward's precision)."""
     model.eval()
     logits = torch.cat([model(chunk.contiguous(memory_format=CHANNELS_LAST)) for chunk in x.split(batch_size)])
+    logits = logits.float()
     return margins_of(logits, y), logits.argmax(-1) == y
 
 
@@ -118,8 +129,9 @@ def train_network(build: Callable[[], nn.Module], splits: ResidentSplits, kept: 
         t0 = time.perf_counter()
         for x, y in loader.batches(kept, seed, cfg):
             t1 = time.perf_counter()
-            loss = F.cross_entropy(model(x.contiguous(memory_format=CHANNELS_LAST)), y,
-                                   label_smoothing=cfg.label_smoothing)
+            with autocast(cfg, x.device):
+                loss = F.cross_entropy(model(x.contiguous(memory_format=CHANNELS_LAST)), y,
+                                       label_smoothing=cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -143,8 +155,9 @@ def train_model(build: Callable[[], nn.Module], splits: ResidentSplits, kept: np
     start = time.perf_counter()
     model, timings = train_network(build, splits, kept, seed, cfg, loader)
     t3 = time.perf_counter()
-    margins, _ = evaluate(model, splits.target_x, splits.target_y, cfg.eval_batch_size)
-    _, correct = evaluate(model, splits.holdout_x, splits.holdout_y, cfg.eval_batch_size)
+    with autocast(cfg, splits.target_x.device):
+        margins, _ = evaluate(model, splits.target_x, splits.target_y, cfg.eval_batch_size)
+        _, correct = evaluate(model, splits.holdout_x, splits.holdout_y, cfg.eval_batch_size)
     margins = margins.float().cpu().numpy()
     check_margins(margins, seed)
     end = time.perf_counter()
@@ -198,9 +211,10 @@ def train_models(build: Callable[[], nn.Module], splits: ResidentSplits, kept: l
         x = x.view(num, b, c, h, w).transpose(0, 1).reshape(b, num * c, h, w).contiguous(memory_format=CHANNELS_LAST)
         y = splits.train_y[index[step]].T  # [B, K]
         t1 = time.perf_counter()
-        logits = model(x)  # [B, K, classes]
-        # the sum over models of each model's mean loss: every model gets its own gradient
-        loss = F.cross_entropy(logits.transpose(1, 2), y, label_smoothing=cfg.label_smoothing, reduction="none")
+        with autocast(cfg, device):
+            logits = model(x)  # [B, K, classes]
+            # the sum over models of each model's mean loss: every model gets its own gradient
+            loss = F.cross_entropy(logits.transpose(1, 2), y, label_smoothing=cfg.label_smoothing, reduction="none")
         optimizer.zero_grad()
         loss.mean(0).sum().backward()
         optimizer.step(lrs[step])
@@ -216,10 +230,11 @@ def train_models(build: Callable[[], nn.Module], splits: ResidentSplits, kept: l
                 m.running_mean.view(num, -1)[k] = mean
                 m.running_var.view(num, -1)[k] = var
     t3 = time.perf_counter()
-    margins, _ = evaluate(model, splits.target_x.repeat(1, num, 1, 1), splits.target_y[:, None].expand(-1, num),
-                          cfg.eval_batch_size)
-    _, correct = evaluate(model, splits.holdout_x.repeat(1, num, 1, 1), splits.holdout_y[:, None].expand(-1, num),
-                          cfg.eval_batch_size)
+    with autocast(cfg, device):
+        margins, _ = evaluate(model, splits.target_x.repeat(1, num, 1, 1), splits.target_y[:, None].expand(-1, num),
+                              cfg.eval_batch_size)
+        _, correct = evaluate(model, splits.holdout_x.repeat(1, num, 1, 1),
+                              splits.holdout_y[:, None].expand(-1, num), cfg.eval_batch_size)
     margins = margins.float().cpu().numpy()  # [T, K]
     for k, seed in enumerate(seeds):
         check_margins(margins[:, k], seed)

@@ -89,3 +89,36 @@ def test_a_sweep_in_passes_of_k_models_writes_the_same_store(tmp_path):
     np.testing.assert_array_equal(a.model_index, b.model_index)
     np.testing.assert_array_equal(a.masks, b.masks)
     np.testing.assert_allclose(a.margins, b.margins, rtol=1e-3, atol=1e-3)
+
+
+def test_bf16_trains_alone_and_stacked_and_fp32_is_untouched(tmp_path):
+    """train.precision=bf16 (autocast) learns as float32 does, alone and stacked; float32 is
+    bit-identical to training without autocast, and an old sweep's identity does not move."""
+    splits = to_device(prepare("digits", train=300, target=40, holdout=200))
+    torch.set_num_threads(1)
+    design = MaskDesign("bernoulli", 300, 0.5, seed=2)
+    kept = [np.flatnonzero(design.mask(j)) for j in range(2)]
+
+    def build():
+        return build_model("small_cnn", 1, 10, width=8)
+
+    fp32, bf16 = TrainConfig(epochs=6, batch_size=32), TrainConfig(epochs=6, batch_size=32, precision="bf16")
+    a, b = train_model(build, splits, kept[0], 7, fp32), train_model(build, splits, kept[0], 7, bf16)
+    stacked = train_models(build, splits, kept, [7, 8], bf16)
+    assert a.holdout_accuracy > 0.8 and b.holdout_accuracy > 0.8 and stacked[0].holdout_accuracy > 0.8
+    assert abs(a.holdout_accuracy - b.holdout_accuracy) < 0.05
+    assert not np.array_equal(a.margins, b.margins)  # bfloat16 forward passes: other rounding
+    # still the same model, by far nearer its float32 twin (here 0.89) than another seed's (0.25)
+    other_seed = train_model(build, splits, kept[0], 8, fp32)
+    corr = [np.corrcoef(a.margins, m)[0, 1] for m in (b.margins, stacked[0].margins, other_seed.margins)]
+    assert min(corr[:2]) > corr[2] + 0.3 and b.margins.dtype == np.float32, corr
+    torch.manual_seed(7)  # float32 with autocast off is the plain loop: the same margins bit for bit
+    assert np.array_equal(train_model(build, splits, kept[0], 7, fp32).margins, a.margins)
+    plain = [k for k in TINY if not k.startswith("train.precision")]
+    assert config_hash(compose_config(plain)) == config_hash(compose_config(plain + ["train.precision=fp32"]))
+    legacy = compose_config(plain)
+    del legacy["train"]["precision"]  # a sweep written before the setting existed
+    assert config_hash(legacy) == config_hash(compose_config(plain))
+    assert config_hash(compose_config(plain + ["train.precision=bf16"])) != config_hash(legacy)
+    with pytest.raises(ValueError, match="train.precision must be one of fp32, bf16"):
+        SweepRun(compose_config(TINY + ["train.precision=fp16"]), tmp_path)
