@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SHARDS ?= 8
 ARGS ?=
 
-.PHONY: help install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-linear bench-exhaustive prune-study prune-study-clusters prune-study-examples bench-spex bench-import bench-e2e-scale bench-prune bench-scale-tail duplicates-study bench-trak gpu-wheels
+.PHONY: help install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-session bench-gpu-linear bench-exhaustive prune-study prune-study-clusters prune-study-examples bench-spex bench-import bench-e2e-scale bench-prune bench-scale-tail duplicates-study bench-trak gpu-wheels
 .DEFAULT_GOAL := help
 
 # The targets with a '## ' description, and the variables most of them take.
@@ -105,7 +105,7 @@ gpu-wheels: install ## wheels of hydra-core, omegaconf, antlr4, flufl.lock, atpu
 	$(PY) -m pip freeze | grep -iE '^(hydra-core|omegaconf|antlr4-python3-runtime|flufl.lock|atpublic)==' > .gpu-wheels.txt
 	$(PY) -m pip wheel --no-deps -q -w .gpu-wheels -r .gpu-wheels.txt && rm .gpu-wheels.txt
 
-bench-train: install-ffcv ## [root: FFCV's packages] training throughput, one model vs K per pass ([GPU]: ARGS=--device cuda)
+bench-train: install-ffcv ## [root: FFCV's packages] training throughput, one model vs K per pass (on a GPU: make bench-gpu-session)
 	$(PY) benchmarks/bench_train.py $(ARGS)
 
 # ProxySPEX against shapiq's (the `bench` extra) and the linear datamodel on planted games.
@@ -127,6 +127,12 @@ bench-scale: install ## the fit at CIFAR-10 scale on planted sweeps (hours on 2 
 	$(PY) benchmarks/bench_scale.py $(ARGS)
 
 # The linear datamodel on a GPU (fit=linear_gpu) at n = 50,000, m = 100,000, beside the CPU path.
+# Issue 20 in one call on a GPU (docs/benchmarks.md, "GPU"): ResNet-9 and small-CNN throughput at
+# K = 1, 4, 8, 32 in float32 and bfloat16, a sweep through the store, one-at-a-time against
+# stacked margins, a profile; written to $OUT/gpu_session.md (ARGS="--out FILE" elsewhere).
+bench-gpu-session: install ## [GPU] training throughput, store, equality and profile on a GPU in one call (~6 min)
+	$(PY) benchmarks/gpu_session.py $(ARGS)
+
 bench-gpu-linear: install ## [GPU] the linear datamodel on a GPU (fit=linear_gpu)
 	$(PY) benchmarks/bench_gpu_linear.py $(ARGS)
 

@@ -8,13 +8,11 @@ machine (absolute figures drift with the load; the ratios are what to compare):
   the CIFAR-10 recipe: batch 512, flips, 2-pixel translations), one-at-a-time against K per pass.
 - ``loaders``: images per second delivered by the resident and the FFCV loader (normalised and
   augmented batches, no training), digits and CIFAR-shaped; FFCV's one-off numba compile apart.
-- ``anchor`` (``--device cuda``; not part of the CPU run): seconds per alpha = 0.5 ResNet-9 model
-  on CIFAR-shaped data (50,000 players, 8 epochs) and models per GPU-hour, next to the airbench
-  anchor (94% on CIFAR-10 in 2.59 s on an A100, full data, 8 epochs).
+
+On a GPU, ``benchmarks/gpu_session.py`` measures all of it in one call (issue 20).
 
     make bench-train                                     # digits, cifar, loaders on CPU
     make bench-train ARGS="--sections digits --rounds 4"
-    make bench-train ARGS="--device cuda"                # the GPU anchor section
 
 One torch thread per process, as in a sweep (parallelism comes from processes).
 """
@@ -39,7 +37,6 @@ from datamodels.sweep import SweepRun
 CONF = Path(__file__).resolve().parents[1] / "conf"
 CIFAR_SHAPED = ["dataset=synthetic", "dataset.train=1000", "dataset.target=100", "dataset.options.num_images=1500",
                 "model=resnet9", "train=cifar10"]
-AIRBENCH_SECONDS = 2.59  # airbench94: 94% CIFAR-10 test accuracy, A100, full data, 8 epochs (K. Jordan)
 
 
 def machine() -> str:
@@ -146,24 +143,6 @@ def loaders_section(tmp: str) -> None:
         print(f"| {label} | {r:,.0f} | {f:,.0f} | {r / f:.1f}x | {first:.1f} s |")
 
 
-def anchor_section(device: str, ks: list[int], train: int, epochs: int, width: float, tmp: str) -> None:
-    overrides = ["dataset=synthetic", f"dataset.train={train}", "dataset.target=1000", "dataset.holdout=1000",
-                 f"dataset.options.num_images={train + 2000}", "model=resnet9", f"model.width={width}",
-                 "train=cifar10", f"train.epochs={epochs}", f"device={device}", f"run_dir={tmp}"]
-    print(f"\n## {device}: ResNet-9 width {width}, CIFAR-shaped synthetic, {train:,} players, alpha 0.5, "
-          f"{epochs} epochs, batch 512\n")
-    print("| models per pass | s/model | models per GPU-hour | airbench anchor (A100, full data) |")
-    print("|---|---|---|---|")
-    for k in [1, *ks]:
-        run = sweep_run(overrides + [f"sweep.models_per_pass={k}"], tmp)
-        run.train_pass(range(10**6, 10**6 + k))  # warm-up: kernel selection, allocator
-        records, seconds = train_in_passes(run, range(2 * k), k)
-        per_model = seconds / len(records)
-        acc = np.mean([r.holdout_acc for r in records])
-        print(f"| {k} | {per_model:.2f} (holdout acc {acc:.3f}) | {3600 / per_model:,.0f} | "
-              f"{AIRBENCH_SECONDS} s, {3600 / AIRBENCH_SECONDS:,.0f}/h |")
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sections", default="digits,cifar,loaders", help="CPU sections (default: all three)")
@@ -171,10 +150,6 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=2, help="digits: rounds of max(K) models per K")
     parser.add_argument("--cifar-width", type=float, default=0.125, help="cifar: ResNet-9 width (1.0 = 64..512)")
     parser.add_argument("--cifar-steps", type=int, default=3, help="cifar: SGD steps per model")
-    parser.add_argument("--device", default="cpu", help="cuda runs the anchor section instead of the CPU ones")
-    parser.add_argument("--anchor-train", type=int, default=50_000, help="anchor: players (CIFAR-10: 50,000)")
-    parser.add_argument("--anchor-epochs", type=int, default=8)
-    parser.add_argument("--anchor-width", type=float, default=1.0)
     args = parser.parse_args(argv)
     ks = [int(k) for k in args.ks.split(",") if k]
     if any(k < 2 for k in ks):
@@ -182,9 +157,6 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as tmp:
-        if args.device != "cpu":
-            anchor_section(args.device, ks, args.anchor_train, args.anchor_epochs, args.anchor_width, tmp)
-            return
         sections = args.sections.split(",")
         if unknown := set(sections) - {"digits", "cifar", "loaders"}:
             parser.error(f"unknown sections {sorted(unknown)}; choose from digits, cifar, loaders")

@@ -1,0 +1,32 @@
+"""benchmarks/gpu_session.py, the one call a lent GPU machine gets for issue 20: every section
+runs and writes its table, here on the CPU at toy sizes, so that a GPU's few minutes are not
+spent on a script that breaks."""
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import gpu_session  # noqa: E402
+
+
+def test_every_section_runs_and_is_written(tmp_path):
+    out = tmp_path / "gpu_session.md"
+    gpu_session.main(["--device", "cpu", "--tiny", "--budget", "600", "--out", str(out)])
+    text = out.read_text()
+    assert "failed" not in text and "skipped" not in text, text
+    for heading in ("## throughput", "small CNN, digits", "## store", "## equality", "## profile"):
+        assert heading in text
+    assert "16 of 16 present, 0 missing; margins finite: True" in text
+    results = json.loads(text.split("```json\n")[1].split("\n```")[0])
+    assert {(r["network"], r["precision"], r["K"]) for r in results["throughput"]} == {
+        (net, p, k) for net in gpu_session.NETS for p in gpu_session.PRECISIONS for k in (1, 4)}
+    assert all(r["s_per_model"] > 0 for r in results["throughput"] + results["digits"])
+
+
+def test_a_spent_budget_skips_the_rest_and_keeps_what_was_written(tmp_path):
+    out = tmp_path / "gpu_session.md"
+    gpu_session.main(["--device", "cpu", "--tiny", "--budget", "0", "--sections", "store,profile", "--out", str(out)])
+    text = out.read_text()
+    assert "## store: skipped (time budget spent)" in text and "## profile: skipped" in text
