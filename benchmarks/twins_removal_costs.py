@@ -39,7 +39,7 @@ def completed_terms(view: RunView, surrogate, pairs: pd.DataFrame) -> pd.DataFra
     fitted = set(zip(key, terms["target"]))
     profiles = main_profiles(surrogate).toarray()
     ready = view.models
-    kept = ready.masks.t_dot(np.ones((len(ready.mask_id), 1)))[:, 0] / len(ready.mask_id)
+    kept = ready.masks.mean()
     added, raised = [], {}
     for a, b, rho in pairs.loc[pairs["duplicate"], ["player_a", "player_b", "fraction"]].itertuples(index=False):
         rho, q = min(float(rho), 1.0), (kept[a] + kept[b]) / 2

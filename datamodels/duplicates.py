@@ -191,7 +191,7 @@ def _residual_pair_part(ready, targets: np.ndarray, surrogate: Surrogate, a, b, 
     that never split a mask's models."""
     order = np.argsort(ready.mask_id, kind="stable")
     first = np.flatnonzero(np.r_[True, np.diff(ready.mask_id[order]) != 0])  # each mask's first row in `order`
-    kept = ready.masks.t_dot(np.ones((len(order), 1)))[:, 0] / len(order)
+    kept = ready.masks.mean()
     step = max(1, _CHUNK_CELLS // (surrogate.n + len(targets) + len(a)))
     cross, norm, variance = np.zeros(len(a)), np.zeros(len(a)), np.zeros(len(a))
     snapped = np.searchsorted(first, np.arange(0, len(order), step))  # each chunk starts at a mask's first row
