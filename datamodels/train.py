@@ -104,10 +104,13 @@ def autocast(cfg: TrainConfig, device: torch.device):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Margins and correctness of every point (margins in float32 whatever the forward's precision)."""
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Margins and correctness of every point, in batches of ``cfg.eval_batch_size`` at the
+    forward's precision (margins in float32 whatever it is)."""
     model.eval()
-    logits = torch.cat([model(chunk.contiguous(memory_format=CHANNELS_LAST)) for chunk in x.split(batch_size)])
+    with autocast(cfg, x.device):
+        logits = torch.cat([model(chunk.contiguous(memory_format=CHANNELS_LAST))
+                            for chunk in x.split(cfg.eval_batch_size)])
     logits = logits.float()
     return margins_of(logits, y), logits.argmax(-1) == y
 
@@ -155,9 +158,8 @@ def train_model(build: Callable[[], nn.Module], splits: ResidentSplits, kept: np
     start = time.perf_counter()
     model, timings = train_network(build, splits, kept, seed, cfg, loader)
     t3 = time.perf_counter()
-    with autocast(cfg, splits.target_x.device):
-        margins, _ = evaluate(model, splits.target_x, splits.target_y, cfg.eval_batch_size)
-        _, correct = evaluate(model, splits.holdout_x, splits.holdout_y, cfg.eval_batch_size)
+    margins, _ = evaluate(model, splits.target_x, splits.target_y, cfg)
+    _, correct = evaluate(model, splits.holdout_x, splits.holdout_y, cfg)
     margins = margins.float().cpu().numpy()
     check_margins(margins, seed)
     end = time.perf_counter()
@@ -230,11 +232,8 @@ def train_models(build: Callable[[], nn.Module], splits: ResidentSplits, kept: l
                 m.running_mean.view(num, -1)[k] = mean
                 m.running_var.view(num, -1)[k] = var
     t3 = time.perf_counter()
-    with autocast(cfg, device):
-        margins, _ = evaluate(model, splits.target_x.repeat(1, num, 1, 1), splits.target_y[:, None].expand(-1, num),
-                              cfg.eval_batch_size)
-        _, correct = evaluate(model, splits.holdout_x.repeat(1, num, 1, 1),
-                              splits.holdout_y[:, None].expand(-1, num), cfg.eval_batch_size)
+    margins, _ = evaluate(model, splits.target_x.repeat(1, num, 1, 1), splits.target_y[:, None].expand(-1, num), cfg)
+    _, correct = evaluate(model, splits.holdout_x.repeat(1, num, 1, 1), splits.holdout_y[:, None].expand(-1, num), cfg)
     margins = margins.float().cpu().numpy()  # [T, K]
     for k, seed in enumerate(seeds):
         check_margins(margins[:, k], seed)
