@@ -1,6 +1,6 @@
 """Issue 20: GPU retraining throughput, everything in one call on a lent GPU machine.
 
-    python3 benchmarks/gpu_session.py --out $OUT/gpu_session.md          # on the GPU machine (docs/benchmarks.md, "GPU")
+    python3 benchmarks/gpu_session.py --out $OUT/gpu_session.md    # on the GPU machine (docs/benchmarks.md, "GPU")
     .venv/bin/python benchmarks/gpu_session.py --device cpu --tiny      # here: checks that every section runs
 
 Sections, in order of importance, each guarded (a failure is written down, the next one runs)
@@ -49,6 +49,7 @@ from datamodels.loaders import total_steps  # noqa: E402
 from datamodels.masks import kept_examples  # noqa: E402
 from datamodels.run_folder import RunFolder  # noqa: E402
 from datamodels.store import collect_run, load_sweep  # noqa: E402
+from datamodels.sweep import SweepRun  # noqa: E402
 
 KS = (1, 4, 8, 32)
 PRECISIONS = ("fp32", "bf16")
@@ -119,8 +120,8 @@ def throughput(report: Report, device: str, tiny: bool) -> None:
     ks = KS[:2] if tiny else KS
     report.write(f"\n## throughput: ResNet-9, CIFAR-shaped synthetic, {players:,} players, alpha 0.5, batch "
                  f"{32 if tiny else 512}",
-                 f"(timed at {short} and {long} SGD steps per pass, the faster of two each, after a warm-up; s/model = (slope x the "
-                 f"recipe's steps + intercept) / K)", "",
+                 f"(timed at {short} and {long} SGD steps per pass, the faster of two each, after a warm-up; "
+                 f"s/model = (slope x the recipe's steps + intercept) / K)", "",
                  "| network | precision | K | s/step (pass) | s/model | models per GPU-hour | GB per model "
                  "(peak / K, data included) |",
                  "|---|---|---|---|---|---|---|")
@@ -172,8 +173,6 @@ def digits(report: Report, device: str, ks) -> None:
 
 
 def store(report: Report, device: str, tiny: bool) -> None:
-    from datamodels.sweep import SweepRun
-
     models, per_pass = (16, 4) if tiny else (256, 32)
     folder = tempfile.mkdtemp()
     settings = DEMO + [f"device={device}", f"sweep.models_per_pass={per_pass}", f"sweep.num_models={models}",
@@ -195,7 +194,8 @@ def store(report: Report, device: str, tiny: bool) -> None:
                  f"- shards: {written}, {seconds:.1f} s ({models / seconds * 3600:,.0f} models per hour with the "
                  f"store's writes); collect: {len(collected.present)} of {models} present, "
                  f"{len(collected.missing)} missing; margins finite: {bool(np.isfinite(margins).all())}",
-                 f"- model 0 retrained on the CPU: correlation of its margins with the GPU's, over the targets: {corr:.3f}")
+                 f"- model 0 retrained on the CPU: correlation of its margins with the GPU's, over the targets: "
+                 f"{corr:.3f}")
 
 
 def equality(report: Report, device: str, tiny: bool) -> None:
@@ -219,7 +219,8 @@ def profile(report: Report, device: str, tiny: bool) -> None:
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as profiler
 
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    cuda = device.startswith("cuda")
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     run = resnet9(device, tiny, 1.0)
     steps = 3 if tiny else 20
     for k in (1, 2) if tiny else (1, 8):
@@ -227,10 +228,11 @@ def profile(report: Report, device: str, tiny: bool) -> None:
         with profiler(activities=activities) as prof:
             wall, _ = timed_pass(run, range(k), steps, "bf16")
         events = prof.key_averages()
-        key = "self_cuda_time_total" if device.startswith("cuda") else "self_cpu_time_total"
-        busy = sum(getattr(e, key, 0) for e in events) / 1e6
-        report.write(f"\n## profile: ResNet-9 (datamodels recipe), K = {k}, bf16, a pass of {steps} steps: {wall:.2f} s wall, "
-                     f"{busy:.2f} s of {'GPU kernels' if device.startswith('cuda') else 'CPU ops'} "
+        # torch >= 2.4 names the GPU's times "device" (the "cuda" names are gone from the events)
+        key = "self_device_time_total" if cuda else "self_cpu_time_total"
+        busy = sum(getattr(e, key) for e in events) / 1e6
+        report.write(f"\n## profile: ResNet-9 (datamodels recipe), K = {k}, bf16, a pass of {steps} steps: "
+                     f"{wall:.2f} s wall, {busy:.2f} s of {'GPU kernels' if cuda else 'CPU ops'} "
                      f"({busy / wall:.0%} of the wall)", "```",
                      events.table(sort_by=key, row_limit=12, max_name_column_width=50), "```")
         report.results.setdefault("profile", []).append({"K": k, "wall_s": wall, "busy_s": busy})
