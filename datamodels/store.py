@@ -130,19 +130,25 @@ def write_shard_columns(path: str | os.PathLike, scalars: dict, packed_masks: np
         **{name: columns[name] for name in ("holdout_acc", "train_seconds")},
     }, schema=_schema(meta))
     path.parent.mkdir(parents=True, exist_ok=True)
-    # The masks are written as they are: no two are alike (a dictionary took 2/3 of the time to
-    # write 1,000 masks of 50,000 players) and packed bits do not compress. The margins are split
-    # into byte streams (Parquet's BYTE_STREAM_SPLIT) and compressed with zstd at level 1: of a
-    # shard of float16-valued margins (the datamodels release) that is 0.9x the size a dictionary
-    # gives in 0.75x its time, of float32 ones (a sweep's) 0.75x in half. No min/max statistics of
-    # either (no reader filters on them). Parquet names the margins' leaf column.
+    write_atomic(path, lambda tmp: pq.write_table(table, tmp, row_group_size=1024, **parquet_options(table)))
+    return path
+
+
+def parquet_options(table: pa.Table) -> dict:
+    """How a shard's columns are encoded (``pyarrow.parquet.write_table`` options).
+
+    The masks are written as they are: no two are alike (a dictionary took 2/3 of the time to
+    write 1,000 masks of 50,000 players) and packed bits do not compress. The margins are split
+    into byte streams (Parquet's BYTE_STREAM_SPLIT) and compressed with zstd at level 1: smaller
+    than a dictionary on every shard measured, and 0.7x its time on float16-valued margins (the
+    datamodels release: an import's bulk); ``benchmarks/bench_shard_encoding.py``. No min/max
+    statistics of either (no reader filters on them). Parquet names the margins' leaf column.
+    """
     scalars = [name for name in table.column_names if name not in ("mask", "margins")]
     leaf = "margins.list.element"
-    options = {"use_dictionary": scalars, "write_statistics": scalars, "column_encoding": {leaf: "BYTE_STREAM_SPLIT"},
-               "compression": {**dict.fromkeys(scalars, "snappy"), "mask": "none", leaf: "zstd"},
-               "compression_level": {leaf: 1}}
-    write_atomic(path, lambda tmp: pq.write_table(table, tmp, row_group_size=1024, **options))
-    return path
+    return {"use_dictionary": scalars, "write_statistics": scalars, "column_encoding": {leaf: "BYTE_STREAM_SPLIT"},
+            "compression": {**dict.fromkeys(scalars, "snappy"), "mask": "none", leaf: "zstd"},
+            "compression_level": {leaf: 1}}
 
 
 def read_models(path: str | os.PathLike, n: int) -> list[ModelRecord]:
