@@ -10,6 +10,9 @@ Fits ProxySPEX on each target's fitting models (the fit stage's 80% split) and r
 selection's state at the end (its model with the accepted pairs taken out again). A pair whose
 statistic is below its critical value under the tests' model is out of reach of any test at
 that level; null pairs (random pairs of the working set, none planted) should be at unit scale.
+Beside them, an oracle: least squares on what the game planted (its ``n_mains`` largest mains and
+its pairs) with the tests' noise scale. It knows the truth, so a planted pair below the critical
+value there is below it for any test that must find the pairs and mains from the data.
 """
 
 import argparse
@@ -29,6 +32,9 @@ from datamodels.interactions.proxyspex import ProxySPEX  # noqa: E402
 from datamodels.interactions.spectra import _PAD  # noqa: E402
 from datamodels.planted import read_planted_truth  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_scale import TAIL_GAME  # noqa: E402
+
 
 def pair_keys(pairs: np.ndarray, width: int) -> np.ndarray:
     return np.column_stack([np.full((len(pairs), width - 2), _PAD), np.sort(pairs, axis=1)]).astype(np.int64)
@@ -40,6 +46,22 @@ def fitting_split(run_dir):
     ready = open_fit_ready(run_dir, progress=False)
     rows = np.flatnonzero(~heldout_split(ready.mask_id, 0.2, 0))
     return ready, rows, ready.masks[rows]
+
+
+def oracle_statistics(X, y: np.ndarray, groups: np.ndarray, truth: dict, n_mains: int) -> dict:
+    """Each planted pair's statistic under least squares on the planted game's ``n_mains`` largest
+    mains and all its pairs, scaled as the tests scale theirs (residual sigma and the design
+    effect of models that share a mask, ``selection.design_effect``)."""
+    mains = sorted((k for k in truth if len(k) == 1), key=lambda k: -abs(truth[k]))[:n_mains]
+    pairs = [k for k in truth if len(k) == 2]
+    F = np.column_stack([np.ones(len(y)), X.columns([k[0] for k in mains])]
+                        + [X.columns(list(k)).all(axis=1) for k in pairs]).astype(float)
+    coef, *_ = np.linalg.lstsq(F, y, rcond=None)
+    resid = y - F @ coef
+    rss = float(resid @ resid)
+    sigma = np.sqrt(rss / (len(y) - F.shape[1]) * selection.design_effect(resid, groups, rss))
+    se = sigma * np.sqrt(np.diag(np.linalg.inv(F.T @ F))[-len(pairs):])
+    return dict(zip(pairs, (coef[-len(pairs):] / se).round(2).tolist()))
 
 
 def fit_with_selection(X, y: np.ndarray, **params) -> tuple[ProxySPEX, selection.Selection]:
@@ -66,7 +88,8 @@ def main() -> None:
     (ready, rows, X), truth = fitting_split(args.run_dir), read_planted_truth(args.run_dir)
     rng = np.random.default_rng(0)
     for target in map(int, args.targets.split(",")):
-        fit, sel = fit_with_selection(X, np.asarray(ready.margins[target])[rows].astype(float))
+        y = np.asarray(ready.margins[target])[rows].astype(float)
+        fit, sel = fit_with_selection(X, y)
         where = {int(p): i for i, p in enumerate(fit.players_)}
         planted = [k for k in truth[target] if len(k) == 2]
         keys = pair_keys(np.array([[where[a], where[b]] for a, b in planted]), sel.max_order)
@@ -84,6 +107,8 @@ def main() -> None:
             z = sel.centred.scores(keys, resid) / sigma
             print(f"  {name:34s} noise {sigma:.3f}  null pairs rms {np.sqrt(np.mean(null ** 2)):.2f}  "
                   f"planted {dict(zip(planted, z.round(2).tolist()))}")
+        oracle = oracle_statistics(X, y, np.asarray(ready.mask_id)[rows], truth[target], TAIL_GAME["n_mains"])
+        print(f"  {'oracle: least squares on the truth':34s} planted {oracle}")
 
 
 if __name__ == "__main__":

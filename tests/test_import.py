@@ -236,3 +236,14 @@ def test_planted_release_is_the_planted_sweep_in_float16(tmp_path):
     assert read_planted_truth(paths["truth"]) == read_planted_truth(tmp_path / "sweep")
     labels = np.load(paths["labels"])
     assert labels.shape == (30,) and labels.min() >= 0 and labels.max() < 10
+
+
+def test_masks_are_packed_as_numpy_packs_them_and_a_bad_value_is_named_where_it_is():
+    rng = np.random.default_rng(3)
+    block = (rng.random((37, 13)) < 0.5).astype(np.uint8)  # rows not a multiple of the 16 packed at a time
+    rows = np.arange(100, 137)
+    assert np.array_equal(importing.packed_masks(block, rows), np.packbits(block.astype(bool), axis=1))
+    assert np.array_equal(importing.packed_masks(block.view(bool), rows), np.packbits(block.astype(bool), axis=1))
+    block[33, 5] = 2  # in the third block of 16 rows
+    with pytest.raises(ImportSourceError, match="source row 133, column 5 holds 2"):
+        importing.packed_masks(block, rows)
