@@ -9,6 +9,7 @@ import pytest
 from scipy import sparse
 
 from conftest import run_job
+from datamodels import duplicates
 from datamodels.analysis import RunView, residual_sd
 from datamodels.duplicates import (DuplicatesError, _residual_pair_part, candidate_groups, profile_neighbours,
                                    read_candidates, read_pairs, redundant_pairs, run_duplicates)
@@ -98,7 +99,8 @@ def test_residual_part_is_least_squares_on_the_centred_pair_and_clusters_by_mask
     margins = rng.normal(size=(T, m)) + masks[:, 0] * masks[:, 1] * np.array([[1.0], [-0.5], [2.0]])
     surrogate = Surrogate.from_terms(n, np.zeros(T), np.ones(T), [0, 1, 2], [[2], [3], [4]], [0.3, 0.2, 0.1])
     a, b = np.array([0, 1]), np.array([1, 4])
-    weighted = sparse.csr_matrix(rng.normal(size=(2, T)))
+    weighted = sparse.csr_matrix(rng.normal(size=(n, T)) * (rng.random((n, T)) < 0.7))  # w_t m_t({i})
+    pair_weights = (weighted[a] + weighted[b]).toarray() / 2  # w_t g_t of each pair
 
     def part(X, Y, mask_id):
         ready = SimpleNamespace(masks=PackedMasks.from_bool(X), margins=Y, mask_id=mask_id)
@@ -110,8 +112,8 @@ def test_residual_part_is_least_squares_on_the_centred_pair_and_clusters_by_mask
     for k in range(2):  # brute force: the coefficient of each target's residual on the centred pair feature
         c = (masks[:, a[k]] - kept[a[k]]) * (masks[:, b[k]] - kept[b[k]])
         beta = residual.T @ c / (c @ c)
-        assert np.isclose(cross[k], weighted[k].toarray().ravel() @ beta)
-        s = residual @ weighted[k].toarray().ravel()
+        assert np.isclose(cross[k], pair_weights[k] @ beta)
+        s = residual @ pair_weights[k]
         assert np.isclose(variance[k], np.sum(c**2 * s**2) / (c @ c) ** 2)
     # every model twice (two seeds of one mask, same margins): the same estimate, and no more certainty
     twice = np.repeat(np.arange(m), 2)
@@ -177,3 +179,15 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
     proc = run_job("duplicates.py", f"run_dir={run}", "duplicates.min_fraction=2", check=False)
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "min_fraction=2" in proc.stderr
     assert not out.exists() and not out.parent.exists()
+
+
+def test_pair_signal_is_the_weighted_square_of_the_mean_main_in_blocks(monkeypatch):
+    rng = np.random.default_rng(5)
+    n, T = 30, 7
+    profiles = sparse.csr_matrix(rng.normal(size=(n, T)) * (rng.random((n, T)) < 0.4))
+    weight = rng.random(T) + 0.5
+    a, b = np.array([0, 0, 3, 5, 8, 12]), np.array([1, 2, 9, 6, 20, 29])
+    monkeypatch.setattr(duplicates, "_CHUNK_CELLS", 8)  # blocks of a few pairs
+    signal, reach = duplicates.pair_signal(profiles, weight, a, b)
+    g = (profiles[a] + profiles[b]).toarray() / 2
+    assert np.allclose(signal, (g**2) @ weight) and np.array_equal(reach, (g != 0).sum(1))
