@@ -97,7 +97,7 @@ def run_settings(cfg: DictConfig, overrides: list[str], creates_run: bool, deriv
     recorded_path = folder.config_json
     if derives or not recorded_path.exists():
         return cfg
-    recorded = json.loads(recorded_path.read_text())
+    recorded = folder.read_config()
     given = OmegaConf.to_container(cfg, resolve=True)
     if wrong := contradictions(given, recorded, overrides):
         raise UserError(f"{folder.root} was swept with {', '.join(wrong)}: a run keeps the settings it was swept with "

@@ -72,6 +72,17 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def with_later_defaults(config: dict) -> dict:
+    """A recorded configuration with the settings added since (``LATER_DEFAULTS``) at their
+    defaults, as the sweep that wrote it ran: a job resuming or reading an older run compares
+    and uses them as any other recorded setting."""
+    filled = dict(config)
+    for section, defaults in LATER_DEFAULTS.items():
+        if isinstance(filled.get(section), dict):
+            filled[section] = defaults | filled[section]
+    return filled
+
+
 def identity(meta: dict) -> dict:
     return {k: meta.get(k) for k in IDENTITY_KEYS}
 
@@ -323,10 +334,11 @@ class RunFolder:
             raise StoreError(f"{self.run_json} is corrupt ({err})") from err
 
     def read_config(self) -> dict:
-        """The resolved configuration the sweep was run with (``config.json``)."""
+        """The resolved configuration the sweep was run with (``config.json``), with settings
+        added since at their defaults (:func:`with_later_defaults`)."""
         if not self.config_json.exists():
             raise self.no_sweep_error("config.json")
-        return json.loads(self.config_json.read_text())
+        return with_later_defaults(json.loads(self.config_json.read_text()))
 
 
 class ShardClaim:

@@ -2,6 +2,7 @@
 settings that exist, threads, and workers that end with their parent."""
 
 import ast
+import json
 import os
 import re
 import shlex
@@ -14,9 +15,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from conftest import CONF, ROOT, TINY, run_job
-from datamodels.cli import contradictions, overridden_paths, set_torch_threads
-from datamodels.run_folder import RUN_SECTIONS
+from conftest import CONF, ROOT, TINY, compose_config, run_job
+from datamodels.cli import contradictions, overridden_paths, run_settings, set_torch_threads
+from datamodels.errors import UserError
+from datamodels.run_folder import RUN_SECTIONS, RunFolder
 
 # A setting as messages spell it: a dotted path under a config section, or a top-level key set
 # with '='; never part of a file or module name (jobs/fit.py, datamodels.fit_ready).
@@ -86,6 +88,23 @@ def test_contradictions_name_the_setting_and_both_values():
     assert contradictions(given, recorded, ["players=example"]) == [
         'players.kind="cluster" (given: "example")', "players.num_groups=10 (given: null)"]
     assert contradictions(given, recorded, ["experiment=x"])[-1] == "sweep.num_models=10 (given: 100)"
+
+
+def test_a_run_swept_before_a_setting_existed_resumes_with_it_at_its_default(tmp_path):
+    """A config.json written before train.precision existed: that sweep ran at the default, fp32,
+    so an experiment= (every run setting compared) or train.precision=fp32 resumes it, and bf16
+    is refused with the recorded value."""
+    config = compose_config(TINY, run_dir=tmp_path)
+    recorded = json.loads(json.dumps(OmegaConf.to_container(OmegaConf.create(config), resolve=True)))
+    del recorded["train"]["precision"]
+    folder = RunFolder(tmp_path)
+    folder.run_json.write_text("{}")
+    folder.config_json.write_text(json.dumps(recorded))
+    for overrides in (["experiment=duplicates"], ["train.precision=fp32"]):
+        assert run_settings(OmegaConf.create(config), overrides, creates_run=False).train.precision == "fp32"
+    bf16 = OmegaConf.create(config | {"train": config["train"] | {"precision": "bf16"}})
+    with pytest.raises(UserError, match=r'train.precision="fp32" \(given: "bf16"\)'):
+        run_settings(bf16, ["train.precision=bf16"], creates_run=False)
 
 
 def test_torch_threads_apply_to_the_process(monkeypatch):
