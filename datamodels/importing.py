@@ -28,10 +28,12 @@ split); the remaining test images are the holdout. With ``dataset=none`` the run
 
 Memory stays bounded whatever ``M``: rows are read in chunks through memory maps of only the
 span a chunk covers (a map of the whole file would count every page read in the process's
-resident memory), margins are checked in one pass before anything is written, masks as they
-are written. The run is written shard by shard, each atomically, so a killed import re-run
-skips the shards it finished. Bad input is refused in one line with nothing written; masks that
-are not 0/1 are found while writing, and what this import wrote is then removed again.
+resident memory), and every row is read once: masks and margins are checked as their shard is
+read (with ``source.nan=drop`` the margins get a pass of their own first, since the rows dropped
+decide the model indices). The run is written shard by shard, each atomically, so a killed
+import re-run skips the shards it finished. Bad input is refused in one line with nothing
+written: a shape or setting before anything is written; masks that are not 0/1 or non-finite
+margins while writing, and what this import wrote is then removed again.
 """
 
 from __future__ import annotations
@@ -233,6 +235,14 @@ def finite_rows(source: Source, rows: np.ndarray, targets: np.ndarray, progress:
     return finite
 
 
+def non_finite_error(rows: np.ndarray, finite: np.ndarray) -> ImportSourceError:
+    """How many of ``rows`` have NaN or infinite margins, and which (``finite``: of each row)."""
+    bad = rows[~finite]
+    shown = compact_ranges(np.sort(bad)[:20]) + (", ..." if len(bad) > 20 else "")
+    return ImportSourceError(f"{len(bad)} of {len(rows)} rows have NaN or infinite margins (source rows {shown})"
+                             + ("; source.nan=drop imports the others" if finite.any() else ""))
+
+
 @dataclass
 class ImportSettings:
     """``conf/source/default.yaml``: where the models come from and which of them to import."""
@@ -259,7 +269,8 @@ class ImportSettings:
 
 @dataclass
 class ImportPlan:
-    """Everything an import writes, decided and checked before it writes anything."""
+    """Everything an import writes, decided and checked before it writes anything but the
+    values of masks and margins, which are checked as each shard is read (:meth:`read_shard`)."""
 
     source: Source
     rows: np.ndarray  # int64 [num_models]: source row of each model index
@@ -280,18 +291,22 @@ class ImportPlan:
         return range(shard * k, min(len(self.rows), (shard + 1) * k))
 
     def read_shard(self, shard: int) -> tuple[np.ndarray, np.ndarray, dict]:
-        """One shard's packed masks, float32 margins and scalar columns, read from the source."""
+        """One shard's packed masks, float32 margins and scalar columns, read from the source;
+        masks other than 0/1 and non-finite margins raise :class:`ImportSourceError`."""
         models = self.models(shard)
         rows = self.rows[models.start:models.stop]
         masks = packed_masks(self.source.masks.take(rows), rows)
         margins = self.source.margins.take(rows)
         if not np.array_equal(self.targets, np.arange(self.source.margins.shape[1])):
             margins = margins[:, self.targets]
+        margins = margins.astype(np.float32)
+        if not np.isfinite(margins).all():  # source.nan=error: checked here, where every row is read anyway
+            raise non_finite_error(self.rows, finite_rows(self.source, self.rows, self.targets, progress=False))
         index = np.arange(models.start, models.stop)
         scalars = {"model_index": index, "mask_id": index, "repeat": np.zeros(len(index), np.int32),
                    "seed": np.full(len(index), -1), "holdout_acc": np.full(len(index), np.nan),
                    "train_seconds": np.zeros(len(index))}
-        return masks, margins.astype(np.float32), scalars
+        return masks, margins, scalars
 
 
 def _linked_data(dataset: dict, n: int, source_T: int):
@@ -353,14 +368,12 @@ def plan_import(settings: ImportSettings, config: dict, progress: bool = True) -
             raise ImportSourceError(f"source.labels: {settings.labels} must hold {n} non-negative integers (one class "
                                     f"per mask column), found {len(labels)} of dtype {labels.dtype}")
         labels = labels.astype(np.int64)
-    finite = finite_rows(source, rows, targets, progress)
-    if not finite.all():
-        bad = rows[~finite]
-        if settings.nan == "error" or finite.sum() == 0:
-            shown = compact_ranges(np.sort(bad)[:20]) + (", ..." if len(bad) > 20 else "")
-            raise ImportSourceError(f"{len(bad)} of {len(rows)} rows have NaN or infinite margins (source rows {shown})"
-                                    + ("; source.nan=drop imports the others" if finite.sum() else ""))
-        rows = rows[finite]
+    dropped = 0
+    if settings.nan == "drop":  # the rows dropped decide the model indices: one pass first
+        finite = finite_rows(source, rows, targets, progress)
+        if not finite.any():
+            raise non_finite_error(rows, finite)
+        rows, dropped = rows[finite], int((~finite).sum())
     run = _ALPHA_ROWS // _ALPHA_RUNS
     starts = np.linspace(0, len(rows) - run, _ALPHA_RUNS).astype(np.int64)
     sample = rows if len(rows) <= _ALPHA_ROWS else rows[np.unique(starts[:, None] + np.arange(run))]
@@ -375,7 +388,7 @@ def plan_import(settings: ImportSettings, config: dict, progress: bool = True) -
     for array in (rows, targets, np.packbits(sample_masks, axis=1), source.margins.take(sample)):
         digest.update(np.ascontiguousarray(array).tobytes())
     described = {"kind": source.kind, "digest": digest.hexdigest()[:16], "source_models": M, "source_targets": source_T,
-                 "nan": settings.nan, "dropped": int((~finite).sum())}
+                 "nan": settings.nan, "dropped": dropped}
     sweep = {"design": "imported", "alpha": alpha, "num_models": len(rows), "models_per_shard": settings.models_per_shard,
              "repeats": 1, "seed": 0, "source": described, "shard": None}
     if data is None:

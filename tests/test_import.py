@@ -91,18 +91,29 @@ def test_store_import_keeps_completed_rows_in_the_order_asked(tmp_path):
     assert np.array_equal(sweep.margins, np.asarray(margins)[kept][:, 2:6].astype(np.float32))
 
 
-def test_nan_rows_are_named_or_dropped(tmp_path):
+def test_nan_rows_are_named_or_dropped(tmp_path, monkeypatch):
     rng = np.random.default_rng(2)
     margins = rng.normal(size=(M, T)).astype(np.float16)
-    margins[[5, 6, 7, 40], 3] = [np.nan, np.inf, -np.inf, np.nan]
+    bad = [165, 166, 167, 210]  # in the fourth and fifth shards of 50 models: found after three are written
+    margins[bad, 3] = [np.nan, np.inf, -np.inf, np.nan]
     margins[100, 0] = np.nan  # not a selected column: no matter
     paths, masks, _, _ = release(tmp_path / "release", margins=margins)
-    base = dict(masks=str(paths["masks"]), margins=str(paths["margins"]), targets=[1, 3])
-    with pytest.raises(ImportSourceError, match=r"^4 of 230 rows have NaN or infinite margins \(source rows 5-7, 40\)"):
-        plan_import(ImportSettings(**base), {"dataset": {"name": "none"}}, progress=False)
+    base = dict(masks=str(paths["masks"]), margins=str(paths["margins"]), targets=[1, 3], models_per_shard=50)
+    written, write = [], importing.write_shard_columns
+
+    def counted(path, *args):
+        written.append(path)
+        return write(path, *args)
+
+    monkeypatch.setattr(importing, "write_shard_columns", counted)
+    with pytest.raises(ImportSourceError, match=r"^4 of 230 rows have NaN or infinite margins \(source rows "
+                                                r"165-167, 210\); source.nan=drop imports the others"):
+        run_import(tmp_path / "run", ImportSettings(**base), compose_config(["dataset=none"]), progress=False)
+    assert len(written) == 3 and not [p for p in (tmp_path / "run").rglob("*") if p.is_file()]  # removed again
+    monkeypatch.setattr(importing, "write_shard_columns", write)
     plan, _, _ = run_import(tmp_path / "run", ImportSettings(**base, nan="drop"), compose_config(["dataset=none"]),
                             progress=False)
-    kept = np.setdiff1d(np.arange(M), [5, 6, 7, 40])
+    kept = np.setdiff1d(np.arange(M), bad)
     assert np.array_equal(plan.rows, kept) and plan.record["dropped"] == 4
     assert np.array_equal(load_sweep(RunFolder(tmp_path / "run").shards).masks, masks[kept])
 
