@@ -26,10 +26,10 @@ players by the cosine of their main-effect profiles over the targets (in units o
 where duplicates also sit (the datamodels paper's detector of train-test leakage: Ilyas et al.
 2022, "Datamodels: predicting predictions from training data"). Cost: the neighbours once, then
 one pass over the models' masks and margins in chunks of models, linear in the models times the
-fit's main terms plus the candidates (docs/duplicates.md has the figures). Where the per-target test did not admit a
-pair, the fit's mains hold part of it (the partner's kept frequency times it), so that target's
-ratio reads high, an exact duplicate's up to ``1 / (1 - alpha)``; correcting it per target was
-tried and left out (docs/duplicates.md).
+fit's main terms plus the candidates (docs/duplicates.md has the figures). Where the per-target
+test did not admit a pair, the fit's mains hold part of it (the partner's kept frequency times
+it), so that target's ratio reads high, an exact duplicate's up to ``1 / (1 - alpha)``;
+correcting it per target was tried and left out (docs/duplicates.md).
 
 The duplicates join a graph on the players; its connected components are the candidate groups
 (a player duplicated twice joins both), scored by the mean ``rho`` of their pairs and ranked by
