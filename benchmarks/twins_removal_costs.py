@@ -24,7 +24,7 @@ import pandas as pd
 from scipy.stats import norm
 
 from datamodels.analysis import RunView
-from datamodels.duplicates import main_profiles, read_pairs
+from datamodels.duplicates import read_pairs
 from datamodels.pruning.greedy import greedy_keep_sets
 from datamodels.pruning.surrogate import fitted_surrogate
 from datamodels.twins import twin_outcomes
@@ -37,7 +37,7 @@ def completed_terms(view: RunView, surrogate, pairs: pd.DataFrame) -> pd.DataFra
     terms = view.interactions[view.interactions["method"] == "proxyspex"].reset_index(drop=True)
     key = [tuple(sorted(int(p) for p in m)) for m in terms["members"]]
     fitted = set(zip(key, terms["target"]))
-    profiles = main_profiles(surrogate).toarray()
+    profiles = surrogate.main_effects.toarray()
     ready = view.models
     kept = ready.masks.mean()
     added, raised = [], {}

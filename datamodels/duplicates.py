@@ -109,14 +109,6 @@ def redundant_pairs(view: RunView, method: str = "proxyspex") -> pd.DataFrame:
     return out.sort_values("score", ascending=False, kind="stable", ignore_index=True)
 
 
-def main_profiles(surrogate: Surrogate) -> sparse.csr_matrix:
-    """Players x targets (CSR): every player's fitted main effect in every target."""
-    mains = surrogate.orders == 1
-    players = surrogate.incidence.indices[surrogate.incidence.indptr[:-1][mains]]
-    return sparse.csr_matrix((surrogate.mobius[mains], (players, surrogate.target[mains])),
-                             shape=(surrogate.n, len(surrogate.constant)))
-
-
 def profile_neighbours(profiles: sparse.csr_matrix, k: int) -> np.ndarray:
     """``[pairs, 2]`` (``a < b``, unique): each player with its ``k`` nearest players by the cosine of
     their profiles (rows), those of positive cosine only; in blocks of players, never ``n x n``."""
@@ -148,7 +140,7 @@ def duplicate_pairs(view: RunView, method: str = "proxyspex", neighbours: int = 
     ready = view.models
     targets = np.unique(view.fit_metrics.loc[view.fit_metrics["method"] == method, "target"].to_numpy(np.int64))
     surrogate = fitted_surrogate(ready, view.interactions, view.fit_metrics, method, targets=targets)
-    profiles = main_profiles(surrogate)
+    profiles = surrogate.main_effects
     weight = 1.0 / surrogate.scale**2
     pairs = np.unique(np.concatenate([proposed[["player_a", "player_b"]].to_numpy(np.int64).reshape(-1, 2),
                                       profile_neighbours(profiles @ sparse.diags(1.0 / surrogate.scale), neighbours)]),

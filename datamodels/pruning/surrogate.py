@@ -107,26 +107,30 @@ class Surrogate:
         """Predicted margins ``[m, T]`` of bool masks ``[m, n]``, in chunks of masks: the main
         effects as one sparse product, the few higher-order terms by their members' counts."""
         masks = np.asarray(masks, dtype=bool)
-        by_player, higher, to_targets = self._predictor
+        higher, to_targets = self._higher_terms
         out = np.empty((len(masks), len(self.constant)))
         for rows in _chunks(len(masks), max(self.n, len(higher) + len(self.constant))):
             x = masks[rows]
-            out[rows] = self.constant + (by_player.T @ x.T.astype(np.float64)).T + self._on(x, higher) @ to_targets
+            out[rows] = self.constant + (self.main_effects.T @ x.T.astype(np.float64)).T + \
+                self._on(x, higher) @ to_targets
         return out
 
+    # Built once (cached): at 10^7 terms building them took longer than predicting a chunk of
+    # models, and the duplicates stage predicts chunk by chunk.
     @cached_property
-    def _predictor(self) -> tuple[sparse.csr_matrix, np.ndarray, sparse.csr_matrix]:
-        """The terms as :meth:`predict` multiplies them: main effects as players x targets, the
-        higher-order terms' rows, and those terms x targets. Built once: at 10^7 terms building
-        them took longer than predicting a chunk of models (the duplicates stage predicts chunk
-        by chunk)."""
-        T, mains = len(self.constant), self.orders == 1
+    def main_effects(self) -> sparse.csr_matrix:
+        """Players x targets: every player's main effect (Möbius coefficient) in every target."""
+        mains = self.orders == 1
         players = self.incidence.indices[self.incidence.indptr[:-1][mains]]
-        by_player = sparse.csr_matrix((self.mobius[mains], (players, self.target[mains])), shape=(self.n, T))
-        higher = np.flatnonzero(~mains)
-        to_targets = sparse.csr_matrix((self.mobius[higher], (np.arange(len(higher)), self.target[higher])),
-                                       shape=(len(higher), T))
-        return by_player, higher, to_targets
+        return sparse.csr_matrix((self.mobius[mains], (players, self.target[mains])),
+                                 shape=(self.n, len(self.constant)))
+
+    @cached_property
+    def _higher_terms(self) -> tuple[np.ndarray, sparse.csr_matrix]:
+        """The terms of order >= 2 (their rows) and those terms x targets, as :meth:`predict` sums them."""
+        higher = np.flatnonzero(self.orders != 1)
+        return higher, sparse.csr_matrix((self.mobius[higher], (np.arange(len(higher)), self.target[higher])),
+                                         shape=(len(higher), len(self.constant)))
 
     def _on(self, x: np.ndarray, terms: np.ndarray) -> np.ndarray:
         """bool ``[len(x), len(terms)]``: each term on in each mask (its member count equals its order)."""
