@@ -11,7 +11,8 @@ cut short keeps what it measured:
    CIFAR-shaped synthetic data (generated on the machine: 50,000 players, 32x32x3), (a) an
    airbench-size budget (width 0.5: 32-64-128-256 channels, about airbench94's 2 M parameters;
    8 epochs) and (b) the datamodels recipe (width 1.0, 16 epochs), at K = 1, 4, 8, 32 models per
-   pass, float32 and bfloat16 autocast (``train.precision``); and peak GPU memory per model.
+   pass with bfloat16 autocast (``train.precision``), at K = 1 and 8 in float32; and peak GPU
+   memory per model.
    Each is timed over two short step counts after a warm-up: the per-step slope times the
    recipe's steps plus the intercept (set-up, evaluation) is the projected time of a whole
    model. Then the small CNN on the digits (the demo's config, whole models) at the same K.
@@ -22,8 +23,9 @@ cut short keeps what it measured:
    5% of targets below p = 0.05), and the paired differences' size.
 4. ``profile``: ``torch.profiler`` of a ResNet-9 pass (datamodels recipe, K = 1 and 8,
    bfloat16): the top kernels and how busy the GPU was.
-
-``torch.compile`` and CUDA graphs are not measured: the training loop has no switch for them.
+5. ``levers``: ``compile=default`` (torch.compile's fused kernels) and ``compile=reduce-overhead``
+   (CUDA graphs as well) against eager, bfloat16: the airbench-size ResNet-9 at K = 1 and 8 and
+   the small CNN at K = 1 and 32, with each first pass's seconds (the compilation).
 """
 
 import argparse
@@ -52,6 +54,8 @@ from datamodels.store import collect_run, load_sweep  # noqa: E402
 from datamodels.sweep import SweepRun  # noqa: E402
 
 KS = (1, 4, 8, 32)
+FP32_KS = (1, 8)  # float32 against bfloat16: two K are enough to compare
+COMPILE_MODES = (None, "default", "reduce-overhead")  # eager, inductor's kernels, and CUDA graphs too
 PRECISIONS = ("fp32", "bf16")
 NETS = {"airbench-size": {"width": 0.5, "epochs": 8}, "datamodels recipe": {"width": 1.0, "epochs": 16}}
 DEMO = ["experiment=demo"]
@@ -114,6 +118,22 @@ def resnet9(device: str, tiny: bool, width: float, epochs: int | None = None):
                      tempfile.mkdtemp())
 
 
+def projected(run, k: int, precision: str, short: int, long: int) -> dict:
+    """One ResNet-9 pass of ``k`` models timed at ``short`` and ``long`` SGD steps (the faster of
+    two each, after a warm-up, whose time is kept as ``first_pass_s``: compilation shows there);
+    the per-step slope times the recipe's steps plus the intercept is a whole model's time."""
+    indices = range(k)
+    first, _ = timed_pass(run, indices, short, precision)  # warm-up: kernel choice, allocator, compilation
+    # the faster of two of each: a stall of the shared machine is not the GPU's
+    t1 = min(timed_pass(run, indices, short, precision)[0] for _ in range(2))
+    t2, memory = min(timed_pass(run, indices, long, precision) for _ in range(2))
+    slope = max((t2 - t1) / (long - short), 1e-9)
+    recipe = total_steps(len(kept_examples(run.mask_of(0), run.groups)), run.train_cfg)
+    per_model = (slope * recipe + t1 - slope * short) / k
+    return {"s_per_step": slope, "s_per_model": per_model, "models_per_hour": 3600 / per_model,
+            "gb_per_model": memory / k, "recipe_steps": recipe, "first_pass_s": first}
+
+
 def throughput(report: Report, device: str, tiny: bool) -> None:
     players = 600 if tiny else 50_000
     short, long = (2, 6) if tiny else (5, 25)
@@ -121,37 +141,43 @@ def throughput(report: Report, device: str, tiny: bool) -> None:
     report.write(f"\n## throughput: ResNet-9, CIFAR-shaped synthetic, {players:,} players, alpha 0.5, batch "
                  f"{32 if tiny else 512}",
                  f"(timed at {short} and {long} SGD steps per pass, the faster of two each, after a warm-up; "
-                 f"s/model = (slope x the recipe's steps + intercept) / K)", "",
+                 f"s/model = (slope x the recipe's steps + intercept) / K; float32 at two K only)", "",
                  "| network | precision | K | s/step (pass) | s/model | models per GPU-hour | GB per model "
                  "(peak / K, data included) |",
                  "|---|---|---|---|---|---|---|")
     for name, net in NETS.items():
         run = resnet9(device, tiny, net["width"], net["epochs"])
         width = run.model_options["width"]
-        recipe = total_steps(len(kept_examples(run.mask_of(0), run.groups)), run.train_cfg)
         for precision in PRECISIONS:
-            for k in ks:
+            for k in (k for k in ks if precision == "bf16" or k in FP32_KS):
                 if report.left() <= 0:
                     report.write(f"| {name} | {precision} | {k} | skipped (time budget) | | | |")
                     continue
-                indices = range(k)
                 try:
-                    timed_pass(run, indices, short, precision)  # warm-up: kernel choice, allocator
-                    # the faster of two of each: a stall of the shared machine is not the GPU's
-                    t1 = min(timed_pass(run, indices, short, precision)[0] for _ in range(2))
-                    t2, memory = min(timed_pass(run, indices, long, precision) for _ in range(2))
+                    got = projected(run, k, precision, short, long)
                 except torch.cuda.OutOfMemoryError:
                     torch.cuda.empty_cache()
                     report.write(f"| {name} | {precision} | {k} | out of memory | | | |")
                     continue
-                slope = max((t2 - t1) / (long - short), 1e-9)
-                per_model = (slope * recipe + t1 - slope * short) / k
-                report.results.setdefault("throughput", []).append(
-                    {"network": name, "precision": precision, "K": k, "s_per_step": slope, "s_per_model": per_model,
-                     "models_per_hour": 3600 / per_model, "gb_per_model": memory / k, "recipe_steps": recipe})
-                report.write(f"| {name} (width {width}, {net['epochs']} epochs = {recipe} steps) | {precision} | {k} "
-                             f"| {slope:.4f} | {per_model:.2f} | {3600 / per_model:,.0f} | {memory / k:.2f} |")
+                report.results.setdefault("throughput", []).append({"network": name, "precision": precision, "K": k} | got)
+                report.write(f"| {name} (width {width}, {net['epochs']} epochs = {got['recipe_steps']} steps) "
+                             f"| {precision} | {k} | {got['s_per_step']:.4f} | {got['s_per_model']:.2f} "
+                             f"| {got['models_per_hour']:,.0f} | {got['gb_per_model']:.2f} |")
     digits(report, device, ks)
+
+
+def whole_models(run, k: int, device: str) -> dict:
+    """Seconds per model and mean holdout accuracy of whole models trained ``k`` per pass, after a
+    warm-up pass (its time kept as ``first_pass_s``: compilation shows there)."""
+    start = time.perf_counter()
+    run.train_pass(range(10**6, 10**6 + k))
+    first = time.perf_counter() - start
+    synchronize(device)
+    start = time.perf_counter()
+    records = [r for at in range(0, 2 * max(k, 4), k) for r in run.train_pass(range(at, at + k))]
+    per_model = (time.perf_counter() - start) / len(records)
+    return {"s_per_model": per_model, "models_per_hour": 3600 / per_model,
+            "holdout_acc": float(np.mean([r.holdout_acc for r in records])), "first_pass_s": first}
 
 
 def digits(report: Report, device: str, ks) -> None:
@@ -161,15 +187,37 @@ def digits(report: Report, device: str, ks) -> None:
     for precision in PRECISIONS:
         run.train_cfg = dataclasses.replace(run.train_cfg, precision=precision)
         for k in ks:
-            run.train_pass(range(10**6, 10**6 + k))  # warm-up
-            synchronize(device)
-            start = time.perf_counter()
-            records = [r for at in range(0, 2 * max(k, 4), k) for r in run.train_pass(range(at, at + k))]
-            per_model = (time.perf_counter() - start) / len(records)
-            acc = float(np.mean([r.holdout_acc for r in records]))
-            report.results.setdefault("digits", []).append(
-                {"precision": precision, "K": k, "s_per_model": per_model, "holdout_acc": acc})
-            report.write(f"| {precision} | {k} | {per_model:.3f} | {3600 / per_model:,.0f} | {acc:.4f} |")
+            got = whole_models(run, k, device)
+            report.results.setdefault("digits", []).append({"precision": precision, "K": k} | got)
+            report.write(f"| {precision} | {k} | {got['s_per_model']:.3f} | {got['models_per_hour']:,.0f} "
+                         f"| {got['holdout_acc']:.4f} |")
+
+
+def levers(report: Report, device: str, tiny: bool) -> None:
+    """torch.compile (``compile=``: inductor's fused kernels; reduce-overhead adds CUDA graphs)
+    against eager, at bfloat16, where Python and kernel launches weigh most: the airbench-size
+    ResNet-9 at K = 1 and 8, and the small CNN at K = 1 and 32."""
+    short, long = (2, 6) if tiny else (5, 25)
+    ks = {"resnet9": (1, 2) if tiny else (1, 8), "digits": (1, 4) if tiny else (1, 32)}
+    report.write("\n## levers: torch.compile and CUDA graphs (compile=...), bfloat16", "",
+                 "| network | compile | K | s/model | models per GPU-hour | first pass (s: compiling) "
+                 "| mean holdout acc |", "|---|---|---|---|---|---|---|")
+    resnet = resnet9(device, tiny, NETS["airbench-size"]["width"], NETS["airbench-size"]["epochs"])
+    small = sweep_run(DEMO + [f"device={device}", "train.precision=bf16", f"run_dir={tempfile.mkdtemp()}"],
+                      tempfile.mkdtemp())
+    for name, run in (("airbench-size ResNet-9", resnet), ("small CNN, digits", small)):
+        for k in ks["digits" if run is small else "resnet9"]:
+            for mode in COMPILE_MODES:
+                if report.left() <= 0:
+                    report.write(f"| {name} | {mode} | {k} | skipped (time budget) | | | |")
+                    continue
+                run.train_cfg = dataclasses.replace(run.train_cfg, compile=mode)
+                got = (whole_models(run, k, device) if run is small
+                       else projected(run, k, "bf16", short, long) | {"holdout_acc": float("nan")})
+                report.results.setdefault("levers", []).append({"network": name, "compile": mode, "K": k} | got)
+                report.write(f"| {name} | {mode or 'eager'} | {k} | {got['s_per_model']:.3f} "
+                             f"| {got['models_per_hour']:,.0f} | {got['first_pass_s']:.1f} "
+                             f"| {got['holdout_acc']:.4f} |")
 
 
 def store(report: Report, device: str, tiny: bool) -> None:
@@ -244,7 +292,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default=os.path.join(os.environ.get("OUT", "."), "gpu_session.md"))
     parser.add_argument("--budget", type=float, default=450, help="seconds after which sections are skipped")
     parser.add_argument("--tiny", action="store_true", help="toy sizes, to check on a CPU that every section runs")
-    parser.add_argument("--sections", default="throughput,store,equality,profile")
+    parser.add_argument("--sections", default="throughput,store,equality,profile,levers")
     args = parser.parse_args(argv)
     torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
     report = Report(Path(args.out), args.budget)
@@ -254,7 +302,8 @@ def main(argv=None) -> None:
                                  "python": platform.python_version(), "cpus": os.cpu_count()}
     report.write(f"# GPU session (benchmarks/gpu_session.py): {gpu}; torch {torch.__version__}, CUDA "
                  f"{torch.version.cuda}, python {platform.python_version()}, {os.cpu_count()} CPUs")
-    functions = {"throughput": throughput, "store": store, "equality": equality, "profile": profile}
+    functions = {"throughput": throughput, "store": store, "equality": equality, "profile": profile,
+                 "levers": levers}
     for name in args.sections.split(","):
         report.section(name, functions[name], args.device, args.tiny)
 

@@ -2,7 +2,7 @@
 
 A sweep is described by a plain configuration mapping (the ``conf/`` tree composed by Hydra,
 or a dict written by hand) with the sections ``dataset``, ``players``, ``model``, ``train``,
-``sweep`` and the keys ``device`` and ``torch_threads``; see ``conf/config.yaml`` for every
+``sweep`` and the keys ``device``, ``compile`` and ``torch_threads``; see ``conf/config.yaml`` for every
 setting and its default. :class:`SweepRun` turns it into data, players, a mask design and a
 training recipe, and :meth:`SweepRun.run_shard` trains one shard and writes its parquet file.
 
@@ -111,7 +111,7 @@ class SweepRun:
         self.models_per_shard = int(sweep["models_per_shard"])
         if self.models_per_shard < 1:
             raise UserError(f"sweep.models_per_shard must be >= 1, got {self.models_per_shard}")
-        self.train_cfg = TrainConfig(**config["train"])
+        self.train_cfg = TrainConfig(**config["train"], compile=config.get("compile"))
         self.model_options = {k: v for k, v in config["model"].items() if k != "name"}
         build_model(config["model"]["name"], 1, 2, **self.model_options)  # fail now on a bad name or option
         loader = dict(config.get("loader") or {"name": "resident"})

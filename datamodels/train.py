@@ -25,11 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import UserError
 from .loaders import ResidentLoader, ResidentSplits, augment, step_params, total_steps
 from .stacking import StackedSGD, stack_networks
 
 SCHEDULES = ("triangular", "onecycle")
 PRECISIONS = ("fp32", "bf16")
+# torch.compile's modes (the top-level ``compile`` setting); reduce-overhead adds CUDA graphs.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # Channels-last activations and weights: pooling, batch norm and convolutions vectorise over
 # channels; about 30% less time per step for the small CNN and ResNet-9 on CPU (docs/loaders.md).
 CHANNELS_LAST = torch.channels_last
@@ -55,21 +58,26 @@ class TrainConfig:
     cutout: int = 0  # side of a random square zeroed in every training image, 0 = off
     eval_batch_size: int = 1024
     precision: str = "fp32"  # bf16: forward passes under bfloat16 autocast (weights, optimiser stay float32)
+    # a torch.compile mode, or None (eager). Set by the top-level ``compile`` key, not recorded
+    # with a run's recipe: like ``device``, it changes the rounding of the arithmetic, not the models.
+    compile: str | None = None
 
     def __post_init__(self):
+        if self.compile is not None and self.compile not in COMPILE_MODES:
+            raise UserError(f"compile must be null or one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+            raise UserError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"train.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+            raise UserError(f"train.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.steps is None and self.epochs < 1:
-            raise ValueError(f"train.epochs must be >= 1 (or set train.steps), got {self.epochs}")
+            raise UserError(f"train.epochs must be >= 1 (or set train.steps), got {self.epochs}")
         if self.steps is not None and self.steps < 1:
-            raise ValueError(f"train.steps must be >= 1, got {self.steps}")
+            raise UserError(f"train.steps must be >= 1, got {self.steps}")
         if self.translate < 0 or self.cutout < 0:
-            raise ValueError(f"train.translate and train.cutout must be >= 0, got {self.translate} and {self.cutout}")
+            raise UserError(f"train.translate and train.cutout must be >= 0, got {self.translate} and {self.cutout}")
         if self.batch_size < 1 or not 0.0 <= self.warmup < 1.0:
-            raise ValueError(f"train.batch_size must be >= 1 and train.warmup in [0, 1); "
-                             f"got {self.batch_size} and {self.warmup}")
+            raise UserError(f"train.batch_size must be >= 1 and train.warmup in [0, 1); "
+                            f"got {self.batch_size} and {self.warmup}")
 
 
 @dataclass
@@ -103,6 +111,16 @@ def autocast(cfg: TrainConfig, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
 
 
+def compiled(model: nn.Module, cfg: TrainConfig) -> nn.Module:
+    """The training steps' forward: ``model``, or ``model`` compiled in ``cfg.compile``'s mode
+    (sharing its parameters). Evaluation stays eager: it is a few percent of a model's work, and
+    each of its shapes would be one more compilation.
+
+    Static shapes, as CUDA graphs need: training sees one (the batch). Networks of one
+    architecture share the compiled code, so a process compiles once for all its models."""
+    return model if cfg.compile is None else torch.compile(model, mode=cfg.compile, dynamic=False)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Margins and correctness of every point, in batches of ``cfg.eval_batch_size`` at the
@@ -122,6 +140,7 @@ def train_network(build: Callable[[], nn.Module], splits: ResidentSplits, kept: 
     ``loader`` defaults to the device-resident one over ``splits``."""
     torch.manual_seed(seed)
     model = build().to(splits.train_images.device, memory_format=CHANNELS_LAST)
+    forward = compiled(model, cfg)
     data_s = compute_s = 0.0
     if len(kept):
         loader = loader or ResidentLoader(splits)
@@ -133,7 +152,7 @@ def train_network(build: Callable[[], nn.Module], splits: ResidentSplits, kept: 
         for x, y in loader.batches(kept, seed, cfg):
             t1 = time.perf_counter()
             with autocast(cfg, x.device):
-                loss = F.cross_entropy(model(x.contiguous(memory_format=CHANNELS_LAST)), y,
+                loss = F.cross_entropy(forward(x.contiguous(memory_format=CHANNELS_LAST)), y,
                                        label_smoothing=cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -191,6 +210,7 @@ def train_models(build: Callable[[], nn.Module], splits: ResidentSplits, kept: l
         torch.manual_seed(seed)
         nets.append(build())
     model = stack_networks(nets).to(device, memory_format=CHANNELS_LAST)
+    forward = compiled(model, cfg)
     steps = [total_steps(len(k), cfg) for k in kept]
     longest = max(steps)
     loader = ResidentLoader(splits)
@@ -214,7 +234,7 @@ def train_models(build: Callable[[], nn.Module], splits: ResidentSplits, kept: l
         y = splits.train_y[index[step]].T  # [B, K]
         t1 = time.perf_counter()
         with autocast(cfg, device):
-            logits = model(x)  # [B, K, classes]
+            logits = forward(x)  # [B, K, classes]
             # the sum over models of each model's mean loss: every model gets its own gradient
             loss = F.cross_entropy(logits.transpose(1, 2), y, label_smoothing=cfg.label_smoothing, reduction="none")
         optimizer.zero_grad()
