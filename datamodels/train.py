@@ -111,14 +111,28 @@ def autocast(cfg: TrainConfig, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
 
 
-def compiled(model: nn.Module, cfg: TrainConfig) -> nn.Module:
-    """The training steps' forward: ``model``, or ``model`` compiled in ``cfg.compile``'s mode
-    (sharing its parameters). Evaluation stays eager: it is a few percent of a model's work, and
-    each of its shapes would be one more compilation.
+# (architecture, mode, tensor shapes) -> a network kept for the process, and its compiled forward
+_COMPILED: dict[tuple, tuple[nn.Module, nn.Module]] = {}
 
-    Static shapes, as CUDA graphs need: training sees one (the batch). Networks of one
-    architecture share the compiled code, so a process compiles once for all its models."""
-    return model if cfg.compile is None else torch.compile(model, mode=cfg.compile, dynamic=False)
+
+def compiled(model: nn.Module, cfg: TrainConfig) -> tuple[nn.Module, nn.Module]:
+    """The network to train and its training steps' forward: ``model`` itself twice (eager), or,
+    with ``cfg.compile`` set, a network kept for the process per architecture, mode and shapes,
+    its tensors overwritten in place with ``model``'s initial state, and that network compiled.
+
+    The same tensors for every model: CUDA graphs (reduce-overhead) record their addresses, and a
+    new network's would be recorded again, up to torch's limit of re-recordings (128), after
+    which the graphs are dropped. Dynamo compiles once per process. Evaluation stays eager: a
+    few percent of a model's work, and each of its shapes would be one more compilation. Static
+    shapes, as CUDA graphs need: training sees one (the batch)."""
+    if cfg.compile is None:
+        return model, model
+    key = (type(model), cfg.compile, tuple((k, v.shape, v.dtype, v.device) for k, v in model.state_dict().items()))
+    if key in _COMPILED:
+        _COMPILED[key][0].load_state_dict(model.state_dict())
+    else:
+        _COMPILED[key] = model, torch.compile(model, mode=cfg.compile, dynamic=False)
+    return _COMPILED[key]
 
 
 @torch.no_grad()
@@ -137,10 +151,11 @@ def train_network(build: Callable[[], nn.Module], splits: ResidentSplits, kept: 
                   cfg: TrainConfig, loader=None) -> tuple[nn.Module, dict[str, float]]:
     """Train a fresh network on the kept train examples; return it and its data/compute seconds.
 
-    ``loader`` defaults to the device-resident one over ``splits``."""
+    ``loader`` defaults to the device-resident one over ``splits``. With ``cfg.compile`` set, the
+    network is the process's kept one (:func:`compiled`): the next model overwrites it, so copy
+    what is to be kept."""
     torch.manual_seed(seed)
-    model = build().to(splits.train_images.device, memory_format=CHANNELS_LAST)
-    forward = compiled(model, cfg)
+    model, forward = compiled(build().to(splits.train_images.device, memory_format=CHANNELS_LAST), cfg)
     data_s = compute_s = 0.0
     if len(kept):
         loader = loader or ResidentLoader(splits)
@@ -209,8 +224,7 @@ def train_models(build: Callable[[], nn.Module], splits: ResidentSplits, kept: l
     for seed in seeds:
         torch.manual_seed(seed)
         nets.append(build())
-    model = stack_networks(nets).to(device, memory_format=CHANNELS_LAST)
-    forward = compiled(model, cfg)
+    model, forward = compiled(stack_networks(nets).to(device, memory_format=CHANNELS_LAST), cfg)
     steps = [total_steps(len(k), cfg) for k in kept]
     longest = max(steps)
     loader = ResidentLoader(splits)

@@ -1,4 +1,5 @@
-"""The ``compile`` setting: torch.compile of the training steps changes rounding, not models."""
+"""The ``compile`` setting: torch.compile of the training steps changes rounding, not models,
+and trains every model of a process in the same tensors."""
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from datamodels.loaders import to_device
 from datamodels.masks import MaskDesign
 from datamodels.models import build_model
 from datamodels.sweep import SweepRun, config_hash
-from datamodels.train import TrainConfig, train_model, train_models
+from datamodels.train import TrainConfig, train_model, train_models, train_network
 
 
 def test_compiled_training_gives_the_eager_models_and_compiles_once(tmp_path):
@@ -31,12 +32,19 @@ def test_compiled_training_gives_the_eager_models_and_compiles_once(tmp_path):
     alone = [train_model(build, splits, kept[0], 10, cfg) for cfg in (eager, compiled)]
     graphs = counters["stats"]["unique_graphs"]
     assert graphs >= 1  # the training step was compiled
+    kept_network = train_network(build, splits, kept[1], 11, compiled)[0]
     again = train_model(build, splits, kept[1], 11, compiled)  # another model, another mask
     assert counters["stats"]["unique_graphs"] == graphs  # reused, not compiled again
+    # the same tensors for every model (CUDA graphs keep their addresses)
+    assert [p.data_ptr() for p in kept_network.parameters()] == [
+        p.data_ptr() for p in train_network(build, splits, kept[2], 12, compiled)[0].parameters()]
     stacked = [train_models(build, splits, kept, [10, 11, 12], cfg) for cfg in (eager, compiled)]
     for a, b in [alone, *zip(*stacked)]:
         np.testing.assert_allclose(b.margins, a.margins, rtol=1e-4, atol=1e-4)  # fused kernels: rounding only
     np.testing.assert_allclose(again.margins, stacked[1][1].margins, rtol=1e-4, atol=1e-4)
+    # nothing of the models before leaks into the next: the same model, after others, bit for bit
+    assert np.array_equal(train_model(build, splits, kept[1], 11, compiled).margins, again.margins)
+    assert np.array_equal(train_models(build, splits, kept, [10, 11, 12], compiled)[2].margins, stacked[1][2].margins)
 
 
 def test_compile_is_checked_and_not_part_of_a_runs_identity(tmp_path):
