@@ -26,13 +26,17 @@ cut short keeps what it measured:
 5. ``levers``: ``compile=default`` (torch.compile's fused kernels) and ``compile=reduce-overhead``
    (CUDA graphs as well) against eager, bfloat16: the airbench-size ResNet-9 at K = 1 and 8 and
    the small CNN at K = 1 and 32, with each first pass's seconds (the compilation).
+6. ``processes``: P = 1, 2, 4 processes training at once on the GPU (SLURM tasks sharing it),
+   the airbench-size ResNet-9 at bfloat16, K = 1 (and K = 8 at P = 2): the summed models per hour.
 """
 
 import argparse
 import dataclasses
 import json
+import multiprocessing
 import os
 import platform
+import queue
 import sys
 import tempfile
 import time
@@ -286,13 +290,59 @@ def profile(report: Report, device: str, tiny: bool) -> None:
         report.results.setdefault("profile", []).append({"K": k, "wall_s": wall, "busy_s": busy})
 
 
+def _process_worker(device: str, tiny: bool, k: int, short: int, long: int, barrier, results) -> None:
+    """One of several processes sharing the device: its own sweep, timed once all are ready."""
+    torch.set_num_threads(1)
+    run = resnet9(device, tiny, NETS["airbench-size"]["width"], NETS["airbench-size"]["epochs"])
+    timed_pass(run, range(k), short, "bf16")  # set-up and first kernels, before the others start
+    barrier.wait()
+    results.put(projected(run, k, "bf16", short, long))
+
+
+def processes(report: Report, device: str, tiny: bool) -> None:
+    """P processes training at once on the one device (SLURM tasks sharing a GPU: the launcher's
+    ``tasks_per_node`` above ``gpus_per_node``), the airbench-size ResNet-9 at bfloat16: the
+    device's models per hour summed over the processes, each timed as in ``throughput``."""
+    short, long = (2, 6) if tiny else (5, 25)
+    settings = [(1, 1), (2, 1)] if tiny else [(1, 1), (2, 1), (4, 1), (2, 8)]
+    report.write("\n## processes: P processes at once on the device, airbench-size ResNet-9, bfloat16", "",
+                 "| P | K | s/model (mean over the processes) | models per GPU-hour (summed) |", "|---|---|---|---|")
+    spawn = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+    for p, k in settings:
+        if report.left() <= 0:
+            report.write(f"| {p} | {k} | skipped (time budget) | |")
+            continue
+        barrier, results = spawn.Barrier(p), spawn.Queue()
+        workers = [spawn.Process(target=_process_worker, args=(device, tiny, k, short, long, barrier, results))
+                   for _ in range(p)]
+        for worker in workers:
+            worker.start()
+        got, deadline = [], time.perf_counter() + max(report.left(), 0) + 120
+        try:
+            while len(got) < p:
+                try:
+                    got.append(results.get(timeout=1))
+                except queue.Empty:  # a process that failed (its traceback is above) never reports
+                    if any(w.exitcode for w in workers) or time.perf_counter() > deadline:
+                        raise RuntimeError(f"{p} processes: a process failed or did not report in time") from None
+        finally:
+            for worker in workers:
+                worker.join(timeout=10)
+                worker.kill()
+        per_hour = sum(g["models_per_hour"] for g in got)
+        mean = float(np.mean([g["s_per_model"] for g in got]))
+        report.results.setdefault("processes", []).append({"P": p, "K": k, "s_per_model": mean,
+                                                           "models_per_hour": per_hour})
+        report.write(f"| {p} | {k} | {mean:.3f} | {per_hour:,.0f} |")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--out", default=os.path.join(os.environ.get("OUT", "."), "gpu_session.md"))
     parser.add_argument("--budget", type=float, default=450, help="seconds after which sections are skipped")
     parser.add_argument("--tiny", action="store_true", help="toy sizes, to check on a CPU that every section runs")
-    parser.add_argument("--sections", default="throughput,store,equality,profile,levers")
+    parser.add_argument("--sections", default="throughput,store,equality,profile,levers,processes")
     args = parser.parse_args(argv)
     torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
     report = Report(Path(args.out), args.budget)
@@ -303,7 +353,7 @@ def main(argv=None) -> None:
     report.write(f"# GPU session (benchmarks/gpu_session.py): {gpu}; torch {torch.__version__}, CUDA "
                  f"{torch.version.cuda}, python {platform.python_version()}, {os.cpu_count()} CPUs")
     functions = {"throughput": throughput, "store": store, "equality": equality, "profile": profile,
-                 "levers": levers}
+                 "levers": levers, "processes": processes}
     for name in args.sections.split(","):
         report.section(name, functions[name], args.device, args.tiny)
 

@@ -16,7 +16,8 @@ def test_every_section_runs_and_is_written(tmp_path):
     gpu_session.main(["--device", "cpu", "--tiny", "--budget", "600", "--out", str(out)])
     text = out.read_text()
     assert "failed" not in text and "skipped" not in text, text
-    for heading in ("## throughput", "small CNN, digits", "## store", "## equality", "## profile", "## levers"):
+    for heading in ("## throughput", "small CNN, digits", "## store", "## equality", "## profile", "## levers",
+                    "## processes"):
         assert heading in text
     assert "16 of 16 present, 0 missing; margins finite: True" in text
     results = json.loads(text.split("```json\n")[1].split("\n```")[0])
@@ -25,7 +26,9 @@ def test_every_section_runs_and_is_written(tmp_path):
     assert {(r["network"], r["compile"], r["K"]) for r in results["levers"]} == {
         (net, mode, k) for net, ks in [("airbench-size ResNet-9", (1, 2)), ("small CNN, digits", (1, 4))]
         for k in ks for mode in gpu_session.COMPILE_MODES}
-    assert all(r["s_per_model"] > 0 for r in results["throughput"] + results["digits"] + results["levers"])
+    assert [(r["P"], r["K"]) for r in results["processes"]] == [(1, 1), (2, 1)]
+    assert all(r["s_per_model"] > 0 for r in results["throughput"] + results["digits"] + results["levers"]
+               + results["processes"])
 
 
 def test_a_spent_budget_skips_the_rest_and_keeps_what_was_written(tmp_path):
