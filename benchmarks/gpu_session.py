@@ -25,7 +25,8 @@ cut short keeps what it measured:
    bfloat16): the top kernels and how busy the GPU was.
 5. ``levers``: ``compile=default`` (torch.compile's fused kernels) and ``compile=reduce-overhead``
    (CUDA graphs as well) against eager, bfloat16: the airbench-size ResNet-9 at K = 1 and 8 and
-   the small CNN at K = 1 and 32, with each first pass's seconds (the compilation).
+   the small CNN at K = 1 and 32, with each first pass's seconds (the compilation);
+   reduce-overhead first, as the likelier gain when the budget runs short.
 6. ``processes``: P = 1, 2, 4 processes training at once on the GPU (SLURM tasks sharing it),
    the airbench-size ResNet-9 at bfloat16, K = 1 (and K = 8 at P = 2): the summed models per hour.
 """
@@ -59,7 +60,7 @@ from datamodels.sweep import SweepRun  # noqa: E402
 
 KS = (1, 4, 8, 32)
 FP32_KS = (1, 8)  # float32 against bfloat16: two K are enough to compare
-COMPILE_MODES = (None, "default", "reduce-overhead")  # eager, inductor's kernels, and CUDA graphs too
+COMPILE_MODES = (None, "reduce-overhead", "default")  # eager; CUDA graphs and fused kernels; fused kernels alone
 PRECISIONS = ("fp32", "bf16")
 NETS = {"airbench-size": {"width": 0.5, "epochs": 8}, "datamodels recipe": {"width": 1.0, "epochs": 16}}
 DEMO = ["experiment=demo"]
