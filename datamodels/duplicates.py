@@ -110,7 +110,7 @@ def redundant_pairs(view: RunView, method: str = "proxyspex") -> pd.DataFrame:
     return out.sort_values("score", ascending=False, kind="stable", ignore_index=True)
 
 
-def profile_neighbours(profiles: sparse.csr_matrix, k: int) -> np.ndarray:
+def profile_neighbours(profiles: sparse.csr_matrix, k: int, progress: bool = False) -> np.ndarray:
     """``[pairs, 2]`` (``a < b``, unique): each player with its ``k`` nearest players by the cosine of
     their profiles (rows), those of positive cosine only; in blocks of players, never ``n x n``."""
     n = profiles.shape[0]
@@ -123,7 +123,7 @@ def profile_neighbours(profiles: sparse.csr_matrix, k: int) -> np.ndarray:
     unit_t = unit.T.tocsr()  # a CSC right operand was converted again for every block (30% of the time)
     found, k = [], min(k, n - 1)
     block = max(1, _CHUNK_CELLS // n)
-    for start in range(0, n, block):
+    for start in tqdm(range(0, n, block), desc="profile neighbours", unit="block", disable=not progress):
         rows = np.arange(start, min(start + block, n))
         cos = (unit[rows] @ unit_t).toarray()
         cos[np.arange(len(rows)), rows] = -np.inf
@@ -145,8 +145,8 @@ def duplicate_pairs(view: RunView, method: str = "proxyspex", neighbours: int = 
     surrogate = fitted_surrogate(ready, view.interactions, view.fit_metrics, method, targets=targets)
     profiles = surrogate.main_effects
     weight = 1.0 / surrogate.scale**2
-    pairs = np.unique(np.concatenate([proposed[["player_a", "player_b"]].to_numpy(np.int64).reshape(-1, 2),
-                                      profile_neighbours(profiles @ sparse.diags(1.0 / surrogate.scale), neighbours)]),
+    near = profile_neighbours(profiles @ sparse.diags(1.0 / surrogate.scale), neighbours, progress)
+    pairs = np.unique(np.concatenate([proposed[["player_a", "player_b"]].to_numpy(np.int64).reshape(-1, 2), near]),
                       axis=0)
     signal, reach = pair_signal(profiles, weight, pairs[:, 0], pairs[:, 1])
     a, b, signal, reach = pairs[signal > 0, 0], pairs[signal > 0, 1], signal[signal > 0], reach[signal > 0]
