@@ -59,6 +59,7 @@ from datamodels.store import collect_run, load_sweep  # noqa: E402
 from datamodels.sweep import SweepRun  # noqa: E402
 
 KS = (1, 4, 8, 32)
+STEPS = {False: (5, 25), True: (2, 6)}  # the short and long passes timed, by --tiny
 FP32_KS = (1, 8)  # float32 against bfloat16: two K are enough to compare
 COMPILE_MODES = (None, "reduce-overhead", "default")  # eager; CUDA graphs and fused kernels; fused kernels alone
 PRECISIONS = ("fp32", "bf16")
@@ -141,7 +142,7 @@ def projected(run, k: int, precision: str, short: int, long: int) -> dict:
 
 def throughput(report: Report, device: str, tiny: bool) -> None:
     players = 600 if tiny else 50_000
-    short, long = (2, 6) if tiny else (5, 25)
+    short, long = STEPS[tiny]
     ks = KS[:2] if tiny else KS
     report.write(f"\n## throughput: ResNet-9, CIFAR-shaped synthetic, {players:,} players, alpha 0.5, batch "
                  f"{32 if tiny else 512}",
@@ -151,7 +152,7 @@ def throughput(report: Report, device: str, tiny: bool) -> None:
                  "(peak / K, data included) |",
                  "|---|---|---|---|---|---|---|")
     for name, net in NETS.items():
-        run = resnet9(device, tiny, net["width"], net["epochs"])
+        run = resnet9(device, tiny, **net)
         width = run.model_options["width"]
         for precision in PRECISIONS:
             for k in (k for k in ks if precision == "bf16" or k in FP32_KS):
@@ -202,23 +203,23 @@ def levers(report: Report, device: str, tiny: bool) -> None:
     """torch.compile (``compile=``: inductor's fused kernels; reduce-overhead adds CUDA graphs)
     against eager, at bfloat16, where Python and kernel launches weigh most: the airbench-size
     ResNet-9 at K = 1 and 8, and the small CNN at K = 1 and 32."""
-    short, long = (2, 6) if tiny else (5, 25)
-    ks = {"resnet9": (1, 2) if tiny else (1, 8), "digits": (1, 4) if tiny else (1, 32)}
+    short, long = STEPS[tiny]
     report.write("\n## levers: torch.compile and CUDA graphs (compile=...), bfloat16", "",
                  "| network | compile | K | s/model | models per GPU-hour | first pass (s: compiling) "
                  "| mean holdout acc |", "|---|---|---|---|---|---|---|")
-    resnet = resnet9(device, tiny, NETS["airbench-size"]["width"], NETS["airbench-size"]["epochs"])
     small = sweep_run(DEMO + [f"device={device}", "train.precision=bf16", f"run_dir={tempfile.mkdtemp()}"],
                       tempfile.mkdtemp())
-    for name, run in (("airbench-size ResNet-9", resnet), ("small CNN, digits", small)):
-        for k in ks["digits" if run is small else "resnet9"]:
+    cases = [("airbench-size ResNet-9", resnet9(device, tiny, **NETS["airbench-size"]), (1, 2) if tiny else (1, 8),
+              lambda run, k: projected(run, k, "bf16", short, long) | {"holdout_acc": float("nan")}),
+             ("small CNN, digits", small, (1, 4) if tiny else (1, 32), lambda run, k: whole_models(run, k, device))]
+    for name, run, ks, measure in cases:
+        for k in ks:
             for mode in COMPILE_MODES:
                 if report.left() <= 0:
                     report.write(f"| {name} | {mode} | {k} | skipped (time budget) | | | |")
                     continue
                 run.train_cfg = dataclasses.replace(run.train_cfg, compile=mode)
-                got = (whole_models(run, k, device) if run is small
-                       else projected(run, k, "bf16", short, long) | {"holdout_acc": float("nan")})
+                got = measure(run, k)
                 report.results.setdefault("levers", []).append({"network": name, "compile": mode, "K": k} | got)
                 report.write(f"| {name} | {mode or 'eager'} | {k} | {got['s_per_model']:.3f} "
                              f"| {got['models_per_hour']:,.0f} | {got['first_pass_s']:.1f} "
@@ -294,7 +295,7 @@ def profile(report: Report, device: str, tiny: bool) -> None:
 def _process_worker(device: str, tiny: bool, k: int, short: int, long: int, barrier, results) -> None:
     """One of several processes sharing the device: its own sweep, timed once all are ready."""
     torch.set_num_threads(1)
-    run = resnet9(device, tiny, NETS["airbench-size"]["width"], NETS["airbench-size"]["epochs"])
+    run = resnet9(device, tiny, **NETS["airbench-size"])
     timed_pass(run, range(k), short, "bf16")  # set-up and first kernels, before the others start
     barrier.wait()
     results.put(projected(run, k, "bf16", short, long))
@@ -304,7 +305,7 @@ def processes(report: Report, device: str, tiny: bool) -> None:
     """P processes training at once on the one device (SLURM tasks sharing a GPU: the launcher's
     ``tasks_per_node`` above ``gpus_per_node``), the airbench-size ResNet-9 at bfloat16: the
     device's models per hour summed over the processes, each timed as in ``throughput``."""
-    short, long = (2, 6) if tiny else (5, 25)
+    short, long = STEPS[tiny]
     settings = [(1, 1), (2, 1)] if tiny else [(1, 1), (2, 1), (4, 1), (2, 8)]
     report.write("\n## processes: P processes at once on the device, airbench-size ResNet-9, bfloat16", "",
                  "| P | K | s/model (mean over the processes) | models per GPU-hour (summed) |", "|---|---|---|---|")

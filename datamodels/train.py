@@ -127,9 +127,10 @@ def compiled(model: nn.Module, cfg: TrainConfig) -> tuple[nn.Module, nn.Module]:
     shapes, as CUDA graphs need: training sees one (the batch)."""
     if cfg.compile is None:
         return model, model
-    key = (type(model), cfg.compile, tuple((k, v.shape, v.dtype, v.device) for k, v in model.state_dict().items()))
+    state = model.state_dict()
+    key = (type(model), cfg.compile, tuple((k, v.shape, v.dtype, v.device) for k, v in state.items()))
     if key in _COMPILED:
-        _COMPILED[key][0].load_state_dict(model.state_dict())
+        _COMPILED[key][0].load_state_dict(state)
     else:
         _COMPILED[key] = model, torch.compile(model, mode=cfg.compile, dynamic=False)
     return _COMPILED[key]
