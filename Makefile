@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SHARDS ?= 8
 ARGS ?=
 
-.PHONY: help install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-session bench-gpu-linear bench-exhaustive prune-study prune-study-clusters prune-study-examples bench-spex bench-import bench-e2e-scale bench-prune bench-scale-tail duplicates-study bench-trak gpu-wheels
+.PHONY: help install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-session bench-gpu-linear bench-exhaustive prune-study prune-study-clusters prune-study-examples bench-spex bench-import bench-e2e-scale bench-prune bench-scale-tail duplicates-study bench-trak gpu-wheels ablate ablation-study
 .DEFAULT_GOAL := help
 
 # The targets with a '## ' description, and the variables most of them take.
@@ -213,6 +213,33 @@ duplicates-study: install ## twin players on the digits: sweep, fits, duplicates
 	$(PY) benchmarks/duplicates_detection.py --run runs/duplicates
 	$(PY) benchmarks/duplicates_pruning.py --run runs/duplicates
 	$(PY) benchmarks/twins_removal_costs.py --run runs/duplicates
+
+# Retraining checks of a fit (docs/ablation.md): pairs as 2x2 factorials on random backgrounds,
+# removal sets with and without, or (no training) the pairs on the fit's held-out models. Each
+# prints what it trains and the projected time first, and resumes where it stopped.
+ablate: install ## check a run's fit by retraining: ARGS='run_dir=runs/demo ablate=pairs|removal|heldout' (demo pairs: ~10 min)
+	$(PY) jobs/ablate.py $(ARGS)
+
+# The study of docs/ablation.md, every figure from a clean run folder: the demo run (held-out
+# pairs, the top 20 pairs and controls, 40 pairs sampled by rank, removal from the whole set and
+# from backgrounds at alpha), the exhaustive class game (measured against the exact double
+# differences of all 1,024 subsets) and the twins run of the duplicates experiment.
+ABLATION_EXHAUSTIVE := experiment=digits_classes_exhaustive run_dir=$(EXHAUSTIVE_RUN)
+ablation-study: demo ## the retraining checks of docs/ablation.md (~1.5 h on 2 cores after the demo)
+	$(PY) jobs/ablate.py $(DEMO) ablate=heldout
+	$(PY) jobs/ablate.py $(DEMO) ablate=pairs
+	$(PY) jobs/ablate.py $(DEMO) ablate=removal ablate.background=full
+	$(PY) jobs/ablate.py $(DEMO) ablate=pairs ablate.name=pairs-by-rank ablate.selection=stratified ablate.pairs=40 ablate.controls=false
+	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,16)' hydra/launcher=joblib $(ABLATION_EXHAUSTIVE)
+	$(PY) jobs/fit.py fit=proxyspex $(ABLATION_EXHAUSTIVE)
+	$(PY) jobs/ablate.py $(ABLATION_EXHAUSTIVE) ablate=pairs
+	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,8)' hydra/launcher=joblib $(DUPS)
+	$(PY) jobs/fit.py fit=proxyspex $(DUPS)
+	$(PY) jobs/fit.py fit=linear $(DUPS)
+	$(PY) jobs/ablate.py $(DUPS) ablate=pairs ablate.name=twins ablate.selection=twins ablate.controls=false ablate.budget=1280
+	$(PY) jobs/ablate.py $(DUPS) ablate=removal ablate.background=full ablate.targets=twins
+	$(PY) jobs/ablate.py $(DEMO) ablate=removal ablate.background=alpha
+	$(PY) benchmarks/ablation_study.py runs/demo $(EXHAUSTIVE_RUN) runs/duplicates
 
 # TRAK as the cheap-attribution anchor (issue 19, item 5; docs/benchmarks.md): the demo's settings
 # swept into runs/trak-lds (1,000 models), then TRAK from K of its models against the linear

@@ -114,6 +114,20 @@ class RunView(RunData):
     def pruning(self) -> pd.DataFrame:
         return self._table(self.folder.evaluation, "pruning evaluation (jobs/evaluate_pruning.py)")
 
+    def ablation(self, name: str = "pairs") -> pd.DataFrame:
+        """A retraining check's measured checks (``jobs/ablate.py``; ``name`` its folder under
+        ``ablations/``: ``pairs``, ``removal-alpha``, ``removal-full``, ``heldout`` or ``ablate.name``)."""
+        try:
+            checks, meta = read_frame(self.folder.ablation_results(name)[0], "ablate (jobs/ablate.py)")
+        except StoreError as err:
+            raise AnalysisError(f"{err} (for {self.run_dir})") from err
+        checks.attrs["design"] = meta["design"]  # pairs, removal or heldout
+        return checks
+
+    def ablations(self) -> list[str]:
+        """The retraining checks of this run that have been measured."""
+        return sorted(p.name for p in self.folder.ablations.glob("*") if self.folder.ablation_results(p.name)[0].exists())
+
     def methods(self) -> list[str]:
         """The fitted methods (of the fit's metrics: one row per target, not per term)."""
         return sorted(self.fit_metrics["method"].unique())

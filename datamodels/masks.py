@@ -5,7 +5,10 @@ of them. A **mask** is a bool vector over the ``n`` players, ``True = kept``.
 
 Model ``i`` of a sweep with ``repeats = r`` trains on mask ``i // r`` (its *mask id*) with a
 training seed of its own; both are pure functions of ``(sweep seed, i)``, so any worker on any
-machine re-creates them without coordination and a re-run reproduces them exactly.
+machine re-creates them without coordination and a re-run reproduces them exactly. A file
+design may pair masks instead (:meth:`MaskDesign.seed_index`): masks of one **seed group** train
+with the same seeds, so that their difference cancels most of the seed's noise (the 2x2
+factorials of :mod:`datamodels.ablation`).
 
 ``alpha`` is one fraction kept, or a **grid** of them: then each mask first draws its own alpha
 from the grid (uniformly, a pure function of ``(sweep seed, mask id)``, so every model's alpha is
@@ -96,6 +99,7 @@ class MaskDesign:
     masks_from_file: np.ndarray | None = None
     budget: int | None = None  # design=spex: most masks SPEX may ask for
     degree: int = 5  # design=spex: SPEX's degree parameter (errors its BCH code corrects)
+    seed_groups: np.ndarray | None = None  # design=file: int [num_masks], masks trained with the same seeds
 
     def __post_init__(self):
         if self.kind not in DESIGNS:
@@ -141,6 +145,14 @@ class MaskDesign:
         return np.array([grid[np.random.default_rng([self.seed, _ALPHA_STREAM, int(j)]).integers(len(grid))]
                          for j in mask_ids.ravel()]).reshape(mask_ids.shape)
 
+    def seed_index(self, model_index: int, repeats: int) -> int:
+        """What model ``model_index``'s training seed is drawn from: the index itself, or, for a
+        file design with seed groups, ``group * repeats + repeat`` (every mask of a group shares
+        its ``repeats`` seeds)."""
+        if self.seed_groups is None:
+            return model_index
+        return int(self.seed_groups[model_index // repeats]) * repeats + model_index % repeats
+
     def mask(self, j: int) -> np.ndarray:
         if self.kind == "imported":  # datamodels.importing: the masks exist only in the run's shards
             raise MaskError("the masks of an imported run (sweep.design=imported) are read from its shards; "
@@ -175,11 +187,21 @@ def design_of(meta: dict) -> MaskDesign:
                       int(meta.get("sweep_seed", 0)), budget=meta.get("budget"), degree=int(meta.get("degree") or 5))
 
 
-def load_mask_file(path: str | os.PathLike, n: int) -> np.ndarray:
-    """Masks supplied by the user: a ``.npy`` array ``[M, n]`` of 0/1 or bool."""
+def load_mask_file(path: str | os.PathLike, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Masks supplied by the user, and their seed groups when given: a ``.npy`` array
+    ``[M, n]`` of 0/1 or bool, or a ``.npz`` with that array as ``masks`` and optionally
+    ``seed_groups`` (int ``[M]``: masks with the same value train with the same seeds)."""
     if path is None or not Path(path).is_file():
         raise MaskError(f"sweep.design=file: sweep.mask_file={path!r} does not exist")
-    masks = np.load(path, allow_pickle=False)
+    groups = None
+    if str(path).endswith(".npz"):
+        with np.load(path, allow_pickle=False) as arrays:
+            if "masks" not in arrays:
+                raise MaskError(f"sweep.design=file: {path} holds no array 'masks' (found {sorted(arrays)})")
+            masks = arrays["masks"]
+            groups = arrays["seed_groups"] if "seed_groups" in arrays else None
+    else:
+        masks = np.load(path, allow_pickle=False)
     if masks.ndim != 2 or masks.shape[1] != n or len(masks) == 0:
         raise MaskError(f"sweep.design=file: {path} must hold an array [num_masks, {n}] (one column per player), "
                         f"found shape {masks.shape}")
@@ -187,7 +209,11 @@ def load_mask_file(path: str | os.PathLike, n: int) -> np.ndarray:
         bad = np.argwhere(~np.isin(masks, (0, 1)))[0]
         raise MaskError(f"sweep.design=file: {path} holds {masks[tuple(bad)].item()!r} at row {bad[0]}, column {bad[1]}; "
                         f"masks must be 0/1 (1 = kept)")
-    return masks.astype(bool)
+    if groups is not None and (groups.shape != (len(masks),) or not np.issubdtype(groups.dtype, np.integer)
+                               or groups.min() < 0):
+        raise MaskError(f"sweep.design=file: {path}'s seed_groups must be {len(masks)} non-negative integers "
+                        f"(one per mask), found dtype {groups.dtype} and shape {groups.shape}")
+    return masks.astype(bool), None if groups is None else groups.astype(np.int64)
 
 
 def spex_masks(n: int, budget: int | None, seed: int, degree: int = 5) -> np.ndarray:

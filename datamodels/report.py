@@ -22,6 +22,7 @@ from .analysis import (KINDS, AnalysisError, RunView, class_pair_patterns, defau
                        worst_fitted_targets)
 from .duplicates import named_candidates, plot_candidates
 from .errors import StoreError
+from .ablation.figures import plot_pairs, plot_removals
 from .pruning import plot_pruning
 from .run_folder import RunFolder
 from .stage_inputs import StageInputs
@@ -212,6 +213,8 @@ def write_report(view: RunView, page: str | os.PathLike, targets_per_kind: int =
                            "the best candidate groups, each member's (first) image side by side")
         except (AnalysisError, StoreError) as err:
             body.append(f"<p class='missing'>{escape(str(err))}</p>")
+    if view.ablations():
+        _retraining_checks(view, out, body, figure, table)
     body.append("<h2>Pruning</h2>")
     body.append(f"<p>Keep-sets of each method at each kept fraction, retrained and judged on the holdout "
                 f"split only (never on the targets). The methods and how to read the results: "
@@ -243,6 +246,58 @@ def write_report(view: RunView, page: str | os.PathLike, targets_per_kind: int =
     return page
 
 
+ABLATION_TEXT = {
+    "pairs": ("Each checked pair of the fit (and as many random control pairs on the same targets, grey) was "
+              "trained as a 2x2 factorial on random backgrounds at the run's alpha: both, only i, only j, neither, "
+              "one seed per background. Measured: the double difference f(S+i+j) - f(S+i) - f(S+j) + f(S) on the "
+              "pair's target, mean and 95% interval over the backgrounds; predicted: the fit's expected interaction "
+              "at alpha. Confirmed: significant (Benjamini-Hochberg at ablate.fdr over the checked pairs) with the "
+              "predicted sign. A control confirmed is a false alarm."),
+    "heldout": ("Every pair of the fit measured without training, on the fit's own held-out models: the double "
+                "difference of the four cells' mean margins (both kept, only i, only j, neither), with its standard "
+                "error. A first filter: few held-out models fall in each cell."),
+    "removal": ("For chosen targets, sets of k players that each method says lower the target's margin most "
+                "(interactions: the adaptive greedy on the fitted polynomial, which can take a redundant pair as a "
+                "block; linear: the top k by weight; random: k players of the target's class), trained with and "
+                "without the set, paired. Drop: the target's margin with the set minus without, mean over targets "
+                "and 95% interval; flip rate: how often removing the set makes a right prediction wrong."),
+}
+
+
+def _retraining_checks(view: RunView, out: Path, body: list, figure, table) -> None:
+    """The section "Checked by retraining": every measured check of ``jobs/ablate.py``."""
+    body.append("<h2>Checked by retraining</h2>")
+    body.append(f"<p>What the fit claims, checked by training models with chosen players in or out "
+                f"(jobs/ablate.py; {_docs_link(out, 'ablation.md')}).</p>")
+    for name in view.ablations():
+        try:
+            checks = view.ablation(name)
+            design = checks.attrs["design"]
+            summary = pd.read_csv(view.folder.ablation_results(name)[1])
+        except (AnalysisError, StoreError, OSError) as err:
+            body.append(f"<p class='missing'>{escape(str(err))}</p>")
+            continue
+        body.append(f"<h3>{escape(name)}</h3><p>{escape(ABLATION_TEXT[design])}</p>")
+        table(summary)
+        if design == "removal":
+            paired = view.folder.ablation_results(name)[2]
+            if paired.exists():
+                body.append("<p>Each method's drop minus linear's on the same targets, paired over targets.</p>")
+                table(pd.read_csv(paired))
+            figure(("ablation", name), lambda: plot_removals(checks), "margin drop against k, per method (mean and "
+                                                                      "95% interval over targets)")
+            continue
+        figure(("ablation", name), lambda: plot_pairs(checks, "held-out models" if design == "heldout"
+                                                      else "retrained"),
+               "measured against predicted interaction, with 95% intervals (controls grey)")
+        shown = checks.sort_values(["control", "rank"]).head(40)
+        columns = [c for c in ("target", "i", "j", "kind", "predicted", "measured", "lo", "hi", "exact", "confirmed")
+                   if c in shown]
+        table(shown[columns].assign(target=[view.target_name(int(t)) for t in shown["target"]],
+                                    i=[view.player_name(int(p)) for p in shown["i"]],
+                                    j=[view.player_name(int(p)) for p in shown["j"]]))
+
+
 def run_report(run_dir, force: bool = False) -> Path | None:
     """The report stage: the page, or None when the files it reads (the shards, the fit and
     pruning tables, the players' labels) are those of its last run and the page is in place
@@ -251,6 +306,7 @@ def run_report(run_dir, force: bool = False) -> Path | None:
     reads = {"run": folder.run_json, "interactions": folder.interactions(), "fit_metrics": folder.fit_metrics(),
              "keep_sets": folder.keep_sets, "evaluation": folder.evaluation,
              "duplicates": folder.duplicate_candidates,
+             **{f"ablation {p.parent.parent.name}": p for p in folder.ablations.glob("*/results/checks.parquet")},
              **{f"labels {path.parent.name}": path for path in folder.label_files}}
     # shards by name, size and time (as the fit-ready layout tracks them): reading them all is the sweep's size
     shards = {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in shard_files(folder.shards)[0]}

@@ -20,6 +20,10 @@ One sweep, and everything derived from it, lives in one folder (``run_dir``)::
     planted/truth.parquet        the spectra a planted sweep was drawn from (datamodels.planted)
     imported/source.json, rows.npy[, labels.npy]   what an imported run was read from (datamodels.importing)
     planted/labels.npy           each player's class (int [n]) in a planted sweep, when asked for
+    ablations/<name>/            a retraining check of a fit (datamodels.ablation): a child run folder
+                                 of its own (run.json, config.json, shards/, ...), and beside them
+    ablations/<name>/design/     masks.npz (its sweep.design=file masks), checks.parquet, roles.parquet
+    ablations/<name>/results/    checks.parquet (measured), summary.csv, paired.csv, figure.png
     logs/                        Hydra's and SLURM's logs
 
 Stages record their inputs (:mod:`datamodels.stage_inputs`) in hidden ``.inputs-*.json`` files
@@ -290,6 +294,26 @@ class RunFolder:
         """The known twin players (columns player_a, player_b) of a duplicates experiment."""
         return self.root / "twins.csv"
 
+    # ------------------------------------------------------------------ retraining checks
+
+    @property
+    def ablations(self) -> Path:
+        return self.root / "ablations"
+
+    def ablation(self, name: str) -> Path:
+        """A retraining check's folder: a child run folder whose sweep is the check's design."""
+        return self.ablations / name
+
+    def ablation_design(self, name: str) -> tuple[Path, Path, Path]:
+        """The check's masks (``masks.npz``: masks and seed groups), its checks and every mask's role."""
+        folder = self.ablation(name) / "design"
+        return folder / "masks.npz", folder / "checks.parquet", folder / "roles.parquet"
+
+    def ablation_results(self, name: str) -> tuple[Path, Path, Path, Path]:
+        """The measured checks (parquet), their summary, the paired comparison (removal) and the figure."""
+        folder = self.ablation(name) / "results"
+        return folder / "checks.parquet", folder / "summary.csv", folder / "paired.csv", folder / "figure.png"
+
     # ------------------------------------------------------------------ the folder's rules
 
     def check_sweep(self, meta: dict, config: dict | None = None) -> None:
@@ -303,7 +327,7 @@ class RunFolder:
         # Hydra may have made the log folder before the job starts, and a parallel worker of this
         # sweep may be writing run.json right now (its hidden temporary file).
         def foreign(p: Path) -> bool:
-            return p.name not in ("logs", ".claims") and not (p.name.startswith(".") and p.name.endswith(".tmp"))
+            return p.name not in ("logs", ".claims", "design") and not (p.name.startswith(".") and p.name.endswith(".tmp"))
 
         if self.root.exists() and not self.run_json.exists() and any(foreign(p) for p in self.root.iterdir()):
             raise StoreError(f"{self.root} is not empty and holds no run.json: it is not a run folder of this "

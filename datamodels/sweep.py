@@ -101,9 +101,10 @@ class SweepRun:
         self.n = int(self.groups.max()) + 1
         sweep = config["sweep"]
         self.seed = int(sweep.get("seed", 0))
-        masks_from_file = load_mask_file(sweep["mask_file"], self.n) if sweep["design"] == "file" else None
+        masks_from_file, seed_groups = (load_mask_file(sweep["mask_file"], self.n) if sweep["design"] == "file"
+                                        else (None, None))
         self.design = MaskDesign(sweep["design"], self.n, alpha_setting(sweep.get("alpha", 0.5)), self.seed,
-                                 masks_from_file, sweep.get("budget"), int(sweep.get("degree", 5)))
+                                 masks_from_file, sweep.get("budget"), int(sweep.get("degree", 5)), seed_groups)
         self.repeats = int(sweep.get("repeats", 1))
         if self.repeats < 1:
             raise MaskError(f"sweep.repeats must be >= 1, got {self.repeats}")
@@ -169,6 +170,9 @@ class SweepRun:
     def mask_of(self, model_index: int) -> np.ndarray:
         return self.design.mask(model_index // self.repeats)
 
+    def seed_of(self, model_index: int) -> int:
+        return training_seed(self.seed, self.design.seed_index(model_index, self.repeats))
+
     @cached_property
     def splits(self) -> ResidentSplits:
         return to_device(self.data, self.device)
@@ -183,7 +187,7 @@ class SweepRun:
 
     def train_one(self, model_index: int) -> ModelRecord:
         mask = self.mask_of(model_index)
-        seed = training_seed(self.seed, model_index)
+        seed = self.seed_of(model_index)
         result = train_model(self.build, self.splits, kept_examples(mask, self.groups), seed, self.train_cfg,
                              self.loader)
         return ModelRecord(model_index, model_index // self.repeats, model_index % self.repeats, seed, mask,
@@ -194,7 +198,7 @@ class SweepRun:
         if len(model_indices) == 1:
             return [self.train_one(model_indices[0])]
         masks = [self.mask_of(i) for i in model_indices]
-        seeds = [training_seed(self.seed, i) for i in model_indices]
+        seeds = [self.seed_of(i) for i in model_indices]
         results = train_models(self.build, self.splits, [kept_examples(m, self.groups) for m in masks], seeds,
                                self.train_cfg)
         return [ModelRecord(i, i // self.repeats, i % self.repeats, seed, mask, r.margins, r.holdout_accuracy,

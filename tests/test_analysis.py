@@ -28,6 +28,8 @@ def pipeline(tmp_path_factory):
     run_job("fit.py", "fit=linear", *args)
     run_job("prune.py", *args, "prune.el2n_seeds=2", "prune.fractions=[1.0,0.5,0.25]", "prune.eval_seeds=2")
     run_job("evaluate_pruning.py", *args, "prune.eval_seeds=2")
+    # the free retraining check (no training): two pairs on the fit's held-out models
+    run_job("ablate.py", *args, "ablate=heldout", "ablate.pairs=[[0,0,1],[1,2,3]]")
     return run_dir
 
 
@@ -158,6 +160,7 @@ def test_html_report_renders_in_headless_chromium(pipeline, tmp_path):
     figures = re.findall(r'src="(figure-\d+\.png)"', html)
     assert len(set(figures)) == len(list((pipeline / "report").glob("figure-*.png")))  # no figure drawn twice
     assert "target_class" in html and "class_a, class_b" in html  # the class-pairs tables say what they hold
+    assert "Checked by retraining" in html and "docs/ablation.md</a>" in html  # the held-out pair check
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")

@@ -76,7 +76,7 @@ def test_unknown_design_is_refused():
 def test_mask_file_is_validated(tmp_path):
     good = np.random.default_rng(0).integers(0, 2, size=(4, 6))
     np.save(tmp_path / "good.npy", good)
-    design = MaskDesign("file", 6, masks_from_file=load_mask_file(tmp_path / "good.npy", 6))
+    design = MaskDesign("file", 6, masks_from_file=load_mask_file(tmp_path / "good.npy", 6)[0])
     assert design.num_masks == 4
     np.testing.assert_array_equal(design.mask(2), good[2].astype(bool))
     np.save(tmp_path / "shape.npy", good[:, :5])
@@ -115,3 +115,20 @@ def test_group_file(tmp_path):
         group_players("file", labels, path=tmp_path / "short.npy")
     with pytest.raises(MaskError, match="unknown player grouping"):
         group_players("pairs", labels)
+
+
+def test_mask_file_seed_groups_pair_the_training_seeds(tmp_path):
+    masks = np.random.default_rng(1).integers(0, 2, size=(4, 6))
+    np.savez(tmp_path / "paired.npz", masks=masks, seed_groups=np.array([0, 0, 1, 1]))
+    loaded, groups = load_mask_file(tmp_path / "paired.npz", 6)
+    design = MaskDesign("file", 6, masks_from_file=loaded, seed_groups=groups)
+    # two repeats: masks 0 and 1 share seeds 0 and 1, masks 2 and 3 share seeds 2 and 3
+    assert [design.seed_index(i, 2) for i in range(8)] == [0, 1, 0, 1, 2, 3, 2, 3]
+    plain = MaskDesign("file", 6, masks_from_file=loaded)
+    assert [plain.seed_index(i, 2) for i in range(8)] == list(range(8))
+    np.savez(tmp_path / "short.npz", masks=masks, seed_groups=np.array([0, 1]))
+    with pytest.raises(MaskError, match="seed_groups must be 4 non-negative integers"):
+        load_mask_file(tmp_path / "short.npz", 6)
+    np.savez(tmp_path / "unnamed.npz", masks)
+    with pytest.raises(MaskError, match="holds no array 'masks'"):
+        load_mask_file(tmp_path / "unnamed.npz", 6)

@@ -1,0 +1,468 @@
+"""The ablate stage of a run folder (``jobs/ablate.py``): plan a retraining check of a fit, train
+it as a child sweep, measure what is complete.
+
+:func:`plan_ablation` reads the run's fit and chooses the checks (:mod:`.design`);
+:func:`run_ablate` writes the design into ``<run_dir>/ablations/<name>/design/`` (refusing a
+folder that holds another one), trains the child sweep's missing shards (all of them in local
+processes, or the one shard ``ablate.shard`` of a SLURM array), and once every model is there
+measures the checks (:mod:`.measure`) into ``results/``. The child is an ordinary run folder:
+``jobs/status.py`` and ``jobs/collect.py`` take it as ``run_dir``, and re-running resumes it.
+``ablate=heldout`` trains nothing: it measures the fit's pairs on the fit's own held-out models.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from ..analysis import residual_sd, RunView
+from ..fit_ready import open_fit_ready
+from ..fitting import STAGE as FIT_STAGE
+from ..interactions import make_engine
+from ..processes import check_main_guard, leave_with_parent
+from ..run_folder import RunFolder
+from ..store import collect_run, load_sweep
+from ..tables import read_frame, write_atomic, write_frame
+from .design import (AblationError, Design, choose_pairs, exact_pairs, control_pairs, fitted_pairs, pairs_design,
+                     removal_design, removal_sets)
+from .measure import heldout_pairs, measure_pairs, measure_removals, pair_summary, removal_comparison, removal_summary
+from .polynomial import TargetPolynomial
+
+log = logging.getLogger(__name__)
+DESIGNS = ("pairs", "removal", "heldout")
+BACKGROUNDS = ("alpha", "full")
+STAGE = "ablate (jobs/ablate.py)"
+
+
+@dataclass
+class AblateSettings:
+    """``conf/ablate/<design>.yaml``; every setting is described there."""
+
+    design: str = "pairs"
+    name: str | None = None
+    fit_method: str = "proxyspex"
+    pairs: int | list | None = 20
+    selection: str = "top"
+    strata: int = 4
+    controls: bool = True
+    targets: int | list | str = 20
+    methods: list = field(default_factory=lambda: ["interactions", "linear", "random"])
+    ks: list = field(default_factory=lambda: [1, 2, 4, 8])
+    background: str = "alpha"
+    alpha: float | None = None
+    backgrounds: int | None = None
+    budget: int = 2560
+    fdr: float = 0.1
+    seed: int = 0
+    models_per_shard: int = 40
+    workers: int = 2
+    shard: int | None = None
+
+    def __post_init__(self):
+        if self.design not in DESIGNS:
+            raise AblationError(f"ablate.design={self.design!r}; choose one of {', '.join(DESIGNS)} (ablate=NAME)")
+        if self.background not in BACKGROUNDS:
+            raise AblationError(f"ablate.background={self.background!r}; choose one of {', '.join(BACKGROUNDS)}")
+        for name in ("strata", "budget", "models_per_shard", "workers", "backgrounds", "seed", "shard"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < (0 if name in ("seed", "shard") else 1)):
+                raise AblationError(f"ablate.{name}={value!r} must be a {'non-negative' if name in ('seed', 'shard') else 'positive'} integer")
+        if not 0 < self.fdr < 1:
+            raise AblationError(f"ablate.fdr={self.fdr} must lie in (0, 1)")
+        if self.alpha is not None and not 0 < self.alpha < 1:
+            raise AblationError(f"ablate.alpha={self.alpha} must lie in (0, 1)")
+        if not self.ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in self.ks):
+            raise AblationError(f"ablate.ks={self.ks!r} must be a list of positive integers")
+
+    @property
+    def folder_name(self) -> str:
+        """The child folder under ``ablations/``: ``ablate.name``, else the design (and background)."""
+        if self.name:
+            return self.name
+        return f"removal-{self.background}" if self.design == "removal" else self.design
+
+
+@dataclass
+class Plan:
+    """A planned check: its checks table, the masks that test it (none for ``heldout``), how many
+    backgrounds (or seeds) each check gets, and the level its predictions are made at."""
+
+    settings: AblateSettings
+    checks: pd.DataFrame
+    design: Design | None
+    backgrounds: int
+    alpha: float
+    level: float
+
+    def describe(self, seconds_per_model: float | None) -> str:
+        s = self.settings
+        if self.design is None:
+            return (f"ablate=heldout: {len(self.checks)} pairs of fit={s.fit_method}, measured on the fit's held-out "
+                    f"models (no training)")
+        what = (f"{int((~self.checks['control']).sum())} pairs + {int(self.checks['control'].sum())} controls"
+                if s.design == "pairs" else
+                f"{len(self.checks)} removal sets ({self.checks['target'].nunique()} targets x "
+                f"{', '.join(sorted(self.checks['method'].unique()))} x k in {sorted(int(k) for k in self.checks['k'].unique())}, "
+                f"background={s.background})")
+        models = self.design.num_models
+        shards = -(-models // s.models_per_shard)
+        line = (f"ablate={s.design}: {what}, {self.backgrounds} {'seeds' if s.background == 'full' and s.design == 'removal' else 'backgrounds'} "
+                f"each: {models:,} models in {shards} shards of {s.models_per_shard}")
+        if seconds_per_model:
+            minutes = models * seconds_per_model / max(1, s.workers) / 60
+            line += (f"; about {minutes:.0f} min with {s.workers} worker(s) at this run's "
+                     f"{seconds_per_model:.2f} s a model")
+        return line
+
+
+# ---------------------------------------------------------------------------------------------- planning
+
+
+def _run_alpha(view: RunView, settings: AblateSettings) -> float:
+    if settings.alpha is not None:
+        return float(settings.alpha)
+    alpha = view.meta.get("alpha")
+    if view.meta["design"] == "exhaustive":
+        return 0.5  # every subset once: each player kept in half of them
+    if not isinstance(alpha, (int, float)):
+        raise AblationError(f"this run's masks were drawn with alpha={alpha!r}: give the background's kept fraction "
+                            f"as ablate.alpha=A (the fraction the fit was made at)")
+    return float(alpha)
+
+
+def polynomials(view: RunView, method: str, targets) -> dict[int, TargetPolynomial]:
+    """Every target's fitted polynomial of ``method`` (error when the run has no such fit)."""
+    if method not in view.methods():
+        raise AblationError(f"{view.folder.fit_metrics()} holds no fit={method} (fitted: {', '.join(view.methods())}): "
+                            f"run jobs/fit.py fit={method} first, or choose ablate.fit_method / ablate.methods")
+    terms = view.terms(method=method)
+    own = {int(t): g for t, g in terms.groupby("target")}
+    empty = terms.iloc[:0]
+    return {int(t): TargetPolynomial(view.n, own.get(int(t), empty)["members"].to_list(),
+                                     own.get(int(t), empty)["mobius"].to_numpy()) for t in targets}
+
+
+def _pair_checks(view: RunView, settings: AblateSettings, alpha: float) -> pd.DataFrame:
+    tau = residual_sd(view, settings.fit_method)
+    polys = polynomials(view, settings.fit_method, tau.index)
+    terms = view.terms(method=settings.fit_method, orders=(2, 3, 4, 5, 6, 7, 8))
+    found = fitted_pairs(terms, view.n, alpha, tau)
+    if isinstance(settings.pairs, (list, tuple)):
+        chosen = _named_pairs(view, settings.pairs, found, polys, tau, alpha)
+    elif settings.selection == "twins":
+        chosen = _named_pairs(view, _twin_pairs(view, found, polys), found, polys, tau, alpha)
+    else:
+        chosen = choose_pairs(found, settings.pairs, settings.selection, settings.strata, settings.seed)
+    if settings.controls and settings.design != "heldout":
+        chosen = pd.concat([chosen, control_pairs(chosen, found, view.n, settings.seed, polys, alpha)],
+                           ignore_index=True)
+    return chosen
+
+
+def _named_pairs(view, triplets, found, polys, tau, alpha) -> pd.DataFrame:
+    """``ablate.pairs=[[target, i, j], ...]``: the user's own pairs, with what the fit predicts of them."""
+    rows = []
+    for entry in triplets:
+        if not isinstance(entry, (list, tuple)) or len(entry) != 3:
+            raise AblationError(f"ablate.pairs: {entry!r} is not [target, i, j]")
+        target, i, j = (int(v) for v in entry)
+        if target not in polys:
+            raise AblationError(f"ablate.pairs: target {target} has no fitted polynomial (the run has targets "
+                                f"0..{view.T - 1}; {len(polys)} of them fitted)")
+        if not (0 <= i < view.n and 0 <= j < view.n) or i == j:
+            raise AblationError(f"ablate.pairs: players {i}, {j} must be two different players in 0..{view.n - 1}")
+        i, j = min(i, j), max(i, j)
+        known = found[(found["target"] == target) & (found["i"] == i) & (found["j"] == j)]
+        predicted = polys[target].pair_interaction(i, j, alpha)
+        rows.append((target, i, j, known["kind"].iloc[0] if len(known) else "not reported", predicted,
+                     abs(predicted) / tau[target], int(known["rank"].iloc[0]) if len(known) else -1))
+    chosen = pd.DataFrame(rows, columns=["target", "i", "j", "kind", "predicted", "strength", "rank"])
+    return chosen.assign(stratum=0, stratum_size=len(chosen), control=False)
+
+
+def _twin_pairs(view: RunView, found: pd.DataFrame, polys: dict[int, TargetPolynomial]) -> list:
+    """``ablate.selection=twins``: each known twin pair of a duplicates experiment (``twins.csv``)
+    on the target where the fit's term for it is strongest, or, where the fit reports none, where
+    its members' main effects are largest (the target the twins matter to)."""
+    if not view.folder.twins.exists():
+        raise AblationError(f"ablate.selection=twins: {view.folder.twins} does not exist (a run of the duplicates "
+                            f"experiment writes it: experiment=duplicates)")
+    chosen = []
+    for a, b in pd.read_csv(view.folder.twins)[["player_a", "player_b"]].itertuples(index=False):
+        i, j = sorted((int(a), int(b)))
+        fitted = found[(found["i"] == i) & (found["j"] == j)]
+        if len(fitted):
+            target = int(fitted["target"].iloc[0])  # ranked: the strongest first
+        else:
+            target = max(polys, key=lambda t: abs(polys[t].mains()[[i, j]]).sum())
+        chosen.append([target, i, j])
+    return chosen
+
+
+def _removal_targets(view: RunView, settings: AblateSettings) -> list[int]:
+    """``ablate.targets``: a list; ``twins``: the targets of the known twin pairs (:func:`_twin_pairs`);
+    or a count: the targets of most interaction mass (the sum of their fitted pairs' and triples'
+    absolute Möbius coefficients over the residual sd) and as many drawn at random from the rest."""
+    tau = residual_sd(view, settings.fit_method)
+    fitted = sorted(int(t) for t in tau.index)
+    if settings.targets == "twins":
+        polys = polynomials(view, settings.fit_method, fitted)
+        found = fitted_pairs(view.terms(method=settings.fit_method, orders=(2, 3, 4, 5, 6, 7, 8)), view.n, 1.0, tau)
+        return sorted({t for t, _, _ in _twin_pairs(view, found, polys)})
+    if isinstance(settings.targets, (list, tuple)):
+        chosen = [int(t) for t in settings.targets]
+        if missing := [t for t in chosen if t not in set(fitted)]:
+            raise AblationError(f"ablate.targets: {missing[:5]} have no fit={settings.fit_method} (the run has targets "
+                                f"0..{view.T - 1}; fitted: {len(fitted)})")
+        return chosen
+    if isinstance(settings.targets, str) or isinstance(settings.targets, bool):
+        raise AblationError(f"ablate.targets={settings.targets!r} must be a count, a list of targets or 'twins'")
+    count = int(settings.targets)
+    if count < 1:
+        raise AblationError(f"ablate.targets={count} must be at least 1")
+    terms = view.terms(method=settings.fit_method, orders=(2, 3, 4, 5, 6, 7, 8), members=False)
+    mass = (terms["mobius"].abs() / tau.reindex(terms["target"]).to_numpy()).groupby(terms["target"].to_numpy()).sum()
+    mass = mass.reindex(fitted, fill_value=0.0).sort_values(ascending=False, kind="stable")
+    top = [int(t) for t in mass.index[:count]]
+    rest = np.setdiff1d(fitted, top)
+    drawn = np.random.default_rng([settings.seed, 14]).choice(rest, min(count, len(rest)), replace=False)
+    return top + sorted(int(t) for t in drawn)
+
+
+def _removal_checks(view: RunView, settings: AblateSettings, level: float) -> pd.DataFrame:
+    if max(settings.ks) > view.n:
+        raise AblationError(f"ablate.ks={settings.ks}: k={max(settings.ks)} is larger than the run's {view.n} players")
+    targets = _removal_targets(view, settings)
+    needed = {settings.fit_method} | {m for m in settings.methods if m not in ("interactions", "random")}
+    unknown = [m for m in settings.methods if m not in ("interactions", "random") and m not in view.methods()]
+    if unknown:
+        raise AblationError(f"ablate.methods: {unknown[0]!r} is neither interactions, random nor a fitted method of "
+                            f"this run (fitted: {', '.join(view.methods())})")
+    polys = {m: polynomials(view, m, targets) for m in sorted(needed | ({"linear"} & set(view.methods())))}
+    classes = view.player_labels
+    target_classes = view.sweep_run.data.labels("target") if view.sweep_run is not None else None
+    return removal_sets(polys, targets, list(settings.methods), list(settings.ks), level, settings.fit_method,
+                        classes, target_classes, settings.seed)
+
+
+def plan_ablation(run_dir, settings: AblateSettings) -> Plan:
+    """The checks ``settings`` ask for on the run's fit, and their design, sized by the budget."""
+    view = RunView.open(run_dir)
+    alpha = _run_alpha(view, settings)
+    if settings.design == "removal":
+        level = 1.0 if settings.background == "full" else alpha
+        checks = _removal_checks(view, settings, level)
+        unique = len({tuple(m) for m in checks["members"]})
+        per_background = unique + 1 if settings.background == "full" else 2 * unique
+    else:
+        level = alpha
+        checks = _pair_checks(view, settings, alpha)
+        per_background = 4 * len(set(zip(checks["i"], checks["j"])))
+    if settings.design == "heldout":
+        return Plan(settings, checks, None, 0, alpha, level)
+    count = settings.backgrounds or settings.budget // per_background
+    if count < 2:
+        raise AblationError(f"ablate.budget={settings.budget} models cannot pay for two backgrounds of these "
+                            f"{len(checks)} checks ({per_background} models each, and a standard error needs two): "
+                            f"raise ablate.budget to {2 * per_background} or check fewer")
+    if settings.design == "pairs":
+        design = pairs_design(checks, view.n, alpha, count, settings.seed)
+    else:
+        design = removal_design(checks, view.n, settings.background, alpha, count, settings.seed)
+    return Plan(settings, checks, design, count, alpha, level)
+
+
+# ---------------------------------------------------------------------------------------------- the child sweep
+
+
+def child_config(run_dir, plan: Plan, runtime: dict) -> dict:
+    """The child sweep's settings: the run's recorded ones (data, players, model, recipe, loader)
+    with the design's masks as a file design; ``runtime`` the job's device, compile and threads."""
+    folder = RunFolder(run_dir)
+    config = folder.read_config()
+    masks_file = folder.ablation_design(plan.settings.folder_name)[0]
+    config["sweep"] = {
+        "design": "file", "mask_file": str(masks_file.absolute()), "num_models": plan.design.num_models,
+        "models_per_shard": plan.settings.models_per_shard, "repeats": plan.design.repeats,
+        "seed": plan.settings.seed, "models_per_pass": int(config["sweep"].get("models_per_pass", 1)),
+        "alpha": 0.5, "budget": None, "degree": 5, "shard": None,
+    }
+    return config | runtime
+
+
+def write_design(folder: RunFolder, plan: Plan) -> None:
+    """Put the plan's design in the child folder, or check that the one there is the same."""
+    name = plan.settings.folder_name
+    masks_path, checks_path, roles_path = folder.ablation_design(name)
+    if masks_path.exists():
+        with np.load(masks_path) as old:
+            same = (plan.design is not None and np.array_equal(old["masks"], plan.design.masks)
+                    and np.array_equal(old["seed_groups"], plan.design.seed_groups))
+        if not same:
+            raise AblationError(f"{folder.ablation(name)} holds another design (other checks, backgrounds or masks "
+                                f"than these settings give): it was left untouched; choose ablate.name=OTHER "
+                                f"or move that folder away")
+        return
+    masks_path.parent.mkdir(parents=True, exist_ok=True)
+    write_frame(checks_path, plan.checks, {"design": plan.settings.design, "settings": asdict(plan.settings)})
+    write_frame(roles_path, plan.design.roles, {"repeats": plan.design.repeats})
+
+    def save(tmp):
+        with open(tmp, "wb") as f:
+            np.savez(f, masks=plan.design.masks, seed_groups=plan.design.seed_groups)
+    write_atomic(masks_path, save)
+
+
+_CHILD = None
+
+
+def _init_child_worker(config: dict, child_dir: str) -> None:
+    global _CHILD
+    import torch
+
+    from ..sweep import SweepRun
+
+    torch.set_num_threads(int(config.get("torch_threads") or 1))
+    _CHILD = SweepRun(config, child_dir)
+    leave_with_parent()
+
+
+def _train_child_shard(shard: int) -> str:
+    return _CHILD.run_shard(shard, progress=False)
+
+
+def train_child(config: dict, child_dir: Path, shards: list[int], workers: int, progress: bool) -> list[str]:
+    """Train the child sweep's ``shards``: in this process when one worker or one shard is asked
+    for (a SLURM array task), else in ``workers`` processes, a whole shard each (resumable)."""
+    from ..sweep import SweepRun
+
+    if not shards:
+        return []
+    run = SweepRun(config, child_dir)
+    run.folder.check_sweep(run.meta, config)  # made once, before parallel workers look for it
+    if workers == 1 or len(shards) == 1:
+        return [run.run_shard(s, progress=progress) for s in shards]
+    check_main_guard("training a retraining check")
+    with ProcessPoolExecutor(min(workers, len(shards)), get_context("spawn"), _init_child_worker,
+                             (config, str(child_dir))) as pool:
+        futures = [pool.submit(_train_child_shard, s) for s in shards]
+        return [f.result() for f in tqdm(futures, desc="ablation shards", unit="shard", disable=not progress)]
+
+
+def seconds_per_model(run_dir) -> float | None:
+    """The mean training time of a model in the run's sweep (its first shards), for projections."""
+    shards = sorted(RunFolder(run_dir).shards.glob("shard-*.parquet"))[:4]
+    if not shards:
+        return None
+    seconds = np.concatenate([pq.read_table(p, columns=["train_seconds"]).column(0).to_numpy() for p in shards])
+    return float(np.nanmean(seconds)) if len(seconds) else None
+
+
+# ---------------------------------------------------------------------------------------------- measuring
+
+
+@dataclass
+class AblationResult:
+    """The measured checks, their summary (and the paired comparison of removal methods)."""
+
+    checks: pd.DataFrame
+    summary: pd.DataFrame
+    paired: pd.DataFrame | None
+    written: list
+
+
+def _heldout(run_dir, plan: Plan) -> pd.DataFrame:
+    """The plan's pairs on the fit's held-out models (the fit's own split, recorded in its tables)."""
+    folder = RunFolder(run_dir)
+    method = plan.settings.fit_method
+    fit_meta = read_frame(folder.fit_metrics(), FIT_STAGE)[1]["methods"].get(method, {})
+    ready = open_fit_ready(run_dir, progress=False)
+    held = make_engine(method).heldout_models(ready.masks, ready.mask_id, fit_meta.get("heldout_fraction", 0.2),
+                                              fit_meta.get("split_seed", 0))
+    rows = np.flatnonzero(held)
+    masks = ready.masks[rows]
+    return heldout_pairs(plan.checks, lambda players: masks.columns(players),
+                         lambda t: np.asarray(ready.margins[t])[rows], plan.settings.fdr)
+
+
+def measure(run_dir, plan: Plan) -> AblationResult | None:
+    """Measure the plan's checks once every model of the child sweep is trained (None before)."""
+    folder = RunFolder(run_dir)
+    name = plan.settings.folder_name
+    if plan.design is None:
+        checks = _heldout(run_dir, plan)
+        paired = None
+    else:
+        child = RunFolder(folder.ablation(name))
+        expected, report = collect_run(child.root)
+        if len(report.missing):
+            return None
+        sweep = load_sweep(child.shards, expected=expected, require_complete=True)
+        if plan.settings.design == "pairs":
+            checks, everywhere = measure_pairs(plan.checks, plan.design.roles, sweep.mask_id, sweep.repeat,
+                                               sweep.margins.astype(float), plan.settings.fdr)
+            checks["on_targets"] = list(everywhere.astype(np.float32))
+            paired = None
+        else:
+            checks = measure_removals(plan.checks, plan.design.roles, sweep.mask_id, sweep.repeat,
+                                      sweep.margins.astype(float))
+            paired = removal_comparison(checks) if {"linear", "interactions"} <= set(checks["method"]) else None
+    if plan.settings.design == "removal":
+        summary = removal_summary(checks, plan.settings.fit_method)
+    else:
+        if folder.read_run()["design"] == "exhaustive":  # the truth is in the sweep itself
+            ready = open_fit_ready(run_dir, progress=False)
+            checks = checks.join(exact_pairs(checks, ready.masks.unpack(), np.asarray(ready.margins).T))
+        summary = pair_summary(checks)
+    checks_path, summary_path, paired_path, figure_path = folder.ablation_results(name)
+    written = [write_frame(checks_path, checks, {"design": plan.settings.design, "alpha": plan.alpha,
+                                                 "level": plan.level, "settings": asdict(plan.settings)})]
+    write_atomic(summary_path, lambda tmp: summary.to_csv(tmp, index=False))
+    written.append(summary_path)
+    if paired is not None:
+        write_atomic(paired_path, lambda tmp: paired.to_csv(tmp, index=False))
+        written.append(paired_path)
+    from .figures import plot_ablation  # matplotlib only when a figure is drawn
+
+    figure = plot_ablation(checks, plan.settings.design)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    write_atomic(figure_path, lambda tmp: tmp.write_bytes(buffer.getvalue()))
+    written.append(figure_path)
+    return AblationResult(checks, summary, paired, written)
+
+
+def run_ablate(run_dir, settings: AblateSettings, runtime: dict | None = None, progress: bool = True,
+               announce=print) -> AblationResult | None:
+    """The whole stage (module docstring): the result, or None while models are still missing
+    (``ablate.shard`` trains one shard; the next call without it trains the rest and measures)."""
+    folder = RunFolder(run_dir)
+    plan = plan_ablation(run_dir, settings)
+    if plan.design is not None and RunView.open(run_dir).sweep_run is None:
+        raise AblationError(f"{run_dir} has no dataset linked (dataset=none): a retraining check trains models on "
+                            f"it. ablate=heldout measures the fit's pairs on its held-out models without training")
+    announce(plan.describe(None if plan.design is None else seconds_per_model(run_dir)))
+    if plan.design is not None:
+        write_design(folder, plan)
+        child_dir = folder.ablation(settings.folder_name)
+        config = child_config(run_dir, plan, runtime or {"device": "cpu", "compile": None, "torch_threads": 1})
+        shards = -(-plan.design.num_models // settings.models_per_shard)
+        if settings.shard is not None:
+            if settings.shard >= shards:
+                raise AblationError(f"ablate.shard={settings.shard} is outside 0..{shards - 1}")
+            todo = [settings.shard]
+        else:
+            done = {p.name for p in RunFolder(child_dir).shards.glob("shard-*.parquet")}
+            todo = [s for s in range(shards) if RunFolder(child_dir).shard(s).name not in done]
+        train_child(config, child_dir, todo, settings.workers, progress)
+    return measure(run_dir, plan)
