@@ -113,6 +113,11 @@ def test_measured_pairs_recover_planted_interactions_and_controls_stay_unconfirm
     summary = pair_summary(measured.assign(stratum=0, stratum_size=3, rank=[0, 1, -1, 2]))
     assert list(summary["group"]) == ["fitted pairs", "controls"]
     assert summary["rate"].tolist() == [1.0, 0.0]
+    assert summary["right_sign"].iloc[0] == 3 and summary["real_at_least"].iloc[0] == 1.0
+    # pairs measured with the wrong sign half the time bound the real share from below by 2 * share - 1
+    coin = measured.assign(measured=[1.0, -1.0, 1.0, -1.0], predicted=[1.0, 1.0, 1.0, 1.0], control=False,
+                           stratum=0, stratum_size=4, rank=[0, 1, 2, 3])
+    assert pair_summary(coin)["real_at_least"].iloc[0] == 0.0  # 2 of 4 right: nothing is known to be real
     assert summary["slope_lo"].iloc[0] < 1.0 < summary["slope_hi"].iloc[0]
 
 

@@ -123,37 +123,56 @@ def heldout_pairs(checks: pd.DataFrame, masks_of, margins_of, fdr: float) -> pd.
 def pair_summary(checks: pd.DataFrame) -> pd.DataFrame:
     """One row per group of checked pairs (the fit's pairs by stratum of rank, all of them, the
     controls): how many, the share confirmed with a 95% interval (Wilson's; for ``all`` the
-    stratified estimate weighting each stratum by its size), and the slope of measured on
-    predicted over every check with its 95% interval."""
+    stratified estimate weighting each stratum by its size), how many were measured with the
+    predicted sign, and the slope of measured on predicted over every check with its 95% interval.
+
+    ``real_at_least``: a pair that is not there is measured with either sign at random, so if a
+    share ``q`` of a group is real, the share measured with the predicted sign is at most
+    ``q + (1 - q) / 2``: ``2 * share - 1`` bounds ``q`` from below, whatever the power (with the
+    bounds of the share's 95% interval carried through). Controls (no predicted sign) have none.
+    """
     rows = []
     fitted, controls = checks[~checks["control"]], checks[checks["control"]]
+    right = np.sign(checks["measured"]) == np.sign(checks["predicted"])
 
-    def share(frame):
+    def shares(frame, weights=None):
         k, m = int(frame["confirmed"].sum()), len(frame)
-        lo, hi = _wilson(k, m)
-        return k / m if m else np.nan, lo, hi
+        signs = int(right[frame.index].sum())
+        if weights is None:
+            rate, (lo, hi) = (k / m if m else np.nan), _wilson(k, m)
+            sign_rate, (sign_lo, sign_hi) = (signs / m if m else np.nan), _wilson(signs, m)
+        else:
+            (rate, lo, hi), (sign_rate, sign_lo, sign_hi) = (_stratified(frame["confirmed"], frame, weights),
+                                                             _stratified(right[frame.index], frame, weights))
+        real = [max(0.0, 2 * v - 1) for v in (sign_rate, sign_lo, sign_hi)]
+        return k, rate, lo, hi, signs, *real
 
     for stratum, group in fitted.groupby("stratum"):
         rank_lo, rank_hi = int(group["rank"].min()), int(group["rank"].max())
-        rows.append((f"ranks {rank_lo}-{rank_hi}" if fitted["stratum"].nunique() > 1 else "fitted pairs",
-                     len(group), int(group["confirmed"].sum()), *share(group)))
+        label = f"ranks {rank_lo}-{rank_hi}" if fitted["stratum"].nunique() > 1 else "fitted pairs"
+        rows.append((label, len(group), *shares(group)))
     if fitted["stratum"].nunique() > 1:
         weights = fitted.groupby("stratum")["stratum_size"].first()
-        rates = fitted.groupby("stratum")["confirmed"].mean()
-        counts = fitted.groupby("stratum").size()
-        w = weights / weights.sum()
-        estimate = float((w * rates).sum())
-        se = float(np.sqrt((w ** 2 * rates * (1 - rates) / counts.clip(lower=1)).sum()))
-        rows.append(("all fitted pairs (stratified)", len(fitted), int(fitted["confirmed"].sum()), estimate,
-                     max(0.0, estimate - 1.96 * se), min(1.0, estimate + 1.96 * se)))
+        rows.append(("all fitted pairs (stratified)", len(fitted), *shares(fitted, weights)))
     if len(controls):
-        rows.append(("controls", len(controls), int(controls["confirmed"].sum()), *share(controls)))
-    summary = pd.DataFrame(rows, columns=["group", "pairs", "confirmed", "rate", "lo", "hi"])
+        rows.append(("controls", len(controls), *shares(controls)[:4], np.nan, np.nan, np.nan, np.nan))
+    summary = pd.DataFrame(rows, columns=["group", "pairs", "confirmed", "rate", "lo", "hi", "right_sign",
+                                          "real_at_least", "real_lo", "real_hi"])
     slope = measured_slope(checks)
     summary = summary.assign(slope=slope[0], slope_lo=slope[1], slope_hi=slope[2])
     if "exact" in checks:  # an exhaustive run: the share of checks within two standard errors of the truth
         return summary.assign(exact_agreement=float(exact_agreement(checks).mean()))
     return summary
+
+
+def _stratified(values: pd.Series, frame: pd.DataFrame, weights: pd.Series) -> tuple[float, float, float]:
+    """A share over strata weighted by their sizes, with its normal 95% interval."""
+    rates = values.groupby(frame["stratum"]).mean()
+    counts = values.groupby(frame["stratum"]).size()
+    w = weights / weights.sum()
+    estimate = float((w * rates).sum())
+    se = float(np.sqrt((w ** 2 * rates * (1 - rates) / counts.clip(lower=1)).sum()))
+    return estimate, max(0.0, estimate - 1.96 * se), min(1.0, estimate + 1.96 * se)
 
 
 def exact_agreement(checks: pd.DataFrame) -> pd.Series:
@@ -179,7 +198,7 @@ def _wilson(k: int, m: int) -> tuple[float, float]:
     z, p = 1.96, k / m
     centre = (p + z * z / (2 * m)) / (1 + z * z / m)
     half = z * np.sqrt(p * (1 - p) / m + z * z / (4 * m * m)) / (1 + z * z / m)
-    return float(centre - half), float(centre + half)
+    return max(0.0, float(centre - half)), min(1.0, float(centre + half))
 
 
 def removal_comparison(measured: pd.DataFrame, against: str = "linear") -> pd.DataFrame:

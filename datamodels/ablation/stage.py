@@ -40,7 +40,7 @@ from .polynomial import TargetPolynomial
 log = logging.getLogger(__name__)
 DESIGNS = ("pairs", "removal", "heldout")
 BACKGROUNDS = ("alpha", "full")
-STAGE = "ablate (jobs/ablate.py)"
+_TARGET_STREAM = 14  # the random removal targets' stream, beside those of .design (10 to 13)
 
 
 @dataclass
@@ -119,9 +119,11 @@ class Plan:
         line = (f"ablate={s.design}: {what}, {self.backgrounds} {'seeds' if s.background == 'full' and s.design == 'removal' else 'backgrounds'} "
                 f"each: {models:,} models in {shards} shards of {s.models_per_shard}")
         if seconds_per_model:
-            minutes = models * seconds_per_model / max(1, s.workers) / 60
-            line += (f"; about {minutes:.0f} min with {s.workers} worker(s) at this run's "
-                     f"{seconds_per_model:.2f} s a model")
+            # a model's time grows with the players it keeps: the design's against the run's
+            scale = float(self.design.masks.mean()) / self.alpha
+            minutes = models * seconds_per_model * scale / max(1, s.workers) / 60
+            line += (f"; about {minutes:.0f} min with {s.workers} worker(s) at this run's {seconds_per_model:.2f} s "
+                     f"a model at alpha {self.alpha:g}, times {scale:.2f} for the players these masks keep")
         return line
 
 
@@ -152,11 +154,16 @@ def polynomials(view: RunView, method: str, targets) -> dict[int, TargetPolynomi
                                      own.get(int(t), empty)["mobius"].to_numpy()) for t in targets}
 
 
+def _interaction_terms(view: RunView, method: str, members: bool = True) -> pd.DataFrame:
+    """The fit's terms of order two and more (pairs, triples, ...)."""
+    terms = view.terms(method=method, members=members)
+    return terms[terms["order"] >= 2]
+
+
 def _pair_checks(view: RunView, settings: AblateSettings, alpha: float) -> pd.DataFrame:
     tau = residual_sd(view, settings.fit_method)
     polys = polynomials(view, settings.fit_method, tau.index)
-    terms = view.terms(method=settings.fit_method, orders=(2, 3, 4, 5, 6, 7, 8))
-    found = fitted_pairs(terms, view.n, alpha, tau)
+    found = fitted_pairs(_interaction_terms(view, settings.fit_method), view.n, alpha, tau)
     if isinstance(settings.pairs, (list, tuple)):
         chosen = _named_pairs(view, settings.pairs, found, polys, tau, alpha)
     elif settings.selection == "twins":
@@ -209,7 +216,7 @@ def _twin_pairs(view: RunView, found: pd.DataFrame, polys: dict[int, TargetPolyn
     return chosen
 
 
-def _removal_targets(view: RunView, settings: AblateSettings) -> list[int]:
+def _removal_targets(view: RunView, settings: AblateSettings, alpha: float) -> list[int]:
     """``ablate.targets``: a list; ``twins``: the targets of the known twin pairs (:func:`_twin_pairs`);
     or a count: the targets of most interaction mass (the sum of their fitted pairs' and triples'
     absolute Möbius coefficients over the residual sd) and as many drawn at random from the rest."""
@@ -217,7 +224,7 @@ def _removal_targets(view: RunView, settings: AblateSettings) -> list[int]:
     fitted = sorted(int(t) for t in tau.index)
     if settings.targets == "twins":
         polys = polynomials(view, settings.fit_method, fitted)
-        found = fitted_pairs(view.terms(method=settings.fit_method, orders=(2, 3, 4, 5, 6, 7, 8)), view.n, 1.0, tau)
+        found = fitted_pairs(_interaction_terms(view, settings.fit_method), view.n, alpha, tau)
         return sorted({t for t, _, _ in _twin_pairs(view, found, polys)})
     if isinstance(settings.targets, (list, tuple)):
         chosen = [int(t) for t in settings.targets]
@@ -230,19 +237,19 @@ def _removal_targets(view: RunView, settings: AblateSettings) -> list[int]:
     count = int(settings.targets)
     if count < 1:
         raise AblationError(f"ablate.targets={count} must be at least 1")
-    terms = view.terms(method=settings.fit_method, orders=(2, 3, 4, 5, 6, 7, 8), members=False)
+    terms = _interaction_terms(view, settings.fit_method, members=False)
     mass = (terms["mobius"].abs() / tau.reindex(terms["target"]).to_numpy()).groupby(terms["target"].to_numpy()).sum()
     mass = mass.reindex(fitted, fill_value=0.0).sort_values(ascending=False, kind="stable")
     top = [int(t) for t in mass.index[:count]]
     rest = np.setdiff1d(fitted, top)
-    drawn = np.random.default_rng([settings.seed, 14]).choice(rest, min(count, len(rest)), replace=False)
+    drawn = np.random.default_rng([settings.seed, _TARGET_STREAM]).choice(rest, min(count, len(rest)), replace=False)
     return top + sorted(int(t) for t in drawn)
 
 
-def _removal_checks(view: RunView, settings: AblateSettings, level: float) -> pd.DataFrame:
+def _removal_checks(view: RunView, settings: AblateSettings, alpha: float, level: float) -> pd.DataFrame:
     if max(settings.ks) > view.n:
         raise AblationError(f"ablate.ks={settings.ks}: k={max(settings.ks)} is larger than the run's {view.n} players")
-    targets = _removal_targets(view, settings)
+    targets = _removal_targets(view, settings, alpha)
     needed = {settings.fit_method} | {m for m in settings.methods if m not in ("interactions", "random")}
     unknown = [m for m in settings.methods if m not in ("interactions", "random") and m not in view.methods()]
     if unknown:
@@ -261,7 +268,7 @@ def plan_ablation(run_dir, settings: AblateSettings) -> Plan:
     alpha = _run_alpha(view, settings)
     if settings.design == "removal":
         level = 1.0 if settings.background == "full" else alpha
-        checks = _removal_checks(view, settings, level)
+        checks = _removal_checks(view, settings, alpha, level)
         unique = len({tuple(m) for m in checks["members"]})
         per_background = unique + 1 if settings.background == "full" else 2 * unique
     else:
