@@ -21,7 +21,7 @@ from datamodels.cli import in_multirun, job
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 @job()
 def main(cfg: DictConfig) -> None:
-    settings = AblateSettings(**OmegaConf.to_container(cfg.ablate, resolve=True))
+    settings = AblateSettings.from_config(OmegaConf.to_container(cfg.ablate, resolve=True))
     runtime = {"device": cfg.device, "compile": cfg.compile, "torch_threads": cfg.torch_threads}
     result = run_ablate(cfg.run_dir, settings, runtime, cfg.progress and not in_multirun())
     if result is None:

@@ -261,3 +261,18 @@ def test_removal_checks_measure_every_method_and_bad_input_is_one_line(exhaustiv
         proc = run_job("ablate.py", *checked, bad, check=False)
         assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr, (bad, proc.stderr)
     assert not (exhaustive_run / "ablations" / "bad").exists()
+
+
+def test_settings_are_checked_in_one_line():
+    from datamodels.ablation import AblateSettings
+
+    for config, message in [({"ks": 4}, r"ablate.ks=4 must be a list, e.g. ablate.ks=\[4\]"),
+                            ({"budgte": 10}, "ablate.budgte is not a setting; did you mean ablate.budget?"),
+                            ({"design": "pair"}, "choose one of pairs, removal, heldout"),
+                            ({"fdr": 1.5}, r"ablate.fdr=1.5 must lie in \(0, 1\)"),
+                            ({"ks": [0, 2]}, "list of positive integers"),
+                            ({"workers": 0}, "ablate.workers=0 must be a positive integer")]:
+        with pytest.raises(AblationError, match=message):
+            AblateSettings.from_config(config)
+    assert AblateSettings(design="removal", background="full").folder_name == "removal-full"
+    assert AblateSettings(name="mine").folder_name == "mine"

@@ -12,10 +12,10 @@ measures the checks (:mod:`.measure`) into ``results/``. The child is an ordinar
 
 from __future__ import annotations
 
+import difflib
 import io
-import logging
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from ..analysis import residual_sd, RunView
+from ..analysis import RunView, residual_sd
 from ..fit_ready import open_fit_ready
 from ..fitting import STAGE as FIT_STAGE
 from ..interactions import make_engine
@@ -32,12 +32,11 @@ from ..processes import check_main_guard, leave_with_parent
 from ..run_folder import RunFolder
 from ..store import collect_run, load_sweep
 from ..tables import read_frame, write_atomic, write_frame
-from .design import (AblationError, Design, choose_pairs, exact_pairs, control_pairs, fitted_pairs, pairs_design,
+from .design import (AblationError, Design, choose_pairs, control_pairs, exact_pairs, fitted_pairs, pairs_design,
                      removal_design, removal_sets)
 from .measure import heldout_pairs, measure_pairs, measure_removals, pair_summary, removal_comparison, removal_summary
 from .polynomial import TargetPolynomial
 
-log = logging.getLogger(__name__)
 DESIGNS = ("pairs", "removal", "heldout")
 BACKGROUNDS = ("alpha", "full")
 _TARGET_STREAM = 14  # the random removal targets' stream, beside those of .design (10 to 13)
@@ -67,7 +66,22 @@ class AblateSettings:
     workers: int = 2
     shard: int | None = None
 
+    @classmethod
+    def from_config(cls, config: dict) -> "AblateSettings":
+        """From ``conf/ablate/`` (``cfg.ablate``): an unknown key is one line naming the closest setting."""
+        known = {f.name for f in fields(cls)}
+        for key in config:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, 1)
+                raise AblationError(f"ablate.{key} is not a setting" + (f"; did you mean ablate.{close[0]}?" if close
+                                                                       else f" (settings: {', '.join(sorted(known))})"))
+        return cls(**config)
+
     def __post_init__(self):
+        for name in ("methods", "ks"):
+            if not isinstance(getattr(self, name), (list, tuple)):
+                raise AblationError(f"ablate.{name}={getattr(self, name)!r} must be a list, e.g. ablate.{name}="
+                                    f"[{getattr(self, name)}]")
         if self.design not in DESIGNS:
             raise AblationError(f"ablate.design={self.design!r}; choose one of {', '.join(DESIGNS)} (ablate=NAME)")
         if self.background not in BACKGROUNDS:
