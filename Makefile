@@ -233,11 +233,12 @@ ablation-study: demo ## the retraining checks of docs/ablation.md (~1.5 h on 2 c
 	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,16)' hydra/launcher=joblib $(ABLATION_EXHAUSTIVE)
 	$(PY) jobs/fit.py fit=proxyspex $(ABLATION_EXHAUSTIVE)
 	$(PY) jobs/ablate.py $(ABLATION_EXHAUSTIVE) ablate=pairs
+	$(PY) jobs/ablate.py $(ABLATION_EXHAUSTIVE) ablate=heldout
 	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,8)' hydra/launcher=joblib $(DUPS)
 	$(PY) jobs/fit.py fit=proxyspex $(DUPS)
 	$(PY) jobs/fit.py fit=linear $(DUPS)
 	$(PY) jobs/ablate.py $(DUPS) ablate=pairs ablate.name=twins ablate.selection=twins ablate.controls=false ablate.budget=1280
-	$(PY) jobs/ablate.py $(DUPS) ablate=removal ablate.background=full ablate.targets=twins
+	$(PY) jobs/ablate.py $(DUPS) ablate=removal ablate.background=full ablate.targets=twins ablate.backgrounds=8
 	$(PY) jobs/ablate.py $(DEMO) ablate=removal ablate.background=alpha
 	$(PY) benchmarks/ablation_study.py runs/demo $(EXHAUSTIVE_RUN) runs/duplicates
 

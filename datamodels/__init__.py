@@ -3,7 +3,8 @@
 Stages (each a plain function or class here, each a Hydra job under ``jobs/``): a sweep trains
 models on masked subsets (:mod:`datamodels.sweep`) and logs margins to parquet shards
 (:mod:`datamodels.store`); the interaction engine fits sparse surrogates of
-``subset -> margin`` (:mod:`datamodels.interactions`).
+``subset -> margin`` (:mod:`datamodels.interactions`); retraining checks test what a fit claims
+(:mod:`datamodels.ablation`).
 """
 
 __version__ = "0.1.0"

@@ -83,7 +83,8 @@ class TargetPolynomial:
             gains[removed] = -np.inf
             best_player = int(np.argmax(gains))
             best, choice = gains[best_player], [best_player]
-            for term, members in enumerate(self.members):
+            for term in np.flatnonzero(self.size >= 2):
+                members = self.members[term]
                 left = members[~removed[members]]
                 if len(left) < 2 or len(left) > k - len(order):
                     continue
