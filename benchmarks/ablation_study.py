@@ -23,17 +23,14 @@ from datamodels.analysis import RunView
 
 
 def twins_taken(view: RunView, removal: pd.DataFrame) -> pd.DataFrame:
-    """Per method and k: of the removal sets on a target of a twin pair, how many hold both twins, one, none."""
-    twins = pd.read_csv(view.folder.twins)
-    pairs = [set(p) for p in zip(twins["player_a"], twins["player_b"])]
-    rows = []
-    for row in removal.itertuples():
-        members = set(row.members)
-        counts = [len(members & p) for p in pairs]
-        rows.append((row.method, row.k, max(counts)))
+    """Per method and k: of the removal sets on the target of a twin pair (the twin pair check's
+    target, ``ablations/twins``), how many hold both twins of that pair, one, or none."""
+    own = {int(t): {int(i), int(j)} for t, i, j in view.ablation("twins")[["target", "i", "j"]].itertuples(index=False)}
+    rows = [(row.method, row.k, len(set(row.members) & own[int(row.target)])) for row in removal.itertuples()
+            if int(row.target) in own]
     frame = pd.DataFrame(rows, columns=["method", "k", "twins"])
     table = frame.groupby(["method", "k"])["twins"].value_counts().unstack(fill_value=0)
-    return table.rename(columns={0: "none", 1: "one", 2: "both"}).reset_index()
+    return table.reindex(columns=[0, 1, 2], fill_value=0).rename(columns={0: "none", 1: "one", 2: "both"}).reset_index()
 
 
 def report(run: Path, out: dict) -> None:
@@ -58,9 +55,9 @@ def report(run: Path, out: dict) -> None:
                 rho = removal_agreement(checks, column)
                 print(f"Spearman(predicted by {column[10:]}, measured) over {len(checks)} sets: {rho:.3f}")
                 entry[f"spearman_{column[10:]}"] = rho
-            if view.folder.twins.exists():
+            if "twins" in names:
                 taken = twins_taken(view, checks)
-                print("removal sets holding both twins of a twin pair, one, or none:")
+                print("removal sets holding both twins of the target's twin pair, one, or none:")
                 print(taken.to_string(index=False))
                 entry["twins_taken"] = taken.to_dict("records")
         else:
