@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from datamodels.ablation import AblationError, TargetPolynomial, exact_pairs, heldout_pairs, measure_pairs, measure_removals
+from datamodels.ablation import (AblationError, TargetPolynomial, exact_pairs, heldout_pairs, measure_pairs,
+                                 measure_removals)
 from datamodels.ablation.design import backgrounds, pairs_design, removal_design, top_mains
 from datamodels.ablation.measure import confirm, pair_summary
 
@@ -276,3 +277,26 @@ def test_settings_are_checked_in_one_line():
             AblateSettings.from_config(config)
     assert AblateSettings(design="removal", background="full").folder_name == "removal-full"
     assert AblateSettings(name="mine").folder_name == "mine"
+
+
+def test_held_out_pairs_of_a_planted_run_are_confirmed_and_retraining_needs_its_dataset(tmp_path):
+    from test_fit_job import GAMES, write_sweep
+
+    from datamodels.ablation import AblateSettings, plan_ablation, run_ablate
+    from datamodels.fitting import FitSettings, run_fit
+
+    write_sweep(tmp_path)  # planted games, no dataset: the margins are the games plus noise
+    run_fit(tmp_path, FitSettings("proxyspex"), progress=False)
+    result = run_ablate(tmp_path, AblateSettings(design="heldout", pairs=None, controls=False), announce=lambda _: None)
+    measured = result.checks.set_index(["target", "i", "j"])
+    planted = [(t, *sorted(k), v) for t, game in enumerate(GAMES) for k, v in game.items() if len(k) == 2]
+    for target, i, j, value in planted:  # each planted pair is found, measured near its value with its sign
+        row = measured.loc[(target, i, j)]
+        assert abs(row["measured"] - value) < 4 * row["se"] and np.sign(row["measured"]) == np.sign(value)
+    # 160 held-out models (about 36 a cell) measure a pair of size 1 to a standard error of 0.25 to 0.38
+    assert measured["confirmed"].sum() >= len(planted) // 2
+    assert (tmp_path / "ablations" / "heldout" / "results" / "figure.png").stat().st_size > 1000
+    with pytest.raises(AblationError, match="has no dataset linked .* ablate=heldout measures"):
+        plan_ablation(tmp_path, AblateSettings(design="pairs", pairs=[[0, 18, 22]]))
+    with pytest.raises(AblationError, match=r"ablate.pairs: players 3, 99 must be two different players in 0..23"):
+        plan_ablation(tmp_path, AblateSettings(design="heldout", pairs=[[0, 3, 99]]))

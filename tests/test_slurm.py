@@ -264,3 +264,22 @@ def test_several_tasks_per_node_run_one_shard_each(slurm_cluster, tmp_path):
     (job,) = record["jobs"]
     assert [t[0] for t in job["tasks"]] == ["sweep.shard=0", "sweep.shard=1"]
     assert collect(run_dir / "shards").complete
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_a_retraining_check_trains_as_a_slurm_array_then_measures(slurm_cluster, tmp_path):
+    from test_ablation import EXHAUSTIVE
+
+    run_dir = tmp_path / "run"
+    run_job("sweep.py", *EXHAUSTIVE, f"run_dir={run_dir}")
+    run_job("fit.py", "fit=linear", "fit.workers=1", *EXHAUSTIVE, f"run_dir={run_dir}")
+    check = [f"run_dir={run_dir}", "ablate.fit_method=linear", "ablate.pairs=[[0,0,1],[1,2,3]]",
+             "ablate.controls=false", "ablate.backgrounds=3", "ablate.models_per_shard=8", "progress=false"]
+    slurm_run(slurm_cluster, [sys.executable, "jobs/ablate.py", "-m", "ablate.shard=range(0,3)",
+                              "hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
+                              *check], timeout=300)
+    assert collect(run_dir / "ablations" / "pairs" / "shards").complete  # the array trained every shard
+    out = run_job("ablate.py", *check).stdout  # measures what the array trained, trains nothing
+    assert "written:" in out and "ablation shards" not in out
+    assert len(load_sweep(run_dir / "ablations" / "pairs" / "shards").model_index) == 24

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -51,8 +53,12 @@ def plot_removals(checks: pd.DataFrame):
     return fig
 
 
-def plot_ablation(checks: pd.DataFrame, design: str):
-    """The figure of a check's design: removal curves for ``removal``, else measured against predicted."""
-    if design == "removal":
-        return plot_removals(checks)
-    return plot_pairs(checks, "held-out models" if design == "heldout" else "retrained")
+def ablation_png(checks: pd.DataFrame, design: str) -> bytes:
+    """The figure of a check's design as PNG bytes: removal curves for ``removal``, else measured
+    against predicted."""
+    figure = plot_removals(checks) if design == "removal" else \
+        plot_pairs(checks, "held-out models" if design == "heldout" else "retrained")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()

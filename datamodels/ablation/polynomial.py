@@ -47,7 +47,8 @@ class TargetPolynomial:
 
     def pair_interaction(self, i: int, j: int, level: float) -> float:
         """Expected double difference of ``{i, j}`` over a background at ``level`` (module docstring)."""
-        both = np.flatnonzero((self.incidence[:, i].toarray().ravel() > 0) & (self.incidence[:, j].toarray().ravel() > 0))
+        holds = self.incidence[:, [i, j]].toarray() > 0
+        both = np.flatnonzero(holds[:, 0] & holds[:, 1])
         return float((self.mobius[both] * level ** (self.size[both] - 2.0)).sum())
 
     def _removed_counts(self, removed: np.ndarray) -> np.ndarray:

@@ -13,7 +13,6 @@ measures the checks (:mod:`.measure`) into ``results/``. The child is an ordinar
 from __future__ import annotations
 
 import difflib
-import io
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from multiprocessing import get_context
@@ -35,6 +34,7 @@ from ..tables import read_frame, write_atomic, write_frame
 from .design import (AblationError, Design, choose_pairs, control_pairs, exact_pairs, fitted_pairs, pairs_design,
                      removal_design, removal_sets)
 from .measure import heldout_pairs, measure_pairs, measure_removals, pair_summary, removal_comparison, removal_summary
+from .figures import ablation_png
 from .polynomial import TargetPolynomial
 
 DESIGNS = ("pairs", "removal", "heldout")
@@ -87,10 +87,10 @@ class AblateSettings:
         if self.background not in BACKGROUNDS:
             raise AblationError(f"ablate.background={self.background!r}; choose one of {', '.join(BACKGROUNDS)}")
         for name in ("strata", "budget", "models_per_shard", "workers", "backgrounds", "seed", "shard"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or value < (0 if name in ("seed", "shard") else 1)):
-                raise AblationError(f"ablate.{name}={value!r} must be a {'non-negative' if name in ('seed', 'shard') else 'positive'} integer")
+            value, least = getattr(self, name), 0 if name in ("seed", "shard") else 1
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+                raise AblationError(f"ablate.{name}={value!r} must be a {'non-negative' if least == 0 else 'positive'} "
+                                    f"integer")
         if not 0 < self.fdr < 1:
             raise AblationError(f"ablate.fdr={self.fdr} must lie in (0, 1)")
         if self.alpha is not None and not 0 < self.alpha < 1:
@@ -123,15 +123,18 @@ class Plan:
         if self.design is None:
             return (f"ablate=heldout: {len(self.checks)} pairs of fit={s.fit_method}, measured on the fit's held-out "
                     f"models (no training)")
-        what = (f"{int((~self.checks['control']).sum())} pairs + {int(self.checks['control'].sum())} controls"
-                if s.design == "pairs" else
-                f"{len(self.checks)} removal sets ({self.checks['target'].nunique()} targets x "
-                f"{', '.join(sorted(self.checks['method'].unique()))} x k in {sorted(int(k) for k in self.checks['k'].unique())}, "
-                f"background={s.background})")
+        checks = self.checks
+        if s.design == "pairs":
+            what = f"{int((~checks['control']).sum())} pairs + {int(checks['control'].sum())} controls"
+        else:
+            ks = sorted(int(k) for k in checks["k"].unique())
+            what = (f"{len(checks)} removal sets ({checks['target'].nunique()} targets x "
+                    f"{', '.join(sorted(checks['method'].unique()))} x k in {ks}, background={s.background})")
         models = self.design.num_models
         shards = -(-models // s.models_per_shard)
-        line = (f"ablate={s.design}: {what}, {self.backgrounds} {'seeds' if s.background == 'full' and s.design == 'removal' else 'backgrounds'} "
-                f"each: {models:,} models in {shards} shards of {s.models_per_shard}")
+        each = "seeds" if s.design == "removal" and s.background == "full" else "backgrounds"
+        line = (f"ablate={s.design}: {what}, {self.backgrounds} {each} each: {models:,} models in {shards} shards of "
+                f"{s.models_per_shard}")
         if seconds_per_model:
             # a model's time grows with the players it keeps: the design's against the run's
             scale = float(self.design.masks.mean()) / self.alpha
@@ -291,6 +294,9 @@ def plan_ablation(run_dir, settings: AblateSettings) -> Plan:
         per_background = 4 * len(set(zip(checks["i"], checks["j"])))
     if settings.design == "heldout":
         return Plan(settings, checks, None, 0, alpha, level)
+    if view.sweep_run is None:
+        raise AblationError(f"{view.run_dir} has no dataset linked (dataset=none): a retraining check trains models "
+                            f"on it. ablate=heldout measures the fit's pairs on its held-out models without training")
     count = settings.backgrounds or settings.budget // per_background
     if count < 2:
         raise AblationError(f"ablate.budget={settings.budget} models cannot pay for two backgrounds of these "
@@ -453,12 +459,8 @@ def measure(run_dir, plan: Plan) -> AblationResult | None:
     if paired is not None:
         write_atomic(paired_path, lambda tmp: paired.to_csv(tmp, index=False))
         written.append(paired_path)
-    from .figures import plot_ablation  # matplotlib only when a figure is drawn
-
-    figure = plot_ablation(checks, plan.settings.design)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    write_atomic(figure_path, lambda tmp: tmp.write_bytes(buffer.getvalue()))
+    png = ablation_png(checks, plan.settings.design)
+    write_atomic(figure_path, lambda tmp: tmp.write_bytes(png))
     written.append(figure_path)
     return AblationResult(checks, summary, paired, written)
 
@@ -469,9 +471,6 @@ def run_ablate(run_dir, settings: AblateSettings, runtime: dict | None = None, p
     (``ablate.shard`` trains one shard; the next call without it trains the rest and measures)."""
     folder = RunFolder(run_dir)
     plan = plan_ablation(run_dir, settings)
-    if plan.design is not None and RunView.open(run_dir).sweep_run is None:
-        raise AblationError(f"{run_dir} has no dataset linked (dataset=none): a retraining check trains models on "
-                            f"it. ablate=heldout measures the fit's pairs on its held-out models without training")
     announce(plan.describe(None if plan.design is None else seconds_per_model(run_dir)))
     if plan.design is not None:
         write_design(folder, plan)
@@ -483,7 +482,6 @@ def run_ablate(run_dir, settings: AblateSettings, runtime: dict | None = None, p
                 raise AblationError(f"ablate.shard={settings.shard} is outside 0..{shards - 1}")
             todo = [settings.shard]
         else:
-            done = {p.name for p in RunFolder(child_dir).shards.glob("shard-*.parquet")}
-            todo = [s for s in range(shards) if RunFolder(child_dir).shard(s).name not in done]
+            todo = [s for s in range(shards) if not RunFolder(child_dir).shard(s).exists()]
         train_child(config, child_dir, todo, settings.workers, progress)
     return measure(run_dir, plan)
