@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SHARDS ?= 8
 ARGS ?=
 
-.PHONY: help install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-session bench-gpu-linear bench-exhaustive prune-study prune-study-clusters prune-study-examples bench-spex bench-import bench-e2e-scale bench-prune bench-scale-tail duplicates-study bench-trak gpu-wheels ablate ablation-study
+.PHONY: help install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-session bench-gpu-linear bench-exhaustive prune-study prune-study-clusters prune-study-examples bench-spex bench-import bench-e2e-scale bench-prune bench-scale-tail duplicates-study bench-trak gpu-wheels ablate ablation-study docs-check
 .DEFAULT_GOAL := help
 
 # The targets with a '## ' description, and the variables most of them take.
@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test,spex,trak]'
 	touch $@
 
-install: $(STAMP) ## create .venv and install the package (done by every target)
+install: $(STAMP) ## create .venv and install the package (done by every target; about 3 min the first time, 1 s after)
 
 # The optional FFCV loader (loader=ffcv). FFCV 1.0.2 compiles a C extension against OpenCV and
 # libjpeg-turbo: the Debian packages are installed first when missing (needs apt-get and root).
@@ -43,7 +43,7 @@ $(FFCV_STAMP): $(STAMP)
 	$(PY) -m pip install -q -e '.[test,ffcv]'
 	touch $@
 
-install-ffcv: $(FFCV_STAMP) ## the optional FFCV loader (loader=ffcv); [root] apt-installs its system packages
+install-ffcv: $(FFCV_STAMP) ## the optional FFCV loader (loader=ffcv); [root] apt-installs its system packages (about 3 min the first time)
 
 DEMO := experiment=demo
 
@@ -62,6 +62,12 @@ demo: install ## the whole pipeline on the bundled digits into runs/demo (4 to 1
 	$(PY) jobs/evaluate_pruning.py $(DEMO) $(ARGS)
 	$(PY) jobs/report.py $(DEMO) $(ARGS)
 
+# The figures docs/pruning.md gives for the demo, checked against what the code gives today:
+# the demo (skipped where runs/demo is finished and current), then benchmarks/demo_figures.py
+# compares every figures block of the page with the run and prints a diff where one drifted.
+docs-check: demo ## the docs' demo figures against a run of the demo (the demo's time, then 10 s); CI runs it
+	$(PY) benchmarks/demo_figures.py --run runs/demo --check
+
 # SLURM (docs/slurm.md): the shards as job arrays through hydra/launcher=slurm. Empty settings
 # keep conf/hydra/launcher/slurm.yaml's defaults; GPUS=N runs N shards per job, one per GPU.
 PARTITION ?=
@@ -78,20 +84,20 @@ SLURM = hydra/launcher=slurm \
 	$(if $(MEM),hydra.launcher.mem_gb=$(MEM)) $(if $(TIME),hydra.launcher.timeout_min=$(TIME)) \
 	$(if $(GPUS),hydra.launcher.gpus_per_node=$(GPUS) hydra.launcher.tasks_per_node=$(GPUS) device=cuda)
 
-sweep: install ## [SLURM] the sweep as job arrays: SHARDS=, PARTITION=, GPUS=, TIME=, ... (docs/slurm.md)
+sweep: install ## [SLURM] the sweep as job arrays: SHARDS=, PARTITION=, GPUS=, TIME=, ... (docs/slurm.md; the demo's 8 shards: minutes, queue aside)
 	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,$(SHARDS))' $(SLURM) $(ARGS)
 
-status: install ## progress of a sweep and the command that trains what is missing: ARGS=run_dir=...
+status: install ## progress of a sweep and the command that trains what is missing: ARGS=run_dir=... (seconds)
 	$(PY) jobs/status.py $(ARGS)
 
-fit-slurm: install ## [SLURM] the fit as PARTS jobs over target ranges, then merged
+fit-slurm: install ## [SLURM] the fit as PARTS jobs over target ranges, then merged (the demo: 1 min; 10,000 CIFAR targets: about 1 h on 100 tasks)
 	$(PY) jobs/fit.py -m 'fit.part=range(0,$(PARTS))' fit.parts=$(PARTS) $(SLURM) $(ARGS)
 	$(PY) jobs/fit_merge.py fit.parts=$(PARTS) $(ARGS)
 
-sweep-local: install ## the sweep's SHARDS shards over local processes (one per core)
+sweep-local: install ## the sweep's SHARDS shards over local processes (one per core; the demo's 1,000 models: 3 to 6 min on 2 cores)
 	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,$(SHARDS))' hydra/launcher=joblib $(ARGS)
 
-collect: install ## validate the shards, report missing models, build the fit-ready layout
+collect: install ## validate the shards, report missing models, build the fit-ready layout (the demo: 3 s; 10^5 CIFAR models: about 2 min)
 	$(PY) jobs/collect.py $(ARGS)
 
 test: install ## the test suite, about 12 min on 2 cores (ARGS=-k NAME for some tests)
@@ -101,11 +107,11 @@ test: install ## the test suite, about 12 min on 2 cores (ARGS=-k NAME for some 
 # A GPU machine lent to a session (docs/benchmarks.md, "GPU") has torch, numpy, pandas, pyarrow and
 # scikit-learn but not the sweep's configuration and locking packages, and no network: their
 # pure-Python wheels, at this venv's versions, go with the working tree (run's carry=[".gpu-wheels"]).
-gpu-wheels: install ## wheels of hydra-core, omegaconf, antlr4, flufl.lock, atpublic into .gpu-wheels/ for a GPU machine
+gpu-wheels: install ## wheels of hydra-core, omegaconf, antlr4, flufl.lock, atpublic into .gpu-wheels/ for a GPU machine (seconds)
 	$(PY) -m pip freeze | grep -iE '^(hydra-core|omegaconf|antlr4-python3-runtime|flufl.lock|atpublic)==' > .gpu-wheels.txt
 	$(PY) -m pip wheel --no-deps -q -w .gpu-wheels -r .gpu-wheels.txt && rm .gpu-wheels.txt
 
-bench-train: install-ffcv ## [root: FFCV's packages] training throughput, one model vs K per pass (on a GPU: make bench-gpu-session)
+bench-train: install-ffcv ## [root: FFCV's packages] training throughput, one model vs K per pass (tens of minutes on 2 cores; on a GPU: make bench-gpu-session)
 	$(PY) benchmarks/bench_train.py $(ARGS)
 
 # ProxySPEX against shapiq's (the `bench` extra) and the linear datamodel on planted games.
@@ -133,14 +139,14 @@ bench-scale: install ## the fit at CIFAR-10 scale on planted sweeps (hours on 2 
 bench-gpu-session: install ## [GPU] training throughput, store, equality and profile on a GPU in one call (~6 min)
 	$(PY) benchmarks/gpu_session.py $(ARGS)
 
-bench-gpu-linear: install ## [GPU] the linear datamodel on a GPU (fit=linear_gpu)
+bench-gpu-linear: install ## [GPU] the linear datamodel on a GPU (fit=linear_gpu; minutes, most of it writing the planted sweep)
 	$(PY) benchmarks/bench_gpu_linear.py $(ARGS)
 
 # Recovery of real retraining games against exact ground truth: every subset of the 10 digit
 # classes trained with 2 seeds (about 2,000 models), then ProxySPEX and the linear datamodel at
 # growing budgets against the exact references (docs/interactions.md).
 EXHAUSTIVE_RUN ?= runs/classes-exhaustive
-bench-exhaustive: install ## recovery against exact ground truth (all subsets of 10 classes: ~2,000 models)
+bench-exhaustive: install ## recovery against exact ground truth (all subsets of 10 classes: ~2,000 models: about 15 min on 2 cores)
 	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,16)' hydra/launcher=joblib experiment=digits_classes_exhaustive run_dir=$(EXHAUSTIVE_RUN)
 	$(PY) benchmarks/bench_exhaustive.py --run $(EXHAUSTIVE_RUN) $(ARGS)
 
@@ -157,9 +163,9 @@ define prune_study
 	$(PY) jobs/prune.py experiment=$(1) $(ARGS)
 	$(PY) jobs/evaluate_pruning.py experiment=$(1) $(ARGS)
 endef
-prune-study-clusters: install ## the pruning study's run on the demo's 100 cluster players
+prune-study-clusters: install ## the pruning study's run on the demo's 100 cluster players (about 1 h of the study's 1.5 h)
 	$(call prune_study,prune_study_clusters,24)
-prune-study-examples: install ## the pruning study's run on 200 single-example players
+prune-study-examples: install ## the pruning study's run on 200 single-example players (about 30 min)
 	$(call prune_study,prune_study_examples,20)
 prune-study: prune-study-clusters prune-study-examples ## the pruning study (docs/pruning.md), both runs (~1.5 h on 2 cores)
 

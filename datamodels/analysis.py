@@ -22,6 +22,7 @@ drawing their images.
 from __future__ import annotations
 
 import itertools
+import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -35,11 +36,45 @@ import pyarrow.compute as pc
 from .errors import StoreError
 from .fit_ready import FitReady, open_fit_ready
 from .fitting import STAGE as FIT_STAGE
+from .fitting import residual_scale
 from .pruning import paired_differences, summarize
 from .run_data import AnalysisError, RunData
 from .tables import read_frame, read_table
 
 KINDS = ("main", "synergy", "redundancy")
+
+
+def _repository_root() -> Path | None:
+    """The checkout this package runs from (the folder holding ``conf/`` and ``jobs/``), if any:
+    the package's parent for an editable install, else the nearest such folder above the cwd."""
+    for folder in (Path(__file__).resolve().parents[1], *Path.cwd().resolve().parents, Path.cwd().resolve()):
+        if (folder / "conf").is_dir() and (folder / "jobs").is_dir():
+            return folder
+    return None
+
+
+def run_dir_from_environment(default: str = "runs/demo", variable: str = "DATAMODELS_RUN") -> Path:
+    """The run folder a notebook opens: ``$DATAMODELS_RUN``, else ``default`` (the demo's run).
+
+    An absolute path is taken as it is. A relative one is resolved against the current directory
+    (where the user launched Python from) and, when nothing is there, against the repository's
+    root: Jupyter runs a notebook with its own folder (``analysis/``) as the current directory,
+    so ``DATAMODELS_RUN=runs/mine`` typed at the root still finds ``runs/mine``. Neither there:
+    an :class:`AnalysisError` names both places it looked.
+    """
+    given = os.environ.get(variable) or default
+    path = Path(given).expanduser()
+    if path.is_absolute():
+        return path
+    root = _repository_root()
+    tried = [Path.cwd() / path] + ([root / path] if root is not None and root != Path.cwd().resolve() else [])
+    for candidate in tried:
+        if candidate.exists():
+            return candidate.resolve()
+    source = f"{variable}={given}" if os.environ.get(variable) else f"the default run {given} ({variable} is not set)"
+    raise AnalysisError(f"{source}: no such folder in the current directory ({tried[0]})"
+                        + (f" nor in the repository's root ({tried[1]})" if len(tried) > 1 else "")
+                        + f"; set {variable} to a run folder (absolute, or relative to either)")
 
 
 @dataclass
@@ -160,8 +195,8 @@ def residual_sd(view: RunView, method: str) -> pd.Series:
     terms in (:class:`~datamodels.pruning.Surrogate`), and the views rank terms by."""
     rows = _fitted(view, method)
     targets = rows["target"].to_numpy(np.int64)
-    tau = np.sqrt(np.clip(1.0 - rows["r2"].to_numpy(float), 0.05, 1.0)) * view.margin_sd[targets]
-    return pd.Series(tau + 1e-12, index=pd.Index(targets, name="target"), name="residual_sd")
+    tau = residual_scale(rows["r2"].to_numpy(float), view.margin_sd[targets])
+    return pd.Series(tau, index=pd.Index(targets, name="target"), name="residual_sd")
 
 
 def term_strength(view: RunView, method: str | None = None, orders=(1, 2, 3)) -> pd.DataFrame:
@@ -171,8 +206,86 @@ def term_strength(view: RunView, method: str | None = None, orders=(1, 2, 3)) ->
     target's fit can be trusted to."""
     method = method or default_method(view)
     tau = residual_sd(view, method)
-    rows = view.terms(method=method, orders=orders, members=False)
+    rows = judge_triples(view, view.terms(method=method, orders=orders, members=False), method)
     return rows.assign(strength=rows["mobius"].abs().to_numpy() / tau.reindex(rows["target"]).to_numpy())
+
+
+def _members(view: RunView, rows: pd.Index, order: int) -> np.ndarray:
+    """The members of the table's ``rows`` (all of one ``order``), sorted, as ``[len(rows), order]`` ints."""
+    members = view.interaction_table.column("members").take(pa.array(rows, pa.int64())).combine_chunks()
+    return np.sort(members.flatten().to_numpy(zero_copy_only=False).astype(np.int64).reshape(len(rows), order), 1)
+
+
+def judge_triples(view: RunView, rows: pd.DataFrame, method: str) -> pd.DataFrame:
+    """``rows`` (of :meth:`RunView.terms`) with each triple's ``kind`` judged as a group, the
+    fit's own label kept in ``fit_kind``.
+
+    The fit labels a triple ``S`` as it labels a pair: ``m(S)`` against the sum of its members'
+    main effects ``M``. For a triple that misreads the commonest pattern: three look-alikes of
+    which any one suffices (``f = 1 - (1-x_a)(1-x_b)(1-x_c)``) have ``m = +1`` on each member,
+    ``-1`` on each pair and ``+1`` on the triple, whose sign agrees with ``M``: the fit calls the
+    triple synergy while its pairs, rightly, are redundancy. So the views judge a triple by the
+    pair rule (:func:`~datamodels.interactions.interaction_table`: same sign as the main effects:
+    synergy; opposite: redundancy) applied to the whole group and to its parts:
+
+    - **synergy**: ``m(S)`` has the sign of ``M`` (the fit's label) and none of its fitted pairs
+      is redundant: the three do more together, and no two of them cover for each other;
+    - **redundancy**: the group's whole interaction, ``m(S)`` plus its fitted pairs' ``m``, has
+      the sign opposite to ``M``: together they do less than the sum of their main effects (the
+      look-alikes above: ``+1 - 3 = -2`` against ``M = 3``);
+    - **mixed**: neither (e.g. a synergy pair whose triple takes part of it back); shown under
+      neither caption.
+    """
+    triples = rows.index[rows["order"].to_numpy() == 3]
+    if len(triples) == 0:
+        return rows
+    members = _members(view, triples, 3)
+    targets = rows.loc[triples, "target"].to_numpy(np.int64)
+    lower = view.terms(method=method, orders=[1, 2], members=False)
+    lower = lower[lower["target"].isin(np.unique(targets))]
+    mains, pairs = lower[lower["order"] == 1], lower[lower["order"] == 2]
+    main = pd.Series(mains["mobius"].to_numpy(), index=pd.MultiIndex.from_arrays(
+        [mains["target"].to_numpy(np.int64), _members(view, mains.index, 1)[:, 0]]))
+    pair_members = _members(view, pairs.index, 2)
+    pair_index = pd.MultiIndex.from_arrays([pairs["target"].to_numpy(np.int64), pair_members[:, 0],
+                                            pair_members[:, 1]])
+    pair = pd.Series(pairs["mobius"].to_numpy(), index=pair_index)
+    redundant_pair = pd.Series((pairs["kind"] == "redundancy").to_numpy(), index=pair_index)
+    net = sum(main.reindex(pd.MultiIndex.from_arrays([targets, members[:, c]])).fillna(0.0).to_numpy()
+              for c in range(3))
+    sub = [pd.MultiIndex.from_arrays([targets, members[:, a], members[:, b]]) for a, b in ((0, 1), (0, 2), (1, 2))]
+    group = rows.loc[triples, "mobius"].to_numpy(float) + sum(pair.reindex(i).fillna(0.0).to_numpy() for i in sub)
+    any_redundant = np.any([redundant_pair.reindex(i).fillna(False).to_numpy(bool) for i in sub], axis=0)
+    fit_kind = rows.loc[triples, "kind"].to_numpy()
+    kind = np.where((fit_kind == "synergy") & ~any_redundant, "synergy",
+                    np.where(group * net < 0, "redundancy", "mixed"))
+    out = rows.assign(fit_kind=rows["kind"])
+    out.loc[triples, "kind"] = kind
+    return out
+
+
+def strongest_pair(view: RunView, kind: str, method: str | None = None,
+                   strength: pd.DataFrame | None = None) -> pd.Series | None:
+    """The pair of ``kind`` (synergy or redundancy, by the fit's pair rule) whose ``|m|`` is
+    largest in units of its target's residual sd (:func:`term_strength`; ``strength``: its table,
+    when the caller has it), named; None when the fit has none. The fit's console summary
+    (:func:`datamodels.fitting.summary`) and the report name the same pair."""
+    rows = term_strength(view, method, orders=(2,)) if strength is None else strength
+    rows = rows[(rows["order"] == 2) & (rows["kind"] == kind)]
+    if rows.empty:
+        return None
+    top = _named(view, rows.loc[[rows["strength"].idxmax()]]).iloc[0]
+    return top
+
+
+def pair_sentence(view: RunView, kind: str, row: pd.Series | None, method: str) -> str:
+    """One sentence naming the strongest pair of ``kind`` (:func:`strongest_pair`)."""
+    if row is None:
+        return f"the {method} fit has no {kind} pair"
+    members = ", ".join(str(int(p)) for p in row["members"])
+    return (f"the strongest {kind} pair ({method}, by |m| / residual sd) is players [{members}] on "
+            f"{view.target_name(int(row['target']))}: {row['players']}, m = {row['mobius']:+.3f}, "
+            f"{row['strength']:.2f} residual sd")
 
 
 def _named(view: RunView, rows: pd.DataFrame) -> pd.DataFrame:
@@ -196,7 +309,7 @@ def top_effects(view: RunView, target: int, kind: str | None = None, k: int = 10
         raise AnalysisError(f"target {target} has no {method} fit (fitted targets: "
                             f"{known[:10]}{' ...' if len(known) > 10 else ''})")
     rows = view.terms(method=method, target=target)
-    rows = rows[rows["order"] > 0]
+    rows = judge_triples(view, rows[rows["order"] > 0], method)
     if kind is not None:
         if kind not in KINDS:
             raise AnalysisError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -336,12 +449,75 @@ def pruning_grid(view: RunView) -> pd.DataFrame:
 
 
 def pruning_paired(view: RunView) -> pd.DataFrame:
-    """Methods x kept fractions: difference to the best baseline, paired by seed, with its interval."""
+    """Methods x kept fractions: difference to the best baseline, paired by seed, with its interval
+    (the best baseline's own cell says ``best baseline``)."""
     paired = paired_differences(view.pruning)
-    paired = paired[paired["method"] != paired["baseline"]]  # the best baseline against itself says nothing
-    return _methods_by_fraction(paired, [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}] vs {b}" for d, lo, hi, b
-                                         in zip(paired["difference"], paired["ci_low"], paired["ci_high"],
-                                                paired["baseline"])])
+    # the best baseline against itself says nothing: its cell names it instead of a difference
+    return _methods_by_fraction(paired, ["best baseline" if m == b else f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}] vs {b}"
+                                         for m, d, lo, hi, b in zip(paired["method"], paired["difference"],
+                                                                    paired["ci_low"], paired["ci_high"],
+                                                                    paired["baseline"])])
+
+
+def compare_sentence(subject: str, rows: pd.DataFrame, at: str, win: str = "beat the best baseline",
+                     lose: str = "lose to the best baseline") -> str:
+    """One clause judging paired differences (columns ``where``, ``difference``, ``ci_low``,
+    ``ci_high`` and optionally ``baseline``; one row per setting ``where``, such as a kept
+    fraction, written with the format ``at``): ``subject`` wins where the 95% interval lies
+    above 0, loses where it lies below, ties elsewhere (an interval that contains 0, or none: a
+    single seed). E.g. "interactions keep-sets beat the best baseline at 0.3 kept (+0.017 [+0.004,
+    +0.030] vs linear) and tie elsewhere"."""
+    def cell(row) -> str:
+        versus = f" vs {row['baseline']}" if isinstance(row.get("baseline"), str) else ""
+        return f"{at.format(row['where'])} ({row['difference']:+.3f} [{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]{versus})"
+
+    above, below = rows[rows["ci_low"] > 0], rows[rows["ci_high"] < 0]
+    ties = rows.drop(index=above.index.union(below.index))
+    if above.empty and below.empty:
+        return (f"{subject} do not {win}: they tie at {', '.join(at.format(w) for w in ties['where'])} (each 95% "
+                f"interval of the paired difference contains 0)")
+    parts = []
+    if len(above):
+        parts.append(f"{win} at " + ", ".join(cell(r) for _, r in above.iterrows()))
+    if len(below):
+        parts.append(f"{lose} at " + ", ".join(cell(r) for _, r in below.iterrows()))
+    if len(ties):
+        parts.append("tie elsewhere")
+    return f"{subject} " + (parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1])
+
+
+def pruning_conclusion(view: RunView) -> str:
+    """One sentence from the retrained keep-sets: where each method that is not a baseline (the
+    interaction keep-sets, ...) beats, ties or loses to the best baseline at each kept fraction,
+    paired by seed (:func:`~datamodels.pruning.paired_differences`)."""
+    from .pruning.results import COMPARED_WITH
+
+    paired = paired_differences(view.pruning)
+    ours = [m for m in paired["method"].unique() if m not in COMPARED_WITH]
+    if not ours:
+        best = paired[paired["method"] == paired["baseline"]]
+        return (f"only baselines were retrained ({', '.join(sorted(paired['method'].unique()))}); the best at the "
+                f"smallest kept fraction, {best['fraction'].min():g}, is {best.loc[best['fraction'].idxmin(), 'baseline']}")
+    clauses = []
+    for method in sorted(ours):
+        rows = paired[paired["method"] == method].sort_values("fraction", ascending=False)
+        clauses.append(compare_sentence(f"{method} keep-sets", rows.rename(columns={"fraction": "where"}),
+                                        "{:g} kept"))
+    return "; ".join(clauses)
+
+
+def faithfulness_conclusion(view: RunView) -> str:
+    """One sentence: which method predicts held-out margins best (median R^2), by how much."""
+    metrics = view.fit_metrics
+    medians = metrics.groupby("method")["r2"].median().sort_values(ascending=False)
+    best = medians.index[0]
+    rows = metrics[metrics["method"] == best]
+    others = ", ".join(f"{m} {v:.3f}" for m, v in medians.iloc[1:].items())
+    negative = int((rows["r2"] < 0).sum())
+    return (f"{best} predicts held-out margins best, median held-out R^2 {medians.iloc[0]:.3f} over {len(rows):,} "
+            f"targets" + (f" (against {others})" if others else "")
+            + f"; {negative} of its targets {'is' if negative == 1 else 'are'} predicted worse than by a constant, "
+              f"the mean margin (R^2 < 0)")
 
 
 def keep_set_overlap(view: RunView) -> pd.DataFrame:

@@ -10,7 +10,9 @@ behaviour:
 - **User errors are one line.** A :class:`datamodels.errors.UserError` is printed as
   ``error: <message>`` on stderr, exit code 1; ``debug=true`` or ``HYDRA_FULL_ERROR=1`` shows
   the traceback instead (and SLURM jobs raise it, for the launcher's report of failed jobs). Any
-  other exception is a bug and keeps its traceback.
+  other exception is a bug and keeps its traceback. A typo on the command line (``fit.worker=2``,
+  ``fit=proxyspx``) is refused so too, with the closest name, before Hydra composes: every job's
+  ``__main__`` calls :func:`launch`.
 - **Threads and workers.** ``torch_threads`` applies to every job; a job running in a worker of
   a parallel sweep (``hydra/launcher=joblib``) exits when the launching process dies.
 - **One line per sweep.** The shards of a multirun sweep report once, at its end
@@ -22,19 +24,27 @@ themselves take plain values and never import Hydra.
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import functools
+import io
 import json
 import os
+import re
 import shutil
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .errors import UserError
-from .processes import leave_with_parent
-from .run_folder import LAUNCH_SETTINGS, RUN_SECTIONS, RunFolder, SHARD_RE
+from .processes import leave_with_parent, parent_of
+from .run_folder import LAUNCH_SETTINGS, RUN_SECTIONS, RunFolder, SHARD_RE, ShardClaim
+from .settings import not_a_setting
 
 
 def _leaves(value, prefix: str) -> dict:
@@ -164,6 +174,46 @@ def chosen_on_command_line(group: str) -> bool:
     return group in keys or "experiment" in keys
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, a closed ssh session), raised in the main thread as Ctrl-C's
+    SIGINT raises :class:`KeyboardInterrupt`, so that ``with`` blocks unwind (a shard's claim is
+    released) before the job ends. ``detail``, when a stage sets it, says what was left unfinished."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_interrupted(signum, frame) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut the clean-up short
+        signal.signal(sig, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+def catch_interrupts(handler=_raise_interrupted) -> bool:
+    """SIGINT and SIGTERM raise :class:`Interrupted` in this process (its main thread only).
+
+    Not in a SLURM job: submitit's own SIGTERM and SIGUSR1 handlers (requeue on pre-emption or
+    time limit, ``hydra_plugins/datamodels_slurm``) stay in place there, and its claims are taken
+    over by the requeued job (:class:`datamodels.run_folder.ShardClaim`)."""
+    if os.environ.get("SLURM_JOB_ID") or threading.current_thread() is not threading.main_thread():
+        return False
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+    return True
+
+
+def interrupted_line(err: KeyboardInterrupt) -> str:
+    """The one line an interrupted job prints, e.g. ``interrupted (SIGTERM): shard 3 was not finished; ...``."""
+    name = signal.Signals(getattr(err, "signum", signal.SIGINT)).name
+    detail = getattr(err, "detail", None)
+    return f"interrupted ({name})" + (f": {detail}" if detail else "")
+
+
+def interrupted_exit_code(err: KeyboardInterrupt) -> int:
+    return 128 + int(getattr(err, "signum", signal.SIGINT))  # 130 for SIGINT, 143 for SIGTERM, as a shell says
+
+
 def job(creates_run: bool = False, derives: bool = False):
     """Decorator of a job's main function (place it under ``@hydra.main``); see the module doc.
 
@@ -179,6 +229,7 @@ def job(creates_run: bool = False, derives: bool = False):
         def run(cfg: DictConfig):
             from hydra.core.hydra_config import HydraConfig
 
+            catch_interrupts()
             try:
                 if in_joblib_worker():
                     leave_with_parent()
@@ -191,6 +242,19 @@ def job(creates_run: bool = False, derives: bool = False):
                     raise
                 print(f"error: {err}", file=sys.stderr)
                 raise SystemExit(1) from None
+            except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (Interrupted)
+                if keep_traceback(cfg):
+                    raise
+                if in_joblib_worker():  # the launching process says it, once for the whole sweep
+                    import multiprocessing.util  # noqa: PLC0415
+
+                    # what a normal exit does first: unlink this worker's semaphores (tqdm's lock), or
+                    # multiprocessing's resource tracker warns of them after the sweep's last line
+                    getattr(multiprocessing.util, "_exit_function", lambda: None)()
+                    sys.stdout.flush(), sys.stderr.flush()
+                    os._exit(interrupted_exit_code(err))
+                print(interrupted_line(err), file=sys.stderr)
+                raise SystemExit(interrupted_exit_code(err)) from None
         return run
     return wrap
 
@@ -206,6 +270,46 @@ class SweepSummary(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         self.before = _shards_present(config.run_dir) if config.hydra.job.name == "sweep" else None
+        if self.before is not None and "joblib" in str(config.hydra.launcher.get("_target_", "")).lower():
+            self.run_dir, self.debug = config.run_dir, bool(config.get("debug"))
+            catch_interrupts(self._interrupted)
+
+    def _interrupted(self, signum, frame) -> None:
+        """SIGTERM or Ctrl-C in the launching process of a parallel sweep: its workers that hold a
+        claim get SIGTERM (Ctrl-C in a terminal reached them already) and release their claims as
+        they end (:func:`job`, quietly); then one line for the whole sweep, and the exit code."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        folder = RunFolder(Path(self.run_dir).absolute())
+        workers = {}  # shard -> the pid of the worker of ours that trains it
+        for shard in folder.claimed_shards():
+            host, pid = ShardClaim(folder, shard).holder_process() or ("", 0)
+            if pid and parent_of(pid) == os.getpid():
+                workers[shard] = pid
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 30
+        while any(parent_of(pid) == os.getpid() for pid in workers.values()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        err = Interrupted(signum)
+        if self.debug or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise err
+        unfinished = sorted(s for s in workers if not folder.shard(s).exists())
+        held = [s for s in unfinished if (ShardClaim(folder, s).holder_process() or ("", 0))[1] == workers[s]]
+        names = ", ".join(map(str, unfinished))
+        if not unfinished:
+            err.detail = "run the same command to go on"
+        else:
+            claims = ((f"the claims of shards {', '.join(map(str, held))} are left to the next sweep, which takes "
+                       f"them over") if held else "its claim is released" if len(unfinished) == 1
+                      else "their claims are released")
+            err.detail = (f"{'shard' if len(unfinished) == 1 else 'shards'} {names} "
+                          f"{'was' if len(unfinished) == 1 else 'were'} not finished; {claims}; run the same command "
+                          f"to resume")
+        print(interrupted_line(err), file=sys.stderr, flush=True)
+        raise SystemExit(interrupted_exit_code(err))
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         if getattr(self, "before", None) is None:
@@ -221,3 +325,127 @@ class SweepSummary(Callback):
         print(f"{folder.shards}: {len(now - self.before)} shards written now, {len(self.before)} already present"
               + (f", {missing} missing (python jobs/status.py run_dir={folder.root} says why)" if missing else "")
               + f"; {total} shards of {run['models_per_shard']} models")
+
+
+# ------------------------------------------------------------------ the command line, before Hydra
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+_FAILED_KEY = re.compile(r"Could not override '([^']+)'|Could not delete from config\. '([^']+)' does not exist")
+
+
+def not_an_option(group: str, choice: str, options: list[str]) -> str:
+    """``fit=proxyspx is not an option; did you mean fit=proxyspex? (fit options: ...)``; names
+    starting with ``_`` are shared bases (``conf/fit/_stage.yaml``), not options, and go unlisted."""
+    shown = [o for o in options if not o.startswith("_")]
+    close = difflib.get_close_matches(choice, shown, 1)
+    return (f"{group}={choice} is not an option" + (f"; did you mean {group}={close[0]}?" if close else "")
+            + f" ({group} options: {', '.join(shown)})")
+
+
+def _top_level_keys(path: Path) -> set[str]:
+    import yaml
+
+    try:
+        return {str(key) for key in yaml.safe_load(path.read_text()) or {} if key != "defaults"}
+    except (OSError, yaml.YAMLError, TypeError):
+        return set()
+
+
+def override_error(args: list[str], config_dir: Path = CONF, config_name: str = "config") -> str | None:
+    """The one line that refuses a job's command line ``args`` before Hydra composes its config,
+    or None: nothing to refuse, or nothing this check understands (Hydra says it then).
+
+    - A setting that does not exist (``fit.worker=2``, ``fitt.workers=2``, ``~fit.worker``):
+      :func:`datamodels.settings.not_a_setting`, in the config the other overrides compose.
+      ``+fit.worker=2`` composes (``+`` adds a key); the stage's settings refuse it
+      (:func:`datamodels.settings.from_section`), in the same words.
+    - A group option that does not exist (``fit=proxyspx``; also ``experiment=demoo``, which
+      Hydra would skip silently, the group being optional): :func:`not_an_option`.
+
+    A sweep (``-m 'sweep.shard=range(0,8)'``) is checked at its first value. Costs one compose
+    (about 0.15 s) where an override sets a key below the top level (``fit.workers=2``), none for
+    group choices and top-level keys (``fit=linear run_dir=X``); a command line that asks for help,
+    or another config (``--config-dir``, ``--config-name``), is left to Hydra.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # a bad flag: Hydra's own parser says it
+            given = get_args_parser().parse_args(args)
+        overrides = OverridesParser.create().parse_overrides(given.overrides)
+    except (SystemExit, HydraException):  # a syntax error: Hydra's message says where
+        return None
+    if (given.help or given.hydra_help or given.shell_completion or given.config_path or given.config_name
+            or given.config_dir or given.experimental_rerun or not overrides or not config_dir.is_dir()):
+        return None
+    if any(o.key_or_group == "debug" and not o.is_sweep_override() and o.value() for o in overrides):
+        return None  # debug=true: Hydra's whole message
+    if any(o.key_or_group == "hydra.searchpath" for o in overrides):
+        return None  # config folders of the user's own (an engine's conf/fit/X.yaml): options this check cannot see
+    single = []  # (override, its value, the override as one run's: a sweep at its first value)
+    for o in overrides:
+        if not o.is_sweep_override():
+            single.append((o, o.value(), o.input_line))
+            continue
+        try:
+            first = next(iter(o.sweep_string_iterator()), None)
+        except Exception:  # a sweep only its sweeper expands (interval(0,1), glob(*)): unchecked
+            continue
+        if first is not None:
+            single.append((o, first, f"{o.get_key_element()}={first}"))
+    with initialize_config_dir(config_dir=str(config_dir.absolute()), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        for o, value, _ in single:
+            options = [] if o.is_delete() or "." in o.key_or_group else loader.get_group_options(o.key_or_group)
+            for choice in value if isinstance(value, list) else [value]:
+                if options and choice is not None and str(choice) not in options:
+                    return not_an_option(o.key_or_group, str(choice), options)
+        # what Hydra cannot fail to override: a group's choice (checked above), a top-level key of
+        # the primary config (run_dir=, progress=), a + or ++ (adds, or Hydra's own message)
+        primary = _top_level_keys(config_dir / f"{config_name}.yaml")
+        if all(o.is_add() or o.is_force_add() or (not o.is_delete() and (o.key_or_group in primary
+               or loader.get_group_options(o.key_or_group))) for o, *_ in single):
+            return None
+        wrong = []  # the keys Hydra could not override, one a try
+        for _ in range(len(single) + 1):
+            try:
+                config = compose(config_name, overrides=[line for *_, line in single], return_hydra_config=True)
+                break
+            except ConfigCompositionException as err:
+                if isinstance(err, MissingConfigException):
+                    return None
+                found = _FAILED_KEY.search(str(err))
+                key = found and (found.group(1) or found.group(2))
+                if not key or not any(o.key_or_group == key for o, *_ in single):
+                    return None
+                wrong.append(key)
+                single = [s for s in single if s[0].key_or_group != key]
+            except Exception:  # not a key that does not exist (experiment=null): Hydra says what
+                return None
+        else:
+            return None
+        if not wrong:
+            return None
+        # the config's keys, and the groups that chose nothing (experiment) beside them
+        tree = dict.fromkeys(loader.list_groups("")) | OmegaConf.to_container(config, resolve=False)
+        return not_a_setting(wrong[0], tree)
+
+
+def launch(main) -> None:
+    """Run a job's ``@hydra.main`` function from the command line, as every ``jobs/*.py`` does in
+    its ``__main__``: a setting or option that does not exist is refused first, in one line
+    (:func:`override_error`), where Hydra prints six and suggests the ``+`` that adds the typo.
+    ``HYDRA_FULL_ERROR=1`` or ``debug=true`` leaves the command line to Hydra, whole message and all."""
+    if os.environ.get("HYDRA_FULL_ERROR") != "1":
+        try:
+            message = override_error(sys.argv[1:])
+        except Exception:  # the check must never stop a command line that Hydra accepts
+            message = None
+        if message:
+            print(f"error: {message}", file=sys.stderr)
+            raise SystemExit(1)
+    main()

@@ -49,6 +49,7 @@ from .interactions import interaction_table, make_engine
 from .masks import design_of
 from .packed import as_packed
 from .run_folder import RunFolder
+from .settings import Settings
 from .stage_inputs import StageInputs
 from .tables import read_frame, write_frame
 
@@ -102,7 +103,7 @@ def noise_ceiling(y, mask_id) -> float:
 def fit_and_evaluate(masks, margins, mask_id, method: str, params: dict | None = None,
                      target_ids=None, heldout_fraction: float = 0.2, split_seed: int = 0,
                      workers: int = 1, progress: bool = True, fit_models: int | None = None,
-                     columns=None, models=None):
+                     columns=None, models=None, announce=None):
     """Fit engine ``method`` to columns of ``margins`` on the fit split; judge it on held-out models.
 
     ``masks``: bool or 0/1 ``[m, n]``, or :class:`~datamodels.packed.PackedMasks` (memory-mapped
@@ -113,6 +114,8 @@ def fit_and_evaluate(masks, margins, mask_id, method: str, params: dict | None =
     judged on the same held-out models (learning curves). ``models`` (bool ``[m]``) restricts
     everything, fit, held-out split and noise ceiling, to those models. Which models are held
     out is the engine's choice (:meth:`~datamodels.interactions.Engine.heldout_models`).
+    ``announce`` (e.g. ``print``) is told, once the first targets are fitted and while others
+    remain, how long the rest will take at their pace (:func:`projected_time`).
 
     Returns ``(interactions, metrics)`` DataFrames sorted by target: interactions has one row
     per non-constant Möbius term (target, members, order, mobius, kind, method); metrics one
@@ -142,7 +145,10 @@ def fit_and_evaluate(masks, margins, mask_id, method: str, params: dict | None =
                         f"are held out to judge the fit: train more (sweep.num_models)")
     held_masks = masks[held]
     tables, rows = [], []
+    total = margins.shape[1] if columns is None else len(columns)
     for fit in engine.fit_targets(masks, margins, columns, used, mask_id[used], workers, progress):
+        if announce is not None and not rows and total > 1:
+            announce(projected_time(method, fit.seconds, total, workers, len(used), masks.n))
         y = np.asarray(margins[:, fit.target], dtype=float)
         pred = fit.estimator.predict(held_masks)
         ceiling = noise_ceiling(y[eligible], mask_id[eligible])
@@ -161,12 +167,23 @@ def fit_and_evaluate(masks, margins, mask_id, method: str, params: dict | None =
             metrics.sort_values("target", kind="stable", ignore_index=True))
 
 
+def projected_time(method: str, seconds: float, targets: int, workers: int, models: int, n: int) -> str:
+    """One line: the fit's projected wall time, ``seconds`` (the first target's) a target over
+    ``workers`` processes, said once the first target is fitted (a fit's cost per target depends
+    on the engine, the models, the players and the working set: measuring it is the honest way)."""
+    wall = seconds * targets / max(1, workers)
+    spelled = (f"{wall / 3600:.1f} h" if wall >= 5400 else f"{wall / 60:.0f} min" if wall >= 90
+               else f"{wall:.0f} s")
+    return (f"fit={method}: {targets:,} targets on {models:,} models of {n:,} players; the first took "
+            f"{seconds:.1f} s, so about {spelled} in all with {workers} worker(s)")
+
+
 # ---------------------------------------------------------------------------------------------
 # The stage
 
 
 @dataclass
-class FitSettings:
+class FitSettings(Settings):
     """The fit stage's settings: ``conf/fit/<method>.yaml`` over ``conf/fit/_stage.yaml``.
 
     ``method``/``params``: the engine (``fit=<name>``) and its parameters; ``module``: a module
@@ -177,6 +194,7 @@ class FitSettings:
     processes.
     """
 
+    section = "fit"
     method: str = "proxyspex"
     params: dict = field(default_factory=dict)
     module: str | None = None
@@ -274,7 +292,7 @@ def models_at_alpha(meta: dict, mask_id, alpha: float) -> np.ndarray:
     return np.isclose(design.alpha_of(ids), alpha)[inverse]
 
 
-def _fit(run_dir, settings: FitSettings, targets: list[int], progress: bool):
+def _fit(run_dir, settings: FitSettings, targets: list[int], progress: bool, announce=None):
     """Fit the ``targets`` columns of a run's sweep: both tables and their metadata."""
     ready = open_fit_ready(run_dir, progress=progress)
     run = ready.meta
@@ -285,7 +303,7 @@ def _fit(run_dir, settings: FitSettings, targets: list[int], progress: bool):
     params = type(settings.engine()).params_from_run(run, settings.params)
     interactions, metrics = fit_and_evaluate(
         ready.masks, ready.margins.T, ready.mask_id, settings.method, params, None, settings.heldout_fraction,
-        settings.split_seed, settings.workers, progress, columns=targets, models=models)
+        settings.split_seed, settings.workers, progress, columns=targets, models=models, announce=announce)
     meta = {"fingerprint": run["fingerprint"], "n": run["n"], "T": run["T"], "config_hash": run.get("config_hash"),
             "alpha": settings.alpha,
             "methods": {settings.method: {"params": params, "heldout_fraction": settings.heldout_fraction,
@@ -301,22 +319,22 @@ def fit_inputs(run_dir, settings: FitSettings, progress: bool = True) -> StageIn
                        {"layout": layout / MANIFEST}, settings.recorded())
 
 
-def run_fit(run_dir, settings: FitSettings, progress: bool = True, force: bool = False):
+def run_fit(run_dir, settings: FitSettings, progress: bool = True, force: bool = False, announce=None):
     """The whole stage for one run folder: ``(interactions, metrics, written paths)``, or None
     when the fit's inputs and settings are those of its last run and its tables are in place
-    (``force`` redoes it)."""
+    (``force`` redoes it). ``announce`` (e.g. ``print``) is told the projected time."""
     folder = RunFolder(run_dir)
     inputs = fit_inputs(run_dir, settings, progress)
     if not force and inputs.unchanged(folder.fit_tables(settings.alpha)):
         return None
     chosen = select_targets(run_dir, settings.targets, settings.start, settings.stop)
-    interactions, metrics, meta = _fit(run_dir, settings, chosen, progress)
+    interactions, metrics, meta = _fit(run_dir, settings, chosen, progress, announce)
     paths = save_fit(folder, settings.alpha, interactions, metrics, meta)
     inputs.save()
     return interactions, metrics, paths
 
 
-def run_fit_part(run_dir, settings: FitSettings, progress: bool = True):
+def run_fit_part(run_dir, settings: FitSettings, progress: bool = True, announce=None):
     """Fit part ``settings.part`` of ``settings.parts`` contiguous ranges of the selected targets,
     to its part files. Returns the written paths, or None when the part was already written (it
     is not redone)."""
@@ -330,7 +348,7 @@ def run_fit_part(run_dir, settings: FitSettings, progress: bool = True):
     chosen = [int(t) for t in np.array_split(np.asarray(selected), parts)[part]]
     if not chosen:
         raise UserError(f"fit.parts={parts} is more than the {len(selected)} targets to fit")
-    interactions, metrics, meta = _fit(run_dir, settings, chosen, progress)
+    interactions, metrics, meta = _fit(run_dir, settings, chosen, progress, announce)
     meta |= {"part": part, "parts": parts, "targets": chosen}
     return [write_frame(path, frame, meta) for path, frame in zip(paths, (interactions, metrics))]
 
@@ -374,21 +392,37 @@ def merge_fit_parts(run_dir, method: str, parts: int, alpha: float | None = None
     return save_fit(folder, alpha, interactions, metrics, meta)
 
 
-def summary(interactions: pd.DataFrame, metrics: pd.DataFrame) -> str:
-    """Median faithfulness per method and the strongest synergy and redundancy pair."""
+def residual_scale(r2, margin_sd):
+    """Per target: the sd of what its fit leaves unexplained, ``sqrt(1 - R^2) sd`` with the
+    held-out ``r2`` (floored at 5% of the variance, so no target counts as noiseless) and the
+    margin's sd over the models: the unit the report and :func:`summary` rank terms in."""
+    return np.sqrt(np.clip(1.0 - np.asarray(r2, float), 0.05, 1.0)) * np.asarray(margin_sd, float) + 1e-12
+
+
+def summary(interactions: pd.DataFrame, metrics: pd.DataFrame, margin_sd=None) -> str:
+    """Median faithfulness per method and the strongest synergy and redundancy pair: largest
+    ``|m|`` in units of its target's residual sd (:func:`residual_scale`, with ``margin_sd``: every
+    target's margin sd, indexed by target), as the report ranks them; without ``margin_sd``, by ``|m|``."""
     lines = [f"{method}: {len(rows)} targets, median held-out R^2 {rows['r2'].median():.3f}, "
              f"median Spearman (LDS) {rows['spearman'].median():.3f}"
              + (f"; {rows['penalty_at_floor'].sum()} held at the penalty floor of their working set of "
                 f"{rows['working_set'].median():.0f} players (a larger fit.params.screen_k fits them better)"
                 if rows["penalty_at_floor"].any() else "")
              for method, rows in metrics.groupby("method")]
-    pairs = interactions[interactions["order"] == 2]
+    pairs = interactions[interactions["order"] == 2].reset_index(drop=True)
+    if margin_sd is not None:
+        scale = pd.Series(residual_scale(metrics["r2"], np.asarray(margin_sd)[metrics["target"].to_numpy(np.int64)]),
+                          index=pd.MultiIndex.from_frame(metrics[["method", "target"]]))
+        size = pairs["mobius"].abs() / scale.reindex(pd.MultiIndex.from_frame(pairs[["method", "target"]])).to_numpy()
+    else:
+        size = pairs["mobius"].abs()
     for kind in ("synergy", "redundancy"):
         rows = pairs[pairs["kind"] == kind]
         if len(rows):
-            top = rows.loc[rows["mobius"].abs().idxmax()]
-            lines.append(f"strongest {kind}: players {list(top['members'])} on target {top['target']} "
-                         f"(Möbius {top['mobius']:+.3f})")
+            top = rows.loc[size[rows.index].idxmax()]
+            unit = f", {size[top.name]:.2f} residual sd" if margin_sd is not None else ""
+            lines.append(f"strongest {kind}: players {[int(p) for p in top['members']]} on target {top['target']} "
+                         f"(Möbius {top['mobius']:+.3f}{unit})")
         else:
             lines.append(f"no {kind} pairs found")
     return "\n".join(lines)

@@ -54,8 +54,9 @@ from . import __version__
 from .data import load_dataset
 from .errors import UserError
 from .run_folder import RunFolder, check_identity, config_hash
+from .settings import Settings
 from .store import FORMAT, compact_ranges, read_shard_meta, write_shard_columns
-from .tables import write_atomic
+from .tables import size_text, write_atomic
 
 RELEASE_FILES = ("train_masks_{pct}pct.npy", "test_margins_{pct}pct.npy")
 STORE_FILES = ("masks.npy", "margins.npy", "_completed.npy")
@@ -162,10 +163,11 @@ def open_source(masks=None, margins=None, store=None) -> Source:
     return source
 
 
-def selection(value, size: int, setting: str) -> np.ndarray | None:
-    """``source.rows`` / ``source.targets`` as indices into ``size``: None (all), ``"a:b"`` (a
-    range, either end optional), a list of integers, or a file of them (``.npy``, else text, one
-    per line)."""
+def selection(value, size: int, setting: str, unit: str = "rows") -> np.ndarray | None:
+    """``source.rows`` / ``source.targets`` as indices into ``size`` (``unit``: what the source
+    has ``size`` of, for the errors): None (all), ``"a:b"`` (a range, either end optional), a list
+    of integers, or a file of them (``.npy``, else text, one per line). A range reaching past the
+    data is refused, never cut to it: ``0:1000`` of 50 columns is a mistake in the command."""
     if value is None:
         return None
     if isinstance(value, str) and ":" in value and not Path(value).exists():
@@ -173,6 +175,9 @@ def selection(value, size: int, setting: str) -> np.ndarray | None:
             start, stop = (int(part) if part.strip() else None for part in value.split(":"))
         except ValueError:
             raise ImportSourceError(f"{setting}={value!r}: expected a:b, a list of integers or a file") from None
+        if any(end is not None and not -size <= end <= size for end in (start, stop)):  # -k: k from the end
+            raise ImportSourceError(f"{setting}={value}: the source has {size} {unit} (0..{size - 1}); a range "
+                                    f"a:b must lie within 0:{size}")
         chosen = np.arange(size)[slice(start, stop)]
     elif isinstance(value, (str, os.PathLike)):
         path = Path(value)
@@ -191,7 +196,8 @@ def selection(value, size: int, setting: str) -> np.ndarray | None:
     if len(chosen) == 0:
         raise ImportSourceError(f"{setting}={value!r} selects nothing")
     if chosen.min() < 0 or chosen.max() >= size:
-        raise ImportSourceError(f"{setting}: indices {chosen.min()}..{chosen.max()} are outside 0..{size - 1}")
+        raise ImportSourceError(f"{setting}: indices {chosen.min()}..{chosen.max()} are outside 0..{size - 1} "
+                                f"(the source has {size} {unit})")
     if len(np.unique(chosen)) != len(chosen):
         raise ImportSourceError(f"{setting}: lists an index twice")
     return chosen
@@ -244,9 +250,10 @@ def non_finite_error(rows: np.ndarray, finite: np.ndarray) -> ImportSourceError:
 
 
 @dataclass
-class ImportSettings:
+class ImportSettings(Settings):
     """``conf/source/default.yaml``: where the models come from and which of them to import."""
 
+    section = "source"
     masks: str | None = None
     margins: str | None = None
     store: str | None = None
@@ -285,6 +292,20 @@ class ImportPlan:
     @property
     def num_shards(self) -> int:
         return -(-len(self.rows) // self.models_per_shard)
+
+    @property
+    def shard_bytes(self) -> int:
+        """At most what the shards take on disk: per model its packed mask, float32 margins and
+        scalar columns (parquet compresses the margins of the release's float16 to about half)."""
+        n, T = self.meta["n"], len(self.targets)
+        return len(self.rows) * (-(-n // 8) + 4 * T + 40)
+
+    def describe(self, run_dir) -> str:
+        """The one line said before writing: how many models, shards and bytes, from which files."""
+        return (f"import: {len(self.rows):,} models (n={self.meta['n']:,}, T={len(self.targets):,}) in "
+                f"{self.num_shards:,} shards, up to {size_text(self.shard_bytes)} into {Path(run_dir)}/shards, "
+                f"reading {size_text(len(self.rows) * (self.source.masks.row_bytes + self.source.margins.row_bytes))}"
+                f" of the {self.source.kind}")
 
     def models(self, shard: int) -> range:
         k = self.models_per_shard
@@ -355,7 +376,7 @@ def plan_import(settings: ImportSettings, config: dict, progress: bool = True) -
     if isinstance(settings.targets, str) and settings.targets.startswith("per_class:"):
         targets = per_class_targets(settings.targets, None if data is None else data.labels[data.is_test])
     else:
-        targets = selection(settings.targets, source_T, "source.targets")
+        targets = selection(settings.targets, source_T, "source.targets", "margin columns")
         targets = np.arange(source_T) if targets is None else np.sort(targets)
     if settings.models_per_shard * (n + 4 * len(targets)) > _SHARD_BYTES:
         raise ImportSourceError(f"source.models_per_shard={settings.models_per_shard} holds more than "
@@ -469,9 +490,13 @@ def _save(path: Path, array: np.ndarray) -> None:
         np.save(f, array)
 
 
-def run_import(run_dir, settings: ImportSettings, config: dict, progress: bool = True) -> tuple[ImportPlan, int, int]:
-    """Import ``settings``' source into ``run_dir``: the plan, shards written now, shards already there."""
+def run_import(run_dir, settings: ImportSettings, config: dict, progress: bool = True,
+               announce=None) -> tuple[ImportPlan, int, int]:
+    """Import ``settings``' source into ``run_dir``: the plan, shards written now, shards already
+    there. ``announce`` (e.g. ``print``) is told what will be read and written before any of it is."""
     plan = plan_import(settings, config, progress)
+    if announce is not None:
+        announce(plan.describe(run_dir))
     written, present = write_import(plan, run_dir, progress)
     return plan, written, present
 

@@ -30,10 +30,11 @@ from scipy import sparse
 from tqdm.auto import tqdm
 
 from . import __version__
+from .errors import StoreError, UserError
 from .masks import MaskDesign, training_seed
 from .run_folder import RunFolder, check_identity
 from .store import FORMAT, ModelRecord, read_shard_meta, write_shard
-from .tables import read_frame, write_atomic, write_frame
+from .tables import check_free_space, read_frame, size_text, write_atomic, write_frame
 
 # Stream tag of the per-target game seeds, beside the mask (0) and training-seed (1) streams.
 _GAME_STREAM = 2
@@ -330,9 +331,19 @@ def _planted_models(games: _PlantedGames, design: MaskDesign, noise_sd: np.ndarr
     return masks[rows], (values[rows] + noise_sd * noise).astype(np.float32), seeds
 
 
+def planted_release_bytes(n: int, T: int, num_models: int, n_mains: int | None = None, tail_sd: float = 0.0,
+                          **game) -> int:
+    """What :func:`write_planted_release` writes, in bytes: the masks (one byte a player and
+    model), the float16 margins, the labels, and about 32 bytes a row of the truth (one row per
+    main effect of every target: all ``n`` players without ``n_mains`` or with a tail)."""
+    header = 128  # an .npy header
+    terms = n if n_mains is None or tail_sd else n_mains + 20  # + the planted groups' members and terms
+    return 3 * header + num_models * n + 2 * num_models * T + 8 * n + 32 * T * terms
+
+
 def write_planted_release(folder: str | os.PathLike, n: int, T: int, num_models: int, alpha: float = 0.5,
                           noise: float = 0.5, seed: int = 0, num_classes: int = 10, progress: bool = True,
-                          block: int = 1000, **game) -> dict[str, Path]:
+                          block: int = 1000, announce=None, **game) -> dict[str, Path]:
     """Planted games in the datamodels release's format (:mod:`datamodels.importing`): the files
     ``train_masks_<pct>pct.npy`` (bool ``[num_models, n]``), ``test_margins_<pct>pct.npy``
     (float16 ``[num_models, T]``), ``labels.npy`` (int64 ``[n]``, uniform classes) and
@@ -342,10 +353,17 @@ def write_planted_release(folder: str | os.PathLike, n: int, T: int, num_models:
     (mask, noise, game), its margins rounded to float16 as the release stores them. Written
     ``block`` models at a time into memory-mapped files (``np.lib.format.open_memmap``), so memory
     stays bounded at any size; each file is built under a hidden name and renamed when whole.
+    Refused before anything is written when the folder's disk has less free space than
+    :func:`planted_release_bytes`; ``announce`` (e.g. ``print``) is told the size first.
     """
     from .importing import release_files
 
     folder = Path(folder)
+    needed = planted_release_bytes(n, T, num_models, **game)
+    what = f"the planted release ({num_models:,} models x {n:,} players, {T:,} targets)"
+    if announce is not None:
+        announce(f"{folder}: writing {what}: {size_text(needed)}")
+    check_free_space(folder, needed, what)
     folder.mkdir(parents=True, exist_ok=True)
     defaults = {name: p.default for name, p in inspect.signature(planted_game).parameters.items()
                 if name not in ("n", "seed")}
@@ -380,9 +398,16 @@ def write_planted_release(folder: str | os.PathLike, n: int, T: int, num_models:
 
 def read_planted_truth(run_dir: str | os.PathLike) -> dict[int, dict]:
     """Target -> the Möbius spectrum planted for it (``{(): constant, (i,): main, (i, j): pair, ...}``),
-    from a planted run folder or a truth file (``truth.parquet`` of a planted release)."""
+    from a planted run folder (its ``planted/truth.parquet``), a planted release's folder (the
+    ``truth.parquet`` beside its ``.npy`` files, as ``--release DIR`` writes it) or a truth file."""
     path = Path(run_dir)
-    frame, _ = read_frame(path if path.suffix == ".parquet" else RunFolder(path).planted_truth, "planted")
+    if path.suffix != ".parquet":
+        found = [p for p in (RunFolder(path).planted_truth, path / "truth.parquet") if p.is_file()]
+        if not found:
+            raise StoreError(f"{path} holds no planted truth: neither {RunFolder(path).planted_truth} (a planted run "
+                             f"folder) nor {path / 'truth.parquet'} (a planted release)")
+        path = found[0]
+    frame, _ = read_frame(path, "planted")
     truth: dict[int, dict] = {}
     for t, members, value in zip(frame["target"], frame["members"], frame["mobius"]):
         truth.setdefault(int(t), {})[tuple(int(i) for i in members)] = float(value)
@@ -412,8 +437,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     duplicates = [[int(i) for i in group.split(",")] for group in args.duplicates.split(";") if group.strip()]
     if args.release:
-        paths = write_planted_release(args.release, args.n, args.targets, args.masks, args.alpha, args.noise,
-                                      args.seed, n_mains=args.n_mains, tail_sd=args.tail_sd, duplicates=duplicates)
+        try:
+            paths = write_planted_release(args.release, args.n, args.targets, args.masks, args.alpha, args.noise,
+                                          args.seed, announce=print, n_mains=args.n_mains, tail_sd=args.tail_sd,
+                                          duplicates=duplicates)
+        except UserError as err:
+            parser.exit(1, f"error: {err}\n")
         print(f"{args.release}: {', '.join(path.name for path in paths.values())} ({args.masks} models, n={args.n}, "
               f"T={args.targets})")
         return

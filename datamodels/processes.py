@@ -30,6 +30,16 @@ def _exit_when_orphaned(parent: int) -> None:
     os._exit(1)
 
 
+def parent_of(pid: int) -> int | None:
+    """The parent process id of process ``pid`` of this host (``/proc``); None when it is gone or
+    a zombie (or there is no ``/proc``)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] in "ZXx" else int(fields[1])
+
+
 def leave_with_parent() -> None:
     """Exit this process (at once, code 1) as soon as its parent is gone; a daemon thread checks
     every second. Work already written stays: the store's writes are atomic."""

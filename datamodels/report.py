@@ -9,6 +9,7 @@ instead of failing. The docs it cites are copied beside the page, so the folder 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from html import escape
 from pathlib import Path
@@ -16,9 +17,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from .analysis import (KINDS, AnalysisError, RunView, class_pair_patterns, default_method, faithfulness_summary,
-                       plot_faithfulness, plot_interactions, plot_player, plot_target, pruning_grid, pruning_paired,
-                       pruning_table, strongest_targets, strongest_terms, term_strength, top_effects,
+from .analysis import (KINDS, AnalysisError, RunView, _named, class_pair_patterns, compare_sentence, default_method,
+                       faithfulness_conclusion, faithfulness_summary, pair_sentence, plot_faithfulness,
+                       plot_interactions, plot_player, plot_target, pruning_conclusion, pruning_grid, pruning_paired,
+                       pruning_table, strongest_pair, strongest_targets, strongest_terms, term_strength, top_effects,
                        worst_fitted_targets)
 from .duplicates import named_candidates, plot_candidates
 from .errors import StoreError
@@ -43,19 +45,34 @@ helps the model get the target right; negative: it pushes towards another class.
 <li><b>Synergy</b>: a pair's <i>m({{i,j}})</i> has the same sign as the sum of its members' main
 effects: together they do more than the sum of their parts.</li>
 <li><b>Redundancy</b>: <i>m({{i,j}})</i> has the opposite sign: together they do less than the sum,
-each covers for the other (near-duplicates). Triples are judged the same way.</li></ul>
+each covers for the other (near-duplicates).</li>
+<li><b>Triples</b> are judged as a group: synergy only when <i>m(S)</i> has the sign of the members'
+main effects and none of its pairs is redundant; redundancy when <i>m(S)</i> plus its pairs' <i>m</i>
+has the opposite sign. Three look-alikes of which any one suffices have <i>m</i> = +1 on each member,
+&minus;1 on each pair and +1 on the triple: the +1 only undoes the pairs' over-correction, and the group
+is redundant, not synergistic.</li></ul>
 <p><b>Faithfulness</b>: how well the fitted model predicts margins of models it never saw
 (held-out R^2, and Spearman rank correlation, the LDS). Details: {docs}; pruning: {pruning}.</p>"""
 
 KIND_TITLE = {"main": "main effects", "synergy": "synergy", "redundancy": "redundancy"}
+KIND_RULE = {
+    "main": "",
+    "synergy": ("A pair is synergistic when its Möbius coefficient m has the sign of the sum of its members' main "
+                "effects: kept together they move the margin further than the sum of their main effects. A triple "
+                "is shown here only when m has that sign and none of its pairs is redundant (see the reading "
+                "guide). Targets are ranked by their strongest synergy pair."),
+    "redundancy": ("A pair is redundant when its Möbius coefficient m has the sign opposite to the sum of its "
+                   "members' main effects: one suffices, the other adds little once it is kept. A triple is shown "
+                   "here when m plus its pairs' m has that opposite sign (e.g. three look-alikes of which any one "
+                   "suffices). Targets are ranked by their strongest redundancy pair."),
+}
 KIND_TEXT = {
     "main": "Each row: the target, then one training player with its main effect m: the margin it adds "
             "when kept (m > 0 helps the model get the target right).",
     "synergy": "Each row: the target, then the members of one synergistic pair or triple, with its Möbius "
-               "coefficient m. Same sign as the sum of the members' main effects: they matter together.",
+               "coefficient m. " + KIND_RULE["synergy"],
     "redundancy": "Each row: the target, then the members of one redundant pair or triple, with its Möbius "
-                  "coefficient m. Opposite sign to the sum of the members' main effects: one suffices, the other adds "
-                  "little once it is kept.",
+                  "coefficient m. " + KIND_RULE["redundancy"],
 }
 
 # The table of the strongest terms over all targets shows at most this many of one target.
@@ -69,6 +86,12 @@ STRENGTH_TEXT = ("Each row: a target, the members of one pair or triple of its f
 
 KIND_BARS = ("Each target: the distribution of its margin over the models, then one bar per term: its Möbius "
              "coefficient m (blue: m > 0), labelled with its members, by player index and class.")
+# What a figure of a target's strongest terms of each kind holds (its caption's end).
+KIND_SHOWN = {"main": "",
+              "synergy": " (pairs whose m has the sign of their main effects, and triples synergistic as a group)",
+              "redundancy": " (pairs whose m has the sign opposite to their main effects, and triples redundant as a "
+                            "group)"}
+KIND_BARS_TEXT = {kind: f"{KIND_BARS} {rule}".strip() for kind, rule in KIND_RULE.items()}
 
 DUPLICATES_TEXT = ("Groups of players that cancel each other's effect: for each pair, the fraction of its members' "
                    "main effect its pair term cancels, pooled over the targets (1: exact duplicates, each teaching "
@@ -81,15 +104,123 @@ DUPLICATES_TEXT = ("Groups of players that cancel each other's effect: for each 
 CLASS_PAIRS_TEXT = ("Each row: {target}the classes of the two members of a pair (class_a, class_b), and how many of "
                     "the fitted pairs of that kind have these classes (pairs).")
 
+# What each column of the page's tables holds: the legend under every table. A key "fraction"
+# describes the numeric columns that are kept fractions (0.9, 0.7, ...).
+INTERVAL = "the 95% interval of {}"
+LEGENDS = {
+    "faithfulness": {
+        "method": "the fit (jobs/fit.py fit=<method>)", "targets": "targets it fitted",
+        "R2 q05": "held-out R^2 at the 5% quantile over the targets (1: margins of unseen models predicted exactly; "
+                  "0: no better than their mean)",
+        **{f"R2 q{q:02d}": f"the same at the {q}% quantile" for q in (25, 75, 95)},
+        "R2 median": "the same at the median",
+        "Spearman (LDS) median": "median over the targets of the rank correlation between predicted and actual "
+                                 "margins of the held-out models (the linear datamodeling score)"},
+    "worst": {
+        "target": "the target (its class in brackets)",
+        "r2": "held-out R^2 of its fit", "spearman": "held-out Spearman rank correlation (LDS)",
+        "noise_ceiling": "the R^2 that the margin's true mean per mask reaches against single training seeds: the "
+                         "most any surrogate can explain",
+        "r2_fraction_of_ceiling": "r2 as a fraction of noise_ceiling"},
+    "terms": {
+        "target": "the target (its class in brackets)",
+        "players": "the members of the pair or triple: player index (class, examples in the group)",
+        "kind": "synergy or redundancy by the rule of the reading guide (pairs: m against the members' main "
+                "effects; triples judged as groups; mixed: a triple that is neither)",
+        "m": "the Möbius coefficient m(S): the margin the set adds when all its members are kept, beyond its "
+             "subsets' terms",
+        "|m| / residual sd": "|m| in units of the target's residual sd, the criterion that ranks the rows"},
+    "classes": {
+        "target_class": "the target's class", "class_a": "the class of one member of the pair",
+        "class_b": "the class of the other member", "pairs": "fitted pairs of this kind with these classes"},
+    "duplicates": {
+        "rank": "the group's rank, best first", "players": "the group's members: player index (class)",
+        "score": "the mean fraction of its members' main effect that its pairs cancel (1: exact duplicates)",
+        "targets": "the most targets one of its pairs matters to", "size": "players in the group"},
+    "pair checks": {
+        "group": "which pairs: the fit's pairs (by stratum of rank where stratified) or the random controls",
+        "pairs": "pairs checked", "confirmed": "pairs measured significant with the predicted sign (controls: "
+                                               "significant at all, a false alarm)",
+        "rate": "confirmed / pairs", "lo": INTERVAL.format("rate (Wilson's)"), "hi": INTERVAL.format("rate"),
+        "right_sign": "pairs measured with the sign the fit predicts",
+        "real_at_least": "a lower bound on the share of real pairs: 2 x (share with the right sign) - 1",
+        "real_lo": INTERVAL.format("real_at_least"), "real_hi": INTERVAL.format("real_at_least"),
+        "slope": "least-squares slope of measured on predicted over every check (1: the fit's sizes are right)",
+        "slope_lo": INTERVAL.format("slope"), "slope_hi": INTERVAL.format("slope"),
+        "exact_agreement": "share of checks within two standard errors of the exhaustive sweep's exact value"},
+    "pair rows": {
+        "target": "the target the pair was checked on", "i": "one member of the pair", "j": "the other member",
+        "kind": "the fit's label of the pair (synergy or redundancy)",
+        "predicted": "the fit's expected double difference at the run's alpha",
+        "measured": "the measured double difference f(S+i+j) - f(S+i) - f(S+j) + f(S)",
+        "lo": INTERVAL.format("measured"), "hi": INTERVAL.format("measured"),
+        "exact": "the exact double difference of the exhaustive sweep",
+        "confirmed": "significant after Benjamini-Hochberg, with the predicted sign"},
+    "removals": {
+        "method": "who chose the removed set", "k": "players removed", "targets": "targets measured",
+        "drop": "the target's margin with the set minus without, mean over targets",
+        "lo": INTERVAL.format("drop"), "hi": INTERVAL.format("drop"),
+        "flip_rate": "how often removing the set turns a right prediction wrong",
+        "predicted": "the drop the fit predicts, mean over targets",
+        "spearman_predicted_measured": "rank correlation of predicted and measured drops over every set of the check"},
+    "removal pairs": {
+        "k": "players removed", "method": "who chose the removed set", "against": "the method it is compared with",
+        "targets": "targets measured by both", "difference": "the method's drop minus against's, mean over targets",
+        "lo": INTERVAL.format("difference"), "hi": INTERVAL.format("difference"),
+        "p": "two-sided p-value of the paired t-test"},
+    "pruning": {"method": "the pruning method (docs/pruning.md)",
+                "fraction": "the fraction of the training players kept: holdout accuracy, mean [95% interval] over "
+                            "seeds"},
+    "pruning paired": {"method": "the pruning method",
+                       "fraction": "the fraction kept: the method's holdout accuracy minus the best baseline's at "
+                                   "that fraction, paired by seed, mean [95% interval] vs that baseline; 'best "
+                                   "baseline': the method is that baseline"},
+    "keep-sets": {"method": "the pruning method", "fraction": "the fraction asked for: players kept (first draw)"},
+}
+# Why a column holds no value: the legend says so where a column is partly empty, and an empty column is left out.
+MISSING = {
+    "noise_ceiling": "the noise ceiling needs repeated masks, sweep.repeats>=2 (each mask trained with two or more "
+                     "seeds); this run has sweep.repeats={repeats}",
+    "r2_fraction_of_ceiling": "it needs the noise ceiling, so sweep.repeats>=2",
+    "right_sign": "a control pair has no predicted sign", "real_at_least": "a control pair has no predicted sign",
+    "real_lo": "a control pair has no predicted sign", "real_hi": "a control pair has no predicted sign",
+    "slope": "fewer than 3 measured checks", "slope_lo": "fewer than 3 measured checks",
+    "slope_hi": "fewer than 3 measured checks",
+    "measured": "a cell of the 2x2 had fewer than 2 models", "lo": "no interval: too few measurements",
+    "hi": "no interval: too few measurements", "p": "no test: too few targets",
+    "exact": "the sweep is not exhaustive", "fraction": "that method was not evaluated at that fraction",
+}
+
+
+# A relative Markdown link of a docs page: ``](target#anchor)`` (not a web address or an anchor alone).
+DOC_LINK = re.compile(r"\]\((?![a-z]+:|#)([^)#\s]+)(?:#[^)\s]*)?\)")
+
+
+def _copy_docs(out: Path, name: str) -> None:
+    """Copy the docs page ``name`` under ``out/docs/``, and every docs page it links to, and so on:
+    the copied pages' relative links then resolve inside the report folder."""
+    todo, seen = [name], set()
+    while todo:
+        page = todo.pop()
+        if page in seen:
+            continue
+        seen.add(page)
+        target = out / "docs" / page
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(DOCS / page, target)
+        for link in DOC_LINK.findall((DOCS / page).read_text()):
+            linked = os.path.normpath(os.path.join(os.path.dirname(page), link))
+            if not linked.startswith("..") and (DOCS / linked).is_file():
+                todo.append(linked)
+
 
 def _docs_link(out: Path, name: str) -> str:
-    """A link to one of the package's docs, copied beside the page (a relative link that still
-    works when the report folder is shared); the bare name where the docs are not installed."""
-    source = DOCS / name
-    if not source.exists():
+    """A link to one of the package's docs, copied beside the page with the pages it links to (a
+    relative link that still works when the report folder is shared); the bare name where the
+    docs are not installed."""
+    if not (DOCS / name).exists():
         return f"docs/{name}"
-    (out / "docs").mkdir(exist_ok=True)
-    shutil.copyfile(source, out / "docs" / name)
+    _copy_docs(out, name)
     return f'<a href="docs/{escape(name)}">docs/{escape(name)}</a>'
 
 
@@ -132,10 +263,21 @@ def write_report(view: RunView, page: str | os.PathLike, targets_per_kind: int =
         body.append(f'<figure><img src="{written[key]}" alt="{escape(caption)}">'
                     f'<figcaption>{escape(caption)}</figcaption></figure>')
 
-    def table(frame: pd.DataFrame) -> None:
-        body.append(frame.to_html(index=False, float_format=lambda v: f"{v:.4f}", border=0, classes="table"))
-
     meta = view.meta
+    missing = {c: why.format(repeats=meta.get("repeats")) for c, why in MISSING.items()}
+
+    def table(frame: pd.DataFrame, legend: str) -> None:
+        """The table, then its legend: what each column holds; a column with no value in this run
+        is left out, and one with some says why (``n/a``)."""
+        body.append(_table_html(frame, LEGENDS[legend], missing))
+
+    conclusions: list[tuple[str, str]] = []
+
+    def conclude(section: str, text: str) -> None:
+        """The section's last sentence: its conclusion, computed from the data it shows."""
+        conclusions.append((section, text))
+        body.append(f'<p class="conclusion"><b>Conclusion:</b> {escape(text)}.</p>')
+
     body.append(f"<h1>datamodels report: {escape(view.run_dir.name)}</h1>")
     try:
         collected = f"{len(view.models.model_index)} of {meta['num_models']} models collected"
@@ -151,16 +293,21 @@ def write_report(view: RunView, page: str | os.PathLike, targets_per_kind: int =
     try:
         metrics = view.fit_metrics
         body.append("<h2>Faithfulness on held-out models</h2>")
-        metrics.sort_values(["method", "target"]).to_csv(view.folder.report_faithfulness, index=False)
+        # beside the page, wherever it is written, so that its relative link resolves
+        metrics.sort_values(["method", "target"]).to_csv(out / view.folder.report_faithfulness.name, index=False)
+        ceiling = ("" if metrics["noise_ceiling"].notna().any() else
+                   f" (the noise ceiling is NaN throughout: {missing['noise_ceiling']})")
         body.append(f"<p>Quantiles over the fitted targets of each method. Every target's row "
-                    f"({len(metrics):,} rows: held-out R^2, Spearman, noise ceiling, working set, fit time) is in "
+                    f"({len(metrics):,} rows: held-out R^2, Spearman, noise ceiling{escape(ceiling)}, working set, "
+                    f"fit time) is in "
                     f'<a href="{view.folder.report_faithfulness.name}">{view.folder.report_faithfulness.name}</a>.</p>')
-        table(faithfulness_summary(view).round(4).reset_index())
+        table(faithfulness_summary(view).round(4).reset_index(), "faithfulness")
         figure(("faithfulness",), lambda: plot_faithfulness(view), "held-out R^2 per target and method")
         for fitted in sorted(metrics["method"].unique()):
             body.append(f"<h3>The {worst_targets} worst-fitted targets of {fitted}</h3>")
             worst = worst_fitted_targets(view, worst_targets, fitted)
-            table(worst.drop(columns=["target", "method"]).rename(columns={"target_name": "target"}))
+            table(worst.drop(columns=["target", "method"]).rename(columns={"target_name": "target"}), "worst")
+        conclude("faithfulness", faithfulness_conclusion(view))
         method = default_method(view)
         strength = term_strength(view, method)
         body.append(f"<h2>The strongest interactions over all targets ({method})</h2>")
@@ -168,36 +315,62 @@ def write_report(view: RunView, page: str | os.PathLike, targets_per_kind: int =
         terms = strongest_terms(view, top_terms, method, strength=strength, per_target=TERMS_PER_TARGET)
         if terms.empty:
             body.append(f"<p>No pairs or triples in the {method} fit.</p>")
+            conclude("strongest interactions", f"the {method} fit has no pair or triple")
         else:
             table(terms[["target_name", "players", "kind", "mobius", "strength"]].rename(
-                columns={"target_name": "target", "mobius": "m", "strength": "|m| / residual sd"}))
+                columns={"target_name": "target", "mobius": "m", "strength": "|m| / residual sd"}), "terms")
+            counts = terms["kind"].value_counts()
+            top = terms.iloc[0]
+            conclude("strongest interactions",
+                     f"of the {len(terms)} strongest pairs and triples, "
+                     + ", ".join(f"{counts.get(k, 0)} {'are' if counts.get(k, 0) != 1 else 'is'} {k}"
+                                 for k in ("redundancy", "synergy", "mixed") if k != "mixed" or k in counts)
+                     + f"; the strongest is {top['players']} on {top['target_name']} ({top['kind']}, m = "
+                       f"{top['mobius']:+.3f}, {top['strength']:.2f} residual sd)")
         for kind in KINDS:
             body.append(f"<h2>Targets with the strongest {KIND_TITLE[kind]}</h2>")
-            chosen = strongest_targets(view, kind, targets_per_kind, method, strength)
-            text = KIND_TEXT[kind] if view.has_images else KIND_BARS
-            body.append(f"<p>{text}</p>" if chosen else f"<p>No {KIND_TITLE[kind]} found.</p>")
+            # synergy and redundancy: targets ranked by their strongest pair, the unit the rule is stated for
+            ranked = strength if kind == "main" else strength[strength["order"] == 2]
+            chosen = strongest_targets(view, kind, targets_per_kind, method, ranked)
+            text = KIND_TEXT[kind] if view.has_images else KIND_BARS_TEXT[kind]
+            body.append(f"<p>{escape(text)}</p>" if chosen else f"<p>No {KIND_TITLE[kind]} found.</p>")
+            shown = KIND_SHOWN[kind]
             for t in chosen:
                 figure(("target", t), lambda: plot_target(view, t),
                        f"{view.target_name(t)}: {'image and ' if view.has_images else ''}margin distribution")
                 figure(("effects", t, kind), lambda: plot_interactions(view, t, kind, method=method),
-                       f"{view.target_name(t)}: its strongest {KIND_TITLE[kind]}")
+                       f"{view.target_name(t)}: its strongest {KIND_TITLE[kind]}{shown}")
             if chosen and view.has_images and (view.player_size > 1).any():
                 members = top_effects(view, chosen[0], kind=kind, k=1, method=method)["members"][0]
                 for player in members:
                     figure(("player", int(player)), lambda: plot_player(view, int(player)),
                            f"every image of player #{player}, in target {chosen[0]}'s strongest {KIND_TITLE[kind]}")
+            conclude(KIND_TITLE[kind], _kind_conclusion(view, kind, method, strength))
         body.append("<h2>Which classes pair up</h2>")
         if view.player_labels is None:
             body.append("<p class='missing'>The players' classes are unknown in this run (no dataset linked, no "
                         "labels file).</p>")
+            conclude("classes", "without the players' classes no class pattern can be read from this run")
         else:
             target = "a target's class (target_class), " if view.has_images else ""
             body.append(f"<p>{CLASS_PAIRS_TEXT.format(target=target)}</p>")
+            same = {}
             for kind in ("synergy", "redundancy"):
                 body.append(f"<h3>{kind}</h3>")
-                table(class_pair_patterns(view, kind, method).head(10))
+                patterns = class_pair_patterns(view, kind, method)
+                if patterns.empty:
+                    body.append(f"<p>No {kind} pairs.</p>")
+                else:
+                    table(patterns.head(10), "classes")
+                same[kind] = (int(patterns.loc[patterns["class_a"] == patterns["class_b"], "pairs"].sum()),
+                              int(patterns["pairs"].sum()))
+            conclude("classes", "; ".join(
+                f"{s} of {n} {kind} pairs ({s / n:.0%}) join two players of one class" if n else f"no {kind} pairs"
+                for kind, (s, n) in same.items()))
     except AnalysisError as err:
         body.append(f"<p class='missing'>{escape(str(err))}</p>")
+        if any(part.startswith("<h2>") for part in body[3:]):  # a section was begun: it ends saying why it stopped
+            conclude("fit", "this section stops at the error above: nothing more can be concluded from the fit")
     if view.folder.duplicate_candidates.exists():
         body.append("<h2>Candidate duplicates</h2>")
         body.append(f"<p>{DUPLICATES_TEXT.format(path=os.path.relpath(view.folder.duplicate_candidates, view.run_dir))}"
@@ -206,15 +379,20 @@ def write_report(view: RunView, page: str | os.PathLike, targets_per_kind: int =
             named = named_candidates(view, top_groups)
             if named.empty:
                 body.append("<p>No pair cancels significantly more than duplicates.min_fraction of its members' effect.</p>")
+                conclude("duplicates", "no candidate duplicate groups: no pair cancels significantly more than "
+                                       "duplicates.min_fraction of its members' effect")
             else:
-                table(named)
+                table(named, "duplicates")
+                best = named.iloc[0]
+                conclude("duplicates", f"{len(named)} candidate groups are listed; the best, {best['players']}, "
+                                       f"cancels {best['score']:.2f} of its members' main effect on average")
                 if view.has_images:
                     figure(("duplicates",), lambda: plot_candidates(view),
                            "the best candidate groups, each member's (first) image side by side")
         except (AnalysisError, StoreError) as err:
             body.append(f"<p class='missing'>{escape(str(err))}</p>")
     if view.ablations():
-        _retraining_checks(view, out, body, figure, table)
+        _retraining_checks(view, out, body, figure, table, conclude)
     body.append("<h2>Pruning</h2>")
     body.append(f"<p>Keep-sets of each method at each kept fraction, retrained and judged on the holdout "
                 f"split only (never on the targets). The methods and how to read the results: "
@@ -222,28 +400,87 @@ def write_report(view: RunView, page: str | os.PathLike, targets_per_kind: int =
     try:
         if not view.folder.keep_sets.exists():
             body.append("<p class='missing'>No keep-sets yet: run jobs/prune.py.</p>")
+            conclude("pruning", "no keep-sets yet, so nothing to compare")
         elif not view.folder.evaluation.exists():
             body.append("<p>The keep-sets have not been retrained (jobs/evaluate_pruning.py; it needs the run's "
                         "dataset). Players kept by each method at each fraction:</p>")
-            table(_keep_set_sizes(view).reset_index())
+            table(_keep_set_sizes(view).reset_index(), "keep-sets")
+            keep = view.keep_sets
+            conclude("pruning", f"keep-sets of {keep['method'].nunique()} methods at {keep['fraction'].nunique()} "
+                                f"kept fractions are written but not retrained: no holdout accuracy to compare yet")
         else:
             body.append("<p>Holdout accuracy of models retrained on each keep-set under the full set's step budget: "
                         "mean and 95% interval over the seeds (the randomised methods: one draw per seed).</p>")
-            table(pruning_grid(view).reset_index())
+            table(pruning_grid(view).reset_index(), "pruning")
             body.append("<p>Each method minus the best baseline at that fraction, paired by seed (an interval "
                         "above 0: better than every baseline).</p>")
-            table(pruning_paired(view).reset_index())
+            table(pruning_paired(view).reset_index(), "pruning paired")
             figure(("pruning",), lambda: plot_pruning(pruning_table(view)),
                    "holdout accuracy against fraction kept (mean and 95% interval)")
+            conclude("pruning", pruning_conclusion(view))
     except (AnalysisError, StoreError) as err:
         body.append(f"<p class='missing'>{escape(str(err))}</p>")
     style = ("body{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}"
              "img{max-width:100%}figure{margin:1em 0}figcaption{font-size:0.85em;color:#555}"
              ".table{border-collapse:collapse;font-size:0.85em}.table td,.table th{padding:2px 8px;"
-             "border-bottom:1px solid #ddd;text-align:right}.missing{color:#a33}")
+             "border-bottom:1px solid #ddd;text-align:right}.missing{color:#a33}"
+             ".legend{font-size:0.8em;color:#555}.conclusion{border-left:3px solid #4a7;padding-left:6px}")
     page.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>datamodels report</title>"
                     f"<style>{style}</style></head><body>{''.join(body)}</body></html>")
+    (out / CONCLUSIONS).write_text("".join(f"{section}: {text}.\n" for section, text in conclusions))
     return page
+
+
+# Beside the page: one line per section, its conclusion (what jobs/report.py prints).
+CONCLUSIONS = "conclusions.txt"
+
+
+def _table_html(frame: pd.DataFrame, legend: dict, missing: dict) -> str:
+    """``frame`` as HTML with its legend: every column explained (``legend``; numeric column
+    names are kept fractions, explained once by ``legend["fraction"]``). A column without any
+    value is left out and the legend says why (``missing``); one with some missing values shows
+    them as ``n/a`` and its entry says why."""
+    def key(column) -> str:
+        return "fraction" if isinstance(column, (int, float)) else column
+
+    notes, shown = [], frame
+    for column in frame.columns:
+        if len(frame) and frame[column].isna().all():
+            shown = shown.drop(columns=column)
+            notes.append(f"<b>{escape(str(column))}</b> is left out: "
+                         f"{escape(missing.get(key(column), 'it has no value in this run'))}")
+    entries: dict[str, list] = {}
+    for column in shown.columns:
+        text = legend.get(key(column), "no description")
+        if shown[column].isna().any():
+            text += f" (n/a: {missing.get(key(column), 'no value')})"
+        entries.setdefault(text, []).append(str(column))
+    legend_html = "; ".join(f"<b>{escape(', '.join(names))}</b>: {escape(text)}" for text, names in entries.items())
+    html = shown.to_html(index=False, float_format=lambda v: f"{v:.4f}", border=0, classes="table", na_rep="n/a")
+    return f"{html}<p class=\"legend\">{'. '.join([legend_html, *notes])}.</p>"
+
+
+def _kind_conclusion(view: RunView, kind: str, method: str, strength: pd.DataFrame) -> str:
+    """The conclusion of a section "Targets with the strongest ...": the strongest term of the
+    kind, and for synergy and redundancy the strongest pair (the one the fit's console names)
+    and how many pairs and triples are of that kind."""
+    if kind == "main":
+        mains = strength[strength["kind"] == "main"]
+        if mains.empty:
+            return f"the {method} fit has no main effect"
+        row = _named(view, strength.loc[[mains["strength"].idxmax()]]).iloc[0]
+        return (f"the strongest main effect is {row['players']} on {view.target_name(int(row['target']))} "
+                f"(m = {row['mobius']:+.3f}, {row['strength']:.2f} residual sd)")
+    counts = strength[strength["kind"] == kind].groupby("order").size()
+    sentence = pair_sentence(view, kind, strongest_pair(view, kind, method, strength), method)
+    relabelled = 0
+    if "fit_kind" in strength:
+        triples = strength[strength["order"] == 3]
+        relabelled = int(((triples["fit_kind"] == kind) & (triples["kind"] != kind)).sum())
+    note = (f"; {relabelled} triples the fit labels {kind} are not shown as {kind}: their pairs say otherwise"
+            if relabelled else "")
+    return (f"{sentence}; the fit holds {counts.get(2, 0)} {kind} pairs and {counts.get(3, 0)} {kind} triples "
+            f"(judged as groups){note}")
 
 
 ABLATION_TEXT = {
@@ -264,8 +501,38 @@ ABLATION_TEXT = {
 }
 
 
-def _retraining_checks(view: RunView, out: Path, body: list, figure, table) -> None:
-    """The section "Checked by retraining": every measured check of ``jobs/ablate.py``."""
+def _check_conclusion(name: str, design: str, summary: pd.DataFrame, paired: pd.DataFrame | None) -> str:
+    """One sentence from a retraining check's summary: the share of the fit's pairs confirmed (and
+    of the controls), or where the interaction removals drop the margin more than linear's."""
+    if design == "removal":
+        if paired is None or paired.empty:
+            best = summary.loc[summary.groupby("k")["drop"].idxmax()]
+            return "the largest drop at each k is " + ", ".join(
+                f"{m}'s at k = {k} ({d:+.3f})" for m, k, d in zip(best["method"], best["k"], best["drop"]))
+        clauses = []
+        for (method, against), rows in paired.groupby(["method", "against"], sort=False):
+            rows = rows.sort_values("k").rename(columns={"k": "where", "lo": "ci_low", "hi": "ci_high"})
+            owner = f"{method}'" if method.endswith("s") else f"{method}'s"
+            clauses.append(compare_sentence(f"{owner} removals", rows, "k = {}",
+                                            win=f"drop the margin more than {against}'s",
+                                            lose=f"drop the margin less than {against}'s"))
+        return "; ".join(clauses)
+    fitted = summary[summary["group"] != "controls"]
+    row = fitted.iloc[-1]  # the stratified estimate over every stratum, where there are strata
+    rate = "stratified rate" if "stratified" in str(row["group"]) else "rate"
+    sentence = (f"{int(row['confirmed'])} of {int(row['pairs'])} fitted pairs are confirmed "
+                f"({rate} {row['rate']:.2f} [{row['lo']:.2f}, "
+                f"{row['hi']:.2f}]), measured/predicted slope {row['slope']:.2f}")
+    controls = summary[summary["group"] == "controls"]
+    if len(controls):
+        c = controls.iloc[0]
+        sentence += f", and {int(c['confirmed'])} of {int(c['pairs'])} random controls (false alarms)"
+    return sentence
+
+
+def _retraining_checks(view: RunView, out: Path, body: list, figure, table, conclude) -> None:
+    """The section "Checked by retraining": every measured check of ``jobs/ablate.py``, each with
+    its conclusion."""
     body.append("<h2>Checked by retraining</h2>")
     body.append(f"<p>What the fit claims, checked by training models with chosen players in or out "
                 f"(jobs/ablate.py; {_docs_link(out, 'ablation.md')}).</p>")
@@ -278,14 +545,16 @@ def _retraining_checks(view: RunView, out: Path, body: list, figure, table) -> N
             body.append(f"<p class='missing'>{escape(str(err))}</p>")
             continue
         body.append(f"<h3>{escape(name)}</h3><p>{escape(ABLATION_TEXT[design])}</p>")
-        table(summary)
+        table(summary, "removals" if design == "removal" else "pair checks")
         if design == "removal":
-            paired = view.folder.ablation_results(name)[2]
-            if paired.exists():
+            path, paired = view.folder.ablation_results(name)[2], None
+            if path.exists():
                 body.append("<p>Each method's drop minus linear's on the same targets, paired over targets.</p>")
-                table(pd.read_csv(paired))
+                paired = pd.read_csv(path)
+                table(paired, "removal pairs")
             figure(("ablation", name), lambda: plot_removals(checks), "margin drop against k, per method (mean and "
                                                                       "95% interval over targets)")
+            conclude(f"checked by retraining, {name}", _check_conclusion(name, design, summary, paired))
             continue
         figure(("ablation", name), lambda: plot_pairs(checks, "held-out models" if design == "heldout"
                                                       else "retrained"),
@@ -295,7 +564,8 @@ def _retraining_checks(view: RunView, out: Path, body: list, figure, table) -> N
                    if c in shown]
         table(shown[columns].assign(target=[view.target_name(int(t)) for t in shown["target"]],
                                     i=[view.player_name(int(p)) for p in shown["i"]],
-                                    j=[view.player_name(int(p)) for p in shown["j"]]))
+                                    j=[view.player_name(int(p)) for p in shown["j"]]), "pair rows")
+        conclude(f"checked by retraining, {name}", _check_conclusion(name, design, summary, None))
 
 
 def run_report(run_dir, force: bool = False) -> Path | None:
@@ -311,11 +581,19 @@ def run_report(run_dir, force: bool = False) -> Path | None:
     # shards by name, size and time (as the fit-ready layout tracks them): reading them all is the sweep's size
     shards = {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in shard_files(folder.shards)[0]}
     inputs = StageInputs(folder.report_record, reads, {"shards": shards})
-    if not force and inputs.unchanged([folder.report_page, folder.report_faithfulness]):
+    if not force and inputs.unchanged([folder.report_page, folder.report_faithfulness,
+                                       folder.report_page.parent / CONCLUSIONS]):
         return None
     page = write_report(RunView.open(folder.root), folder.report_page)
     inputs.save()
     return page
+
+
+def conclusions(run_dir) -> list[str]:
+    """The report's conclusions, one line per section (as the page states them), or none before
+    the report is written: what ``jobs/report.py`` prints."""
+    path = RunFolder(run_dir).report_page.parent / CONCLUSIONS
+    return path.read_text().splitlines() if path.exists() else []
 
 
 def outputs(run_dir) -> list[str]:
@@ -331,5 +609,6 @@ def outputs(run_dir) -> list[str]:
                  (folder.duplicate_pairs, "each candidate duplicate pair, measured (jobs/duplicates.py)"),
                  (folder.duplicate_candidates, "the duplicate pairs' groups, ranked (jobs/duplicates.py)"),
                  (folder.report_page, "all of it as a page; notebooks in analysis/"),
-                 (folder.report_faithfulness, "every fitted target's faithfulness, beside the page")]
+                 (folder.report_faithfulness, "every fitted target's faithfulness, beside the page"),
+                 (folder.report_page.parent / CONCLUSIONS, "the page's conclusion of each section, one per line")]
     return [f"  {os.path.relpath(path, folder.root):<30} {what}" for path, what in described if path.exists()]

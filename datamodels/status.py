@@ -61,13 +61,23 @@ def sweep_status(run_dir) -> list[str]:
                 if shard is not None:
                     latest[int(shard)] = (job["job_id"], stderr)
     states = job_states(sorted({latest[s][0] for s in missing if s in latest}))
-    claimed = [s for s in missing if folder.claim(s).exists()]  # being trained by a process, SLURM's or not
+    claims = {s: ShardClaim(folder, s) for s in missing if folder.claim(s).exists()}
+    # A claim whose holder on this host has exited, or whose lifetime has passed, holds nothing:
+    # the next sweep takes it over (ShardClaim.acquire).
+    dead = {s: claim.exited_holder() for s, claim in claims.items()}
+    dead = {s: (f"claimed by pid {pid} on this host, which has exited" if pid is not None
+                else f"its claim by {claims[s].holder.split(', claimed until')[0]} has expired")
+            for s, pid in dead.items() if pid is not None or claims[s].expired()}
+    claimed = [s for s in claims if s not in dead]  # being trained by a process, SLURM's or not
     active = [s for s in missing if states.get(latest.get(s, ("",))[0]) in ACTIVE or s in claimed]
     failed = [s for s in missing if s in latest and s not in active and latest[s][0] in states]
     if active:
         lines.append(f"  queued or running: {len(active)} shards ({compact_ranges(np.array(active))})")
     for shard in claimed:
-        lines.append(f"  shard {shard}: being trained by {ShardClaim(folder, shard).holder}")
+        lines.append(f"  shard {shard}: being trained by {claims[shard].holder}")
+    for shard, why in dead.items():
+        if shard not in active:  # else SLURM runs (or will run) a job for it
+            lines.append(f"  shard {shard}: {why}: free to train")
     for shard in failed:
         job_id, stderr = latest[shard]
         lines.append(f"  failed: shard {shard}, job {job_id} {states[job_id]}:\n      {error_tail(stderr)}")

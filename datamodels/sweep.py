@@ -112,7 +112,7 @@ class SweepRun:
         self.models_per_shard = int(sweep["models_per_shard"])
         if self.models_per_shard < 1:
             raise UserError(f"sweep.models_per_shard must be >= 1, got {self.models_per_shard}")
-        self.train_cfg = TrainConfig(**config["train"], compile=config.get("compile"))
+        self.train_cfg = TrainConfig.from_config({**config["train"], "compile": config.get("compile")})
         self.model_options = {k: v for k, v in config["model"].items() if k != "name"}
         build_model(config["model"]["name"], 1, 2, **self.model_options)  # fail now on a bad name or option
         loader = dict(config.get("loader") or {"name": "resident"})
@@ -133,7 +133,7 @@ class SweepRun:
             if self.design.kind in ("bernoulli", "fixed_size", "imported") else None,
             **({"budget": self.design.budget, "degree": self.design.degree} if self.design.kind == "spex" else {}),
             "sweep_seed": self.seed, "repeats": self.repeats, "models_per_shard": self.models_per_shard,
-            "num_models": self.num_models, "config_hash": config_hash(config), "version": __version__,
+            "num_models": self.num_models, "config_hash": self.folder.config_hash(config), "version": __version__,
             "dataset": self.data.name, "model": config["model"]["name"], "players": (config.get("players") or {}).get("kind", "example"),
         }
 
@@ -229,9 +229,20 @@ class SweepRun:
         if self.shard_is_done(shard):
             return "present"
         claim = ShardClaim(self.folder, shard)
-        if not claim.acquire():
-            log.warning(f"shard {shard}: skipped, {claim.holder} is training it")
-            return "claimed"
+        try:
+            if not claim.acquire():
+                log.warning(f"shard {shard}: skipped, {claim.holder} is training it")
+                return "claimed"
+            return self._train_claimed(shard, models, claim, progress, progress_line)
+        except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM (datamodels.cli): the claim is released by now
+            done = sum(self.folder.checkpoint(shard, i).exists() for i in models)
+            err.detail = (f"shard {shard} was written; run the same command to go on" if self.folder.shard(shard).exists()
+                          else f"shard {shard} was not finished ({done} of {len(models)} models checkpointed, kept); "
+                               f"its claim is released; run the same command to resume")
+            raise
+
+    def _train_claimed(self, shard: int, models: range, claim: ShardClaim, progress: bool,
+                       progress_line: int | None) -> str:
         with claim:
             if self.shard_is_done(shard):  # finished by the holder we waited for
                 return "present"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -80,3 +81,23 @@ def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str | Non
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def size_text(nbytes: float) -> str:
+    """``4.9 GB``, ``310 MB``, ``12 kB``: a size as a cost line says it (powers of 1000)."""
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.{1 if nbytes < 100 * scale else 0}f} {unit}"
+    return f"{int(nbytes)} B"
+
+
+def check_free_space(folder: str | os.PathLike, needed: int, what: str) -> None:
+    """Refuse (one line) to write ``needed`` bytes of ``what`` into ``folder`` (or the nearest
+    existing folder above it) when its file system has less free space."""
+    where = Path(folder).absolute()
+    while not where.exists():
+        where = where.parent
+    free = shutil.disk_usage(where).free
+    if free < needed:
+        raise StoreError(f"{what} needs {size_text(needed)} and {where} has {size_text(free)} free: free some space "
+                         f"or write it elsewhere")

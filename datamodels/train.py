@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import UserError
+from .settings import Settings
 from .loaders import ResidentLoader, ResidentSplits, augment, step_params, total_steps
 from .stacking import StackedSGD, stack_networks
 
@@ -43,7 +44,8 @@ class DivergedError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Settings):
+    section = "train"
     epochs: int = 12
     steps: int | None = None  # a fixed number of SGD steps instead of epochs
     batch_size: int = 64

@@ -58,6 +58,7 @@ from .interactions import interaction_table
 from .interactions.engine import heldout_split
 from .masks import kept_examples
 from .run_folder import RunFolder
+from .settings import Settings
 from .stage_inputs import StageInputs
 from .train import margins_of, train_network
 
@@ -79,11 +80,12 @@ def _dattri():
 
 
 @dataclass
-class TrakSettings:
+class TrakSettings(Settings):
     """``conf/trak/default.yaml``: ``models`` (K), the projection (``proj_dim``, ``proj_type``,
     ``seed``), ``regularization`` (added to ``Phi^T Phi``'s diagonal), and the fit stage's
     held-out split (``heldout_fraction``, ``split_seed``) that judges it beside the other fits."""
 
+    section = "trak"
     models: int = 10
     proj_dim: int = 512
     proj_type: str = "normal"

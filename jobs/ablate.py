@@ -15,7 +15,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from datamodels.ablation import AblateSettings, run_ablate
-from datamodels.cli import in_multirun, job
+from datamodels.cli import in_multirun, job, launch
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -39,4 +39,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    launch(main)

@@ -13,7 +13,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from datamodels.cli import job
+from datamodels.cli import job, launch
 from datamodels.fit_ready import refresh_fit_ready
 from datamodels.store import collect_run
 
@@ -38,4 +38,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    launch(main)

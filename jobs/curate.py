@@ -1,16 +1,17 @@
 """Write one keep-set with its provenance, for a curation script to consume.
 
-    python jobs/curate.py curate.method=interactions curate.fraction=0.5 [curate.export_arrays=true]
+    python jobs/curate.py curate.method=interactions curate.fraction=0.5 [curate.export_arrays=true] [force=true]
 
 Writes <out>/keep_set.parquet (player, example: indices into the train split and into the
 dataset), <out>/card.json (method, fraction, source run, dataset fingerprint, sizes) and, with
-export_arrays, <out>/dataset.npz (the kept examples' uint8 images and labels).
+export_arrays, <out>/dataset.npz (the kept examples' uint8 images and labels). The folder is written
+whole; one already there is refused, and replaced with force=true.
 """
 
 import hydra
 from omegaconf import DictConfig
 
-from datamodels.cli import job
+from datamodels.cli import job, launch
 from datamodels.pruning import run_curate
 
 
@@ -18,9 +19,9 @@ from datamodels.pruning import run_curate
 @job()
 def main(cfg: DictConfig) -> None:
     c = cfg.curate
-    written = run_curate(cfg.run_dir, c.method, c.fraction, c.out, cfg.prune.keep_sets, c.export_arrays)
+    written = run_curate(cfg.run_dir, c.method, c.fraction, c.out, cfg.prune.keep_sets, c.export_arrays, cfg.force)
     print("written: " + ", ".join(str(p) for p in written))
 
 
 if __name__ == "__main__":
-    main()
+    launch(main)

@@ -13,7 +13,7 @@ images. The report shows the top groups (jobs/report.py).
 import hydra
 from omegaconf import DictConfig
 
-from datamodels.cli import job
+from datamodels.cli import job, launch
 from datamodels.duplicates import read_candidates, read_pairs, run_duplicates
 
 
@@ -30,4 +30,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    launch(main)

@@ -11,14 +11,14 @@ of its last run (force=true redoes it).
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from datamodels.cli import job
+from datamodels.cli import job, launch
 from datamodels.pruning import PruneSettings, run_evaluation
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 @job()
 def main(cfg: DictConfig) -> None:
-    settings = PruneSettings(**OmegaConf.to_container(cfg.prune, resolve=True))
+    settings = PruneSettings.from_config(OmegaConf.to_container(cfg.prune, resolve=True))
     result = run_evaluation(cfg.run_dir, settings, cfg.torch_threads, cfg.progress, cfg.force)
     if result is None:
         print("evaluate: the evaluation is up to date with the keep-sets, skipped (force=true redoes it)")
@@ -31,4 +31,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    launch(main)

@@ -14,26 +14,28 @@ whose fit-ready layout and settings are those of its last run is skipped (force=
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from datamodels.cli import job
+from datamodels.cli import job, launch
 from datamodels.fitting import FitSettings, run_fit, run_fit_part, summary
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 @job()
 def main(cfg: DictConfig) -> None:
-    settings = FitSettings(**OmegaConf.to_container(cfg.fit, resolve=True))
+    settings = FitSettings.from_config(OmegaConf.to_container(cfg.fit, resolve=True))
     if settings.part is not None:
-        paths = run_fit_part(cfg.run_dir, settings, cfg.progress)
+        paths = run_fit_part(cfg.run_dir, settings, cfg.progress, announce=print)
         print(f"part {settings.part} of {settings.parts}: "
               + (f"wrote {', '.join(map(str, paths))}" if paths else "already written, skipped"))
-    elif (result := run_fit(cfg.run_dir, settings, cfg.progress, cfg.force)) is None:
+    elif (result := run_fit(cfg.run_dir, settings, cfg.progress, cfg.force, announce=print)) is None:
         print(f"fit={settings.method}: its inputs and settings are unchanged since the last fit, skipped "
               f"(force=true redoes it)")
     else:
         interactions, metrics, paths = result
-        print(summary(interactions, metrics))
+        from datamodels.analysis import RunView  # the margins' sd: pairs ranked as the report ranks them
+
+        print(summary(interactions, metrics, RunView.open(cfg.run_dir).margin_sd))
         print(f"wrote {', '.join(map(str, paths))}")
 
 
 if __name__ == "__main__":
-    main()
+    launch(main)

@@ -10,7 +10,7 @@ Writes <run_dir>/fit/interactions.parquet and fit_metrics.parquet from
 import hydra
 from omegaconf import DictConfig
 
-from datamodels.cli import job
+from datamodels.cli import job, launch
 from datamodels.errors import UserError
 from datamodels.fitting import merge_fit_parts
 
@@ -25,4 +25,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    launch(main)

@@ -12,7 +12,7 @@ missing shards. Then collect, fit, prune and report it like a sweep (datamodels.
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from datamodels.cli import chosen_on_command_line, job
+from datamodels.cli import chosen_on_command_line, job, launch
 from datamodels.errors import UserError
 from datamodels.importing import ImportSettings, run_import
 
@@ -24,12 +24,12 @@ def main(cfg: DictConfig) -> None:
         raise UserError("say which images the models were trained on: dataset=cifar10 (the genuine archive) "
                         "or dataset=none (no images)")
     config = OmegaConf.to_container(cfg, resolve=True)
-    settings = ImportSettings(**config["source"])
-    plan, written, present = run_import(cfg.run_dir, settings, config, cfg.progress)
+    settings = ImportSettings.from_config(config["source"])
+    plan, written, present = run_import(cfg.run_dir, settings, config, cfg.progress, announce=print)
     print(f"{cfg.run_dir}: {len(plan.rows)} models (n={plan.meta['n']}, T={plan.meta['T']}, alpha={plan.alpha}) "
           f"imported from the {plan.source.kind} layout: {written} shards written, {present} already present; "
           f"next: python jobs/collect.py run_dir={cfg.run_dir}")
 
 
 if __name__ == "__main__":
-    main()
+    launch(main)

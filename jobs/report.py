@@ -3,14 +3,16 @@
     python jobs/report.py run_dir=runs/demo
 
 Skipped when the files it reads (the sweep's shards, fit and pruning tables) are those of its
-last run (force=true redoes it). Ends with the list of the run's outputs.
+last run (force=true redoes it). Prints the page's conclusion of each section (the strongest
+synergy and redundancy pair among them, as the fit's summary names them), then the list of the
+run's outputs.
 """
 
 import hydra
 from omegaconf import DictConfig
 
-from datamodels.cli import job
-from datamodels.report import outputs, run_report
+from datamodels.cli import job, launch
+from datamodels.report import conclusions, outputs, run_report
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -18,9 +20,12 @@ from datamodels.report import outputs, run_report
 def main(cfg: DictConfig) -> None:
     page = run_report(cfg.run_dir, cfg.force)
     print(f"report: {page}" if page else "report: up to date with the run's files, skipped (force=true redoes it)")
+    if lines := conclusions(cfg.run_dir):  # the page's own sentences: the terminal and the page agree
+        print("\nwhat the report concludes, section by section:")
+        print("\n".join(f"  {line}" for line in lines))
     print(f"\noutputs of the run in {cfg.run_dir}:")
     print("\n".join(outputs(cfg.run_dir)))
 
 
 if __name__ == "__main__":
-    main()
+    launch(main)

@@ -10,7 +10,7 @@ their states come from ``sacct`` (datamodels.status). Without SLURM only the fil
 import hydra
 from omegaconf import DictConfig
 
-from datamodels.cli import job
+from datamodels.cli import job, launch
 from datamodels.status import sweep_status
 
 
@@ -21,4 +21,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    launch(main)

@@ -10,7 +10,7 @@ process is training is skipped too. A multirun reports once, at its end.
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from datamodels.cli import in_joblib_worker, in_multirun, job
+from datamodels.cli import in_joblib_worker, in_multirun, job, launch
 from datamodels.processes import worker_slot
 from datamodels.sweep import SweepRun
 
@@ -32,4 +32,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    launch(main)

@@ -11,7 +11,7 @@ settings are those of its last run (force=true redoes it).
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from datamodels.cli import job
+from datamodels.cli import job, launch
 from datamodels.fitting import summary
 from datamodels.trak import TrakSettings, run_trak
 
@@ -19,7 +19,7 @@ from datamodels.trak import TrakSettings, run_trak
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 @job()
 def main(cfg: DictConfig) -> None:
-    settings = TrakSettings(**OmegaConf.to_container(cfg.trak, resolve=True))
+    settings = TrakSettings.from_config(OmegaConf.to_container(cfg.trak, resolve=True))
     result = run_trak(cfg.run_dir, settings, cfg.progress, cfg.force)
     if result is None:
         print("trak: its inputs and settings are unchanged since the last run, skipped (force=true redoes it)")
@@ -30,4 +30,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    launch(main)

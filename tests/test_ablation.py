@@ -266,15 +266,18 @@ def test_removal_checks_measure_every_method_and_bad_input_is_one_line(exhaustiv
 
 def test_settings_are_checked_in_one_line():
     from datamodels.ablation import AblateSettings
+    from datamodels.errors import UserError
 
-    for config, message in [({"ks": 4}, r"ablate.ks=4 must be a list, e.g. ablate.ks=\[4\]"),
-                            ({"budgte": 10}, "ablate.budgte is not a setting; did you mean ablate.budget?"),
+    for config, message in [({"budgte": 10}, "ablate.budgte is not a setting; did you mean ablate.budget?"),
                             ({"design": "pair"}, "choose one of pairs, removal, heldout"),
                             ({"fdr": 1.5}, r"ablate.fdr=1.5 must lie in \(0, 1\)"),
                             ({"ks": [0, 2]}, "list of positive integers"),
                             ({"workers": 0}, "ablate.workers=0 must be a positive integer")]:
-        with pytest.raises(AblationError, match=message):
+        with pytest.raises(UserError, match=message):
             AblateSettings.from_config(config)
+    assert AblateSettings.from_config({"ks": 4}).ks == [4]  # a scalar where a list is expected (datamodels.settings)
+    with pytest.raises(AblationError, match=r"ablate.ks=4 must be a list, e.g. ablate.ks=\[4\]"):
+        AblateSettings(ks=4)  # built directly, not from the config
     assert AblateSettings(design="removal", background="full").folder_name == "removal-full"
     assert AblateSettings(name="mine").folder_name == "mine"
 

@@ -170,15 +170,93 @@ def test_html_report_renders_in_headless_chromium(pipeline, tmp_path):
         shot = tmp_path / f"{name}.png"
         subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                        f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1000,1400",
+                        f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1000,3000",
                         f"--screenshot={shot}", url], check=True, capture_output=True, timeout=120)
         return matplotlib.image.imread(shot)[..., :3]
 
     pixels = screenshot(page.as_uri(), "report")
-    assert pixels.shape[:2] == (1400, 1000)
+    assert pixels.shape[:2] == (3000, 1000)  # the legends and guide come first: figures lie below 1,400
     assert pixels.std() > 0.05, "the screenshot is blank"
     # The same page away from its PNGs shows broken images: the figures loaded where the two differ.
     detached = tmp_path / "detached.html"
     detached.write_text(html)
     broken = screenshot(detached.as_uri(), "detached")
     assert (np.abs(pixels - broken).max(axis=-1) > 0.1).mean() > 0.05, "the report's figures did not render"
+
+
+def test_every_figures_block_of_the_docs_is_one_the_demo_check_writes():
+    from benchmarks.demo_figures import BLOCKS, PAGES, page_blocks
+
+    named = {name for page in PAGES for name in page_blocks(page.read_text())}
+    assert named == set(BLOCKS)  # a block the check does not know, or one no page holds, would go unchecked
+
+
+@pytest.mark.slow
+def test_demo_figures_check_fails_when_a_page_drifts_from_the_run(pipeline, tmp_path, capsys):
+    """make docs-check's comparison, on a real run: written blocks pass; one changed figure fails with a diff."""
+    from benchmarks.demo_figures import BLOCKS, main
+
+    page = tmp_path / "page.md"
+    page.write_text("".join(f"prose\n<!-- figures:{name} -->\nSTALE\n<!-- /figures -->\n" for name in BLOCKS))
+    assert main(["--run", str(pipeline), "--pages", str(page), "--check"]) == 1
+    assert main(["--run", str(pipeline), "--pages", str(page), "--write"]) == 0
+    written = page.read_text()
+    assert "STALE" not in written and written.count("prose") == len(BLOCKS)
+    accuracy = re.search(r"holdout accuracy of the sweep's models: mean (\d\.\d{3})", written)[1]
+    expected = pd.read_parquet(pipeline / "shards", columns=["holdout_acc"])["holdout_acc"].mean()
+    assert accuracy == f"{expected:.3f}"
+    assert main(["--run", str(pipeline), "--pages", str(page), "--check"]) == 0
+    page.write_text(written.replace(f"mean {accuracy}", "mean 0.123"))
+    capsys.readouterr()
+    assert main(["--run", str(pipeline), "--pages", str(page), "--check"]) == 1
+    out = capsys.readouterr()
+    assert "-160 models; holdout accuracy of the sweep's models: mean 0.123" in out.out
+    assert "are not what" in out.err
+
+
+def _opening(notebook: str) -> str:
+    """A notebook's code up to the line that opens the run (its first code cell's start)."""
+    book = nbformat.read(ROOT / "analysis" / notebook, as_version=4)
+    source = next(c.source for c in book.cells if c.cell_type == "code")
+    lines = source.splitlines()
+    return "\n".join(lines[:next(i for i, line in enumerate(lines) if "RunView.open" in line) + 1])
+
+
+@pytest.mark.parametrize("notebook", sorted(p.name for p in (ROOT / "analysis").glob("*.ipynb")))
+def test_notebooks_open_a_relative_datamodels_run_from_the_root_as_jupyter_runs_them(tmp_path, notebook):
+    """Jupyter runs a notebook in analysis/: DATAMODELS_RUN relative to the repository's root
+    (where the user typed it) opens that run there."""
+    import os
+    import sys
+
+    from datamodels.planted import write_planted_sweep
+
+    run_dir = tmp_path / "run"
+    write_planted_sweep(run_dir, 12, 2, 40, seed=0, progress=False, n_mains=3, n_synergy=1, n_redundancy=0,
+                        n_triples=0)
+    relative = os.path.relpath(run_dir, ROOT)  # from analysis/ the same words point one folder off
+    assert not (ROOT / "analysis" / relative).exists()
+    code = _opening(notebook) + "\nprint(view.run_dir)"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT / "analysis", capture_output=True, text=True,
+                          env=dict(os.environ, DATAMODELS_RUN=relative))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(run_dir.resolve())
+
+
+def test_a_relative_datamodels_run_is_taken_from_the_cwd_first_and_its_absence_names_both_places(
+        tmp_path, monkeypatch):
+    from datamodels.analysis import _repository_root, run_dir_from_environment
+
+    assert _repository_root() == ROOT
+    (tmp_path / "runs" / "mine").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATAMODELS_RUN", "runs/mine")
+    assert run_dir_from_environment() == tmp_path.resolve() / "runs" / "mine"  # the cwd's, not the root's
+    monkeypatch.setenv("DATAMODELS_RUN", str(tmp_path / "elsewhere"))
+    assert run_dir_from_environment() == tmp_path / "elsewhere"  # absolute: as given (RunView.open says if empty)
+    monkeypatch.setenv("DATAMODELS_RUN", "runs/nowhere")
+    with pytest.raises(AnalysisError) as err:
+        run_dir_from_environment()
+    assert str(err.value) == (f"DATAMODELS_RUN=runs/nowhere: no such folder in the current directory "
+                              f"({tmp_path / 'runs/nowhere'}) nor in the repository's root ({ROOT / 'runs/nowhere'}); "
+                              f"set DATAMODELS_RUN to a run folder (absolute, or relative to either)")

@@ -178,3 +178,55 @@ def test_the_workers_of_a_parallel_sweep_end_with_their_parent(tmp_path):
     for pid in alive:
         os.kill(int(pid), signal.SIGKILL)
     assert not alive, f"workers {sorted(alive)} outlived their parent"
+
+
+# A typo on the command line: one line, before Hydra composes (datamodels.cli.launch), or from the
+# stage's settings for a key that + adds (datamodels.settings.from_section); never a traceback.
+FIT_OPTIONS = ", ".join(sorted(p.stem for p in (CONF / "fit").glob("*.yaml") if not p.stem.startswith("_")))
+
+
+@pytest.mark.parametrize("override, message", [
+    ("fit.worker=2", "fit.worker is not a setting; did you mean fit.workers?"),
+    ("+fit.worker=2", "fit.worker is not a setting; did you mean fit.workers?"),  # composes; FitSettings refuses it
+    ("fitt.workers=2", "fitt.workers is not a setting; did you mean fit.workers?"),
+    ("fit=proxyspx", f"fit=proxyspx is not an option; did you mean fit=proxyspex? (fit options: {FIT_OPTIONS})"),
+])
+def test_a_typo_in_an_override_is_one_line(tmp_path, override, message):
+    RunFolder(tmp_path).run_json.write_text("{}")  # a run folder, so that +fit.worker reaches the fit's settings
+    proc = run_job("fit.py", f"run_dir={tmp_path}", override, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and "_stage" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [f"error: {message}"]
+
+
+def test_debug_keeps_hydras_whole_message_of_a_typo(tmp_path):
+    proc = run_job("fit.py", f"run_dir={tmp_path}", "fit.worker=2", "debug=true", check=False)
+    assert proc.returncode == 1 and "Could not override 'fit.worker'" in proc.stderr
+
+
+def test_overrides_are_checked_before_hydra_composes():
+    from datamodels.cli import override_error
+
+    for args in (["fit.workers=2", "run_dir=runs/demo"], ["-m", "sweep.shard=range(0,8)", "hydra/launcher=joblib"],
+                 ["-m", "sweep.shard=range(0,2)", "hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
+                 ["hydra.job.chdir=false"], ["+fit.params.extra=1", "++fit.workers=3", "~dataset.holdout"],
+                 ["experiment=demo", "players.num_groups=5"], ["fit=linear", "fit.params.cv=3"],
+                 ["fit.worker=2", "debug=true"], ["--help"], []):
+        assert override_error(args) is None, args
+    for args, message in [
+        (["fit.worker=2"], "fit.worker is not a setting; did you mean fit.workers?"),
+        (["~fit.worker"], "fit.worker is not a setting; did you mean fit.workers?"),
+        (["-m", "sweep.shardd=range(0,8)"], "sweep.shardd is not a setting; did you mean sweep.shard?"),
+        (["fit.params.max_ordr=4"], "fit.params.max_ordr is not a setting; did you mean fit.params.max_order?"),
+        (["hydra/launcher=joblib", "hydra.launcher.n_jobz=2"],
+         "hydra.launcher.n_jobz is not a setting; did you mean hydra.launcher.n_jobs?"),
+        (["rundir=runs/demo"], "rundir is not a setting; did you mean run_dir?"),
+        (["fitt=linear"], "fitt is not a setting; did you mean fit?"),
+    ]:
+        assert override_error(args) == message, args
+    # an optional group (experiment) that Hydra would skip silently
+    assert override_error(["experiment=dem"]).startswith("experiment=dem is not an option; did you mean experiment=demo?")
+
+
+def test_every_job_checks_its_overrides_before_hydra():
+    for path in (ROOT / "jobs").glob("*.py"):
+        assert path.read_text().rstrip().endswith('if __name__ == "__main__":\n    launch(main)'), path

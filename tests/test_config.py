@@ -124,3 +124,35 @@ def test_launchers_compose(launcher):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
     assert launcher in cfg.hydra.launcher._target_.lower()
+
+
+def test_settings_refuse_unknown_keys_in_one_line_and_take_a_scalar_for_a_list():
+    """datamodels.settings, the one builder of every settings dataclass from its config section."""
+    from datamodels.ablation import AblateSettings
+    from datamodels.errors import UserError
+    from datamodels.fitting import FitSettings
+    from datamodels.importing import ImportSettings
+    from datamodels.pruning import PruneSettings
+    from datamodels.settings import from_section, list_fields, not_a_setting
+    from datamodels.train import TrainConfig
+    from datamodels.trak import TrakSettings
+
+    for cls, typo, name in [(FitSettings, "worker", "workers"), (PruneSettings, "fraction", "fractions"),
+                            (TrakSettings, "model", "models"), (ImportSettings, "mask", "masks"),
+                            (AblateSettings, "budgte", "budget"), (TrainConfig, "epoch", "epochs")]:
+        section = compose_config()[cls.section]
+        assert cls.from_config(section) == from_section(cls, section, cls.section)
+        with pytest.raises(UserError, match=rf"^{cls.section}\.{typo} is not a setting; did you mean "
+                                            rf"{cls.section}\.{name}\?$"):
+            cls.from_config(section | {typo: 1})
+    assert list_fields(PruneSettings) == {"fractions", "methods"} and list_fields(FitSettings) == {"targets"}
+    assert list_fields(AblateSettings) == {"methods", "ks"} and not list_fields(TrainConfig)
+    prune = PruneSettings.from_config(compose_config(["prune.fractions=0.5", "prune.methods=random"])["prune"])
+    assert prune.fractions == [0.5] and prune.methods == ["random"]
+    assert FitSettings.from_config(compose_config(["fit.targets=3"])["fit"]).targets == [3]
+    assert PruneSettings.from_config({"methods": None}).methods  # None stays None: the default that adapts
+    assert not_a_setting("fit.zzz", {"fit": {"workers": 1, "alpha": 2}}) == \
+        "fit.zzz is not a setting (fit settings: alpha, workers)"
+    assert not_a_setting("fitt.workerz", {"fit": {"workers": 1}}) == \
+        "fitt.workerz is not a setting; did you mean fit.workers?"
+    assert not_a_setting("fit.workers", {"fit": {"workers": 1}}) is None

@@ -183,3 +183,39 @@ def test_job_screens_a_wide_planted_sweep_and_finds_its_pairs(tmp_path):
                 assert pair in found and np.sign(found[pair]) == np.sign(value)
     proc = run_job("fit.py", f"run_dir={tmp_path}", "fit.params.screen_k=601", check=False)
     assert proc.returncode != 0 and "fit.params.screen_k=601 must be an integer in 1..600" in proc.stderr
+
+
+def test_the_fit_job_projects_its_time_from_its_first_target(tmp_path):
+    """One line, once the first target is fitted and before the rest: targets x that target's time
+    over the workers. A part (SLURM) says it too; a fit of one target has nothing left to project."""
+    import re
+
+    write_sweep(tmp_path)
+    out = run_job("fit.py", f"run_dir={tmp_path}", "fit=linear", "fit.workers=1", "progress=false").stdout
+    said = [line for line in out.splitlines() if line.startswith("fit=linear: ")]
+    assert len(said) == 1, out  # one line (the layout's build, before it, says its own)
+    found = re.fullmatch(r"fit=linear: 3 targets on (\d+) models of 24 players; the first took (\d+\.\d) s, so about "
+                         r"(\d+) s in all with 1 worker\(s\)", said[0])
+    assert found, said[0]
+    metrics = pd.read_parquet(tmp_path / "fit" / "fit_metrics.parquet")
+    assert int(found[1]) == metrics["models_used"].iloc[0]  # the fit split: the held-out models are not fitted
+    first = metrics.sort_values("target")["seconds"].iloc[0]
+    assert found[2] == f"{first:.1f}" and found[3] == f"{first * 3:.0f}"
+    assert "linear: 3 targets, median held-out R^2" in out
+    part = run_job("fit.py", f"run_dir={tmp_path}", "fit=linear", "fit.part=0", "fit.parts=2", "progress=false").stdout
+    assert part.startswith("fit=linear: 2 targets on ")
+    one = run_job("fit.py", f"run_dir={tmp_path}", "fit=linear", "fit.targets=[1]", "force=true",
+                  "progress=false").stdout
+    assert "targets on" not in one
+
+
+def test_projected_time_reads_in_the_unit_of_its_size():
+    from datamodels.fitting import projected_time
+
+    assert projected_time("proxyspex", 170.0, 60, 2, 240_000, 50_000) == (
+        "fit=proxyspex: 60 targets on 240,000 models of 50,000 players; the first took 170.0 s, so about 85 min in "
+        "all with 2 worker(s)")
+    assert projected_time("proxyspex", 170.0, 100, 2, 240_000, 50_000).endswith(
+        "so about 2.4 h in all with 2 worker(s)")
+    assert projected_time("linear", 2.0, 30, 1, 800, 24).endswith("so about 60 s in all with 1 worker(s)")
+    assert projected_time("linear", 2.0, 100, 2, 800, 24).endswith("so about 2 min in all with 2 worker(s)")

@@ -229,7 +229,8 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, case):
     args, run_dir = corrupt(tmp_path, case)
     before = snapshot(run_dir)
     proc = run_job("import_sweep.py", *args, check=False)
-    assert proc.returncode == 1 and proc.stdout == ""
+    # the one line said before writing (what the import reads and writes) is all it prints
+    assert proc.returncode == 1 and all(line.startswith("import: ") for line in proc.stdout.splitlines())
     assert len(proc.stderr.strip().splitlines()) == 1 and re.search(BAD[case], proc.stderr), proc.stderr
     assert snapshot(run_dir) == before
 
@@ -258,3 +259,64 @@ def test_masks_are_packed_as_numpy_packs_them_and_a_bad_value_is_named_where_it_
     block[33, 5] = 2  # in the third block of 16 rows
     with pytest.raises(ImportSourceError, match="source row 133, column 5 holds 2"):
         importing.packed_masks(block, rows)
+
+
+@pytest.mark.parametrize("setting,message", [
+    ("source.targets=0:1000", "source.targets=0:1000: the source has 12 margin columns (0..11); a range a:b must "
+                              "lie within 0:12"),
+    ("source.rows=100:300", "source.rows=100:300: the source has 230 rows (0..229); a range a:b must lie within 0:230"),
+    ("source.targets=[3,12]", "source.targets: indices 3..12 are outside 0..11 (the source has 12 margin columns)"),
+])
+def test_a_selection_larger_than_the_data_is_refused_naming_its_size(tmp_path, setting, message):
+    paths, _, _, _ = release(tmp_path / "release")
+    proc = run_job("import_sweep.py", *job_args(tmp_path / "run", paths, setting), check=False)
+    assert proc.returncode == 1 and proc.stdout == ""  # refused before anything is said or written
+    assert proc.stderr.strip().splitlines() == [f"error: {message}"]
+    assert snapshot(tmp_path / "run") in (None, {})
+
+
+def test_ranges_within_the_data_still_select_as_slices():
+    assert np.array_equal(importing.selection("2:", 6, "source.rows"), [2, 3, 4, 5])
+    assert np.array_equal(importing.selection("-2:", 6, "source.rows"), [4, 5])
+    assert np.array_equal(importing.selection("0:6", 6, "source.rows"), np.arange(6))
+    with pytest.raises(ImportSourceError, match="source.rows=0:7: the source has 6 rows"):
+        importing.selection("0:7", 6, "source.rows")
+
+
+def test_the_import_says_what_it_reads_and_writes_before_writing(tmp_path):
+    paths, _, _, _ = release(tmp_path / "release")
+    out = run_job("import_sweep.py", *job_args(tmp_path / "run", paths, "source.targets=0:3")).stdout.splitlines()
+    # 230 models x (5 bytes of packed mask + 3 float32 margins + 40 of scalars); reading 230 x (40 + 12 x 2) bytes
+    assert out[0] == f"import: 230 models (n=40, T=3) in 4 shards, up to 13.1 kB into {tmp_path / 'run'}/shards, " \
+                     f"reading 14.7 kB of the release"
+    written = sum(p.stat().st_size for p in RunFolder(tmp_path / "run").shards.glob("*.parquet"))
+    assert written > 0 and "4 shards written" in out[1]
+
+
+def test_the_documented_prune_runs_on_an_import_without_images(tmp_path):
+    """docs/cifar10.md: import with dataset=none, fit, then python jobs/prune.py run_dir=... as printed."""
+    from datamodels.fitting import FitSettings, run_fit
+
+    paths, _, _, labels = release(tmp_path / "release")
+    run_dir = tmp_path / "run"
+    run_job("import_sweep.py", *job_args(run_dir, paths, "source.targets=0:2", f"source.labels={paths['labels']}"))
+    for method in ("proxyspex", "linear"):
+        run_fit(run_dir, FitSettings(method=method, params={"cv": 2} if method == "linear" else {}), progress=False)
+    out = run_job("prune.py", f"run_dir={run_dir}", "prune.fractions=[0.5]", "progress=false").stdout.splitlines()
+    assert out[0] == f"prune: left out el2n, ccs ({run_dir} has no dataset linked: they train on its images); " \
+                     f"prune.methods=[...] chooses the methods"
+    keep = pq.read_table(RunFolder(run_dir).keep_sets).to_pandas()
+    assert list(keep["method"].unique()) == ["interactions", "linear", "random", "stratified"]
+    assert "keep-sets (interactions, linear, random, stratified at fractions [0.5]" in out[1]
+    # the same again: skipped, its inputs unchanged
+    assert "skipped" in run_job("prune.py", f"run_dir={run_dir}", "prune.fractions=[0.5]", "progress=false").stdout
+    # chosen explicitly, a method that trains is still refused in one line
+    chosen = run_job("prune.py", f"run_dir={run_dir}", "prune.methods=[random,el2n]", "prune.fractions=[0.5]",
+                     check=False)
+    assert chosen.returncode == 1 and chosen.stderr.strip().splitlines() == [
+        "error: pruning methods el2n rank players by EL2N, which trains models on the run's data, and this run has "
+        "none linked: drop them from prune.methods"]
+    # evaluating keep-sets retrains on the images: refused in one line as well
+    evaluate = run_job("evaluate_pruning.py", f"run_dir={run_dir}", check=False)
+    assert evaluate.returncode == 1 and len(evaluate.stderr.strip().splitlines()) == 1
+    assert "evaluating keep-sets retrains models on the run's data" in evaluate.stderr

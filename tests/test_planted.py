@@ -137,3 +137,55 @@ def test_tail_sd_gives_every_player_a_faint_main_on_top_of_the_same_game(tmp_pat
                          capture_output=True, text=True, check=True).stdout
     assert "20 models, n=30, T=2" in out
     assert len([k for k in read_planted_truth(tmp_path / "c")[1] if len(k) == 1]) == 30
+
+
+def test_the_release_writer_says_its_size_first_and_its_folder_reads_as_the_truth(tmp_path):
+    """python -m datamodels.planted --release DIR: one line with the size before writing; then
+    read_planted_truth(DIR) reads the truth it wrote beside the .npy files."""
+    release = tmp_path / "release"
+    out = subprocess.run([sys.executable, "-m", "datamodels.planted", "--release", str(release), "--n", "30",
+                          "--targets", "4", "--masks", "25", "--n-mains", "10"], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    # 25 x 30 bytes of masks, 25 x 4 float16 margins, 30 int64 labels, 3 headers, 32 bytes a truth row of 4 x (10 + 20)
+    assert out[0] == f"{release}: writing the planted release (25 models x 30 players, 4 targets): 5.4 kB"
+    assert out[1].startswith(f"{release}: train_masks_50pct.npy")
+    arrays = sum((release / name).stat().st_size for name in ("train_masks_50pct.npy", "test_margins_50pct.npy",
+                                                              "labels.npy"))
+    assert arrays == 3 * 128 + 25 * 30 + 2 * 25 * 4 + 8 * 30  # the estimate's arrays are the files' exact sizes
+    assert sum(p.stat().st_size for p in release.iterdir()) <= 5414  # and the truth stays within its share
+    truth = read_planted_truth(release)
+    assert truth == read_planted_truth(release / "truth.parquet") and sorted(truth) == [0, 1, 2, 3]
+    with pytest.raises(StoreError, match=r"holds no planted truth: neither .*planted/truth.parquet \(a planted run "
+                                         r"folder\) nor .*truth.parquet \(a planted release\)"):
+        read_planted_truth(tmp_path)
+
+
+def test_the_release_writer_refuses_a_disk_without_the_space(tmp_path, monkeypatch, capsys):
+    import shutil
+    from collections import namedtuple
+
+    from datamodels import planted, tables
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(tables.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(SystemExit) as exit_:
+        planted.main(["--release", str(tmp_path / "release"), "--n", "30", "--targets", "4", "--masks", "25",
+                      "--n-mains", "10"])
+    assert exit_.value.code == 1
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [f"{tmp_path / 'release'}: writing the planted release (25 models x 30 players, "
+                                f"4 targets): 5.4 kB"]
+    assert err.splitlines() == [f"error: the planted release (25 models x 30 players, 4 targets) needs 5.4 kB and "
+                                f"{tmp_path} has 1.0 kB free: free some space or write it elsewhere"]
+    assert not (tmp_path / "release").exists()
+    assert shutil.disk_usage is tables.shutil.disk_usage  # the one the writer asks
+
+
+def test_sizes_read_as_a_person_says_them():
+    from datamodels.planted import planted_release_bytes
+    from datamodels.tables import size_text
+
+    assert [size_text(b) for b in (512, 12_345, 310e6, 4.9e9, 123e9)] == ["512 B", "12.3 kB", "310 MB", "4.9 GB",
+                                                                           "123 GB"]
+    # the README's command: 100,000 models of 50,000 players, 1,000 targets, 100 mains a target
+    assert size_text(planted_release_bytes(50_000, 1_000, 100_000, n_mains=100)) == "5.2 GB"

@@ -204,3 +204,43 @@ def test_matched_surrogates_need_masks_and_fits_of_each_fraction(tmp_path):
     bad = run_job("prune.py", *args, "prune.surrogates=matched", "prune.methods=[linear]", "prune.fractions=[0.5,0.3]",
                   check=False)
     assert bad.returncode != 0 and "no masks of matching size" in bad.stderr
+
+
+def test_curate_is_redone_with_force_and_the_old_set_survives_a_failed_rewrite(tmp_path, monkeypatch):
+    """jobs/curate.py run twice: refused with the way on (force=true); with force=true the new
+    keep-set replaces the old whole, and a rewrite that fails leaves the old one as it was."""
+    import json
+
+    from datamodels.planted import write_planted_sweep
+    from datamodels.pruning import PruneSettings, curation, run_prune
+
+    run_dir = tmp_path / "run"
+    write_planted_sweep(run_dir, 40, 2, 60, seed=1, progress=False, classes=4, n_mains=5, n_synergy=1,
+                        n_redundancy=0, n_triples=0)
+    run_prune(run_dir, PruneSettings(methods=["random", "stratified"], fractions=[0.5], draws=1), progress=False)
+    args = [f"run_dir={run_dir}", "curate.method=random", "curate.fraction=0.5", f"curate.out={tmp_path / 'set'}"]
+    run_job("curate.py", *args)
+    first = (tmp_path / "set" / "card.json").read_text()
+    again = run_job("curate.py", *args, check=False)
+    assert again.returncode == 1 and again.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'set'} already holds a curated keep-set: give force=true to replace it, or choose another "
+        f"curate.out"]
+    other = [a.replace("random", "stratified") for a in args]
+    out = run_job("curate.py", *other, "force=true").stdout
+    assert out.strip() == f"written: {tmp_path / 'set' / 'keep_set.parquet'}, {tmp_path / 'set' / 'card.json'}"
+    card = json.loads((tmp_path / "set" / "card.json").read_text())
+    assert card["method"] == "stratified" and json.loads(first)["method"] == "random"
+    kept = pd.read_parquet(tmp_path / "set" / "keep_set.parquet")
+    keep = pd.read_parquet(run_dir / "prune" / "keep_sets.parquet").set_index("method")
+    np.testing.assert_array_equal(kept["player"], keep.loc["stratified", "players"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "set"]  # nothing left beside it
+
+    def fails(path, *a, **k):
+        raise OSError("disk full")
+
+    before = {p.name: p.read_bytes() for p in (tmp_path / "set").iterdir()}
+    monkeypatch.setattr(curation, "write_atomic", fails)  # the card, the last file, cannot be written
+    with pytest.raises(OSError, match="disk full"):
+        curation.run_curate(run_dir, "random", 0.5, tmp_path / "set", force=True)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "set").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "set"]

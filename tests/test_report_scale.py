@@ -15,9 +15,9 @@ from nbclient import NotebookClient
 
 from conftest import ROOT
 from datamodels.analysis import (AnalysisError, RunView, class_pair_patterns, plot_interactions, plot_player,
-                                 plot_target, residual_sd, strongest_targets, strongest_terms, term_counts,
-                                 term_strength)
-from datamodels.fitting import FitSettings, run_fit
+                                 plot_target, pruning_conclusion, pruning_paired, residual_sd, strongest_pair,
+                                 strongest_targets, strongest_terms, term_counts, term_strength, top_effects)
+from datamodels.fitting import FitSettings, run_fit, summary
 from datamodels.planted import read_planted_truth, write_planted_sweep
 from datamodels.pruning import PruneSettings, PruningError, run_curate, run_prune
 from datamodels.report import run_report, write_report
@@ -163,3 +163,137 @@ def test_notebooks_execute_on_a_run_without_images(planted_run, notebook, monkey
         assert re.search(r"player \d+ \(class \d\)", text)
     if notebook.startswith("03"):
         assert "the keep-sets have not been retrained" in text
+
+
+# --------------------------------------------------------------------------- the page explains itself
+
+HREF = re.compile(r'(?:href|src)="([^"]+)"')
+MD_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def local_links(folder):
+    """(file, target) for every relative href/src of the folder's HTML and link of its Markdown."""
+    for path in sorted(folder.rglob("*")):
+        if path.suffix not in (".html", ".md"):
+            continue
+        text = path.read_text()
+        for target in HREF.findall(text) + (MD_LINK.findall(text) if path.suffix == ".md" else []):
+            target = target.split("#")[0]
+            if target and not re.match(r"[a-z]+:", target):
+                yield path, target
+
+
+def sections(html):
+    """The page's h2 sections (title, html up to the next h2), the reading guide left out."""
+    parts = re.split(r"<h2>(.*?)</h2>", html.removesuffix("</body></html>"))
+    return [(title, chunk) for title, chunk in zip(parts[1::2], parts[2::2]) if title != "How to read this report"]
+
+
+def check_page(page):
+    """What every report must satisfy: links resolve, every table column is explained, every
+    section ends with a conclusion. Returns the conclusions by section title."""
+    folder = page.parent
+    broken = [(str(p.relative_to(folder)), t) for p, t in local_links(folder) if not (p.parent / t).exists()]
+    assert not broken, broken
+    html = page.read_text()
+    assert "<td>NaN</td>" not in html and "no description" not in html
+    for table, legend in re.findall(r'(<table.*?</table>)\s*<p class="legend">(.*?)</p>', html, re.S):
+        explained = {name for names in re.findall(r"<b>(.*?)</b>", legend) for name in names.split(", ")}
+        headers = re.findall(r"<th>(.*?)</th>", table)
+        assert headers and set(headers) <= explained, (headers, legend)
+        if "<td>n/a</td>" in table:
+            assert "(n/a: " in legend
+    assert html.count("<table") == len(re.findall(r'</table>\s*<p class="legend">', html))  # no table without
+    found = {}
+    for title, chunk in sections(html):
+        ending = re.search(r'<p class="conclusion"><b>Conclusion:</b> ([^<]*)</p>\s*$', chunk)
+        assert ending, f"section {title!r} does not end with a conclusion"
+        found[title] = ending[1]
+    return found
+
+
+def test_report_explains_its_tables_resolves_its_links_and_concludes(planted_run, tmp_path):
+    view = RunView.open(planted_run)
+    page = write_report(view, tmp_path / "report" / "index.html")
+    found = check_page(page)
+    assert {"Faithfulness on held-out models", "Targets with the strongest synergy", "Pruning"} <= set(found)
+    assert (tmp_path / "report" / "docs" / "benchmarks.md").exists()  # linked from the docs the page cites
+    # noise ceiling: this sweep has no repeats, so the column is left out and the page says why
+    assert "noise_ceiling</b> is left out: the noise ceiling needs repeated masks, sweep.repeats&gt;=2" in page.read_text()
+    # the synergy conclusion names the strongest synergy pair, a planted one, as the fit's console does
+    truth = read_planted_truth(planted_run)
+    top = strongest_pair(view, "synergy", "proxyspex")
+    pair, target = tuple(int(p) for p in top["members"]), int(top["target"])
+    assert pair in truth[target]
+    assert f"players [{pair[0]}, {pair[1]}] on {view.target_name(target)}" in found["Targets with the strongest synergy"]
+    metrics = view.fit_metrics[view.fit_metrics["method"] == "proxyspex"]
+    fitted = view.interactions[view.interactions["method"] == "proxyspex"]
+    console = summary(fitted, metrics, view.margin_sd)
+    assert f"strongest synergy: players {list(pair)} on target {target} " in console
+    red = strongest_pair(view, "redundancy", "proxyspex")
+    assert (f"strongest redundancy: players {[int(p) for p in red['members']]} on target {int(red['target'])} "
+            if red is not None else "no redundancy pairs found") in console
+    # (an earlier test of this module may have written keep-sets; none is retrained: no dataset)
+    assert found["Pruning"].startswith("no keep-sets yet" if not view.folder.keep_sets.exists() else
+                                       f"keep-sets of {view.keep_sets['method'].nunique()} methods")
+    lines = (tmp_path / "report" / "conclusions.txt").read_text().splitlines()
+    assert len(lines) == len(found) and any(line.startswith("synergy: the strongest synergy pair") for line in lines)
+
+
+def test_no_triple_shown_as_synergy_has_a_redundant_pair(tmp_path):
+    """Planted: a synergy triple, and three duplicates (any one suffices: m = +s on each member,
+    -s on each pair, +s on the triple). The fit labels both triples synergy by their sign; the
+    views call only the first synergy, the duplicates' triple redundancy."""
+    write_planted_sweep(tmp_path, 30, 2, 600, seed=2, progress=False, n_mains=3, n_synergy=0, n_redundancy=0,
+                        n_triples=1, duplicates=[[0, 1, 2]], noise=0.1)
+    run_fit(tmp_path, FitSettings(method="proxyspex", params={}, workers=1), progress=False)
+    view = RunView.open(tmp_path)
+    strength = term_strength(view, "proxyspex")
+    triples = strength[strength["order"] == 3]
+    members = {i: tuple(int(p) for p in m) for i, m in zip(triples.index,
+                                                           view.interactions.loc[triples.index, "members"])}
+    truth = read_planted_truth(tmp_path)
+    planted = {t: next(k for k in spectrum if len(k) == 3 and k != (0, 1, 2)) for t, spectrum in truth.items()}
+    for row, triple in members.items():
+        target = int(triples.loc[row, "target"])
+        if triple == (0, 1, 2):  # the duplicates
+            assert triples.loc[row, "kind"] == "redundancy"
+        elif triple == planted[target]:
+            assert triples.loc[row, "kind"] == "synergy"
+    assert any(t == (0, 1, 2) for t in members.values()) and any(t in planted.values() for t in members.values())
+    pairs = view.interactions[(view.interactions["method"] == "proxyspex") & (view.interactions["order"] == 2)]
+    redundant = {(int(t), tuple(int(p) for p in m)) for t, m, k in zip(pairs["target"], pairs["members"], pairs["kind"])
+                 if k == "redundancy"}
+    for target in view.fit_metrics["target"]:  # what the synergy figures and the terms table show
+        shown = top_effects(view, int(target), kind="synergy", k=50)
+        for triple in shown.loc[shown["order"] == 3, "members"]:
+            a, b, c = sorted(int(p) for p in triple)
+            assert not {(int(target), p) for p in ((a, b), (a, c), (b, c))} & redundant, (target, triple)
+    assert (strongest_terms(view, 50).query("kind == 'synergy' and order == 3")["members"]
+            .map(lambda m: tuple(sorted(int(p) for p in m)) != (0, 1, 2)).all())
+    check_page(write_report(view, tmp_path / "report" / "index.html"))
+
+
+def test_pruning_conclusion_states_where_keep_sets_beat_the_best_baseline(tmp_path):
+    """A pruning evaluation whose answer is known: interactions beat the best baseline at 0.3 kept
+    by +0.02 (every seed), and tie at 0.5 and 0.9."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for fraction, gain in ((0.9, 0.0), (0.5, 0.0), (0.3, 0.02)):
+        for seed in range(6):
+            base = 0.9 - (1 - fraction) * 0.1 + rng.normal(0, 0.01)
+            jitter = rng.normal(0, 0.004) if gain else rng.choice([-0.01, 0.01]) * (1 if seed % 2 else -1)
+            rows += [("random", fraction, seed, base - 0.01), ("linear", fraction, seed, base),
+                     ("interactions", fraction, seed, base + gain + jitter)]
+    evaluation = pd.DataFrame(rows, columns=["method", "fraction", "seed", "holdout_acc"])
+    view = RunView(tmp_path)
+    view.__dict__["pruning"] = evaluation  # the evaluation stage's table, as RunView reads it
+    sentence = pruning_conclusion(view)
+    assert re.fullmatch(r"interactions keep-sets beat the best baseline at 0\.3 kept \(\+0\.02\d \[\+0\.0\d\d, "
+                        r"\+0\.0\d\d\] vs linear\) and tie elsewhere", sentence), sentence
+    flat = evaluation.assign(holdout_acc=np.where(evaluation["method"] == "interactions",
+                                                  evaluation["holdout_acc"] - 0.04, evaluation["holdout_acc"]))
+    view.__dict__["pruning"] = flat
+    assert pruning_conclusion(view).startswith("interactions keep-sets lose to the best baseline at 0.9 kept")
+    grid = pruning_paired(view)
+    assert grid.loc["linear"].eq("best baseline").all() and not grid.isna().any().any()

@@ -70,8 +70,10 @@ def test_models_per_pass_gives_the_accuracy_of_one_at_a_time_training():
     assert abs(one.mean() - four.mean()) < 0.01, (one, four)
 
 
-def test_models_per_pass_enters_the_config_hash_and_needs_the_resident_loader(tmp_path):
-    assert config_hash(compose_config(TINY)) != config_hash(compose_config(TINY + ["sweep.models_per_pass=3"]))
+def test_models_per_pass_is_a_launch_setting_and_needs_the_resident_loader(tmp_path):
+    # a model trained in a stack is the model trained alone, up to rounding (tests above): K is how
+    # a sweep is launched, not what it computes, so it leaves the hash as device and compile do
+    assert config_hash(compose_config(TINY)) == config_hash(compose_config(TINY + ["sweep.models_per_pass=3"]))
     assert config_hash(compose_config(TINY)) != config_hash(compose_config(TINY + ["loader=ffcv"]))
     with pytest.raises(ValueError, match="sweep.models_per_pass=2 stacks models over the resident loader"):
         SweepRun(compose_config(TINY + ["loader=ffcv", "sweep.models_per_pass=2"]), tmp_path)
@@ -122,3 +124,63 @@ def test_bf16_trains_alone_and_stacked_and_fp32_is_untouched(tmp_path):
     assert config_hash(compose_config(plain + ["train.precision=bf16"])) != config_hash(legacy)
     with pytest.raises(ValueError, match="train.precision must be one of fp32, bf16"):
         SweepRun(compose_config(TINY + ["train.precision=fp16"]), tmp_path)
+
+
+def _hash_before_models_per_pass_was_a_launch_setting(config: dict) -> str:
+    """datamodels.run_folder.config_hash as it was when sweep.models_per_pass entered the hash
+    (a copy of that code): the hash the run folders of that time recorded."""
+    import hashlib
+    import json
+
+    from datamodels.run_folder import LATER_DEFAULTS, RUN_SECTIONS
+
+    relevant = {k: config.get(k) for k in RUN_SECTIONS if k != "sweep"}
+    for section, defaults in LATER_DEFAULTS.items():
+        if isinstance(relevant.get(section), dict):
+            relevant[section] = {k: v for k, v in relevant[section].items() if k not in defaults or v != defaults[k]}
+    relevant["sweep"] = {k: v for k, v in config["sweep"].items() if k != "shard"}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def test_run_folders_swept_before_keep_their_identity(tmp_path, monkeypatch):
+    from conftest import ROOT, run_job
+    from datamodels.run_folder import RunFolder
+
+    # K = 1 (every sweep at the default): the hash it recorded is the hash now
+    for overrides in (TINY, ["experiment=demo"]):
+        config = compose_config(overrides)
+        assert config_hash(config) == _hash_before_models_per_pass_was_a_launch_setting(config)
+    demo = RunFolder(ROOT / "runs" / "demo")
+    if demo.config_json.exists():  # the demo's run folder, if it was made here
+        assert config_hash(demo.read_config()) == demo.read_run()["config_hash"]
+    # K = 2, swept before: its run.json and shards hold the hash that counted K; it stays readable
+    folder = RunFolder(tmp_path / "run")
+    monkeypatch.setattr(RunFolder, "config_hash",
+                        lambda self, config: _hash_before_models_per_pass_was_a_launch_setting(config))
+    old = SweepRun(compose_config(TINY + ["sweep.models_per_pass=2"], run_dir=folder.root), folder.root)
+    old.run_shard(0, progress=False)
+    monkeypatch.undo()
+    recorded = folder.read_run()["config_hash"]
+    assert recorded != config_hash(folder.read_config())  # the old hash, not today's
+    assert SweepRun.open(folder.root).meta["config_hash"] == recorded
+    # resumed with another K, as the README's commands do: the missing shard is trained, the other kept
+    proc = run_job("sweep.py", *TINY, f"run_dir={folder.root}", "sweep.models_per_pass=1", "progress=false")
+    assert "1 shards written, 1 already present" in proc.stdout
+    assert folder.read_run()["config_hash"] == recorded
+    assert len(load_sweep(folder.shards, require_complete=True).model_index) == 6
+
+
+def test_a_run_folder_is_swept_on_with_another_models_per_pass(tmp_path):
+    """python jobs/sweep.py, then python jobs/sweep.py sweep.models_per_pass=8 on the same run_dir:
+    the second finds the first's shards and trains only what is missing."""
+    from conftest import run_job
+    from datamodels.run_folder import RunFolder
+
+    run_dir = tmp_path / "run"
+    first = run_job("sweep.py", *TINY, f"run_dir={run_dir}", "sweep.shard=0", "progress=false")
+    assert "1 shards written, 0 already present" in first.stdout
+    second = run_job("sweep.py", *TINY, f"run_dir={run_dir}", "sweep.models_per_pass=8", "progress=false")
+    assert second.returncode == 0 and "1 shards written, 1 already present" in second.stdout
+    third = run_job("sweep.py", *TINY, f"run_dir={run_dir}", "sweep.models_per_pass=3", "progress=false")
+    assert "0 shards written, 2 already present" in third.stdout
+    assert RunFolder(run_dir).read_config()["sweep"]["models_per_pass"] == 1  # as the sweep was first launched

@@ -1,5 +1,7 @@
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -196,3 +198,102 @@ def test_a_requeued_slurm_job_takes_over_its_own_claim(tmp_path, monkeypatch):
         assert not folder.claim(0).exists()
     finally:
         holder.kill()
+
+
+_SLOW = ["sweep.num_models=3", "sweep.models_per_shard=3", "train.epochs=40", "progress=false"]
+
+
+def _start_sweep(run_dir, *overrides):
+    """A real sweep process on a shard slow enough (a few seconds) to be caught training it."""
+    slow = [*TINY, *_SLOW, f"run_dir={run_dir}"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, str(ROOT / "jobs" / "sweep.py"), *overrides, *slow], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_claim(proc, run_dir, timeout=120.0):
+    """The pid holding shard 0's claim, once the sweep has claimed it (and is training it)."""
+    from datamodels.run_folder import ShardClaim
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        claim = RunFolder(run_dir).claim(0)  # the lock, and beside it its holder's record: the claim is whole
+        holder = claim.with_name(claim.name + ".job").exists() and ShardClaim(RunFolder(run_dir), 0).holder_process()
+        if holder:
+            return holder[1]
+        assert proc.poll() is None, f"the sweep ended before claiming shard 0:\n{proc.communicate()}"
+        time.sleep(0.05)
+    raise AssertionError("the sweep never claimed shard 0")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig,launch", [(signal.SIGTERM, []), (signal.SIGINT, []),
+                                        (signal.SIGTERM, ["-m", "sweep.shard=0", "hydra/launcher=joblib"])],
+                         ids=["sigterm", "ctrl-c", "sigterm-joblib"])
+def test_an_interrupted_sweep_says_so_in_one_line_releases_its_claim_and_resumes(tmp_path, sig, launch):
+    run_dir = tmp_path / "run"
+    proc = _start_sweep(run_dir, *launch)
+    holder = _wait_for_claim(proc, run_dir)
+    assert holder != proc.pid or not launch  # a joblib sweep trains in a worker
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig, stderr
+    assert "Traceback" not in stderr and "[flufl.lock]" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith(f"interrupted ({sig.name}): shard 0 was not finished")
+    assert stderr.strip().endswith("its claim is released; run the same command to resume")
+    assert not RunFolder(run_dir).claim(0).exists() and not list(run_dir.glob("shards/shard-*.parquet"))
+    status = run_job("status.py", f"run_dir={run_dir}").stdout
+    assert "being trained" not in status and "missing, not queued: 1 shards (0)" in status
+    assert "sweep.shard=0" in status.split("to train exactly these shards:")[1]
+    again = run_job("sweep.py", *TINY, *_SLOW,
+                    f"run_dir={run_dir}")
+    assert "1 shards written" in again.stdout and "[flufl.lock]" not in again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_a_killed_sweeps_claim_is_free_at_once_for_status_and_the_next_sweep(tmp_path):
+    """kill -9 (or a crash) leaves the claim behind: its holder on this host has exited, so status
+    offers the shard again and the next sweep takes the claim over, in one line of its own."""
+    run_dir = tmp_path / "run"
+    proc = _start_sweep(run_dir)
+    pid = _wait_for_claim(proc, run_dir)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert RunFolder(run_dir).claim(0).exists()
+    status = run_job("status.py", f"run_dir={run_dir}").stdout
+    assert f"shard 0: claimed by pid {pid} on this host, which has exited: free to train" in status, status
+    assert "being trained" not in status and "sweep.shard=0" in status.split("to train exactly these shards:")[1]
+    again = run_job("sweep.py", *TINY, *_SLOW,
+                    f"run_dir={run_dir}")
+    output = again.stdout + again.stderr
+    assert "1 shards written" in again.stdout and "[flufl.lock]" not in output and "ERROR" not in output
+    assert output.count(f"shard 0: took over a stale claim (its holder, process {pid} on this host, has exited)") == 1
+
+
+def _dead_pid() -> int:
+    """The id of a process of this host that has exited (and been reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_status_reports_a_claim_of_an_exited_process_of_this_host_as_free(tiny_config, tmp_path):
+    from datamodels.run_folder import ShardClaim
+    from datamodels.status import sweep_status
+
+    run = SweepRun(tiny_config, tmp_path)
+    run.folder.check_sweep(run.meta, run.config)
+    for shard, pid in ((0, _dead_pid()), (1, os.getppid())):  # shard 1: a live process holds it
+        claim = RunFolder(tmp_path).claim(shard)
+        claim.parent.mkdir(parents=True, exist_ok=True)
+        host = socket.getfqdn()
+        claim.with_name(f"{claim.name}~{host}~{pid}~1").write_text(f"{claim}~{host}~{pid}~1")
+        os.link(claim.with_name(f"{claim.name}~{host}~{pid}~1"), claim)
+    lines = "\n".join(sweep_status(tmp_path))
+    assert "shard 0: claimed by pid" in lines and "which has exited: free to train" in lines, lines
+    assert f"shard 1: being trained by process {os.getppid()} on {host} (this host)" in lines
+    assert "missing, not queued: 1 shards (0)" in lines and "sweep.shard=0" in lines
+    # the id of a live process that started after the claim was made (pid reuse) is not the holder
+    ShardClaim(RunFolder(tmp_path), 1)._job.write_text(json.dumps({"host": host, "pid": os.getppid(), "started": "1"}))
+    assert ShardClaim(RunFolder(tmp_path), 1).exited_holder() == os.getppid()
+    assert "shard 1: claimed by pid" in "\n".join(sweep_status(tmp_path))

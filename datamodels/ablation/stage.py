@@ -12,9 +12,8 @@ measures the checks (:mod:`.measure`) into ``results/``. The child is an ordinar
 
 from __future__ import annotations
 
-import difflib
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from ..fitting import STAGE as FIT_STAGE
 from ..interactions import make_engine
 from ..processes import check_main_guard, leave_with_parent
 from ..run_folder import RunFolder
+from ..settings import Settings
 from ..store import collect_run, load_sweep
 from ..tables import read_frame, write_atomic, write_frame
 from .design import (AblationError, Design, choose_pairs, control_pairs, exact_pairs, fitted_pairs, pairs_design,
@@ -43,9 +43,11 @@ _TARGET_STREAM = 14  # the random removal targets' stream, beside those of .desi
 
 
 @dataclass
-class AblateSettings:
-    """``conf/ablate/<design>.yaml``; every setting is described there."""
+class AblateSettings(Settings):
+    """``conf/ablate/<design>.yaml``; every setting is described there. Built from ``cfg.ablate``
+    by :func:`datamodels.settings.from_section` (unknown keys refused, ``ablate.ks=4`` is ``[4]``)."""
 
+    section = "ablate"
     design: str = "pairs"
     name: str | None = None
     fit_method: str = "proxyspex"
@@ -65,17 +67,6 @@ class AblateSettings:
     models_per_shard: int = 40
     workers: int = 2
     shard: int | None = None
-
-    @classmethod
-    def from_config(cls, config: dict) -> "AblateSettings":
-        """From ``conf/ablate/`` (``cfg.ablate``): an unknown key is one line naming the closest setting."""
-        known = {f.name for f in fields(cls)}
-        for key in config:
-            if key not in known:
-                close = difflib.get_close_matches(key, known, 1)
-                raise AblationError(f"ablate.{key} is not a setting" + (f"; did you mean ablate.{close[0]}?" if close
-                                                                       else f" (settings: {', '.join(sorted(known))})"))
-        return cls(**config)
 
     def __post_init__(self):
         for name in ("methods", "ks"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +29,17 @@ def load_keep_sets(fingerprint: str, path: str | os.PathLike) -> tuple[pd.DataFr
 
 
 def curate(view, keep: pd.DataFrame, method: str, fraction: float, out: str | os.PathLike, source: str,
-           export_arrays: bool = False) -> list[Path]:
+           export_arrays: bool = False, force: bool = False) -> list[Path]:
     """Write one keep-set with its provenance card (and optionally the kept examples' arrays).
 
     ``view``: the run (:class:`~datamodels.run_data.RunData`). Without a linked dataset every
     player is one example and ``dataset_index`` is the player's index (for an imported release,
     its column: the position in the dataset's train split it was recorded for).
+
+    The folder ``out`` is built whole beside itself (``.<out>.<pid>.tmp``) and renamed into
+    place, so it is a complete curated set or absent. One that is there already is refused,
+    unless ``force``: then the new one replaces it, the old one moved aside only once the new
+    one is complete and removed once the new one is in place.
     """
     rows = keep[(keep["method"] == method) & np.isclose(keep["fraction"], fraction)]
     if rows.empty:
@@ -42,8 +48,11 @@ def curate(view, keep: pd.DataFrame, method: str, fraction: float, out: str | os
         raise PruningError(f"no keep-set for curate.method={method} curate.fraction={fraction} in {source}; it holds "
                            f"{available}")
     out = Path(out)
-    if (out / "card.json").exists():
-        raise PruningError(f"{out} already holds a curated keep-set; choose another curate.out or remove it")
+    if (out / "card.json").exists() and not force:
+        raise PruningError(f"{out} already holds a curated keep-set: give force=true to replace it, or choose "
+                           f"another curate.out")
+    if out.exists() and not (out / "card.json").exists() and (not out.is_dir() or any(out.iterdir())):
+        raise PruningError(f"{out} exists and is not a curated keep-set's folder: choose another curate.out")
     run = view.sweep_run
     if export_arrays and run is None:
         raise PruningError(f"curate.export_arrays=true writes the kept images, and {view.run_dir} has no dataset "
@@ -64,24 +73,43 @@ def curate(view, keep: pd.DataFrame, method: str, fraction: float, out: str | os
             "fingerprint": view.meta["fingerprint"], "source_run": str(view.run_dir), "keep_sets": source,
             "index": "example = position in the run's train split; dataset_index = position in the dataset"
                      + ("" if run is not None else " (no dataset linked: the player's index)")}
-    written = [write_frame(out / "keep_set.parquet", frame, card)]
-    if export_arrays:
-        arrays = out / "dataset.npz"
-        write_atomic(arrays, lambda tmp: np.savez(open(tmp, "wb"), images=run.data.images("train")[examples],
-                                                   labels=run.data.labels("train")[examples],
-                                                   classes=np.array(run.data.dataset.classes)))
-        written.append(arrays)
-    write_atomic(out / "card.json", lambda tmp: tmp.write_text(json.dumps(card, indent=1)))
-    return written + [out / "card.json"]
+    building, aside = (out.with_name(f".{out.name}.{os.getpid()}.{end}") for end in ("tmp", "old"))
+    shutil.rmtree(building, ignore_errors=True)  # left by a killed process of the same id
+    try:
+        names = ["keep_set.parquet"]
+        write_frame(building / "keep_set.parquet", frame, card)
+        if export_arrays:
+            names.append("dataset.npz")
+            write_atomic(building / "dataset.npz",
+                         lambda tmp: np.savez(open(tmp, "wb"), images=run.data.images("train")[examples],
+                                              labels=run.data.labels("train")[examples],
+                                              classes=np.array(run.data.dataset.classes)))
+        names.append("card.json")
+        write_atomic(building / "card.json", lambda tmp: tmp.write_text(json.dumps(card, indent=1)))
+        if out.is_dir() and any(out.iterdir()):  # (force) the curated set this one replaces
+            os.replace(out, aside)
+        elif out.exists():
+            out.rmdir()
+        try:
+            os.replace(building, out)
+        except OSError:
+            if aside.exists() and not out.exists():
+                os.replace(aside, out)  # the old one back where it was
+            raise
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    shutil.rmtree(aside, ignore_errors=True)
+    return [out / name for name in names]
 
 
 def run_curate(run_dir, method: str, fraction: float, out=None, keep_sets=None,
-               export_arrays: bool = False) -> list[Path]:
+               export_arrays: bool = False, force: bool = False) -> list[Path]:
     """The curation stage: one keep-set of the run's (or ``keep_sets``') to ``out`` (default
-    ``<run_dir>/curated/<method>-<fraction>/``). Works on a run with or without its dataset."""
+    ``<run_dir>/curated/<method>-<fraction>/``). Works on a run with or without its dataset.
+    ``force`` replaces a curated set already there (:func:`curate`)."""
     from ..run_data import RunData  # it reads the players' classes from this package: import it when called
 
     view = RunData.open(run_dir)
     keep, _, source = load_keep_sets(view.meta["fingerprint"], keep_sets or view.folder.keep_sets)
     return curate(view, keep, method, float(fraction), out or view.folder.curated(method, fraction), str(source),
-                  export_arrays)
+                  export_arrays, force)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from ..errors import UserError
 from ..run_folder import RunFolder
+from ..settings import Settings
 from ..stage_inputs import StageInputs
 from ..tables import write_frame
 from .baselines import BASELINES, Choice, stream
@@ -26,6 +27,8 @@ SURROGATE_METHODS = {"interactions": "proxyspex", "linear": "linear", "trak": "t
 METHODS = (*SURROGATE_METHODS, *BASELINES)
 # Chosen only when asked for: their fit needs an optional extra (trak: dattri) and a job of its own.
 OPT_IN_METHODS = ("trak",)
+# prune.methods when not given (conf/prune/default.yaml: null)
+DEFAULT_METHODS = tuple(m for m in METHODS if m not in OPT_IN_METHODS)
 
 
 def make_keep_sets(methods, fractions, n: int, classes: np.ndarray,
@@ -96,11 +99,13 @@ def linked_sweep(run_dir, what: str):
 
 
 @dataclass
-class PruneSettings:
+class PruneSettings(Settings):
     """The pruning stages' settings (``conf/prune/default.yaml`` says what each does)."""
 
+    section = "prune"
     fractions: list[float] = field(default_factory=lambda: [0.9, 0.7, 0.5, 0.3, 0.2])
-    methods: list[str] = field(default_factory=lambda: [m for m in METHODS if m not in OPT_IN_METHODS])
+    # None: every method but the opt-in ones, less those the run cannot take (:meth:`for_run`)
+    methods: list[str] | None = None
     fit_method: str = "proxyspex"
     surrogates: str = "sweep"
     class_quotas: bool = True
@@ -118,6 +123,10 @@ class PruneSettings:
 
     def __post_init__(self):
         self.fractions = check_fractions(self.fractions)
+        # not a field: whether the methods were chosen, or are the default that adapts to the run
+        self.methods_chosen = self.methods is not None
+        if self.methods is None:
+            self.methods = list(DEFAULT_METHODS)
         if self.surrogates not in SURROGATES:
             raise PruningError(f"prune.surrogates={self.surrogates!r}; choose one of {', '.join(SURROGATES)}")
         if unknown := [m for m in self.methods if m not in METHODS]:
@@ -139,15 +148,44 @@ class PruneSettings:
         """What decides the keep-sets (not their evaluation, nor how many processes run it)."""
         return {k: v for k, v in asdict(self).items() if k not in ("workers", "keep_sets", "eval_seeds")}
 
+    def for_run(self, folder: RunFolder) -> tuple[PruneSettings, list[str]]:
+        """These settings for the run in ``folder``, and the default methods left out of them.
 
-def run_prune(run_dir, settings: PruneSettings, progress: bool = True, force: bool = False):
+        Methods the user chose are kept, and a method the run cannot take is refused later in one
+        line. The default methods drop those that cannot run there: EL2N and CCS (they train on
+        the run's images) on a run without its dataset linked (planted, imported with
+        ``dataset=none``), and stratified on a run whose players' classes are unknown.
+        """
+        if self.methods_chosen:
+            return self, []
+        config = folder.read_config() if folder.config_json.exists() else {}
+        linked = (config.get("dataset") or {}).get("name") not in (None, "none")
+        classes = linked or any(path.exists() for path in folder.label_files)
+        dropped = [m for m in self.methods if (not linked and m in BASELINES and BASELINES[m].needs_difficulty)
+                   or (not classes and m == "stratified")]
+        if not dropped:
+            return self, []
+        kept = replace(self, methods=[m for m in self.methods if m not in dropped])
+        kept.methods_chosen = False
+        return kept, dropped
+
+
+def run_prune(run_dir, settings: PruneSettings, progress: bool = True, force: bool = False, announce=None):
     """Keep-sets of every method at every fraction, to ``prune/keep_sets.parquet``: ``(keep-sets,
     path)``, or None when the fits and settings are those of its last run (``force`` redoes it).
     A run without its dataset linked (planted, imported without images) takes the methods that
-    need no training, and the players' classes from its labels file where it has one."""
+    need no training, and the players' classes from its labels file where it has one: the default
+    methods leave out the others (:meth:`PruneSettings.for_run`; ``announce``, e.g. ``print``, is
+    told which), chosen ones are refused."""
     from ..run_data import RunData  # it reads the players' classes from this package: import it when called
 
     folder = RunFolder(run_dir)
+    settings, dropped = settings.for_run(folder)
+    if dropped and announce is not None:
+        reason = ("no dataset linked: they train on its images" if "stratified" not in dropped
+                  else "no dataset linked and no players' classes")
+        announce(f"prune: left out {', '.join(dropped)} ({folder.root} has {reason}); "
+                 f"prune.methods=[...] chooses the methods")
     alphas = {f if settings.surrogates == "matched" else None for f in settings.fractions if f < 1}
     reads = {"run": folder.run_json}
     if settings.fits:
