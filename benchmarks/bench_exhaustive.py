@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("--budgets", default="32,64,128,256,512,1000", help="subsets fitted on, comma-separated")
     parser.add_argument("--targets", type=int, default=40, help="the first this many targets")
     parser.add_argument("--levels", default="0.05", help="ProxySPEX familywise levels, comma-separated")
+    parser.add_argument("--relax", action="store_true", help="ProxySPEX's relaxed refit of the tested terms beside")
     args = parser.parse_args()
     budgets = [int(b) for b in args.budgets.split(",")]
     print(f"{time.strftime('%Y-%m-%d %H:%M')}, {cpu_name()}, one thread")
@@ -38,7 +39,8 @@ def main() -> None:
         start = time.perf_counter()
         table = recovery(sweep.masks, sweep.margins, sweep.mask_id, sweep.repeat,
                          {"linear": LinearDatamodel()} | {f"proxyspex level={level}": ProxySPEX(level=float(level))
-                                                          for level in args.levels.split(",")},
+                                                          for level in args.levels.split(",")}
+                         | ({"proxyspex relax": ProxySPEX(relax=True)} if args.relax else {}),
                          [b for b in budgets if b < 2**n], targets=range(min(args.targets, sweep.meta["T"])))
         print(f"\n{run}: n = {n} players, {len(sweep.model_index)} models, targets {table['target'].nunique()}, "
               f"{time.perf_counter() - start:.0f} s; order <= 3 explains {table['share'].median():.3f} of the "

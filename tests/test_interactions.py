@@ -331,3 +331,25 @@ def test_tests_stay_calibrated_with_a_dense_tail_shared_by_a_masks_seeds():
     assert set(planted) <= set(found)
     assert all(np.sign(found[k]) == np.sign(v) for k, v in planted.items())
     assert len(set(found) - set(planted)) == 0, sorted(set(found) - set(planted))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_tested_redundant_pair_keeps_its_least_squares_size(seed):
+    """The relaxed refit (step 5, ``relax=True``): the accepted pair and its members by least squares, the other
+    mains held at their L1 values. Its size is least squares' on the whole design (the held mains
+    are large and barely shrunk), where the L1 refit at the same penalty shrinks it."""
+    from datamodels.interactions.lasso import GramLasso, fold_ids
+
+    rng = np.random.default_rng(seed)
+    m = 6000
+    X = rng.random((m, 12)) < 0.5
+    pair = X[:, 0] & X[:, 1]
+    y = X[:, :6] @ np.array([1.0, 1.0, 0.5, -0.5, 0.3, 0.2]) - 0.15 * pair + rng.normal(0, 0.5, m)
+    fit = ProxySPEX(relax=True).fit(X, y)
+    assert [k for k in fit.mobius_ if len(k) > 1] == [(0, 1)]
+    design = np.hstack([X, pair[:, None]])
+    ols = np.linalg.lstsq(np.hstack([design, np.ones((m, 1))]).astype(float), y, rcond=None)[0]
+    assert fit.mobius_[(0, 1)] == pytest.approx(ols[12], abs=0.003)
+    assert fit.mobius_[(0,)] == pytest.approx(ols[0], abs=0.003) and fit.mobius_[(1,)] == pytest.approx(ols[1], abs=0.003)
+    shrunk = GramLasso(design, y, fold_ids(m, 5, 0)).fit(np.arange(13), fit.penalty_)[0][12]
+    assert abs(shrunk) < abs(fit.mobius_[(0, 1)]) and fit.dropped_terms_ == 0
