@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SHARDS ?= 8
 ARGS ?=
 
-.PHONY: help install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-session bench-gpu-linear bench-exhaustive prune-study prune-study-clusters prune-study-examples bench-spex bench-import bench-e2e-scale bench-prune bench-scale-tail duplicates-study bench-trak gpu-wheels ablate ablation-study docs-check
+.PHONY: help install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-session bench-gpu-linear bench-exhaustive prune-study prune-study-clusters prune-study-examples bench-spex bench-import bench-e2e-scale bench-prune bench-scale-tail duplicates-study bench-trak gpu-wheels ablate ablation-study docs-check test-fast
 .DEFAULT_GOAL := help
 
 # The targets with a '## ' description, and the variables most of them take.
@@ -101,7 +101,12 @@ collect: install ## validate the shards, report missing models, build the fit-re
 	$(PY) jobs/collect.py $(ARGS)
 
 test: install ## the test suite, about 20 min on 2 cores (19 min 5 s measured, 458 tests; ARGS=-k NAME for some tests)
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q --durations=15 $(ARGS)
+
+# The unit tests: no job, process, notebook or compilation (those carry the slow mark, which
+# tests/test_architecture.py checks), for the edit-test loop; make test stays CI's command.
+test-fast: install ## the unit tests only (-m 'not slow'): under 2 min on 2 cores (1 min 41 s measured, 367 tests)
+	$(PY) -m pytest -q -m "not slow" --durations=15 $(ARGS)
 
 # its loaders section compares the resident loader with FFCV
 # A GPU machine lent to a session (docs/benchmarks.md, "GPU") has torch, numpy, pandas, pyarrow and

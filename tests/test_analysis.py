@@ -222,6 +222,7 @@ def _opening(notebook: str) -> str:
     return "\n".join(lines[:next(i for i, line in enumerate(lines) if "RunView.open" in line) + 1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("notebook", sorted(p.name for p in (ROOT / "analysis").glob("*.ipynb")))
 def test_notebooks_open_a_relative_datamodels_run_from_the_root_as_jupyter_runs_them(tmp_path, notebook):
     """Jupyter runs a notebook in analysis/: DATAMODELS_RUN relative to the repository's root

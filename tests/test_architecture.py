@@ -85,3 +85,56 @@ def test_run_folder_paths_are_named_in_one_module():
 def test_jobs_are_shells():
     for path in (ROOT / "jobs").glob("*.py"):
         assert len(path.read_text().splitlines()) <= 42, f"{path} does more than turn its config into a call"
+
+
+# What makes a test slow: it starts a job or another process, executes a notebook, compiles
+# (a ``compile=`` mode other than None), or runs the GPU session's benchmark sections.
+SLOW_CALLS = {"run_job", "NotebookClient", "subprocess.run", "subprocess.Popen", "subprocess.check_output",
+              "torch.compile", "gpu_session.main", "compile="}
+
+
+def _called(node: ast.AST) -> set[str]:
+    """The names a function calls (``f``, ``module.f``), and ``compile=`` where a call compiles."""
+    names = set()
+    for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
+        func = call.func
+        if isinstance(func, ast.Name):
+            names.add(func.id)
+        elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+            names.add(f"{func.value.id}.{func.attr}")
+        if any(k.arg == "compile" and isinstance(k.value, ast.Constant) and isinstance(k.value.value, str)
+               for k in call.keywords):
+            names.add("compile=")
+    return names
+
+
+def _marked_slow(node: ast.AST) -> bool:
+    return any("slow" in ast.unparse(d) for d in getattr(node, "decorator_list", []))
+
+
+def unmarked_slow_tests() -> list[str]:
+    """Tests that start a job or a process, execute a notebook or compile (directly, through a
+    helper of their module, or through a fixture that does) without the ``slow`` mark."""
+    found = []
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        tree = ast.parse(path.read_text())
+        if any(isinstance(n, ast.Assign) and "pytestmark" in ast.unparse(n) and "slow" in ast.unparse(n)
+               for n in tree.body):
+            continue
+        functions = {f.name: f for f in tree.body if isinstance(f, ast.FunctionDef)}
+        slow = {name for name, f in functions.items() if _called(f) & SLOW_CALLS}
+        while True:  # through the module's helpers and fixtures
+            more = {name for name, f in functions.items() if name not in slow
+                    and (_called(f) & slow or {a.arg for a in f.args.args} & slow)}
+            if not more:
+                break
+            slow |= more
+        found += [f"{path.name}::{name}" for name in sorted(slow)
+                  if name.startswith("test_") and not _marked_slow(functions[name])]
+    return found
+
+
+def test_every_test_that_starts_a_process_is_marked_slow():
+    """make test-fast (-m 'not slow') stays a tier of unit tests: a test that starts a job or a
+    process, runs a notebook or compiles carries the slow mark."""
+    assert unmarked_slow_tests() == []

@@ -70,6 +70,7 @@ def test_repeats_of_a_mask_stay_on_one_side_and_bad_input_is_refused():
         fit_linear_batched(X, Y, device="cpu", val_fraction=1.0, progress=False)
 
 
+@pytest.mark.slow
 def test_fit_job_runs_the_batched_path_beside_the_cpu_one(tmp_path):
     write_planted_sweep(tmp_path, n=150, T=4, num_masks=1500, repeats=2, seed=3, progress=False, **GAME)
     run_job("fit.py", f"run_dir={tmp_path}", "fit=linear_gpu", "fit.params.device=cpu", "fit.params.target_batch=3",
@@ -88,6 +89,7 @@ def test_fit_job_runs_the_batched_path_beside_the_cpu_one(tmp_path):
         assert any(int(members[0]) in key for key in truth[target] if len(key) > 1)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without a GPU")
 def test_asking_for_a_gpu_that_is_not_there_says_so(tmp_path):
     write_planted_sweep(tmp_path, n=20, T=1, num_masks=100, seed=0, progress=False, **GAME)

@@ -191,6 +191,7 @@ FIT_OPTIONS = ", ".join(sorted(p.stem for p in (CONF / "fit").glob("*.yaml") if 
     ("fitt.workers=2", "fitt.workers is not a setting; did you mean fit.workers?"),
     ("fit=proxyspx", f"fit=proxyspx is not an option; did you mean fit=proxyspex? (fit options: {FIT_OPTIONS})"),
 ])
+@pytest.mark.slow
 def test_a_typo_in_an_override_is_one_line(tmp_path, override, message):
     RunFolder(tmp_path).run_json.write_text("{}")  # a run folder, so that +fit.worker reaches the fit's settings
     proc = run_job("fit.py", f"run_dir={tmp_path}", override, check=False)
@@ -198,6 +199,7 @@ def test_a_typo_in_an_override_is_one_line(tmp_path, override, message):
     assert proc.stderr.strip().splitlines() == [f"error: {message}"]
 
 
+@pytest.mark.slow
 def test_debug_keeps_hydras_whole_message_of_a_typo(tmp_path):
     proc = run_job("fit.py", f"run_dir={tmp_path}", "fit.worker=2", "debug=true", check=False)
     assert proc.returncode == 1 and "Could not override 'fit.worker'" in proc.stderr

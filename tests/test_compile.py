@@ -16,6 +16,7 @@ from datamodels.sweep import SweepRun, config_hash
 from datamodels.train import TrainConfig, train_model, train_models, train_network
 
 
+@pytest.mark.slow
 def test_compiled_training_gives_the_eager_models_and_compiles_once(tmp_path):
     splits = to_device(prepare("digits", train=200, target=30, holdout=100))
     torch.set_num_threads(1)

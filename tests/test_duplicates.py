@@ -59,6 +59,7 @@ def true_fractions(truth: dict, tau: np.ndarray, n: int) -> np.ndarray:
     return -(pairs * g / tau**2).sum(2) / np.where(signal > 0, signal, np.inf)
 
 
+@pytest.mark.slow
 def test_the_fractions_match_the_planted_ones_and_the_shared_groups_come_first(planted):
     proc = run_job("duplicates.py", f"run_dir={planted}", "progress=false")
     assert "candidate groups" in proc.stdout
@@ -150,6 +151,7 @@ def test_profile_neighbours_are_the_nearest_by_cosine():
 
 
 def test_report_shows_the_groups_only_when_ranked(planted, tmp_path):
+    run_duplicates(planted, progress=False)  # (skipped where the job's test measured them already)
     view = RunView.open(planted)
     page = RunFolder(planted).report_page
     html = write_report(view, page).read_text()
@@ -161,6 +163,7 @@ def test_report_shows_the_groups_only_when_ranked(planted, tmp_path):
         (tmp_path / "aside.parquet").rename(RunFolder(planted).duplicate_candidates)
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
     run = tmp_path / "run"
     write_planted_sweep(run, n=20, T=2, num_masks=200, progress=False, n_triples=0)

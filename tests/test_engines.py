@@ -60,6 +60,7 @@ def test_engines_fit_masks_as_estimators_do(name):
     assert not hasattr(clone(engine), "mobius_")
 
 
+@pytest.mark.slow
 def test_a_new_engine_is_one_module_and_one_config(tmp_path):
     """The example engine of docs/interactions.md, as printed there, through jobs/fit.py."""
     doc = (ROOT / "docs" / "interactions.md").read_text()

@@ -39,6 +39,7 @@ def write_sweep(run_dir, constant_target=None):
                     records[shard * PER_SHARD:(shard + 1) * PER_SHARD], meta | {"shard": shard})
 
 
+@pytest.mark.slow
 def test_job_writes_both_methods_side_by_side(tmp_path):
     write_sweep(tmp_path)
     out = run_job("fit.py", f"run_dir={tmp_path}", "fit.workers=2", "progress=false").stdout
@@ -90,6 +91,7 @@ def test_a_subset_of_targets_replaces_only_its_rows(tmp_path):
         select_targets(tmp_path, start=2, stop=5)
 
 
+@pytest.mark.slow
 def test_bad_runs_fail_clearly_and_write_nothing(tmp_path):
     write_sweep(tmp_path, constant_target=1)
     proc = run_job("fit.py", f"run_dir={tmp_path}", "fit.method=lasso", check=False)
@@ -101,6 +103,7 @@ def test_bad_runs_fail_clearly_and_write_nothing(tmp_path):
         run_fit(tmp_path / "nowhere", FitSettings("linear"), progress=False)
 
 
+@pytest.mark.slow
 def test_a_sweep_too_small_to_fit_says_how_many_models_it_needs(tmp_path):
     write_planted_sweep(tmp_path, 10, 1, 20, progress=False, n_triples=0)
     proc = run_job("fit.py", f"run_dir={tmp_path}", "fit=linear", "progress=false", check=False)
@@ -161,6 +164,7 @@ def test_learning_curve_uses_the_first_models_and_the_same_heldout_models():
         fit_and_evaluate(X, y[:, None], np.arange(1500), "linear", progress=False, fit_models=2000)
 
 
+@pytest.mark.slow
 def test_job_screens_a_wide_planted_sweep_and_finds_its_pairs(tmp_path):
     # 600 players, 40 with effects per target: the fit works on working sets of 80, reads the
     # memory-mapped layout that collect wrote, and still finds every planted pair.
@@ -185,6 +189,7 @@ def test_job_screens_a_wide_planted_sweep_and_finds_its_pairs(tmp_path):
     assert proc.returncode != 0 and "fit.params.screen_k=601 must be an integer in 1..600" in proc.stderr
 
 
+@pytest.mark.slow
 def test_the_fit_job_projects_its_time_from_its_first_target(tmp_path):
     """One line, once the first target is fitted and before the rest: targets x that target's time
     over the workers. A part (SLURM) says it too; a fit of one target has nothing left to project."""

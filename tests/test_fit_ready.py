@@ -237,6 +237,7 @@ def test_workers_map_the_same_file_and_read_the_same_columns(run):
             np.testing.assert_array_equal(columns, view.columns(players))
 
 
+@pytest.mark.slow
 def test_collect_job_builds_and_rebuilds_the_layout(run):
     shutil.move(run / "shards" / "shard-000003.parquet", run / "aside.parquet")
     proc = run_job("collect.py", f"run_dir={run}", "progress=false", check=False)

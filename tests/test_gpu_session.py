@@ -6,11 +6,14 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import gpu_session  # noqa: E402
 
 
+@pytest.mark.slow
 def test_every_section_runs_and_is_written(tmp_path):
     out = tmp_path / "gpu_session.md"
     gpu_session.main(["--device", "cpu", "--tiny", "--budget", "600", "--out", str(out)])
@@ -31,6 +34,7 @@ def test_every_section_runs_and_is_written(tmp_path):
                + results["processes"])
 
 
+@pytest.mark.slow
 def test_a_spent_budget_skips_the_rest_and_keeps_what_was_written(tmp_path):
     out = tmp_path / "gpu_session.md"
     gpu_session.main(["--device", "cpu", "--tiny", "--budget", "0", "--sections", "store,profile", "--out", str(out)])

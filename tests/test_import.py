@@ -46,6 +46,7 @@ def snapshot(folder):
             if "logs" not in p.relative_to(folder).parts}
 
 
+@pytest.mark.slow
 def test_release_import_is_the_arrays_and_collect_and_fit_read_it(tmp_path):
     paths, masks, margins, labels = release(tmp_path / "release")
     run_dir = tmp_path / "run"
@@ -165,6 +166,7 @@ def cifar_archive(folder, n_train=N, n_test=T, seed=3):
     return [f"dataset.options.root={folder}", f"dataset.options.md5={md5}", "dataset.options.download=false"], labels
 
 
+@pytest.mark.slow
 def test_dataset_cifar10_links_train_images_and_the_chosen_test_images(tmp_path):
     from datamodels.sweep import SweepRun
 
@@ -222,6 +224,7 @@ BAD = {"rows differ": "the masks hold 230 rows and the margins 229", "masks not 
        "not a run": "not a run folder", "dataset width": "masks have 40 columns .* has 41 train and 12 test images"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, case):
     import re
@@ -267,6 +270,7 @@ def test_masks_are_packed_as_numpy_packs_them_and_a_bad_value_is_named_where_it_
     ("source.rows=100:300", "source.rows=100:300: the source has 230 rows (0..229); a range a:b must lie within 0:230"),
     ("source.targets=[3,12]", "source.targets: indices 3..12 are outside 0..11 (the source has 12 margin columns)"),
 ])
+@pytest.mark.slow
 def test_a_selection_larger_than_the_data_is_refused_naming_its_size(tmp_path, setting, message):
     paths, _, _, _ = release(tmp_path / "release")
     proc = run_job("import_sweep.py", *job_args(tmp_path / "run", paths, setting), check=False)
@@ -283,6 +287,7 @@ def test_ranges_within_the_data_still_select_as_slices():
         importing.selection("0:7", 6, "source.rows")
 
 
+@pytest.mark.slow
 def test_the_import_says_what_it_reads_and_writes_before_writing(tmp_path):
     paths, _, _, _ = release(tmp_path / "release")
     out = run_job("import_sweep.py", *job_args(tmp_path / "run", paths, "source.targets=0:3")).stdout.splitlines()
@@ -293,6 +298,7 @@ def test_the_import_says_what_it_reads_and_writes_before_writing(tmp_path):
     assert written > 0 and "4 shards written" in out[1]
 
 
+@pytest.mark.slow
 def test_the_documented_prune_runs_on_an_import_without_images(tmp_path):
     """docs/cifar10.md: import with dataset=none, fit, then python jobs/prune.py run_dir=... as printed."""
     from datamodels.fitting import FitSettings, run_fit

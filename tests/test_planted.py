@@ -107,6 +107,7 @@ def test_other_settings_are_refused_in_the_same_run_folder(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_the_command_line_writes_a_sweep_and_says_so(tmp_path):
     out = subprocess.run([sys.executable, "-m", "datamodels.planted", "--run-dir", str(tmp_path / "run"),
                           "--n", "30", "--targets", "3", "--masks", "50", "--repeats", "2", "--n-mains", "5",
@@ -115,6 +116,7 @@ def test_the_command_line_writes_a_sweep_and_says_so(tmp_path):
     assert load_sweep(tmp_path / "run" / "shards").margins.shape == (100, 3)
 
 
+@pytest.mark.slow
 def test_tail_sd_gives_every_player_a_faint_main_on_top_of_the_same_game(tmp_path):
     plain = planted_game(400, seed=3, n_mains=20)
     tailed = planted_game(400, seed=3, n_mains=20, tail_sd=0.01)
@@ -139,6 +141,7 @@ def test_tail_sd_gives_every_player_a_faint_main_on_top_of_the_same_game(tmp_pat
     assert len([k for k in read_planted_truth(tmp_path / "c")[1] if len(k) == 1]) == 30
 
 
+@pytest.mark.slow
 def test_the_release_writer_says_its_size_first_and_its_folder_reads_as_the_truth(tmp_path):
     """python -m datamodels.planted --release DIR: one line with the size before writing; then
     read_planted_truth(DIR) reads the truth it wrote beside the .npy files."""

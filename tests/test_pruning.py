@@ -206,6 +206,7 @@ def test_matched_surrogates_need_masks_and_fits_of_each_fraction(tmp_path):
     assert bad.returncode != 0 and "no masks of matching size" in bad.stderr
 
 
+@pytest.mark.slow
 def test_curate_is_redone_with_force_and_the_old_set_survives_a_failed_rewrite(tmp_path, monkeypatch):
     """jobs/curate.py run twice: refused with the way on (force=true); with force=true the new
     keep-set replaces the old whole, and a rewrite that fails leaves the old one as it was."""

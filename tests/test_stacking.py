@@ -142,6 +142,7 @@ def _hash_before_models_per_pass_was_a_launch_setting(config: dict) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+@pytest.mark.slow
 def test_run_folders_swept_before_keep_their_identity(tmp_path, monkeypatch):
     from conftest import ROOT, run_job
     from datamodels.run_folder import RunFolder
@@ -170,6 +171,7 @@ def test_run_folders_swept_before_keep_their_identity(tmp_path, monkeypatch):
     assert len(load_sweep(folder.shards, require_complete=True).model_index) == 6
 
 
+@pytest.mark.slow
 def test_a_run_folder_is_swept_on_with_another_models_per_pass(tmp_path):
     """python jobs/sweep.py, then python jobs/sweep.py sweep.models_per_pass=8 on the same run_dir:
     the second finds the first's shards and trains only what is missing."""

@@ -147,6 +147,7 @@ def test_an_existing_shard_of_another_sweep_is_refused_not_overwritten(tiny_conf
     assert shard.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_a_shard_claimed_by_a_live_process_is_skipped_and_trained_once_released(tmp_path):
     """A resubmitted command while the first still runs: the second skips the claimed shard, in one
     line naming the holder, and writes nothing; once the claim is released, the shard is trained.
@@ -167,6 +168,7 @@ def test_a_shard_claimed_by_a_live_process_is_skipped_and_trained_once_released(
     assert "6 of 6 models present, 0 missing, 0 duplicated" in run_job("collect.py", f"run_dir={run_dir}").stdout
 
 
+@pytest.mark.slow
 def test_a_claim_whose_process_is_gone_is_taken_over(tiny_config, tmp_path):
     run = SweepRun(tiny_config, tmp_path)
     claim = RunFolder(tmp_path).claim(0)
@@ -178,6 +180,7 @@ def test_a_claim_whose_process_is_gone_is_taken_over(tiny_config, tmp_path):
     assert run.run_shard(0, progress=False) == "written" and not claim.exists()
 
 
+@pytest.mark.slow
 def test_a_requeued_slurm_job_takes_over_its_own_claim(tmp_path, monkeypatch):
     from datamodels.run_folder import ShardClaim
 
@@ -277,6 +280,7 @@ def _dead_pid() -> int:
     return child.pid
 
 
+@pytest.mark.slow
 def test_status_reports_a_claim_of_an_exited_process_of_this_host_as_free(tiny_config, tmp_path):
     from datamodels.run_folder import ShardClaim
     from datamodels.status import sweep_status
