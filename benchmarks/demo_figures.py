@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datamodels.analysis import RunView, judge_triples, term_strength  # noqa: E402
+from datamodels.analysis import RunView, judge_triples, pruning_conclusion, strongest_pair  # noqa: E402
 from datamodels.pruning import paired_differences, summarize  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,17 +66,12 @@ def faithfulness_block(view: RunView) -> str:
 
 
 def _strongest(view: RunView, kind: str) -> str:
-    """The pair of ``kind`` the fit's console line and the report name: largest ``|m|`` in units of
-    its target's residual sd."""
-    pairs = term_strength(view, "proxyspex", orders=(2,))
-    pairs = pairs[pairs["kind"] == kind]
-    if pairs.empty:
+    """The pair of ``kind`` the fit's console line and the report name (:func:`strongest_pair`)."""
+    row = strongest_pair(view, kind, "proxyspex")
+    if row is None:
         return "none"
-    row = pairs.loc[pairs["strength"].idxmax()]
-    members = view.terms(method="proxyspex", target=int(row["target"]), orders=[2]).loc[row.name, "members"]
-    players = " and ".join(view.player_name(int(p)) for p in members)
-    return (f"{players} on {view.target_name(int(row['target']))} (Möbius {row['mobius']:+.2f}, "
-            f"{row['strength']:.2f} residual sd)")
+    return (f"{row['players'].replace(' + ', ' and ')} on {view.target_name(int(row['target']))} "
+            f"(Möbius {row['mobius']:+.2f}, {row['strength']:.2f} residual sd)")
 
 
 def interactions_block(view: RunView) -> str:
@@ -113,11 +108,7 @@ def pruning_block(view: RunView) -> str:
     lines += ["", "`interactions` minus the best baseline at each fraction, paired by seed: " + "; ".join(
         f"{_ci(r.difference, r.ci_low, r.ci_high, signed=True)} at {r.fraction:g} (against `{r.baseline}`)"
         for r in paired.itertuples()) + "."]
-    verdicts = {"better than": paired["ci_low"] > 0, "worse than": paired["ci_high"] < 0,
-                "within the interval of": (paired["ci_low"] <= 0) & (paired["ci_high"] >= 0)}
-    lines.append("So on the demo the interaction-aware keep-sets are " + "; ".join(
-        f"{verdict} the best baseline at {', '.join(f'{f:g}' for f in paired.loc[where, 'fraction'])}"
-        for verdict, where in verdicts.items() if where.any()) + ".")
+    lines.append(f"So on the demo the {pruning_conclusion(view)}.")
     return "\n".join(lines) + "\n"
 
 
