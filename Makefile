@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SHARDS ?= 8
 ARGS ?=
 
-.PHONY: help install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-session bench-gpu-linear bench-exhaustive prune-study prune-study-clusters prune-study-examples bench-spex bench-import bench-e2e-scale bench-prune bench-scale-tail duplicates-study bench-trak gpu-wheels ablate ablation-study docs-check test-fast
+.PHONY: help install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-session bench-gpu-linear bench-exhaustive bench-error-rates prune-study prune-study-clusters prune-study-examples bench-spex bench-import bench-e2e-scale bench-prune bench-scale-tail duplicates-study bench-trak gpu-wheels ablate ablation-study docs-check test-fast
 .DEFAULT_GOAL := help
 
 # The targets with a '## ' description, and the variables most of them take.
@@ -151,6 +151,9 @@ bench-gpu-linear: install ## [GPU] the linear datamodel on a GPU (fit=linear_gpu
 # classes trained with 2 seeds (about 2,000 models), then ProxySPEX and the linear datamodel at
 # growing budgets against the exact references (docs/interactions.md).
 EXHAUSTIVE_RUN ?= runs/classes-exhaustive
+bench-error-rates: install ## familywise against false-discovery control of ProxySPEX's tests on planted and SOUM games (about 8 min)
+	$(PY) benchmarks/error_rates.py $(ARGS)
+
 bench-exhaustive: install ## recovery against exact ground truth (all subsets of 10 classes: ~2,000 models: about 15 min on 2 cores)
 	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,16)' hydra/launcher=joblib experiment=digits_classes_exhaustive run_dir=$(EXHAUSTIVE_RUN)
 	$(PY) benchmarks/bench_exhaustive.py --run $(EXHAUSTIVE_RUN) $(ARGS)
@@ -194,7 +197,7 @@ bench-e2e-scale: install ## release -> import -> fit -> prune -> curate -> repor
 	$(PY) benchmarks/bench_e2e_scale.py $(ARGS)
 
 # Keep-sets at CIFAR-10 scale (n = 50,000 players): the sparse greedy against today's dense one
-# (benchmarks/prune_reference.py) at T = 10 and 1,000, and T = 10,000 at 5 fractions, both
+# (tests/prune_reference.py) at T = 10 and 1,000, and T = 10,000 at 5 fractions, both
 # surrogate methods. Figures in docs/benchmarks.md.
 bench-prune: install ## pruning at n = 50,000 x T = 10,000 vs the dense greedy (about 30 min on 2 cores)
 	PYTHONPATH=. OMP_NUM_THREADS=1 $(PY) benchmarks/bench_prune.py $(ARGS)

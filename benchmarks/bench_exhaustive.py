@@ -15,12 +15,61 @@ error and synergy/redundancy labels of the projection's pairs above 3 standard e
 
 import argparse
 import time
+from itertools import combinations
 
+import numpy as np
 from bench_fit import cpu_name  # also pins one BLAS/OpenMP thread per process
+from scipy.stats import norm
 
 from datamodels.exhaustive import recovery
 from datamodels.interactions import LinearDatamodel, ProxySPEX
+from datamodels.interactions.selection import step_up, z_bonferroni
 from datamodels.store import load_sweep
+
+
+class TestedPairs:
+    """Least squares of the margin on every main and every pair (centred features), each pair
+    kept when its coefficient passes a test over the family of all pairs at ``level``: Bonferroni
+    (``rate="fwer"``) or Benjamini-Hochberg (``"fdr"``). The reference a test on the pairs alone
+    can reach where all of them fit in one regression; ``mobius_`` holds the mains and the pairs
+    that passed, in the Möbius basis."""
+
+    def __init__(self, rate: str, level: float = 0.05):
+        self.rate, self.level = rate, level
+
+    def at_budget(self, n: int, budget: int, sampled: np.ndarray):
+        return TestedPairs(self.rate, self.level), sampled
+
+    def _features(self, X: np.ndarray) -> np.ndarray:
+        centred = X - self.mean_
+        return np.column_stack([np.ones(len(X)), centred] + [centred[:, i] * centred[:, j] for i, j in self.pairs_])
+
+    def fit(self, X, y):
+        X = np.asarray(X, dtype=float)
+        self.mean_, n = X.mean(axis=0), X.shape[1]
+        self.pairs_ = list(combinations(range(n), 2))
+        F = self._features(X)
+        inverse = np.linalg.pinv(F.T @ F)
+        self.coef_ = inverse @ F.T @ y
+        resid = y - F @ self.coef_
+        sigma = np.sqrt(resid @ resid / (len(y) - np.linalg.matrix_rank(F)))
+        z = np.abs(self.coef_) / (sigma * np.sqrt(np.maximum(np.diag(inverse), 1e-300)))
+        z = z[1 + n:]
+        family = len(self.pairs_)
+        passed = (z > z_bonferroni(self.level, family) if self.rate == "fwer"
+                  else step_up(2 * norm.sf(z), self.level, family))
+        pair_coef = self.coef_[1 + n:]
+        # Möbius mains of a model complete to order 2: each main less its pairs' share at the means
+        mains = self.coef_[1:1 + n].copy()
+        for (i, j), b in zip(self.pairs_, pair_coef):
+            mains[i] -= b * self.mean_[j]
+            mains[j] -= b * self.mean_[i]
+        self.mobius_ = {(i,): float(v) for i, v in enumerate(mains)} | {
+            S: float(b) for S, b, ok in zip(self.pairs_, pair_coef, passed) if ok}
+        return self
+
+    def predict(self, X):
+        return self._features(np.asarray(X, dtype=float)) @ self.coef_
 
 
 def main() -> None:
@@ -30,6 +79,9 @@ def main() -> None:
     parser.add_argument("--targets", type=int, default=40, help="the first this many targets")
     parser.add_argument("--levels", default="0.05", help="ProxySPEX familywise levels, comma-separated")
     parser.add_argument("--relax", action="store_true", help="ProxySPEX's relaxed refit of the tested terms beside")
+    parser.add_argument("--fdr", action="store_true", help="ProxySPEX with false-discovery control beside")
+    parser.add_argument("--least-squares", action="store_true",
+                        help="least squares on every pair, tested (Bonferroni and BH at 0.05), beside")
     args = parser.parse_args()
     budgets = [int(b) for b in args.budgets.split(",")]
     print(f"{time.strftime('%Y-%m-%d %H:%M')}, {cpu_name()}, one thread")
@@ -40,7 +92,10 @@ def main() -> None:
         table = recovery(sweep.masks, sweep.margins, sweep.mask_id, sweep.repeat,
                          {"linear": LinearDatamodel()} | {f"proxyspex level={level}": ProxySPEX(level=float(level))
                                                           for level in args.levels.split(",")}
-                         | ({"proxyspex relax": ProxySPEX(relax=True)} if args.relax else {}),
+                         | ({"proxyspex relax": ProxySPEX(relax=True)} if args.relax else {})
+                         | ({"proxyspex fdr": ProxySPEX(error_rate="fdr")} if args.fdr else {})
+                         | ({"pairs LS, Bonferroni": TestedPairs("fwer"), "pairs LS, BH": TestedPairs("fdr")}
+                            if args.least_squares else {}),
                          [b for b in budgets if b < 2**n], targets=range(min(args.targets, sweep.meta["T"])))
         print(f"\n{run}: n = {n} players, {len(sweep.model_index)} models, targets {table['target'].nunique()}, "
               f"{time.perf_counter() - start:.0f} s; order <= 3 explains {table['share'].median():.3f} of the "

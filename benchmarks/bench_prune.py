@@ -7,7 +7,7 @@ Synthetic surrogates over n = 50,000 players, as the fit produces them: every ta
 (``--strong`` per target) strong enough to form synergy blocks; players in 10 classes (quotas on).
 
 (a) T = 10 and T = 1,000 targets, one kept fraction (0.5): the new greedy and the frozen dense
-    one (benchmarks/prune_reference.py) side by side, each in a process of its own; the dense
+    one (tests/prune_reference.py) side by side, each in a process of its own; the dense
     one is stopped after ``--reference-timeout`` seconds, and then the ratio printed is a lower
     bound. Where both finish, their keep-sets must be equal.
 (b) T = 10,000 targets, the default kept fractions (0.9, 0.7, 0.5, 0.3, 0.2), both surrogate
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the frozen greedy: benchmarks/prune_reference.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the frozen greedy: tests/prune_reference.py
 
 N = 50_000
 FRACTIONS = (0.9, 0.7, 0.5, 0.3, 0.2)
@@ -78,7 +78,7 @@ def _job(kind: str, T: int, args: dict, queue) -> None:
     sizes = [round(f * N) for f in args["fractions"]]
     classes = classes_of(N)
     if kind == "reference":
-        from benchmarks.prune_reference import as_reference, greedy_keep_set
+        from prune_reference import as_reference, greedy_keep_set
 
         reference = as_reference(surrogate)
         built, cpu = time.perf_counter() - start, cpu_seconds()

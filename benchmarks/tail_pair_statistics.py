@@ -10,7 +10,7 @@ Fits ProxySPEX on each target's fitting models (the fit stage's 80% split) and r
 selection's state at the end (its model with the accepted pairs taken out again). A pair whose
 statistic is below its critical value under the tests' model is out of reach of any test at
 that level; null pairs (random pairs of the working set, none planted) should be at unit scale.
-Beside them, an oracle: least squares on what the game planted (its ``n_mains`` largest mains and
+Beside them, an oracle (:func:`oracle_cleared` counts its pairs for ``bench_scale.py --parts tail``): least squares on what the game planted (its ``n_mains`` largest mains and
 its pairs) with the tests' noise scale. It knows the truth, so a planted pair below the critical
 value there is below it for any test that must find the pairs and mains from the data.
 """
@@ -18,6 +18,7 @@ value there is below it for any test that must find the pairs and mains from the
 import argparse
 import os
 import sys
+from math import comb
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -62,6 +63,27 @@ def oracle_statistics(X, y: np.ndarray, groups: np.ndarray, truth: dict, n_mains
     sigma = np.sqrt(rss / (len(y) - F.shape[1]) * selection.design_effect(resid, groups, rss))
     se = sigma * np.sqrt(np.diag(np.linalg.inv(F.T @ F))[-len(pairs):])
     return dict(zip(pairs, (coef[-len(pairs):] / se).round(2).tolist()))
+
+
+def oracle_cleared(run_dir, targets) -> int:
+    """Planted pairs, over ``targets``, whose oracle statistic (:func:`oracle_statistics`)
+    clears the familywise critical value the tests give that pair (from the selection of a
+    default ProxySPEX fit of the target, its members' places in the working set)."""
+    (ready, rows, X), truth = fitting_split(run_dir), read_planted_truth(run_dir)
+    groups = np.asarray(ready.mask_id)[rows]
+    cleared = 0
+    for target in targets:
+        y = np.asarray(ready.margins[target])[rows].astype(float)
+        fit, sel = fit_with_selection(X, y)
+        where = {int(p): i for i, p in enumerate(fit.players_[:sel.X.shape[1]])}  # the screened ones are tested
+        oracle = oracle_statistics(X, y, groups, truth[target], TAIL_GAME["n_mains"])
+        for pair, z in oracle.items():
+            if all(p in where for p in pair):
+                critical = sel.critical(pair_keys(np.array([[where[p] for p in pair]]), sel.max_order))[0]
+            else:  # a member outside the screened players: the family of every pair of the n players
+                critical = selection.z_bonferroni(sel.per_order / 3, comb(X.n, 2))
+            cleared += abs(z) > critical
+    return int(cleared)
 
 
 def fit_with_selection(X, y: np.ndarray, **params) -> tuple[ProxySPEX, selection.Selection]:

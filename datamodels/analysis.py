@@ -190,9 +190,9 @@ def _fitted(view: RunView, method: str) -> pd.DataFrame:
 
 def residual_sd(view: RunView, method: str) -> pd.Series:
     """Per fitted target (index): the sd of what its fit leaves unexplained, ``tau_t = sqrt(1 -
-    R^2_t) sd_t`` with the held-out R^2 (floored at 5% of the variance, so no target counts as
-    noiseless) and the margin sd over the collected models: the scale pruning judges a target's
-    terms in (:class:`~datamodels.pruning.Surrogate`), and the views rank terms by."""
+    R^2_t) sd_t`` (:func:`~datamodels.fitting.residual_scale`) with the held-out R^2 and the
+    margin sd over the collected models: the scale pruning judges a target's terms in
+    (:class:`~datamodels.pruning.Surrogate`), and the views rank terms by."""
     rows = _fitted(view, method)
     targets = rows["target"].to_numpy(np.int64)
     tau = residual_scale(rows["r2"].to_numpy(float), view.margin_sd[targets])
@@ -621,6 +621,31 @@ def plot_player(view: RunView, player: int, max_images: int = 30):
     more = f", {len(shown)} shown" if len(shown) < len(examples) else ""
     fig.suptitle(f"player #{player}: {len(examples)} training example{'s' if len(examples) > 1 else ''}{more}",
                  fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_candidates(view: RunView, groups: pd.DataFrame, k: int = 6, max_members: int = 8):
+    """The ``k`` first of ``groups`` (the candidate duplicate groups, best first, as
+    :func:`datamodels.duplicates.read_candidates` reads them), one row each: the first image of
+    each member (up to ``max_members``), side by side, titled with the player and its class. Needs
+    the run's images. The caller reads the groups: :mod:`datamodels.duplicates` reads runs
+    through this module, so this module cannot import it."""
+    view._need_images("the images of the candidate duplicates")
+    top = groups.head(k)
+    cols = max(2, min(max_members, int(top["size"].max()) if len(top) else 2))
+    fig, axes = plt.subplots(max(len(top), 1), cols, figsize=(1.1 * cols, 1.3 * max(len(top), 1) + 0.3),
+                             squeeze=False)
+    images, classes = view.sweep_run.data.images("train"), view.class_names
+    for row, (members, score) in enumerate(zip(top["members"], top["score"])):
+        for col, player in enumerate(members[:cols]):
+            label = view.player_labels[player]
+            _show(axes[row, col], images[view.first_example[player]], f"#{player} {classes[label]}")
+        axes[row, 0].set_ylabel(f"{row + 1}: {score:.1f}", fontsize=8)
+    for ax in axes.flat:
+        if not ax.images:
+            ax.axis("off")
+    fig.suptitle("candidate duplicate groups, best first (row label: rank and score)", fontsize=9)
     fig.tight_layout()
     return fig
 

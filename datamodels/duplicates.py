@@ -45,7 +45,7 @@ it. Written by :func:`run_duplicates` (``jobs/duplicates.py``):
   group, best first: ``members`` (list of players), ``score``, ``size``, ``pairs`` (its
   duplicate pairs), ``targets`` (the most of any of its pairs), ``best_pair`` and
   ``best_pair_score``. A curation script drops all but one member of a group, or sends the group
-  to review.
+  to review; :func:`datamodels.analysis.plot_candidates` draws the groups' images.
 
 It reads the fit and the models (no images, no dataset): it works on an imported run as on a
 trained one, and on a fit of some targets only (the release's case study fits 60 of 10,000), over
@@ -57,7 +57,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -67,7 +66,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.special import ndtri
 from tqdm.auto import tqdm
 
-from .analysis import RunView, _show, residual_sd
+from .analysis import RunView, residual_sd
 from .errors import UserError
 from .pruning.surrogate import Surrogate, fitted_surrogate
 from .run_folder import RunFolder
@@ -304,24 +303,3 @@ def named_candidates(view: RunView, k: int = 10) -> pd.DataFrame:
                          "players": [" + ".join(view.player_name(p) for p in m) for m in top["members"]],
                          "score": top["score"], "targets": top["targets"], "size": top["size"]})
 
-
-def plot_candidates(view: RunView, k: int = 6, max_members: int = 8):
-    """The ``k`` best groups, one row each: the first image of each member (up to ``max_members``),
-    side by side, titled with the player and its class. Needs the run's images."""
-    view._need_images("the images of the candidate duplicates")
-    top = read_candidates(view.run_dir).head(k)
-    cols = max(2, min(max_members, int(top["size"].max()) if len(top) else 2))
-    fig, axes = plt.subplots(max(len(top), 1), cols, figsize=(1.1 * cols, 1.3 * max(len(top), 1) + 0.3),
-                             squeeze=False)
-    images, classes = view.sweep_run.data.images("train"), view.class_names
-    for row, (members, score) in enumerate(zip(top["members"], top["score"])):
-        for col, player in enumerate(members[:cols]):
-            label = view.player_labels[player]
-            _show(axes[row, col], images[view.first_example[player]], f"#{player} {classes[label]}")
-        axes[row, 0].set_ylabel(f"{row + 1}: {score:.1f}", fontsize=8)
-    for ax in axes.flat:
-        if not ax.images:
-            ax.axis("off")
-    fig.suptitle("candidate duplicate groups, best first (row label: rank and score)", fontsize=9)
-    fig.tight_layout()
-    return fig

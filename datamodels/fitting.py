@@ -55,6 +55,11 @@ from .tables import read_frame, write_frame
 
 log = logging.getLogger(__name__)
 STAGE = "fit (jobs/fit.py)"
+# The columns of the stage's two tables (the module doc says what each holds), whichever stage
+# writes them: a method may add its own after these (TRAK's ``slope``).
+INTERACTION_COLUMNS = ("target", "members", "order", "mobius", "kind", "method")
+METRIC_COLUMNS = ("target", "method", "r2", "spearman", "noise_ceiling", "r2_fraction_of_ceiling", "models_used",
+                  "seconds", "working_set", "kkt_added", "penalty_at_floor")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,11 +163,8 @@ def fit_and_evaluate(masks, margins, mask_id, method: str, params: dict | None =
                      fit.estimator.kkt_added_, fit.estimator.penalty_at_floor_))
         table = interaction_table(fit.estimator.mobius_)
         tables.append(table.assign(target=target_ids[fit.target], method=method))
-    metrics = pd.DataFrame(rows, columns=["target", "method", "r2", "spearman", "noise_ceiling",
-                                          "r2_fraction_of_ceiling", "models_used", "seconds", "working_set",
-                                          "kkt_added", "penalty_at_floor"])
-    columns = ["target", "members", "order", "mobius", "kind", "method"]
-    interactions = pd.concat(tables, ignore_index=True)[columns]
+    metrics = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
+    interactions = pd.concat(tables, ignore_index=True)[list(INTERACTION_COLUMNS)]
     return (interactions.sort_values("target", kind="stable", ignore_index=True),
             metrics.sort_values("target", kind="stable", ignore_index=True))
 
@@ -206,18 +208,16 @@ class FitSettings(Settings):
     heldout_fraction: float = 0.2
     split_seed: int = 0
     alpha: float | None = None
-    workers: int = 1
+    workers: int = 2
 
     def __post_init__(self):
         self.params = dict(self.params or {})
-        for name, kind in (("start", int), ("stop", int), ("part", int), ("parts", int), ("split_seed", int),
-                           ("workers", int), ("heldout_fraction", float), ("alpha", float)):
+        self.check_integers(("start", "stop", "part", "parts", "split_seed"))
+        self.check_integers(("workers",), least=1)
+        for name in ("heldout_fraction", "alpha"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or kind is int and value != int(value)):
-                raise UserError(f"fit.{name}={value!r} must be {'an integer' if kind is int else 'a number'}")
-        if self.workers < 1:
-            raise UserError(f"fit.workers={self.workers} must be at least 1")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise UserError(f"fit.{name}={value!r} must be a number")
         if self.part is not None and self.parts is None:
             raise UserError(f"fit.part={self.part} needs fit.parts, the number of parts the targets are split into")
         self.engine()  # an unknown method, module or parameter fails before any reading
@@ -304,11 +304,17 @@ def _fit(run_dir, settings: FitSettings, targets: list[int], progress: bool, ann
     interactions, metrics = fit_and_evaluate(
         ready.masks, ready.margins.T, ready.mask_id, settings.method, params, None, settings.heldout_fraction,
         settings.split_seed, settings.workers, progress, columns=targets, models=models, announce=announce)
-    meta = {"fingerprint": run["fingerprint"], "n": run["n"], "T": run["T"], "config_hash": run.get("config_hash"),
-            "alpha": settings.alpha,
-            "methods": {settings.method: {"params": params, "heldout_fraction": settings.heldout_fraction,
-                                          "split_seed": settings.split_seed}}}
+    meta = tables_meta(run, settings.alpha, settings.method, params, settings.heldout_fraction, settings.split_seed)
     return interactions, metrics, meta
+
+
+def tables_meta(run: dict, alpha: float | None, method: str, params: dict, heldout_fraction: float,
+                split_seed: int) -> dict:
+    """The metadata of a fit's tables: the sweep they were fitted on (``run``, its ``run.json``),
+    which :func:`merge_fit_parts` and the readers check, and how ``method`` was fitted."""
+    return {"fingerprint": run["fingerprint"], "n": run["n"], "T": run["T"], "config_hash": run.get("config_hash"),
+            "alpha": alpha,
+            "methods": {method: {"params": params, "heldout_fraction": heldout_fraction, "split_seed": split_seed}}}
 
 
 def fit_inputs(run_dir, settings: FitSettings, progress: bool = True) -> StageInputs:
@@ -392,11 +398,19 @@ def merge_fit_parts(run_dir, method: str, parts: int, alpha: float | None = None
     return save_fit(folder, alpha, interactions, metrics, meta)
 
 
-def residual_scale(r2, margin_sd):
+def residual_scale(r2, margin_sd=None, margin_var=None):
     """Per target: the sd of what its fit leaves unexplained, ``sqrt(1 - R^2) sd`` with the
     held-out ``r2`` (floored at 5% of the variance, so no target counts as noiseless) and the
-    margin's sd over the models: the unit the report and :func:`summary` rank terms in."""
-    return np.sqrt(np.clip(1.0 - np.asarray(r2, float), 0.05, 1.0)) * np.asarray(margin_sd, float) + 1e-12
+    margin's sd over the models, or its variance ``margin_var``: the unit the report and
+    :func:`summary` rank terms in, and pruning judges a target's terms in.
+
+    The two spellings differ in the last bit; each is kept for the callers that have always
+    used it (the views pass the sd, pruning's surrogate the variance), so that their rankings
+    and keep-sets stay those of the runs already made."""
+    unexplained = np.clip(1.0 - np.asarray(r2, float), 0.05, 1.0)
+    if margin_var is not None:
+        return np.sqrt(unexplained * np.asarray(margin_var, float)) + 1e-12
+    return np.sqrt(unexplained) * np.asarray(margin_sd, float) + 1e-12
 
 
 def summary(interactions: pd.DataFrame, metrics: pd.DataFrame, margin_sd=None) -> str:

@@ -50,12 +50,11 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import __version__
 from .data import load_dataset
 from .errors import UserError
 from .run_folder import RunFolder, check_identity, config_hash
 from .settings import Settings
-from .store import FORMAT, compact_ranges, read_shard_meta, write_shard_columns
+from .store import compact_ranges, read_shard_meta, run_meta, write_shard_columns
 from .tables import size_text, write_atomic
 
 RELEASE_FILES = ("train_masks_{pct}pct.npy", "test_margins_{pct}pct.npy")
@@ -254,6 +253,7 @@ class ImportSettings(Settings):
     """``conf/source/default.yaml``: where the models come from and which of them to import."""
 
     section = "source"
+    error = ImportSourceError
     masks: str | None = None
     margins: str | None = None
     store: str | None = None
@@ -267,9 +267,7 @@ class ImportSettings(Settings):
     def __post_init__(self):
         if self.nan not in NAN_POLICIES:
             raise ImportSourceError(f"source.nan={self.nan!r}; choose one of {', '.join(NAN_POLICIES)}")
-        if isinstance(self.models_per_shard, bool) or not isinstance(self.models_per_shard, int) \
-                or self.models_per_shard < 1:
-            raise ImportSourceError(f"source.models_per_shard={self.models_per_shard!r} must be a positive integer")
+        self.check_integers(("models_per_shard",), least=1)
         if self.alpha is not None and not 0.0 < float(self.alpha) < 1.0:
             raise ImportSourceError(f"source.alpha={self.alpha} must lie strictly between 0 and 1")
 
@@ -420,11 +418,9 @@ def plan_import(settings: ImportSettings, config: dict, progress: bool = True) -
     recorded = {**config, "dataset": dataset, "players": {"kind": "example"}, "sweep": sweep}
     recorded.pop("source", None)  # the paths: in imported/source.json, not in the run's settings
     if dataset["name"] == "none":
-        meta = {"format": FORMAT, "fingerprint": f"import-{described['digest']}", "n": n, "T": len(targets),
-                "design": "imported", "alpha": alpha, "sweep_seed": 0, "repeats": 1,
-                "models_per_shard": settings.models_per_shard, "num_models": len(rows),
-                "config_hash": config_hash(recorded), "version": __version__, "dataset": "none", "model": "none",
-                "players": "example"}
+        meta = run_meta(f"import-{described['digest']}", n, len(targets), "imported", alpha, 0, 1,
+                        settings.models_per_shard, len(rows), config_hash(recorded), dataset="none", model="none",
+                        players="example")
     else:
         from .sweep import SweepRun
 

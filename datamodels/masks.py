@@ -85,6 +85,13 @@ def kept_examples(mask: np.ndarray, groups: np.ndarray) -> np.ndarray:
     return np.flatnonzero(mask[groups])
 
 
+def player_classes(groups: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The class of every player: the most common label among its examples."""
+    counts = np.zeros((int(groups.max()) + 1, int(labels.max()) + 1), dtype=np.int64)
+    np.add.at(counts, (groups, labels), 1)
+    return counts.argmax(1)
+
+
 # --------------------------------------------------------------------------- designs
 
 

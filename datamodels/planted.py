@@ -16,10 +16,8 @@ dense ``.npy`` files, labels, the truth), for :mod:`datamodels.importing` and it
 from __future__ import annotations
 
 import argparse
-import hashlib
 import inspect
 import itertools
-import json
 import math
 import os
 from pathlib import Path
@@ -29,11 +27,10 @@ import pyarrow as pa
 from scipy import sparse
 from tqdm.auto import tqdm
 
-from . import __version__
 from .errors import StoreError, UserError
 from .masks import MaskDesign, training_seed
-from .run_folder import RunFolder, check_identity
-from .store import FORMAT, ModelRecord, read_shard_meta, write_shard
+from .run_folder import RunFolder, check_identity, short_hash
+from .store import ModelRecord, read_shard_meta, run_meta, write_shard
 from .tables import check_free_space, read_frame, size_text, write_atomic, write_frame
 
 # Stream tag of the per-target game seeds, beside the mask (0) and training-seed (1) streams.
@@ -269,11 +266,10 @@ def write_planted_sweep(run_dir: str | os.PathLike, n: int, T: int, num_masks: i
     params = {"n": n, "T": T, "num_masks": num_masks, "repeats": repeats, "alpha": alpha, "noise": noise,
               "seed": seed, "game": game} | ({"spex_budget": spex_budget, "spex_degree": spex_degree}
                                              if spex_budget is not None else {})
-    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+    digest = short_hash(params)
     num_models = num_masks * repeats
-    meta = {"format": FORMAT, "fingerprint": f"planted-{digest}", "n": n, "T": T, "design": design.kind,
-            **({"budget": spex_budget, "degree": spex_degree} if spex_budget is not None else {}), "alpha": alpha, "sweep_seed": seed, "repeats": repeats, "models_per_shard": models_per_shard,
-            "num_models": num_models, "config_hash": digest, "version": __version__, "dataset": "planted"}
+    meta = run_meta(f"planted-{digest}", n, T, design.kind, alpha, seed, repeats, models_per_shard, num_models, digest,
+                    spex_budget, spex_degree, dataset="planted")
     folder = RunFolder(run_dir)
     folder.check_sweep(meta)
     spectra, noise_sd = _spectra(n, T, alpha, noise, seed, game)

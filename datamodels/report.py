@@ -1,8 +1,9 @@
 """The run as one static HTML page with PNG figures (``jobs/report.py``): ``<run_dir>/report/``.
 
 For users without a notebook server: the notebooks' views (:mod:`datamodels.analysis`) of the
-fits and of the pruning, with a reading guide. Sections whose stage has not run yet say so
-instead of failing. The docs it cites are copied beside the page, so the folder can be shared.
+fits and of the pruning, with a reading guide. A section whose stage has not run yet names the
+missing file and the job that writes it instead of failing, and the others are written all the
+same. The docs it cites are copied beside the page, so the folder can be shared.
 :func:`run_report` is the stage: skipped when the files it reads are those of its last run.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from contextlib import contextmanager
 from html import escape
 from pathlib import Path
 
@@ -18,11 +20,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from .analysis import (KINDS, AnalysisError, RunView, _named, class_pair_patterns, compare_sentence, default_method,
-                       faithfulness_conclusion, faithfulness_summary, pair_sentence, plot_faithfulness,
-                       plot_interactions, plot_player, plot_target, pruning_conclusion, pruning_grid, pruning_paired,
-                       pruning_table, strongest_pair, strongest_targets, strongest_terms, term_strength, top_effects,
-                       worst_fitted_targets)
-from .duplicates import named_candidates, plot_candidates
+                       faithfulness_conclusion, faithfulness_summary, pair_sentence, plot_candidates,
+                       plot_faithfulness, plot_interactions, plot_player, plot_target, pruning_conclusion,
+                       pruning_grid, pruning_paired, pruning_table, strongest_pair, strongest_targets, strongest_terms,
+                       term_strength, top_effects, worst_fitted_targets)
+from .duplicates import named_candidates, read_candidates
 from .errors import StoreError
 from .ablation.figures import plot_pairs, plot_removals
 from .pruning import plot_pruning
@@ -231,6 +233,115 @@ def _keep_set_sizes(view: RunView) -> pd.DataFrame:
     return grid[sorted(grid.columns, reverse=True)].rename_axis(columns=None)
 
 
+# The inputs the sections read, by name: (the file or folder in the run, what it holds, the job that writes it).
+def _inputs(view: RunView) -> dict[str, tuple[Path, str, str]]:
+    run = view.folder.root
+    fit = f"python jobs/fit.py run_dir={run}"  # ProxySPEX, the fit the sections rank terms of
+    return {"fit_metrics": (view.folder.fit_metrics(), "fit metrics", fit),
+            "interactions": (view.folder.interactions(), "fitted interactions", fit),
+            "models": (view.folder.fit_ready, "collected models", f"python jobs/collect.py run_dir={run}"),
+            "keep_sets": (view.folder.keep_sets, "keep-sets", f"python jobs/prune.py run_dir={run}"),
+            "evaluation": (view.folder.evaluation, "pruning results", f"python jobs/evaluate_pruning.py run_dir={run}")}
+
+
+# What the sections that rank a fit's terms read: the terms, their targets' R^2 and margins' sd.
+RANKED_INPUTS = ("fit_metrics", "interactions", "models")
+
+
+class _Page:
+    """The page being written, which each section function adds to: its body, its figures (each
+    drawn once), its tables with their legends, and each section's conclusion."""
+
+    def __init__(self, view: RunView, page: Path):
+        self.view, self.page, self.out = view, page, page.parent
+        self.out.mkdir(parents=True, exist_ok=True)
+        for old in self.out.glob("figure-*.png"):  # figures of an earlier page that this one may not redraw
+            old.unlink()
+        self.body: list[str] = []
+        self.written: dict[tuple, str] = {}  # what a figure shows -> its file, so that none is drawn twice
+        self.conclusions: list[tuple[str, str]] = []
+        self.na_reasons = {c: why.format(repeats=view.meta.get("repeats")) for c, why in MISSING.items()}
+        self.inputs = _inputs(view)
+        self._ranked: tuple[str, pd.DataFrame] | None = None
+
+    def add(self, html: str) -> None:
+        self.body.append(html)
+
+    def figure(self, key: tuple, draw, caption: str) -> None:
+        if key not in self.written:
+            self.written[key] = f"figure-{len(self.written) + 1:02d}.png"
+            fig = draw()
+            fig.savefig(self.out / self.written[key], dpi=110)
+            plt.close(fig)
+        self.add(f'<figure><img src="{self.written[key]}" alt="{escape(caption)}">'
+                 f'<figcaption>{escape(caption)}</figcaption></figure>')
+
+    def table(self, frame: pd.DataFrame, legend: str) -> None:
+        """The table, then its legend: what each column holds; a column with no value in this run
+        is left out, and one with some says why (``n/a``)."""
+        self.add(_table_html(frame, LEGENDS[legend], self.na_reasons))
+
+    def conclude(self, section: str, text: str) -> None:
+        """The section's last sentence: its conclusion, computed from the data it shows."""
+        self.conclusions.append((section, text))
+        self.add(f'<p class="conclusion"><b>Conclusion:</b> {escape(text)}.</p>')
+
+    def relative(self, path: Path) -> str:
+        return os.path.relpath(path, self.view.folder.root)
+
+    def lacks(self, section: str, *needs: str, title: str | None = None) -> bool:
+        """Whether any of ``needs`` (keys of :func:`_inputs`) is missing from the run; if so the
+        section (headed ``title`` where it has not written its heading) names each with the job
+        that writes it, and concludes that it cannot conclude."""
+        gone = [self.inputs[need] for need in needs if not self.inputs[need][0].exists()]
+        if not gone:
+            return False
+        if title:
+            self.add(f"<h2>{escape(title)}</h2>")
+        for path, what, command in gone:
+            self.add(f"<p class='missing'>No {escape(what)} yet: <code>{escape(self.relative(path))}</code> is "
+                     f"missing; run <code>{escape(command)}</code>.</p>")
+        paths = ", ".join(self.relative(path) for path, _, _ in gone)
+        self.conclude(section, f"no {' and '.join(what for _, what, _ in gone)} yet ({paths} "
+                               f"{'is' if len(gone) == 1 else 'are'} missing), so nothing to conclude")
+        return True
+
+    @contextmanager
+    def reading(self, section: str, title: str | None = None):
+        """The body of a section: an error of its inputs (a file unreadable, or of another run)
+        ends this section, saying so, and the page goes on with the next. ``title``: the heading
+        to write before the error where the body failed before writing its own."""
+        body, concluded = len(self.body), len(self.conclusions)
+        try:
+            yield
+        except (AnalysisError, StoreError) as err:
+            if title and not any(part.startswith("<h2>") for part in self.body[body:]):
+                self.add(f"<h2>{escape(title)}</h2>")
+            self.add(f"<p class='missing'>{escape(str(err))}</p>")
+            if len(self.conclusions) == concluded:
+                self.conclude(section, "this section stops at the error above: nothing more can be concluded "
+                                       "from it")
+
+    def ranked(self) -> tuple[str, pd.DataFrame]:
+        """The fit whose terms the sections rank (:func:`~datamodels.analysis.default_method`) and
+        every term's strength, computed once for all of them."""
+        if self._ranked is None:
+            method = default_method(self.view)
+            self._ranked = method, term_strength(self.view, method)
+        return self._ranked
+
+    def write(self) -> Path:
+        style = ("body{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}"
+                 "img{max-width:100%}figure{margin:1em 0}figcaption{font-size:0.85em;color:#555}"
+                 ".table{border-collapse:collapse;font-size:0.85em}.table td,.table th{padding:2px 8px;"
+                 "border-bottom:1px solid #ddd;text-align:right}.missing{color:#a33}"
+                 ".legend{font-size:0.8em;color:#555}.conclusion{border-left:3px solid #4a7;padding-left:6px}")
+        self.page.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>datamodels report</title>"
+                             f"<style>{style}</style></head><body>{''.join(self.body)}</body></html>")
+        (self.out / CONCLUSIONS).write_text("".join(f"{section}: {text}.\n" for section, text in self.conclusions))
+        return self.page
+
+
 def write_report(view: RunView, page: str | os.PathLike, targets_per_kind: int = 2, top_terms: int = 20,
                  worst_targets: int = 10, top_groups: int = 10) -> Path:
     """The page, its figures, the table of every target's faithfulness and the docs it cites, in
@@ -245,190 +356,210 @@ def write_report(view: RunView, page: str | os.PathLike, targets_per_kind: int =
     histogram, with every target's row in ``faithfulness.csv`` beside the page; the ``top_groups``
     best candidate duplicate groups where jobs/duplicates.py ranked them. Players are
     shown as images where the run has them, else by index and class (``player 123 (class 4)``).
+
+    One function per section, each reading its own inputs: a section whose file is missing says
+    which, and the job that writes it, and the other sections are written all the same. The
+    duplicates and the retraining checks are optional stages (``make demo`` runs neither): their
+    sections appear once they have run.
     """
-    page = Path(page)
-    out = page.parent
-    out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("figure-*.png"):  # figures of an earlier page that this one may not redraw
-        old.unlink()
-    body: list[str] = []
-    written: dict[tuple, str] = {}  # what a figure shows -> its file, so that none is drawn twice
+    report = _Page(view, Path(page))
+    _run_section(report)
+    _faithfulness_section(report, worst_targets)
+    _strongest_terms_section(report, top_terms)
+    for kind in KINDS:
+        _kind_section(report, kind, targets_per_kind)
+    _classes_section(report)
+    if view.folder.duplicate_candidates.exists():
+        _duplicates_section(report, top_groups)
+    if view.ablations():
+        _retraining_checks(report)
+    _pruning_section(report)
+    return report.write()
 
-    def figure(key: tuple, draw, caption: str) -> None:
-        if key not in written:
-            written[key] = f"figure-{len(written) + 1:02d}.png"
-            fig = draw()
-            fig.savefig(out / written[key], dpi=110)
-            plt.close(fig)
-        body.append(f'<figure><img src="{written[key]}" alt="{escape(caption)}">'
-                    f'<figcaption>{escape(caption)}</figcaption></figure>')
 
-    meta = view.meta
-    missing = {c: why.format(repeats=meta.get("repeats")) for c, why in MISSING.items()}
-
-    def table(frame: pd.DataFrame, legend: str) -> None:
-        """The table, then its legend: what each column holds; a column with no value in this run
-        is left out, and one with some says why (``n/a``)."""
-        body.append(_table_html(frame, LEGENDS[legend], missing))
-
-    conclusions: list[tuple[str, str]] = []
-
-    def conclude(section: str, text: str) -> None:
-        """The section's last sentence: its conclusion, computed from the data it shows."""
-        conclusions.append((section, text))
-        body.append(f'<p class="conclusion"><b>Conclusion:</b> {escape(text)}.</p>')
-
-    body.append(f"<h1>datamodels report: {escape(view.run_dir.name)}</h1>")
+def _run_section(report: _Page) -> None:
+    """The page's title, what the run is, and the reading guide."""
+    view, meta = report.view, report.view.meta
+    report.add(f"<h1>datamodels report: {escape(view.run_dir.name)}</h1>")
     try:
         collected = f"{len(view.models.model_index)} of {meta['num_models']} models collected"
     except AnalysisError:
-        collected = f"{meta['num_models']} models planned, none collected into the fit-ready layout yet"
+        collected = (f"{meta['num_models']} models planned, none collected into the fit-ready layout yet (run "
+                     f"<code>{escape(report.inputs['models'][2])}</code>)")
     images = "" if view.has_images else (" No dataset is linked to this run: players are shown by index"
                                          + (" and class." if view.player_labels is not None else "."))
     model = f"model {escape(str(meta['model']))}, " if meta["model"] else ""
-    body.append(f"<p>{escape(str(meta['dataset']))} (fingerprint {escape(str(meta['fingerprint']))}), {meta['n']:,} "
-                f"players ({escape(str(meta['players']))}), {meta['T']:,} targets, {model}design {meta['design']} "
-                f"alpha {meta['alpha']}, {collected}.{escape(images)}</p>")
-    body.append(READING_GUIDE.format(docs=_docs_link(out, "interactions.md"), pruning=_docs_link(out, "pruning.md")))
-    try:
+    report.add(f"<p>{escape(str(meta['dataset']))} (fingerprint {escape(str(meta['fingerprint']))}), "
+               f"{meta['n']:,} players ({escape(str(meta['players']))}), {meta['T']:,} targets, {model}design "
+               f"{meta['design']} alpha {meta['alpha']}, {collected}.{escape(images)}</p>")
+    report.add(READING_GUIDE.format(docs=_docs_link(report.out, "interactions.md"),
+                                    pruning=_docs_link(report.out, "pruning.md")))
+
+
+def _faithfulness_section(report: _Page, worst_targets: int) -> None:
+    """Held-out R^2 and Spearman of each fitted method: quantiles, a histogram and the worst-fitted
+    targets; every target's row in a CSV beside the page."""
+    view = report.view
+    report.add("<h2>Faithfulness on held-out models</h2>")
+    if report.lacks("faithfulness", "fit_metrics"):
+        return
+    with report.reading("faithfulness"):
         metrics = view.fit_metrics
-        body.append("<h2>Faithfulness on held-out models</h2>")
         # beside the page, wherever it is written, so that its relative link resolves
-        metrics.sort_values(["method", "target"]).to_csv(out / view.folder.report_faithfulness.name, index=False)
+        metrics.sort_values(["method", "target"]).to_csv(report.out / view.folder.report_faithfulness.name,
+                                                         index=False)
         ceiling = ("" if metrics["noise_ceiling"].notna().any() else
-                   f" (the noise ceiling is NaN throughout: {missing['noise_ceiling']})")
-        body.append(f"<p>Quantiles over the fitted targets of each method. Every target's row "
-                    f"({len(metrics):,} rows: held-out R^2, Spearman, noise ceiling{escape(ceiling)}, working set, "
-                    f"fit time) is in "
-                    f'<a href="{view.folder.report_faithfulness.name}">{view.folder.report_faithfulness.name}</a>.</p>')
-        table(faithfulness_summary(view).round(4).reset_index(), "faithfulness")
-        figure(("faithfulness",), lambda: plot_faithfulness(view), "held-out R^2 per target and method")
+                   f" (the noise ceiling is NaN throughout: {report.na_reasons['noise_ceiling']})")
+        report.add(f"<p>Quantiles over the fitted targets of each method. Every target's row "
+                   f"({len(metrics):,} rows: held-out R^2, Spearman, noise ceiling{escape(ceiling)}, working set, "
+                   f"fit time) is in "
+                   f'<a href="{view.folder.report_faithfulness.name}">{view.folder.report_faithfulness.name}</a>.'
+                   f'</p>')
+        report.table(faithfulness_summary(view).round(4).reset_index(), "faithfulness")
+        report.figure(("faithfulness",), lambda: plot_faithfulness(view), "held-out R^2 per target and method")
         for fitted in sorted(metrics["method"].unique()):
-            body.append(f"<h3>The {worst_targets} worst-fitted targets of {fitted}</h3>")
+            report.add(f"<h3>The {worst_targets} worst-fitted targets of {fitted}</h3>")
             worst = worst_fitted_targets(view, worst_targets, fitted)
-            table(worst.drop(columns=["target", "method"]).rename(columns={"target_name": "target"}), "worst")
-        conclude("faithfulness", faithfulness_conclusion(view))
-        method = default_method(view)
-        strength = term_strength(view, method)
-        body.append(f"<h2>The strongest interactions over all targets ({method})</h2>")
-        body.append(f"<p>{STRENGTH_TEXT}</p>")
+            report.table(worst.drop(columns=["target", "method"]).rename(columns={"target_name": "target"}), "worst")
+        report.conclude("faithfulness", faithfulness_conclusion(view))
+
+
+def _strongest_terms_section(report: _Page, top_terms: int) -> None:
+    """The ``top_terms`` strongest pairs and triples over all targets, as a table."""
+    view, title = report.view, "The strongest interactions over all targets"
+    if report.lacks("strongest interactions", *RANKED_INPUTS, title=title):
+        return
+    with report.reading("strongest interactions", title):
+        method, strength = report.ranked()
+        report.add(f"<h2>{title} ({method})</h2>")
+        report.add(f"<p>{STRENGTH_TEXT}</p>")
         terms = strongest_terms(view, top_terms, method, strength=strength, per_target=TERMS_PER_TARGET)
         if terms.empty:
-            body.append(f"<p>No pairs or triples in the {method} fit.</p>")
-            conclude("strongest interactions", f"the {method} fit has no pair or triple")
-        else:
-            table(terms[["target_name", "players", "kind", "mobius", "strength"]].rename(
-                columns={"target_name": "target", "mobius": "m", "strength": "|m| / residual sd"}), "terms")
-            counts = terms["kind"].value_counts()
-            top = terms.iloc[0]
-            conclude("strongest interactions",
-                     f"of the {len(terms)} strongest pairs and triples, "
-                     + ", ".join(f"{counts.get(k, 0)} {'are' if counts.get(k, 0) != 1 else 'is'} {k}"
-                                 for k in ("redundancy", "synergy", "mixed") if k != "mixed" or k in counts)
-                     + f"; the strongest is {top['players']} on {top['target_name']} ({top['kind']}, m = "
-                       f"{top['mobius']:+.3f}, {top['strength']:.2f} residual sd)")
-        for kind in KINDS:
-            body.append(f"<h2>Targets with the strongest {KIND_TITLE[kind]}</h2>")
-            # synergy and redundancy: targets ranked by their strongest pair, the unit the rule is stated for
-            ranked = strength if kind == "main" else strength[strength["order"] == 2]
-            chosen = strongest_targets(view, kind, targets_per_kind, method, ranked)
-            text = KIND_TEXT[kind] if view.has_images else KIND_BARS_TEXT[kind]
-            body.append(f"<p>{escape(text)}</p>" if chosen else f"<p>No {KIND_TITLE[kind]} found.</p>")
-            shown = KIND_SHOWN[kind]
-            for t in chosen:
-                figure(("target", t), lambda: plot_target(view, t),
-                       f"{view.target_name(t)}: {'image and ' if view.has_images else ''}margin distribution")
-                figure(("effects", t, kind), lambda: plot_interactions(view, t, kind, method=method),
-                       f"{view.target_name(t)}: its strongest {KIND_TITLE[kind]}{shown}")
-            if chosen and view.has_images and (view.player_size > 1).any():
-                members = top_effects(view, chosen[0], kind=kind, k=1, method=method)["members"][0]
-                for player in members:
-                    figure(("player", int(player)), lambda: plot_player(view, int(player)),
-                           f"every image of player #{player}, in target {chosen[0]}'s strongest {KIND_TITLE[kind]}")
-            conclude(KIND_TITLE[kind], _kind_conclusion(view, kind, method, strength))
-        body.append("<h2>Which classes pair up</h2>")
+            report.add(f"<p>No pairs or triples in the {method} fit.</p>")
+            report.conclude("strongest interactions", f"the {method} fit has no pair or triple")
+            return
+        report.table(terms[["target_name", "players", "kind", "mobius", "strength"]].rename(
+            columns={"target_name": "target", "mobius": "m", "strength": "|m| / residual sd"}), "terms")
+        counts = terms["kind"].value_counts()
+        top = terms.iloc[0]
+        report.conclude("strongest interactions",
+                        f"of the {len(terms)} strongest pairs and triples, "
+                        + ", ".join(f"{counts.get(k, 0)} {'are' if counts.get(k, 0) != 1 else 'is'} {k}"
+                                    for k in ("redundancy", "synergy", "mixed") if k != "mixed" or k in counts)
+                        + f"; the strongest is {top['players']} on {top['target_name']} ({top['kind']}, m = "
+                          f"{top['mobius']:+.3f}, {top['strength']:.2f} residual sd)")
+
+
+def _kind_section(report: _Page, kind: str, targets_per_kind: int) -> None:
+    """The ``targets_per_kind`` targets whose strongest term of ``kind`` is largest, two figures each."""
+    view, section = report.view, KIND_TITLE[kind]
+    report.add(f"<h2>Targets with the strongest {KIND_TITLE[kind]}</h2>")
+    if report.lacks(section, *RANKED_INPUTS):
+        return
+    with report.reading(section):
+        method, strength = report.ranked()
+        # synergy and redundancy: targets ranked by their strongest pair, the unit the rule is stated for
+        ranked = strength if kind == "main" else strength[strength["order"] == 2]
+        chosen = strongest_targets(view, kind, targets_per_kind, method, ranked)
+        text = KIND_TEXT[kind] if view.has_images else KIND_BARS_TEXT[kind]
+        report.add(f"<p>{escape(text)}</p>" if chosen else f"<p>No {KIND_TITLE[kind]} found.</p>")
+        shown = KIND_SHOWN[kind]
+        for t in chosen:
+            report.figure(("target", t), lambda: plot_target(view, t),
+                          f"{view.target_name(t)}: {'image and ' if view.has_images else ''}margin distribution")
+            report.figure(("effects", t, kind), lambda: plot_interactions(view, t, kind, method=method),
+                          f"{view.target_name(t)}: its strongest {KIND_TITLE[kind]}{shown}")
+        if chosen and view.has_images and (view.player_size > 1).any():
+            members = top_effects(view, chosen[0], kind=kind, k=1, method=method)["members"][0]
+            for player in members:
+                report.figure(("player", int(player)), lambda: plot_player(view, int(player)),
+                              f"every image of player #{player}, in target {chosen[0]}'s strongest "
+                              f"{KIND_TITLE[kind]}")
+        report.conclude(section, _kind_conclusion(view, kind, method, strength))
+
+
+def _classes_section(report: _Page) -> None:
+    """How often the fit's synergy and redundancy pairs join two players of given classes."""
+    view = report.view
+    report.add("<h2>Which classes pair up</h2>")
+    with report.reading("classes"):
         if view.player_labels is None:
-            body.append("<p class='missing'>The players' classes are unknown in this run (no dataset linked, no "
-                        "labels file).</p>")
-            conclude("classes", "without the players' classes no class pattern can be read from this run")
-        else:
-            target = "a target's class (target_class), " if view.has_images else ""
-            body.append(f"<p>{CLASS_PAIRS_TEXT.format(target=target)}</p>")
-            same = {}
-            for kind in ("synergy", "redundancy"):
-                body.append(f"<h3>{kind}</h3>")
-                patterns = class_pair_patterns(view, kind, method)
-                if patterns.empty:
-                    body.append(f"<p>No {kind} pairs.</p>")
-                else:
-                    table(patterns.head(10), "classes")
-                same[kind] = (int(patterns.loc[patterns["class_a"] == patterns["class_b"], "pairs"].sum()),
-                              int(patterns["pairs"].sum()))
-            conclude("classes", "; ".join(
-                f"{s} of {n} {kind} pairs ({s / n:.0%}) join two players of one class" if n else f"no {kind} pairs"
-                for kind, (s, n) in same.items()))
-    except AnalysisError as err:
-        body.append(f"<p class='missing'>{escape(str(err))}</p>")
-        if any(part.startswith("<h2>") for part in body[3:]):  # a section was begun: it ends saying why it stopped
-            conclude("fit", "this section stops at the error above: nothing more can be concluded from the fit")
-    if view.folder.duplicate_candidates.exists():
-        body.append("<h2>Candidate duplicates</h2>")
-        body.append(f"<p>{DUPLICATES_TEXT.format(path=os.path.relpath(view.folder.duplicate_candidates, view.run_dir))}"
-                    f"</p>")
-        try:
-            named = named_candidates(view, top_groups)
-            if named.empty:
-                body.append("<p>No pair cancels significantly more than duplicates.min_fraction of its members' effect.</p>")
-                conclude("duplicates", "no candidate duplicate groups: no pair cancels significantly more than "
-                                       "duplicates.min_fraction of its members' effect")
+            report.add("<p class='missing'>The players' classes are unknown in this run (no dataset linked, no "
+                       "labels file).</p>")
+            report.conclude("classes", "without the players' classes no class pattern can be read from this run")
+            return
+        if report.lacks("classes", "fit_metrics", "interactions"):
+            return
+        method = default_method(view)
+        target = "a target's class (target_class), " if view.has_images else ""
+        report.add(f"<p>{CLASS_PAIRS_TEXT.format(target=target)}</p>")
+        same = {}
+        for kind in ("synergy", "redundancy"):
+            report.add(f"<h3>{kind}</h3>")
+            patterns = class_pair_patterns(view, kind, method)
+            if patterns.empty:
+                report.add(f"<p>No {kind} pairs.</p>")
             else:
-                table(named, "duplicates")
-                best = named.iloc[0]
-                conclude("duplicates", f"{len(named)} candidate groups are listed; the best, {best['players']}, "
-                                       f"cancels {best['score']:.2f} of its members' main effect on average")
-                if view.has_images:
-                    figure(("duplicates",), lambda: plot_candidates(view),
-                           "the best candidate groups, each member's (first) image side by side")
-        except (AnalysisError, StoreError) as err:
-            body.append(f"<p class='missing'>{escape(str(err))}</p>")
-    if view.ablations():
-        _retraining_checks(view, out, body, figure, table, conclude)
-    body.append("<h2>Pruning</h2>")
-    body.append(f"<p>Keep-sets of each method at each kept fraction, retrained and judged on the holdout "
-                f"split only (never on the targets). The methods and how to read the results: "
-                f"{_docs_link(out, 'pruning.md')}.</p>")
-    try:
-        if not view.folder.keep_sets.exists():
-            body.append("<p class='missing'>No keep-sets yet: run jobs/prune.py.</p>")
-            conclude("pruning", "no keep-sets yet, so nothing to compare")
-        elif not view.folder.evaluation.exists():
-            body.append("<p>The keep-sets have not been retrained (jobs/evaluate_pruning.py; it needs the run's "
-                        "dataset). Players kept by each method at each fraction:</p>")
-            table(_keep_set_sizes(view).reset_index(), "keep-sets")
+                report.table(patterns.head(10), "classes")
+            same[kind] = (int(patterns.loc[patterns["class_a"] == patterns["class_b"], "pairs"].sum()),
+                          int(patterns["pairs"].sum()))
+        report.conclude("classes", "; ".join(
+            f"{s} of {n} {kind} pairs ({s / n:.0%}) join two players of one class" if n else f"no {kind} pairs"
+            for kind, (s, n) in same.items()))
+
+
+def _duplicates_section(report: _Page, top_groups: int) -> None:
+    """The ``top_groups`` best candidate duplicate groups of jobs/duplicates.py, with their images."""
+    view = report.view
+    report.add("<h2>Candidate duplicates</h2>")
+    report.add(f"<p>{DUPLICATES_TEXT.format(path=report.relative(view.folder.duplicate_candidates))}</p>")
+    with report.reading("duplicates"):
+        named = named_candidates(view, top_groups)
+        if named.empty:
+            report.add("<p>No pair cancels significantly more than duplicates.min_fraction of its members' "
+                       "effect.</p>")
+            report.conclude("duplicates", "no candidate duplicate groups: no pair cancels significantly more than "
+                                          "duplicates.min_fraction of its members' effect")
+            return
+        report.table(named, "duplicates")
+        best = named.iloc[0]
+        report.conclude("duplicates", f"{len(named)} candidate groups are listed; the best, {best['players']}, "
+                                      f"cancels {best['score']:.2f} of its members' main effect on average")
+        if view.has_images:
+            report.figure(("duplicates",), lambda: plot_candidates(view, read_candidates(view.run_dir)),
+                          "the best candidate groups, each member's (first) image side by side")
+
+
+def _pruning_section(report: _Page) -> None:
+    """The holdout accuracy of each method's keep-sets, or the keep-sets' sizes before they are retrained."""
+    view = report.view
+    report.add("<h2>Pruning</h2>")
+    report.add(f"<p>Keep-sets of each method at each kept fraction, retrained and judged on the holdout "
+               f"split only (never on the targets). The methods and how to read the results: "
+               f"{_docs_link(report.out, 'pruning.md')}.</p>")
+    if report.lacks("pruning", "keep_sets"):
+        return
+    with report.reading("pruning"):
+        if not view.folder.evaluation.exists():
+            path, _, command = report.inputs["evaluation"]
+            report.add(f"<p>The keep-sets have not been retrained: <code>{escape(report.relative(path))}</code> is "
+                       f"missing; run <code>{escape(command)}</code> (it needs the run's dataset). Players kept by "
+                       f"each method at each fraction:</p>")
+            report.table(_keep_set_sizes(view).reset_index(), "keep-sets")
             keep = view.keep_sets
-            conclude("pruning", f"keep-sets of {keep['method'].nunique()} methods at {keep['fraction'].nunique()} "
-                                f"kept fractions are written but not retrained: no holdout accuracy to compare yet")
-        else:
-            body.append("<p>Holdout accuracy of models retrained on each keep-set under the full set's step budget: "
-                        "mean and 95% interval over the seeds (the randomised methods: one draw per seed).</p>")
-            table(pruning_grid(view).reset_index(), "pruning")
-            body.append("<p>Each method minus the best baseline at that fraction, paired by seed (an interval "
-                        "above 0: better than every baseline).</p>")
-            table(pruning_paired(view).reset_index(), "pruning paired")
-            figure(("pruning",), lambda: plot_pruning(pruning_table(view)),
-                   "holdout accuracy against fraction kept (mean and 95% interval)")
-            conclude("pruning", pruning_conclusion(view))
-    except (AnalysisError, StoreError) as err:
-        body.append(f"<p class='missing'>{escape(str(err))}</p>")
-    style = ("body{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}"
-             "img{max-width:100%}figure{margin:1em 0}figcaption{font-size:0.85em;color:#555}"
-             ".table{border-collapse:collapse;font-size:0.85em}.table td,.table th{padding:2px 8px;"
-             "border-bottom:1px solid #ddd;text-align:right}.missing{color:#a33}"
-             ".legend{font-size:0.8em;color:#555}.conclusion{border-left:3px solid #4a7;padding-left:6px}")
-    page.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>datamodels report</title>"
-                    f"<style>{style}</style></head><body>{''.join(body)}</body></html>")
-    (out / CONCLUSIONS).write_text("".join(f"{section}: {text}.\n" for section, text in conclusions))
-    return page
+            report.conclude("pruning", f"keep-sets of {keep['method'].nunique()} methods at "
+                                       f"{keep['fraction'].nunique()} kept fractions are written but not retrained: "
+                                       f"no holdout accuracy to compare yet")
+            return
+        report.add("<p>Holdout accuracy of models retrained on each keep-set under the full set's step budget: "
+                   "mean and 95% interval over the seeds (the randomised methods: one draw per seed).</p>")
+        report.table(pruning_grid(view).reset_index(), "pruning")
+        report.add("<p>Each method minus the best baseline at that fraction, paired by seed (an interval "
+                   "above 0: better than every baseline).</p>")
+        report.table(pruning_paired(view).reset_index(), "pruning paired")
+        report.figure(("pruning",), lambda: plot_pruning(pruning_table(view)),
+                      "holdout accuracy against fraction kept (mean and 95% interval)")
+        report.conclude("pruning", pruning_conclusion(view))
 
 
 # Beside the page: one line per section, its conclusion (what jobs/report.py prints).
@@ -530,42 +661,45 @@ def _check_conclusion(name: str, design: str, summary: pd.DataFrame, paired: pd.
     return sentence
 
 
-def _retraining_checks(view: RunView, out: Path, body: list, figure, table, conclude) -> None:
+def _retraining_checks(report: _Page) -> None:
     """The section "Checked by retraining": every measured check of ``jobs/ablate.py``, each with
     its conclusion."""
-    body.append("<h2>Checked by retraining</h2>")
-    body.append(f"<p>What the fit claims, checked by training models with chosen players in or out "
-                f"(jobs/ablate.py; {_docs_link(out, 'ablation.md')}).</p>")
+    view = report.view
+    report.add("<h2>Checked by retraining</h2>")
+    report.add(f"<p>What the fit claims, checked by training models with chosen players in or out "
+               f"(jobs/ablate.py; {_docs_link(report.out, 'ablation.md')}).</p>")
     for name in view.ablations():
         try:
             checks = view.ablation(name)
             design = checks.attrs["design"]
             summary = pd.read_csv(view.folder.ablation_results(name)[1])
         except (AnalysisError, StoreError, OSError) as err:
-            body.append(f"<p class='missing'>{escape(str(err))}</p>")
+            report.add(f"<h3>{escape(name)}</h3><p class='missing'>{escape(str(err))}</p>")
+            report.conclude(f"checked by retraining, {name}", "this check cannot be read: nothing to conclude "
+                                                              "from it")
             continue
-        body.append(f"<h3>{escape(name)}</h3><p>{escape(ABLATION_TEXT[design])}</p>")
-        table(summary, "removals" if design == "removal" else "pair checks")
+        report.add(f"<h3>{escape(name)}</h3><p>{escape(ABLATION_TEXT[design])}</p>")
+        report.table(summary, "removals" if design == "removal" else "pair checks")
         if design == "removal":
             path, paired = view.folder.ablation_results(name)[2], None
             if path.exists():
-                body.append("<p>Each method's drop minus linear's on the same targets, paired over targets.</p>")
+                report.add("<p>Each method's drop minus linear's on the same targets, paired over targets.</p>")
                 paired = pd.read_csv(path)
-                table(paired, "removal pairs")
-            figure(("ablation", name), lambda: plot_removals(checks), "margin drop against k, per method (mean and "
-                                                                      "95% interval over targets)")
-            conclude(f"checked by retraining, {name}", _check_conclusion(name, design, summary, paired))
+                report.table(paired, "removal pairs")
+            report.figure(("ablation", name), lambda: plot_removals(checks),
+                          "margin drop against k, per method (mean and 95% interval over targets)")
+            report.conclude(f"checked by retraining, {name}", _check_conclusion(name, design, summary, paired))
             continue
-        figure(("ablation", name), lambda: plot_pairs(checks, "held-out models" if design == "heldout"
-                                                      else "retrained"),
-               "measured against predicted interaction, with 95% intervals (controls grey)")
+        report.figure(("ablation", name), lambda: plot_pairs(checks, "held-out models" if design == "heldout"
+                                                             else "retrained"),
+                      "measured against predicted interaction, with 95% intervals (controls grey)")
         shown = checks.sort_values(["control", "rank"]).head(40)
         columns = [c for c in ("target", "i", "j", "kind", "predicted", "measured", "lo", "hi", "exact", "confirmed")
                    if c in shown]
-        table(shown[columns].assign(target=[view.target_name(int(t)) for t in shown["target"]],
-                                    i=[view.player_name(int(p)) for p in shown["i"]],
-                                    j=[view.player_name(int(p)) for p in shown["j"]]), "pair rows")
-        conclude(f"checked by retraining, {name}", _check_conclusion(name, design, summary, None))
+        report.table(shown[columns].assign(target=[view.target_name(int(t)) for t in shown["target"]],
+                                           i=[view.player_name(int(p)) for p in shown["i"]],
+                                           j=[view.player_name(int(p)) for p in shown["j"]]), "pair rows")
+        report.conclude(f"checked by retraining, {name}", _check_conclusion(name, design, summary, None))
 
 
 def run_report(run_dir, force: bool = False) -> Path | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
-from .pruning.quotas import player_classes
+from .masks import player_classes
 from .run_folder import RunFolder
 from .sweep import SweepRun
 

@@ -25,6 +25,7 @@ One sweep, and everything derived from it, lives in one folder (``run_dir``)::
     ablations/<name>/design/     masks.npz (its sweep.design=file masks), checks.parquet, roles.parquet
     ablations/<name>/results/    checks.parquet (measured), summary.csv, paired.csv, figure.png
     logs/                        Hydra's and SLURM's logs
+    logs/slurm/submission-<job id>.json   one SLURM submission (hydra_plugins/datamodels_slurm)
 
 Stages record their inputs (:mod:`datamodels.stage_inputs`) in hidden ``.inputs-*.json`` files
 beside their outputs. :class:`RunFolder` names all of these; no other module builds a path
@@ -90,7 +91,13 @@ def config_hash(config: dict, hashed_as: dict | None = None) -> str:
         key = path.split(".", 1)[1]
         if key in config["sweep"]:  # a sweep written before the setting existed did not count it
             relevant["sweep"][key] = value
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return short_hash(relevant)
+
+
+def short_hash(value) -> str:
+    """16 hex digits of the sha256 of ``value`` as sorted JSON: a run's config hash (and a
+    planted run's fingerprint). Changing how it is spelt changes every recorded run's identity."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def with_later_defaults(config: dict) -> dict:
@@ -129,6 +136,19 @@ def partial_dir(shard_dir: str | os.PathLike, shard: int) -> Path:
 
 def checkpoint_path(shard_dir: str | os.PathLike, shard: int, model_index: int) -> Path:
     return partial_dir(shard_dir, shard) / f"model-{model_index:06d}.parquet"
+
+
+def submission_path(log_dir: str | os.PathLike, job_id: str) -> Path:
+    """The record of one SLURM submission, named by its first job id: which job ran which
+    overrides, and its log files. The launcher writes it to its log folder, which may lie outside
+    a run folder (``hydra.launcher.submitit_folder``), so it is named from the folder."""
+    return Path(log_dir) / f"submission-{job_id}.json"
+
+
+def read_submissions(log_dir: str | os.PathLike) -> list[dict]:
+    """Every submission record of a SLURM log folder, oldest first."""
+    paths = sorted(Path(log_dir).glob("submission-*.json"), key=lambda p: p.stat().st_mtime)
+    return [json.loads(p.read_text()) for p in paths]
 
 
 @dataclass(frozen=True)
@@ -214,6 +234,13 @@ class RunFolder:
     @property
     def slurm_logs(self) -> Path:
         return self.logs / "slurm"
+
+    def submission(self, job_id: str) -> Path:
+        return submission_path(self.slurm_logs, job_id)
+
+    def submissions(self) -> list[dict]:
+        """The SLURM launcher's submission records of this run, oldest first."""
+        return read_submissions(self.slurm_logs)
 
     # ------------------------------------------------------------------ the fit
 

@@ -13,6 +13,9 @@ and is built by ``FitSettings.from_config(section_dict)``. Every one gets the sa
 - **A scalar where a list is expected is a one-element list**: ``prune.fractions=0.5`` is
   ``prune.fractions=[0.5]``. A list field is one whose type, ``None`` aside, is only lists or
   tuples (``list[float]``, ``list | None``); ``int | list`` takes a scalar as it is.
+
+Their integer settings are checked by :meth:`Settings.check_integers`, in the same words for
+every section (``prune.seed=-1 must be a non-negative integer``).
 """
 
 from __future__ import annotations
@@ -93,11 +96,31 @@ def from_section(cls, config: Mapping, section: str):
     return cls(**values)
 
 
+def is_integer(value, least: int | None = None) -> bool:
+    """Whether ``value`` is an int of at least ``least``; a bool is not one (YAML's ``true`` would
+    otherwise pass as 1), nor is a float such as ``2.0``."""
+    return isinstance(value, int) and not isinstance(value, bool) and (least is None or value >= least)
+
+
+_INTEGERS = {None: "an integer", 0: "a non-negative integer", 1: "a positive integer"}
+
+
 class Settings:
     """Base of a settings dataclass built from one config section: ``section`` names it
-    (``"fit"``), ``from_config`` builds it with :func:`from_section`."""
+    (``"fit"``), ``from_config`` builds it with :func:`from_section`; ``error`` is the class of
+    the error a bad value of the section raises (a :class:`UserError`)."""
 
     section = ""
+    error = UserError
+
+    def check_integers(self, names, least: int | None = None) -> None:
+        """Refuse, in one line, a setting of ``names`` that is not an integer of at least
+        ``least`` (None: any, 0 or 1). A setting whose default is None may be None: unset."""
+        optional = {f.name for f in dataclasses.fields(self) if f.default is None}
+        for name in names:
+            value = getattr(self, name)
+            if not (is_integer(value, least) or value is None and name in optional):
+                raise self.error(f"{self.section}.{name}={value!r} must be {_INTEGERS[least]}")
 
     @classmethod
     def from_config(cls, config: Mapping):

@@ -5,12 +5,12 @@ Jobs are those recorded by ``hydra/launcher=slurm`` in ``<run_dir>/logs/slurm/su
 their states come from ``sacct``. Without SLURM (a local sweep) only the files are read.
 """
 
+import shlex
 import subprocess
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
-
-from hydra_plugins.datamodels_slurm.launcher import multirun_command, read_submissions
 
 from .run_folder import RunFolder, ShardClaim
 from .store import collect_run, compact_ranges, partial_models
@@ -32,6 +32,14 @@ def job_states(job_ids: list[str]) -> dict[str, str]:
     return {row[0]: row[1].split()[0] for row in rows if row[0] != "JobID"}  # "CANCELLED by 0" -> CANCELLED
 
 
+def multirun_command(argv0: str, hydra_overrides: Sequence[str], overrides: Sequence[str]) -> str:
+    """The command that runs ``overrides`` as a multirun of ``argv0`` with a submission's
+    ``hydra_overrides``: what status prints, and the SLURM launcher for its failed jobs."""
+    # -m already says multirun; the recorded hydra.mode would repeat it
+    hydra = [o for o in hydra_overrides if not o.startswith("hydra.mode=")]
+    return shlex.join(["python", argv0, "-m", *hydra, *overrides])
+
+
 def error_tail(stderr: str) -> str:
     path = Path(stderr)
     lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()] if path.exists() else []
@@ -51,7 +59,7 @@ def sweep_status(run_dir) -> list[str]:
 
     # the latest job of every shard, from the launcher's submission records (of this stage only:
     # a sharded fit logs there too)
-    submissions = [record for record in read_submissions(folder.slurm_logs)
+    submissions = [record for record in folder.submissions()
                    if any(o.startswith("sweep.shard=") for o in record["jobs"][0]["tasks"][0])]
     latest: dict[int, tuple[str, str]] = {}
     for record in submissions:

@@ -27,14 +27,13 @@ import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
-from . import __version__
 from .data import PreparedData, prepare
 from .errors import StoreError, UserError
 from .loaders import ResidentLoader, ResidentSplits, to_device
 from .masks import MaskDesign, MaskError, alpha_setting, group_players, kept_examples, load_mask_file, training_seed
 from .models import build_model
 from .run_folder import RunFolder, ShardClaim, check_identity, config_hash
-from .store import FORMAT, ModelRecord, read_models, read_shard_meta, write_shard
+from .store import ModelRecord, read_models, read_shard_meta, run_meta, write_shard
 from .tables import write_atomic
 from .train import TrainConfig, train_model, train_models
 from .twins import add_twins
@@ -126,16 +125,13 @@ class SweepRun:
                              f"loader={self.loader_name}")
         self.device = resolve_device(config.get("device", "cpu"))
         self.threads = config.get("torch_threads")
-        self.meta = {
-            "format": FORMAT, "fingerprint": self.data.fingerprint, "n": self.n,
-            "T": len(self.data.splits["target"]), "design": self.design.kind,
-            "alpha": (list(self.design.alpha) if isinstance(self.design.alpha, tuple) else self.design.alpha)
+        self.meta = run_meta(
+            self.data.fingerprint, self.n, len(self.data.splits["target"]), self.design.kind,
+            (list(self.design.alpha) if isinstance(self.design.alpha, tuple) else self.design.alpha)
             if self.design.kind in ("bernoulli", "fixed_size", "imported") else None,
-            **({"budget": self.design.budget, "degree": self.design.degree} if self.design.kind == "spex" else {}),
-            "sweep_seed": self.seed, "repeats": self.repeats, "models_per_shard": self.models_per_shard,
-            "num_models": self.num_models, "config_hash": self.folder.config_hash(config), "version": __version__,
-            "dataset": self.data.name, "model": config["model"]["name"], "players": (config.get("players") or {}).get("kind", "example"),
-        }
+            self.seed, self.repeats, self.models_per_shard, self.num_models, self.folder.config_hash(config),
+            self.design.budget, self.design.degree, dataset=self.data.name, model=config["model"]["name"],
+            players=(config.get("players") or {}).get("kind", "example"))
 
     @classmethod
     def open(cls, run_dir: str | os.PathLike) -> "SweepRun":

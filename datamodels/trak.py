@@ -53,7 +53,7 @@ from scipy import sparse
 
 from .errors import UserError
 from .fit_ready import MANIFEST, open_fit_ready
-from .fitting import noise_ceiling, r2, save_fit, spearman
+from .fitting import INTERACTION_COLUMNS, METRIC_COLUMNS, noise_ceiling, r2, save_fit, spearman, tables_meta
 from .interactions import interaction_table
 from .interactions.engine import heldout_split
 from .masks import kept_examples
@@ -96,10 +96,7 @@ class TrakSettings(Settings):
     batch_size: int = 100
 
     def __post_init__(self):
-        for name in ("models", "proj_dim", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UserError(f"trak.{name}={value!r} must be a positive integer")
+        self.check_integers(("models", "proj_dim", "batch_size"), least=1)
         if self.proj_type not in PROJECTIONS:
             raise UserError(f"trak.proj_type={self.proj_type!r}; choose one of {', '.join(PROJECTIONS)}")
         if self.regularization < 0:
@@ -258,10 +255,7 @@ def run_trak(run_dir, settings: TrakSettings, progress: bool = True, force: bool
     pred = raw * slope + intercept
     interactions, metrics = fit_tables(raw_weights * slope[:, None], pred, margins, held, ready.mask_id, slope,
                                        settings.models, seconds)
-    meta = {"fingerprint": ready.meta["fingerprint"], "n": ready.meta["n"], "T": ready.meta["T"],
-            "config_hash": ready.meta.get("config_hash"), "alpha": None,
-            "methods": {METHOD: {"params": asdict(settings), "heldout_fraction": settings.heldout_fraction,
-                                 "split_seed": settings.split_seed}}}
+    meta = tables_meta(ready.meta, None, METHOD, asdict(settings), settings.heldout_fraction, settings.split_seed)
     paths = save_fit(folder, None, interactions, metrics, meta)
     inputs.save()
     return interactions, metrics, paths
@@ -270,8 +264,8 @@ def run_trak(run_dir, settings: TrakSettings, progress: bool = True, force: bool
 def fit_tables(weights: np.ndarray, pred: np.ndarray, margins: np.ndarray, held: np.ndarray, mask_id,
                slope: np.ndarray, models: int, seconds: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The fit stage's two tables for TRAK's calibrated weights ``[T, n]``, predictions and margins
-    ``[m, T]``: order-1 terms of every target, and its held-out metrics (the columns of
-    :func:`datamodels.fitting.fit_and_evaluate`, plus ``slope``)."""
+    ``[m, T]``: order-1 terms of every target, and its held-out metrics (the columns
+    :data:`datamodels.fitting.METRIC_COLUMNS`, plus ``slope``)."""
     T, n = weights.shape
     tables, rows = [], []
     for t in range(T):
@@ -281,8 +275,6 @@ def fit_tables(weights: np.ndarray, pred: np.ndarray, margins: np.ndarray, held:
                      seconds / T, n, 0, False, slope[t]))
         table = interaction_table({(i,): w for i, w in enumerate(weights[t]) if w != 0})
         tables.append(table.assign(target=t, method=METHOD))
-    metrics = pd.DataFrame(rows, columns=["target", "method", "r2", "spearman", "noise_ceiling",
-                                          "r2_fraction_of_ceiling", "models_used", "seconds", "working_set",
-                                          "kkt_added", "penalty_at_floor", "slope"])
-    interactions = pd.concat(tables, ignore_index=True)[["target", "members", "order", "mobius", "kind", "method"]]
+    metrics = pd.DataFrame(rows, columns=[*METRIC_COLUMNS, "slope"])
+    interactions = pd.concat(tables, ignore_index=True)[list(INTERACTION_COLUMNS)]
     return interactions, metrics

@@ -8,11 +8,15 @@ from conftest import ROOT
 from datamodels.interactions import ENGINES
 
 PACKAGE = ROOT / "datamodels"
+# The Hydra plugin imports the library; it is in the graph so that no import runs back from the
+# library to it.
+PLUGINS = ROOT / "hydra_plugins"
 
 
 def modules() -> dict[str, ast.Module]:
+    """Every module of the library and of its Hydra plugin, a package by its ``__init__.py``."""
     found = {}
-    for path in PACKAGE.rglob("*.py"):
+    for path in [*PACKAGE.rglob("*.py"), *PLUGINS.rglob("*.py")]:
         parts = path.relative_to(ROOT).with_suffix("").parts
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         found[name] = ast.parse(path.read_text())
@@ -20,9 +24,10 @@ def modules() -> dict[str, ast.Module]:
 
 
 def imported(name: str, tree: ast.Module, known) -> set[str]:
-    """The package's modules that ``name`` imports (at any depth of its code)."""
-    package = name if (PACKAGE / name.split(".", 1)[-1].replace(".", "/") / "__init__.py").exists() else \
-        name.rsplit(".", 1)[0]
+    """The modules of ``known`` that ``name`` imports (at any depth of its code), with the
+    packages above them: importing ``a.b.c`` runs ``a/b/__init__.py`` first, unless ``name``
+    lies inside ``a.b`` (then that package is being imported already)."""
+    package = name if (ROOT / name.replace(".", "/") / "__init__.py").exists() else name.rsplit(".", 1)[0]
     out = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
@@ -32,7 +37,8 @@ def imported(name: str, tree: ast.Module, known) -> set[str]:
                 out.add(f"{target}.{alias.name}" if f"{target}.{alias.name}" in known else target)
         elif isinstance(node, ast.Import):
             out |= {alias.name for alias in node.names}
-    return {m for m in out if m in known and m != name}
+    out |= {".".join(m.split(".")[:k]) for m in set(out) for k in range(1, m.count(".") + 1)}
+    return {m for m in out if m in known and m != name and not name.startswith(m + ".")}
 
 
 def test_the_import_graph_has_no_circles():
@@ -54,6 +60,20 @@ def test_the_import_graph_has_no_circles():
         visit(node)
 
 
+def test_the_library_never_imports_a_hydra_plugin():
+    """Plugins import the library, never the other way: the library stays callable without Hydra's
+    plugin discovery, and a plugin may need anything of it."""
+    found = []
+    for name, tree in modules().items():
+        if name.split(".")[0] != "datamodels":
+            continue
+        for node in ast.walk(tree):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            found += [f"{name}:{node.lineno} imports {m}" for m in names if m.split(".")[0] == "hydra_plugins"]
+    assert not found, "\n".join(found)
+
+
 def test_no_caller_asks_an_engine_what_type_it_is():
     engines = {cls.__name__ for cls in ENGINES.values()}
     for path in [*PACKAGE.rglob("*.py"), *(ROOT / "jobs").glob("*.py")]:
@@ -66,9 +86,9 @@ def test_no_caller_asks_an_engine_what_type_it_is():
 def test_run_folder_paths_are_named_in_one_module():
     """No code outside datamodels/run_folder.py spells a file of a run folder (docs may)."""
     names = ("run.json", "config.json", "fit_metrics.parquet", "interactions.parquet",
-             "keep_sets.parquet", "evaluation.parquet", "paired.csv", "index.html", ".inputs")
+             "keep_sets.parquet", "evaluation.parquet", "paired.csv", "index.html", ".inputs", "submission-")
     found = []
-    for path in [*PACKAGE.rglob("*.py"), *(ROOT / "jobs").glob("*.py")]:
+    for path in [*PACKAGE.rglob("*.py"), *(ROOT / "jobs").glob("*.py"), *PLUGINS.rglob("*.py")]:
         if path.name == "run_folder.py":
             continue
         tree = ast.parse(path.read_text())

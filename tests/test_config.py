@@ -1,5 +1,8 @@
 """Every option of every config group composes, and its values are accepted by the library."""
 
+import dataclasses
+import importlib
+import re
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import CONF, compose_config
+from conftest import CONF, ROOT, compose_config
 from datamodels.masks import MaskDesign, alpha_setting
 from datamodels.models import build_model
 from datamodels.train import TrainConfig, lr_lambda
@@ -156,3 +159,55 @@ def test_settings_refuse_unknown_keys_in_one_line_and_take_a_scalar_for_a_list()
     assert not_a_setting("fitt.workerz", {"fit": {"workers": 1}}) == \
         "fitt.workerz is not a setting; did you mean fit.workers?"
     assert not_a_setting("fit.workers", {"fit": {"workers": 1}}) is None
+
+
+# A setting a job reads from outside its section: the top-level key that gives it.
+OUTSIDE_THE_SECTION = {"train.compile": "compile"}
+
+
+def settings_classes() -> list[type]:
+    """Every settings dataclass of the library: each ``class X(Settings)`` in its source, so
+    that a new one is compared without being listed here."""
+    found = []
+    for path in sorted((ROOT / "datamodels").rglob("*.py")):
+        for name in re.findall(r"^class (\w+)\(Settings\)", path.read_text(), re.MULTILINE):
+            module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+            found.append(getattr(importlib.import_module(module), name))
+    return found
+
+
+def test_settings_defaults_are_the_yamls():
+    """Each settings dataclass's defaults are its config group's default yaml (conf/config.yaml's
+    choice), key by key: a library caller gets what a job gets. Compared as built (a default that
+    the dataclass derives, prune.draws, is compared derived); fit.params by the engine it makes
+    (its default, {}, is the engine's own defaults)."""
+    config = compose_config()
+    classes = settings_classes()
+    assert {cls.__name__ for cls in classes} >= {"FitSettings", "PruneSettings", "AblateSettings", "TrainConfig"}
+    mismatched = []
+    for cls in classes:
+        section = dict(config[cls.section])
+        for key, top in OUTSIDE_THE_SECTION.items():
+            if key.startswith(f"{cls.section}."):
+                section[key.split(".", 1)[1]] = config[top]
+        from_yaml, default = cls.from_config(section), cls()
+        names = [f.name for f in dataclasses.fields(cls)]
+        mismatched += [f"{cls.section}.{name} is missing from conf/ ({cls.__name__} has a default)"
+                       for name in names if name not in section]
+        pairs = {name: (getattr(from_yaml, name), getattr(default, name)) for name in names if name in section}
+        if "params" in pairs and hasattr(default, "engine"):
+            ours, theirs = from_yaml.engine().get_params(), default.engine().get_params()
+            pairs.pop("params")
+            pairs |= {f"params.{key}": (ours.get(key), theirs.get(key)) for key in ours.keys() | theirs.keys()}
+        mismatched += [f"{cls.section}.{name}: {ours!r} in conf/, {theirs!r} in {cls.__name__}"
+                       for name, (ours, theirs) in sorted(pairs.items()) if _plain(ours) != _plain(theirs)]
+    assert not mismatched, "settings defaults that differ from conf/:\n" + "\n".join(mismatched)
+
+
+def _plain(value):
+    """``value`` with tuples as lists (YAML has only lists)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value

@@ -60,6 +60,36 @@ def test_engines_fit_masks_as_estimators_do(name):
     assert not hasattr(clone(engine), "mobius_")
 
 
+SCREENED_BAD = {"cv": [1, 2.5, True], "n_penalties": [0], "screen_k": [0, 2.5, "10"], "random_state": [-1, "0", 2**32]}
+BAD_PARAMS = {
+    "linear": SCREENED_BAD,
+    "proxyspex": SCREENED_BAD | {
+        "max_order": [0, 2.0], "depths": [(4,), (0,), "2", 2], "learning_rates": [(), (0.0,), (-0.1,), 0.3],
+        "n_estimators": [0], "early_stopping_rounds": [0], "val_fraction": [0.0, 1.0], "min_child_samples": [-1],
+        "n_candidates": [0], "level": [1.5, 0, float("nan")], "relax": ["yes"], "error_rate": ["bh"]},
+    "spex": {"budget": [None, 0, 2.5], "seed": [1.5], "degree": [0], "decoder": ["chase"]},
+    "linear_gpu": {"device": ["gpu0", None], "n_penalties": [0], "eps": [0.0, 1.0], "val_fraction": [1.0],
+                   "patience": [0], "max_iter": [0], "tol": [-1.0], "target_batch": [0], "seed": [-1]},
+}
+
+
+@pytest.mark.parametrize("name, param, value", [(name, param, value) for name, bad in BAD_PARAMS.items()
+                                                for param, values in bad.items() for value in values])
+def test_engines_refuse_a_bad_parameter_before_any_work(name, param, value):
+    """Every entry point that fits checks every parameter first, as scikit-learn's ``fit`` does:
+    given no data at all, it names the parameter rather than failing on the data."""
+    assert set(BAD_PARAMS) == set(ENGINES)  # a new engine lists its bad parameters here
+    configured(name)._check_params()  # the defaults pass
+    engine = configured(name).set_params(**{param: value})
+    calls = {"fit": lambda: engine.fit(None, None),
+             "fit_block": lambda: engine.fit_block(None, None, [0]),
+             "fit_targets": lambda: list(engine.fit_targets(None, None)),
+             "heldout_models": lambda: engine.heldout_models(None, None, 0.2, 0)}
+    for call in calls.values():
+        with pytest.raises(ValueError, match=rf"^{type(engine).__name__}: {param} (must|is not set)"):
+            call()
+
+
 @pytest.mark.slow
 def test_a_new_engine_is_one_module_and_one_config(tmp_path):
     """The example engine of docs/interactions.md, as printed there, through jobs/fit.py."""

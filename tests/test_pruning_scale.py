@@ -1,16 +1,16 @@
 """The sparse greedy (datamodels/pruning/greedy.py) against today's dense one, frozen in
-benchmarks/prune_reference.py, and against brute force; the Surrogate's CSR terms."""
+tests/prune_reference.py, and against brute force; the Surrogate's CSR terms."""
 
 
 import numpy as np
 import pytest
 from scipy import special
 
-from benchmarks.prune_reference import as_reference
-from benchmarks.prune_reference import greedy_keep_set as reference_keep_set
-from benchmarks.prune_reference import synergy_blocks as reference_blocks
 from datamodels.pruning import PruningError, Surrogate, greedy_keep_set, synergy_blocks
 from datamodels.pruning.greedy import greedy_keep_sets
+from prune_reference import as_reference
+from prune_reference import greedy_keep_set as reference_keep_set
+from prune_reference import synergy_blocks as reference_blocks
 
 
 def random_surrogate(rng, n, T, mains, pairs, triples=0, strong=0, zero_players=0) -> Surrogate:

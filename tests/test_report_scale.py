@@ -5,6 +5,7 @@ the report must choose what to show, whatever the number of targets.
 """
 
 import re
+import shutil
 
 import nbformat
 import numpy as np
@@ -21,6 +22,7 @@ from datamodels.fitting import FitSettings, run_fit, summary
 from datamodels.planted import read_planted_truth, write_planted_sweep
 from datamodels.pruning import PruneSettings, PruningError, run_curate, run_prune
 from datamodels.report import run_report, write_report
+from datamodels.run_folder import RunFolder
 
 N, T, MASKS, CLASSES = 2000, 300, 800, 10
 LINEAR_FIT = 120   # targets the linear datamodel fits: more than anything the page may list
@@ -238,6 +240,40 @@ def test_report_explains_its_tables_resolves_its_links_and_concludes(planted_run
                                        f"keep-sets of {view.keep_sets['method'].nunique()} methods")
     lines = (tmp_path / "report" / "conclusions.txt").read_text().splitlines()
     assert len(lines) == len(found) and any(line.startswith("synergy: the strongest synergy pair") for line in lines)
+
+
+INTERACTION_SECTIONS = {"The strongest interactions over all targets", "Targets with the strongest main effects",
+                        "Targets with the strongest synergy", "Targets with the strongest redundancy",
+                        "Which classes pair up"}
+
+
+def test_a_missing_table_empties_only_its_sections_and_names_the_job_that_writes_it(planted_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(planted_run, run, ignore=shutil.ignore_patterns("report"))
+    folder = RunFolder(run)
+    if not folder.keep_sets.exists():  # (an earlier test of this module may have written them)
+        run_prune(run, PruneSettings(methods=["random"], fractions=[0.5], draws=1), progress=False)
+    full = check_page(write_report(RunView.open(run), tmp_path / "full" / "index.html"))
+    assert "Pruning" in full and not full["Pruning"].startswith("no keep-sets")
+    for table, relative, job, emptied, what in (
+            (folder.keep_sets, "prune/keep_sets.parquet", "prune.py", {"Pruning"}, "keep-sets"),
+            (folder.interactions(), "fit/interactions.parquet", "fit.py", INTERACTION_SECTIONS, "fitted interactions")):
+        table.rename(tmp_path / "aside")
+        try:
+            page = write_report(RunView.open(run), tmp_path / table.stem / "index.html")
+            found = check_page(page)  # every section still there, and still ending with its conclusion
+        finally:
+            (tmp_path / "aside").rename(table)
+        line = (f"No {what} yet: <code>{relative}</code> is missing; run <code>python jobs/{job} "
+                f"run_dir={folder.root}</code>.")
+        chunks = dict(sections(page.read_text()))
+        assert len(found) == len(full) and emptied <= set(found), (sorted(found), sorted(full))
+        for title, conclusion in found.items():
+            if title in emptied:
+                assert line in chunks[title], title
+                assert conclusion == f"no {what} yet ({relative} is missing), so nothing to conclude."
+            else:  # the sections that do not read the table are those of the complete run
+                assert line not in chunks[title] and conclusion == full[title], title
 
 
 def test_no_triple_shown_as_synergy_has_a_redundant_pair(tmp_path):

@@ -86,7 +86,7 @@ def test_planted_interactions_are_found_through_screening():
     assert r2(y_test, screened.predict(X_test)) >= r2(y_test, unscreened.predict(X_test)) - 0.01
 
 
-@pytest.mark.parametrize("k", [0, 81, 2.5, "10"])
+@pytest.mark.parametrize("k", [81, 200])  # 0, 2.5, "10": tests/test_engines.py, before any work
 def test_screen_k_outside_the_players_is_refused(k):
     X, y = sample(sparse_game(80, 10, seed=1), 80, 200, 0.5, seed=1)
     with pytest.raises(ValueError, match=rf"fit.params.screen_k={k!r} must be an integer in 1..80 .*n=80"):

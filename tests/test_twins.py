@@ -78,8 +78,8 @@ def test_the_run_records_its_twins(tmp_path):
 
 
 def test_candidate_figure_shows_the_twins_side_by_side(tmp_path):
-    from datamodels.analysis import RunView
-    from datamodels.duplicates import STAGE, candidate_groups, named_candidates, plot_candidates
+    from datamodels.analysis import RunView, plot_candidates
+    from datamodels.duplicates import STAGE, candidate_groups, named_candidates, read_candidates
     from datamodels.tables import write_frame
 
     run = experiment(tmp_path, "sweep.num_models=2", "sweep.models_per_shard=2", "train.epochs=1")
@@ -87,7 +87,7 @@ def test_candidate_figure_shows_the_twins_side_by_side(tmp_path):
     twins = run.twins.assign(fraction=[1.0 - i / 20 for i in range(len(run.twins))], targets=3, duplicate=True)
     write_frame(run.folder.duplicate_candidates, candidate_groups(twins, run.n), {"stage": STAGE})
     view = RunView.open(tmp_path)
-    fig = plot_candidates(view, k=3)
+    fig = plot_candidates(view, read_candidates(tmp_path), k=3)
     rows = [[ax for ax in fig.axes if ax.images and ax.get_subplotspec().rowspan.start == r] for r in range(3)]
     for row, (a, b) in zip(rows, zip(run.twins["player_a"], run.twins["player_b"])):
         shown = [ax.images[0].get_array() for ax in row]

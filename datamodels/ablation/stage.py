@@ -28,7 +28,7 @@ from ..fitting import STAGE as FIT_STAGE
 from ..interactions import make_engine
 from ..processes import check_main_guard, leave_with_parent
 from ..run_folder import RunFolder
-from ..settings import Settings
+from ..settings import Settings, is_integer
 from ..store import collect_run, load_sweep
 from ..tables import read_frame, write_atomic, write_frame
 from .design import (AblationError, Design, choose_pairs, control_pairs, exact_pairs, fitted_pairs, pairs_design,
@@ -48,6 +48,7 @@ class AblateSettings(Settings):
     by :func:`datamodels.settings.from_section` (unknown keys refused, ``ablate.ks=4`` is ``[4]``)."""
 
     section = "ablate"
+    error = AblationError
     design: str = "pairs"
     name: str | None = None
     fit_method: str = "proxyspex"
@@ -77,16 +78,13 @@ class AblateSettings(Settings):
             raise AblationError(f"ablate.design={self.design!r}; choose one of {', '.join(DESIGNS)} (ablate=NAME)")
         if self.background not in BACKGROUNDS:
             raise AblationError(f"ablate.background={self.background!r}; choose one of {', '.join(BACKGROUNDS)}")
-        for name in ("strata", "budget", "models_per_shard", "workers", "backgrounds", "seed", "shard"):
-            value, least = getattr(self, name), 0 if name in ("seed", "shard") else 1
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
-                raise AblationError(f"ablate.{name}={value!r} must be a {'non-negative' if least == 0 else 'positive'} "
-                                    f"integer")
+        self.check_integers(("strata", "budget", "models_per_shard", "workers", "backgrounds"), least=1)
+        self.check_integers(("seed", "shard"), least=0)
         if not 0 < self.fdr < 1:
             raise AblationError(f"ablate.fdr={self.fdr} must lie in (0, 1)")
         if self.alpha is not None and not 0 < self.alpha < 1:
             raise AblationError(f"ablate.alpha={self.alpha} must lie in (0, 1)")
-        if not self.ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in self.ks):
+        if not self.ks or not all(is_integer(k, 1) for k in self.ks):
             raise AblationError(f"ablate.ks={self.ks!r} must be a list of positive integers")
 
     @property

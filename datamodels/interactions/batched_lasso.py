@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from ..errors import UserError
 from ..packed import PackedMasks, as_packed
-from .engine import Engine, check_margins
+from .engine import Engine, check_margins, is_integer, is_real, require
 from .linear import LinearDatamodel
 from .targets import TargetFit
 
@@ -120,6 +120,29 @@ def _fista(design: _CentredDesign, Yc: torch.Tensor, alpha: torch.Tensor, beta: 
     return beta
 
 
+def _is_device(value) -> bool:
+    try:
+        torch.device(value)
+    except (RuntimeError, TypeError, ValueError):
+        return False
+    return True
+
+
+def check_solver_settings(owner: str, settings: dict) -> None:
+    """:func:`fit_linear_batched`'s settings (``fit=linear_gpu``'s parameters), each in its
+    domain; ``owner`` names the caller in the message."""
+    def check(name, ok, must):
+        require(owner, name, settings[name], ok(settings[name]), must)
+
+    check("device", _is_device, "name a torch device ('cuda', 'cuda:1', 'cpu')")
+    for name in ("n_penalties", "patience", "max_iter", "target_batch"):
+        check(name, lambda v: is_integer(v) and v >= 1, "be an integer >= 1")
+    for name in ("eps", "val_fraction"):
+        check(name, lambda v: is_real(v) and 0 < v < 1, "lie in (0, 1)")
+    check("tol", lambda v: is_real(v) and v >= 0, "be a number >= 0")
+    check("seed", lambda v: is_integer(v) and v >= 0, "be an integer >= 0")  # default_rng refuses a negative seed
+
+
 def fit_linear_batched(X, Y, device: str = "cuda", n_penalties: int = 40, eps: float = 1e-3,
                        val_fraction: float = 0.2, groups=None, seed: int = 0, patience: int = 5,
                        max_iter: int = 500, tol: float = 1e-4, target_batch: int = 1000,
@@ -134,6 +157,9 @@ def fit_linear_batched(X, Y, device: str = "cuda", n_penalties: int = 40, eps: f
     go through in batches of ``target_batch`` (device memory: the masks as float32, plus about
     ``6 n + 2 m`` floats per target of a batch).
     """
+    check_solver_settings("fit_linear_batched", dict(
+        device=device, n_penalties=n_penalties, eps=eps, val_fraction=val_fraction, patience=patience,
+        max_iter=max_iter, tol=tol, target_batch=target_batch, seed=seed))
     X = as_packed(X, "masks")
     Y = np.asarray(Y, dtype=np.float32)
     if Y.ndim != 2 or len(Y) != len(X):
@@ -141,8 +167,6 @@ def fit_linear_batched(X, Y, device: str = "cuda", n_penalties: int = 40, eps: f
     bad = ~np.isfinite(Y).all(0)
     if bad.any():
         raise ValueError(f"margins of targets {np.flatnonzero(bad)[:10].tolist()} hold NaN or inf values")
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1); got {val_fraction}")
     groups = np.arange(len(X)) if groups is None else np.asarray(groups)
     _, group_index = np.unique(groups, return_inverse=True)
     val = np.random.default_rng(seed).random(group_index.max() + 1)[group_index] < val_fraction
@@ -217,6 +241,9 @@ class BatchedLinearDatamodel(Engine, name="linear_gpu"):
         self.target_batch = target_batch
         self.seed = seed
 
+    def _check_params(self) -> None:
+        check_solver_settings(type(self).__name__, self.get_params())
+
     def _solver_settings(self) -> dict:
         import torch
 
@@ -227,6 +254,7 @@ class BatchedLinearDatamodel(Engine, name="linear_gpu"):
 
     def fit(self, X, y):
         """One target's linear datamodel (validation split of models, then refit on all)."""
+        self._check_params()
         X = as_packed(X, "masks")
         y = check_margins(y, len(X), type(self).__name__)
         solution = fit_linear_batched(X, y[:, None], target_batch=1, progress=False, **self._solver_settings())
@@ -242,6 +270,7 @@ class BatchedLinearDatamodel(Engine, name="linear_gpu"):
         repeats of a mask stay on one side of the validation split. ``workers`` is not used:
         the device does the work.
         """
+        self._check_params()
         settings = self._solver_settings()
         X = as_packed(X, "masks")
         targets = list(range(Y.shape[1]) if targets is None else targets)

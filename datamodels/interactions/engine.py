@@ -11,6 +11,9 @@ scikit-learn estimators: parameters are set in ``__init__`` and nothing else hap
 The fit stage (:mod:`datamodels.fitting`) drives every engine through the same hooks, each with
 a default that an engine overrides where it differs; it never asks an engine what type it is:
 
+- :meth:`Engine._check_params`: every parameter in its domain, checked first by every entry
+  point that fits (``fit``, ``fit_block``, ``fit_targets``, ``heldout_models``), as
+  scikit-learn's ``fit`` does, so that a bad parameter fails before any work (default: none);
 - :meth:`Engine.heldout_models`: which models judge the fit (default: a seeded share of the mask
   ids; SPEX: every model outside its design);
 - :meth:`Engine.fit_targets`: how many targets are fitted (default: one clone per target, in
@@ -73,6 +76,34 @@ def check_margins(y, models: int, engine: str, min_models: int = MIN_MODELS) -> 
     if np.ptp(y) == 0:
         raise ValueError(f"{engine}.fit: y is constant ({y[0]}); there is nothing to attribute")
     return y
+
+
+def is_integer(value) -> bool:
+    """An int, numpy's included, and not a bool (``True`` is an int to Python, never a count here)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def is_real(value) -> bool:
+    """A finite number, not a bool."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
+        and bool(np.isfinite(value))
+
+
+def as_items(value) -> list | None:
+    """The items of a list-like parameter (a list, tuple, array or a config's list), else None:
+    a string is one value, not a list of characters."""
+    if isinstance(value, (str, bytes)):
+        return None
+    try:
+        return list(value)
+    except TypeError:
+        return None
+
+
+def require(owner: str, name: str, value, ok: bool, must: str) -> None:
+    """A :class:`UserError` ``"<owner>: <name> must <must>; got <value>"`` unless ``ok``."""
+    if not ok:
+        raise UserError(f"{owner}: {name} must {must}; got {value!r}")
 
 
 def heldout_split(mask_id, fraction: float, seed: int) -> np.ndarray:
@@ -141,6 +172,18 @@ class Engine(RegressorMixin, BaseEstimator):
 
     # ---------------------------------------------------------------- the fit stage's hooks
 
+    def _check_params(self) -> None:
+        """Refuse any parameter outside its domain, with a :class:`UserError` that names it.
+
+        Called first by every entry point that fits: parameters may change after ``__init__``
+        (``set_params``, ``clone``), so they are checked where scikit-learn checks them, at the
+        start of a fit, and never halfway through one. Default: nothing to check.
+        """
+
+    def _require(self, name: str, ok: bool, must: str) -> None:
+        """``"<Engine>: <name> must <must>; got <value>"`` unless ``ok``."""
+        require(type(self).__name__, name, getattr(self, name), ok, must)
+
     @classmethod
     def params_from_run(cls, run: dict, params: dict) -> dict:
         """``fit.params`` completed from the run's identity (``run.json``); default: unchanged."""
@@ -148,6 +191,7 @@ class Engine(RegressorMixin, BaseEstimator):
 
     def heldout_models(self, X: PackedMasks, mask_id: np.ndarray, fraction: float, seed: int) -> np.ndarray:
         """Bool ``[m]``: the models that judge the fit; default: ``fraction`` of the mask ids."""
+        self._check_params()  # the fit stage's first call: a bad parameter fails before the split
         return heldout_split(mask_id, fraction, seed)
 
     def block_size(self, n: int) -> int:
@@ -156,6 +200,7 @@ class Engine(RegressorMixin, BaseEstimator):
 
     def fit_block(self, X: PackedMasks, Y: np.ndarray, block: list[int]) -> list[TargetFit]:
         """Fit a clone of this engine to each column of ``Y [m, len(block)]``; default: one by one."""
+        self._check_params()
         fits = []
         for target, y in zip(block, Y.T):
             start = time.perf_counter()
@@ -170,6 +215,7 @@ class Engine(RegressorMixin, BaseEstimator):
         """Yield a :class:`TargetFit` per chosen column of ``Y [M, T]``, fitted on ``rows``
         (default all) of the masks ``X``; ``groups`` are those rows' mask ids. Default: blocks
         of targets over ``workers`` processes (:func:`.targets.iter_fit_targets`)."""
+        self._check_params()  # here, not in the lazy generator: before any worker is spawned
         return iter_fit_targets(self, X, Y, targets, rows, workers, progress=progress)
 
     def at_budget(self, n: int, budget: int, sampled: np.ndarray) -> tuple[Engine, np.ndarray]:

@@ -9,6 +9,7 @@ import lightgbm as lgb
 import numpy as np
 
 from ..packed import PackedMasks
+from .engine import as_items, is_integer, is_real
 from .lasso import cv_above
 from .selection import Selection, widen
 from .spectra import _booster_fourier_arrays, _expand_subsets
@@ -58,8 +59,6 @@ class _TreeProxy:
         )
         best = None
         for depth in est.depths or (est.max_order,):
-            if not 1 <= depth <= est.max_order:
-                raise ValueError(f"ProxySPEX: depth {depth} is outside [1, max_order={est.max_order}]")
             for lr in est.learning_rates:
                 params = {**base, "max_depth": depth, "num_leaves": 2**depth, "learning_rate": lr}
                 booster = lgb.train(params, self._train, num_boost_round=est.n_estimators, valid_sets=[self._valid],
@@ -141,6 +140,7 @@ class ProxySPEX(ScreenedEngine, name="proxyspex"):
         screen_k: int | None = None,
         random_state: int | None = 0,
         relax: bool = False,
+        error_rate: str = "fwer",
     ):
         self.max_order = max_order
         self.depths = depths
@@ -156,10 +156,28 @@ class ProxySPEX(ScreenedEngine, name="proxyspex"):
         self.screen_k = screen_k
         self.random_state = random_state
         self.relax = relax
+        self.error_rate = error_rate
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        self._require("max_order", is_integer(self.max_order) and self.max_order >= 1, "be an integer >= 1")
+        depths = [] if self.depths is None else as_items(self.depths)  # empty: (max_order,), as None
+        self._require("depths", depths is not None and all(is_integer(d) and 1 <= d <= self.max_order for d in depths),
+                      f"be None (null) or a list of integers in [1, max_order={self.max_order}]")
+        rates = as_items(self.learning_rates)
+        self._require("learning_rates", bool(rates) and all(is_real(r) and r > 0 for r in rates),
+                      "be a non-empty list of numbers > 0")
+        for name in ("n_estimators", "early_stopping_rounds", "n_candidates"):
+            self._require(name, is_integer(getattr(self, name)) and getattr(self, name) >= 1, "be an integer >= 1")
+        self._require("min_child_samples", is_integer(self.min_child_samples) and self.min_child_samples >= 0,
+                      "be an integer >= 0")
+        for name in ("val_fraction", "level"):
+            self._require(name, is_real(getattr(self, name)) and 0 < getattr(self, name) < 1, "lie in (0, 1)")
+        self._require("relax", isinstance(self.relax, (bool, np.bool_)), "be true or false")
+        self._require("error_rate", isinstance(self.error_rate, str) and self.error_rate in ("fwer", "fdr"),
+                      "be 'fwer' (familywise) or 'fdr' (false discovery rate)")
 
     def _start(self, X: PackedMasks, y: np.ndarray, players: np.ndarray, floor: float) -> None:
-        if self.max_order < 1:
-            raise ValueError(f"ProxySPEX: max_order must be >= 1; got {self.max_order}")
         super()._start(X, y, players, floor)
         self._screened = len(players)
 
@@ -171,7 +189,7 @@ class ProxySPEX(ScreenedEngine, name="proxyspex"):
         columns = gram.columns(mains[:self._screened])
         proxy = _TreeProxy(self, columns)
         selection = Selection(columns, y, gram, len(players), linear, proxy.proposals, self.max_order,
-                              self.n_candidates, self.level)
+                              self.n_candidates, self.level, self.error_rate)
         self.proxy_params_, self.proxy_interactions_ = proxy.params, len(selection.proposals)
         accepted, terms, z = selection.run()
         self.n_candidates_, self.tree_rounds_ = len(selection.tested), selection.tree_rounds

@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.base import clone
 
 from ..packed import PackedMasks, as_packed
-from .engine import Engine, check_margins
+from .engine import Engine, check_margins, is_integer
 from .lasso import GramLasso, cv_above, fold_ids
 from .screening import fit_screened, resolve_screen_k
 from .spectra import _PAD, _to_dict
@@ -48,8 +48,19 @@ class ScreenedEngine(Engine):
     subclass adds, ending in :meth:`_set_fit`).
     """
 
+    def _check_params(self) -> None:
+        self._require("cv", is_integer(self.cv) and self.cv >= 2, "be an integer >= 2")
+        self._require("n_penalties", is_integer(self.n_penalties) and self.n_penalties >= 1, "be an integer >= 1")
+        # The bound by n (resolve_screen_k) waits for the masks.
+        self._require("screen_k", self.screen_k is None or is_integer(self.screen_k) and self.screen_k >= 1,
+                      "be None (null) or an integer >= 1")
+        # It seeds scikit-learn's KFold, which takes 0..2**32 - 1.
+        self._require("random_state", self.random_state is None or is_integer(self.random_state)
+                      and 0 <= self.random_state < 2**32, "be None (null) or an integer in 0..2**32 - 1")
+
     def fit(self, X, y):
         """Fit to masks ``X`` (bool, 0/1 ``[m, n]`` or :class:`PackedMasks`) and margins ``y [m]``."""
+        self._check_params()
         X = as_packed(X)
         y = check_margins(y, len(X), type(self).__name__)
         fit_screened([self], X, y[:, None])
@@ -60,6 +71,7 @@ class ScreenedEngine(Engine):
         return BLOCK_SIZE if resolve_screen_k(self.screen_k, n) < n else 1
 
     def fit_block(self, X: PackedMasks, Y: np.ndarray, block: list[int]) -> list[TargetFit]:
+        self._check_params()
         start = time.perf_counter()
         name = type(self).__name__
         for target, y in zip(block, Y.T):

@@ -28,7 +28,7 @@ from sklearn.base import clone
 
 from ..errors import UserError
 from ..packed import as_packed
-from .engine import Engine, check_margins
+from .engine import Engine, check_margins, is_integer
 from .spectra import fourier_to_mobius
 
 # shapiq 1.4.1's SPEX settings (shapiq/approximator/sparse/base.py, Sparse.__init__).
@@ -139,21 +139,29 @@ class SPEX(Engine, name="spex"):
         self.degree = degree
         self.decoder = decoder
 
-    def _design(self, n: int) -> np.ndarray:
+    def _check_params(self) -> None:
         if self.budget is None:
             raise UserError("SPEX: budget is not set; fit a sweep of sweep.design=spex (the fit stage reads its "
                              "budget and seed), or set fit.params.budget and fit.params.seed")
-        if self.decoder not in ("hard", "soft"):
-            raise UserError(f"SPEX: decoder must be 'hard' or 'soft'; got {self.decoder!r}")
+        # Whether the budget holds a design for n players (spex_plan) waits for the masks.
+        self._require("budget", is_integer(self.budget) and self.budget >= 1, "be an integer >= 1")
+        self._require("seed", is_integer(self.seed), "be an integer")
+        self._require("degree", is_integer(self.degree) and self.degree >= 1, "be an integer >= 1")
+        self._require("decoder", isinstance(self.decoder, str) and self.decoder in ("hard", "soft"),
+                      "be 'hard' or 'soft'")
+
+    def _design(self, n: int) -> np.ndarray:
         return spex_design(n, int(self.budget), int(self.seed), int(self.degree))
 
     def design_rows(self, X) -> np.ndarray:
         """Bool ``[m]``: the rows of ``X`` whose mask is one SPEX's design asks for."""
+        self._check_params()
         X = as_packed(X)
         wanted = set(_mask_keys(self._design(X.n)))
         return np.array([key in wanted for key in _mask_keys(X.unpack())])
 
     def fit(self, X, y):
+        self._check_params()
         X = as_packed(X)
         y = check_margins(y, len(X), "SPEX", min_models=1)
         design = self._design(X.n)
@@ -216,4 +224,5 @@ class SPEX(Engine, name="spex"):
         """SPEX at ``budget`` reads the distinct subsets its design asks for (an exhaustive game
         holds every subset), not the random sample."""
         engine = clone(self).set_params(budget=budget)
+        engine._check_params()  # before its design is drawn
         return engine, np.unique(spex_design(n, budget, self.seed, self.degree) @ (1 << np.arange(n)))

@@ -44,17 +44,20 @@ for every method; accuracy on the **holdout** split only (never on the targets t
 attribution). :func:`summarize` gives each method's mean and 95% t-interval per fraction and
 :func:`paired_differences` each method's difference to the best baseline, paired by seed.
 
-One module per concern: :mod:`.quotas` (fractions, classes, quotas), :mod:`.surrogate` (the
+One module per concern: :mod:`.quotas` (fractions, quotas), :mod:`.surrogate` (the
 fitted polynomials in sparse form, synergy blocks), :mod:`.greedy` (the elimination, on the
 sparse terms: CIFAR-10's 50,000 players x 10,000 targets in minutes), :mod:`.baselines`,
 :mod:`.retraining` (what trains models: evaluation, EL2N), :mod:`.results` (summaries and their
 figure), :mod:`.curation` (one keep-set for a curation script), :mod:`.stage` (the stages of a
-run folder, :func:`run_prune` and :func:`run_evaluation`).
+run folder, :func:`run_prune` and :func:`run_evaluation`). The players' classes, which the quotas
+count, are :func:`datamodels.masks.player_classes`: the run's data (:mod:`datamodels.run_data`)
+reads them too, and this package imports the run's data, not the other way round.
 """
+from ..masks import player_classes
 from .baselines import BASELINES, ccs_keep_set, hardest_keep_set, stratified_keep_set
 from .curation import curate, load_keep_sets, run_curate
 from .greedy import greedy_keep_set, greedy_keep_sets
-from .quotas import PruningError, check_fractions, class_quotas, player_classes
+from .quotas import PruningError, check_fractions, class_quotas
 from .results import COMPARED_WITH, paired_differences, plot_pruning, summarize
 from .stage import METHODS, SURROGATE_METHODS, PruneSettings, make_keep_sets, run_evaluation, run_prune
 from .surrogate import SURROGATES, Surrogate, load_surrogates, synergy_blocks

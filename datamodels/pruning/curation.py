@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..masks import kept_examples
+from ..run_data import RunData
 from ..tables import read_frame, write_atomic, write_frame
 from .quotas import PruningError
 
@@ -107,8 +108,6 @@ def run_curate(run_dir, method: str, fraction: float, out=None, keep_sets=None,
     """The curation stage: one keep-set of the run's (or ``keep_sets``') to ``out`` (default
     ``<run_dir>/curated/<method>-<fraction>/``). Works on a run with or without its dataset.
     ``force`` replaces a curated set already there (:func:`curate`)."""
-    from ..run_data import RunData  # it reads the players' classes from this package: import it when called
-
     view = RunData.open(run_dir)
     keep, _, source = load_keep_sets(view.meta["fingerprint"], keep_sets or view.folder.keep_sets)
     return curate(view, keep, method, float(fraction), out or view.folder.curated(method, fraction), str(source),

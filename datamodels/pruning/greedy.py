@@ -15,7 +15,7 @@ that shares a term, never as a dense ``[T, n]`` or ``[T, candidates]`` array:
 
 Steps, tie-breaks, the per-step batch (``n // 1000`` blocks above 1,000 players, scored at the
 step's start), synergy blocks and class quotas are those of the dense version this replaced
-(frozen in ``benchmarks/prune_reference.py``), and the float sums are taken in the same order,
+(frozen in ``tests/prune_reference.py``), and the float sums are taken in the same order,
 so the keep-sets are the same. :func:`greedy_keep_sets` walks the elimination once for several
 sizes: two sizes share every step until the smaller one's batch would cross the larger one.
 """

@@ -1,4 +1,5 @@
-"""Kept fractions, the class of every player, and the class quotas of a keep-set."""
+"""Kept fractions and the class quotas of a keep-set (the class of every player is
+:func:`datamodels.masks.player_classes`, which the run's data reads too)."""
 
 from __future__ import annotations
 
@@ -16,13 +17,6 @@ def check_fractions(fractions) -> list[float]:
     if not fractions or any(not 0.0 < f <= 1.0 for f in fractions):
         raise PruningError(f"kept fractions must lie in (0, 1], got {fractions}")
     return fractions
-
-
-def player_classes(groups: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """The class of every player: the most common label among its examples."""
-    counts = np.zeros((int(groups.max()) + 1, int(labels.max()) + 1), dtype=np.int64)
-    np.add.at(counts, (groups, labels), 1)
-    return counts.argmax(1)
 
 
 def class_quotas(classes: np.ndarray, size: int, min_per_class: int = 0) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..errors import UserError
+from ..run_data import RunData
 from ..run_folder import RunFolder
 from ..settings import Settings
 from ..stage_inputs import StageInputs
@@ -89,8 +89,6 @@ def make_keep_sets(methods, fractions, n: int, classes: np.ndarray,
 def linked_sweep(run_dir, what: str):
     """The run's sweep with its dataset, for ``what`` (something that retrains models); refused in
     one line on a run without a linked dataset (planted, or imported with ``dataset=none``)."""
-    from ..run_data import RunData  # it reads the players' classes from this package: import it when called
-
     run = RunData.open(run_dir).sweep_run
     if run is None:
         raise PruningError(f"{what} retrains models on the run's data, and {run_dir} has no dataset linked: "
@@ -132,11 +130,8 @@ class PruneSettings(Settings):
         if unknown := [m for m in self.methods if m not in METHODS]:
             raise PruningError(f"prune.methods: unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
         self.draws = self.eval_seeds if self.draws is None else self.draws
-        for name in ("min_per_class", "seed", "el2n_seeds", "el2n_epochs", "ccs_bins", "eval_seeds", "draws",
-                     "workers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise UserError(f"prune.{name}={value!r} must be a non-negative integer")
+        self.check_integers(("min_per_class", "seed", "el2n_seeds", "el2n_epochs", "ccs_bins", "eval_seeds", "draws",
+                             "workers"), least=0)
 
     @property
     def fits(self) -> dict[str, str]:
@@ -177,8 +172,6 @@ def run_prune(run_dir, settings: PruneSettings, progress: bool = True, force: bo
     need no training, and the players' classes from its labels file where it has one: the default
     methods leave out the others (:meth:`PruneSettings.for_run`; ``announce``, e.g. ``print``, is
     told which), chosen ones are refused."""
-    from ..run_data import RunData  # it reads the players' classes from this package: import it when called
-
     folder = RunFolder(run_dir)
     settings, dropped = settings.for_run(folder)
     if dropped and announce is not None:

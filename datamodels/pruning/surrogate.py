@@ -20,7 +20,7 @@ from scipy import sparse
 from ..errors import StoreError
 from ..fit_ready import open_fit_ready
 from ..fitting import STAGE as FIT_STAGE
-from ..fitting import models_at_alpha
+from ..fitting import models_at_alpha, residual_scale
 from ..run_folder import RunFolder
 from ..tables import read_frame
 from .quotas import PruningError, check_fractions
@@ -66,8 +66,8 @@ class Surrogate:
         The interaction table leaves out the constant term; a least-squares fit's intercept makes
         the mean residual zero, so the constant is the mean margin minus the mean of the other
         terms (each term's mean is its coefficient times how often all its members are kept).
-        ``tau_t = sqrt((1 - R^2_t) var_t)`` with the fit's held-out ``R^2`` (floored at 5% of the
-        variance, so no target is trusted as noiseless).
+        ``tau_t = sqrt((1 - R^2_t) var_t)`` with the fit's held-out ``R^2``
+        (:func:`~datamodels.fitting.residual_scale`).
         """
         T, n = len(margins), masks.shape[1]
         if missing := sorted(set(range(T)) - {int(t) for t in metrics["target"]}):
@@ -83,7 +83,7 @@ class Surrogate:
         mean_terms = np.bincount(target, weights=mobius * polynomial.term_frequencies(masks), minlength=T)
         polynomial.constant = margins.mean(1) - mean_terms
         r2 = metrics.set_index("target").loc[np.arange(T), "r2"].to_numpy(float)
-        polynomial.scale = np.sqrt(np.clip(1.0 - r2, 0.05, 1.0) * margins.var(1)) + 1e-12
+        polynomial.scale = residual_scale(r2, margin_var=margins.var(1))
         return polynomial
 
     @property

@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import re
-import shlex
 import subprocess
 import sys
 import traceback
@@ -67,12 +66,6 @@ def chunks(items: Sequence, size: int) -> list[Sequence]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def multirun_command(argv0: str, hydra_overrides: Sequence[str], overrides: Sequence[str]) -> str:
-    # -m already says multirun; the recorded hydra.mode would repeat it
-    hydra = [o for o in hydra_overrides if not o.startswith("hydra.mode=")]
-    return shlex.join(["python", argv0, "-m", *hydra, *overrides])
-
-
 def resubmit_commands(argv0: str, hydra_overrides: Sequence[str], every_job: Sequence[Sequence[str]],
                       failed: Sequence[Sequence[str]]) -> list[str]:
     """The multirun command(s) that run exactly the ``failed`` jobs of a sweep of ``every_job``.
@@ -80,6 +73,8 @@ def resubmit_commands(argv0: str, hydra_overrides: Sequence[str], every_job: Seq
     When the jobs differ in one setting only (``sweep.shard``, ``fit.part``) that is one command
     listing its failed values; otherwise one command per failed job.
     """
+    from datamodels.status import multirun_command  # lazily: plugin discovery stays fast
+
     def key(override: str) -> str:
         return override.split("=", 1)[0]
 
@@ -91,12 +86,6 @@ def resubmit_commands(argv0: str, hydra_overrides: Sequence[str], every_job: Seq
         common = [o for o in failed[0] if key(o) != name]
         return [multirun_command(argv0, hydra_overrides, common + [f"{name}={','.join(values)}"])]
     return [multirun_command(argv0, hydra_overrides, job) for job in failed]
-
-
-def read_submissions(folder: str | os.PathLike) -> list[dict]:
-    """Every submission record of a log folder, oldest first."""
-    paths = sorted(Path(folder).glob("submission-*.json"), key=lambda p: p.stat().st_mtime)
-    return [json.loads(p.read_text()) for p in paths]
 
 
 class DatamodelsSlurmLauncher(SlurmLauncher):
@@ -162,6 +151,7 @@ class DatamodelsSlurmLauncher(SlurmLauncher):
     def _record(self, folder: Path, jobs: list, groups: list) -> None:
         from submitit.core.utils import JobPaths
 
+        from datamodels.run_folder import submission_path
         from datamodels.store import write_atomic
 
         record = {
@@ -171,7 +161,7 @@ class DatamodelsSlurmLauncher(SlurmLauncher):
                       "stderr": [str(JobPaths(folder, job.job_id, t).stderr) for t in range(len(group))]}
                      for job, group in zip(jobs, groups)],
         }
-        path = folder / f"submission-{jobs[0].job_id.split('_')[0]}.json"
+        path = submission_path(folder, jobs[0].job_id.split('_')[0])
         write_atomic(path, lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
 
 
