@@ -204,7 +204,7 @@ bench-prune: install ## pruning at n = 50,000 x T = 10,000 vs the dense greedy (
 
 # The calibration of ProxySPEX's interaction tests as models grow (issue 22, item 5): a dense tail
 # of faint mains on every player, 2 seeds per mask, m = 20,000 and 100,000 (docs/benchmarks.md).
-bench-scale-tail: install ## false pairs per target of ProxySPEX on a dense-tail game at 20,000 and 100,000 models (9 min at ARGS=--tail-n=20000)
+bench-scale-tail: install ## pairs found beside the oracle, and false pairs per target, of ProxySPEX (familywise, FDR, relaxed refit) on a dense-tail game of synergistic and redundant pairs at 20,000 and 100,000 models (about 30 min)
 	$(PY) benchmarks/bench_scale.py --parts tail $(ARGS)
 
 # The duplicates experiment (issue 19; docs/duplicates.md): the demo's 100 cluster players of

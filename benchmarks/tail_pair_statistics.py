@@ -124,6 +124,8 @@ def main() -> None:
                       sel.gram.residual(np.concatenate([mains, terms]), *sel.gram.ols(np.concatenate([mains, terms]))))}
         print(f"target {target}: working set {sel.X.shape[1]:,}, {int(sel.strong.sum())} strong mains, "
               f"critical value of the planted pairs {sel.critical(keys).round(2).tolist()}")
+        print(f"  planted pairs accepted by the tests {sorted(set(planted) & set(fit.interaction_z_))}, "
+              f"reported after the refit {sorted(k for k in planted if fit.mobius_.get(k, 0.0) != 0.0)}")
         for name, (resid, sigma) in models.items():
             null = sel.centred.scores(pair_keys(pairs, sel.max_order), resid) / sigma
             z = sel.centred.scores(keys, resid) / sigma

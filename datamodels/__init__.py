@@ -5,6 +5,10 @@ models on masked subsets (:mod:`datamodels.sweep`) and logs margins to parquet s
 (:mod:`datamodels.store`); the interaction engine fits sparse surrogates of
 ``subset -> margin`` (:mod:`datamodels.interactions`); retraining checks test what a fit claims
 (:mod:`datamodels.ablation`).
+
+Every stage reads and writes one run folder: :mod:`datamodels.run_folder` names its files,
+:mod:`datamodels.run_identity` says which sweep they belong to (the config hash, ``run.json``'s
+keys), and :mod:`datamodels.claims` which process trains a shard now.
 """
 
 __version__ = "0.1.0"

@@ -55,6 +55,7 @@ those targets.
 from __future__ import annotations
 
 import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,7 @@ from .analysis import RunView, residual_sd
 from .errors import UserError
 from .pruning.surrogate import Surrogate, fitted_surrogate
 from .run_folder import RunFolder
+from .settings import Settings, is_number
 from .tables import read_frame, write_frame
 
 STAGE = "duplicates (jobs/duplicates.py)"
@@ -79,6 +81,28 @@ _CHUNK_CELLS = 1 << 23
 
 class DuplicatesError(UserError):
     """A run lacks what the duplicate ranking reads (a fit with pair terms), or a setting is wrong."""
+
+
+@dataclass
+class DuplicatesSettings(Settings):
+    """``conf/duplicates/default.yaml``: the fit whose terms are read (``method``), the
+    ``neighbours`` by main-effect profile that are candidates too, and the test of a duplicate
+    (``min_fraction`` of its members' effect cancelled, at familywise ``level``): module docstring."""
+
+    section = "duplicates"
+    error = DuplicatesError
+    method: str = "proxyspex"
+    neighbours: int = 5
+    min_fraction: float = 0.5
+    level: float = 0.05
+
+    def __post_init__(self):
+        self.check_integers(("neighbours",), least=0)
+        if not (is_number(self.min_fraction) and 0 <= self.min_fraction < 1):
+            raise DuplicatesError(f"duplicates.min_fraction={self.min_fraction!r} must lie in [0, 1): the share of "
+                                  f"the members' effect a duplicate pair cancels, 1 for exact duplicates")
+        if not (is_number(self.level) and 0 < self.level < 1):
+            raise DuplicatesError(f"duplicates.level={self.level!r} must lie in (0, 1)")
 
 
 def redundant_pairs(view: RunView, method: str = "proxyspex") -> pd.DataFrame:
@@ -133,11 +157,11 @@ def profile_neighbours(profiles: sparse.csr_matrix, k: int, progress: bool = Fal
     return np.unique(pairs, axis=0)
 
 
-def duplicate_pairs(view: RunView, method: str = "proxyspex", neighbours: int = 5, min_fraction: float = 0.5,
-                    level: float = 0.05, progress: bool = True) -> pd.DataFrame:
+def duplicate_pairs(view: RunView, settings: DuplicatesSettings, progress: bool = True) -> pd.DataFrame:
     """Every candidate pair's duplicate fraction ``rho``, its standard error and test (module
     docstring), duplicates first, then by fraction. Refuses a run without a fit with pair terms."""
-    check_settings(neighbours, min_fraction, level)
+    method, neighbours = settings.method, settings.neighbours
+    min_fraction, level = settings.min_fraction, settings.level
     proposed = redundant_pairs(view, method)  # refuses a run without the fit
     ready = view.models
     targets = np.unique(view.fit_metrics.loc[view.fit_metrics["method"] == method, "target"].to_numpy(np.int64))
@@ -235,17 +259,6 @@ def _residual_pair_part(ready, targets: np.ndarray, surrogate: Surrogate, a, b, 
     return cross / norm, variance / norm**2
 
 
-def check_settings(neighbours: int, min_fraction: float, level: float) -> None:
-    """One line for a setting out of range, before anything is read."""
-    if not (isinstance(neighbours, int) and neighbours >= 0):
-        raise DuplicatesError(f"duplicates.neighbours={neighbours} must be a whole number >= 0")
-    if not 0 <= min_fraction < 1:
-        raise DuplicatesError(f"duplicates.min_fraction={min_fraction} must lie in [0, 1): the share of the "
-                              f"members' effect a duplicate pair cancels, 1 for exact duplicates")
-    if not 0 < level < 1:
-        raise DuplicatesError(f"duplicates.level={level} must lie in (0, 1)")
-
-
 def candidate_groups(pairs: pd.DataFrame, n: int) -> pd.DataFrame:
     """The groups of players joined by duplicate pairs (of :func:`duplicate_pairs`), best first
     (module docstring); an empty table when there is none."""
@@ -270,16 +283,15 @@ def candidate_groups(pairs: pd.DataFrame, n: int) -> pd.DataFrame:
     return out.sort_values("score", ascending=False, kind="stable", ignore_index=True)
 
 
-def run_duplicates(run_dir: str | os.PathLike, method: str = "proxyspex", neighbours: int = 5,
-                   min_fraction: float = 0.5, level: float = 0.05, progress: bool = True) -> Path:
+def run_duplicates(run_dir: str | os.PathLike, settings: DuplicatesSettings, *, progress: bool = True,
+                   force: bool = False) -> Path:
     """The stage: every candidate pair's duplicate fraction and the ranked groups of a run's
-    ``method`` fit, written (``RunFolder.duplicate_pairs``, ``duplicate_candidates``); returns the
-    groups' path. Nothing is written on an error."""
-    check_settings(neighbours, min_fraction, level)  # before reading anything
+    ``settings.method`` fit, written (``RunFolder.duplicate_pairs``, ``duplicate_candidates``);
+    returns the groups' path. Nothing is written on an error. ``force`` is taken for the stages'
+    common call and changes nothing: no call is skipped, every one measures anew."""
     view = RunView.open(run_dir)
-    pairs = duplicate_pairs(view, method, neighbours, min_fraction, level, progress)
-    meta = {"method": method, "neighbours": neighbours, "min_fraction": min_fraction, "level": level,
-            "fingerprint": view.meta["fingerprint"], "n": view.n}
+    pairs = duplicate_pairs(view, settings, progress)
+    meta = asdict(settings) | {"fingerprint": view.meta["fingerprint"], "n": view.n}
     write_frame(view.folder.duplicate_pairs, pairs, meta)
     return write_frame(view.folder.duplicate_candidates, candidate_groups(pairs, view.n), meta)
 

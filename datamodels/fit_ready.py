@@ -44,7 +44,8 @@ from tqdm.auto import tqdm
 
 from .packed import PackedMasks
 from .errors import StoreError
-from .run_folder import RunFolder, check_identity
+from .run_folder import RunFolder
+from .run_identity import check_identity
 from .store import RESULT_COLUMNS, SCALAR_COLUMNS, CollectReport, collect_run, read_shard_columns, shard_files
 from .tables import write_atomic
 

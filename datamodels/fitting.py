@@ -325,7 +325,7 @@ def fit_inputs(run_dir, settings: FitSettings, progress: bool = True) -> StageIn
                        {"layout": layout / MANIFEST}, settings.recorded())
 
 
-def run_fit(run_dir, settings: FitSettings, progress: bool = True, force: bool = False, announce=None):
+def run_fit(run_dir, settings: FitSettings, *, progress: bool = True, force: bool = False, announce=None):
     """The whole stage for one run folder: ``(interactions, metrics, written paths)``, or None
     when the fit's inputs and settings are those of its last run and its tables are in place
     (``force`` redoes it). ``announce`` (e.g. ``print``) is told the projected time."""
@@ -340,15 +340,15 @@ def run_fit(run_dir, settings: FitSettings, progress: bool = True, force: bool =
     return interactions, metrics, paths
 
 
-def run_fit_part(run_dir, settings: FitSettings, progress: bool = True, announce=None):
+def run_fit_part(run_dir, settings: FitSettings, *, progress: bool = True, force: bool = False, announce=None):
     """Fit part ``settings.part`` of ``settings.parts`` contiguous ranges of the selected targets,
     to its part files. Returns the written paths, or None when the part was already written (it
-    is not redone)."""
+    is not redone, unless ``force``)."""
     part, parts = settings.part, settings.parts
     if not 0 <= part < parts:
         raise UserError(f"fit.part={part} must lie in 0..{parts - 1} (fit.parts={parts})")
     paths = RunFolder(run_dir).fit_part(settings.method, part, settings.alpha)
-    if all(p.exists() for p in paths):
+    if not force and all(p.exists() for p in paths):
         return None
     selected = select_targets(run_dir, settings.targets, settings.start, settings.stop)
     chosen = [int(t) for t in np.array_split(np.asarray(selected), parts)[part]]

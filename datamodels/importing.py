@@ -52,7 +52,8 @@ from tqdm.auto import tqdm
 
 from .data import load_dataset
 from .errors import UserError
-from .run_folder import RunFolder, check_identity, config_hash
+from .run_folder import RunFolder
+from .run_identity import check_identity, config_hash
 from .settings import Settings
 from .store import compact_ranges, read_shard_meta, run_meta, write_shard_columns
 from .tables import size_text, write_atomic
@@ -486,10 +487,13 @@ def _save(path: Path, array: np.ndarray) -> None:
         np.save(f, array)
 
 
-def run_import(run_dir, settings: ImportSettings, config: dict, progress: bool = True,
+def run_import(run_dir, settings: ImportSettings, *, config: dict, progress: bool = True, force: bool = False,
                announce=None) -> tuple[ImportPlan, int, int]:
-    """Import ``settings``' source into ``run_dir``: the plan, shards written now, shards already
-    there. ``announce`` (e.g. ``print``) is told what will be read and written before any of it is."""
+    """Import ``settings``' source into ``run_dir``, recorded with the whole ``config`` (the run's
+    ``config.json``): the plan, shards written now, shards already there. ``announce`` (e.g.
+    ``print``) is told what will be read and written before any of it is. ``force`` is taken for
+    the stages' common call and changes nothing: a shard already there is checked against the
+    source and kept, never rewritten (another source is refused in one line)."""
     plan = plan_import(settings, config, progress)
     if announce is not None:
         announce(plan.describe(run_dir))

@@ -29,7 +29,8 @@ from tqdm.auto import tqdm
 
 from .errors import StoreError, UserError
 from .masks import MaskDesign, training_seed
-from .run_folder import RunFolder, check_identity, short_hash
+from .run_folder import RunFolder
+from .run_identity import check_identity, short_hash
 from .store import ModelRecord, read_shard_meta, run_meta, write_shard
 from .tables import check_free_space, read_frame, size_text, write_atomic, write_frame
 

@@ -702,10 +702,12 @@ def _retraining_checks(report: _Page) -> None:
         report.conclude(f"checked by retraining, {name}", _check_conclusion(name, design, summary, None))
 
 
-def run_report(run_dir, force: bool = False) -> Path | None:
+def run_report(run_dir, *, progress: bool = True, force: bool = False) -> Path | None:
     """The report stage: the page, or None when the files it reads (the shards, the fit and
     pruning tables, the players' labels) are those of its last run and the page is in place
-    (``force`` redoes it). Works without pruning results, and on a run without its dataset."""
+    (``force`` redoes it). Works without pruning results, and on a run without its dataset.
+    It has no settings (no config group) and shows no progress: ``progress`` is taken for the
+    stages' common call."""
     folder = RunFolder(run_dir)
     reads = {"run": folder.run_json, "interactions": folder.interactions(), "fit_metrics": folder.fit_metrics(),
              "keep_sets": folder.keep_sets, "evaluation": folder.evaluation,

@@ -2,11 +2,12 @@
 
 One sweep, and everything derived from it, lives in one folder (``run_dir``)::
 
-    run.json                     the sweep's identity (datamodels.store.IDENTITY_KEYS)
+    run.json                     the sweep's identity (datamodels.run_identity.IDENTITY_KEYS)
     config.json                  the resolved settings it was swept with (datamodels.cli)
     shards/shard-NNNNNN.parquet  one file per shard (datamodels.store)
     shards/.shard-NNNNNN.partial/model-IIIIII.parquet   checkpoints of an unfinished shard
-    .claims/shard-NNNNNN.lock    which process trains a shard now (ShardClaim)
+    .claims/shard-NNNNNN.lock    which process trains a shard now (datamodels.claims.ShardClaim),
+    .claims/shard-NNNNNN.lock.job  and its holder's SLURM job, host and process
     fit_ready/                   memory-mapped masks and margins (datamodels.fit_ready)
     fit/[alpha-A/]interactions.parquet, fit_metrics.parquet    (datamodels.fitting)
     fit/[alpha-A/]parts/<method>/part-KKKK.<table>             a fit split into SLURM parts
@@ -29,25 +30,22 @@ One sweep, and everything derived from it, lives in one folder (``run_dir``)::
 
 Stages record their inputs (:mod:`datamodels.stage_inputs`) in hidden ``.inputs-*.json`` files
 beside their outputs. :class:`RunFolder` names all of these; no other module builds a path
-inside a run folder by hand.
+inside a run folder by hand. What a run's identity is (its config hash, the keys of
+``run.json``) is :mod:`datamodels.run_identity`'s; who may train a shard,
+:mod:`datamodels.claims`'s: a folder's paths change for other reasons than either.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import logging
 import os
 import re
-import socket
-from contextlib import contextmanager
+import warnings
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 
-from flufl.lock import Lock, NotLockedError, TimeOutError
-
 from .errors import StoreError
+from .run_identity import check_identity, config_hash, hashed_launch_settings_then, identity, with_later_defaults
 from .tables import write_atomic
 
 SHARD_RE = re.compile(r"^shard-(\d{6})\.parquet$")
@@ -55,74 +53,6 @@ TEMP_RE = re.compile(r"^\.shard-\d{6}\.parquet\.\d+\.tmp$")
 PARTIAL_RE = re.compile(r"^\.shard-(\d{6})\.partial$")
 CLAIM_RE = re.compile(r"^shard-(\d{6})\.lock$")
 FIT_TABLES = ("interactions.parquet", "fit_metrics.parquet")
-# The configuration sections that decide a sweep's results (all but sweep.shard, which only
-# picks the work of one job): a run folder records them (config.json) and keeps them.
-RUN_SECTIONS = ("dataset", "players", "model", "train", "loader", "sweep")
-# Settings of how a sweep is launched, not of its results: a run folder's jobs take them from the
-# command line. sweep.models_per_pass (K models stacked in one pass) trains every model as it
-# trains alone, up to floating-point rounding (datamodels.stacking, tests/test_stacking.py), as
-# device and compile do.
-LAUNCH_SETTINGS = ("sweep.shard", "sweep.models_per_pass")
-# Launch settings that entered the config hash before they were known to be such: the hash
-# counts them at this value whatever they are, so that the run folders swept at it keep their
-# identity (those swept at another value keep theirs too: RunFolder.config_hash).
-HASHED_LAUNCH_SETTINGS = {"sweep.models_per_pass": 1}
-# Result-deciding settings added after sweeps were written, at their defaults (config_hash).
-LATER_DEFAULTS = {"train": {"precision": "fp32"}}
-
-
-# The keys that make two shards belong to the same sweep: a run's identity (run.json).
-IDENTITY_KEYS = ("format", "fingerprint", "n", "T", "design", "alpha", "sweep_seed", "repeats",
-                 "models_per_shard", "num_models", "config_hash", "budget", "degree")  # the last two: design=spex
-
-
-def config_hash(config: dict, hashed_as: dict | None = None) -> str:
-    """Hash of everything that determines the sweep's results (not where or how it is launched).
-    A setting added after sweeps were written counts only away from its default
-    (``LATER_DEFAULTS``), so those sweeps keep their identity. A launch setting that the hash
-    once counted counts at its fixed value (``HASHED_LAUNCH_SETTINGS``, or ``hashed_as``: the
-    value a run folder was swept with then, for the hash it recorded)."""
-    relevant = {k: config.get(k) for k in RUN_SECTIONS if k != "sweep"}
-    for section, defaults in LATER_DEFAULTS.items():
-        if isinstance(relevant.get(section), dict):
-            relevant[section] = {k: v for k, v in relevant[section].items() if k not in defaults or v != defaults[k]}
-    relevant["sweep"] = {k: v for k, v in config["sweep"].items() if f"sweep.{k}" not in LAUNCH_SETTINGS}
-    for path, value in (HASHED_LAUNCH_SETTINGS | (hashed_as or {})).items():
-        key = path.split(".", 1)[1]
-        if key in config["sweep"]:  # a sweep written before the setting existed did not count it
-            relevant["sweep"][key] = value
-    return short_hash(relevant)
-
-
-def short_hash(value) -> str:
-    """16 hex digits of the sha256 of ``value`` as sorted JSON: a run's config hash (and a
-    planted run's fingerprint). Changing how it is spelt changes every recorded run's identity."""
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def with_later_defaults(config: dict) -> dict:
-    """A recorded configuration with the settings added since (``LATER_DEFAULTS``) at their
-    defaults, as the sweep that wrote it ran: a job resuming or reading an older run compares
-    and uses them as any other recorded setting."""
-    filled = dict(config)
-    for section, defaults in LATER_DEFAULTS.items():
-        if isinstance(filled.get(section), dict):
-            filled[section] = defaults | filled[section]
-    return filled
-
-
-def identity(meta: dict) -> dict:
-    return {k: meta.get(k) for k in IDENTITY_KEYS}
-
-
-def check_identity(path: Path, meta: dict, expected: dict) -> None:
-    """Refuse ``path`` (a shard, a layout, a run.json) when its identity ``meta`` is another sweep's."""
-    found, want = identity(meta), identity(expected)
-    if found != want:
-        diff = ", ".join(f"{k}={found[k]!r} there, {want[k]!r} in this job's settings" for k in IDENTITY_KEYS
-                         if found[k] != want[k])
-        raise StoreError(f"{path} belongs to a different sweep: {diff}. It was left untouched; "
-                         f"move it away or point the run at another folder.")
 
 
 def shard_path(shard_dir: str | os.PathLike, shard: int) -> Path:
@@ -185,6 +115,11 @@ class RunFolder:
 
     def claim(self, shard: int) -> Path:
         return self.root / ".claims" / f"shard-{shard:06d}.lock"
+
+    def claim_holder(self, shard: int) -> Path:
+        """Beside a claim, its holder's record: what the lock file cannot hold (SLURM job, start time)."""
+        claim = self.claim(shard)
+        return claim.with_name(claim.name + ".job")
 
     def claimed_shards(self) -> list[int]:
         """The shards whose claim file exists (held, or left by a holder that died)."""
@@ -413,10 +348,8 @@ class RunFolder:
         current = config_hash(config)
         if not (self.run_json.exists() and self.config_json.exists()):
             return current
-        recorded = json.loads(self.config_json.read_text()).get("sweep") or {}
-        then = {path: recorded[path.split(".", 1)[1]] for path in HASHED_LAUNCH_SETTINGS
-                if path.split(".", 1)[1] in recorded}
-        if then and then != {p: HASHED_LAUNCH_SETTINGS[p] for p in then}:
+        then = hashed_launch_settings_then(json.loads(self.config_json.read_text()).get("sweep") or {})
+        if then:
             old = config_hash(config, then)
             if self.read_run().get("config_hash") == old:
                 return old
@@ -430,180 +363,15 @@ class RunFolder:
         return with_later_defaults(json.loads(self.config_json.read_text()))
 
 
-class ShardClaim:
-    """One process's claim on one shard of a run folder, so that two never train it at once.
-
-    Two sweeps may reach the same shard: a command resubmitted while the first job still runs, a
-    requeued SLURM job racing its original. The claim is a lock file in ``<run_dir>/.claims/``
-    made with ``flufl.lock``, whose hard-link protocol is atomic on NFS and the other shared file
-    systems of clusters; it records the holder's host and process id, and beside it (``.job``)
-    the holder's SLURM job and its process's start time (``/proc/<pid>/stat``), so that a reused
-    process id is not taken for the holder. A claim lives for ``lifetime`` and is refreshed after
-    every trained pass. It is taken over when its holder cannot be training any more: at once
-    when its process on this host has exited (:meth:`exited_holder`), or when it was made by this
-    very SLURM job (SLURM runs one instance of a job: a requeued job's first run is over,
-    wherever it ran); otherwise once its lifetime has passed (a holder on another host that died
-    without letting go). A take-over is said in one line of this package's log; ``flufl.lock``'s
-    own log (an ERROR line for every lock it breaks) is kept quiet.
-    """
-
-    def __init__(self, folder: RunFolder, shard: int, lifetime: timedelta = timedelta(hours=1)):
-        self.shard = shard
-        self.path = folder.claim(shard)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._job = self.path.with_name(self.path.name + ".job")
-        self._lock = Lock(str(self.path), lifetime=lifetime, separator="~")
-
-    def acquire(self) -> bool:
-        """Take the claim; False (and :attr:`holder` says who) when a live process holds it."""
-        taken_over = None
-        exited = self.exited_holder()
-        if exited is not None or (_slurm_job() and self._holder_job() == _slurm_job()):
-            taken_over = (f"its holder, process {exited} on this host, has exited" if exited is not None
-                          else f"its holder was this SLURM job ({_slurm_job()}), requeued")
-            try:  # expired: the lock breaks it on the next attempt
-                os.utime(self.path, (0, 0))
-            except FileNotFoundError:
-                taken_over = None
-        elif self.expired():
-            taken_over = f"{self.holder.split(', claimed until')[0]} let its lifetime pass"
-        try:
-            # A few seconds: time for the lock to break a claim whose lifetime has passed.
-            with _quiet_flufl():
-                self._lock.lock(timeout=timedelta(seconds=5))
-            write_atomic(self._job, lambda tmp: tmp.write_text(json.dumps(
-                {"slurm_job": _slurm_job(), "host": socket.getfqdn(), "pid": os.getpid(), "started": _started(os.getpid())})))
-        except TimeOutError:
-            return False
-        except BaseException:  # interrupted (Ctrl-C, SIGTERM) while taking it: leave nothing held
-            if self._lock.is_locked:
-                self.release()
-            else:
-                self._lock.unlock(unconditionally=True)  # our own claim file only
-            raise
-        if taken_over:
-            _log.warning(f"shard {self.shard}: took over a stale claim ({taken_over})")
-        return True
-
-    def _holder_record(self) -> dict:
-        """What the holder wrote beside its claim: a JSON record, or (older claims) its SLURM job."""
-        try:
-            text = self._job.read_text()
-        except FileNotFoundError:
-            return {}
-        try:
-            record = json.loads(text)
-        except ValueError:
-            record = None
-        return record if isinstance(record, dict) else {"slurm_job": text or None}
-
-    def _holder_job(self) -> str | None:
-        return self._holder_record().get("slurm_job") or None
-
-    def exited_holder(self) -> int | None:
-        """The holder's process id when it ran on this host and has exited (a process that now
-        has its id but started at another time than the holder is another process); None when the
-        claim is free, held by a live process, or held on another host (only its lifetime tells)."""
-        host, pid = self.holder_process() or ("", 0)
-        if host not in _this_host() or pid == os.getpid():
-            return None
-        record = self._holder_record()
-        started = record.get("started") if record.get("pid") == pid and record.get("host") == host else None
-        return None if _alive(pid, started) else pid
-
-    def holder_process(self) -> tuple[str, int] | None:
-        """The holder's host and process id, None when the claim is free."""
-        try:
-            host, pid, _ = self._lock.details
-        except (NotLockedError, OSError):
-            return None
-        return host, pid
-
-    def expired(self) -> bool:
-        """Whether the claim's lifetime has passed (flufl.lock breaks it on the next attempt)."""
-        try:
-            return self._lock.expiration + CLOCK_SLOP < datetime.now()
-        except OSError:
-            return False
-
-    @property
-    def holder(self) -> str:
-        """Who holds the claim: host, process id, SLURM job, and until when it is valid."""
-        try:
-            host, pid, _ = self._lock.details
-            until = self._lock.expiration
-        except (NotLockedError, OSError):
-            return "a process that has just let it go"
-        job = self._holder_job()
-        here = " (this host)" if host in _this_host() else ""
-        return (f"process {pid} on {host}{here}{f', SLURM job {job}' if job else ''}, claimed until "
-                f"{until:%Y-%m-%d %H:%M:%S} unless refreshed")
-
-    def refresh(self) -> None:
-        self._lock.refresh()
-
-    def release(self) -> None:
-        self._job.unlink(missing_ok=True)
-        self._lock.unlock(unconditionally=True)
-
-    def __enter__(self) -> ShardClaim:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
+# Names that moved to datamodels.run_identity, which the docs once spelt as run_folder.<name>:
+# importable from here for one release, so that code written against those docs keeps running.
+_MOVED = {"LAUNCH_SETTINGS": "datamodels.run_identity", "LATER_DEFAULTS": "datamodels.run_identity"}
 
 
-_log = logging.getLogger(__name__)
-CLOCK_SLOP = timedelta(seconds=10)  # flufl.lock's: how long past its expiry it leaves a claim alone
-
-
-@contextmanager
-def _quiet_flufl():
-    """flufl.lock logs an ERROR for each lock it breaks or fails to take (``lifetime has expired,
-    breaking``, ``timed out``): both are expected here, and :class:`ShardClaim` says them itself."""
-    logger = logging.getLogger("flufl.lock")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-def _this_host() -> tuple[str, ...]:
-    return socket.getfqdn(), socket.gethostname()
-
-
-def _proc_stat(pid: int) -> tuple[str, str] | None:
-    """A process's state letter and start time (clock ticks since boot) from ``/proc``; None when
-    there is no such process (or no ``/proc``)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return fields[0], fields[19]
-
-
-def _started(pid: int) -> str | None:
-    stat = _proc_stat(pid)
-    return stat[1] if stat else None
-
-
-def _alive(pid: int, started: str | None = None) -> bool:
-    """Whether process ``pid`` of this host runs (a zombie does not); with ``started``, whether it
-    is the process that started then (not a later one given the same id)."""
-    if Path("/proc/self/stat").exists():
-        stat = _proc_stat(pid)
-        return stat is not None and stat[0] not in "ZXx" and (started is None or stat[1] == started)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _slurm_job() -> str | None:
-    """This process's SLURM job (an array task's own id), or None outside SLURM."""
-    return os.environ.get("SLURM_JOB_ID")
+def __getattr__(name: str):
+    if name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(f"datamodels.run_folder.{name} has moved to {_MOVED[name]}.{name}; the old name goes in the "
+                  f"next release", DeprecationWarning, stacklevel=2)
+    from . import run_identity
+    return getattr(run_identity, name)

@@ -102,6 +102,11 @@ def is_integer(value, least: int | None = None) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and (least is None or value >= least)
 
 
+def is_number(value) -> bool:
+    """Whether ``value`` is a real number (int or float); a bool is not one, for the reason above."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 _INTEGERS = {None: "an integer", 0: "a non-negative integer", 1: "a positive integer"}
 
 

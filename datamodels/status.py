@@ -12,7 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .run_folder import RunFolder, ShardClaim
+from .claims import ShardClaim
+from .run_folder import RunFolder
 from .store import collect_run, compact_ranges, partial_models
 
 ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED", "REQUEUE_HOLD"}

@@ -48,7 +48,8 @@ import pyarrow.parquet as pq
 
 from . import __version__
 from .errors import StoreError
-from .run_folder import (PARTIAL_RE, SHARD_RE, TEMP_RE, RunFolder, check_identity)
+from .run_folder import PARTIAL_RE, SHARD_RE, TEMP_RE, RunFolder
+from .run_identity import check_identity
 from .tables import write_atomic
 
 FORMAT = "datamodels.shard/1"
@@ -59,7 +60,7 @@ def run_meta(fingerprint: str, n: int, T: int, design: str, alpha, sweep_seed: i
              models_per_shard: int, num_models: int, config_hash: str, budget: int | None = None,
              degree: int | None = None, **described) -> dict:
     """A sweep's metadata, whatever made it (a sweep, a planted game, an import): its identity,
-    which ``run.json`` holds and every shard repeats (:data:`~datamodels.run_folder.IDENTITY_KEYS`;
+    which ``run.json`` holds and every shard repeats (:data:`~datamodels.run_identity.IDENTITY_KEYS`;
     SPEX's ``budget`` and ``degree`` only for ``design="spex"``), the package version, and
     ``described`` (``dataset``, ``model``, ``players``: what the run is of, beside its identity)."""
     return {"format": FORMAT, "fingerprint": fingerprint, "n": n, "T": T, "design": design, "alpha": alpha,

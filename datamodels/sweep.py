@@ -10,7 +10,7 @@ Shards are idempotent: a shard whose file exists and validates is skipped, so re
 sweep (after a crash, a pre-emption, or on purpose) redoes only what is missing. Within a
 shard every finished model is checkpointed (:meth:`RunFolder.checkpoint`), so a shard killed
 mid-way resumes with its first unfinished model. A shard is trained by one process at a time
-(:class:`~datamodels.run_folder.ShardClaim`): a second sweep that reaches it while the first
+(:class:`~datamodels.claims.ShardClaim`): a second sweep that reaches it while the first
 still trains it skips it, saying who holds it.
 """
 
@@ -27,12 +27,14 @@ import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
+from .claims import ShardClaim
 from .data import PreparedData, prepare
 from .errors import StoreError, UserError
 from .loaders import ResidentLoader, ResidentSplits, to_device
 from .masks import MaskDesign, MaskError, alpha_setting, group_players, kept_examples, load_mask_file, training_seed
 from .models import build_model
-from .run_folder import RunFolder, ShardClaim, check_identity, config_hash
+from .run_folder import RunFolder
+from .run_identity import check_identity, config_hash
 from .store import ModelRecord, read_models, read_shard_meta, run_meta, write_shard
 from .tables import write_atomic
 from .train import TrainConfig, train_model, train_models

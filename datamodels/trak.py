@@ -227,7 +227,7 @@ def run_weights(run, checkpoints: list[dict], settings: TrakSettings, progress: 
     return player_weights(scores, run.groups, run.n)
 
 
-def run_trak(run_dir, settings: TrakSettings, progress: bool = True, force: bool = False):
+def run_trak(run_dir, settings: TrakSettings, *, progress: bool = True, force: bool = False):
     """The TRAK fit of a run folder into its fit tables (module docstring): ``(interactions,
     metrics, written paths)``, or None when the layout and settings are those of its last run."""
     from .run_data import RunData  # it imports the sweep (torch data): only when called

@@ -22,8 +22,8 @@ from datamodels.cli import in_multirun, job, launch
 @job()
 def main(cfg: DictConfig) -> None:
     settings = AblateSettings.from_config(OmegaConf.to_container(cfg.ablate, resolve=True))
-    runtime = {"device": cfg.device, "compile": cfg.compile, "torch_threads": cfg.torch_threads}
-    result = run_ablate(cfg.run_dir, settings, runtime, cfg.progress and not in_multirun())
+    result = run_ablate(cfg.run_dir, settings, progress=cfg.progress and not in_multirun(), force=cfg.force,
+                        runtime={"device": cfg.device, "compile": cfg.compile, "torch_threads": cfg.torch_threads})
     if result is None:
         print(f"ablate: models are still missing; run again without ablate.shard to train the rest and measure "
               f"(python jobs/status.py run_dir={cfg.run_dir}/ablations/{settings.folder_name} lists them)")

@@ -9,17 +9,17 @@ whole; one already there is refused, and replaced with force=true.
 """
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from datamodels.cli import job, launch
-from datamodels.pruning import run_curate
+from datamodels.pruning import CurateSettings, run_curate
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 @job()
 def main(cfg: DictConfig) -> None:
-    c = cfg.curate
-    written = run_curate(cfg.run_dir, c.method, c.fraction, c.out, cfg.prune.keep_sets, c.export_arrays, cfg.force)
+    settings = CurateSettings.from_config(OmegaConf.to_container(cfg.curate, resolve=True))
+    written = run_curate(cfg.run_dir, settings, progress=cfg.progress, force=cfg.force)
     print("written: " + ", ".join(str(p) for p in written))
 
 

@@ -11,18 +11,17 @@ images. The report shows the top groups (jobs/report.py).
 """
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from datamodels.cli import job, launch
-from datamodels.duplicates import read_candidates, read_pairs, run_duplicates
+from datamodels.duplicates import DuplicatesSettings, read_candidates, read_pairs, run_duplicates
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 @job()
 def main(cfg: DictConfig) -> None:
-    settings = cfg.duplicates
-    path = run_duplicates(cfg.run_dir, settings.method, settings.neighbours, settings.min_fraction, settings.level,
-                          cfg.progress)
+    settings = DuplicatesSettings.from_config(OmegaConf.to_container(cfg.duplicates, resolve=True))
+    path = run_duplicates(cfg.run_dir, settings, progress=cfg.progress, force=cfg.force)
     pairs, groups = read_pairs(cfg.run_dir), read_candidates(cfg.run_dir)
     print(f"{len(pairs)} candidate pairs, {int(pairs['duplicate'].sum())} duplicates; {len(groups)} candidate groups "
           f"({int(groups['size'].sum()) if len(groups) else 0} players); best: "

@@ -19,7 +19,8 @@ from datamodels.pruning import PruneSettings, run_evaluation
 @job()
 def main(cfg: DictConfig) -> None:
     settings = PruneSettings.from_config(OmegaConf.to_container(cfg.prune, resolve=True))
-    result = run_evaluation(cfg.run_dir, settings, cfg.torch_threads, cfg.progress, cfg.force)
+    result = run_evaluation(cfg.run_dir, settings, progress=cfg.progress, force=cfg.force,
+                            threads=cfg.torch_threads)
     if result is None:
         print("evaluate: the evaluation is up to date with the keep-sets, skipped (force=true redoes it)")
         return

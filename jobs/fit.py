@@ -23,10 +23,10 @@ from datamodels.fitting import FitSettings, run_fit, run_fit_part, summary
 def main(cfg: DictConfig) -> None:
     settings = FitSettings.from_config(OmegaConf.to_container(cfg.fit, resolve=True))
     if settings.part is not None:
-        paths = run_fit_part(cfg.run_dir, settings, cfg.progress, announce=print)
+        paths = run_fit_part(cfg.run_dir, settings, progress=cfg.progress, force=cfg.force, announce=print)
         print(f"part {settings.part} of {settings.parts}: "
-              + (f"wrote {', '.join(map(str, paths))}" if paths else "already written, skipped"))
-    elif (result := run_fit(cfg.run_dir, settings, cfg.progress, cfg.force, announce=print)) is None:
+              + (f"wrote {', '.join(map(str, paths))}" if paths else "already written, skipped (force=true redoes it)"))
+    elif (result := run_fit(cfg.run_dir, settings, progress=cfg.progress, force=cfg.force, announce=print)) is None:
         print(f"fit={settings.method}: its inputs and settings are unchanged since the last fit, skipped "
               f"(force=true redoes it)")
     else:

@@ -21,7 +21,7 @@ from datamodels.pruning import PruneSettings, run_prune
 @job()
 def main(cfg: DictConfig) -> None:
     settings = PruneSettings.from_config(OmegaConf.to_container(cfg.prune, resolve=True))
-    result = run_prune(cfg.run_dir, settings, cfg.progress, cfg.force, announce=print)
+    result = run_prune(cfg.run_dir, settings, progress=cfg.progress, force=cfg.force, announce=print)
     if result is None:
         print("prune: the keep-sets are up to date with the fits and settings, skipped (force=true redoes it)")
         return

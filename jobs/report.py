@@ -18,7 +18,7 @@ from datamodels.report import conclusions, outputs, run_report
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 @job()
 def main(cfg: DictConfig) -> None:
-    page = run_report(cfg.run_dir, cfg.force)
+    page = run_report(cfg.run_dir, progress=cfg.progress, force=cfg.force)
     print(f"report: {page}" if page else "report: up to date with the run's files, skipped (force=true redoes it)")
     if lines := conclusions(cfg.run_dir):  # the page's own sentences: the terminal and the page agree
         print("\nwhat the report concludes, section by section:")

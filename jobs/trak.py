@@ -20,7 +20,7 @@ from datamodels.trak import TrakSettings, run_trak
 @job()
 def main(cfg: DictConfig) -> None:
     settings = TrakSettings.from_config(OmegaConf.to_container(cfg.trak, resolve=True))
-    result = run_trak(cfg.run_dir, settings, cfg.progress, cfg.force)
+    result = run_trak(cfg.run_dir, settings, progress=cfg.progress, force=cfg.force)
     if result is None:
         print("trak: its inputs and settings are unchanged since the last run, skipped (force=true redoes it)")
         return

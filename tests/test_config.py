@@ -183,7 +183,8 @@ def test_settings_defaults_are_the_yamls():
     (its default, {}, is the engine's own defaults)."""
     config = compose_config()
     classes = settings_classes()
-    assert {cls.__name__ for cls in classes} >= {"FitSettings", "PruneSettings", "AblateSettings", "TrainConfig"}
+    assert {cls.__name__ for cls in classes} >= {"FitSettings", "PruneSettings", "AblateSettings", "TrainConfig",
+                                                 "DuplicatesSettings", "CurateSettings"}
     mismatched = []
     for cls in classes:
         section = dict(config[cls.section])

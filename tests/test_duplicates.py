@@ -11,8 +11,9 @@ from scipy import sparse
 from conftest import run_job
 from datamodels import duplicates
 from datamodels.analysis import RunView, residual_sd
-from datamodels.duplicates import (DuplicatesError, _residual_pair_part, candidate_groups, profile_neighbours,
-                                   read_candidates, read_pairs, redundant_pairs, run_duplicates)
+from datamodels.duplicates import (DuplicatesError, DuplicatesSettings, _residual_pair_part, candidate_groups,
+                                   profile_neighbours, read_candidates, read_pairs, redundant_pairs, run_duplicates)
+from datamodels.errors import UserError
 from datamodels.fitting import FitSettings, run_fit
 from datamodels.packed import PackedMasks
 from datamodels.planted import planted_game, read_planted_truth, write_planted_sweep
@@ -127,11 +128,23 @@ def test_a_fit_of_some_targets_is_measured_on_those(tmp_path):
     write_planted_sweep(run, n=30, T=8, num_masks=600, noise=0.3, progress=False, n_mains=5, n_synergy=1,
                         n_redundancy=0, n_triples=0, duplicates=[[4, 9]])
     run_fit(run, FitSettings("proxyspex", targets=[1, 4, 6]), progress=False)
-    run_duplicates(run, progress=False)
+    run_duplicates(run, DuplicatesSettings(), progress=False)
     pairs = read_pairs(run).set_index(["player_a", "player_b"])
     assert pairs.loc[(4, 9), "duplicate"] and pairs.loc[(4, 9), "targets"] == 3
     assert abs(pairs.loc[(4, 9), "fraction"] - 1) < 4 * pairs.loc[(4, 9), "se"] + 0.05
     assert read_candidates(run)["members"].tolist()[0] == [4, 9]
+
+
+def test_settings_out_of_range_are_refused_in_one_line():
+    for setting, message in (({"min_fraction": 1.0}, "duplicates.min_fraction=1.0 must lie in"),
+                             ({"min_fraction": "half"}, "duplicates.min_fraction='half' must lie in"),
+                             ({"level": 0}, "duplicates.level=0 must"),
+                             ({"neighbours": -1}, "duplicates.neighbours=-1 must be a non-negative integer"),
+                             ({"neighbours": True}, "duplicates.neighbours=True must be")):
+        with pytest.raises(DuplicatesError, match=message):
+            DuplicatesSettings(**setting)
+    with pytest.raises(UserError, match="duplicates.neighbour is not a setting; did you mean duplicates.neighbours"):
+        DuplicatesSettings.from_config({"neighbour": 3})
 
 
 def test_groups_join_pairs_that_share_players():
@@ -151,7 +164,7 @@ def test_profile_neighbours_are_the_nearest_by_cosine():
 
 
 def test_report_shows_the_groups_only_when_ranked(planted, tmp_path):
-    run_duplicates(planted, progress=False)  # (skipped where the job's test measured them already)
+    run_duplicates(planted, DuplicatesSettings(), progress=False)  # (skipped where the job's test measured them)
     view = RunView.open(planted)
     page = RunFolder(planted).report_page
     html = write_report(view, page).read_text()
@@ -174,11 +187,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
     proc = run_job("duplicates.py", f"run_dir={run}", check=False)
     assert proc.returncode == 1 and "has no proxyspex fit" in proc.stderr
     with pytest.raises(DuplicatesError, match="the linear fit of .* has no pair terms"):
-        run_duplicates(run, method="linear")
-    for setting, message in (({"min_fraction": 1.0}, "duplicates.min_fraction=1.0 must lie in"),
-                             ({"level": 0}, "duplicates.level=0 must"), ({"neighbours": -1}, "duplicates.neighbours=-1")):
-        with pytest.raises(DuplicatesError, match=message):
-            run_duplicates(run, **setting)
+        run_duplicates(run, DuplicatesSettings(method="linear"))
     proc = run_job("duplicates.py", f"run_dir={run}", "duplicates.min_fraction=2", check=False)
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "min_fraction=2" in proc.stderr
     assert not out.exists() and not out.parent.exists()

@@ -84,7 +84,8 @@ def test_store_import_keeps_completed_rows_in_the_order_asked(tmp_path):
     order = np.array([200, 3, 150, 4, 5, 99, 7, 180])
     (tmp_path / "rows.txt").write_text("\n".join(map(str, order)))
     settings = ImportSettings(store=str(store), rows=str(tmp_path / "rows.txt"), targets="2:6", models_per_shard=3)
-    plan, written, present = run_import(tmp_path / "run", settings, compose_config(["dataset=none"]), progress=False)
+    plan, written, present = run_import(tmp_path / "run", settings, config=compose_config(["dataset=none"]),
+                                        progress=False)
     kept = order[completed[order]]
     assert (written, present) == (-(-len(kept) // 3), 0) and np.array_equal(plan.rows, kept)
     sweep = load_sweep(RunFolder(tmp_path / "run").shards)
@@ -109,11 +110,12 @@ def test_nan_rows_are_named_or_dropped(tmp_path, monkeypatch):
     monkeypatch.setattr(importing, "write_shard_columns", counted)
     with pytest.raises(ImportSourceError, match=r"^4 of 230 rows have NaN or infinite margins \(source rows "
                                                 r"165-167, 210\); source.nan=drop imports the others"):
-        run_import(tmp_path / "run", ImportSettings(**base), compose_config(["dataset=none"]), progress=False)
+        run_import(tmp_path / "run", ImportSettings(**base), config=compose_config(["dataset=none"]),
+                   progress=False)
     assert len(written) == 3 and not [p for p in (tmp_path / "run").rglob("*") if p.is_file()]  # removed again
     monkeypatch.setattr(importing, "write_shard_columns", write)
-    plan, _, _ = run_import(tmp_path / "run", ImportSettings(**base, nan="drop"), compose_config(["dataset=none"]),
-                            progress=False)
+    plan, _, _ = run_import(tmp_path / "run", ImportSettings(**base, nan="drop"),
+                            config=compose_config(["dataset=none"]), progress=False)
     kept = np.setdiff1d(np.arange(M), bad)
     assert np.array_equal(plan.rows, kept) and plan.record["dropped"] == 4
     assert np.array_equal(load_sweep(RunFolder(tmp_path / "run").shards).masks, masks[kept])
@@ -133,11 +135,11 @@ def test_a_killed_import_resumes_with_its_missing_shards(tmp_path, monkeypatch):
 
     monkeypatch.setattr(importing, "write_shard_columns", killed_after_two)
     with pytest.raises(KeyboardInterrupt):
-        run_import(tmp_path / "run", settings, config, progress=False)
+        run_import(tmp_path / "run", settings, config=config, progress=False)
     monkeypatch.setattr(importing, "write_shard_columns", real)
     before = snapshot(RunFolder(tmp_path / "run").shards)
     assert sorted(before) == ["shard-000000.parquet", "shard-000001.parquet"]
-    _, written, present = run_import(tmp_path / "run", settings, config, progress=False)
+    _, written, present = run_import(tmp_path / "run", settings, config=config, progress=False)
     assert (written, present) == (3, 2)
     after = snapshot(RunFolder(tmp_path / "run").shards)
     assert all(after[name] == before[name] for name in before)  # the finished shards were not rewritten

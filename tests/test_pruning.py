@@ -206,6 +206,21 @@ def test_matched_surrogates_need_masks_and_fits_of_each_fraction(tmp_path):
     assert bad.returncode != 0 and "no masks of matching size" in bad.stderr
 
 
+def test_curate_settings_are_checked_in_one_line():
+    from datamodels.pruning import CurateSettings
+
+    assert CurateSettings(fraction=1).fraction == 1.0 and isinstance(CurateSettings(fraction=1).fraction, float)
+    for setting, message in (({"fraction": 0}, r"curate.fraction=0 must lie in \(0, 1\]"),
+                             ({"fraction": "half"}, "curate.fraction='half' must lie in"),
+                             ({"method": ""}, "curate.method='' must name a pruning method"),
+                             ({"export_arrays": "yes"}, "curate.export_arrays='yes' must be true or false")):
+        with pytest.raises(PruningError, match=message):
+            CurateSettings(**setting)
+    # the job's curate section takes prune.keep_sets, so one override points both stages at a file
+    config = compose_config(["prune.keep_sets=elsewhere.parquet"])
+    assert CurateSettings.from_config(config["curate"]).keep_sets == "elsewhere.parquet"
+
+
 @pytest.mark.slow
 def test_curate_is_redone_with_force_and_the_old_set_survives_a_failed_rewrite(tmp_path, monkeypatch):
     """jobs/curate.py run twice: refused with the way on (force=true); with force=true the new
@@ -242,6 +257,6 @@ def test_curate_is_redone_with_force_and_the_old_set_survives_a_failed_rewrite(t
     before = {p.name: p.read_bytes() for p in (tmp_path / "set").iterdir()}
     monkeypatch.setattr(curation, "write_atomic", fails)  # the card, the last file, cannot be written
     with pytest.raises(OSError, match="disk full"):
-        curation.run_curate(run_dir, "random", 0.5, tmp_path / "set", force=True)
+        curation.run_curate(run_dir, curation.CurateSettings("random", 0.5, str(tmp_path / "set")), force=True)
     assert {p.name: p.read_bytes() for p in (tmp_path / "set").iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "set"]

@@ -20,7 +20,7 @@ from datamodels.analysis import (AnalysisError, RunView, class_pair_patterns, pl
                                  strongest_targets, strongest_terms, term_counts, term_strength, top_effects)
 from datamodels.fitting import FitSettings, run_fit, summary
 from datamodels.planted import read_planted_truth, write_planted_sweep
-from datamodels.pruning import PruneSettings, PruningError, run_curate, run_prune
+from datamodels.pruning import CurateSettings, PruneSettings, PruningError, run_curate, run_prune
 from datamodels.report import run_report, write_report
 from datamodels.run_folder import RunFolder
 
@@ -121,13 +121,13 @@ def test_prune_and_curate_on_a_run_without_images(planted_run, tmp_path):
     labels = np.load(planted_run / "planted" / "labels.npy")
     stratified = np.asarray(keep[keep["method"] == "stratified"]["players"].iloc[0])
     assert np.abs(np.bincount(labels[stratified], minlength=CLASSES) - np.bincount(labels) / 2).max() <= 1
-    written = run_curate(planted_run, "stratified", 0.5, tmp_path / "curated")
+    written = run_curate(planted_run, CurateSettings("stratified", 0.5, str(tmp_path / "curated")))
     curated = pd.read_parquet(written[0])
     np.testing.assert_array_equal(curated["player"], stratified)
     np.testing.assert_array_equal(curated["dataset_index"], stratified)  # no dataset: the player's own index
     np.testing.assert_array_equal(curated["class"], labels[stratified])
     with pytest.raises(PruningError, match="has no dataset linked: leave it false"):
-        run_curate(planted_run, "random", 0.5, tmp_path / "arrays", export_arrays=True)
+        run_curate(planted_run, CurateSettings("random", 0.5, str(tmp_path / "arrays"), export_arrays=True))
     assert not (tmp_path / "arrays").exists()
     with pytest.raises(PruningError, match="trains models on the run's data, and this run has none linked"):
         run_prune(planted_run, PruneSettings(methods=["el2n"], fractions=[0.5]), progress=False)

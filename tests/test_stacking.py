@@ -127,12 +127,12 @@ def test_bf16_trains_alone_and_stacked_and_fp32_is_untouched(tmp_path):
 
 
 def _hash_before_models_per_pass_was_a_launch_setting(config: dict) -> str:
-    """datamodels.run_folder.config_hash as it was when sweep.models_per_pass entered the hash
+    """datamodels.run_identity.config_hash as it was when sweep.models_per_pass entered the hash
     (a copy of that code): the hash the run folders of that time recorded."""
     import hashlib
     import json
 
-    from datamodels.run_folder import LATER_DEFAULTS, RUN_SECTIONS
+    from datamodels.run_identity import LATER_DEFAULTS, RUN_SECTIONS
 
     relevant = {k: config.get(k) for k in RUN_SECTIONS if k != "sweep"}
     for section, defaults in LATER_DEFAULTS.items():

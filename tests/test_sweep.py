@@ -152,7 +152,7 @@ def test_a_shard_claimed_by_a_live_process_is_skipped_and_trained_once_released(
     """A resubmitted command while the first still runs: the second skips the claimed shard, in one
     line naming the holder, and writes nothing; once the claim is released, the shard is trained.
     The holder is this test process (alive for certain), so no race decides the outcome."""
-    from datamodels.run_folder import ShardClaim
+    from datamodels.claims import ShardClaim
 
     run_dir = tmp_path / "run"
     settings = [*TINY, "sweep.num_models=6", "sweep.models_per_shard=6", "progress=false", f"run_dir={run_dir}"]
@@ -182,12 +182,12 @@ def test_a_claim_whose_process_is_gone_is_taken_over(tiny_config, tmp_path):
 
 @pytest.mark.slow
 def test_a_requeued_slurm_job_takes_over_its_own_claim(tmp_path, monkeypatch):
-    from datamodels.run_folder import ShardClaim
+    from datamodels.claims import ShardClaim
 
     folder = RunFolder(tmp_path)
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from datamodels.run_folder import RunFolder, "
-                               "ShardClaim; c = ShardClaim(RunFolder(sys.argv[1]), 0); assert c.acquire(); "
-                               "print('held', flush=True); time.sleep(60)", str(tmp_path)],
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from datamodels.run_folder import RunFolder; "
+                               "from datamodels.claims import ShardClaim; c = ShardClaim(RunFolder(sys.argv[1]), 0); "
+                               "assert c.acquire(); print('held', flush=True); time.sleep(60)", str(tmp_path)],
                               env=dict(os.environ, SLURM_JOB_ID="1234"), stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -216,12 +216,12 @@ def _start_sweep(run_dir, *overrides):
 
 def _wait_for_claim(proc, run_dir, timeout=120.0):
     """The pid holding shard 0's claim, once the sweep has claimed it (and is training it)."""
-    from datamodels.run_folder import ShardClaim
+    from datamodels.claims import ShardClaim
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        claim = RunFolder(run_dir).claim(0)  # the lock, and beside it its holder's record: the claim is whole
-        holder = claim.with_name(claim.name + ".job").exists() and ShardClaim(RunFolder(run_dir), 0).holder_process()
+        # the lock, and beside it its holder's record: the claim is whole
+        holder = RunFolder(run_dir).claim_holder(0).exists() and ShardClaim(RunFolder(run_dir), 0).holder_process()
         if holder:
             return holder[1]
         assert proc.poll() is None, f"the sweep ended before claiming shard 0:\n{proc.communicate()}"
@@ -282,7 +282,7 @@ def _dead_pid() -> int:
 
 @pytest.mark.slow
 def test_status_reports_a_claim_of_an_exited_process_of_this_host_as_free(tiny_config, tmp_path):
-    from datamodels.run_folder import ShardClaim
+    from datamodels.claims import ShardClaim
     from datamodels.status import sweep_status
 
     run = SweepRun(tiny_config, tmp_path)

@@ -454,10 +454,13 @@ def measure(run_dir, plan: Plan) -> AblationResult | None:
     return AblationResult(checks, summary, paired, written)
 
 
-def run_ablate(run_dir, settings: AblateSettings, runtime: dict | None = None, progress: bool = True,
-               announce=print) -> AblationResult | None:
+def run_ablate(run_dir, settings: AblateSettings, *, progress: bool = True, force: bool = False,
+               runtime: dict | None = None, announce=print) -> AblationResult | None:
     """The whole stage (module docstring): the result, or None while models are still missing
-    (``ablate.shard`` trains one shard; the next call without it trains the rest and measures)."""
+    (``ablate.shard`` trains one shard; the next call without it trains the rest and measures).
+    ``runtime``: the child sweep's ``device``, ``compile`` and ``torch_threads``. ``force`` is
+    taken for the stages' common call and changes nothing: models already trained are kept, and
+    every call measures anew."""
     folder = RunFolder(run_dir)
     plan = plan_ablation(run_dir, settings)
     announce(plan.describe(None if plan.design is None else seconds_per_model(run_dir)))

@@ -55,7 +55,7 @@ reads them too, and this package imports the run's data, not the other way round
 """
 from ..masks import player_classes
 from .baselines import BASELINES, ccs_keep_set, hardest_keep_set, stratified_keep_set
-from .curation import curate, load_keep_sets, run_curate
+from .curation import CurateSettings, curate, load_keep_sets, run_curate
 from .greedy import greedy_keep_set, greedy_keep_sets
 from .quotas import PruningError, check_fractions, class_quotas
 from .results import COMPARED_WITH, paired_differences, plot_pruning, summarize
@@ -63,8 +63,9 @@ from .stage import METHODS, SURROGATE_METHODS, PruneSettings, make_keep_sets, ru
 from .surrogate import SURROGATES, Surrogate, load_surrogates, synergy_blocks
 
 __all__ = [
-    "BASELINES", "COMPARED_WITH", "METHODS", "SURROGATES", "SURROGATE_METHODS", "PruneSettings", "PruningError",
-    "Surrogate", "ccs_keep_set", "check_fractions", "class_quotas", "curate", "greedy_keep_set", "greedy_keep_sets",
+    "BASELINES", "COMPARED_WITH", "CurateSettings", "METHODS", "SURROGATES", "SURROGATE_METHODS", "PruneSettings",
+    "PruningError", "Surrogate", "ccs_keep_set", "check_fractions", "class_quotas", "curate", "greedy_keep_set",
+    "greedy_keep_sets",
     "hardest_keep_set", "load_keep_sets", "load_surrogates", "make_keep_sets", "paired_differences", "player_classes",
     "plot_pruning", "run_curate", "run_evaluation", "run_prune", "stratified_keep_set", "summarize", "synergy_blocks",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,34 @@ import pandas as pd
 
 from ..masks import kept_examples
 from ..run_data import RunData
+from ..settings import Settings, is_number
 from ..tables import read_frame, write_atomic, write_frame
 from .quotas import PruningError
+
+
+@dataclass
+class CurateSettings(Settings):
+    """``conf/curate/default.yaml``: which keep-set (``method`` at ``fraction``, one of
+    ``prune.fractions``) of ``keep_sets`` (None: the run's, ``prune/keep_sets.parquet``; the yaml
+    takes ``prune.keep_sets``) is written to ``out`` (None: ``<run_dir>/curated/<method>-<fraction>/``),
+    with the kept examples' arrays where ``export_arrays``."""
+
+    section = "curate"
+    error = PruningError
+    method: str = "interactions"
+    fraction: float = 0.5
+    out: str | None = None
+    export_arrays: bool = False
+    keep_sets: str | None = None
+
+    def __post_init__(self):
+        if not (isinstance(self.method, str) and self.method):
+            raise PruningError(f"curate.method={self.method!r} must name a pruning method (curate.method=interactions)")
+        if not (is_number(self.fraction) and 0 < self.fraction <= 1):
+            raise PruningError(f"curate.fraction={self.fraction!r} must lie in (0, 1]: one of prune.fractions")
+        self.fraction = float(self.fraction)
+        if not isinstance(self.export_arrays, bool):
+            raise PruningError(f"curate.export_arrays={self.export_arrays!r} must be true or false")
 
 
 def load_keep_sets(fingerprint: str, path: str | os.PathLike) -> tuple[pd.DataFrame, dict, Path]:
@@ -103,12 +130,13 @@ def curate(view, keep: pd.DataFrame, method: str, fraction: float, out: str | os
     return [out / name for name in names]
 
 
-def run_curate(run_dir, method: str, fraction: float, out=None, keep_sets=None,
-               export_arrays: bool = False, force: bool = False) -> list[Path]:
-    """The curation stage: one keep-set of the run's (or ``keep_sets``') to ``out`` (default
-    ``<run_dir>/curated/<method>-<fraction>/``). Works on a run with or without its dataset.
-    ``force`` replaces a curated set already there (:func:`curate`)."""
+def run_curate(run_dir, settings: CurateSettings, *, progress: bool = True, force: bool = False) -> list[Path]:
+    """The curation stage: one keep-set of the run's (or ``settings.keep_sets``') to
+    ``settings.out`` (:class:`CurateSettings`); returns the written paths. Works on a run with or
+    without its dataset. ``force`` replaces a curated set already there (:func:`curate`);
+    ``progress`` is taken for the stages' common call and unused: the copy shows none."""
+    s = settings
     view = RunData.open(run_dir)
-    keep, _, source = load_keep_sets(view.meta["fingerprint"], keep_sets or view.folder.keep_sets)
-    return curate(view, keep, method, float(fraction), out or view.folder.curated(method, fraction), str(source),
-                  export_arrays, force)
+    keep, _, source = load_keep_sets(view.meta["fingerprint"], s.keep_sets or view.folder.keep_sets)
+    return curate(view, keep, s.method, s.fraction, s.out or view.folder.curated(s.method, s.fraction), str(source),
+                  s.export_arrays, force)

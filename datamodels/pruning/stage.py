@@ -165,7 +165,7 @@ class PruneSettings(Settings):
         return kept, dropped
 
 
-def run_prune(run_dir, settings: PruneSettings, progress: bool = True, force: bool = False, announce=None):
+def run_prune(run_dir, settings: PruneSettings, *, progress: bool = True, force: bool = False, announce=None):
     """Keep-sets of every method at every fraction, to ``prune/keep_sets.parquet``: ``(keep-sets,
     path)``, or None when the fits and settings are those of its last run (``force`` redoes it).
     A run without its dataset linked (planted, imported without images) takes the methods that
@@ -213,10 +213,12 @@ def run_prune(run_dir, settings: PruneSettings, progress: bool = True, force: bo
     return keep, path
 
 
-def run_evaluation(run_dir, settings: PruneSettings, threads: int = 1, progress: bool = True, force: bool = False):
+def run_evaluation(run_dir, settings: PruneSettings, *, progress: bool = True, force: bool = False,
+                   threads: int = 1):
     """Retrain every keep-set (``prune.keep_sets``, default the run's) under the full set's step
-    budget with ``eval_seeds`` seeds, in ``workers`` processes: ``(summary, paired, written
-    paths)``, or None when the keep-sets and settings are those of its last run."""
+    budget with ``eval_seeds`` seeds, in ``workers`` processes of ``threads`` torch threads each:
+    ``(summary, paired, written paths)``, or None when the keep-sets and settings are those of its
+    last run (``force`` redoes it)."""
     from .retraining import evaluate_keep_sets
 
     folder = RunFolder(run_dir)
