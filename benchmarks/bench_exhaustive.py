@@ -86,7 +86,7 @@ def main() -> None:
     budgets = [int(b) for b in args.budgets.split(",")]
     print(f"{time.strftime('%Y-%m-%d %H:%M')}, {cpu_name()}, one thread")
     for run in args.run:
-        sweep = load_sweep(f"{run}/shards", require_complete=True)
+        sweep = load_sweep(run, require_complete=True)
         n = sweep.meta["n"]
         start = time.perf_counter()
         table = recovery(sweep.masks, sweep.margins, sweep.mask_id, sweep.repeat,

@@ -94,7 +94,7 @@ def planted_part(ns, budgets, degree) -> None:
 
 
 def exhaustive_part(run, budgets, targets, degree) -> None:
-    sweep = load_sweep(f"{run}/shards", require_complete=True)
+    sweep = load_sweep(run, require_complete=True)
     n = sweep.meta["n"]
     start = time.perf_counter()
     table = recovery(sweep.masks, sweep.margins, sweep.mask_id, sweep.repeat,

@@ -54,7 +54,6 @@ from bench_train import sweep_run  # noqa: E402
 
 from datamodels.loaders import total_steps  # noqa: E402
 from datamodels.masks import kept_examples  # noqa: E402
-from datamodels.run_folder import RunFolder  # noqa: E402
 from datamodels.store import collect_run, load_sweep  # noqa: E402
 from datamodels.sweep import SweepRun  # noqa: E402
 
@@ -236,7 +235,7 @@ def store(report: Report, device: str, tiny: bool) -> None:
     written = [run.run_shard(shard, progress=False) for shard in range(run.num_shards)]
     seconds = time.perf_counter() - start
     _, collected = collect_run(folder)
-    sweep = load_sweep(RunFolder(folder).shards)
+    sweep = load_sweep(folder)
     margins = np.asarray(sweep.margins)  # [models, T]
     cpu = SweepRun(dict(run.config, device="cpu"), tempfile.mkdtemp()).train_one(0).margins
     corr = float(np.corrcoef(cpu, margins[np.flatnonzero(np.asarray(sweep.model_index) == 0)[0]])[0, 1])

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -109,23 +110,31 @@ class RunView(RunData):
                                for t in range(0, margins.shape[0], step)])
 
     @cached_property
-    def interaction_table(self) -> pa.Table:
+    def interactions_arrow(self) -> pa.Table:
         """``fit/interactions.parquet`` as an Arrow table: millions of terms in a few flat arrays."""
         try:
             return read_table(self.folder.interactions(), FIT_STAGE)[0]
         except StoreError as err:
             raise AnalysisError(f"{err} (for {self.run_dir})") from err
 
+    @property
+    def interaction_table(self) -> pa.Table:
+        """Deprecated name of :attr:`interactions_arrow`, kept for one release: it read as the
+        function :func:`datamodels.interactions.interaction_table`, which computes a table."""
+        warnings.warn("RunView.interaction_table is deprecated; use RunView.interactions_arrow (the same Arrow "
+                      "table; RunView.interactions is it as a DataFrame)", DeprecationWarning, stacklevel=2)
+        return self.interactions_arrow
+
     @cached_property
     def interactions(self) -> pd.DataFrame:
         """Every fitted term as a DataFrame (a Python list per row: at CIFAR scale prefer :meth:`terms`)."""
-        return self.interaction_table.to_pandas()
+        return self.interactions_arrow.to_pandas()
 
     def terms(self, method: str | None = None, target: int | None = None, orders=None, kind: str | None = None,
               members: bool = True) -> pd.DataFrame:
         """The fitted terms of one method / target / orders / kind, filtered before they become a
         DataFrame (indexed by row of the table); ``members=False`` leaves the players out."""
-        table = self.interaction_table
+        table = self.interactions_arrow
         keep = np.ones(table.num_rows, dtype=bool)
         for column, value in (("method", method), ("target", target), ("kind", kind)):
             if value is not None:
@@ -212,7 +221,7 @@ def term_strength(view: RunView, method: str | None = None, orders=(1, 2, 3)) ->
 
 def _members(view: RunView, rows: pd.Index, order: int) -> np.ndarray:
     """The members of the table's ``rows`` (all of one ``order``), sorted, as ``[len(rows), order]`` ints."""
-    members = view.interaction_table.column("members").take(pa.array(rows, pa.int64())).combine_chunks()
+    members = view.interactions_arrow.column("members").take(pa.array(rows, pa.int64())).combine_chunks()
     return np.sort(members.flatten().to_numpy(zero_copy_only=False).astype(np.int64).reshape(len(rows), order), 1)
 
 
@@ -292,7 +301,7 @@ def _named(view: RunView, rows: pd.DataFrame) -> pd.DataFrame:
     """``rows`` (of :meth:`RunView.terms`) with their members, and the players' classes and names
     (``player 123 (class 4)``)."""
     if "members" not in rows:
-        members = view.interaction_table.column("members").take(pa.array(rows.index, pa.int64())).to_pylist()
+        members = view.interactions_arrow.column("members").take(pa.array(rows.index, pa.int64())).to_pylist()
         rows = rows.assign(members=members)
     out = rows.reset_index(drop=True).copy()
     out["classes"] = [[view.player_class(int(p)) for p in members] for members in out["members"]]
@@ -372,7 +381,7 @@ def class_pair_patterns(view: RunView, kind: str, method: str = "proxyspex") -> 
         raise AnalysisError(f"class pairs need the players' classes: {view.run_dir} has no dataset linked and no "
                             f"labels file ({', '.join(str(p) for p in view.folder.label_files)})")
     pairs = view.terms(method=method, orders=[2], kind=kind, members=False)
-    members = view.interaction_table.column("members").take(pa.array(pairs.index, pa.int64())).combine_chunks()
+    members = view.interactions_arrow.column("members").take(pa.array(pairs.index, pa.int64())).combine_chunks()
     members = members.flatten().to_numpy(zero_copy_only=False).astype(np.int64).reshape(len(pairs), 2)
     names = np.asarray(view.class_names if view.class_names is not None
                        else [str(c) for c in range(int(view.player_labels.max()) + 1)], dtype=object)
@@ -386,7 +395,7 @@ def class_pair_patterns(view: RunView, kind: str, method: str = "proxyspex") -> 
 
 def term_counts(view: RunView) -> pd.DataFrame:
     """How many terms each method fitted, by order and kind (counted in Arrow: millions of rows)."""
-    counts = view.interaction_table.group_by(["method", "order", "kind"]).aggregate([([], "count_all")])
+    counts = view.interactions_arrow.group_by(["method", "order", "kind"]).aggregate([([], "count_all")])
     return counts.to_pandas().rename(columns={"count_all": "terms"}).sort_values(
         ["method", "order", "kind"], ignore_index=True)
 

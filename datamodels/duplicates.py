@@ -121,7 +121,7 @@ def redundant_pairs(view: RunView, method: str = "proxyspex") -> pd.DataFrame:
         raise DuplicatesError(f"the {method} fit of {view.run_dir} has no pair terms: duplicates are found through "
                               f"them (a linear fit has none; fit=proxyspex fits them)")
     pairs = pairs[pairs["kind"] == "redundancy"]
-    members = view.interaction_table.column("members").take(pa.array(pairs.index, pa.int64())).combine_chunks()
+    members = view.interactions_arrow.column("members").take(pa.array(pairs.index, pa.int64())).combine_chunks()
     members = np.sort(members.flatten().to_numpy(zero_copy_only=False).astype(np.int64).reshape(-1, 2), axis=1)
     tau = residual_sd(view, method).reindex(pairs["target"]).to_numpy()
     strength = pairs["mobius"].abs().to_numpy() / tau

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -349,16 +350,20 @@ class Sweep:
         return np.unpackbits(self.packed_masks, axis=1, count=self.meta["n"]).astype(bool)
 
 
-def load_sweep(shard_dir: str | os.PathLike, targets: Iterable[int] | None = None,
+def load_sweep(run_dir: str | os.PathLike, targets: Iterable[int] | None = None,
                require_complete: bool = False, expected: dict | None = None) -> Sweep:
-    """Validate and read a sweep's shards: ``(masks bool[m, n], margins float32[m, T])`` and indices.
+    """Validate and read the shards of a run folder's sweep: ``(masks bool[m, n], margins float32[m, T])``
+    and indices.
+
+    ``run_dir`` is the run folder, as every other opener takes it; its shards folder is still
+    accepted, with a :class:`DeprecationWarning`, until the next release.
 
     Reads one shard at a time, keeping only the requested target columns, so the full margin
     matrix never has to fit in memory when a fit job needs a few targets. A model index present
     in two shards is an error unless both rows are identical (then one is kept and the report
     says so). With ``require_complete`` a sweep with missing models is refused.
     """
-    report = collect(shard_dir, expected)
+    report = collect(_sweep_shards(run_dir), expected)
     if require_complete and len(report.missing):
         raise StoreError(report.summary())
     meta = expected or read_shard_meta(report.shards[0])
@@ -384,6 +389,23 @@ def load_sweep(shard_dir: str | os.PathLike, targets: Iterable[int] | None = Non
             keep[row] = False
     columns = {k: v[keep] for k, v in columns.items()}
     return Sweep(**columns, targets=cols, meta=meta, report=report)
+
+
+def _sweep_shards(run_dir: str | os.PathLike) -> Path:
+    """The shards folder of ``run_dir``, or ``run_dir`` itself when a caller written before
+    ``load_sweep`` took the run folder passed the shards folder."""
+    path = Path(run_dir)
+    folder = RunFolder(path)
+    if folder.run_json.exists():
+        return folder.shards
+    # A run folder keeps its shard files in shards/, never at its top, so either sign means the
+    # caller handed over the shards folder itself.
+    if path.name == folder.shards.name or (path.is_dir() and any(SHARD_RE.match(p.name) for p in path.iterdir())):
+        warnings.warn(f"load_sweep takes the run folder (the folder that holds shards/), not a shards folder "
+                      f"({path}); shards folders are accepted until the next release", DeprecationWarning,
+                      stacklevel=3)
+        return path
+    return folder.shards
 
 
 def collect_run(run_dir: str | os.PathLike) -> tuple[dict, CollectReport]:

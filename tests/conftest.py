@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,21 @@ def run_job(script: str, *overrides: str, check: bool = True, timeout: float = 3
     if check and proc.returncode != 0:
         raise AssertionError(f"{script} {' '.join(overrides)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def wait_for(what: str, check, timeout: float = 120.0, proc: subprocess.Popen | None = None):
+    """``check()``'s first true value. Tests wait on a state the code under test records (a file it
+    writes, a claim it takes, a scheduler's job state), never on printed text or a sleep, so a slow
+    machine makes them slower, not wrong: ``timeout`` only turns a hang into a failure, keep it
+    generous. ``proc``, the process expected to bring the state about: its exit fails the wait at once."""
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        if proc is not None and proc.poll() is not None:
+            output = "\n".join(t if isinstance(t, str) else t.decode(errors="replace") for t in proc.communicate() if t)
+            raise AssertionError(f"the process ended (exit {proc.returncode}) while waiting for {what}:\n{output}")
+        assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}"
+        time.sleep(0.05)
+    return found
 
 
 @pytest.fixture(scope="session")

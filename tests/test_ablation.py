@@ -219,7 +219,7 @@ def test_pair_checks_agree_with_the_exhaustive_truth_and_resume(exhaustive_run):
     view = RunView.open(exhaustive_run)
     checks = view.ablation("pairs")
     # the same players on targets 0 and 3 are one set of masks: 3 pairs x 8 backgrounds x 4 cells
-    child = load_sweep(exhaustive_run / "ablations" / "pairs" / "shards", require_complete=True)
+    child = load_sweep(exhaustive_run / "ablations" / "pairs", require_complete=True)
     assert len(child.model_index) == 96
     # the four cells of a background share one seed; cells differ in the pair's players only
     seeds = child.seed.reshape(-1, 4)
@@ -234,7 +234,7 @@ def test_pair_checks_agree_with_the_exhaustive_truth_and_resume(exhaustive_run):
     # other settings under the same name are refused; the folder is left as it was
     other = run_job("ablate.py", *args[:-2], "ablate.backgrounds=9", "ablate.models_per_shard=32", check=False)
     assert other.returncode == 1 and "holds another design" in other.stderr and "Traceback" not in other.stderr
-    assert len(load_sweep(exhaustive_run / "ablations" / "pairs" / "shards").model_index) == 96
+    assert len(load_sweep(exhaustive_run / "ablations" / "pairs").model_index) == 96
 
 
 @pytest.mark.slow

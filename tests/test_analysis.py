@@ -147,6 +147,15 @@ def test_views_refuse_unknown_targets_and_kinds(pipeline):
 
 
 @pytest.mark.slow
+def test_the_old_name_of_the_fitted_interactions_table_still_reads_them_with_a_warning(pipeline):
+    view = RunView.open(pipeline)
+    with pytest.warns(DeprecationWarning, match="interactions_arrow"):
+        old = view.interaction_table
+    assert old is view.interactions_arrow
+    assert len(view.interactions) == old.num_rows
+
+
+@pytest.mark.slow
 def test_html_report_renders_in_headless_chromium(pipeline, tmp_path):
     run_job("report.py", *SMALL, f"run_dir={pipeline}")
     page = pipeline / "report" / "index.html"

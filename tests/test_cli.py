@@ -5,6 +5,7 @@ import ast
 import json
 import os
 import re
+import select
 import shlex
 import signal
 import subprocess
@@ -15,11 +16,12 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from conftest import CONF, ROOT, TINY, compose_config, run_job
+from conftest import CONF, ROOT, TINY, compose_config, run_job, wait_for
 from datamodels.cli import contradictions, overridden_paths, run_settings, set_torch_threads
 from datamodels.errors import UserError
 from datamodels.run_folder import RunFolder
 from datamodels.run_identity import RUN_SECTIONS
+from datamodels.store import partial_models
 
 # A setting as messages spell it: a dotted path under a config section, or a top-level key set
 # with '='; never part of a file or module name (jobs/fit.py, datamodels.fit_ready).
@@ -150,10 +152,15 @@ def test_a_job_without_a_run_names_the_sweeps_beside_it(tmp_path):
     assert f"no run.json): pass run_dir= one of the sweeps beside it ({tmp_path / 'demo'})" in proc.stderr
 
 
-def running(pid: str) -> bool:
-    """Alive and not a zombie (an orphan's exit status may wait for a reaper)."""
-    state = subprocess.run(["ps", "-o", "stat=", "-p", pid], capture_output=True, text=True).stdout.strip()
-    return bool(state) and not state.startswith("Z")
+def still_running_after(pidfds: dict[int, int], timeout: float) -> list[int]:
+    """The pids (of ``pidfds``: pidfd -> pid) whose process has not ended within ``timeout`` s,
+    which only bounds a hang: a pidfd turns readable when its process ends, reaped or a zombie
+    (an orphan's exit status may wait for a reaper), so the wait ends with the last exit."""
+    deadline, waiting = time.monotonic() + timeout, dict(pidfds)
+    while waiting and (left := deadline - time.monotonic()) > 0:
+        for fd in select.select(list(waiting), [], [], left)[0]:
+            del waiting[fd]
+    return sorted(waiting.values())
 
 
 @pytest.mark.slow
@@ -164,21 +171,25 @@ def test_the_workers_of_a_parallel_sweep_end_with_their_parent(tmp_path):
                                "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *slow, f"run_dir={run_dir}"],
                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               env=dict(os.environ, OMP_NUM_THREADS="1"))
-    deadline = time.monotonic() + 120
-    while not list(run_dir.glob("shards/.shard-*.partial/model-*")) and time.monotonic() < deadline:
-        time.sleep(0.5)
+    wait_for("a checkpointed model", lambda: any(partial_models(RunFolder(run_dir).shards).values()), proc=parent)
     workers = subprocess.run(["ps", "-o", "pid=", "--ppid", str(parent.pid)], capture_output=True,
                              text=True).stdout.split()
     assert workers, "the sweep started no workers"
+    pidfds = {}  # opened while the workers are known to be ours: a reused pid cannot stand in for one
+    for pid in map(int, workers):
+        try:
+            pidfds[os.pidfd_open(pid)] = pid
+        except ProcessLookupError:  # a worker that has already ended
+            pass
     parent.send_signal(signal.SIGKILL)
     parent.wait(timeout=30)
-    deadline, alive = time.monotonic() + 15, set(workers)
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.5)
-        alive = {pid for pid in alive if running(pid)}
-    for pid in alive:
-        os.kill(int(pid), signal.SIGKILL)
-    assert not alive, f"workers {sorted(alive)} outlived their parent"
+    # a worker notices its parent is gone within about a second (datamodels.processes)
+    alive = still_running_after(pidfds, 60)
+    for fd, pid in pidfds.items():
+        if pid in alive:
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+        os.close(fd)
+    assert not alive, f"workers {alive} outlived their parent"
 
 
 # A typo on the command line: one line, before Hydra composes (datamodels.cli.launch), or from the

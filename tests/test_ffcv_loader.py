@@ -80,5 +80,5 @@ def test_models_trained_through_either_loader_reach_the_same_accuracy(digits, tm
 def test_a_sweep_through_ffcv_writes_its_beton_and_a_shard(tmp_path):
     run = SweepRun(compose_config(TINY + ["loader=ffcv"]), tmp_path)
     run.run_shard(0, progress=False)
-    assert load_sweep(tmp_path / "shards").margins.shape == (3, 20)
+    assert load_sweep(tmp_path).margins.shape == (3, 20)
     assert [p.name for p in (tmp_path / "data").iterdir()] == [f"digits-{run.data.fingerprint}-train.beton"]

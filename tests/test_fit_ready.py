@@ -38,7 +38,7 @@ def snapshot(root):
 
 
 def assert_equals_the_shards(layout, run):
-    sweep = load_sweep(run / "shards")
+    sweep = load_sweep(run)
     assert isinstance(layout.masks.packed, np.memmap) and isinstance(layout.margins, np.memmap)
     assert layout.masks.shape == (len(sweep.model_index), N)
     np.testing.assert_array_equal(layout.masks.unpack(), sweep.masks)
@@ -96,7 +96,7 @@ def test_an_identical_duplicate_is_kept_once_and_a_differing_one_refused(run):
                                          "shard-000007.parquet; remove one of them"):
         build_fit_ready(run, progress=False)
     with pytest.raises(StoreError, match="model 0 appears with different results"):  # the same rule
-        load_sweep(run / "shards")
+        load_sweep(run)
     assert not (RunFolder(run).fit_ready).exists() and not list(run.glob(".fit_ready*"))
 
 

@@ -53,7 +53,7 @@ def test_release_import_is_the_arrays_and_collect_and_fit_read_it(tmp_path):
     out = run_job("import_sweep.py", *job_args(run_dir, paths, "source.rows=10:210", "source.targets=[7,2,5]",
                                                f"source.labels={paths['labels']}")).stdout
     assert "200 models" in out and "4 shards written" in out
-    sweep = load_sweep(RunFolder(run_dir).shards, require_complete=True)
+    sweep = load_sweep(run_dir, require_complete=True)
     assert np.array_equal(sweep.model_index, np.arange(200))
     assert np.array_equal(sweep.masks, masks[10:210])
     assert np.array_equal(sweep.margins, margins[10:210][:, [2, 5, 7]].astype(np.float32))  # increasing order
@@ -88,7 +88,7 @@ def test_store_import_keeps_completed_rows_in_the_order_asked(tmp_path):
                                         progress=False)
     kept = order[completed[order]]
     assert (written, present) == (-(-len(kept) // 3), 0) and np.array_equal(plan.rows, kept)
-    sweep = load_sweep(RunFolder(tmp_path / "run").shards)
+    sweep = load_sweep(tmp_path / "run")
     assert np.array_equal(sweep.masks, np.asarray(masks)[kept])
     assert np.array_equal(sweep.margins, np.asarray(margins)[kept][:, 2:6].astype(np.float32))
 
@@ -118,7 +118,7 @@ def test_nan_rows_are_named_or_dropped(tmp_path, monkeypatch):
                             config=compose_config(["dataset=none"]), progress=False)
     kept = np.setdiff1d(np.arange(M), bad)
     assert np.array_equal(plan.rows, kept) and plan.record["dropped"] == 4
-    assert np.array_equal(load_sweep(RunFolder(tmp_path / "run").shards).masks, masks[kept])
+    assert np.array_equal(load_sweep(tmp_path / "run").masks, masks[kept])
 
 
 def test_a_killed_import_resumes_with_its_missing_shards(tmp_path, monkeypatch):
@@ -143,7 +143,7 @@ def test_a_killed_import_resumes_with_its_missing_shards(tmp_path, monkeypatch):
     assert (written, present) == (3, 2)
     after = snapshot(RunFolder(tmp_path / "run").shards)
     assert all(after[name] == before[name] for name in before)  # the finished shards were not rewritten
-    sweep = load_sweep(RunFolder(tmp_path / "run").shards, require_complete=True)
+    sweep = load_sweep(tmp_path / "run", require_complete=True)
     assert np.array_equal(sweep.masks, masks) and np.array_equal(sweep.margins, margins.astype(np.float32))
 
 
@@ -246,7 +246,7 @@ def test_planted_release_is_the_planted_sweep_in_float16(tmp_path):
     assert sorted(p.name for p in (tmp_path / "release").iterdir()) == [
         "labels.npy", "test_margins_50pct.npy", "train_masks_50pct.npy", "truth.parquet"]
     write_planted_sweep(tmp_path / "sweep", 30, 4, 25, alpha=0.5, seed=4, progress=False, models_per_shard=10, **game)
-    sweep = load_sweep(RunFolder(tmp_path / "sweep").shards)
+    sweep = load_sweep(tmp_path / "sweep")
     masks, margins = np.load(paths["masks"]), np.load(paths["margins"])
     assert masks.dtype == bool and margins.dtype == np.float16
     assert np.array_equal(masks, sweep.masks) and np.array_equal(margins, sweep.margins.astype(np.float16))

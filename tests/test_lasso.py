@@ -23,10 +23,12 @@ def test_cross_validated_path_is_lassocv(m, p):
                         tol=1e-4).fit(X.astype(float), y)
     gram = GramLasso(X, y, folds)
     cols = np.arange(p)
-    grid = gram.alpha_grid(cols, 40)
+    grid = gram.penalty_grid(cols, 40)
     np.testing.assert_allclose(grid, reference.alphas_, rtol=1e-12)
-    alpha, coef, intercept = gram.cv(cols, grid)
-    assert alpha == pytest.approx(reference.alpha_, rel=1e-12)
+    with pytest.warns(DeprecationWarning, match="penalty_grid"):
+        np.testing.assert_array_equal(gram.alpha_grid(cols, 40), grid)
+    penalty, coef, intercept = gram.cv(cols, grid)
+    assert penalty == pytest.approx(reference.alpha_, rel=1e-12)
     np.testing.assert_allclose(coef, reference.coef_, atol=1e-6)
     assert intercept == pytest.approx(reference.intercept_, abs=1e-6)
 

@@ -22,7 +22,7 @@ def planted(run_dir, noise=0.5, **kwargs):
 
 
 def residuals(run_dir):
-    sweep, truth = load_sweep(run_dir / "shards"), read_planted_truth(run_dir)
+    sweep, truth = load_sweep(run_dir), read_planted_truth(run_dir)
     signal = np.stack([mobius_predict(truth[t], sweep.masks) for t in range(T)], axis=1)
     return sweep, truth, signal, sweep.margins - signal
 
@@ -113,7 +113,7 @@ def test_the_command_line_writes_a_sweep_and_says_so(tmp_path):
                           "--n", "30", "--targets", "3", "--masks", "50", "--repeats", "2", "--n-mains", "5",
                           "--models-per-shard", "40"], capture_output=True, text=True, check=True).stdout
     assert "3 shards written, 0 already present (100 models, n=30, T=3)" in out
-    assert load_sweep(tmp_path / "run" / "shards").margins.shape == (100, 3)
+    assert load_sweep(tmp_path / "run").margins.shape == (100, 3)
 
 
 @pytest.mark.slow

@@ -8,14 +8,13 @@ import json
 import shlex
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from conftest import ROOT, TINY, compose_config, run_job
+from conftest import ROOT, TINY, compose_config, run_job, wait_for
 from datamodels.fitting import FitSettings, merge_fit_parts, run_fit, run_fit_part
 from datamodels.run_folder import partial_dir
 from datamodels.store import StoreError, collect, load_sweep, partial_models, shard_files
@@ -51,7 +50,7 @@ def test_a_shard_resumes_from_its_checkpointed_models_and_merges_them(tiny_confi
     assert trained == [4, 5] and not partial_dir(run.shard_dir, 1).exists()
     clean = SweepRun(tiny_config, tmp_path / "clean")
     clean.run_shard(1, progress=False)
-    resumed, uninterrupted = load_sweep(run.shard_dir), load_sweep(clean.shard_dir)
+    resumed, uninterrupted = load_sweep(run.run_dir), load_sweep(clean.run_dir)
     np.testing.assert_array_equal(resumed.margins, uninterrupted.margins)
     np.testing.assert_array_equal(resumed.packed_masks, uninterrupted.packed_masks)
 
@@ -134,15 +133,9 @@ def status(cluster, overrides):
     return slurm_run(cluster, [sys.executable, "jobs/status.py", *overrides]).stdout
 
 
-def wait_for(what, check, timeout):
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.2)
-
-
-def job_of(run_dir, shard, timeout=60):
-    """The SLURM job id that runs ``shard``, from the launcher's submission record."""
+def job_of(run_dir, shard, timeout=60, proc=None):
+    """The SLURM job id that runs ``shard``, from the launcher's submission record (written while
+    ``proc``, the launching command, runs)."""
     found = {}
 
     def recorded():
@@ -151,7 +144,7 @@ def job_of(run_dir, shard, timeout=60):
                 if f"sweep.shard={shard}" in job["tasks"][0]:
                     found["id"] = job["job_id"]
         return "id" in found
-    wait_for(f"the submission record of shard {shard}", recorded, timeout)
+    wait_for(f"the submission record of shard {shard}", recorded, timeout, proc)
     return found["id"]
 
 
@@ -174,7 +167,7 @@ def test_make_sweep_on_slurm_gives_the_local_sweep(slurm_cluster, tmp_path):
     local = SweepRun(compose_config(overrides[:-1]), tmp_path / "local")
     for shard in range(3):
         local.run_shard(shard, progress=False)
-    on_slurm, here = load_sweep(tmp_path / "run" / "shards"), load_sweep(tmp_path / "local" / "shards")
+    on_slurm, here = load_sweep(tmp_path / "run"), load_sweep(tmp_path / "local")
     np.testing.assert_array_equal(on_slurm.model_index, np.arange(3))
     np.testing.assert_array_equal(on_slurm.packed_masks, here.packed_masks)
     np.testing.assert_array_equal(on_slurm.margins, here.margins)
@@ -189,8 +182,8 @@ def test_a_cancelled_job_is_reported_and_the_resubmission_fills_exactly_the_gap(
                              cwd=ROOT, env=slurm_cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True)
     try:
-        victim = job_of(run_dir, 1)
-        wait_for(f"job {victim} to run", lambda: state(slurm_cluster, victim) == "RUNNING", 60)
+        victim = job_of(run_dir, 1, proc=sweep)
+        wait_for(f"job {victim} to run", lambda: state(slurm_cluster, victim) == "RUNNING", 60, sweep)
         slurm_run(slurm_cluster, ["scancel", victim])
         out, _ = sweep.communicate(timeout=120)
     finally:
@@ -236,8 +229,8 @@ def test_a_requeued_job_resumes_from_its_checkpointed_models(slurm_cluster, tmp_
                              cwd=ROOT, env=slurm_cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True)
     try:
-        job = job_of(run_dir, 0)
-        wait_for("a checkpointed model", lambda: partial_models(run_dir / "shards").get(0, 0) >= 1, 240)
+        job = job_of(run_dir, 0, proc=sweep)
+        wait_for("a checkpointed model", lambda: partial_models(run_dir / "shards").get(0, 0) >= 1, 240, sweep)
         slurm_run(slurm_cluster, ["scontrol", "requeue", job])
         # a requeued job waits before it may start again; let it start now
         wait_for(f"job {job} to be requeued", lambda: state(slurm_cluster, job) == "PENDING", 60)
@@ -248,7 +241,7 @@ def test_a_requeued_job_resumes_from_its_checkpointed_models(slurm_cluster, tmp_
     assert sweep.returncode == 0, out
     assert "shard 0: resuming, " in job_logs(run_dir)
     assert not partial_dir(run_dir / "shards", 0).exists()
-    resumed = load_sweep(run_dir / "shards")
+    resumed = load_sweep(run_dir)
     np.testing.assert_array_equal(resumed.model_index, np.arange(4))
     fresh = SweepRun(compose_config(overrides[:-1]), tmp_path / "fresh")
     torch.set_num_threads(fresh.threads)  # as in the job: bit-identical margins need the same thread count
@@ -282,4 +275,4 @@ def test_a_retraining_check_trains_as_a_slurm_array_then_measures(slurm_cluster,
     assert collect(run_dir / "ablations" / "pairs" / "shards").complete  # the array trained every shard
     out = run_job("ablate.py", *check).stdout  # measures what the array trained, trains nothing
     assert "written:" in out and "ablation shards" not in out
-    assert len(load_sweep(run_dir / "ablations" / "pairs" / "shards").model_index) == 24
+    assert len(load_sweep(run_dir / "ablations" / "pairs").model_index) == 24

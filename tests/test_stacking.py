@@ -87,7 +87,7 @@ def test_a_sweep_in_passes_of_k_models_writes_the_same_store(tmp_path):
     for run in (one, two):
         for shard in range(run.num_shards):
             run.run_shard(shard, progress=False)
-    a, b = load_sweep(tmp_path / "one" / "shards"), load_sweep(tmp_path / "two" / "shards")
+    a, b = load_sweep(tmp_path / "one"), load_sweep(tmp_path / "two")
     np.testing.assert_array_equal(a.model_index, b.model_index)
     np.testing.assert_array_equal(a.masks, b.masks)
     np.testing.assert_allclose(a.margins, b.margins, rtol=1e-3, atol=1e-3)
@@ -168,7 +168,7 @@ def test_run_folders_swept_before_keep_their_identity(tmp_path, monkeypatch):
     proc = run_job("sweep.py", *TINY, f"run_dir={folder.root}", "sweep.models_per_pass=1", "progress=false")
     assert "1 shards written, 1 already present" in proc.stdout
     assert folder.read_run()["config_hash"] == recorded
-    assert len(load_sweep(folder.shards, require_complete=True).model_index) == 6
+    assert len(load_sweep(folder.root, require_complete=True).model_index) == 6
 
 
 @pytest.mark.slow

@@ -29,7 +29,7 @@ def write(shard_dir, shard, indices=None, meta=META):
 
 def test_round_trip_masks_margins_and_indices(tmp_path):
     for shard in range(3):
-        write(tmp_path, shard)
+        write(RunFolder(tmp_path).shards, shard)
     sweep = load_sweep(tmp_path)
     assert sweep.report.complete
     np.testing.assert_array_equal(sweep.model_index, np.arange(12))
@@ -41,6 +41,20 @@ def test_round_trip_masks_margins_and_indices(tmp_path):
         np.testing.assert_array_equal(sweep.margins[i], record(i).margins)
     subset = load_sweep(tmp_path, targets=[4, 1])
     np.testing.assert_array_equal(subset.margins, sweep.margins[:, [4, 1]])
+
+
+def test_a_shards_folder_still_loads_with_a_deprecation_warning(tmp_path):
+    shards = RunFolder(tmp_path / "run").shards
+    loose = tmp_path / "loose"  # shard files in a folder of another name
+    for shard in range(3):
+        write(shards, shard)
+        write(loose, shard)
+    current = load_sweep(tmp_path / "run")
+    for folder in (shards, loose):
+        with pytest.warns(DeprecationWarning, match="takes the run folder"):
+            old = load_sweep(folder)
+        np.testing.assert_array_equal(old.margins, current.margins)
+        np.testing.assert_array_equal(old.packed_masks, current.packed_masks)
 
 
 def test_shards_open_in_pandas_pyarrow_and_duckdb(tmp_path):
@@ -59,9 +73,10 @@ def test_shards_open_in_pandas_pyarrow_and_duckdb(tmp_path):
 
 
 def test_missing_and_duplicated_indices_are_reported(tmp_path):
-    write(tmp_path, 0)
-    write(tmp_path, 2, indices=[8, 9, 3])  # 3 duplicates shard 0; 10, 11 and shard 1 are missing
-    report = collect(tmp_path)
+    shards = RunFolder(tmp_path).shards
+    write(shards, 0)
+    write(shards, 2, indices=[8, 9, 3])  # 3 duplicates shard 0; 10, 11 and shard 1 are missing
+    report = collect(shards)
     np.testing.assert_array_equal(report.missing, [4, 5, 6, 7, 10, 11])
     assert report.duplicated == {3: ["shard-000000.parquet", "shard-000002.parquet"]}
     assert "missing model indices: 4-7, 10-11" in report.summary()
@@ -73,8 +88,9 @@ def test_missing_and_duplicated_indices_are_reported(tmp_path):
 
 
 def test_conflicting_duplicates_are_refused(tmp_path):
-    write(tmp_path, 0)
-    write_shard(shard_path(tmp_path, 2), [record(3, np.random.default_rng(99))], META | {"shard": 2})
+    shards = RunFolder(tmp_path).shards
+    write(shards, 0)
+    write_shard(shard_path(shards, 2), [record(3, np.random.default_rng(99))], META | {"shard": 2})
     with pytest.raises(StoreError, match="model 3 appears with different results"):
         load_sweep(tmp_path)
 

@@ -4,13 +4,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, TINY, compose_config, run_job
+from conftest import ROOT, TINY, compose_config, run_job, wait_for
 from datamodels.data import DataError
 from datamodels.masks import MaskError
 from datamodels.run_folder import RunFolder
@@ -81,7 +80,7 @@ def test_end_to_end_sweep_through_hydra_with_the_joblib_launcher(tmp_path):
     assert proc.stdout.count("shards written") == 1 and "2 shards written now, 0 already present" in proc.stdout
     collected = run_job("collect.py", *TINY, f"run_dir={run_dir}")
     assert "6 of 6 models present, 0 missing, 0 duplicated" in collected.stdout
-    sweep = load_sweep(run_dir / "shards")
+    sweep = load_sweep(run_dir)
     assert sweep.masks.shape == (6, 60) and sweep.margins.shape == (6, 20)
     assert (sweep.holdout_acc > 0).all() and np.isfinite(sweep.margins).all()
     # the same models as a library call in this process, with the job's one torch thread (more threads
@@ -107,19 +106,14 @@ def test_a_killed_sweep_leaves_no_partial_shard_and_resumes_identically(tmp_path
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     proc = subprocess.Popen([sys.executable, str(ROOT / "jobs" / "sweep.py"), *slow, f"run_dir={killed}"],
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT)
-    seen, deadline = "", time.monotonic() + 120
-    while "1/6" not in seen and time.monotonic() < deadline:  # kill mid-shard, after the first model
-        char = proc.stderr.read(1)
-        if not char:
-            break
-        seen += char
-    assert "1/6" in seen, f"the sweep never finished its first model:\n{seen}"
+    # kill mid-shard, once the sweep has recorded its first model (its checkpoint), whatever it prints
+    wait_for("the checkpoint of the first model", RunFolder(killed).checkpoint(0, 0).exists, proc=proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert not list(killed.glob("shards/shard-*.parquet"))
     run_job("sweep.py", *slow, f"run_dir={killed}")
     run_job("sweep.py", *slow, f"run_dir={clean}")
-    resumed, uninterrupted = load_sweep(killed / "shards"), load_sweep(clean / "shards")
+    resumed, uninterrupted = load_sweep(killed), load_sweep(clean)
     np.testing.assert_array_equal(resumed.model_index, np.arange(6))  # every index exactly once
     np.testing.assert_array_equal(resumed.margins, uninterrupted.margins)
     np.testing.assert_array_equal(resumed.packed_masks, uninterrupted.packed_masks)
@@ -185,12 +179,14 @@ def test_a_requeued_slurm_job_takes_over_its_own_claim(tmp_path, monkeypatch):
     from datamodels.claims import ShardClaim
 
     folder = RunFolder(tmp_path)
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from datamodels.run_folder import RunFolder; "
+    # holds the claim until the test closes its stdin or kills it, however long the test takes
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from datamodels.run_folder import RunFolder; "
                                "from datamodels.claims import ShardClaim; c = ShardClaim(RunFolder(sys.argv[1]), 0); "
-                               "assert c.acquire(); print('held', flush=True); time.sleep(60)", str(tmp_path)],
-                              env=dict(os.environ, SLURM_JOB_ID="1234"), stdout=subprocess.PIPE, text=True)
+                               "assert c.acquire(); sys.stdin.read()", str(tmp_path)],
+                              env=dict(os.environ, SLURM_JOB_ID="1234"), stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
     try:
-        assert holder.stdout.readline().strip() == "held"
+        assert _wait_for_claim(holder, tmp_path) == holder.pid
         monkeypatch.setenv("SLURM_JOB_ID", "999")  # another job: the live holder keeps the shard
         other = ShardClaim(folder, 0)
         assert not other.acquire() and f"process {holder.pid} on" in other.holder and "SLURM job 1234" in other.holder
@@ -201,6 +197,7 @@ def test_a_requeued_slurm_job_takes_over_its_own_claim(tmp_path, monkeypatch):
         assert not folder.claim(0).exists()
     finally:
         holder.kill()
+        holder.communicate()
 
 
 _SLOW = ["sweep.num_models=3", "sweep.models_per_shard=3", "train.epochs=40", "progress=false"]
@@ -214,19 +211,15 @@ def _start_sweep(run_dir, *overrides):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for_claim(proc, run_dir, timeout=120.0):
-    """The pid holding shard 0's claim, once the sweep has claimed it (and is training it)."""
+def _wait_for_claim(proc, run_dir):
+    """The pid holding shard 0's claim, once ``proc`` (a sweep: then it is training the shard) has claimed it."""
     from datamodels.claims import ShardClaim
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        # the lock, and beside it its holder's record: the claim is whole
-        holder = RunFolder(run_dir).claim_holder(0).exists() and ShardClaim(RunFolder(run_dir), 0).holder_process()
-        if holder:
-            return holder[1]
-        assert proc.poll() is None, f"the sweep ended before claiming shard 0:\n{proc.communicate()}"
-        time.sleep(0.05)
-    raise AssertionError("the sweep never claimed shard 0")
+    folder = RunFolder(run_dir)
+
+    def claimed():  # the lock, and beside it its holder's record: the claim is whole
+        return folder.claim_holder(0).exists() and ShardClaim(folder, 0).holder_process()
+    return wait_for("the claim of shard 0", claimed, proc=proc)[1]
 
 
 @pytest.mark.slow

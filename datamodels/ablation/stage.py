@@ -423,7 +423,7 @@ def measure(run_dir, plan: Plan) -> AblationResult | None:
         expected, report = collect_run(child.root)
         if len(report.missing):
             return None
-        sweep = load_sweep(child.shards, expected=expected, require_complete=True)
+        sweep = load_sweep(child.root, expected=expected, require_complete=True)
         if plan.settings.design == "pairs":
             checks, everywhere = measure_pairs(plan.checks, plan.design.roles, sweep.mask_id, sweep.repeat,
                                                sweep.margins.astype(float), plan.settings.fdr)

@@ -96,14 +96,14 @@ class _CentredDesign:
         return 1.02 * value
 
 
-def _fista(design: _CentredDesign, Yc: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, step: float,
+def _fista(design: _CentredDesign, Yc: torch.Tensor, penalty: torch.Tensor, beta: torch.Tensor, step: float,
            max_iter: int, tol: float) -> torch.Tensor:
-    """Minimise ``||Yc - X_c B||^2 / (2m) + sum_t alpha_t ||B_t||_1`` from ``beta``, per column.
+    """Minimise ``||Yc - X_c B||^2 / (2m) + sum_t penalty_t ||B_t||_1`` from ``beta``, per column.
 
     Stops when no coefficient moved more than ``tol`` times the column's largest coefficient over
     the last iteration, checked every few iterations (or after ``max_iter``).
     """
-    threshold = step * alpha
+    threshold = step * penalty
     z, t = beta.clone(), 1.0
     for iteration in range(1, max_iter + 1):
         grad = -design.t_dot(Yc - design.dot(z)) / design.m

@@ -1,10 +1,10 @@
 """L1 regression with intercept from sufficient statistics: one Gram per target, any fold, any columns.
 
 Every surrogate of this package is an L1 regression (scikit-learn's ``Lasso`` objective,
-``(1/2m) ||y - b - F w||^2 + alpha ||w||_1``) of one target's margin on 0/1 features: players of
-the working set and products of them. Here, as in scikit-learn, ``alpha`` is the L1 penalty;
-everywhere else in this package alpha is a kept fraction, and an engine's chosen penalty is its
-``penalty_``. :class:`GramLasso` computes, once per target and per
+``(1/2m) ||y - b - F w||^2 + penalty ||w||_1``) of one target's margin on 0/1 features: players of
+the working set and products of them. The L1 weight is called ``penalty`` here (an engine's chosen
+one is its ``penalty_``) and ``alpha`` only in the calls into scikit-learn, because everywhere
+else in this package ``alpha`` is a kept fraction. :class:`GramLasso` computes, once per target and per
 cross-validation fold ``f``, the cross-products ``F_f^T F_f``, ``F_f^T y``, column sums and the
 sums of ``y``. From these alone it solves the Lasso at any penalty, on any subset of the
 columns, on all models or on the training models of any fold (coordinate descent on the
@@ -22,6 +22,8 @@ recompute the Gram for every fold and every refit.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 from sklearn.linear_model import lasso_path
@@ -115,17 +117,17 @@ class GramLasso:
         mu, y_bar = sx / n, sy / n
         return G - n * np.outer(mu, mu), xy - mu * sy, syy - n * y_bar**2, mu, y_bar, int(n)
 
-    def path(self, cols, alphas, held_out: int | None = None, init=None) -> tuple[np.ndarray, np.ndarray]:
-        """Coefficients ``[len(alphas), len(cols)]`` and intercepts along ``alphas`` (descending).
+    def path(self, cols, penalties, held_out: int | None = None, init=None) -> tuple[np.ndarray, np.ndarray]:
+        """Coefficients ``[len(penalties), len(cols)]`` and intercepts along ``penalties`` (descending).
 
         Fitted on every model, or on all folds but ``held_out``; coordinate descent starts from
         ``init`` (coefficients of ``cols``) when given, else from zero.
         """
         cols = np.asarray(cols, dtype=np.int64)
-        alphas = np.asarray(alphas, dtype=float)
+        penalties = np.asarray(penalties, dtype=float)
         if len(cols) == 0:
             _, _, _, _, y_bar, _ = self._centred(cols, held_out)
-            return np.zeros((len(alphas), 0)), np.full(len(alphas), y_bar + self._y_mean)
+            return np.zeros((len(penalties), 0)), np.full(len(penalties), y_bar + self._y_mean)
         gram, xy, yy, mu, y_bar, n = self._centred(cols, held_out)
         # lasso_path with a precomputed Gram reads X for its shape only and y for its norm (the
         # duality-gap tolerance): a zero-stride X and a one-entry y of that norm stand in for
@@ -134,15 +136,15 @@ class GramLasso:
         y_norm = np.zeros(n)
         y_norm[0] = np.sqrt(max(yy, 0.0))
         start = None if init is None else np.asfortranarray(init, dtype=float)
-        _, coefs, _ = lasso_path(shape_only, y_norm, alphas=alphas, precompute=np.ascontiguousarray(gram),
+        _, coefs, _ = lasso_path(shape_only, y_norm, alphas=penalties, precompute=np.ascontiguousarray(gram),
                                  Xy=np.ascontiguousarray(xy), check_input=False, max_iter=MAX_ITER, tol=TOL,
                                  coef_init=start)
         coefs = coefs.T
         return coefs, y_bar - coefs @ mu + self._y_mean
 
-    def fit(self, cols, alpha: float) -> tuple[np.ndarray, float]:
-        """``(coef, intercept)`` of the Lasso at ``alpha`` on every model."""
-        coefs, intercepts = self.path(cols, [alpha])
+    def fit(self, cols, penalty: float) -> tuple[np.ndarray, float]:
+        """``(coef, intercept)`` of the Lasso at ``penalty`` on every model."""
+        coefs, intercepts = self.path(cols, [penalty])
         return coefs[0], float(intercepts[0])
 
     def park(self) -> None:
@@ -166,30 +168,37 @@ class GramLasso:
         coef = np.linalg.lstsq(gram[:k, :k], target, rcond=None)[0] if k else np.zeros(0)
         return coef, float(y_bar - coef @ mu[:k] - fixed_coef @ mu[k:] + self._y_mean)
 
-    def alpha_grid(self, cols, n_alphas: int, eps: float = 1e-3) -> np.ndarray:
-        """scikit-learn's grid: ``n_alphas`` values from the smallest all-zero penalty down ``eps``."""
+    def penalty_grid(self, cols, n_penalties: int, eps: float = 1e-3) -> np.ndarray:
+        """scikit-learn's grid: ``n_penalties`` values from the smallest all-zero penalty down ``eps``."""
         _, xy, _, _, _, n = self._centred(np.asarray(cols, dtype=np.int64), None)
         top = np.abs(xy).max() / n if len(xy) else 0.0
         top = top if top > 0 else np.finfo(float).resolution
-        return np.geomspace(top, top * eps, n_alphas)
+        return np.geomspace(top, top * eps, n_penalties)
 
-    def cv(self, cols, alphas, init=None) -> tuple[float, np.ndarray, float]:
-        """``(alpha, coef, intercept)``: the penalty of least mean held-out squared error over
+    def alpha_grid(self, cols, n_alphas: int, eps: float = 1e-3) -> np.ndarray:
+        """Deprecated name of :meth:`penalty_grid`, kept for one release: ``alpha`` is a kept
+        fraction everywhere else in this package."""
+        warnings.warn("GramLasso.alpha_grid is deprecated; use GramLasso.penalty_grid", DeprecationWarning,
+                      stacklevel=2)
+        return self.penalty_grid(cols, n_alphas, eps)
+
+    def cv(self, cols, penalties, init=None) -> tuple[float, np.ndarray, float]:
+        """``(penalty, coef, intercept)``: the penalty of least mean held-out squared error over
         the folds (the first on ties, as ``LassoCV``), refitted on every model. ``init``: a
         warm start for every fold's path (a nearby solution; the result does not depend on it
         beyond the solver's tolerance)."""
         cols = np.asarray(cols, dtype=np.int64)
-        alphas = np.sort(np.asarray(alphas, dtype=float))[::-1]
-        mse = np.zeros(len(alphas))
+        penalties = np.sort(np.asarray(penalties, dtype=float))[::-1]
+        mse = np.zeros(len(penalties))
         for f in range(len(self._folds)):
-            coefs, intercepts = self.path(cols, alphas, held_out=f, init=init)
+            coefs, intercepts = self.path(cols, penalties, held_out=f, init=init)
             b = intercepts - self._y_mean  # on the centred y of the statistics
             G = self._G[f][np.ix_(cols, cols)].astype(float)
             sse = (self._syy[f] - 2 * b * self._sy[f] - 2 * coefs @ self._xy[f, cols] + self._n[f] * b**2
                    + 2 * b * (coefs @ self._sx[f, cols]) + np.einsum("ap,pq,aq->a", coefs, G, coefs))
             mse += sse / self._n[f]
-        alpha = float(alphas[np.argmin(mse)])
-        return (alpha, *self.fit(cols, alpha))
+        penalty = float(penalties[np.argmin(mse)])
+        return (penalty, *self.fit(cols, penalty))
 
     def residual(self, cols, coef, intercept: float) -> np.ndarray:
         """``y - intercept - F[:, cols] @ coef`` on every model (only the non-zero columns are read)."""
@@ -214,10 +223,10 @@ def fold_ids(models: int, cv: int, random_state) -> np.ndarray:
     return folds
 
 
-def cv_above(gram: GramLasso, cols, alphas, floor: float, init=None):
-    """``((alpha, coef, intercept), at_floor)``: :meth:`GramLasso.cv` over the ``alphas`` not
+def cv_above(gram: GramLasso, cols, penalties, floor: float, init=None):
+    """``((penalty, coef, intercept), at_floor)``: :meth:`GramLasso.cv` over the ``penalties`` not
     below ``floor``; ``at_floor`` when the best is the smallest of them and some were left out."""
-    allowed = alphas[alphas >= floor]
-    allowed = allowed if len(allowed) else alphas[:1]
+    allowed = penalties[penalties >= floor]
+    allowed = allowed if len(allowed) else penalties[:1]
     fit = gram.cv(cols, allowed, init)
-    return fit, bool(len(allowed) < len(alphas) and fit[0] == allowed.min())
+    return fit, bool(len(allowed) < len(penalties) and fit[0] == allowed.min())

@@ -38,12 +38,12 @@ class LinearDatamodel(ScreenedEngine, name="linear"):
         self._set_fit(self.players_, mains, np.empty((0, 1), dtype=np.int64), [], *self._linear, X.n)
 
     @classmethod
-    def from_solution(cls, coef: np.ndarray, intercept: float, alpha: float) -> LinearDatamodel:
+    def from_solution(cls, coef: np.ndarray, intercept: float, penalty: float) -> LinearDatamodel:
         """A fitted linear datamodel over all ``len(coef)`` players holding a solution found
         elsewhere (the batched GPU path, :mod:`.batched_lasso`)."""
         model = cls()
         players = np.flatnonzero(coef)
-        model.penalty_, model.players_ = float(alpha), np.arange(len(coef))
+        model.penalty_, model.players_ = float(penalty), np.arange(len(coef))
         model.kkt_added_, model.penalty_at_floor_ = 0, False
         model._set_spectrum({(): float(intercept), **{(int(i),): float(coef[i]) for i in players}}, len(coef))
         return model

@@ -194,7 +194,7 @@ class ProxySPEX(ScreenedEngine, name="proxyspex"):
         accepted, terms, z = selection.run()
         self.n_candidates_, self.tree_rounds_ = len(selection.tested), selection.tree_rounds
         del columns, proxy, selection
-        alpha, coef, intercept = linear
+        penalty, coef, intercept = linear
         if len(accepted):
             support = np.concatenate([mains, terms])
             # A short path down from the linear datamodel's penalty (whose solution, interactions
@@ -202,13 +202,13 @@ class ProxySPEX(ScreenedEngine, name="proxyspex"):
             # mains want less shrinkage. The chosen penalty was 0.44 to 1 times the linear one
             # on planted games; the path stops at 0.2 (the small penalties cost the most).
             start = np.concatenate([linear[1], np.zeros(len(terms))])
-            (alpha, coef, intercept), at_floor = cv_above(gram, support, linear[0] * _SHORT_PATH, self._floor, start)
+            (penalty, coef, intercept), at_floor = cv_above(gram, support, linear[0] * _SHORT_PATH, self._floor, start)
             self.penalty_at_floor_ |= at_floor
         self.interaction_z_ = {tuple(int(i) for i in players[key[key >= 0]]): float(value)
                                for key, value in zip(accepted, z)}
-        self._set_fit(players, mains, _to_global(accepted, players), terms, alpha, coef, intercept, X.n)
+        self._set_fit(players, mains, _to_global(accepted, players), terms, penalty, coef, intercept, X.n)
 
-    def _set_fit(self, players, mains, terms, term_cols, alpha, coef, intercept, n):
+    def _set_fit(self, players, mains, terms, term_cols, penalty, coef, intercept, n):
         """Step 5 with ``relax`` (after every L1 fit of the terms: the refinement's and the KKT
         check's): the accepted terms and their members' mains by least squares, the other mains
         held at their L1 values.
@@ -224,7 +224,7 @@ class ProxySPEX(ScreenedEngine, name="proxyspex"):
         """
         self.dropped_terms_ = 0
         if not self.relax:
-            return super()._set_fit(players, mains, terms, term_cols, alpha, coef, intercept, n)
+            return super()._set_fit(players, mains, terms, term_cols, penalty, coef, intercept, n)
         fitted = np.asarray(coef, dtype=float)
         coef, keep = fitted.copy(), np.ones(len(terms), dtype=bool)
         position = {int(p): i for i, p in enumerate(players)}
@@ -236,12 +236,12 @@ class ProxySPEX(ScreenedEngine, name="proxyspex"):
             held = np.setdiff1d(np.arange(len(mains)), members)
             coef[len(mains):][~keep] = 0.0
             coef[free], intercept = self._gram.ols(columns[free], fixed=(columns[held], coef[held]))
-            small = keep & (np.abs(coef[len(mains):]) * share * (1 - share) <= alpha)
+            small = keep & (np.abs(coef[len(mains):]) * share * (1 - share) <= penalty)
             if not small.any():
                 break
             keep &= ~small
         if not keep.any():
             coef = fitted  # no term left: the L1 fit, mains and all
         self.dropped_terms_ = int((~keep).sum())
-        super()._set_fit(players, mains, terms[keep], term_cols[keep], alpha,
+        super()._set_fit(players, mains, terms[keep], term_cols[keep], penalty,
                          np.concatenate([coef[:len(mains)], coef[len(mains):][keep]]), intercept, n)

@@ -96,8 +96,8 @@ class ScreenedEngine(Engine):
         """Search the penalty again, down to ``floor`` (same working set, same Gram)."""
         mains = np.arange(len(self.players_))
         self._floor = floor
-        self._linear, self.penalty_at_floor_ = cv_above(self._gram, mains, self._gram.alpha_grid(mains, self.n_penalties),
-                                                        floor)
+        grid = self._gram.penalty_grid(mains, self.n_penalties)
+        self._linear, self.penalty_at_floor_ = cv_above(self._gram, mains, grid, floor)
 
     def _grow(self, X: PackedMasks, players: np.ndarray) -> None:
         """Add ``players`` to the working set before the penalty is searched again."""
@@ -107,11 +107,11 @@ class ScreenedEngine(Engine):
     def _linear_residual(self) -> np.ndarray:
         return self._gram.residual(np.arange(len(self.players_)), *self._linear[1:])
 
-    def _set_fit(self, players, mains, terms, term_cols, alpha, coef, intercept, n):
+    def _set_fit(self, players, mains, terms, term_cols, penalty, coef, intercept, n):
         """Record a fit: the final regression's columns in the Gram are ``mains`` (one per
         player) then ``term_cols`` (the interaction keys ``terms``, by player id)."""
         width = terms.shape[1] if len(terms) else 1
-        self.penalty_, self.players_, self._terms = float(alpha), players, terms.reshape(-1, width)
+        self.penalty_, self.players_, self._terms = float(penalty), players, terms.reshape(-1, width)
         self._gram_cols = np.concatenate([mains, term_cols]).astype(np.int64)
         keys, keep = np.concatenate([_mains(players, width), self._terms]), coef != 0
         self._set_spectrum({(): float(intercept), **_to_dict(keys[keep], coef[keep])}, n)

@@ -36,8 +36,8 @@ alone). The trees of ProxySPEX split greedily and miss those too, screened or no
 (docs/benchmarks.md measures both on a planted game).
 
 **KKT check** (strong rules with a KKT check, Tibshirani et al., JRSS-B 2012). After the L1 fit
-on the working set at penalty ``alpha``, a player ``j`` outside it would enter the Lasso over all
-``n`` players exactly when ``|x_j^T r| / m > alpha``, with ``r`` the fit's residual (it sums to
+on the working set at penalty ``lambda``, a player ``j`` outside it would enter the Lasso over all
+``n`` players exactly when ``|x_j^T r| / m > lambda``, with ``r`` the fit's residual (it sums to
 zero with an intercept, so centring changes nothing). One more pass over the packed masks
 checks every player of a block of targets; violators join the working set and the fit is
 redone at the same penalty, until none is left. The main effects are then the exact Lasso
@@ -97,15 +97,15 @@ def screen(X: PackedMasks, Y: np.ndarray, k: int) -> list[np.ndarray]:
     return [working_set(gradients[:, t], k)[0] for t in range(Y.shape[1])]
 
 
-def kkt_violations(X: PackedMasks, residuals: np.ndarray, alphas, working: list[np.ndarray]) -> list[np.ndarray]:
+def kkt_violations(X: PackedMasks, residuals: np.ndarray, penalties, working: list[np.ndarray]) -> list[np.ndarray]:
     """Per column of ``residuals [m, T]``: the players outside ``working[t]`` with
-    ``|x_j^T r_t| / m > alphas[t] (1 + KKT_TOL)``, who would enter that target's Lasso."""
+    ``|x_j^T r_t| / m > penalties[t] (1 + KKT_TOL)``, who would enter that target's Lasso."""
     gradient = np.abs(X.t_dot(residuals)) / len(residuals)
     out = []
     for t, players in enumerate(working):
         outside = np.ones(X.n, dtype=bool)
         outside[players] = False
-        out.append(np.flatnonzero(outside & (gradient[:, t] > alphas[t] * (1 + KKT_TOL))))
+        out.append(np.flatnonzero(outside & (gradient[:, t] > penalties[t] * (1 + KKT_TOL))))
     return out
 
 

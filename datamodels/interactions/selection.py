@@ -152,7 +152,7 @@ class Selection:
     ``X``: bool ``[m, n]``, the players whose interactions are proposed and tested (the
     screened ones); ``gram``: the target's :class:`.GramLasso`, whose first ``mains`` columns are
     the working set's main effects (the screened players first); ``linear``: the linear
-    datamodel's ``(alpha, coef, intercept)`` on those mains; ``propose(y)``: interactions of
+    datamodel's ``(penalty, coef, intercept)`` on those mains; ``propose(y)``: interactions of
     trees fitted to ``y``, as key rows ``max_order`` wide.
     """
 
