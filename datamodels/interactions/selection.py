@@ -54,12 +54,12 @@ alone too. A joint L1 fit over all candidates, debiased, was tried first: its es
 candidates were inflated by the other candidates, and 2-6 false pairs per target got through
 on planted games.
 
-With ``error_rate="fdr"`` the tests control the false discovery rate instead, at ``level`` per
-order shared as above: Benjamini and Hochberg's step-up over the family of all ``C(n, k)``
-terms of the order (a term not tested counts as a p-value of 1), counting the terms of the
-order already accepted as discoveries, so that each round's threshold is
-``p <= level_k (accepted + r) / C(n, k)`` for its ``r``-th smallest p-value. The hub families
-keep their familywise share. Where a target has many real terms the threshold falls with
+With ``error_rate="fdr"`` the tests control the false discovery rate instead, with the same
+families and shares as above: in each family (all ``C(n, k)`` terms, the hereditary ones, the
+extensions) Benjamini and Hochberg's step-up over the family's size (a term not tested counts
+as a p-value of 1), counting the family's terms already accepted as discoveries, so that each
+round's threshold is ``p <= share (accepted + r) / size`` for its ``r``-th smallest p-value; a
+term passes in any family it belongs to. The hub families keep their familywise share. Where a target has many real terms the threshold falls with
 every one accepted; where it has none it is the familywise one.
 """
 
