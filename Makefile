@@ -62,11 +62,16 @@ demo: install ## the whole pipeline on the bundled digits into runs/demo (4 to 1
 	$(PY) jobs/evaluate_pruning.py $(DEMO) $(ARGS)
 	$(PY) jobs/report.py $(DEMO) $(ARGS)
 
+# Every benchmark runs as a module of the benchmarks package (benchmarks/harness.py: measurement,
+# machine, results in runs/benchmarks/<name>.json) with one BLAS/OpenMP thread per process, set
+# here, before numpy or LightGBM loads (each benchmark's harness.pin_threads() checks it at its start).
+BENCH_ENV := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
+
 # The figures docs/pruning.md gives for the demo, checked against what the code gives today:
 # the demo (skipped where runs/demo is finished and current), then benchmarks/demo_figures.py
 # compares every figures block of the page with the run and prints a diff where one drifted.
 docs-check: demo ## the docs' demo figures against a run of the demo (the demo's time, then 10 s); CI runs it
-	$(PY) benchmarks/demo_figures.py --run runs/demo --check
+	$(PY) -m benchmarks.demo_figures --run runs/demo --check
 
 # SLURM (docs/slurm.md): the shards as job arrays through hydra/launcher=slurm. Empty settings
 # keep conf/hydra/launcher/slurm.yaml's defaults; GPUS=N runs N shards per job, one per GPU.
@@ -117,12 +122,12 @@ gpu-wheels: install ## wheels of hydra-core, omegaconf, antlr4, flufl.lock, atpu
 	$(PY) -m pip wheel --no-deps -q -w .gpu-wheels -r .gpu-wheels.txt && rm .gpu-wheels.txt
 
 bench-train: install-ffcv ## [root: FFCV's packages] training throughput, one model vs K per pass (tens of minutes on 2 cores; on a GPU: make bench-gpu-session)
-	$(PY) benchmarks/bench_train.py $(ARGS)
+	$(BENCH_ENV) $(PY) -m benchmarks.bench_train $(ARGS)
 
 # ProxySPEX against shapiq's (the `bench` extra) and the linear datamodel on planted games.
 bench-fit: install ## ProxySPEX vs shapiq and the linear datamodel on planted games (about 15 min)
 	$(PY) -m pip install -q -e '.[bench]'
-	$(PY) benchmarks/bench_fit.py $(ARGS)
+	$(BENCH_ENV) $(PY) -m benchmarks.bench_fit $(ARGS)
 
 # Faithfulness against the number of models on a real sweep: the demo's digits players,
 # 1,000 masks x 2 seeds (the noise ceiling), then ProxySPEX and the linear datamodel at
@@ -130,33 +135,33 @@ bench-fit: install ## ProxySPEX vs shapiq and the linear datamodel on planted ga
 BENCH_RUN ?= runs/digits-repeats
 bench-fit-digits: install ## faithfulness against the number of models on digits (a 2,000-model sweep: ~30 min)
 	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,16)' hydra/launcher=joblib $(DEMO) sweep.num_models=2000 sweep.repeats=2 run_dir=$(BENCH_RUN)
-	$(PY) benchmarks/bench_fit_digits.py --run $(BENCH_RUN) $(ARGS)
+	$(BENCH_ENV) $(PY) -m benchmarks.bench_fit_digits --run $(BENCH_RUN) $(ARGS)
 
 # The fit stage at CIFAR-10 scale on planted sweeps (n up to 50,000 players, 10^5 models):
 # memory of the process tree, seconds per target, faithfulness; sweeps under runs/bench-scale.
 bench-scale: install ## the fit at CIFAR-10 scale on planted sweeps (hours on 2 cores; --parts runs pieces)
-	$(PY) benchmarks/bench_scale.py $(ARGS)
+	$(BENCH_ENV) $(PY) -m benchmarks.bench_scale $(ARGS)
 
 # The linear datamodel on a GPU (fit=linear_gpu) at n = 50,000, m = 100,000, beside the CPU path.
 # Issue 20 in one call on a GPU (docs/benchmarks.md, "GPU"): ResNet-9 and small-CNN throughput at
 # K = 1, 4, 8, 32 in float32 and bfloat16, a sweep through the store, one-at-a-time against
 # stacked margins, a profile; written to $OUT/gpu_session.md (ARGS="--out FILE" elsewhere).
 bench-gpu-session: install ## [GPU] training throughput, store, equality and profile on a GPU in one call (~6 min)
-	$(PY) benchmarks/gpu_session.py $(ARGS)
+	$(BENCH_ENV) $(PY) -m benchmarks.gpu_session $(ARGS)
 
 bench-gpu-linear: install ## [GPU] the linear datamodel on a GPU (fit=linear_gpu; minutes, most of it writing the planted sweep)
-	$(PY) benchmarks/bench_gpu_linear.py $(ARGS)
+	$(BENCH_ENV) $(PY) -m benchmarks.bench_gpu_linear $(ARGS)
 
 # Recovery of real retraining games against exact ground truth: every subset of the 10 digit
 # classes trained with 2 seeds (about 2,000 models), then ProxySPEX and the linear datamodel at
 # growing budgets against the exact references (docs/interactions.md).
 EXHAUSTIVE_RUN ?= runs/classes-exhaustive
 bench-error-rates: install ## familywise against false-discovery control of ProxySPEX's tests on planted and SOUM games (about 8 min)
-	$(PY) benchmarks/error_rates.py $(ARGS)
+	$(BENCH_ENV) $(PY) -m benchmarks.error_rates $(ARGS)
 
 bench-exhaustive: install ## recovery against exact ground truth (all subsets of 10 classes: ~2,000 models: about 15 min on 2 cores)
 	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,16)' hydra/launcher=joblib experiment=digits_classes_exhaustive run_dir=$(EXHAUSTIVE_RUN)
-	$(PY) benchmarks/bench_exhaustive.py --run $(EXHAUSTIVE_RUN) $(ARGS)
+	$(BENCH_ENV) $(PY) -m benchmarks.bench_exhaustive --run $(EXHAUSTIVE_RUN) $(ARGS)
 
 # The pruning study (docs/pruning.md): for each of two runs, the demo's 100 cluster players and
 # 200 single-example players, a sweep over the alpha grid 0.2..0.9, ProxySPEX and linear fits at
@@ -181,31 +186,31 @@ prune-study: prune-study-clusters prune-study-examples ## the pruning study (doc
 # games (hierarchical and not) and the exhaustive digit-classes game, answered from its table
 # (make bench-exhaustive trains it). Figures in docs/benchmarks.md.
 bench-spex: install ## SPEX vs ProxySPEX vs linear at equal models (about 7 min; needs bench-exhaustive's run)
-	$(PY) benchmarks/bench_spex.py --run $(EXHAUSTIVE_RUN) $(ARGS)
+	$(BENCH_ENV) $(PY) -m benchmarks.bench_spex --run $(EXHAUSTIVE_RUN) $(ARGS)
 
 # The import of the datamodels release format (docs/cifar10.md): M = 100,000 x n = 50,000 masks
 # and T = 1,000 margins written by the planted release generator (5.2 GB under runs/bench-import,
 # reused), the import against reading the two files once, and its peak memory.
 bench-import: install ## import of a 100,000 x 50,000 release pair: time vs one read, peak memory (~5 min, 6 GB disk)
-	$(PY) benchmarks/bench_import.py $(ARGS)
+	$(BENCH_ENV) $(PY) -m benchmarks.bench_import $(ARGS)
 
 # CIFAR-10's scale end to end (n = 50,000 players, T = 10,000 targets, 2,000 models): planted games
 # in the datamodels release's format, import, genuine fits of 10 targets per method (the other
 # targets' fit tables from the planted truth), prune (interactions, linear, random, stratified at
 # 5 fractions), curate, report and the three notebooks: each stage's wall time and peak memory.
 bench-e2e-scale: install ## release -> import -> fit -> prune -> curate -> report at n = 50,000, T = 10,000 (about 10 min on 2 cores, 0.5 GB of disk)
-	$(PY) benchmarks/bench_e2e_scale.py $(ARGS)
+	$(BENCH_ENV) $(PY) -m benchmarks.bench_e2e_scale $(ARGS)
 
 # Keep-sets at CIFAR-10 scale (n = 50,000 players): the sparse greedy against today's dense one
 # (tests/prune_reference.py) at T = 10 and 1,000, and T = 10,000 at 5 fractions, both
 # surrogate methods. Figures in docs/benchmarks.md.
 bench-prune: install ## pruning at n = 50,000 x T = 10,000 vs the dense greedy (about 30 min on 2 cores)
-	PYTHONPATH=. OMP_NUM_THREADS=1 $(PY) benchmarks/bench_prune.py $(ARGS)
+	$(BENCH_ENV) $(PY) -m benchmarks.bench_prune $(ARGS)
 
 # The calibration of ProxySPEX's interaction tests as models grow (issue 22, item 5): a dense tail
 # of faint mains on every player, 2 seeds per mask, m = 20,000 and 100,000 (docs/benchmarks.md).
 bench-scale-tail: install ## pairs found beside the oracle, and false pairs per target, of ProxySPEX (familywise, FDR, relaxed refit) on a dense-tail game of synergistic and redundant pairs at 20,000 and 100,000 models (about 30 min)
-	$(PY) benchmarks/bench_scale.py --parts tail $(ARGS)
+	$(BENCH_ENV) $(PY) -m benchmarks.bench_scale --parts tail $(ARGS)
 
 # The duplicates experiment (issue 19; docs/duplicates.md): the demo's 100 cluster players of
 # which 10 get a noisy twin (conf/experiment/duplicates.yaml), 1,000 models; the fits, the
@@ -224,9 +229,9 @@ duplicates-study: install ## twin players on the digits: sweep, fits, duplicates
 	$(PY) jobs/prune.py $(DUPS) $(ARGS)
 	$(PY) jobs/evaluate_pruning.py $(DUPS) $(ARGS)
 	$(PY) jobs/report.py $(DUPS) $(ARGS)
-	$(PY) benchmarks/duplicates_detection.py --run runs/duplicates
-	$(PY) benchmarks/duplicates_pruning.py --run runs/duplicates
-	$(PY) benchmarks/twins_removal_costs.py --run runs/duplicates
+	$(BENCH_ENV) $(PY) -m benchmarks.duplicates_detection --run runs/duplicates
+	$(BENCH_ENV) $(PY) -m benchmarks.duplicates_pruning --run runs/duplicates
+	$(BENCH_ENV) $(PY) -m benchmarks.twins_removal_costs --run runs/duplicates
 
 # Retraining checks of a fit (docs/ablation.md): pairs as 2x2 factorials on random backgrounds,
 # removal sets with and without, or (no training) the pairs on the fit's held-out models. Each
@@ -254,11 +259,11 @@ ablation-study: demo ## the retraining checks of docs/ablation.md (~1.5 h on 2 c
 	$(PY) jobs/ablate.py $(DUPS) ablate=pairs ablate.name=twins ablate.selection=twins ablate.controls=false ablate.budget=1280
 	$(PY) jobs/ablate.py $(DUPS) ablate=removal ablate.background=full ablate.targets=twins ablate.backgrounds=8
 	$(PY) jobs/ablate.py $(DEMO) ablate=removal ablate.background=alpha
-	$(PY) benchmarks/ablation_study.py runs/demo $(EXHAUSTIVE_RUN) runs/duplicates
+	$(BENCH_ENV) $(PY) -m benchmarks.ablation_study runs/demo $(EXHAUSTIVE_RUN) runs/duplicates
 
 # TRAK as the cheap-attribution anchor (issue 19, item 5; docs/benchmarks.md): the demo's settings
 # swept into runs/trak-lds (1,000 models), then TRAK from K of its models against the linear
 # datamodel and ProxySPEX fitted on m of them, all judged on the fit stage's held-out models.
 bench-trak: install ## TRAK vs the linear datamodel and ProxySPEX at equal training compute (LDS over models; about 12 min on 2 cores: sweep 8, benchmark 4)
 	$(PY) jobs/sweep.py experiment=demo run_dir=runs/trak-lds progress=false
-	$(PY) benchmarks/trak_lds.py --run runs/trak-lds $(ARGS)
+	$(BENCH_ENV) $(PY) -m benchmarks.trak_lds --run runs/trak-lds $(ARGS)

@@ -1,25 +1,25 @@
 """The figures of docs/ablation.md, from the retraining checks ``make ablation-study`` measured.
 
-    .venv/bin/python benchmarks/ablation_study.py runs/demo runs/classes-exhaustive runs/duplicates
+    .venv/bin/python -m benchmarks.ablation_study runs/demo runs/classes-exhaustive runs/duplicates
 
 Reads each run's ``ablations/*/results/`` (jobs/ablate.py) and prints, per run and check: the
 confirmation table, the slope of measured on predicted, the agreement with the exhaustive truth,
 the removal curves with each method against linear paired over targets, and the Spearman
 correlation of predicted and measured drops; on the twins run, how many of each method's removal
 sets take both twins of the target's twin pair, one, or none. Also writes the same as JSON
-(``--json``). A run or check that is missing is said and skipped.
+(``--json``, default ``runs/benchmarks/ablation_study.json``: a row per run and check). A run or check that is missing is said and skipped.
 """
 
 import argparse
-import json
 import platform
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from benchmarks.harness import pin_threads, save_results
 from datamodels.ablation.measure import exact_agreement, removal_agreement
-from datamodels.analysis import RunView
+from datamodels.views.analysis import RunView
 
 
 def twins_taken(view: RunView, removal: pd.DataFrame) -> pd.DataFrame:
@@ -83,8 +83,10 @@ def report(run: Path, out: dict) -> None:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path)
-    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="where to write the figures (default runs/benchmarks/ablation_study.json)")
     args = parser.parse_args()
+    pin_threads()
     print(f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}")
     out = {}
     for run in args.runs:
@@ -92,8 +94,7 @@ def main():
             print(f"\n=== {run}: no ablations/ (run make ablation-study)")
             continue
         report(run, out)
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=1, default=float))
+    save_results("ablation_study", [{"check": check} | entry for check, entry in out.items()], path=args.json)
 
 
 if __name__ == "__main__":

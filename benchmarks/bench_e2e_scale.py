@@ -1,13 +1,13 @@
 """CIFAR-10's scale end to end, from the datamodels release's format to a report: import, fit,
 prune, curate, report and notebooks on a planted game without images.
 
-    make bench-e2e-scale   # = .venv/bin/python benchmarks/bench_e2e_scale.py
-    .venv/bin/python benchmarks/bench_e2e_scale.py --n 50000 --targets 10000 --masks 2000
+    make bench-e2e-scale   # = .venv/bin/python -m benchmarks.bench_e2e_scale
+    .venv/bin/python -m benchmarks.bench_e2e_scale --n 50000 --targets 10000 --masks 2000
 
 Every stage runs as a user runs it (a job or module in its own process), and is measured with
-:func:`bench_scale.run_measured`: wall time and the peak summed RSS / PSS of its process tree.
+:func:`benchmarks.harness.run_measured`: wall time and the peak summed RSS / PSS of its process tree.
 
-1. planted games written in the release's format (``python -m datamodels.planted --release``:
+1. planted games written in the release's format (``python -m datamodels.sweep.planted --release``:
    ``train_masks_50pct.npy``, ``test_margins_50pct.npy`` in float16, ``labels.npy`` of 10
    classes and the truth): ``n`` players, ``T`` targets, ``masks`` models, 500 mains per target;
 2. ``jobs/import_sweep.py dataset=none`` with ``source.labels``, then ``jobs/collect.py``;
@@ -26,33 +26,24 @@ Every stage runs as a user runs it (a job or module in its own process), and is 
 6. ``jobs/curate.py`` of one keep-set; 7. ``jobs/report.py``; 8. the three notebooks, executed.
 """
 
+import argparse
 import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"  # before numpy loads
+import numpy as np
+import pandas as pd
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import shutil  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+from benchmarks.harness import cpu_name, pin_threads, run_measured, save_results
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from bench_fit import cpu_name  # noqa: E402
-from bench_scale import run_measured  # noqa: E402
-
-from datamodels.fit_ready import open_fit_ready  # noqa: E402
-from datamodels.fitting import r2, save_fit, spearman  # noqa: E402
-from datamodels.interactions import interaction_table, make_engine  # noqa: E402
-from datamodels.planted import _by_order, _PlantedGames, read_planted_truth  # noqa: E402
-from datamodels.run_folder import RunFolder  # noqa: E402
+from datamodels.store.fit_ready import open_fit_ready
+from datamodels.fit.stage import INTERACTION_COLUMNS, r2, save_fit, spearman
+from datamodels.interactions import interaction_table, make_engine
+from datamodels.sweep.planted import _by_order, _PlantedGames, read_planted_truth
+from datamodels.run.folder import RunFolder
 
 NOTEBOOKS = ("01_target_interactions.ipynb", "02_dataset_patterns.ipynb", "03_pruning.ipynb")
 
@@ -75,10 +66,9 @@ def truth_fit(run_dir: Path, truth_file: Path, start: int) -> None:
             "target": targets, "method": method, "r2": [r2(y[:, j], pred[:, j]) for j in range(len(targets))],
             "spearman": [spearman(y[:, j], pred[:, j]) for j in range(len(targets))], "noise_ceiling": np.nan,
             "r2_fraction_of_ceiling": np.nan, "models_used": int((~held).sum()), "seconds": 0.0, "working_set": 0,
-            "kkt_added": 0, "penalty_at_floor": False})
-        interactions = pd.concat([interaction_table(s).assign(target=t, method=method)
-                                  for t, s in zip(targets, spectra)], ignore_index=True)
-        interactions = interactions[["target", "members", "order", "mobius", "kind", "method"]]
+            "kkt_added": 0, "penalty_at_floor": False, "tested_zeroed": 0})
+        interactions = pd.concat([interaction_table(s, tested={k for k in s if len(k) > 1}).assign(target=t, method=method)
+                                  for t, s in zip(targets, spectra)], ignore_index=True)[list(INTERACTION_COLUMNS)]
         shortcut = f"the planted truth of targets {start}..{T - 1}, judged on the held-out models (this benchmark)"
         meta = {"fingerprint": ready.meta["fingerprint"], "n": n, "T": T, "config_hash": ready.meta.get("config_hash"),
                 "alpha": None, "methods": {method: {"shortcut": shortcut}}}
@@ -99,6 +89,7 @@ def main() -> None:
                              "'report,notebook'), on a run folder the full benchmark wrote")
     parser.add_argument("--step", default=None, help=argparse.SUPPRESS)  # internal: one step in its own process
     args = parser.parse_args()
+    pin_threads()
     release = Path(args.out).resolve() / f"release-n{args.n}-T{args.targets}-m{args.masks}"
     run_dir = Path(args.out).resolve() / f"n{args.n}-T{args.targets}-m{args.masks}"
     if args.step == "truth-fit":
@@ -109,7 +100,7 @@ def main() -> None:
           f"{args.fit_targets} targets per method", flush=True)
     py, run = sys.executable, f"run_dir={run_dir}"
     stages = [
-        ("planted release (two .npy files)", [py, "-m", "datamodels.planted", "--release", str(release), "--n",
+        ("planted release (two .npy files)", [py, "-m", "datamodels.sweep.planted", "--release", str(release), "--n",
                                               str(args.n), "--targets", str(args.targets), "--masks",
                                               str(args.masks), "--n-mains", "500"]),
         ("import (dataset=none, labels)",
@@ -122,7 +113,7 @@ def main() -> None:
         (f"fit=proxyspex, targets 0..{args.fit_targets - 1}",
          [py, "jobs/fit.py", run, "fit=proxyspex", f"fit.stop={args.fit_targets}", "progress=false"]),
         ("shortcut: both fit tables of the other targets from the truth",
-         [py, __file__, "--step", "truth-fit", "--n", str(args.n), "--targets", str(args.targets), "--masks",
+         [py, "-m", "benchmarks.bench_e2e_scale", "--step", "truth-fit", "--n", str(args.n), "--targets", str(args.targets), "--masks",
           str(args.masks), "--fit-targets", str(args.fit_targets), "--out", args.out]),
         ("prune (interactions, linear, random, stratified; 5 fractions)",
          [py, "jobs/prune.py", run, "prune.methods=[interactions,linear,random,stratified]", "progress=false"]),
@@ -157,7 +148,7 @@ def main() -> None:
              "fit/interactions.parquet": folder.interactions().stat().st_size}
     print("\n" + pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     print("\nsizes: " + ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in sizes.items()))
-    (Path(args.out) / "results.json").write_text(json.dumps({"rows": rows, "sizes": sizes}, indent=1))
+    save_results("bench_e2e_scale", rows, path=Path(args.out) / "results.json", sizes=sizes)
 
 
 if __name__ == "__main__":

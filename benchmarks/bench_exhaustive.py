@@ -1,10 +1,10 @@
 """Recovery of real retraining games against exact ground truth (exhaustive sweeps).
 
     make bench-exhaustive     # trains the exhaustive sweeps if needed, then this
-    .venv/bin/python benchmarks/bench_exhaustive.py --run runs/classes-exhaustive [--budgets 32,64,...]
+    .venv/bin/python -m benchmarks.bench_exhaustive --run runs/classes-exhaustive [--budgets 32,64,...]
 
 An exhaustive sweep trains every subset of ``n`` players (here the 10 digit classes, or 12
-k-means clusters of digits) with 2 seeds. ``datamodels.exhaustive`` turns it into the exact
+k-means clusters of digits) with 2 seeds. ``datamodels.fit.exhaustive`` turns it into the exact
 references of every target: the seed-averaged margins of all ``2^n`` subsets, their exact Möbius
 spectrum, and their least-squares projection on terms of order <= 3 with a standard error per
 term from the spread between seeds. ProxySPEX and the linear datamodel are fitted on random
@@ -18,13 +18,14 @@ import time
 from itertools import combinations
 
 import numpy as np
-from bench_fit import cpu_name  # also pins one BLAS/OpenMP thread per process
 from scipy.stats import norm
 
-from datamodels.exhaustive import recovery
+from benchmarks.harness import cpu_name, pin_threads, save_results
+
+from datamodels.fit.exhaustive import recovery
 from datamodels.interactions import LinearDatamodel, ProxySPEX
 from datamodels.interactions.selection import step_up, z_bonferroni
-from datamodels.store import load_sweep
+from datamodels.store.shards import load_sweep
 
 
 class TestedPairs:
@@ -83,8 +84,10 @@ def main() -> None:
     parser.add_argument("--least-squares", action="store_true",
                         help="least squares on every pair, tested (Bonferroni and BH at 0.05), beside")
     args = parser.parse_args()
+    pin_threads()
     budgets = [int(b) for b in args.budgets.split(",")]
     print(f"{time.strftime('%Y-%m-%d %H:%M')}, {cpu_name()}, one thread")
+    rows = []
     for run in args.run:
         sweep = load_sweep(run, require_complete=True)
         n = sweep.meta["n"]
@@ -106,6 +109,8 @@ def main() -> None:
             ["r2", "r2_projection", "recall", "precision", "pair_error", "kinds_agree", "recall_order2"]].median()
         print("medians over targets:")
         print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
+        rows += summary.reset_index().assign(run=str(run), n=n).to_dict("records")
+    save_results("bench_exhaustive", rows)
 
 
 if __name__ == "__main__":

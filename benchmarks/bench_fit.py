@@ -1,9 +1,9 @@
 """Fit benchmark: this package's ProxySPEX vs shapiq's ProxySPEX vs the linear datamodel.
 
-    .venv/bin/python benchmarks/bench_fit.py [--grid 100:500,2000 1000:500] [--noise 0.5] [--strength 1]
-    .venv/bin/python benchmarks/bench_fit.py --game unanimity --grid 30:500 60:2000 --noise 0
+    .venv/bin/python -m benchmarks.bench_fit [--grid 100:500,2000 1000:500] [--noise 0.5] [--strength 1]
+    .venv/bin/python -m benchmarks.bench_fit --game unanimity --grid 30:500 60:2000 --noise 0
 
-Planted games in the data-attribution regime (``datamodels.planted.planted_game``: dense
+Planted games in the data-attribution regime (``datamodels.sweep.planted.planted_game``: dense
 small mains on every player, 2 synergy pairs, 2 redundancy pairs, 1 triple) plus Gaussian seed
 noise at ``--noise`` times the signal's standard deviation. shapiq 1.4.1 (the ``bench`` extra)
 runs with its defaults (``index="FBII"``, ``max_order=3``) and samples the masks itself; every
@@ -13,37 +13,27 @@ Banzhaf indices are the coefficients of the best order-3 polynomial in the Möbi
 all three are judged the same way: R^2 on 5,000 held-out masks with fresh noise, and precision
 and recall of the planted interactions among the non-zero interactions each method returns.
 ``--game unanimity`` draws sums of unanimity games instead (shapiq's SOUM benchmark games,
-``datamodels.planted.unanimity_game``: dense interactions of every order up to ``--max-size``,
+``datamodels.sweep.planted.unanimity_game``: dense interactions of every order up to ``--max-size``,
 no hierarchy of mains to lean on), judged the same way against all their interactions.
 Every fit runs on one thread. Rows are printed as they finish; ratios come from the same run.
 """
 
+import argparse
 import os
+import platform
+import time
+import warnings
+from importlib.metadata import version
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ[_var] = "1"  # before numpy loads: one thread per fit, as in the fit stage
+import numpy as np
 
-import argparse  # noqa: E402
-import platform  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-from importlib.metadata import version  # noqa: E402
+from benchmarks.harness import THREAD_VARIABLES, cpu_name, pin_threads, save_results
 
-import numpy as np  # noqa: E402
-
-from datamodels.fitting import r2  # noqa: E402
-from datamodels.interactions import LinearDatamodel, ProxySPEX, mobius_predict  # noqa: E402
-from datamodels.planted import planted_game, unanimity_game  # noqa: E402
+from datamodels.fit.stage import r2
+from datamodels.interactions import LinearDatamodel, ProxySPEX, mobius_predict
+from datamodels.sweep.planted import planted_game, unanimity_game
 
 HELDOUT = 5000
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def support_scores(mobius: dict, planted: dict) -> tuple[float, float]:
@@ -119,6 +109,7 @@ def main() -> None:
     parser.add_argument("--max-size", type=int, default=3)
     parser.add_argument("--max-order", type=int, default=3, help="of both ProxySPEX fits")
     args = parser.parse_args()
+    pin_threads(THREAD_VARIABLES + ("NUMBA_NUM_THREADS",))  # shapiq's numba loads later, in the first fit
     game_args = {"game": args.game, "strength": args.strength, "terms": args.terms, "max_size": args.max_size,
                  "max_order": args.max_order}
     print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, "
@@ -128,9 +119,10 @@ def main() -> None:
     header = ("| n | budget | ceiling R^2 | R^2 new / shapiq / linear | prec new / shapiq "
               "| recall new / shapiq | fit s new / shapiq / linear | shapiq s / new s |")
     print(header + "\n|" + "---|" * (header.count("|") - 1))
-    total = time.perf_counter()
+    total, rows = time.perf_counter(), []
     for n, budget in parse_grid(args.grid):
         r = run_case(n, budget, args.noise, args.seed, game_args)
+        rows.append(r)
         print(f"| {n} | {budget} | {r['ceiling']:.3f} "
               f"| {r['proxyspex_r2']:.3f} / {r['shapiq_r2']:.3f} / {r['linear_r2']:.3f} "
               f"| {r['proxyspex_prec']:.2f} / {r['shapiq_prec']:.2f} "
@@ -138,6 +130,7 @@ def main() -> None:
               f"| {r['proxyspex_s']:.2f} / {r['shapiq_s']:.2f} / {r['linear_s']:.2f} "
               f"| {r['shapiq_s'] / r['proxyspex_s']:.1f}x |", flush=True)
     print(f"total {time.perf_counter() - total:.0f} s")
+    save_results("bench_fit", rows)
 
 
 if __name__ == "__main__":

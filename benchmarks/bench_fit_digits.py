@@ -1,7 +1,7 @@
 """Faithfulness on a real digits sweep against the number of models used, and the noise ceiling.
 
     make bench-fit-digits    # the 2,000-model sweep (demo players, 1,000 masks x 2 seeds), then this
-    .venv/bin/python benchmarks/bench_fit_digits.py --run runs/digits-repeats [--budgets 100,200,400,800,1600]
+    .venv/bin/python -m benchmarks.bench_fit_digits --run runs/digits-repeats [--budgets 100,200,400,800,1600]
 
 ProxySPEX and the linear datamodel are fitted to the same targets on the first ``b`` models of
 the fit split, for each budget ``b``, and judged on the same held-out models (the fit stage's
@@ -15,10 +15,10 @@ import os
 import platform
 import time
 
-from bench_fit import cpu_name  # also pins one BLAS/OpenMP thread per process
+from benchmarks.harness import cpu_name, pin_threads, save_results
 
-from datamodels.analysis import RunView, faithfulness_vs_models
-from datamodels.fitting import noise_ceiling
+from datamodels.views.analysis import RunView, faithfulness_vs_models
+from datamodels.fit.stage import noise_ceiling
 
 
 def main() -> None:
@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--targets", type=int, default=200, help="the first this many targets are fitted")
     parser.add_argument("--workers", type=int, default=2, help="fit processes, one thread each")
     args = parser.parse_args()
+    pin_threads()
 
     view = RunView.open(args.run)
     models = view.models
@@ -41,6 +42,7 @@ def main() -> None:
                                    workers=args.workers, progress=True)
     print(table.to_string(index=False, float_format="%.3f"))
     print(f"wall time {time.perf_counter() - start:.0f} s")
+    save_results("bench_fit_digits", table.to_dict("records"))
 
 
 if __name__ == "__main__":

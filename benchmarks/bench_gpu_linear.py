@@ -1,6 +1,6 @@
 """The linear datamodel on a GPU at CIFAR-10 scale, beside the CPU path on the same machine.
 
-    .venv/bin/python benchmarks/bench_gpu_linear.py --n 50000 --m 100000 --targets 100 --cpu-targets 16
+    .venv/bin/python -m benchmarks.bench_gpu_linear --n 50000 --m 100000 --targets 100 --cpu-targets 16
 
 Writes (or reuses) the planted sweep of ``make bench-scale`` at ``n`` players and ``m`` models
 (same game, same seeds, so the figures line up with that benchmark's rows), then, on the fit
@@ -14,25 +14,20 @@ the noise ceiling, on the targets both fitted.
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from benchmarks.bench_scale import GAME, NOISE
+from benchmarks.harness import cpu_name, pin_threads, save_results
 
-from bench_fit import cpu_name  # noqa: E402  (also pins one BLAS/OpenMP thread per process)
-from bench_scale import GAME, NOISE  # noqa: E402
-
-import torch  # noqa: E402
-
-from datamodels.fit_ready import build_fit_ready, open_fit_ready  # noqa: E402
-from datamodels.fitting import fit_and_evaluate, noise_ceiling, r2  # noqa: E402
-from datamodels.interactions import heldout_split  # noqa: E402
-from datamodels.interactions.batched_lasso import fit_linear_batched  # noqa: E402
-from datamodels.planted import write_planted_sweep  # noqa: E402
+from datamodels.store.fit_ready import build_fit_ready, open_fit_ready
+from datamodels.fit.stage import fit_and_evaluate, noise_ceiling, r2
+from datamodels.interactions import heldout_split
+from datamodels.interactions.batched_lasso import fit_linear_batched
+from datamodels.sweep.planted import write_planted_sweep
 
 
 def main() -> None:
@@ -45,6 +40,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--out", default="runs/bench-scale")
     args = parser.parse_args()
+    pin_threads()
     device = torch.device(args.device)
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "no GPU"
     print(f"{time.strftime('%Y-%m-%d %H:%M')}, {gpu}, {cpu_name()}, {os.cpu_count()} cores, torch "
@@ -79,9 +75,13 @@ def main() -> None:
           f"peak device memory {memory:.1f} GB; median R^2 {np.median(gpu_r2):.3f} "
           f"({np.median(gpu_r2 / ceiling):.3f} of the ceiling {np.median(ceiling):.3f}); median non-zero "
           f"coefficients {np.median((fit.coef != 0).sum(0)):.0f}", flush=True)
+    row = {"n": args.n, "m": args.m, "targets": args.targets, "device": args.device, "gpu": gpu, "gpu_s": gpu_s,
+           "gpu_s_per_target": gpu_s / args.targets, "peak_device_gb": memory, "r2": np.median(gpu_r2),
+           "r2_of_ceiling": np.median(gpu_r2 / ceiling), "ceiling": np.median(ceiling)}
 
     k = min(args.cpu_targets, args.targets)
     if k == 0:
+        save_results("bench_gpu_linear", [row])
         return
     start = time.perf_counter()
     _, metrics = fit_and_evaluate(ready.masks, Y, ready.mask_id, "linear", workers=args.cpu_workers,
@@ -93,6 +93,9 @@ def main() -> None:
     print(f"CPU core-seconds per target / GPU seconds per target: {cpu_s / (gpu_s / args.targets):.1f}x; "
           f"10,000 targets: {gpu_s / args.targets * 10_000 / 3600:.1f} h on this GPU, "
           f"{cpu_s * 10_000 / 3600 / os.cpu_count():.1f} h on its {os.cpu_count()} cores")
+    save_results("bench_gpu_linear", [row | {"cpu_targets": k, "cpu_workers": args.cpu_workers,
+                                             "cpu_core_s_per_target": cpu_s, "cpu_r2": metrics["r2"].median(),
+                                             "gpu_r2_same_targets": np.median(gpu_r2[:k])}])
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """The import of the datamodels release format: its time against reading the two files once, and
 its peak memory.
 
-    make bench-import        # = .venv/bin/python benchmarks/bench_import.py
-    .venv/bin/python benchmarks/bench_import.py --models 20000 --n 50000 --targets 1000
+    make bench-import        # = .venv/bin/python -m benchmarks.bench_import
+    .venv/bin/python -m benchmarks.bench_import --models 20000 --n 50000 --targets 1000
 
-A planted release (``python -m datamodels.planted --release``: bool masks ``[M, n]``, float16
+A planted release (``python -m datamodels.sweep.planted --release``: bool masks ``[M, n]``, float16
 margins ``[M, T]``) is written under ``--dir`` (reused when already there), then, in one run:
 reading the two files once (``np.load(mmap_mode='r')``, summed in chunks of 1,000 rows, in a
 process of its own), ``jobs/import_sweep.py`` exactly as a user runs it (into a fresh run
@@ -12,31 +12,23 @@ folder), and the read again; with ``--cache warm`` the files are in the page cac
 three, with ``--cache cold`` they are dropped from it before each (``posix_fadvise``), so
 every step reads them from the disk (both by default). Reported: wall time of each, the import's time over the read's, and
 peak memory of the import's process tree (summed RSS and PSS, sampled every 0.25 s;
-``bench_scale.run_measured``). Goals (issue 22): peak <= 2 GB whatever M, time <= 2x a read.
+``benchmarks.harness.run_measured``). Goals (issue 22): peak <= 2 GB whatever M, time <= 2x a read.
 
 Free disk is checked first: the release (M x (n + 2T) bytes) and the run (M x (n/8 + 4T)
 bytes) must fit with 10% to spare, else M is reduced, and the output says so.
 """
 
+import argparse
+import json
 import os
+import platform
+import shutil
+import subprocess
+import sys
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"
+import numpy as np
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-sys.path.insert(0, str(ROOT))
-
+from benchmarks.harness import ROOT, cpu_name, pin_threads, run_measured, save_results
 
 
 def read_once(paths: list[str], rows: int = 1000) -> float:
@@ -79,14 +71,12 @@ def main(argv=None) -> None:
                              "freshly downloaded release larger than RAM is)")
     parser.add_argument("--read-once", nargs="+", help=argparse.SUPPRESS)  # the baseline's own process
     args = parser.parse_args(argv)
+    pin_threads()
     if args.read_once:
         print(read_once(args.read_once))
         return
     # here, not at the top: the baseline's process (above) loads numpy alone, as a reader would
-    from bench_fit import cpu_name
-    from bench_scale import run_measured
-
-    from datamodels.importing import release_files
+    from datamodels.sweep.importing import release_files
 
     folder = (ROOT / args.dir).resolve()
     folder.mkdir(parents=True, exist_ok=True)
@@ -102,15 +92,16 @@ def main(argv=None) -> None:
     python = sys.executable
     if not have:
         print(f"writing the planted release: M={M:,}, n={n:,}, T={T:,} ({needed_bytes(M, n, T) / 1e9:.1f} GB with the run)")
-        subprocess.run([python, "-m", "datamodels.planted", "--release", str(folder / "release"), "--n", str(n),
+        subprocess.run([python, "-m", "datamodels.sweep.planted", "--release", str(folder / "release"), "--n", str(n),
                         "--targets", str(T), "--masks", str(M), "--n-mains", "100"], cwd=ROOT, check=True,
                        env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.DEVNULL)
     run_dir = folder / "run"
     shutil.rmtree(run_dir, ignore_errors=True)
-    read = [python, __file__, "--read-once", str(masks), str(margins)]
+    read = [python, "-m", "benchmarks.bench_import", "--read-once", str(masks), str(margins)]
     result = {"machine": f"{cpu_name()}, {os.cpu_count()} cores, {platform.python_version()}", "M": M, "n": n, "T": T,
               "source_gb": (masks.stat().st_size + margins.stat().st_size) / 1e9}
     print(f"import of M={M:,} x n={n:,} masks and T={T:,} margins ({result['source_gb']:.1f} GB) on {result['machine']}:")
+    rows = []
     for cache in args.cache:
         def step(command, cache=cache):
             """cold: every step starts with the source out of the page cache; warm: all three find it there."""
@@ -139,6 +130,8 @@ def main(argv=None) -> None:
               f"{row['import_peak_pss_gb']} GB PSS (goal <= 2 GB); the read's, through one map of each file: "
               f"{row['read_once_peak_rss_gb']} GB RSS", flush=True)
         print(json.dumps(result | row))
+        rows.append(result | row)
+    save_results("bench_import", rows)
 
 
 if __name__ == "__main__":

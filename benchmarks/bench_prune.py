@@ -1,6 +1,6 @@
 """Keep-sets at CIFAR-10 scale: the sparse greedy against today's dense one (docs/benchmarks.md).
 
-    PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_prune.py   (make bench-prune)
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.bench_prune   (make bench-prune)
 
 Synthetic surrogates over n = 50,000 players, as the fit produces them: every target has
 ``--mains`` main effects on random players and ``--pairs`` pair terms, a few of them
@@ -20,15 +20,12 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import platform
-import resource
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the frozen greedy: tests/prune_reference.py
+from benchmarks.harness import (cpu_name, cpu_seconds, peak_rss_gb, pin_threads, process_cpu_seconds, save_results,
+                                tests_module)
 
 N = 50_000
 FRACTIONS = (0.9, 0.7, 0.5, 0.3, 0.2)
@@ -57,16 +54,6 @@ def classes_of(n: int) -> np.ndarray:
     return np.random.default_rng(7).integers(0, 10, n)
 
 
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def peak_rss_gb() -> float:
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 2**20
-
-
 def _job(kind: str, T: int, args: dict, queue) -> None:
     """One measured run in its own process: ``(seconds to build, seconds to choose, CPU seconds to
     choose, peak GB, keep-sets)``."""
@@ -78,25 +65,17 @@ def _job(kind: str, T: int, args: dict, queue) -> None:
     sizes = [round(f * N) for f in args["fractions"]]
     classes = classes_of(N)
     if kind == "reference":
-        from prune_reference import as_reference, greedy_keep_set
-
-        reference = as_reference(surrogate)
+        frozen = tests_module("prune_reference")  # the frozen greedy: tests/prune_reference.py
+        reference = frozen.as_reference(surrogate)
         built, cpu = time.perf_counter() - start, cpu_seconds()
         queue.put(cpu)  # choosing starts now
-        keep = {size: greedy_keep_set(reference, size, classes) for size in sizes}
+        keep = {size: frozen.greedy_keep_set(reference, size, classes) for size in sizes}
     else:
         built, cpu = time.perf_counter() - start, cpu_seconds()
         queue.put(cpu)
         keep = greedy_keep_sets(surrogate, sizes, classes)
     chose = time.perf_counter() - start - built
     queue.put((built, chose, cpu_seconds() - cpu, peak_rss_gb(), {k: v.tolist() for k, v in keep.items()}))
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """CPU seconds a running process has used so far (``/proc/<pid>/stat``: utime and stime)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def measure(kind: str, T: int, args: dict, timeout: float | None = None):
@@ -143,50 +122,59 @@ def main() -> None:
     parser.add_argument("--fractions", type=float, nargs="+", default=list(FRACTIONS))
     parser.add_argument("--part", choices=["a", "b", "all"], default="all")
     args = parser.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    pin_threads()
     settings = vars(args)
-    with open("/proc/cpuinfo") as info:
-        names = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
-    cpu = names[0] if names else platform.machine()
-    print(f"machine: {cpu}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; n = {N:,}, "
+    print(f"machine: {cpu_name()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; n = {N:,}, "
           f"{args.mains} mains and {args.pairs} pairs per target ({args.strong} strong), 10 classes, quotas on")
+    rows = []
     if args.part in ("a", "all"):
-        compare(args, settings)
+        rows += compare(args, settings)
     if args.part in ("b", "all"):
-        scale(args, settings)
+        rows += scale(args, settings)
+    save_results("bench_prune", rows)
 
 
-def compare(args, settings: dict) -> None:
+def compare(args, settings: dict) -> list[dict]:
     print("\n(a) one kept fraction, new vs today's dense greedy (each in its own process)")
     print("wall and CPU seconds of choosing the keep-set (the surrogate's build apart), peak resident GB")
     print(f"{'T':>6} {'new s':>7} {'new cpu':>8} {'new GB':>7} {'dense s':>8} {'dense cpu':>9} {'dense GB':>8} "
           f"{'speed-up (wall, cpu)':>21} same")
     one = dict(settings, fractions=[args.compare_fraction])
+    rows = []
     for T in args.compare_targets:
         new, _ = measure("interactions", T, one)
         ref, ref_wall = measure("reference", T, one, args.reference_timeout)
+        rows.append({"part": "a", "T": T, "fraction": args.compare_fraction, "new_choose_s": new[1],
+                     "new_cpu_s": new[2], "new_peak_gb": new[3]})
         if ref is None:  # stopped: its time so far (build included) bounds the ratio from below
             wall, cpu = ref_wall
+            rows[-1] |= {"dense_stopped": True, "dense_choose_s_at_least": wall, "dense_cpu_s_at_least": cpu}
             print(f"{T:>6} {new[1]:>7.1f} {new[2]:>8.1f} {new[3]:>7.2f} {'>' + format(wall, '.0f'):>8} "
                   f"{'>' + format(cpu, '.0f'):>9} {'-':>8} "
                   f"{'>' + format(wall / new[1], '.0f') + 'x, >' + format(cpu / new[2], '.0f') + 'x':>21} "
                   f"(dense stopped)", flush=True)
         else:
+            rows[-1] |= {"dense_stopped": False, "dense_choose_s": ref[1], "dense_cpu_s": ref[2],
+                         "dense_peak_gb": ref[3], "same": new[4] == ref[4]}
             print(f"{T:>6} {new[1]:>7.1f} {new[2]:>8.1f} {new[3]:>7.2f} {ref[1]:>8.1f} {ref[2]:>9.1f} {ref[3]:>8.2f} "
                   f"{format(ref[1] / new[1], '.0f') + 'x, ' + format(ref[2] / new[2], '.0f') + 'x':>21} "
                   f"{new[4] == ref[4]}", flush=True)
+    return rows
 
 
-def scale(args, settings: dict) -> None:
+def scale(args, settings: dict) -> list[dict]:
     print(f"\n(b) T = {args.scale_targets:,}, fractions {args.fractions}, one process per method")
     print(f"{'method':>13} {'build s':>8} {'choose s':>9} {'choose cpu':>10} {'peak GB':>8}")
-    total, cpu, peak = 0.0, 0.0, 0.0
+    total, cpu, peak, rows = 0.0, 0.0, 0.0, []
     for method in ("interactions", "linear"):
         result, wall = measure(method, args.scale_targets, settings)
         total, cpu, peak = total + wall, cpu + result[2], max(peak, result[3])
+        rows.append({"part": "b", "T": args.scale_targets, "method": method, "build_s": result[0],
+                     "choose_s": result[1], "choose_cpu_s": result[2], "peak_gb": result[3], "wall_s": wall})
         print(f"{method:>13} {result[0]:>8.1f} {result[1]:>9.1f} {result[2]:>10.1f} {result[3]:>8.2f}", flush=True)
     print(f"both: {total:.0f} s wall and {cpu:.0f} CPU s choosing (builds and process starts apart), "
           f"peak {peak:.2f} GB")
+    return rows
 
 
 if __name__ == "__main__":

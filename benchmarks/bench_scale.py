@@ -1,10 +1,10 @@
 """The fit stage at CIFAR-10 scale, on planted sweeps: memory, time per target, faithfulness.
 
-    make bench-scale        # = .venv/bin/python benchmarks/bench_scale.py
-    .venv/bin/python benchmarks/bench_scale.py --ns 5000,50000 --ms 20000 --targets 100
+    make bench-scale        # = .venv/bin/python -m benchmarks.bench_scale
+    .venv/bin/python -m benchmarks.bench_scale --ns 5000,50000 --ms 20000 --targets 100
 
 For each ``n`` (players) and ``m`` (models: ``m / 2`` masks x 2 seeds, so the noise ceiling is
-measured) a planted sweep is written as genuine shards (``datamodels.planted``; reused when
+measured) a planted sweep is written as genuine shards (``datamodels.sweep.planted``; reused when
 already there), its fit-ready layout built (``jobs/collect.py``'s step), and ``jobs/fit.py``
 run for the linear datamodel and ProxySPEX with 2 worker processes, exactly as a user runs it.
 Every target is the same kind of game at every ``n``: 5 synergy pairs, 5 redundancy pairs and
@@ -29,35 +29,28 @@ tree.
 
 Two side experiments at the smallest ``n``: the same targets fitted with and without screening
 (``screen_k = n``), and what screening misses: pairs whose members have no marginal effect.
+
+Results: ``runs/benchmarks/bench_scale.json`` (every part's rows), and the grid's rows as they
+finish in ``<out>/results.json`` (what ``--resume`` reads).
 """
 
+import argparse
+import json
 import os
+import platform
+import sys
+import time
+from pathlib import Path
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"  # before numpy loads: one thread per process, as in the fit stage
+import numpy as np
+import pandas as pd
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import resource  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+from benchmarks.harness import cpu_name, pin_threads, run_measured, save_results
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from bench_fit import cpu_name  # noqa: E402
-
-from datamodels.fit_ready import build_fit_ready, open_fit_ready  # noqa: E402
-from datamodels.fitting import fit_and_evaluate, r2  # noqa: E402
-from datamodels.interactions import ProxySPEX, mobius_predict  # noqa: E402
-from datamodels.planted import planted_game, read_planted_truth, write_planted_sweep  # noqa: E402
+from datamodels.store.fit_ready import build_fit_ready, open_fit_ready
+from datamodels.fit.stage import fit_and_evaluate, r2
+from datamodels.interactions import ProxySPEX, mobius_predict
+from datamodels.sweep.planted import planted_game, read_planted_truth, write_planted_sweep
 
 GAME = dict(n_synergy=5, n_redundancy=5, n_triples=1, main_sd=0.1, strength=1.0, n_mains=500)
 NOISE = 0.5
@@ -66,57 +59,6 @@ METHODS = ("linear", "proxyspex")
 # item 5), redundant as well as synergistic (issue 31, item 5: real data has mostly redundancy).
 TAIL_SD = 0.01
 TAIL_GAME = dict(n_synergy=3, n_redundancy=3, n_triples=0, main_sd=0.1, strength=0.3, n_mains=500, tail_sd=TAIL_SD)
-
-
-def tree_memory(root: int) -> tuple[int, int]:
-    """Summed RSS and PSS (bytes) of ``root`` and all its descendants, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    rss = pss = 0
-    stack = [root]
-    while stack:
-        pid = stack.pop()
-        stack.extend(children.get(pid, []))
-        try:
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Rss:"):
-                    rss += int(line.split()[1]) * 1024
-                elif line.startswith("Pss:"):
-                    pss += int(line.split()[1]) * 1024
-        except OSError:
-            continue
-    return rss, pss
-
-
-def run_measured(command: list[str]) -> dict:
-    """Run ``command``; its wall and CPU time and the peak summed RSS/PSS of its process tree."""
-    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    peak = [0, 0]
-
-    def sample():
-        while proc.poll() is None:
-            rss, pss = tree_memory(proc.pid)
-            peak[0], peak[1] = max(peak[0], rss), max(peak[1], pss)
-            time.sleep(0.25)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    output = proc.communicate()[0]
-    sampler.join()
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{output}")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return {"wall_s": time.perf_counter() - start,
-            "cpu_s": after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime,
-            "peak_rss_gb": peak[0] / 2**30, "peak_pss_gb": peak[1] / 2**30}
 
 
 def recovery(interactions: pd.DataFrame, truth: dict[int, dict]) -> tuple[float, float]:
@@ -201,10 +143,11 @@ def blind_spot(n: int, m: int, seed: int = 0) -> list[dict]:
     return rows
 
 
-def grid(args, ns: list[int], ms: list[int], out: Path) -> None:
+def grid(args, ns: list[int], ms: list[int], out: Path) -> list[dict]:
     """The n x m table: each row fitted by jobs/fit.py (or reused with --resume), then the ratios."""
     saved = out / "results.json"
     earlier = json.loads(saved.read_text()) if args.resume and saved.exists() else []
+    earlier = earlier["rows"] if isinstance(earlier, dict) else earlier  # a list: written before the harness
     results = []
     skip = {tuple(int(v) for v in pair.split(":")) for pair in args.skip.split(",") if pair}
     for m in ms:
@@ -219,7 +162,7 @@ def grid(args, ns: list[int], ms: list[int], out: Path) -> None:
                     row = key | {"targets": args.targets, "started": time.strftime("%Y-%m-%d %H:%M")} | fit_run(
                         run_dir, method, args.workers, args.targets)
                 results.append(row)
-                saved.write_text(json.dumps(results + [r for r in earlier if r not in results], indent=1))
+                save_results("bench_scale", results + [r for r in earlier if r not in results], path=saved)
                 print("  " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
                                        for k, v in row.items()), flush=True)
     table = pd.DataFrame(results)
@@ -233,12 +176,13 @@ def grid(args, ns: list[int], ms: list[int], out: Path) -> None:
         hours = row["s_per_target"] * 10_000 / 3600
         print(f"  n={row['n']:,} m={row['m']:,} {row['method']}: {hours / 2:.1f} h on 2 cores; "
               f"{hours / 200 * 60:.1f} min on a 100-node SLURM array of 2-core tasks")
+    return results
 
 
-def tail(args, ms: list[int], out: Path) -> None:
+def tail(args, ms: list[int], out: Path) -> list[dict]:
     """ProxySPEX on the dense-tail game at each ``m`` and error rate: false pairs, pairs found
     beside the oracle's count, CPU and wall seconds."""
-    from tail_pair_statistics import oracle_cleared  # it imports TAIL_GAME from here
+    from benchmarks.tail_pair_statistics import oracle_cleared  # it imports TAIL_GAME from here
 
     rows = []
     for m in ms:
@@ -268,6 +212,7 @@ def tail(args, ms: list[int], out: Path) -> None:
             first, last = rated.iloc[0], rated.iloc[-1]
             print(f"{params}: m x{last['m'] / first['m']:.3g}: CPU seconds x{last['cpu_s'] / first['cpu_s']:.3g}, "
                   f"wall x{last['wall_s'] / first['wall_s']:.3g}")
+    return rows
 
 
 def main() -> None:
@@ -290,25 +235,28 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true",
                         help="reuse the rows already in <out>/results.json (a grid of hours survives an interruption)")
     args = parser.parse_args()
+    pin_threads()
     ns, ms = [int(v) for v in args.ns.split(",")], [int(v) for v in args.ms.split(",")]
     out = Path(args.out).resolve()
     print(f"{time.strftime('%Y-%m-%d %H:%M')}, {cpu_name()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}, {args.workers} fit workers of one thread each; targets {args.targets}; "
           f"game {GAME}, noise {NOISE}", flush=True)
-    parts = set(args.parts.split(","))
+    parts, rows = set(args.parts.split(",")), {}
     if "grid" in parts:
-        grid(args, ns, ms, out)
+        rows["grid"] = grid(args, ns, ms, out)
     n0, m0 = min(ns), min(ms)
     if "screening" in parts:
         run_dir = sweep_for(out, n0, m0, args.targets)
         print(f"\nscreening cost at n={n0:,}, m={m0:,}, first {args.side_targets} targets:")
-        print(pd.DataFrame(screening_cost(run_dir, n0, args.side_targets, args.workers))
-              .to_string(index=False, float_format=lambda v: f"{v:.3g}"), flush=True)
+        rows["screening"] = screening_cost(run_dir, n0, args.side_targets, args.workers)
+        print(pd.DataFrame(rows["screening"]).to_string(index=False, float_format=lambda v: f"{v:.3g}"), flush=True)
     if "tail" in parts:
-        tail(args, ms, out)
+        rows["tail"] = tail(args, ms, out)
     if "blind" in parts:
         print(f"\nwhat screening misses (ProxySPEX, n={n0:,}, {m0:,} models, 3 pairs with no marginal effect):")
-        print(pd.DataFrame(blind_spot(n0, m0)).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        rows["blind"] = blind_spot(n0, m0)
+        print(pd.DataFrame(rows["blind"]).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    save_results("bench_scale", [{"part": part} | row for part, found in rows.items() for row in found])
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
-"""A shard's parquet encoding (``datamodels.store.parquet_options``) against the dictionary
+"""A shard's parquet encoding (``datamodels.store.shards.parquet_options``) against the dictionary
 encoding of the margins the store used before, side by side: write and read time, file size.
 
-    .venv/bin/python benchmarks/bench_shard_encoding.py
-    .venv/bin/python benchmarks/bench_shard_encoding.py --models 1000 --n 50000 --targets 1000 10000
+    .venv/bin/python -m benchmarks.bench_shard_encoding
+    .venv/bin/python -m benchmarks.bench_shard_encoding --models 1000 --n 50000 --targets 1000 10000
 
 Each case is one shard of ``--models`` models: random packed masks over ``--n`` players and
 normal margins over T targets, either float16 values widened to float32 (the datamodels
@@ -12,26 +12,19 @@ encoding, alternating, into a temporary folder (the minimum time is reported) an
 whole with ``pyarrow.parquet.read_table``.
 """
 
+import argparse
 import os
+import platform
+import tempfile
+import time
+from pathlib import Path
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+import numpy as np
+import pyarrow.parquet as pq
 
-import argparse  # noqa: E402
-import platform  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+from benchmarks.harness import cpu_name, pin_threads, save_results
 
-import numpy as np  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_fit import cpu_name  # noqa: E402
-
-from datamodels.store import SCALAR_COLUMNS, parquet_options, write_shard_columns  # noqa: E402
+from datamodels.store.shards import SCALAR_COLUMNS, parquet_options, write_shard_columns
 
 
 def dictionary_options(table) -> dict:
@@ -75,18 +68,23 @@ def main() -> None:
     parser.add_argument("--targets", type=int, nargs="+", default=[1000, 10_000])
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
+    pin_threads()
     print(f"one shard of {args.models:,} models, n = {args.n:,}; {cpu_name()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}; best of {args.repeats}")
     print("| T | margins | dictionary: write / read / MB | store: write / read / MB | store / dictionary: write, size |")
     print("|---|---|---|---|---|")
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for T in args.targets:
             for values in ("float16", "float32"):
                 r = case(Path(tmp), args.models, args.n, T, values, args.repeats)
                 d, s = r["dictionary"], r["store"]
+                rows.append({"models": args.models, "n": args.n, "T": T, "margins": values}
+                            | {f"{name}_{key}": value for name, figures in r.items() for key, value in figures.items()})
                 print(f"| {T:,} | {values} | {d['write_s'] * 1e3:.0f} ms / {d['read_s'] * 1e3:.0f} ms / {d['mb']:.1f} | "
                       f"{s['write_s'] * 1e3:.0f} ms / {s['read_s'] * 1e3:.0f} ms / {s['mb']:.1f} | "
                       f"{s['write_s'] / d['write_s']:.2f}x, {s['mb'] / d['mb']:.2f}x |", flush=True)
+    save_results("bench_shard_encoding", rows)
 
 
 if __name__ == "__main__":

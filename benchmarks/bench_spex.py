@@ -1,9 +1,9 @@
 """SPEX against ProxySPEX and the linear datamodel at equal numbers of retrained models.
 
     make bench-spex
-    .venv/bin/python benchmarks/bench_spex.py [--n 100,1000] [--budgets 1000,2000,4000] [--run runs/classes-exhaustive]
+    .venv/bin/python -m benchmarks.bench_spex [--n 100,1000] [--budgets 1000,2000,4000] [--run runs/classes-exhaustive]
 
-Planted games (``datamodels.planted``), with seed noise of 0.3 times the game's spread
+Planted games (``datamodels.sweep.planted``), with seed noise of 0.3 times the game's spread
 (noise ceiling R^2 = 1 / (1 + 0.3^2) = 0.917): *hierarchical* (planted pairs and a triple whose
 members have main effects, as ProxySPEX assumes) and *pure* (the same interactions, their members'
 main effects removed: each still correlates with the margin alone, through its Möbius pairs), and
@@ -15,21 +15,22 @@ fraction of the noise ceiling, and recall of the planted interactions (same memb
 
 Real game: the exhaustive sweep of the 10 digit classes (every subset, 2 seeds;
 ``make bench-exhaustive`` trains it). Every mask SPEX asks for exists there, so SPEX is answered
-from the table (``datamodels.exhaustive.recovery``), against the exact references.
+from the table (``datamodels.fit.exhaustive.recovery``), against the exact references.
 """
 
 import argparse
 import time
 
 import numpy as np
-from bench_fit import cpu_name  # also pins one BLAS/OpenMP thread per process
 
-from datamodels.exhaustive import recovery
-from datamodels.fitting import r2
+from benchmarks.harness import cpu_name, pin_threads, save_results
+
+from datamodels.fit.exhaustive import recovery
+from datamodels.fit.stage import r2
 from datamodels.interactions import (SPEX, LinearDatamodel, ProxySPEX, fourier_to_mobius, mobius_predict, spex_design,
                                      spex_plan)
-from datamodels.planted import bernoulli_sd, planted_game
-from datamodels.store import load_sweep
+from datamodels.sweep.planted import bernoulli_sd, planted_game
+from datamodels.store.shards import load_sweep
 
 NOISE = 0.3
 
@@ -52,7 +53,7 @@ def score(fit, game, X_test, y_test, ceiling) -> dict:
     return {"r2/ceiling": r2(y_test, fit.predict(X_test)) / ceiling, "recall": len(hits) / len(planted)}
 
 
-def planted_part(ns, budgets, degree) -> None:
+def planted_part(ns, budgets, degree) -> list[dict]:
     rows = []
     for n in ns:
         for kind, game in games(n).items():
@@ -91,9 +92,10 @@ def planted_part(ns, budgets, degree) -> None:
     reached = table[table["r2/ceiling"] >= 0.9].groupby(["n", "game", "method"])["models"].min()
     print("\nfewest models reaching 90% of the noise ceiling (absent: not within the grid):")
     print(reached.unstack("method").to_string(float_format=lambda v: f"{v:.0f}"))
+    return table.to_dict("records")
 
 
-def exhaustive_part(run, budgets, targets, degree) -> None:
+def exhaustive_part(run, budgets, targets, degree) -> list[dict]:
     sweep = load_sweep(run, require_complete=True)
     n = sweep.meta["n"]
     start = time.perf_counter()
@@ -105,6 +107,7 @@ def exhaustive_part(run, budgets, targets, degree) -> None:
     summary = table.groupby(["budget", "method"])[["subsets", "r2", "r2_projection", "recall", "precision",
                                                    "recall_order2"]].median()
     print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
+    return summary.reset_index().assign(run=str(run), n=n).to_dict("records")
 
 
 def main() -> None:
@@ -116,11 +119,16 @@ def main() -> None:
     parser.add_argument("--run-budgets", default="264,528", help="SPEX budgets on the exhaustive game")
     parser.add_argument("--targets", type=int, default=20, help="exhaustive game: the first this many targets")
     args = parser.parse_args()
+    pin_threads()
     print(f"{time.strftime('%Y-%m-%d %H:%M')}, {cpu_name()}, one thread")
+    rows = []
     if args.n:
-        planted_part([int(n) for n in args.n.split(",")], [int(b) for b in args.budgets.split(",")], args.degree)
+        rows += [{"part": "planted"} | row for row in planted_part(
+            [int(n) for n in args.n.split(",")], [int(b) for b in args.budgets.split(",")], args.degree)]
     if args.run:
-        exhaustive_part(args.run, [int(b) for b in args.run_budgets.split(",")], args.targets, args.degree)
+        rows += [{"part": "exhaustive"} | row for row in exhaustive_part(
+            args.run, [int(b) for b in args.run_budgets.split(",")], args.targets, args.degree)]
+    save_results("bench_spex", rows)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """ProxySPEX on interaction structures with a known answer: hierarchy, dense games, high orders.
 
-    .venv/bin/python benchmarks/bench_structure.py
+    .venv/bin/python -m benchmarks.bench_structure
 
 Each case draws i.i.d. masks (keep probability 1/2), evaluates a game given as a Möbius spectrum
 (plus Gaussian noise at ``noise`` x its standard deviation), fits ProxySPEX and scores it on
@@ -13,15 +13,16 @@ exactly, the false ones, and the orders found.
 - high order: the same with subsets of up to 5 players, n = 40, ``max_order = 5``.
 """
 
+import argparse
 import time
-
-from bench_fit import cpu_name  # also pins one BLAS/OpenMP thread per process
 
 import numpy as np
 
-from datamodels.fitting import r2
+from benchmarks.harness import cpu_name, pin_threads, save_results
+
+from datamodels.fit.stage import r2
 from datamodels.interactions import ProxySPEX, mobius_predict
-from datamodels.planted import unanimity_game
+from datamodels.sweep.planted import unanimity_game
 
 HIERARCHY = {(): 0.0, (3,): 0.2, (17,): 0.2, (40,): 0.2, (3, 17): 0.2, (3, 40): 0.2, (17, 40): 0.2,
              (3, 17, 40): 0.5}
@@ -33,6 +34,9 @@ CASES = [("hierarchical triple", HIERARCHY, 64, m, 0.1, 3, 0) for m in (2000, 20
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+    pin_threads()
+    rows = []
     print(f"{time.strftime('%Y-%m-%d %H:%M')}, {cpu_name()}, one thread")
     print("| case | n | models | max_order | R^2 | found / true | false | orders found | fit s |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -44,12 +48,18 @@ def main() -> None:
         seconds = time.perf_counter() - start
         true = {k for k in game if len(k) > 1}
         found = {k for k, v in fit.mobius_.items() if len(k) > 1 and v != 0}
-        print(f"| {name} | {n} | {m} | {max_order} | {r2(mobius_predict(game, X_test), fit.predict(X_test)):.4f} "
-              f"| {len(true & found)} / {len(true)} | {len(found - true)} | {sorted({len(k) for k in found})} "
+        rows.append({"case": name, "n": n, "models": m, "max_order": max_order,
+                     "r2": r2(mobius_predict(game, X_test), fit.predict(X_test)), "found": len(true & found),
+                     "true": len(true), "false": len(found - true), "orders": sorted({len(k) for k in found}),
+                     "seconds": seconds})
+        print(f"| {name} | {n} | {m} | {max_order} | {rows[-1]['r2']:.4f} "
+              f"| {len(true & found)} / {len(true)} | {len(found - true)} | {rows[-1]['orders']} "
               f"| {seconds:.1f} |", flush=True)
     hierarchy = ProxySPEX().fit(*_draw(HIERARCHY, 64, 20000, 0.1))
     print("hierarchical triple at 20,000 models, true / fitted:",
           ", ".join(f"{k}: {v:+.2f} / {hierarchy.mobius_.get(k, 0.0):+.3f}" for k, v in HIERARCHY.items() if k))
+    save_results("bench_structure", rows, hierarchy=[
+        {"term": list(k), "true": v, "fitted": hierarchy.mobius_.get(k, 0.0)} for k, v in HIERARCHY.items() if k])
 
 
 def _draw(game, n, m, noise, seed=0):

@@ -30,9 +30,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from datamodels.loaders import ResidentLoader
-from datamodels.masks import kept_examples, training_seed
-from datamodels.sweep import SweepRun
+from benchmarks.harness import cpu_name, pin_threads, save_results
+from datamodels.sweep.loaders import ResidentLoader
+from datamodels.sweep.masks import kept_examples, training_seed
+from datamodels.sweep.stage import SweepRun
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 CIFAR_SHAPED = ["dataset=synthetic", "dataset.train=1000", "dataset.target=100", "dataset.options.num_images=1500",
@@ -40,13 +41,8 @@ CIFAR_SHAPED = ["dataset=synthetic", "dataset.train=1000", "dataset.target=100",
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{cpu}, {os.cpu_count()} cores, load average {load:.1f} at the start, torch {torch.__version__}, "
+    return (f"{cpu_name()}, {os.cpu_count()} cores, load average {load:.1f} at the start, torch {torch.__version__}, "
             f"{torch.get_num_threads()} torch thread(s), python {platform.python_version()}")
 
 
@@ -65,7 +61,7 @@ def train_in_passes(run: SweepRun, indices: range, k: int) -> tuple[list, float]
     return records, time.perf_counter() - start
 
 
-def digits_section(ks: list[int], rounds: int, tmp: str) -> None:
+def digits_section(ks: list[int], rounds: int, tmp: str) -> list[dict]:
     per_round = max(ks)
     runs = {k: sweep_run([f"sweep.models_per_pass={k}", f"run_dir={tmp}"], tmp) for k in [1, *ks]}
     for run in runs.values():
@@ -85,20 +81,25 @@ def digits_section(ks: list[int], rounds: int, tmp: str) -> None:
     print(f"\n## digits: {models} models at each K (small CNN, n=1000, alpha 0.5, 12 epochs, batch 64)\n")
     print("| models per pass | models/hour/core | vs one-at-a-time | mean holdout acc | median abs margin diff |")
     print("|---|---|---|---|---|")
+    rows = []
     for k in runs:
         acc = np.array([r.holdout_acc for r in records[k]])
         diff = np.median(np.abs(np.stack([r.margins for r in records[k]]) - reference))
         label = "1 (one at a time)" if k == 1 else str(k)
+        rows.append({"section": "digits", "K": k, "models": models, "models_per_hour": 3600 * models / seconds[k],
+                     "vs_one_at_a_time": models / seconds[k] / base, "holdout_acc": acc.mean(),
+                     "holdout_acc_se": acc.std(ddof=1) / np.sqrt(len(acc)), "median_abs_margin_diff": diff})
         print(f"| {label} | {3600 * models / seconds[k]:,.0f} | {models / seconds[k] / base:.2f}x | "
               f"{acc.mean():.4f} +- {acc.std(ddof=1) / np.sqrt(len(acc)):.4f} | {diff:.2g} |")
+    return rows
 
 
-def cifar_section(ks: list[int], width: float, steps: int, tmp: str) -> None:
+def cifar_section(ks: list[int], width: float, steps: int, tmp: str) -> list[dict]:
     print(f"\n## CIFAR-shaped: ResNet-9 width {width}, 32x32x3 synthetic, batch 512 per model, flips + "
           f"translate 2, {steps} steps per model\n")
     print("| models per pass | images/s/core | vs one-at-a-time | seconds per pass |")
     print("|---|---|---|---|")
-    base = None
+    base, rows = None, []
     for k in [1, *ks]:
         run = sweep_run(CIFAR_SHAPED + [f"model.width={width}", f"train.steps={steps}",
                                         f"sweep.models_per_pass={k}", f"run_dir={tmp}"], tmp)
@@ -110,6 +111,9 @@ def cifar_section(ks: list[int], width: float, steps: int, tmp: str) -> None:
         base = base or rate
         label = "1 (one at a time)" if k == 1 else str(k)
         print(f"| {label} | {rate:,.0f} | {rate / base:.2f}x | {seconds / (len(indices) // k):.1f} |")
+        rows.append({"section": "cifar", "K": k, "width": width, "steps": steps, "images_per_s": rate,
+                     "vs_one_at_a_time": rate / base, "seconds_per_pass": seconds / (len(indices) // k)})
+    return rows
 
 
 def loader_rate(loader, run: SweepRun, epochs: int) -> float:
@@ -123,12 +127,13 @@ def loader_rate(loader, run: SweepRun, epochs: int) -> float:
     return steps * cfg.batch_size / (time.perf_counter() - start)
 
 
-def loaders_section(tmp: str) -> None:
-    from datamodels.ffcv_loader import FFCVLoader
+def loaders_section(tmp: str) -> list[dict]:
+    from datamodels.sweep.ffcv_loader import FFCVLoader
 
     print("\n## loaders: images/s/core of normalised, augmented batches (no training), alpha 0.5\n")
     print("| data | resident | FFCV | resident / FFCV | FFCV first epoch (numba compile) |")
     print("|---|---|---|---|---|")
+    rows = []
     for label, overrides, epochs in [("digits 8x8x1, no augmentation", [], 50),
                                      ("CIFAR-shaped 32x32x3, flips + translate 2", CIFAR_SHAPED, 8)]:
         folder = tempfile.mkdtemp(dir=tmp)
@@ -141,6 +146,9 @@ def loaders_section(tmp: str) -> None:
         loader_rate(resident, run, 1)
         r, f = loader_rate(resident, run, epochs), loader_rate(ffcv, run, epochs)
         print(f"| {label} | {r:,.0f} | {f:,.0f} | {r / f:.1f}x | {first:.1f} s |")
+        rows.append({"section": "loaders", "data": label, "resident_images_per_s": r, "ffcv_images_per_s": f,
+                     "ffcv_first_epoch_s": first})
+    return rows
 
 
 def main(argv=None) -> None:
@@ -154,18 +162,21 @@ def main(argv=None) -> None:
     ks = [int(k) for k in args.ks.split(",") if k]
     if any(k < 2 for k in ks):
         parser.error(f"--ks lists models per pass >= 2 (one-at-a-time is always measured), got {args.ks}")
+    pin_threads()
     torch.set_num_threads(1)
     print(f"machine: {machine()}")
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         sections = args.sections.split(",")
         if unknown := set(sections) - {"digits", "cifar", "loaders"}:
             parser.error(f"unknown sections {sorted(unknown)}; choose from digits, cifar, loaders")
         if "digits" in sections:
-            digits_section(ks, args.rounds, tmp)
+            rows += digits_section(ks, args.rounds, tmp)
         if "cifar" in sections:
-            cifar_section(ks, args.cifar_width, args.cifar_steps, tmp)
+            rows += cifar_section(ks, args.cifar_width, args.cifar_steps, tmp)
         if "loaders" in sections:
-            loaders_section(tmp)
+            rows += loaders_section(tmp)
+    save_results("bench_train", rows)
 
 
 if __name__ == "__main__":

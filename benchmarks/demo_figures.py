@@ -10,8 +10,8 @@ citing what the code no longer gives. The prose around a block cites no number o
 The run is deterministic on CPU for a given thread count (``make demo``: two joblib workers
 of one torch thread each): the same commit gives the same margins, fits and keep-sets.
 
-    python benchmarks/demo_figures.py --run runs/demo --write   # refresh the pages
-    python benchmarks/demo_figures.py --run runs/demo --check   # what make docs-check runs
+    python -m benchmarks.demo_figures --run runs/demo --write   # refresh the pages
+    python -m benchmarks.demo_figures --run runs/demo --check   # what make docs-check runs
 """
 
 from __future__ import annotations
@@ -25,12 +25,10 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.harness import ROOT, save_results
+from datamodels.views.analysis import RunView, judge_triples, pruning_conclusion, strongest_pair
+from datamodels.pruning import paired_differences, summarize
 
-from datamodels.analysis import RunView, judge_triples, pruning_conclusion, strongest_pair  # noqa: E402
-from datamodels.pruning import paired_differences, summarize  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
 PAGES = (ROOT / "docs" / "pruning.md",)
 BLOCK = re.compile(r"(<!-- figures:(?P<name>[a-z0-9-]+) -->\n)(?P<body>.*?)(<!-- /figures -->)", re.S)
 METHOD_NAMES = {"linear": "linear datamodel", "proxyspex": "ProxySPEX"}
@@ -160,13 +158,15 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.writelines(difflib.unified_diff(text.splitlines(True), new.splitlines(True),
                                                        f"{_shown(page)} (the page)",
                                                        f"{_shown(page)} (from {args.run})"))
+    save_results("demo_figures", [{"block": name, "figures": text} for name, text in figures.items()],
+                 drifted=[_shown(page) for page in drifted])
     if unused := set(BLOCKS) - used:
         print(f"error: no page holds the blocks {', '.join(sorted(unused))}", file=sys.stderr)
         return 1
     if drifted:
         print(f"error: the figures of {', '.join(_shown(p) for p in drifted)} are not what "
               f"{args.run} gives (diff above): if the change is meant, run "
-              f"python benchmarks/demo_figures.py --run {args.run} --write and reread the prose", file=sys.stderr)
+              f"python -m benchmarks.demo_figures --run {args.run} --write and reread the prose", file=sys.stderr)
         return 1
     if args.check:
         print(f"{len(figures)} figure blocks in {', '.join(_shown(p) for p in pages)} match {args.run}")

@@ -1,6 +1,6 @@
 """Issue 19, item 2: does jobs/duplicates.py find the known twins of the duplicates experiment?
 
-    make duplicates-study   # its last step: .venv/bin/python benchmarks/duplicates_detection.py --run runs/duplicates
+    make duplicates-study   # its last step: .venv/bin/python -m benchmarks.duplicates_detection --run runs/duplicates
 
 Reads a run of ``conf/experiment/duplicates.yaml`` (its ``twins.csv``: the ``D`` known pairs),
 with a ProxySPEX and a linear fit and the output of jobs/duplicates.py. Every pair of players
@@ -10,7 +10,7 @@ gets a score from each of four detectors:
   the duplicates first, then the other candidates, each by the fraction of the members' main
   effect the pair cancels; pairs that are not candidates last;
 - ``summed redundancy``: the fit's redundant pair terms in units of each target's residual sd,
-  summed over the targets (:func:`datamodels.duplicates.redundant_pairs`; 0 for a pair never
+  summed over the targets (:func:`datamodels.pruning.duplicates.redundant_pairs`; 0 for a pair never
   redundant), the ranking jobs/duplicates.py used before the fraction;
 - ``pixels``: the nearest-neighbour baseline in pixel space: for each image of one player the
   cosine similarity of its best match among the other player's images, averaged both ways;
@@ -30,8 +30,9 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from datamodels.analysis import RunView
-from datamodels.duplicates import read_candidates, read_pairs, redundant_pairs
+from benchmarks.harness import pin_threads, save_results
+from datamodels.views.analysis import RunView
+from datamodels.pruning.duplicates import read_candidates, read_pairs, redundant_pairs
 
 
 def pair_index(n: int) -> pd.MultiIndex:
@@ -68,6 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", required=True, help="a run folder of experiment=duplicates, fitted and ranked")
     args = parser.parse_args()
+    pin_threads()
     view = RunView.open(args.run)
     twins = pd.read_csv(view.folder.twins)
     index = pair_index(view.n)
@@ -103,12 +105,14 @@ def main() -> None:
     same_class = np.array([pixels[i, j] for i, j in index if labels[i] == labels[j] and not truth[(i, j)]])
     others = measured[measured["duplicate"] & ~truth.reindex(measured.index, fill_value=False)]
     print(f"\n{len(others)} duplicates that are not twins:")
-    print(pd.DataFrame({"pair": [f"{i}-{j}" for i, j in others.index],
-                        "classes": [f"{labels[i]}, {labels[j]}" for i, j in others.index],
-                        "fraction": others["fraction"].round(2), "se": others["se"].round(2),
-                        "pixel cosine": [round(pixels[i, j], 3) for i, j in others.index],
-                        "percentile in class": [round(100 * np.mean(same_class < pixels[i, j]), 1)
-                                                for i, j in others.index]}).to_string(index=False))
+    not_twins = pd.DataFrame({"pair": [f"{i}-{j}" for i, j in others.index],
+                              "classes": [f"{labels[i]}, {labels[j]}" for i, j in others.index],
+                              "fraction": others["fraction"].round(2), "se": others["se"].round(2),
+                              "pixel cosine": [round(pixels[i, j], 3) for i, j in others.index],
+                              "percentile in class": [round(100 * np.mean(same_class < pixels[i, j]), 1)
+                                                      for i, j in others.index]})
+    print(not_twins.to_string(index=False))
+    save_results("duplicates_detection", rows, not_twins=not_twins.to_dict("records"))
 
 
 if __name__ == "__main__":

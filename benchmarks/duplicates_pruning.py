@@ -1,7 +1,7 @@
 """Issue 19, item 3: pruning the duplicates experiment. Does an interaction-aware pruner keep one
 of each twin pair where the others keep both or neither, and does it retrain better?
 
-    .venv/bin/python benchmarks/duplicates_pruning.py --run runs/duplicates   # after make duplicates-study
+    .venv/bin/python -m benchmarks.duplicates_pruning --run runs/duplicates   # after make duplicates-study
 
 Reads the run's keep-sets (``jobs/prune.py``), their retraining (``jobs/evaluate_pruning.py``)
 and its known twins (``twins.csv``). Per kept fraction and method: holdout accuracy (mean and
@@ -17,15 +17,17 @@ import json
 
 import pandas as pd
 
+from benchmarks.harness import pin_threads, save_results
 from datamodels.pruning import paired_differences, summarize
-from datamodels.run_folder import RunFolder
-from datamodels.twins import twin_outcomes
+from datamodels.run.folder import RunFolder
+from datamodels.sweep.twins import twin_outcomes
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", default="runs/duplicates")
     args = parser.parse_args()
+    pin_threads()
     folder = RunFolder(args.run)
     keep, evaluation = pd.read_parquet(folder.keep_sets), pd.read_parquet(folder.evaluation)
     twins = pd.read_csv(folder.twins)
@@ -38,6 +40,7 @@ def main() -> None:
     paired = paired_differences(evaluation, against=("linear",))
     paired = paired[paired["method"] == "interactions"].drop(columns=["method", "baseline"])
     print(paired.to_string(index=False, float_format=lambda v: f"{v:+.4f}"))
+    save_results("duplicates_pruning", table.to_dict("records"), interactions_minus_linear=paired.to_dict("records"))
 
 
 if __name__ == "__main__":

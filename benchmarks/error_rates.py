@@ -1,8 +1,8 @@
 """Familywise against false-discovery control of ProxySPEX's tests, on games with known truth.
 
-    .venv/bin/python benchmarks/error_rates.py [--seeds 10] [--grid 100:500 100:2000 1000:2000] [--level 0.05]
+    .venv/bin/python -m benchmarks.error_rates [--seeds 10] [--grid 100:500 100:2000 1000:2000] [--level 0.05]
 
-For each game (``datamodels.planted``: ``planted`` has dense small mains, 2 synergistic and 2
+For each game (``datamodels.sweep.planted``: ``planted`` has dense small mains, 2 synergistic and 2
 redundant pairs and a triple; ``unanimity`` is a sum of 100 unanimity games of 1 to 3 players,
 shapiq's SOUM games, so dozens of real interactions), ``--seeds`` draws of the game and of its
 random masks (alpha = 1/2) with seed noise at ``--noise`` times the signal's standard deviation.
@@ -22,11 +22,12 @@ import itertools
 import time
 
 import numpy as np
-from bench_fit import cpu_name  # also pins one BLAS/OpenMP thread per process
 
-from datamodels.fitting import r2
+from benchmarks.harness import cpu_name, pin_threads, save_results
+
+from datamodels.fit.stage import r2
 from datamodels.interactions import ProxySPEX, mobius_predict
-from datamodels.planted import planted_game, unanimity_game
+from datamodels.sweep.planted import planted_game, unanimity_game
 
 HELDOUT = 5000
 
@@ -59,11 +60,13 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=0.5, help="seed noise sd / signal sd")
     parser.add_argument("--level", type=float, default=0.05)
     args = parser.parse_args()
+    pin_threads()
     print(f"{time.strftime('%Y-%m-%d %H:%M')}, {cpu_name()}, one thread; noise {args.noise} x signal sd, "
           f"level {args.level}, {args.seeds} seeds per row")
     print("| game | n | models | error rate | found | false (sub-terms) | FDP pooled | FDP mean | FDP outside planted "
           "| fits with a false one | recall | held-out R^2 | s per fit |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    fits = []  # every fit's row: the table above sums them over the seeds
     for name in args.games.split(","):
         for item in args.grid:
             n, models = map(int, item.split(":"))
@@ -72,6 +75,7 @@ def main() -> None:
                 game = (planted_game(n, seed=seed) if name == "planted"
                         else unanimity_game(n, terms=100, max_size=3, seed=seed))
                 rows += one_fit(game, n, models, args.noise, seed, ["fwer", "fdr"], args.level)
+                fits += [{"game": name, "n": n, "models": models, "seed": seed} | row for row in rows[-2:]]
             for rate in ("fwer", "fdr"):
                 r = [row for row in rows if row["rate"] == rate]
                 found, false, outside = (np.array([x[key] for x in r]) for key in ("found", "false", "outside"))
@@ -81,6 +85,7 @@ def main() -> None:
                       f"{(false > 0).sum()} of {len(r)} | "
                       f"{np.nanmean([x['recall'] for x in r]):.3f} | {np.mean([x['r2'] for x in r]):.3f} | "
                       f"{np.mean([x['seconds'] for x in r]):.2f} |", flush=True)
+    save_results("error_rates", fits)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Issue 20: GPU retraining throughput, everything in one call on a lent GPU machine.
 
-    python3 benchmarks/gpu_session.py --out $OUT/gpu_session.md    # on the GPU machine (docs/benchmarks.md, "GPU")
-    .venv/bin/python benchmarks/gpu_session.py --device cpu --tiny      # here: checks that every section runs
+    python3 -m benchmarks.gpu_session --out $OUT/gpu_session.md    # on the GPU machine (docs/benchmarks.md, "GPU")
+    .venv/bin/python -m benchmarks.gpu_session --device cpu --tiny      # here: checks that every section runs
 
 Sections, in order of importance, each guarded (a failure is written down, the next one runs)
 and skipped once ``--budget`` seconds have passed; the markdown is written as it goes, so a run
@@ -29,6 +29,8 @@ cut short keeps what it measured:
    reduce-overhead first, as the likelier gain when the budget runs short.
 6. ``processes``: P = 1, 2, 4 processes training at once on the GPU (SLURM tasks sharing it),
    the airbench-size ResNet-9 at bfloat16, K = 1 (and K = 8 at P = 2): the summed models per hour.
+
+The figures are also written as JSON beside ``--out`` (``gpu_session.json``: a row per measurement).
 """
 
 import argparse
@@ -38,7 +40,6 @@ import multiprocessing
 import os
 import platform
 import queue
-import sys
 import tempfile
 import time
 import traceback
@@ -47,15 +48,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.bench_train import sweep_run
+from benchmarks.harness import save_results
 
-from bench_train import sweep_run  # noqa: E402
-
-from datamodels.loaders import total_steps  # noqa: E402
-from datamodels.masks import kept_examples  # noqa: E402
-from datamodels.store import collect_run, load_sweep  # noqa: E402
-from datamodels.sweep import SweepRun  # noqa: E402
+from datamodels.sweep.loaders import total_steps
+from datamodels.sweep.masks import kept_examples
+from datamodels.store.shards import collect_run, load_sweep
+from datamodels.sweep.stage import SweepRun
 
 KS = (1, 4, 8, 32)
 STEPS = {False: (5, 25), True: (2, 6)}  # the short and long passes timed, by --tiny
@@ -357,6 +356,9 @@ def main(argv=None) -> None:
                  "levers": levers, "processes": processes}
     for name in args.sections.split(","):
         report.section(name, functions[name], args.device, args.tiny)
+    save_results("gpu_session", [{"section": section} | row for section, found in report.results.items()
+                                 if section != "machine" for row in (found if isinstance(found, list) else [found])],
+                 path=Path(args.out).with_suffix(".json"))
 
 
 if __name__ == "__main__":

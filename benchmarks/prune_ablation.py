@@ -1,6 +1,6 @@
 """Where the surrogate-driven keep-sets' gain comes from, on a pruning-study run (docs/pruning.md).
 
-    .venv/bin/python benchmarks/prune_ablation.py --run runs/prune-study-clusters
+    .venv/bin/python -m benchmarks.prune_ablation --run runs/prune-study-clusters
 
 Re-chooses the `interactions` and `linear` keep-sets at fractions 0.5, 0.3 and 0.2 twice, once
 without class quotas and once with the surrogate fitted at alpha 0.5 for every fraction (what a
@@ -12,10 +12,11 @@ import argparse
 
 import pandas as pd
 
+from benchmarks.harness import pin_threads, save_results
 from datamodels.pruning import load_surrogates, make_keep_sets, player_classes, summarize
 from datamodels.pruning.retraining import evaluate_keep_sets
-from datamodels.run_folder import RunFolder
-from datamodels.sweep import SweepRun
+from datamodels.run.folder import RunFolder
+from datamodels.sweep.stage import SweepRun
 
 FRACTIONS = [0.5, 0.3, 0.2]
 FITS = {"interactions": "proxyspex", "linear": "linear"}
@@ -27,6 +28,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
+    pin_threads()
     run = SweepRun.open(args.run)
     matched = load_surrogates(run.run_dir, FITS, FRACTIONS, "matched")
     at_half = {m: dict.fromkeys(FRACTIONS, by_fraction[0.5]) for m, by_fraction in matched.items()}
@@ -39,6 +41,7 @@ def main() -> None:
     study = pd.read_parquet(RunFolder(run.run_dir).evaluation)
     table = summarize(pd.concat([study[study["fraction"].isin(FRACTIONS)], evaluation]))
     print(table.round(4).to_string(index=False))
+    save_results("prune_ablation", table.to_dict("records"))
 
 
 if __name__ == "__main__":

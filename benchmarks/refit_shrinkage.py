@@ -9,24 +9,22 @@ measured on predicted (1: the fit's sizes are right; above 1: it shrinks them) w
 interval, the pairs it still reports, and the mean absolute error.
 
     python jobs/fit.py fit=proxyspex fit.params.relax=true run_dir=/tmp/refit force=true   # a cp -a of runs/demo
-    python benchmarks/refit_shrinkage.py --checked runs/demo --fits runs/demo /tmp/refit
+    python -m benchmarks.refit_shrinkage --checked runs/demo --fits runs/demo /tmp/refit
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from datamodels.ablation.design import fitted_pairs  # noqa: E402
-from datamodels.ablation.measure import measured_slope  # noqa: E402
-from datamodels.analysis import RunView, residual_sd  # noqa: E402
+from benchmarks.harness import pin_threads, save_results
+from datamodels.ablation.design import fitted_pairs
+from datamodels.ablation.measure import measured_slope
+from datamodels.views.analysis import RunView, residual_sd
 
 
 def predictions(run: Path, alpha: float) -> pd.DataFrame:
@@ -41,11 +39,13 @@ def main() -> None:
     parser.add_argument("--fits", type=Path, nargs="+", required=True, help="run folders of the same sweep, each fitted")
     parser.add_argument("--checks", nargs="+", default=["pairs", "pairs-by-rank"])
     args = parser.parse_args()
+    pin_threads()
     checked = RunView(args.checked.absolute())
     alpha = float(checked.meta["alpha"])  # the sweep's: the level the checks measured pairs at
     print(f"# {platform.node()}, {platform.processor() or platform.machine()}; checks of {args.checked}")
     print("| check | fit | pairs | still reported | slope [95%] | mean abs error |")
     print("|---|---|---|---|---|---|")
+    results = []
     for fit in args.fits:
         predicted = predictions(fit, alpha)
         for name in args.checks:
@@ -57,8 +57,11 @@ def main() -> None:
             rows = checks.assign(predicted=np.where(reported, new, 0.0))  # a pair no longer reported predicts 0
             slope, low, high = measured_slope(rows)
             error = np.abs(rows["measured"] - rows["predicted"]).mean()
+            results.append({"check": name, "fit": str(fit), "pairs": len(rows), "still_reported": reported.sum(),
+                            "slope": slope, "slope_low": low, "slope_high": high, "mean_abs_error": error})
             print(f"| {name} | {fit} | {len(rows)} | {reported.sum()} | {slope:.2f} [{low:.2f}, {high:.2f}] | "
                   f"{error:.3f} |")
+    save_results("refit_shrinkage", results)
 
 
 if __name__ == "__main__":

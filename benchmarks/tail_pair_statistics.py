@@ -3,8 +3,8 @@ against least squares on every main of the working set (the tests' earlier model
 scale of null pairs under each: why ProxySPEX finds some planted pairs and not others at a
 given number of models (issue 22, item 5).
 
-    .venv/bin/python benchmarks/bench_scale.py --parts tail --ms 20000 --out runs/bench-tail   # writes the sweep
-    .venv/bin/python benchmarks/tail_pair_statistics.py runs/bench-tail/tail-n50000-m20000 --targets 0,1,2,3
+    .venv/bin/python -m benchmarks.bench_scale --parts tail --ms 20000 --out runs/bench-tail   # writes the sweep
+    .venv/bin/python -m benchmarks.tail_pair_statistics runs/bench-tail/tail-n50000-m20000 --targets 0,1,2,3
 
 Fits ProxySPEX on each target's fitting models (the fit stage's 80% split) and reads the
 selection's state at the end (its model with the accepted pairs taken out again). A pair whose
@@ -16,25 +16,19 @@ value there is below it for any test that must find the pairs and mains from the
 """
 
 import argparse
-import os
-import sys
 from math import comb
-from pathlib import Path
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import numpy as np  # noqa: E402
+from benchmarks.bench_scale import TAIL_GAME
+from benchmarks.harness import pin_threads, save_results
 
-from datamodels.fit_ready import open_fit_ready  # noqa: E402
-from datamodels.interactions import selection  # noqa: E402
-from datamodels.interactions.engine import heldout_split  # noqa: E402
-from datamodels.interactions.proxyspex import ProxySPEX  # noqa: E402
-from datamodels.interactions.spectra import _PAD  # noqa: E402
-from datamodels.planted import read_planted_truth  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_scale import TAIL_GAME  # noqa: E402
+from datamodels.store.fit_ready import open_fit_ready
+from datamodels.interactions import selection
+from datamodels.interactions.engine import heldout_split
+from datamodels.interactions.proxyspex import ProxySPEX
+from datamodels.interactions.spectra import _PAD
+from datamodels.sweep.planted import read_planted_truth
 
 
 def pair_keys(pairs: np.ndarray, width: int) -> np.ndarray:
@@ -107,8 +101,10 @@ def main() -> None:
     parser.add_argument("run_dir")
     parser.add_argument("--targets", default="0,1,2,3")
     args = parser.parse_args()
+    pin_threads()
     (ready, rows, X), truth = fitting_split(args.run_dir), read_planted_truth(args.run_dir)
     rng = np.random.default_rng(0)
+    results = []
     for target in map(int, args.targets.split(",")):
         y = np.asarray(ready.margins[target])[rows].astype(float)
         fit, sel = fit_with_selection(X, y)
@@ -122,17 +118,24 @@ def main() -> None:
         models = {"tests' model": sel.fit(terms),
                   "least squares on the working set": (lambda r: (r, sel.noise(r, len(mains) + len(terms))))(
                       sel.gram.residual(np.concatenate([mains, terms]), *sel.gram.ols(np.concatenate([mains, terms]))))}
-        print(f"target {target}: working set {sel.X.shape[1]:,}, {int(sel.strong.sum())} strong mains, "
-              f"critical value of the planted pairs {sel.critical(keys).round(2).tolist()}")
-        print(f"  planted pairs accepted by the tests {sorted(set(planted) & set(fit.interaction_z_))}, "
-              f"reported after the refit {sorted(k for k in planted if fit.mobius_.get(k, 0.0) != 0.0)}")
+        result = {"target": target, "working_set": sel.X.shape[1], "strong_mains": int(sel.strong.sum()),
+                  "planted": planted, "critical": sel.critical(keys).round(2).tolist(),
+                  "accepted": sorted(set(planted) & set(fit.interaction_z_)),
+                  "reported": sorted(k for k in planted if fit.mobius_.get(k, 0.0) != 0.0)}
+        print(f"target {target}: working set {result['working_set']:,}, {result['strong_mains']} strong mains, "
+              f"critical value of the planted pairs {result['critical']}")
+        print(f"  planted pairs accepted by the tests {result['accepted']}, "
+              f"reported after the refit {result['reported']}")
         for name, (resid, sigma) in models.items():
             null = sel.centred.scores(pair_keys(pairs, sel.max_order), resid) / sigma
             z = sel.centred.scores(keys, resid) / sigma
-            print(f"  {name:34s} noise {sigma:.3f}  null pairs rms {np.sqrt(np.mean(null ** 2)):.2f}  "
-                  f"planted {dict(zip(planted, z.round(2).tolist()))}")
+            result[name] = {"noise": sigma, "null_rms": np.sqrt(np.mean(null ** 2)), "planted_z": z.round(2).tolist()}
+            print(f"  {name:34s} noise {sigma:.3f}  null pairs rms {result[name]['null_rms']:.2f}  "
+                  f"planted {dict(zip(planted, result[name]['planted_z']))}")
         oracle = oracle_statistics(X, y, np.asarray(ready.mask_id)[rows], truth[target], TAIL_GAME["n_mains"])
         print(f"  {'oracle: least squares on the truth':34s} planted {oracle}")
+        results.append(result | {"oracle_z": [oracle[k] for k in planted]})
+    save_results("tail_pair_statistics", results)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
 """TRAK against the linear datamodel and ProxySPEX at equal training compute: LDS vs models.
 
     make bench-trak          # the demo's sweep into runs/trak-lds, then this
-    .venv/bin/python benchmarks/trak_lds.py --run runs/trak-lds [--ks 1,2,5,10,20] [--budgets 20,50,100]
+    .venv/bin/python -m benchmarks.trak_lds --run runs/trak-lds [--ks 1,2,5,10,20] [--budgets 20,50,100]
 
-TRAK (datamodels.trak) on the first K models of the fit split, retrained with their masks and
+TRAK (datamodels.fit.trak) on the first K models of the fit split, retrained with their masks and
 seeds, so TRAK with K models costs the training of K sweep models (plus its gradients); the
 linear datamodel and ProxySPEX fitted on the first m models of the same split
-(datamodels.analysis.faithfulness_vs_models; they need at least 20). Everything is judged on the
+(datamodels.views.analysis.faithfulness_vs_models; they need at least 20). Everything is judged on the
 fit stage's held-out models: LDS is the median over targets of the Spearman correlation of
 predicted and observed margins. TRAK's raw LDS uses only its K models; its R^2 is of the
 calibrated prediction (a least-squares slope and intercept per target over the fit split's
@@ -22,12 +22,13 @@ import time
 import numpy as np
 import pandas as pd
 import torch
-from bench_fit import cpu_name  # also pins one BLAS/OpenMP thread per process
 
-from datamodels.analysis import RunView, faithfulness_vs_models
-from datamodels.fitting import r2, spearman
+from benchmarks.harness import cpu_name, pin_threads, save_results
+
+from datamodels.views.analysis import RunView, faithfulness_vs_models
+from datamodels.fit.stage import r2, spearman
 from datamodels.interactions.engine import heldout_split
-from datamodels.trak import TrakSettings, calibrate, predict, retrain, run_weights
+from datamodels.fit.trak import TrakSettings, calibrate, predict, retrain, run_weights
 
 
 def main() -> None:
@@ -38,6 +39,7 @@ def main() -> None:
                         help="the datamodels' models, comma-separated (more than the fit split: all of it)")
     parser.add_argument("--targets", type=int, default=50, help="the first this many targets are scored")
     args = parser.parse_args()
+    pin_threads()
     torch.set_num_threads(1)
     ks = [int(k) for k in args.ks.split(",")]
     budgets = [int(b) for b in args.budgets.split(",")]
@@ -81,6 +83,7 @@ def main() -> None:
     table = pd.concat([pd.DataFrame(rows), fits], ignore_index=True)
     print("seconds: TRAK's gradients and solve for all targets; a fit's total over the targets")
     print(table.to_string(index=False, float_format="%.3f", na_rep="-"))
+    save_results("trak_lds", table.to_dict("records"), train_seconds_per_model=train_seconds)
 
 
 if __name__ == "__main__":

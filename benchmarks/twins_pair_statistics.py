@@ -1,7 +1,7 @@
 """Issue 19, item 2: is it the interaction tests that miss the twins, or the data? Every pair's
 redundancy statistic, with no selection and no threshold, summed over the targets.
 
-    .venv/bin/python benchmarks/twins_pair_statistics.py --run runs/duplicates
+    .venv/bin/python -m benchmarks.twins_pair_statistics --run runs/duplicates
 
 For each target: ProxySPEX's tests' model with no interaction (the linear datamodel's mains, the
 clearly non-zero ones by least squares) on the fit stage's 80% of the models, and every pair's
@@ -16,14 +16,16 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from datamodels.run_folder import RunFolder
-from tail_pair_statistics import fit_with_selection, fitting_split  # beside this script
+from benchmarks.harness import pin_threads, save_results
+from benchmarks.tail_pair_statistics import fit_with_selection, fitting_split
+from datamodels.run.folder import RunFolder
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", default="runs/duplicates")
     args = parser.parse_args()
+    pin_threads()
     ready, rows, X = fitting_split(args.run)
     n = ready.meta["n"]
     centred = X.columns(np.arange(n)).astype(float)
@@ -43,6 +45,9 @@ def main() -> None:
     D = len(twins)
     print(f"{args.run}: {D} twin pairs among {len(order):,} pairs; summed redundancy over {ready.margins.shape[0]} "
           f"targets, no selection: twins in the top {D}: {sum(r <= D for r in ranks)}; their ranks: {ranks}")
+    save_results("twins_pair_statistics", [{"run": args.run, "twin_pairs": D, "pairs": len(order),
+                                            "targets": ready.margins.shape[0], "twins_in_top": sum(r <= D for r in ranks),
+                                            "ranks": ranks}])
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 one player costs the pruning objective, and what the greedy does with surrogates that know the
 duplicates.
 
-    .venv/bin/python benchmarks/twins_removal_costs.py --run runs/duplicates   # after make duplicates-study
+    .venv/bin/python -m benchmarks.twins_removal_costs --run runs/duplicates   # after make duplicates-study
 
 Reads a run of ``conf/experiment/duplicates.yaml`` with its ProxySPEX fit and jobs/duplicates.py's
 pairs. (1) At the full set, every player's removal cost under the interactions surrogate's
@@ -23,11 +23,12 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from datamodels.analysis import RunView
-from datamodels.duplicates import read_pairs
+from benchmarks.harness import pin_threads, save_results
+from datamodels.views.analysis import RunView
+from datamodels.pruning.duplicates import read_pairs
 from datamodels.pruning.greedy import greedy_keep_sets
 from datamodels.pruning.surrogate import fitted_surrogate
-from datamodels.twins import twin_outcomes
+from datamodels.sweep.twins import twin_outcomes
 
 FRACTIONS = (0.95, 0.9, 0.8, 0.7, 0.5)
 
@@ -63,6 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", default="runs/duplicates")
     args = parser.parse_args()
+    pin_threads()
     view = RunView.open(args.run)
     twins = pd.read_csv(view.folder.twins)
     plain = fitted_surrogate(view.models, view.interactions, view.fit_metrics, "proxyspex")
@@ -70,12 +72,15 @@ def main() -> None:
                                  "proxyspex")
     n, classes = view.n, np.asarray(view.player_labels)
     sizes = [round(f * n) for f in FRACTIONS]
-    keep = []
+    keep, rows = [], []
     for name, surrogate in (("interactions", plain), ("completed with the duplicates", completed)):
         everyone = np.ones((n + 1, n), dtype=bool)
         everyone[np.arange(1, n + 1), np.arange(n)] = False  # row 0: the full set; row i + 1: without i
         objective = norm.cdf(surrogate.predict(everyone) / surrogate.scale).mean(1)
         cost = objective[0] - objective[1:]
+        rows.append({"surrogate": name, "objective": objective[0], "median_cost": np.median(cost),
+                     "share_below_1e-4": np.mean(cost < 1e-4), "cheapest": np.sort(cost)[:5],
+                     "twins_copies": np.sort(cost[twins["player_b"]])})
         print(f"{name}: objective at the full set {objective[0]:.4f}; removing one player costs a median "
               f"{np.median(cost):.1e}, less than 1e-4 for {np.mean(cost < 1e-4):.0%} of the players; the 5 "
               f"cheapest {np.round(np.sort(cost)[:5], 5).tolist()}; the twins' copies "
@@ -84,7 +89,9 @@ def main() -> None:
         keep += [{"method": name, "fraction": f, "draw": 0, "players": found[k].tolist()}
                  for f, k in zip(FRACTIONS, sizes)]
     print("\nthe greedy's keep-sets (class quotas, synergy threshold 1, seed 0: jobs/prune.py's defaults):")
-    print(twin_outcomes(pd.DataFrame(keep), twins).to_string(index=False))
+    outcomes = twin_outcomes(pd.DataFrame(keep), twins)
+    print(outcomes.to_string(index=False))
+    save_results("twins_removal_costs", rows, outcomes=outcomes.to_dict("records"))
 
 
 if __name__ == "__main__":

@@ -1,14 +1,35 @@
 """Interaction-aware data attribution by retraining.
 
-Stages (each a plain function or class here, each a Hydra job under ``jobs/``): a sweep trains
-models on masked subsets (:mod:`datamodels.sweep`) and logs margins to parquet shards
-(:mod:`datamodels.store`); the interaction engine fits sparse surrogates of
-``subset -> margin`` (:mod:`datamodels.interactions`); retraining checks test what a fit claims
-(:mod:`datamodels.ablation`).
+The packages in pipeline order (each stage a Hydra job under ``jobs/``, each a plain function
+``run_<stage>(run_dir, settings, *, progress, force)`` here):
 
-Every stage reads and writes one run folder: :mod:`datamodels.run_folder` names its files,
-:mod:`datamodels.run_identity` says which sweep they belong to (the config hash, ``run.json``'s
-keys), and :mod:`datamodels.claims` which process trains a shard now.
+- :mod:`datamodels.sweep`: everything that produces a run. The sweep trains models on masked
+  subsets (:mod:`~datamodels.sweep.stage`; datasets, mask designs, networks, training and
+  loaders beside it); a run may instead be imported (:mod:`~datamodels.sweep.importing`) or
+  planted (:mod:`~datamodels.sweep.planted`).
+- :mod:`datamodels.store`: what the sweep writes, one parquet shard per job
+  (:mod:`~datamodels.store.shards`), and the fit-ready layout ``collect`` builds from it
+  (:mod:`~datamodels.store.fit_ready`).
+- :mod:`datamodels.fit`: the fit stage (:mod:`~datamodels.fit.stage`), one engine of
+  :mod:`datamodels.interactions` per target (ProxySPEX, the linear datamodel, SPEX), judged on
+  held-out models; exact ground truth (:mod:`~datamodels.fit.exhaustive`); TRAK
+  (:mod:`~datamodels.fit.trak`).
+- :mod:`datamodels.pruning`: keep-sets from a fit, judged by retraining; curated datasets;
+  duplicate groups (:mod:`~datamodels.pruning.duplicates`).
+- :mod:`datamodels.ablation`: retraining checks of what a fit claims.
+- :mod:`datamodels.views`: the notebooks' DataFrames and figures
+  (:mod:`~datamodels.views.analysis`) and the HTML report (:mod:`~datamodels.views.report`).
+
+Beneath them all: :mod:`datamodels.run` (the run folder's paths, identity, shard claims and
+recorded stage inputs), :mod:`datamodels.interactions` (the engines: estimators that know nothing
+of runs), and single modules: :mod:`~datamodels.errors`, :mod:`~datamodels.settings`,
+:mod:`~datamodels.tables`, :mod:`~datamodels.packed`, :mod:`~datamodels.processes` and
+:mod:`~datamodels.cli` (the jobs' shell). A package imports only the ones above it in this list's
+reverse order (``tests/test_architecture.py``): nothing runs back up the pipeline.
 """
 
+from . import _moved
+
 __version__ = "0.1.0"
+
+_moved.install()

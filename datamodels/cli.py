@@ -41,11 +41,11 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from .claims import ShardClaim
 from .errors import UserError
 from .processes import leave_with_parent, parent_of
-from .run_folder import RunFolder, SHARD_RE
-from .run_identity import LAUNCH_SETTINGS, RUN_SECTIONS
+from .run.claims import ShardClaim
+from .run.folder import RunFolder, SHARD_RE
+from .run.identity import LAUNCH_SETTINGS, RUN_SECTIONS
 from .settings import not_a_setting
 
 
@@ -197,7 +197,7 @@ def catch_interrupts(handler=_raise_interrupted) -> bool:
 
     Not in a SLURM job: submitit's own SIGTERM and SIGUSR1 handlers (requeue on pre-emption or
     time limit, ``hydra_plugins/datamodels_slurm``) stay in place there, and its claims are taken
-    over by the requeued job (:class:`datamodels.claims.ShardClaim`)."""
+    over by the requeued job (:class:`datamodels.run.claims.ShardClaim`)."""
     if os.environ.get("SLURM_JOB_ID") or threading.current_thread() is not threading.main_thread():
         return False
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -3,7 +3,7 @@
 10^5 masks over 50,000 players are 625 MB as bits and 40 GB as float64. :class:`PackedMasks`
 keeps the bits (``numpy.packbits`` rows, big-endian: player ``j`` is bit ``7 - j % 8`` of byte
 ``j // 8``, 1 = kept), in memory or memory-mapped from the fit-ready layout
-(:mod:`datamodels.fit_ready`), and offers the two reads a fit needs:
+(:mod:`datamodels.store.fit_ready`), and offers the two reads a fit needs:
 
 - :meth:`PackedMasks.columns`: the bool columns of chosen players (screened players, the members
   of a surrogate's terms), gathered from their bytes;

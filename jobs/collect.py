@@ -3,7 +3,7 @@
     python jobs/collect.py [run_dir=...]
 
 Exits 1 when models are missing, and prints the command that trains exactly the missing shards;
-the fit-ready layout (``<run_dir>/fit_ready/``, :mod:`datamodels.fit_ready`) is still built from
+the fit-ready layout (``<run_dir>/fit_ready/``, :mod:`datamodels.store.fit_ready`) is still built from
 the models present, as partial sweeps are fitted too. A layout built from other shards than
 the run holds now is rebuilt. Never deletes or rewrites a shard.
 """
@@ -14,8 +14,8 @@ import hydra
 from omegaconf import DictConfig
 
 from datamodels.cli import job, launch
-from datamodels.fit_ready import refresh_fit_ready
-from datamodels.store import collect_run
+from datamodels.store.fit_ready import refresh_fit_ready
+from datamodels.store.shards import collect_run
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

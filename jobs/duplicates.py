@@ -5,7 +5,7 @@
 Writes <run_dir>/duplicates/pairs.parquet (every candidate pair: the fraction of its members'
 main effect its pair term cancels over the targets, 1 for exact duplicates, with its standard
 error and test) and <run_dir>/duplicates/candidates.parquet (the duplicate pairs joined into
-groups, best first: members, score, size, pairs, targets, best_pair; datamodels.duplicates).
+groups, best first: members, score, size, pairs, targets, best_pair; datamodels.pruning.duplicates).
 Needs a fit with pair terms (jobs/fit.py fit=proxyspex); works on an imported run without
 images. The report shows the top groups (jobs/report.py).
 """
@@ -14,7 +14,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from datamodels.cli import job, launch
-from datamodels.duplicates import DuplicatesSettings, read_candidates, read_pairs, run_duplicates
+from datamodels.pruning.duplicates import DuplicatesSettings, read_candidates, read_pairs, run_duplicates
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

@@ -6,7 +6,7 @@
     python jobs/fit.py fit.alpha=0.2          # only the masks drawn at alpha 0.2 (sweep.alpha=[...] grid)
     python jobs/fit.py -m 'fit.part=range(0,4)' fit.parts=4 hydra/launcher=slurm   # then jobs/fit_merge.py
 
-Writes <run_dir>/fit/interactions.parquet and fit_metrics.parquet (datamodels.fitting; with
+Writes <run_dir>/fit/interactions.parquet and fit_metrics.parquet (datamodels.fit.stage; with
 fit.part, the part's tables under fit/parts/; with fit.alpha=A, under fit/alpha-A/). A whole fit
 whose fit-ready layout and settings are those of its last run is skipped (force=true redoes it).
 """
@@ -15,7 +15,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from datamodels.cli import job, launch
-from datamodels.fitting import FitSettings, run_fit, run_fit_part, summary
+from datamodels.fit.stage import FitSettings, run_fit, run_fit_part, summary
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -31,9 +31,9 @@ def main(cfg: DictConfig) -> None:
               f"(force=true redoes it)")
     else:
         interactions, metrics, paths = result
-        from datamodels.analysis import RunView  # the margins' sd: pairs ranked as the report ranks them
+        from datamodels.fit.results import FitView  # the margins' sd: pairs ranked as the report ranks them
 
-        print(summary(interactions, metrics, RunView.open(cfg.run_dir).margin_sd))
+        print(summary(interactions, metrics, FitView.open(cfg.run_dir).margin_sd))
         print(f"wrote {', '.join(map(str, paths))}")
 
 

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from datamodels.cli import job, launch
 from datamodels.errors import UserError
-from datamodels.fitting import merge_fit_parts
+from datamodels.fit.stage import merge_fit_parts
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

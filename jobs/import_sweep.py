@@ -6,7 +6,7 @@
 
 dataset= must be given: cifar10 links the run to the genuine archive's images (n = 50,000 train,
 10,000 test columns), none imports without images. Re-running a killed import finishes its
-missing shards. Then collect, fit, prune and report it like a sweep (datamodels.importing).
+missing shards. Then collect, fit, prune and report it like a sweep (datamodels.sweep.importing).
 """
 
 import hydra
@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from datamodels.cli import chosen_on_command_line, job, launch
 from datamodels.errors import UserError
-from datamodels.importing import ImportSettings, run_import
+from datamodels.sweep.importing import ImportSettings, run_import
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

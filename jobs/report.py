@@ -12,7 +12,7 @@ import hydra
 from omegaconf import DictConfig
 
 from datamodels.cli import job, launch
-from datamodels.report import conclusions, outputs, run_report
+from datamodels.views.report import conclusions, outputs, run_report
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

@@ -4,14 +4,14 @@ the models checkpointed in unfinished shards; then the command that trains exact
     python jobs/status.py run_dir=runs/demo        (make status ARGS=run_dir=runs/demo)
 
 Jobs are those recorded by ``hydra/launcher=slurm`` in ``<run_dir>/logs/slurm/submission-*.json``;
-their states come from ``sacct`` (datamodels.status). Without SLURM only the files are read.
+their states come from ``sacct`` (datamodels.sweep.status). Without SLURM only the files are read.
 """
 
 import hydra
 from omegaconf import DictConfig
 
 from datamodels.cli import job, launch
-from datamodels.status import sweep_status
+from datamodels.sweep.status import sweep_status
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from datamodels.cli import in_joblib_worker, in_multirun, job, launch
 from datamodels.processes import worker_slot
-from datamodels.sweep import SweepRun
+from datamodels.sweep.stage import SweepRun
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

@@ -3,7 +3,7 @@
     python jobs/trak.py run_dir=runs/demo [trak.models=20 trak.proj_dim=512]
 
 Needs the optional extra 'trak' (dattri). Retrains the fit split's first trak.models models of
-the sweep, writes their TRAK fit beside the other fits (<run_dir>/fit, datamodels.trak), which
+the sweep, writes their TRAK fit beside the other fits (<run_dir>/fit, datamodels.fit.trak), which
 the pruning method trak reads (prune.methods=[trak,...]). Skipped when the fit-ready layout and
 settings are those of its last run (force=true redoes it).
 """
@@ -12,8 +12,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from datamodels.cli import job, launch
-from datamodels.fitting import summary
-from datamodels.trak import TrakSettings, run_trak
+from datamodels.fit.stage import summary
+from datamodels.fit.trak import TrakSettings, run_trak
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

@@ -203,8 +203,8 @@ def exhaustive_run(tmp_path_factory):
 def test_pair_checks_agree_with_the_exhaustive_truth_and_resume(exhaustive_run):
     from conftest import run_job
 
-    from datamodels.analysis import RunView
-    from datamodels.store import load_sweep
+    from datamodels.views.analysis import RunView
+    from datamodels.store.shards import load_sweep
 
     args = [*EXHAUSTIVE, f"run_dir={exhaustive_run}", "ablate.fit_method=linear", "ablate.controls=false",
             "ablate.pairs=[[0,0,1],[1,2,3],[2,0,4],[3,0,1]]", "ablate.backgrounds=8", "ablate.models_per_shard=32"]
@@ -241,7 +241,7 @@ def test_pair_checks_agree_with_the_exhaustive_truth_and_resume(exhaustive_run):
 def test_removal_checks_measure_every_method_and_bad_input_is_one_line(exhaustive_run):
     from conftest import run_job
 
-    from datamodels.analysis import RunView
+    from datamodels.views.analysis import RunView
 
     args = [*EXHAUSTIVE, f"run_dir={exhaustive_run}", "ablate=removal", "ablate.fit_method=linear",
             "ablate.targets=[0,1]", "ablate.ks=[1,2]", "ablate.background=full", "ablate.backgrounds=3",
@@ -286,7 +286,7 @@ def test_held_out_pairs_of_a_planted_run_are_confirmed_and_retraining_needs_its_
     from test_fit_job import GAMES, write_sweep
 
     from datamodels.ablation import AblateSettings, plan_ablation, run_ablate
-    from datamodels.fitting import FitSettings, run_fit
+    from datamodels.fit.stage import FitSettings, run_fit
 
     write_sweep(tmp_path)  # planted games, no dataset: the margins are the games plus noise
     run_fit(tmp_path, FitSettings("proxyspex"), progress=False)

@@ -12,7 +12,7 @@ import pytest
 from nbclient import NotebookClient
 
 from conftest import ROOT, run_job
-from datamodels.analysis import AnalysisError, RunView, pruning_paired, top_effects
+from datamodels.views.analysis import AnalysisError, RunView, pruning_paired, top_effects
 
 SMALL = ["dataset.train=120", "dataset.target=12", "dataset.holdout=300", "sweep.num_models=160",
          "sweep.models_per_shard=80", "train.epochs=4", "model.width=8", "progress=false"]
@@ -239,7 +239,7 @@ def test_notebooks_open_a_relative_datamodels_run_from_the_root_as_jupyter_runs_
     import os
     import sys
 
-    from datamodels.planted import write_planted_sweep
+    from datamodels.sweep.planted import write_planted_sweep
 
     run_dir = tmp_path / "run"
     write_planted_sweep(run_dir, 12, 2, 40, seed=0, progress=False, n_mains=3, n_synergy=1, n_redundancy=0,
@@ -255,7 +255,7 @@ def test_notebooks_open_a_relative_datamodels_run_from_the_root_as_jupyter_runs_
 
 def test_a_relative_datamodels_run_is_taken_from_the_cwd_first_and_its_absence_names_both_places(
         tmp_path, monkeypatch):
-    from datamodels.analysis import _repository_root, run_dir_from_environment
+    from datamodels.views.analysis import _repository_root, run_dir_from_environment
 
     assert _repository_root() == ROOT
     (tmp_path / "runs" / "mine").mkdir(parents=True)

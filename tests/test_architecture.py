@@ -1,10 +1,15 @@
 """The house rules that keep the library easy to change, checked on its source."""
 
 import ast
+import importlib
 import re
+import subprocess
+import sys
 
+import pytest
 from conftest import ROOT
 
+from datamodels._moved import FORWARDED, MOVED
 from datamodels.interactions import ENGINES
 
 PACKAGE = ROOT / "datamodels"
@@ -60,6 +65,37 @@ def test_the_import_graph_has_no_circles():
         visit(node)
 
 
+# The library's floors in pipeline order, lowest first (``datamodels/__init__.py`` draws them): a
+# module imports only modules on its own floor or below, so nothing runs back up the pipeline.
+FLOORS = (
+    ("datamodels", "datamodels._moved", "datamodels.errors", "datamodels.settings", "datamodels.tables",
+     "datamodels.packed", "datamodels.processes", "datamodels.cli", "datamodels.run"),
+    ("datamodels.interactions",),
+    ("datamodels.store",),
+    ("datamodels.sweep",),
+    ("datamodels.fit",),
+    ("datamodels.pruning",),
+    ("datamodels.ablation",),
+    ("datamodels.views",),
+)
+
+
+def floor(module: str) -> int:
+    """The floor of a library module: that of the longest name of :data:`FLOORS` it lies in."""
+    found = [(len(prefix), level) for level, names in enumerate(FLOORS) for prefix in names
+             if module == prefix or module.startswith(prefix + ".")]
+    assert found, f"{module} is on no floor of FLOORS: add it where it belongs in the pipeline"
+    return max(found)[1]
+
+
+def test_no_import_runs_back_up_the_pipeline():
+    trees = modules()
+    found = [f"{name} (floor {floor(name)}) imports {other} (floor {floor(other)})"
+             for name, tree in trees.items() if name.split(".")[0] == "datamodels"
+             for other in sorted(imported(name, tree, trees)) if floor(other) > floor(name)]
+    assert not found, "\n".join(found)
+
+
 def test_the_library_never_imports_a_hydra_plugin():
     """Plugins import the library, never the other way: the library stays callable without Hydra's
     plugin discovery, and a plugin may need anything of it."""
@@ -84,12 +120,12 @@ def test_no_caller_asks_an_engine_what_type_it_is():
 
 
 def test_run_folder_paths_are_named_in_one_module():
-    """No code outside datamodels/run_folder.py spells a file of a run folder (docs may)."""
+    """No code outside datamodels/run/folder.py spells a file of a run folder (docs may)."""
     names = ("run.json", "config.json", "fit_metrics.parquet", "interactions.parquet",
              "keep_sets.parquet", "evaluation.parquet", "paired.csv", "index.html", ".inputs", "submission-")
     found = []
     for path in [*PACKAGE.rglob("*.py"), *(ROOT / "jobs").glob("*.py"), *PLUGINS.rglob("*.py")]:
-        if path.name == "run_folder.py":
+        if path == PACKAGE / "run" / "folder.py":
             continue
         tree = ast.parse(path.read_text())
         docstrings = {id(node.body[0].value) for node in ast.walk(tree)
@@ -99,7 +135,7 @@ def test_run_folder_paths_are_named_in_one_module():
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
                 found += [f"{path.relative_to(ROOT)}:{node.lineno} {node.value!r}" for name in names
                           if name in node.value]
-    assert not found, "paths of the run folder spelt outside datamodels/run_folder.py:\n" + "\n".join(found)
+    assert not found, "paths of the run folder spelt outside datamodels/run/folder.py:\n" + "\n".join(found)
 
 
 def test_jobs_are_shells():
@@ -158,3 +194,26 @@ def test_every_test_that_starts_a_process_is_marked_slow():
     """make test-fast (-m 'not slow') stays a tier of unit tests: a test that starts a job or a
     process, runs a notebook or compiles carries the slow mark."""
     assert unmarked_slow_tests() == []
+
+
+def test_the_old_import_paths_still_work_and_say_where_the_module_went():
+    for old, new in MOVED.items():
+        sys.modules.pop(old, None)
+        with pytest.warns(DeprecationWarning, match=f"{old} moved to {new}"):
+            module = importlib.import_module(old)
+        assert module is importlib.import_module(new)
+    for package, (target, names) in FORWARDED.items():
+        module = importlib.import_module(target)
+        assert names <= set(vars(module)), f"{package}: forwarded names missing from {target}"
+        for name in names:
+            vars(importlib.import_module(package)).pop(name, None)
+            with pytest.warns(DeprecationWarning, match=f"{package}.{name} moved to {target}.{name}"):
+                assert getattr(importlib.import_module(package), name) is getattr(module, name)
+
+
+@pytest.mark.slow
+def test_an_old_module_path_still_runs_as_a_script():
+    proc = subprocess.run([sys.executable, "-W", "always::DeprecationWarning", "-m", "datamodels.planted", "--help"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0 and "usage: python -m datamodels.sweep.planted" in proc.stdout
+    assert "datamodels.planted moved to datamodels.sweep.planted" in proc.stderr

@@ -8,11 +8,11 @@ import torch
 from conftest import run_job
 from sklearn.linear_model import Lasso
 
-from datamodels.fitting import r2
+from datamodels.fit.stage import r2
 from datamodels.interactions import LinearDatamodel, mobius_predict
 from datamodels.interactions.batched_lasso import fit_linear_batched
 from datamodels.packed import PackedMasks
-from datamodels.planted import planted_game, read_planted_truth, write_planted_sweep
+from datamodels.sweep.planted import planted_game, read_planted_truth, write_planted_sweep
 
 GAME = dict(n_synergy=2, n_redundancy=2, n_triples=0, main_sd=0.1, strength=1.0)
 

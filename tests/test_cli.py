@@ -19,12 +19,12 @@ from omegaconf import DictConfig, OmegaConf
 from conftest import CONF, ROOT, TINY, compose_config, run_job, wait_for
 from datamodels.cli import contradictions, overridden_paths, run_settings, set_torch_threads
 from datamodels.errors import UserError
-from datamodels.run_folder import RunFolder
-from datamodels.run_identity import RUN_SECTIONS
-from datamodels.store import partial_models
+from datamodels.run.folder import RunFolder
+from datamodels.run.identity import RUN_SECTIONS
+from datamodels.store.shards import partial_models
 
 # A setting as messages spell it: a dotted path under a config section, or a top-level key set
-# with '='; never part of a file or module name (jobs/fit.py, datamodels.fit_ready).
+# with '='; never part of a file or module name (jobs/fit.py, datamodels.store.fit_ready).
 SECTIONS = ("dataset", "players", "model", "train", "loader", "sweep", "fit", "prune", "curate")
 SETTING = re.compile(rf"(?<![\w/.])((?:{'|'.join(SECTIONS)})(?:\.[A-Za-z_]\w*)+|"
                      rf"(?:run_dir|device|torch_threads|progress|debug|force)(?==))")
@@ -249,11 +249,11 @@ def test_every_job_checks_its_overrides_before_hydra():
 def test_settings_the_docs_once_placed_in_run_folder_still_import_there_with_a_warning():
     """README and docs/loaders.md spelt run_folder.LAUNCH_SETTINGS and run_folder.LATER_DEFAULTS
     before they moved to run_identity: code written against them keeps running for one release."""
-    import datamodels.run_folder as run_folder
-    from datamodels import run_identity
+    import datamodels.run.folder as run_folder
+    from datamodels.run import identity as run_identity
 
     for name in ("LAUNCH_SETTINGS", "LATER_DEFAULTS"):
-        with pytest.warns(DeprecationWarning, match=f"datamodels.run_identity.{name}"):
+        with pytest.warns(DeprecationWarning, match=f"datamodels.run.identity.{name}"):
             assert getattr(run_folder, name) is getattr(run_identity, name)
     with pytest.raises(AttributeError):
         run_folder.IDENTITY_KEYS  # moved, but never documented there: no alias

@@ -7,13 +7,13 @@ import torch
 from torch._dynamo.utils import counters
 
 from conftest import TINY, compose_config
-from datamodels.data import prepare
+from datamodels.sweep.data import prepare
 from datamodels.errors import UserError
-from datamodels.loaders import to_device
-from datamodels.masks import MaskDesign
-from datamodels.models import build_model
-from datamodels.sweep import SweepRun, config_hash
-from datamodels.train import TrainConfig, train_model, train_models, train_network
+from datamodels.sweep.loaders import to_device
+from datamodels.sweep.masks import MaskDesign
+from datamodels.sweep.models import build_model
+from datamodels.sweep.stage import SweepRun, config_hash
+from datamodels.sweep.train import TrainConfig, train_model, train_models, train_network
 
 
 @pytest.mark.slow

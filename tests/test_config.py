@@ -11,9 +11,9 @@ import torch
 import yaml
 
 from conftest import CONF, ROOT, compose_config
-from datamodels.masks import MaskDesign, alpha_setting
-from datamodels.models import build_model
-from datamodels.train import TrainConfig, lr_lambda
+from datamodels.sweep.masks import MaskDesign, alpha_setting
+from datamodels.sweep.models import build_model
+from datamodels.sweep.train import TrainConfig, lr_lambda
 
 
 def options(group: str) -> list[str]:
@@ -66,7 +66,7 @@ def test_train_options(name):
 
 @pytest.mark.parametrize("name", options("loader"))
 def test_loader_options(name):
-    from datamodels.sweep import LOADERS
+    from datamodels.sweep.stage import LOADERS
     loader = compose_config([f"loader={name}"])["loader"]
     assert loader["name"] == name and name in LOADERS
 
@@ -95,7 +95,7 @@ def test_prune_options(name):
 @pytest.mark.parametrize("name", options("fit"))
 def test_fit_options_fit_a_game(name):
     """Each fit option's engine, with the option's parameters, finds a planted game's strong player."""
-    from datamodels.fitting import FitSettings
+    from datamodels.fit.stage import FitSettings
     from datamodels.interactions import SPEX, spex_design
 
     fit = compose_config([f"fit={name}"])["fit"]
@@ -133,12 +133,12 @@ def test_settings_refuse_unknown_keys_in_one_line_and_take_a_scalar_for_a_list()
     """datamodels.settings, the one builder of every settings dataclass from its config section."""
     from datamodels.ablation import AblateSettings
     from datamodels.errors import UserError
-    from datamodels.fitting import FitSettings
-    from datamodels.importing import ImportSettings
+    from datamodels.fit.stage import FitSettings
+    from datamodels.sweep.importing import ImportSettings
     from datamodels.pruning import PruneSettings
     from datamodels.settings import from_section, list_fields, not_a_setting
-    from datamodels.train import TrainConfig
-    from datamodels.trak import TrakSettings
+    from datamodels.sweep.train import TrainConfig
+    from datamodels.fit.trak import TrakSettings
 
     for cls, typo, name in [(FitSettings, "worker", "workers"), (PruneSettings, "fraction", "fractions"),
                             (TrakSettings, "model", "models"), (ImportSettings, "mask", "masks"),

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from datamodels.data import (CIFAR10_CLASSES, DataError, load_dataset, load_digits, make_splits, prepare,
+from datamodels.sweep.data import (CIFAR10_CLASSES, DataError, load_dataset, load_digits, make_splits, prepare,
                              write_cifar10_archive)
 
 

@@ -1,4 +1,4 @@
-"""The duplicate ranking (datamodels.duplicates, jobs/duplicates.py) on planted games whose
+"""The duplicate ranking (datamodels.pruning.duplicates, jobs/duplicates.py) on planted games whose
 duplicate groups are known, and its refusals of runs it cannot read."""
 
 from types import SimpleNamespace
@@ -9,17 +9,17 @@ import pytest
 from scipy import sparse
 
 from conftest import run_job
-from datamodels import duplicates
-from datamodels.analysis import RunView, residual_sd
-from datamodels.duplicates import (DuplicatesError, DuplicatesSettings, _residual_pair_part, candidate_groups,
+from datamodels.pruning import duplicates
+from datamodels.views.analysis import RunView, residual_sd
+from datamodels.pruning.duplicates import (DuplicatesError, DuplicatesSettings, _residual_pair_part, candidate_groups,
                                    profile_neighbours, read_candidates, read_pairs, redundant_pairs, run_duplicates)
 from datamodels.errors import UserError
-from datamodels.fitting import FitSettings, run_fit
+from datamodels.fit.stage import FitSettings, run_fit
 from datamodels.packed import PackedMasks
-from datamodels.planted import planted_game, read_planted_truth, write_planted_sweep
+from datamodels.sweep.planted import planted_game, read_planted_truth, write_planted_sweep
 from datamodels.pruning import Surrogate
-from datamodels.report import write_report
-from datamodels.run_folder import RunFolder
+from datamodels.views.report import write_report
+from datamodels.run.folder import RunFolder
 
 DUPLICATES = [[3, 17], [5, 22, 41]]  # planted in every target; every target also gets its own redundant pair
 T = 12
@@ -47,7 +47,7 @@ def test_planted_duplicates_are_the_or_game_of_their_members():
 
 
 def true_fractions(truth: dict, tau: np.ndarray, n: int) -> np.ndarray:
-    """[n, n]: every pair's duplicate fraction (datamodels.duplicates) in the planted spectra."""
+    """[n, n]: every pair's duplicate fraction (datamodels.pruning.duplicates) in the planted spectra."""
     mains, pairs = np.zeros((n, len(truth))), np.zeros((n, n, len(truth)))
     for t, spectrum in truth.items():
         for S, m in spectrum.items():

@@ -11,9 +11,9 @@ from sklearn.utils import estimator_checks
 
 from conftest import ROOT, run_job
 from datamodels.interactions import ENGINES, SPEX, spex_design
-from datamodels.planted import write_planted_sweep
+from datamodels.sweep.planted import write_planted_sweep
 from datamodels.tables import read_frame
-from datamodels.run_folder import RunFolder
+from datamodels.run.folder import RunFolder
 
 # scikit-learn's checks that apply to estimators over 0/1 masks: the ones about parameters,
 # cloning and construction (the others fit on real-valued data, which no engine accepts).
@@ -66,7 +66,8 @@ BAD_PARAMS = {
     "proxyspex": SCREENED_BAD | {
         "max_order": [0, 2.0], "depths": [(4,), (0,), "2", 2], "learning_rates": [(), (0.0,), (-0.1,), 0.3],
         "n_estimators": [0], "early_stopping_rounds": [0], "val_fraction": [0.0, 1.0], "min_child_samples": [-1],
-        "n_candidates": [0], "level": [1.5, 0, float("nan")], "relax": ["yes"], "error_rate": ["bh"]},
+        "n_candidates": [0], "level": [1.5, 0, float("nan")], "relax": ["yes"], "error_rate": ["bh"],
+        "untested": ["keep", True]},
     "spex": {"budget": [None, 0, 2.5], "seed": [1.5], "degree": [0], "decoder": ["chase"]},
     "linear_gpu": {"device": ["gpu0", None], "n_penalties": [0], "eps": [0.0, 1.0], "val_fraction": [1.0],
                    "patience": [0], "max_iter": [0], "tol": [-1.0], "target_batch": [0], "seed": [-1]},

@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from datamodels.exhaustive import exact_mobius, projection, recovery, seed_average, subset_masks
+from datamodels.fit.exhaustive import exact_mobius, projection, recovery, seed_average, subset_masks
 from datamodels.interactions import LinearDatamodel, ProxySPEX, mobius_predict
 
 

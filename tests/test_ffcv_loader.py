@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from conftest import TINY, compose_config
-from datamodels.data import prepare
-from datamodels.ffcv_loader import import_ffcv
-from datamodels.loaders import ResidentLoader, to_device
-from datamodels.masks import MaskDesign
-from datamodels.models import build_model
-from datamodels.store import load_sweep
-from datamodels.sweep import SweepRun
-from datamodels.train import TrainConfig, train_model
+from datamodels.sweep.data import prepare
+from datamodels.sweep.ffcv_loader import import_ffcv
+from datamodels.sweep.loaders import ResidentLoader, to_device
+from datamodels.sweep.masks import MaskDesign
+from datamodels.sweep.models import build_model
+from datamodels.store.shards import load_sweep
+from datamodels.sweep.stage import SweepRun
+from datamodels.sweep.train import TrainConfig, train_model
 
 
 def test_a_missing_ffcv_names_the_make_target(monkeypatch):
@@ -35,7 +35,7 @@ def digits():
 
 @needs_ffcv
 def test_both_loaders_give_the_same_examples_every_epoch(digits, tmp_path):
-    from datamodels.ffcv_loader import FFCVLoader
+    from datamodels.sweep.ffcv_loader import FFCVLoader
 
     data, splits = digits
     ffcv, resident = FFCVLoader(splits, data, tmp_path), ResidentLoader(splits)
@@ -59,7 +59,7 @@ def test_both_loaders_give_the_same_examples_every_epoch(digits, tmp_path):
 @needs_ffcv
 @pytest.mark.slow
 def test_models_trained_through_either_loader_reach_the_same_accuracy(digits, tmp_path):
-    from datamodels.ffcv_loader import FFCVLoader
+    from datamodels.sweep.ffcv_loader import FFCVLoader
 
     data, splits = digits
     torch.set_num_threads(1)

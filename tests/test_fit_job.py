@@ -5,12 +5,12 @@ import pandas as pd
 import pytest
 from conftest import run_job
 
-from datamodels import store
-from datamodels.fitting import FitSettings, fit_and_evaluate, noise_ceiling, r2, run_fit, select_targets, spearman
+from datamodels.store import shards as store
+from datamodels.fit.stage import FitSettings, fit_and_evaluate, noise_ceiling, r2, run_fit, select_targets, spearman
 from datamodels.interactions import heldout_split, mobius_predict
-from datamodels.planted import planted_game, write_planted_sweep
-from datamodels.run_folder import RunFolder, shard_path
-from datamodels.store import ModelRecord, StoreError, write_shard
+from datamodels.sweep.planted import planted_game, write_planted_sweep
+from datamodels.run.folder import RunFolder, shard_path
+from datamodels.store.shards import ModelRecord, StoreError, write_shard
 
 N, MASKS, REPEATS, PER_SHARD = 24, 400, 2, 200
 GAMES = [planted_game(N, n_synergy=1, n_redundancy=1, n_triples=0, seed=s) for s in range(3)]
@@ -48,10 +48,12 @@ def test_job_writes_both_methods_side_by_side(tmp_path):
     run_job("fit.py", f"run_dir={tmp_path}", "fit=linear", "fit.workers=1", "progress=false")
     metrics = pd.read_parquet(tmp_path / "fit" / "fit_metrics.parquet")
     inter = pd.read_parquet(tmp_path / "fit" / "interactions.parquet")
-    assert list(inter.columns) == ["target", "members", "order", "mobius", "kind", "method"]
+    assert list(inter.columns) == ["target", "members", "order", "mobius", "kind", "method", "tested"]
+    assert inter.loc[inter["order"] > 1, "tested"].groupby(inter["method"]).all().to_dict() == {"proxyspex": True}
+    assert not inter.loc[(inter["order"] == 1) | (inter["method"] == "linear"), "tested"].any()
     assert sorted(metrics.columns) == sorted(["target", "method", "r2", "spearman", "noise_ceiling",
                                               "r2_fraction_of_ceiling", "models_used", "seconds", "working_set",
-                                              "kkt_added", "penalty_at_floor"])
+                                              "kkt_added", "penalty_at_floor", "tested_zeroed"])
     # n = 24: nothing screened
     assert (metrics["working_set"] == N).all() and (metrics["kkt_added"] == 0).all()
     assert not metrics["penalty_at_floor"].any()
@@ -168,7 +170,7 @@ def test_learning_curve_uses_the_first_models_and_the_same_heldout_models():
 def test_job_screens_a_wide_planted_sweep_and_finds_its_pairs(tmp_path):
     # 600 players, 40 with effects per target: the fit works on working sets of 80, reads the
     # memory-mapped layout that collect wrote, and still finds every planted pair.
-    from datamodels.planted import read_planted_truth, write_planted_sweep
+    from datamodels.sweep.planted import read_planted_truth, write_planted_sweep
 
     write_planted_sweep(tmp_path, n=600, T=3, num_masks=1500, repeats=2, noise=0.3, models_per_shard=1000,
                         progress=False, n_synergy=1, n_redundancy=1, n_triples=0, n_mains=40)
@@ -215,7 +217,7 @@ def test_the_fit_job_projects_its_time_from_its_first_target(tmp_path):
 
 
 def test_projected_time_reads_in_the_unit_of_its_size():
-    from datamodels.fitting import projected_time
+    from datamodels.fit.stage import projected_time
 
     assert projected_time("proxyspex", 170.0, 60, 2, 240_000, 50_000) == (
         "fit=proxyspex: 60 targets on 240,000 models of 50,000 players; the first took 170.0 s, so about 85 min in "

@@ -1,4 +1,4 @@
-"""The fit-ready layout against the shards it is derived from (datamodels/fit_ready.py, jobs/collect.py)."""
+"""The fit-ready layout against the shards it is derived from (datamodels/store/fit_ready.py, jobs/collect.py)."""
 
 import json
 import multiprocessing
@@ -11,11 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import run_job
 
-from datamodels import fit_ready
-from datamodels.fit_ready import StaleLayoutError, build_fit_ready, open_fit_ready
-from datamodels.planted import write_planted_sweep
-from datamodels.run_folder import RunFolder, shard_path
-from datamodels.store import StoreError, load_sweep, read_models, read_shard_meta, write_shard
+from datamodels.store import fit_ready
+from datamodels.store.fit_ready import StaleLayoutError, build_fit_ready, open_fit_ready
+from datamodels.sweep.planted import write_planted_sweep
+from datamodels.run.folder import RunFolder, shard_path
+from datamodels.store.shards import StoreError, load_sweep, read_models, read_shard_meta, write_shard
 
 # n not a multiple of 8 (padding bits); 300 models in 5 shards, the last one short.
 N, T, MASKS, REPEATS, PER_SHARD = 45, 6, 150, 2, 70
@@ -139,7 +139,7 @@ def test_a_replaced_shard_is_refused_by_size_or_by_time(run):
 @pytest.mark.parametrize("manifest,message", [
     ("{not json", r"manifest.json is corrupt"),
     (json.dumps({"format": "someone.else/3"}), r"manifest.json has format 'someone.else/3', expected "
-                                               r"'datamodels.fit_ready/1': not a fit-ready layout"),
+                                               r"'datamodels.store.fit_ready/1': not a fit-ready layout"),
     (json.dumps(["a", "list"]), r"manifest.json has format 'list'"),
     (None, r"fit_ready holds no manifest.json: it is not a fit-ready layout of this package"),
     ("other run", r"manifest.json belongs to a different sweep: fingerprint='planted-other'"),

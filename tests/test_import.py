@@ -1,4 +1,4 @@
-"""The import of models trained elsewhere (datamodels.importing, jobs/import_sweep.py), checked
+"""The import of models trained elsewhere (datamodels.sweep.importing, jobs/import_sweep.py), checked
 against the arrays the tests write in the release's and the store's genuine layouts."""
 
 import json
@@ -8,13 +8,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import compose_config, run_job
-from datamodels import importing
-from datamodels.data import write_cifar10_archive
-from datamodels.importing import ImportSettings, ImportSourceError, plan_import, run_import, write_import
-from datamodels.planted import read_planted_truth, write_planted_release, write_planted_sweep
-from datamodels.run_data import RunData
-from datamodels.run_folder import RunFolder
-from datamodels.store import load_sweep
+from datamodels.sweep import importing
+from datamodels.sweep.data import write_cifar10_archive
+from datamodels.sweep.importing import ImportSettings, ImportSourceError, plan_import, run_import, write_import
+from datamodels.sweep.planted import read_planted_truth, write_planted_release, write_planted_sweep
+from datamodels.sweep.run_data import RunData
+from datamodels.run.folder import RunFolder
+from datamodels.store.shards import load_sweep
 
 M, N, T = 230, 40, 12
 
@@ -170,7 +170,7 @@ def cifar_archive(folder, n_train=N, n_test=T, seed=3):
 
 @pytest.mark.slow
 def test_dataset_cifar10_links_train_images_and_the_chosen_test_images(tmp_path):
-    from datamodels.sweep import SweepRun
+    from datamodels.sweep.stage import SweepRun
 
     options, labels = cifar_archive(tmp_path / "cifar")
     paths, _, _, _ = release(tmp_path / "release", labels=labels[:N])
@@ -303,7 +303,7 @@ def test_the_import_says_what_it_reads_and_writes_before_writing(tmp_path):
 @pytest.mark.slow
 def test_the_documented_prune_runs_on_an_import_without_images(tmp_path):
     """docs/cifar10.md: import with dataset=none, fit, then python jobs/prune.py run_dir=... as printed."""
-    from datamodels.fitting import FitSettings, run_fit
+    from datamodels.fit.stage import FitSettings, run_fit
 
     paths, _, _, labels = release(tmp_path / "release")
     run_dir = tmp_path / "run"

@@ -69,3 +69,24 @@ def test_least_squares_with_held_columns_fits_what_they_leave():
         train = fold_ids(500, 5, 0) != fold
         expected = np.linalg.lstsq(design[train], offset[train], rcond=None)[0]
         np.testing.assert_allclose(gram.ols(free, held_out=fold, fixed=(held, values))[0], expected[1:], atol=1e-9)
+
+
+def test_cross_validated_errors_take_one_support_per_fold():
+    """``cv_errors(per_fold=True)`` with one column list per fold is, fold by fold, the held-out
+    error of that fold's support fitted on the other folds (computed here on the rows
+    themselves); with the same support everywhere, the shared call."""
+    rng = np.random.default_rng(0)
+    X = rng.random((300, 8)) < 0.5
+    y = X[:, :3] @ np.array([1.0, -0.5, 0.3]) + rng.normal(0, 0.3, 300)
+    folds = fold_ids(300, 3, 0)
+    gram = GramLasso(X, y, folds)
+    penalties, shared = gram.cv_errors(np.arange(8), gram.penalty_grid(np.arange(8), 10))
+    np.testing.assert_allclose(gram.cv_errors([np.arange(8)] * 3, penalties, [None] * 3, per_fold=True)[1], shared)
+    supports = [np.arange(4), np.arange(8), np.array([0, 2, 5])]
+    expected = np.zeros((3, len(penalties)))
+    for f, support in enumerate(supports):
+        coefs, intercepts = gram.path(support, penalties, held_out=f)
+        held = folds == f
+        predictions = X[held][:, support].astype(float) @ coefs.T + intercepts
+        expected[f] = ((y[held, None] - predictions) ** 2).mean(axis=0)
+    np.testing.assert_allclose(gram.cv_errors(supports, penalties, [None] * 3, per_fold=True)[1], expected, rtol=1e-6)

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from datamodels.data import prepare
-from datamodels.loaders import ResidentLoader, augment, batch_order, draw_augmentation, step_params, to_device, total_steps
-from datamodels.sweep import make_loader
-from datamodels.train import TrainConfig
+from datamodels.sweep.data import prepare
+from datamodels.sweep.loaders import ResidentLoader, augment, batch_order, draw_augmentation, step_params, to_device, total_steps
+from datamodels.sweep.stage import make_loader
+from datamodels.sweep.train import TrainConfig
 
 
 def test_every_kept_example_is_seen_once_per_epoch_in_full_batches():

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from datamodels.data import load_digits
-from datamodels.masks import MaskDesign, MaskError, group_players, kept_examples, load_mask_file, training_seed
+from datamodels.sweep.data import load_digits
+from datamodels.sweep.masks import MaskDesign, MaskError, group_players, kept_examples, load_mask_file, training_seed
 
 
 def test_masks_are_pure_functions_of_seed_and_index():

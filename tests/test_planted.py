@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from datamodels.interactions import mobius_predict
-from datamodels.masks import MaskDesign
-from datamodels.planted import bernoulli_sd, planted_game, read_planted_truth, write_planted_sweep
-from datamodels.store import StoreError, collect_run, load_sweep
+from datamodels.sweep.masks import MaskDesign
+from datamodels.sweep.planted import bernoulli_sd, planted_game, read_planted_truth, write_planted_sweep
+from datamodels.store.shards import StoreError, collect_run, load_sweep
 
 N, T, MASKS, REPEATS, PER_SHARD = 60, 4, 600, 2, 500
 GAME = {"n_mains": 15, "n_synergy": 1, "n_redundancy": 1, "n_triples": 1}
@@ -109,7 +109,7 @@ def test_other_settings_are_refused_in_the_same_run_folder(tmp_path):
 
 @pytest.mark.slow
 def test_the_command_line_writes_a_sweep_and_says_so(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "datamodels.planted", "--run-dir", str(tmp_path / "run"),
+    out = subprocess.run([sys.executable, "-m", "datamodels.sweep.planted", "--run-dir", str(tmp_path / "run"),
                           "--n", "30", "--targets", "3", "--masks", "50", "--repeats", "2", "--n-mains", "5",
                           "--models-per-shard", "40"], capture_output=True, text=True, check=True).stdout
     assert "3 shards written, 0 already present (100 models, n=30, T=3)" in out
@@ -134,7 +134,7 @@ def test_tail_sd_gives_every_player_a_faint_main_on_top_of_the_same_game(tmp_pat
     planted(tmp_path / "b")
     with pytest.raises(StoreError, match="fingerprint="):
         planted(tmp_path / "b", tail_sd=0.01)
-    out = subprocess.run([sys.executable, "-m", "datamodels.planted", "--run-dir", str(tmp_path / "c"), "--n", "30",
+    out = subprocess.run([sys.executable, "-m", "datamodels.sweep.planted", "--run-dir", str(tmp_path / "c"), "--n", "30",
                           "--targets", "2", "--masks", "20", "--n-mains", "5", "--tail-sd", "0.02"],
                          capture_output=True, text=True, check=True).stdout
     assert "20 models, n=30, T=2" in out
@@ -143,10 +143,10 @@ def test_tail_sd_gives_every_player_a_faint_main_on_top_of_the_same_game(tmp_pat
 
 @pytest.mark.slow
 def test_the_release_writer_says_its_size_first_and_its_folder_reads_as_the_truth(tmp_path):
-    """python -m datamodels.planted --release DIR: one line with the size before writing; then
+    """python -m datamodels.sweep.planted --release DIR: one line with the size before writing; then
     read_planted_truth(DIR) reads the truth it wrote beside the .npy files."""
     release = tmp_path / "release"
-    out = subprocess.run([sys.executable, "-m", "datamodels.planted", "--release", str(release), "--n", "30",
+    out = subprocess.run([sys.executable, "-m", "datamodels.sweep.planted", "--release", str(release), "--n", "30",
                           "--targets", "4", "--masks", "25", "--n-mains", "10"], capture_output=True, text=True,
                          check=True).stdout.splitlines()
     # 25 x 30 bytes of masks, 25 x 4 float16 margins, 30 int64 labels, 3 headers, 32 bytes a truth row of 4 x (10 + 20)
@@ -167,7 +167,8 @@ def test_the_release_writer_refuses_a_disk_without_the_space(tmp_path, monkeypat
     import shutil
     from collections import namedtuple
 
-    from datamodels import planted, tables
+    from datamodels import tables
+    from datamodels.sweep import planted
 
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(tables.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
@@ -185,7 +186,7 @@ def test_the_release_writer_refuses_a_disk_without_the_space(tmp_path, monkeypat
 
 
 def test_sizes_read_as_a_person_says_them():
-    from datamodels.planted import planted_release_bytes
+    from datamodels.sweep.planted import planted_release_bytes
     from datamodels.tables import size_text
 
     assert [size_text(b) for b in (512, 12_345, 310e6, 4.9e9, 123e9)] == ["512 B", "12.3 kB", "310 MB", "4.9 GB",

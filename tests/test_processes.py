@@ -14,7 +14,7 @@ from datamodels.processes import worker_slot
 
 SCRIPT = """\
 import numpy as np
-from datamodels.fitting import fit_and_evaluate
+from datamodels.fit.stage import fit_and_evaluate
 rng = np.random.default_rng(0)
 X = rng.random((200, 12)) < 0.5
 Y = (X[:, :4] @ rng.normal(size=(4, 3)) + rng.normal(0, 0.1, (200, 3))).astype(np.float32)

@@ -10,7 +10,7 @@ from datamodels.pruning import (PruningError, Surrogate, ccs_keep_set, check_fra
                                 greedy_keep_set, hardest_keep_set, load_surrogates, paired_differences,
                                 make_keep_sets, player_classes, stratified_keep_set, summarize, synergy_blocks)
 from datamodels.pruning.retraining import el2n_scores, evaluate_keep_sets, full_data_steps, retraining_jobs
-from datamodels.sweep import SweepRun
+from datamodels.sweep.stage import SweepRun
 
 # Players 0 and 1 are near-duplicates (each worth 1 alone, 1 together: redundancy); 2 and 3
 # are worthless alone and worth 2.2 together (synergy); 4 and 5 have plain main effects.
@@ -227,7 +227,7 @@ def test_curate_is_redone_with_force_and_the_old_set_survives_a_failed_rewrite(t
     keep-set replaces the old whole, and a rewrite that fails leaves the old one as it was."""
     import json
 
-    from datamodels.planted import write_planted_sweep
+    from datamodels.sweep.planted import write_planted_sweep
     from datamodels.pruning import PruneSettings, curation, run_prune
 
     run_dir = tmp_path / "run"

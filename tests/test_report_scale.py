@@ -1,6 +1,6 @@
 """The report, RunView, pruning and curation on a planted run without images, many targets.
 
-A planted sweep (datamodels.planted) has no dataset: players are shown by index and class, and
+A planted sweep (datamodels.sweep.planted) has no dataset: players are shown by index and class, and
 the report must choose what to show, whatever the number of targets.
 """
 
@@ -15,14 +15,14 @@ import pytest
 from nbclient import NotebookClient
 
 from conftest import ROOT
-from datamodels.analysis import (AnalysisError, RunView, class_pair_patterns, plot_interactions, plot_player,
+from datamodels.views.analysis import (AnalysisError, RunView, class_pair_patterns, plot_interactions, plot_player,
                                  plot_target, pruning_conclusion, pruning_paired, residual_sd, strongest_pair,
                                  strongest_targets, strongest_terms, term_counts, term_strength, top_effects)
-from datamodels.fitting import FitSettings, run_fit, summary
-from datamodels.planted import read_planted_truth, write_planted_sweep
+from datamodels.fit.stage import FitSettings, run_fit, summary
+from datamodels.sweep.planted import read_planted_truth, write_planted_sweep
 from datamodels.pruning import CurateSettings, PruneSettings, PruningError, run_curate, run_prune
-from datamodels.report import run_report, write_report
-from datamodels.run_folder import RunFolder
+from datamodels.views.report import run_report, write_report
+from datamodels.run.folder import RunFolder
 
 N, T, MASKS, CLASSES = 2000, 300, 800, 10
 LINEAR_FIT = 120   # targets the linear datamodel fits: more than anything the page may list

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from sklearn.linear_model import Lasso
 
-from datamodels.fitting import r2
+from datamodels.fit.stage import r2
 from datamodels.interactions import LinearDatamodel, screening, ProxySPEX, mobius_predict, null_gradients, screen
 from datamodels.packed import PackedMasks
-from datamodels.planted import planted_game
+from datamodels.sweep.planted import planted_game
 
 
 def sparse_game(n, active, seed):

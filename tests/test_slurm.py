@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from conftest import ROOT, TINY, compose_config, run_job, wait_for
-from datamodels.fitting import FitSettings, merge_fit_parts, run_fit, run_fit_part
-from datamodels.run_folder import partial_dir
-from datamodels.store import StoreError, collect, load_sweep, partial_models, shard_files
-from datamodels.sweep import SweepRun
+from datamodels.fit.stage import FitSettings, merge_fit_parts, run_fit, run_fit_part
+from datamodels.run.folder import partial_dir
+from datamodels.store.shards import StoreError, collect, load_sweep, partial_models, shard_files
+from datamodels.sweep.stage import SweepRun
 from hydra_plugins.datamodels_slurm.launcher import chunks, resubmit_commands
 from test_fit_job import write_sweep
 

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from datamodels.exhaustive import recovery, subset_masks
-from datamodels.fitting import FitSettings, fit_and_evaluate, run_fit
+from datamodels.fit.exhaustive import recovery, subset_masks
+from datamodels.fit.stage import FitSettings, fit_and_evaluate, run_fit
 from datamodels.interactions import (SPEX, ProxySPEX, from_interaction_values, mobius_predict, shapley_values,
                                      spex_design, spex_plan, to_interaction_values)
-from datamodels.masks import MaskDesign, MaskError
-from datamodels.planted import planted_game, read_planted_truth, write_planted_sweep
+from datamodels.sweep.masks import MaskDesign, MaskError
+from datamodels.sweep.planted import planted_game, read_planted_truth, write_planted_sweep
 
 N, BUDGET, DEGREE = 12, 300, 2
 

@@ -3,14 +3,14 @@ import pytest
 import torch
 
 from conftest import TINY, compose_config
-from datamodels.data import prepare
-from datamodels.loaders import to_device
-from datamodels.masks import MaskDesign
-from datamodels.models import build_model
-from datamodels.stacking import stack_networks
-from datamodels.store import load_sweep
-from datamodels.sweep import SweepRun, config_hash
-from datamodels.train import TrainConfig, train_model, train_models
+from datamodels.sweep.data import prepare
+from datamodels.sweep.loaders import to_device
+from datamodels.sweep.masks import MaskDesign
+from datamodels.sweep.models import build_model
+from datamodels.sweep.stacking import stack_networks
+from datamodels.store.shards import load_sweep
+from datamodels.sweep.stage import SweepRun, config_hash
+from datamodels.sweep.train import TrainConfig, train_model, train_models
 
 
 @pytest.mark.parametrize("name,options,shape", [("small_cnn", {"width": 4}, (1, 8, 8)),
@@ -127,12 +127,12 @@ def test_bf16_trains_alone_and_stacked_and_fp32_is_untouched(tmp_path):
 
 
 def _hash_before_models_per_pass_was_a_launch_setting(config: dict) -> str:
-    """datamodels.run_identity.config_hash as it was when sweep.models_per_pass entered the hash
+    """datamodels.run.identity.config_hash as it was when sweep.models_per_pass entered the hash
     (a copy of that code): the hash the run folders of that time recorded."""
     import hashlib
     import json
 
-    from datamodels.run_identity import LATER_DEFAULTS, RUN_SECTIONS
+    from datamodels.run.identity import LATER_DEFAULTS, RUN_SECTIONS
 
     relevant = {k: config.get(k) for k in RUN_SECTIONS if k != "sweep"}
     for section, defaults in LATER_DEFAULTS.items():
@@ -145,7 +145,7 @@ def _hash_before_models_per_pass_was_a_launch_setting(config: dict) -> str:
 @pytest.mark.slow
 def test_run_folders_swept_before_keep_their_identity(tmp_path, monkeypatch):
     from conftest import ROOT, run_job
-    from datamodels.run_folder import RunFolder
+    from datamodels.run.folder import RunFolder
 
     # K = 1 (every sweep at the default): the hash it recorded is the hash now
     for overrides in (TINY, ["experiment=demo"]):
@@ -176,7 +176,7 @@ def test_a_run_folder_is_swept_on_with_another_models_per_pass(tmp_path):
     """python jobs/sweep.py, then python jobs/sweep.py sweep.models_per_pass=8 on the same run_dir:
     the second finds the first's shards and trains only what is missing."""
     from conftest import run_job
-    from datamodels.run_folder import RunFolder
+    from datamodels.run.folder import RunFolder
 
     run_dir = tmp_path / "run"
     first = run_job("sweep.py", *TINY, f"run_dir={run_dir}", "sweep.shard=0", "progress=false")

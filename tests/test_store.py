@@ -5,9 +5,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from datamodels import store
-from datamodels.run_folder import RunFolder, shard_path
-from datamodels.store import ModelRecord, StoreError, collect, load_sweep, write_shard
+from datamodels.store import shards as store
+from datamodels.run.folder import RunFolder, shard_path
+from datamodels.store.shards import ModelRecord, StoreError, collect, load_sweep, write_shard
 
 N, T, PER_SHARD = 13, 5, 4
 META = {"format": store.FORMAT, "fingerprint": "abc", "n": N, "T": T, "design": "bernoulli", "alpha": 0.5,

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from conftest import ROOT, TINY, compose_config, run_job, wait_for
-from datamodels.data import DataError
-from datamodels.masks import MaskError
-from datamodels.run_folder import RunFolder
-from datamodels.store import StoreError, load_sweep
-from datamodels.sweep import SweepRun
-from datamodels.train import DivergedError
+from datamodels.sweep.data import DataError
+from datamodels.sweep.masks import MaskError
+from datamodels.run.folder import RunFolder
+from datamodels.store.shards import StoreError, load_sweep
+from datamodels.sweep.stage import SweepRun
+from datamodels.sweep.train import DivergedError
 
 
 def test_a_model_is_a_pure_function_of_seed_and_index(tiny_config, tmp_path):
@@ -146,7 +146,7 @@ def test_a_shard_claimed_by_a_live_process_is_skipped_and_trained_once_released(
     """A resubmitted command while the first still runs: the second skips the claimed shard, in one
     line naming the holder, and writes nothing; once the claim is released, the shard is trained.
     The holder is this test process (alive for certain), so no race decides the outcome."""
-    from datamodels.claims import ShardClaim
+    from datamodels.run.claims import ShardClaim
 
     run_dir = tmp_path / "run"
     settings = [*TINY, "sweep.num_models=6", "sweep.models_per_shard=6", "progress=false", f"run_dir={run_dir}"]
@@ -176,12 +176,12 @@ def test_a_claim_whose_process_is_gone_is_taken_over(tiny_config, tmp_path):
 
 @pytest.mark.slow
 def test_a_requeued_slurm_job_takes_over_its_own_claim(tmp_path, monkeypatch):
-    from datamodels.claims import ShardClaim
+    from datamodels.run.claims import ShardClaim
 
     folder = RunFolder(tmp_path)
     # holds the claim until the test closes its stdin or kills it, however long the test takes
-    holder = subprocess.Popen([sys.executable, "-c", "import sys; from datamodels.run_folder import RunFolder; "
-                               "from datamodels.claims import ShardClaim; c = ShardClaim(RunFolder(sys.argv[1]), 0); "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from datamodels.run.folder import RunFolder; "
+                               "from datamodels.run.claims import ShardClaim; c = ShardClaim(RunFolder(sys.argv[1]), 0); "
                                "assert c.acquire(); sys.stdin.read()", str(tmp_path)],
                               env=dict(os.environ, SLURM_JOB_ID="1234"), stdin=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
@@ -213,7 +213,7 @@ def _start_sweep(run_dir, *overrides):
 
 def _wait_for_claim(proc, run_dir):
     """The pid holding shard 0's claim, once ``proc`` (a sweep: then it is training the shard) has claimed it."""
-    from datamodels.claims import ShardClaim
+    from datamodels.run.claims import ShardClaim
 
     folder = RunFolder(run_dir)
 
@@ -275,8 +275,8 @@ def _dead_pid() -> int:
 
 @pytest.mark.slow
 def test_status_reports_a_claim_of_an_exited_process_of_this_host_as_free(tiny_config, tmp_path):
-    from datamodels.claims import ShardClaim
-    from datamodels.status import sweep_status
+    from datamodels.run.claims import ShardClaim
+    from datamodels.sweep.status import sweep_status
 
     run = SweepRun(tiny_config, tmp_path)
     run.folder.check_sweep(run.meta, run.config)

@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from datamodels.data import prepare
-from datamodels.masks import MaskDesign
-from datamodels.models import build_model
-from datamodels.loaders import to_device
-from datamodels.train import TrainConfig, lr_lambda, margins_of, train_model
+from datamodels.sweep.data import prepare
+from datamodels.sweep.masks import MaskDesign
+from datamodels.sweep.models import build_model
+from datamodels.sweep.loaders import to_device
+from datamodels.sweep.train import TrainConfig, lr_lambda, margins_of, train_model
 
 
 def test_margin_is_correct_logit_minus_best_other():

@@ -1,4 +1,4 @@
-"""The TRAK adapter (datamodels.trak) against TRAK computed by hand, and its player sums."""
+"""The TRAK adapter (datamodels.fit.trak) against TRAK computed by hand, and its player sums."""
 
 import builtins
 
@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from datamodels.errors import UserError
-from datamodels.trak import TrakSettings, calibrate, player_weights, trak_scores
+from datamodels.fit.trak import TrakSettings, calibrate, player_weights, trak_scores
 
 pytest.importorskip("dattri", reason="the optional extra 'trak'")
 
@@ -153,7 +153,7 @@ def test_missing_dattri_is_one_line_naming_the_extra(monkeypatch):
 def test_trak_job_writes_a_fit_that_the_trak_pruning_method_reads(tmp_path):
     from conftest import TINY, run_job
     from datamodels.pruning import PruneSettings
-    from datamodels.run_folder import RunFolder
+    from datamodels.run.folder import RunFolder
     from datamodels.tables import read_frame
 
     run = [*TINY, "sweep.num_models=30", "sweep.models_per_shard=15", f"run_dir={tmp_path / 'run'}"]

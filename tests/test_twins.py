@@ -1,4 +1,4 @@
-"""The duplicates experiment's bookkeeping (datamodels.twins, conf/experiment/duplicates.yaml):
+"""The duplicates experiment's bookkeeping (datamodels.sweep.twins, conf/experiment/duplicates.yaml):
 which players are twins, and that a twin's images are its original's, perturbed by the recipe."""
 
 import numpy as np
@@ -7,8 +7,8 @@ import pytest
 
 from conftest import compose_config
 from datamodels.errors import UserError
-from datamodels.sweep import SweepRun
-from datamodels.twins import SHIFTS, shift_image, twin_outcomes
+from datamodels.sweep.stage import SweepRun
+from datamodels.sweep.twins import SHIFTS, shift_image, twin_outcomes
 
 
 def experiment(tmp_path, *overrides):
@@ -78,8 +78,8 @@ def test_the_run_records_its_twins(tmp_path):
 
 
 def test_candidate_figure_shows_the_twins_side_by_side(tmp_path):
-    from datamodels.analysis import RunView, plot_candidates
-    from datamodels.duplicates import STAGE, candidate_groups, named_candidates, read_candidates
+    from datamodels.views.analysis import RunView, plot_candidates
+    from datamodels.pruning.duplicates import STAGE, candidate_groups, named_candidates, read_candidates
     from datamodels.tables import write_frame
 
     run = experiment(tmp_path, "sweep.num_models=2", "sweep.models_per_shard=2", "train.epochs=1")

@@ -20,7 +20,7 @@ the fitted polynomial predicts in closed form (:mod:`.polynomial`):
 One module per concern: :mod:`.polynomial` (predictions and the greedy), :mod:`.design` (the
 checks and their masks), :mod:`.measure` (statistics), :mod:`.figures`, :mod:`.stage` (the stage
 of a run folder, :func:`run_ablate`). The checks' models are an ordinary child sweep in
-``<run_dir>/ablations/<name>/`` (:class:`~datamodels.run_folder.RunFolder`).
+``<run_dir>/ablations/<name>/`` (:class:`~datamodels.run.folder.RunFolder`).
 """
 from .design import AblationError, Design, exact_pairs
 from .measure import heldout_pairs, measure_pairs, measure_removals, pair_summary, removal_comparison

@@ -22,19 +22,19 @@ import pandas as pd
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from ..analysis import RunView, residual_sd
-from ..fit_ready import open_fit_ready
-from ..fitting import STAGE as FIT_STAGE
+from ..fit.stage import STAGE as FIT_STAGE
 from ..interactions import make_engine
 from ..processes import check_main_guard, leave_with_parent
-from ..run_folder import RunFolder
+from ..run.folder import RunFolder
 from ..settings import Settings, is_integer
-from ..store import collect_run, load_sweep
+from ..store.fit_ready import open_fit_ready
+from ..store.shards import collect_run, load_sweep
 from ..tables import read_frame, write_atomic, write_frame
+from ..fit.results import FitView, residual_sd
 from .design import (AblationError, Design, choose_pairs, control_pairs, exact_pairs, fitted_pairs, pairs_design,
                      removal_design, removal_sets)
-from .measure import heldout_pairs, measure_pairs, measure_removals, pair_summary, removal_comparison, removal_summary
 from .figures import ablation_png
+from .measure import heldout_pairs, measure_pairs, measure_removals, pair_summary, removal_comparison, removal_summary
 from .polynomial import TargetPolynomial
 
 DESIGNS = ("pairs", "removal", "heldout")
@@ -136,7 +136,7 @@ class Plan:
 # ---------------------------------------------------------------------------------------------- planning
 
 
-def _run_alpha(view: RunView, settings: AblateSettings) -> float:
+def _run_alpha(view: FitView, settings: AblateSettings) -> float:
     if settings.alpha is not None:
         return float(settings.alpha)
     alpha = view.meta.get("alpha")
@@ -148,7 +148,7 @@ def _run_alpha(view: RunView, settings: AblateSettings) -> float:
     return float(alpha)
 
 
-def polynomials(view: RunView, method: str, targets) -> dict[int, TargetPolynomial]:
+def polynomials(view: FitView, method: str, targets) -> dict[int, TargetPolynomial]:
     """Every target's fitted polynomial of ``method`` (error when the run has no such fit)."""
     if method not in view.methods():
         raise AblationError(f"{view.folder.fit_metrics()} holds no fit={method} (fitted: {', '.join(view.methods())}): "
@@ -160,13 +160,13 @@ def polynomials(view: RunView, method: str, targets) -> dict[int, TargetPolynomi
                                      own.get(int(t), empty)["mobius"].to_numpy()) for t in targets}
 
 
-def _interaction_terms(view: RunView, method: str, members: bool = True) -> pd.DataFrame:
+def _interaction_terms(view: FitView, method: str, members: bool = True) -> pd.DataFrame:
     """The fit's terms of order two and more (pairs, triples, ...)."""
     terms = view.terms(method=method, members=members)
     return terms[terms["order"] >= 2]
 
 
-def _pair_checks(view: RunView, settings: AblateSettings, alpha: float) -> pd.DataFrame:
+def _pair_checks(view: FitView, settings: AblateSettings, alpha: float) -> pd.DataFrame:
     tau = residual_sd(view, settings.fit_method)
     polys = polynomials(view, settings.fit_method, tau.index)
     found = fitted_pairs(_interaction_terms(view, settings.fit_method), view.n, alpha, tau)
@@ -203,7 +203,7 @@ def _named_pairs(view, triplets, found, polys, tau, alpha) -> pd.DataFrame:
     return chosen.assign(stratum=0, stratum_size=len(chosen), control=False)
 
 
-def _twin_pairs(view: RunView, found: pd.DataFrame, polys: dict[int, TargetPolynomial]) -> list:
+def _twin_pairs(view: FitView, found: pd.DataFrame, polys: dict[int, TargetPolynomial]) -> list:
     """``ablate.selection=twins``: each known twin pair of a duplicates experiment (``twins.csv``)
     on the target where the fit's term for it is strongest, or, where the fit reports none, where
     its members' main effects are largest (the target the twins matter to)."""
@@ -222,7 +222,7 @@ def _twin_pairs(view: RunView, found: pd.DataFrame, polys: dict[int, TargetPolyn
     return chosen
 
 
-def _removal_targets(view: RunView, settings: AblateSettings, alpha: float) -> list[int]:
+def _removal_targets(view: FitView, settings: AblateSettings, alpha: float) -> list[int]:
     """``ablate.targets``: a list; ``twins``: the targets of the known twin pairs (:func:`_twin_pairs`);
     or a count: the targets of most interaction mass (the sum of their fitted pairs' and triples'
     absolute Möbius coefficients over the residual sd) and as many drawn at random from the rest."""
@@ -252,7 +252,7 @@ def _removal_targets(view: RunView, settings: AblateSettings, alpha: float) -> l
     return top + sorted(int(t) for t in drawn)
 
 
-def _removal_checks(view: RunView, settings: AblateSettings, alpha: float, level: float) -> pd.DataFrame:
+def _removal_checks(view: FitView, settings: AblateSettings, alpha: float, level: float) -> pd.DataFrame:
     if max(settings.ks) > view.n:
         raise AblationError(f"ablate.ks={settings.ks}: k={max(settings.ks)} is larger than the run's {view.n} players")
     targets = _removal_targets(view, settings, alpha)
@@ -270,7 +270,7 @@ def _removal_checks(view: RunView, settings: AblateSettings, alpha: float, level
 
 def plan_ablation(run_dir, settings: AblateSettings) -> Plan:
     """The checks ``settings`` ask for on the run's fit, and their design, sized by the budget."""
-    view = RunView.open(run_dir)
+    view = FitView.open(run_dir)
     alpha = _run_alpha(view, settings)
     if settings.design == "removal":
         level = 1.0 if settings.background == "full" else alpha
@@ -346,7 +346,7 @@ def _init_child_worker(config: dict, child_dir: str) -> None:
     global _CHILD
     import torch
 
-    from ..sweep import SweepRun
+    from ..sweep.stage import SweepRun
 
     torch.set_num_threads(int(config.get("torch_threads") or 1))
     _CHILD = SweepRun(config, child_dir)
@@ -360,7 +360,7 @@ def _train_child_shard(shard: int) -> str:
 def train_child(config: dict, child_dir: Path, shards: list[int], workers: int, progress: bool) -> list[str]:
     """Train the child sweep's ``shards``: in this process when one worker or one shard is asked
     for (a SLURM array task), else in ``workers`` processes, a whole shard each (resumable)."""
-    from ..sweep import SweepRun
+    from ..sweep.stage import SweepRun
 
     if not shards:
         return []

@@ -8,7 +8,7 @@ scikit-learn estimators: parameters are set in ``__init__`` and nothing else hap
 ``fit`` returns ``self``, fitted state ends in ``_`` (so ``clone``, ``get_params`` and
 ``set_params`` work; tests/test_engines.py runs scikit-learn's checks that apply to masks).
 
-The fit stage (:mod:`datamodels.fitting`) drives every engine through the same hooks, each with
+The fit stage (:mod:`datamodels.fit.stage`) drives every engine through the same hooks, each with
 a default that an engine overrides where it differs; it never asks an engine what type it is:
 
 - :meth:`Engine._check_params`: every parameter in its domain, checked first by every entry
@@ -24,7 +24,7 @@ a default that an engine overrides where it differs; it never asks an engine wha
 - :meth:`Engine.params_from_run`: settings the run's recorded design fixes (SPEX: its budget,
   seed and degree);
 - :meth:`Engine.at_budget`: which subsets of an exhaustive game it is fitted on at a budget
-  (default: the random sample offered; SPEX: its own design), for :mod:`datamodels.exhaustive`.
+  (default: the random sample offered; SPEX: its own design), for :mod:`datamodels.fit.exhaustive`.
 
 A new engine is a subclass with a ``name``: ``class MyEngine(Engine, name="mine")`` registers it
 as ``fit=mine`` (docs/interactions.md, "Adding an engine", has a complete example).
@@ -127,10 +127,11 @@ class Engine(RegressorMixin, BaseEstimator):
     stage's hooks (module docstring).
 
     Fitted state every engine sets: ``mobius_``, ``fourier_``, ``n_players_``, ``players_``
-    (the working set it looked at), ``kkt_added_`` (players a KKT check added to it) and
-    ``penalty_at_floor_`` (its L1 penalty wanted to go below what the working set stands for);
-    :meth:`_set_spectrum` sets the last three to "all players, none added, no" for engines
-    without a working set.
+    (the working set it looked at), ``kkt_added_`` (players a KKT check added to it),
+    ``penalty_at_floor_`` (its L1 penalty wanted to go below what the working set stands for)
+    and ``tested_`` (the terms, as member tuples, that passed a statistical test);
+    :meth:`_set_spectrum` sets the last four to "all players, none added, no, none" for engines
+    without a working set or tests.
     """
 
     name: ClassVar[str | None] = None
@@ -158,6 +159,7 @@ class Engine(RegressorMixin, BaseEstimator):
         self.__dict__.setdefault("players_", np.arange(n))
         self.__dict__.setdefault("kkt_added_", 0)
         self.__dict__.setdefault("penalty_at_floor_", False)
+        self.__dict__.setdefault("tested_", frozenset())
 
     def predict(self, X) -> np.ndarray:
         """Predicted margins of masks ``X`` (bool, 0/1 ``[m, n]`` or :class:`PackedMasks`)."""
@@ -168,7 +170,7 @@ class Engine(RegressorMixin, BaseEstimator):
 
     def top_interactions(self, k: int = 20, order: int | None = None) -> pd.DataFrame:
         """The ``k`` largest Möbius terms by magnitude (all orders >= 1, or only ``order``)."""
-        return interaction_table(self.mobius_, order=order).head(k).reset_index(drop=True)
+        return interaction_table(self.mobius_, order=order, tested=self.tested_).head(k).reset_index(drop=True)
 
     # ---------------------------------------------------------------- the fit stage's hooks
 

@@ -182,22 +182,34 @@ class GramLasso:
                       stacklevel=2)
         return self.penalty_grid(cols, n_alphas, eps)
 
-    def cv(self, cols, penalties, init=None) -> tuple[float, np.ndarray, float]:
-        """``(penalty, coef, intercept)``: the penalty of least mean held-out squared error over
-        the folds (the first on ties, as ``LassoCV``), refitted on every model. ``init``: a
-        warm start for every fold's path (a nearby solution; the result does not depend on it
-        beyond the solver's tolerance)."""
-        cols = np.asarray(cols, dtype=np.int64)
+    @property
+    def fold_rows(self) -> list[np.ndarray]:
+        """The rows (models) of each cross-validation fold."""
+        return self._folds
+
+    def cv_errors(self, cols, penalties, init=None, per_fold: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """``(penalties, errors)``: the penalties from the largest down, and each one's held-out mean
+        squared error on each fold (``[folds, penalties]``). ``cols`` are the columns fitted and ``init`` a warm
+        start for every fold's path (a nearby solution; the errors do not depend on it beyond the
+        solver's tolerance); with ``per_fold``, each is a list of one per fold (a support chosen
+        on that fold's training rows alone)."""
         penalties = np.sort(np.asarray(penalties, dtype=float))[::-1]
-        mse = np.zeros(len(penalties))
+        mse = np.zeros((len(self._folds), len(penalties)))
         for f in range(len(self._folds)):
-            coefs, intercepts = self.path(cols, penalties, held_out=f, init=init)
+            fold_cols = np.asarray(cols[f] if per_fold else cols, dtype=np.int64)
+            coefs, intercepts = self.path(fold_cols, penalties, held_out=f, init=init[f] if per_fold else init)
             b = intercepts - self._y_mean  # on the centred y of the statistics
-            G = self._G[f][np.ix_(cols, cols)].astype(float)
-            sse = (self._syy[f] - 2 * b * self._sy[f] - 2 * coefs @ self._xy[f, cols] + self._n[f] * b**2
-                   + 2 * b * (coefs @ self._sx[f, cols]) + np.einsum("ap,pq,aq->a", coefs, G, coefs))
-            mse += sse / self._n[f]
-        penalty = float(penalties[np.argmin(mse)])
+            G = self._G[f][np.ix_(fold_cols, fold_cols)].astype(float)
+            sse = (self._syy[f] - 2 * b * self._sy[f] - 2 * coefs @ self._xy[f, fold_cols] + self._n[f] * b**2
+                   + 2 * b * (coefs @ self._sx[f, fold_cols]) + np.einsum("ap,pq,aq->a", coefs, G, coefs))
+            mse[f] = sse / self._n[f]
+        return penalties, mse
+
+    def cv(self, cols, penalties, init=None) -> tuple[float, np.ndarray, float]:
+        """``(penalty, coef, intercept)``: the penalty of least held-out squared error over the
+        folds (:meth:`cv_errors`; the first on ties, as ``LassoCV``), refitted on every model."""
+        penalties, mse = self.cv_errors(cols, penalties, init)
+        penalty = float(penalties[np.argmin(mse.sum(axis=0))])
         return (penalty, *self.fit(cols, penalty))
 
     def residual(self, cols, coef, intercept: float) -> np.ndarray:
@@ -223,10 +235,16 @@ def fold_ids(models: int, cv: int, random_state) -> np.ndarray:
     return folds
 
 
-def cv_above(gram: GramLasso, cols, penalties, floor: float, init=None):
-    """``((penalty, coef, intercept), at_floor)``: :meth:`GramLasso.cv` over the ``penalties`` not
-    below ``floor``; ``at_floor`` when the best is the smallest of them and some were left out."""
+def allowed_penalties(penalties: np.ndarray, floor: float) -> np.ndarray:
+    """The ``penalties`` not below ``floor`` (the first of them if none is)."""
     allowed = penalties[penalties >= floor]
-    allowed = allowed if len(allowed) else penalties[:1]
+    return allowed if len(allowed) else penalties[:1]
+
+
+def cv_above(gram: GramLasso, cols, penalties, floor: float, init=None):
+    """``((penalty, coef, intercept), at_floor)``: :meth:`GramLasso.cv` over the
+    :func:`allowed_penalties`; ``at_floor`` when the best is the smallest of them and some were
+    left out."""
+    allowed = allowed_penalties(penalties, floor)
     fit = gram.cv(cols, allowed, init)
     return fit, bool(len(allowed) < len(penalties) and fit[0] == allowed.min())

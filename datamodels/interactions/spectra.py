@@ -244,8 +244,9 @@ def booster_fourier(booster: lgb.Booster) -> dict:
     return _to_dict(*_booster_fourier_arrays(booster))
 
 
-def interaction_table(mobius: dict, order: int | None = None) -> pd.DataFrame:
-    """Non-constant Möbius terms sorted by ``|m|``: columns members, order, mobius, kind.
+def interaction_table(mobius: dict, order: int | None = None, tested=frozenset()) -> pd.DataFrame:
+    """Non-constant Möbius terms sorted by ``|m|``: columns members, order, mobius, kind, tested
+    (whether the term is among ``tested``, the member tuples that passed the engine's test).
 
     ``kind`` is ``main`` for single players. For an interaction ``S`` (pair or triple) it compares
     ``m(S)`` with the sum of its members' main effects ``M = sum_{i in S} m({i})``: same sign as
@@ -265,6 +266,6 @@ def interaction_table(mobius: dict, order: int | None = None) -> pd.DataFrame:
         else:
             net = sum(mains.get(i, 0.0) for i in members)
             kind = "redundancy" if net * value < 0 else "synergy"
-        rows.append((list(members), len(members), value, kind))
-    table = pd.DataFrame(rows, columns=["members", "order", "mobius", "kind"])
+        rows.append((list(members), len(members), value, kind, members in tested))
+    table = pd.DataFrame(rows, columns=["members", "order", "mobius", "kind", "tested"])
     return table.iloc[np.argsort(-table["mobius"].abs().to_numpy(), kind="stable")]

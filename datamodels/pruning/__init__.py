@@ -50,10 +50,10 @@ sparse terms: CIFAR-10's 50,000 players x 10,000 targets in minutes), :mod:`.bas
 :mod:`.retraining` (what trains models: evaluation, EL2N), :mod:`.results` (summaries and their
 figure), :mod:`.curation` (one keep-set for a curation script), :mod:`.stage` (the stages of a
 run folder, :func:`run_prune` and :func:`run_evaluation`). The players' classes, which the quotas
-count, are :func:`datamodels.masks.player_classes`: the run's data (:mod:`datamodels.run_data`)
+count, are :func:`datamodels.sweep.masks.player_classes`: the run's data (:mod:`datamodels.sweep.run_data`)
 reads them too, and this package imports the run's data, not the other way round.
 """
-from ..masks import player_classes
+from ..sweep.masks import player_classes
 from .baselines import BASELINES, ccs_keep_set, hardest_keep_set, stratified_keep_set
 from .curation import CurateSettings, curate, load_keep_sets, run_curate
 from .greedy import greedy_keep_set, greedy_keep_sets

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..masks import kept_examples
-from ..run_data import RunData
 from ..settings import Settings, is_number
+from ..sweep.masks import kept_examples
+from ..sweep.run_data import RunData
 from ..tables import read_frame, write_atomic, write_frame
 from .quotas import PruningError
 
@@ -60,7 +60,7 @@ def curate(view, keep: pd.DataFrame, method: str, fraction: float, out: str | os
            export_arrays: bool = False, force: bool = False) -> list[Path]:
     """Write one keep-set with its provenance card (and optionally the kept examples' arrays).
 
-    ``view``: the run (:class:`~datamodels.run_data.RunData`). Without a linked dataset every
+    ``view``: the run (:class:`~datamodels.sweep.run_data.RunData`). Without a linked dataset every
     player is one example and ``dataset_index`` is the player's index (for an imported release,
     its column: the position in the dataset's train split it was recorded for).
 

@@ -1,5 +1,5 @@
 """Kept fractions and the class quotas of a keep-set (the class of every player is
-:func:`datamodels.masks.player_classes`, which the run's data reads too)."""
+:func:`datamodels.sweep.masks.player_classes`, which the run's data reads too)."""
 
 from __future__ import annotations
 

@@ -17,10 +17,10 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..loaders import total_steps
-from ..masks import kept_examples
 from ..processes import check_main_guard, leave_with_parent
-from ..train import train_model, train_network
+from ..sweep.loaders import total_steps
+from ..sweep.masks import kept_examples
+from ..sweep.train import train_model, train_network
 from .baselines import BASELINES
 from .quotas import PruningError
 
@@ -55,7 +55,7 @@ _RUN = None
 
 def _init_retraining_worker(run_dir: str, threads: int) -> None:
     global _RUN
-    from ..sweep import SweepRun
+    from ..sweep.stage import SweepRun
 
     torch.set_num_threads(threads)
     _RUN = SweepRun.open(run_dir)
@@ -94,7 +94,7 @@ def el2n_scores(run, num_seeds: int = 3, epochs: int = 2) -> np.ndarray:
     """EL2N of every training example after ``epochs`` epochs of the sweep's recipe on the full
     training set, averaged over ``num_seeds`` seeds; aggregated per player by the mean.
 
-    ``run`` is a :class:`datamodels.sweep.SweepRun` (data, recipe, model and players).
+    ``run`` is a :class:`datamodels.sweep.stage.SweepRun` (data, recipe, model and players).
     """
     splits = run.splits
     cfg = replace(run.train_cfg, epochs=epochs, steps=None)

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..run_data import RunData
-from ..run_folder import RunFolder
+from ..run.folder import RunFolder
+from ..run.stage_inputs import StageInputs
 from ..settings import Settings
-from ..stage_inputs import StageInputs
+from ..sweep.run_data import RunData
 from ..tables import write_frame
 from .baselines import BASELINES, Choice, stream
 from .curation import load_keep_sets
@@ -22,7 +22,7 @@ from .results import paired_differences, plot_pruning, summarize
 from .surrogate import SURROGATES, Surrogate, load_surrogates
 
 # The methods that optimise a fitted surrogate, and the fit method whose tables drive each by default.
-# trak: the same objective and quotas over TRAK's linear surrogate (jobs/trak.py, datamodels.trak).
+# trak: the same objective and quotas over TRAK's linear surrogate (jobs/trak.py, datamodels.fit.trak).
 SURROGATE_METHODS = {"interactions": "proxyspex", "linear": "linear", "trak": "trak"}
 METHODS = (*SURROGATE_METHODS, *BASELINES)
 # Chosen only when asked for: their fit needs an optional extra (trak: dattri) and a job of its own.

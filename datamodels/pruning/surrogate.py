@@ -18,10 +18,10 @@ import pandas as pd
 from scipy import sparse
 
 from ..errors import StoreError
-from ..fit_ready import open_fit_ready
-from ..fitting import STAGE as FIT_STAGE
-from ..fitting import models_at_alpha, residual_scale
-from ..run_folder import RunFolder
+from ..fit.stage import STAGE as FIT_STAGE
+from ..fit.stage import models_at_alpha, residual_scale
+from ..run.folder import RunFolder
+from ..store.fit_ready import open_fit_ready
 from ..tables import read_frame
 from .quotas import PruningError, check_fractions
 
@@ -67,7 +67,7 @@ class Surrogate:
         the mean residual zero, so the constant is the mean margin minus the mean of the other
         terms (each term's mean is its coefficient times how often all its members are kept).
         ``tau_t = sqrt((1 - R^2_t) var_t)`` with the fit's held-out ``R^2``
-        (:func:`~datamodels.fitting.residual_scale`).
+        (:func:`~datamodels.fit.stage.residual_scale`).
         """
         T, n = len(margins), masks.shape[1]
         if missing := sorted(set(range(T)) - {int(t) for t in metrics["target"]}):

@@ -73,7 +73,7 @@ def resubmit_commands(argv0: str, hydra_overrides: Sequence[str], every_job: Seq
     When the jobs differ in one setting only (``sweep.shard``, ``fit.part``) that is one command
     listing its failed values; otherwise one command per failed job.
     """
-    from datamodels.status import multirun_command  # lazily: plugin discovery stays fast
+    from datamodels.sweep.status import multirun_command  # lazily: plugin discovery stays fast
 
     def key(override: str) -> str:
         return override.split("=", 1)[0]
@@ -151,8 +151,8 @@ class DatamodelsSlurmLauncher(SlurmLauncher):
     def _record(self, folder: Path, jobs: list, groups: list) -> None:
         from submitit.core.utils import JobPaths
 
-        from datamodels.run_folder import submission_path
-        from datamodels.store import write_atomic
+        from datamodels.run.folder import submission_path
+        from datamodels.store.shards import write_atomic
 
         record = {
             "argv0": sys.argv[0],

@@ -3,7 +3,7 @@
 Batch order. The kept examples are shuffled afresh every epoch, the epochs are laid end to end
 and the stream is cut into full batches: ``ceil(epochs * kept / batch_size)`` steps (or
 ``train.steps``). Full batches give every step the same gradient noise whatever the mask's
-size, and let the batches of K models trained in one pass (:mod:`datamodels.stacking`) be
+size, and let the batches of K models trained in one pass (:mod:`datamodels.sweep.stacking`) be
 stacked. Epoch ``e`` is the stream's positions ``[e * kept, (e + 1) * kept)``: every kept
 example exactly once.
 
@@ -11,12 +11,12 @@ Subset semantics (as in the airbench loader): the permutations are drawn over *p
 kept list from a generator seeded by the training seed, so the same seed with a different mask
 changes only which examples are seen, not the order of the draws nor the augmentation.
 
-Loaders (``loader=`` in the configs; :func:`datamodels.sweep.make_loader` picks one):
+Loaders (``loader=`` in the configs; :func:`datamodels.sweep.stage.make_loader` picks one):
 
 - ``resident`` (default, :class:`ResidentLoader`): the train split's uint8 images live on the
   device as one tensor; a batch is one gather, then normalisation and augmentation (flips,
   translations, cutout) applied to the whole batch on the device.
-- ``ffcv`` (:mod:`datamodels.ffcv_loader`): the split written once to a ``.beton`` and read by
+- ``ffcv`` (:mod:`datamodels.sweep.ffcv_loader`): the split written once to a ``.beton`` and read by
   FFCV's loader; the same augmentation, drawn from the same generator, is applied after loading.
 
 Augmentation parameters are drawn up front for all steps from a generator seeded by the

@@ -4,7 +4,7 @@ A run either has its dataset linked (a sweep trained here: ``config.json`` names
 so players and targets have images and class names; or it has none (a planted sweep, models
 imported without the dataset's archive): players are shown by index, with their class where the
 run holds a labels file (``RunFolder.label_files``), and nothing that needs an image is drawn.
-The analysis views (:class:`datamodels.analysis.RunView`), the report, pruning and curation all
+The analysis views (:class:`datamodels.views.analysis.RunView`), the report, pruning and curation all
 read the run through :class:`RunData`, so a run without images is shown, pruned and curated the
 same way.
 """
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
+from ..run.folder import RunFolder
 from .masks import player_classes
-from .run_folder import RunFolder
-from .sweep import SweepRun
+from .stage import SweepRun
 
 
 class AnalysisError(UserError):

@@ -30,7 +30,7 @@ Within a shard, each finished model is checkpointed by the same rule as a one-ro
 limit) resumes from them, and they are merged into the shard file and removed once it is
 written. Readers of the store ignore these hidden folders.
 
-The shards stay the source of truth; :mod:`datamodels.fit_ready` derives from them the
+The shards stay the source of truth; :mod:`datamodels.store.fit_ready` derives from them the
 memory-mapped copy a fit reads (``<run_dir>/fit_ready/``).
 """
 
@@ -47,11 +47,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import __version__
-from .errors import StoreError
-from .run_folder import PARTIAL_RE, SHARD_RE, TEMP_RE, RunFolder
-from .run_identity import check_identity
-from .tables import write_atomic
+from .. import __version__
+from ..errors import StoreError
+from ..run.folder import PARTIAL_RE, SHARD_RE, TEMP_RE, RunFolder
+from ..run.identity import check_identity
+from ..tables import write_atomic
 
 FORMAT = "datamodels.shard/1"
 META_KEY = b"datamodels"
@@ -61,7 +61,7 @@ def run_meta(fingerprint: str, n: int, T: int, design: str, alpha, sweep_seed: i
              models_per_shard: int, num_models: int, config_hash: str, budget: int | None = None,
              degree: int | None = None, **described) -> dict:
     """A sweep's metadata, whatever made it (a sweep, a planted game, an import): its identity,
-    which ``run.json`` holds and every shard repeats (:data:`~datamodels.run_identity.IDENTITY_KEYS`;
+    which ``run.json`` holds and every shard repeats (:data:`~datamodels.run.identity.IDENTITY_KEYS`;
     SPEX's ``budget`` and ``degree`` only for ``design="spex"``), the package version, and
     ``described`` (``dataset``, ``model``, ``players``: what the run is of, beside its identity)."""
     return {"format": FORMAT, "fingerprint": fingerprint, "n": n, "T": T, "design": design, "alpha": alpha,
@@ -119,7 +119,7 @@ def write_shard_columns(path: str | os.PathLike, scalars: dict, packed_masks: np
     ``numpy.packbits``) and ``margins`` float32 ``[rows, T]``. Refuses to replace an existing file.
 
     The mask column is built on the packed block's own buffer, with no Python object per model:
-    an import writes 10^5 models of 50,000 players this way (datamodels.importing).
+    an import writes 10^5 models of 50,000 players this way (datamodels.sweep.importing).
     """
     path = Path(path)
     if path.exists():

@@ -11,7 +11,7 @@ fit stage's tables:
 - **Output functions.** Training examples use TRAK's ``log(p / (1 - p))`` (the correct logit
   minus the log-sum-exp of the others), the function whose gradient the one-step Newton
   approximation of retraining is written in; targets use the sweep's own margin (correct logit
-  minus the largest other, :func:`datamodels.train.margins_of`), since that is what is attributed.
+  minus the largest other, :func:`datamodels.sweep.train.margins_of`), since that is what is attributed.
 - **Ensemble.** The K models are the first K models of the fit split of the sweep, retrained
   with their own masks and seeds (a sweep is a pure function of its seed, so these are the models
   whose margins the store holds, up to float rounding where the sweep stacked models per pass):
@@ -28,7 +28,7 @@ fit stage's tables:
   that target) flips it, which the table's ``slope`` column shows.
 
 :func:`run_trak` writes a fit of method ``trak`` into the fit stage's two tables through
-:func:`datamodels.fitting.save_fit`, exactly as ``fit=linear`` adds its rows beside ProxySPEX's:
+:func:`datamodels.fit.stage.save_fit`, exactly as ``fit=linear`` adds its rows beside ProxySPEX's:
 order-1 terms (Möbius value = calibrated weight) and one metrics row per target with the
 held-out R^2 and LDS on the fit stage's held-out split
 (:func:`datamodels.interactions.engine.heldout_split`). So :func:`datamodels.pruning.load_surrogates`,
@@ -51,16 +51,16 @@ import torch
 import torch.nn.functional as F
 from scipy import sparse
 
-from .errors import UserError
-from .fit_ready import MANIFEST, open_fit_ready
-from .fitting import INTERACTION_COLUMNS, METRIC_COLUMNS, noise_ceiling, r2, save_fit, spearman, tables_meta
-from .interactions import interaction_table
-from .interactions.engine import heldout_split
-from .masks import kept_examples
-from .run_folder import RunFolder
-from .settings import Settings
-from .stage_inputs import StageInputs
-from .train import margins_of, train_network
+from ..errors import UserError
+from ..interactions import interaction_table
+from ..interactions.engine import heldout_split
+from ..run.folder import RunFolder
+from ..run.stage_inputs import StageInputs
+from ..settings import Settings
+from ..store.fit_ready import MANIFEST, open_fit_ready
+from ..sweep.masks import kept_examples
+from ..sweep.train import margins_of, train_network
+from .stage import INTERACTION_COLUMNS, METRIC_COLUMNS, noise_ceiling, r2, save_fit, spearman, tables_meta
 
 METHOD = "trak"
 # dattri's projections on CPU.
@@ -208,7 +208,7 @@ def calibrate(raw: np.ndarray, margins: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 def retrain(run, ready, rows) -> list[dict]:
     """State dicts of the sweep's models at layout ``rows``, retrained with their masks and seeds
-    (``run``: the :class:`~datamodels.sweep.SweepRun`, ``ready``: its fit-ready layout)."""
+    (``run``: the :class:`~datamodels.sweep.stage.SweepRun`, ``ready``: its fit-ready layout)."""
     checkpoints = []
     for row in rows:
         mask = ready.masks[[row]].unpack()[0]
@@ -230,7 +230,7 @@ def run_weights(run, checkpoints: list[dict], settings: TrakSettings, progress: 
 def run_trak(run_dir, settings: TrakSettings, *, progress: bool = True, force: bool = False):
     """The TRAK fit of a run folder into its fit tables (module docstring): ``(interactions,
     metrics, written paths)``, or None when the layout and settings are those of its last run."""
-    from .run_data import RunData  # it imports the sweep (torch data): only when called
+    from ..sweep.run_data import RunData  # it imports the sweep (torch data): only when called
 
     _dattri()  # a missing extra fails before any training
     folder = RunFolder(run_dir)
@@ -265,14 +265,14 @@ def fit_tables(weights: np.ndarray, pred: np.ndarray, margins: np.ndarray, held:
                slope: np.ndarray, models: int, seconds: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The fit stage's two tables for TRAK's calibrated weights ``[T, n]``, predictions and margins
     ``[m, T]``: order-1 terms of every target, and its held-out metrics (the columns
-    :data:`datamodels.fitting.METRIC_COLUMNS`, plus ``slope``)."""
+    :data:`datamodels.fit.stage.METRIC_COLUMNS`, plus ``slope``)."""
     T, n = weights.shape
     tables, rows = [], []
     for t in range(T):
         y = margins[:, t]
         score, ceiling = r2(y[held], pred[held, t]), noise_ceiling(y, mask_id)
         rows.append((t, METHOD, score, spearman(y[held], pred[held, t]), ceiling, score / ceiling, models,
-                     seconds / T, n, 0, False, slope[t]))
+                     seconds / T, n, 0, False, 0, slope[t]))
         table = interaction_table({(i,): w for i, w in enumerate(weights[t]) if w != 0})
         tables.append(table.assign(target=t, method=METHOD))
     metrics = pd.DataFrame(rows, columns=[*METRIC_COLUMNS, "slope"])

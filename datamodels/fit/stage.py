@@ -1,18 +1,20 @@
 """The fit stage: split a sweep's models, fit every target, judge on held-out models, save.
 
-Reads the run's fit-ready layout (:mod:`datamodels.fit_ready`: packed masks and target-major
+Reads the run's fit-ready layout (:mod:`datamodels.store.fit_ready`: packed masks and target-major
 margins, memory-mapped; built from ``<run_dir>/shards/`` when missing) and writes, atomically
 and only after every fit succeeded:
 
 - ``<run_dir>/fit/interactions.parquet``: one row per (target, method, non-constant Möbius
   term): target, members (list of players), order, mobius, kind (main / synergy / redundancy,
-  see :func:`datamodels.interactions.interaction_table`), method;
+  see :func:`datamodels.interactions.interaction_table`), method, tested (the interaction passed
+  the engine's test: :attr:`datamodels.interactions.Engine.tested_`);
 - ``<run_dir>/fit/fit_metrics.parquet``: one row per (target, method): r2, spearman (LDS),
   noise_ceiling (NaN without repeated masks), r2_fraction_of_ceiling, models_used, seconds,
   working_set (players the fit looked at: all ``n``, or the screened ones plus those the KKT
   check added), kkt_added, penalty_at_floor (the L1 penalty wanted to go below what the
   working set stands for: a larger ``fit.params.screen_k`` would fit the target better; see
-  :mod:`datamodels.interactions.screening`).
+  :mod:`datamodels.interactions.screening`), tested_zeroed (interactions that passed the test
+  and that the final L1 refit set to zero: ``fit.params.relax=true`` keeps them).
 
 Rows of other methods, and of this method's other targets, already in those files are kept,
 so ``fit=proxyspex``, ``fit=linear`` and ``fit=linear_gpu`` runs accumulate side by side for
@@ -20,7 +22,7 @@ comparison. Every engine is driven through the same hooks (:mod:`datamodels.inte
 which models judge it, how its targets are fitted (``linear_gpu`` fits whole batches on a GPU in
 this process instead of spreading them over worker processes), what the run's design sets.
 Settings: :class:`FitSettings` (``conf/fit/``); a whole fit whose inputs and settings are those
-of its last run is skipped (:mod:`datamodels.stage_inputs`).
+of its last run is skipped (:mod:`datamodels.run.stage_inputs`).
 
 A sweep whose masks draw alpha from a grid (``sweep.alpha=[0.2,0.5,0.9]``) can be fitted at
 one alpha (``fit.alpha=0.2``): only the models of masks drawn with it are split, fitted and
@@ -43,23 +45,23 @@ from importlib import import_module
 import numpy as np
 import pandas as pd
 
-from .errors import StoreError, UserError
-from .fit_ready import MANIFEST, open_fit_ready
-from .interactions import interaction_table, make_engine
-from .masks import design_of
-from .packed import as_packed
-from .run_folder import RunFolder
-from .settings import Settings
-from .stage_inputs import StageInputs
-from .tables import read_frame, write_frame
+from ..errors import StoreError, UserError
+from ..interactions import interaction_table, make_engine
+from ..packed import as_packed
+from ..run.folder import RunFolder
+from ..run.stage_inputs import StageInputs
+from ..settings import Settings
+from ..store.fit_ready import MANIFEST, open_fit_ready
+from ..sweep.masks import design_of
+from ..tables import read_frame, write_frame
 
 log = logging.getLogger(__name__)
 STAGE = "fit (jobs/fit.py)"
 # The columns of the stage's two tables (the module doc says what each holds), whichever stage
 # writes them: a method may add its own after these (TRAK's ``slope``).
-INTERACTION_COLUMNS = ("target", "members", "order", "mobius", "kind", "method")
+INTERACTION_COLUMNS = ("target", "members", "order", "mobius", "kind", "method", "tested")
 METRIC_COLUMNS = ("target", "method", "r2", "spearman", "noise_ceiling", "r2_fraction_of_ceiling", "models_used",
-                  "seconds", "working_set", "kkt_added", "penalty_at_floor")
+                  "seconds", "working_set", "kkt_added", "penalty_at_floor", "tested_zeroed")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,9 +125,10 @@ def fit_and_evaluate(masks, margins, mask_id, method: str, params: dict | None =
     remain, how long the rest will take at their pace (:func:`projected_time`).
 
     Returns ``(interactions, metrics)`` DataFrames sorted by target: interactions has one row
-    per non-constant Möbius term (target, members, order, mobius, kind, method); metrics one
+    per non-constant Möbius term (target, members, order, mobius, kind, method, tested: whether
+    it passed the engine's test, :attr:`~datamodels.interactions.Engine.tested_`); metrics one
     row per target (target, method, r2, spearman, noise_ceiling, r2_fraction_of_ceiling,
-    models_used, seconds, working_set, kkt_added, penalty_at_floor). The noise ceiling uses all
+    models_used, seconds, working_set, kkt_added, penalty_at_floor, tested_zeroed). The noise ceiling uses all
     models' repeats (NaN when no mask is repeated).
     """
     engine = make_engine(method, **(params or {}))
@@ -160,8 +163,9 @@ def fit_and_evaluate(masks, margins, mask_id, method: str, params: dict | None =
         score = r2(y[held], pred)
         rows.append((target_ids[fit.target], method, score, spearman(y[held], pred), ceiling,
                      score / ceiling, len(used), fit.seconds, len(fit.estimator.players_),
-                     fit.estimator.kkt_added_, fit.estimator.penalty_at_floor_))
-        table = interaction_table(fit.estimator.mobius_)
+                     fit.estimator.kkt_added_, fit.estimator.penalty_at_floor_,
+                     sum(term not in fit.estimator.mobius_ for term in fit.estimator.tested_)))
+        table = interaction_table(fit.estimator.mobius_, tested=fit.estimator.tested_)
         tables.append(table.assign(target=target_ids[fit.target], method=method))
     metrics = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
     interactions = pd.concat(tables, ignore_index=True)[list(INTERACTION_COLUMNS)]
@@ -422,6 +426,8 @@ def summary(interactions: pd.DataFrame, metrics: pd.DataFrame, margin_sd=None) -
              + (f"; {rows['penalty_at_floor'].sum()} held at the penalty floor of their working set of "
                 f"{rows['working_set'].median():.0f} players (a larger fit.params.screen_k fits them better)"
                 if rows["penalty_at_floor"].any() else "")
+             + (f"; {rows['tested_zeroed'].sum()} tested interactions zeroed by the L1 refit (fit.params.relax=true "
+                f"keeps them)" if rows["tested_zeroed"].any() else "")
              for method, rows in metrics.groupby("method")]
     pairs = interactions[interactions["order"] == 2].reset_index(drop=True)
     if margin_sd is not None:

@@ -1,4 +1,4 @@
-"""The report's words (:mod:`datamodels.report` writes them): its reading guide, the rule and
+"""The report's words (:mod:`datamodels.views.report` writes them): its reading guide, the rule and
 caption of each kind of term, the legend of every table's columns and why a column may be
 empty, and what each retraining check measured."""
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
 
 DESIGNS = ("bernoulli", "fixed_size", "exhaustive", "file", "spex", "imported")
 GROUPINGS = ("example", "class", "cluster", "file")
@@ -161,7 +161,7 @@ class MaskDesign:
         return int(self.seed_groups[model_index // repeats]) * repeats + model_index % repeats
 
     def mask(self, j: int) -> np.ndarray:
-        if self.kind == "imported":  # datamodels.importing: the masks exist only in the run's shards
+        if self.kind == "imported":  # datamodels.sweep.importing: the masks exist only in the run's shards
             raise MaskError("the masks of an imported run (sweep.design=imported) are read from its shards; "
                             "they cannot be drawn again")
         if self.num_masks is not None and not 0 <= j < self.num_masks:
@@ -228,7 +228,7 @@ def spex_masks(n: int, budget: int | None, seed: int, degree: int = 5) -> np.nda
     many uniform random masks (each player kept with probability 1/2) that SPEX never reads, so
     that the fit stage can judge it on held-out masks. A pure function of ``(n, budget, seed,
     degree)``; see :mod:`datamodels.interactions.spex`."""
-    from .interactions.spex import spex_design
+    from ..interactions.spex import spex_design
 
     if budget is None:
         raise MaskError("design=spex needs sweep.budget, the most masks SPEX may ask for")

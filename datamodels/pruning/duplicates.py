@@ -45,7 +45,7 @@ it. Written by :func:`run_duplicates` (``jobs/duplicates.py``):
   group, best first: ``members`` (list of players), ``score``, ``size``, ``pairs`` (its
   duplicate pairs), ``targets`` (the most of any of its pairs), ``best_pair`` and
   ``best_pair_score``. A curation script drops all but one member of a group, or sends the group
-  to review; :func:`datamodels.analysis.plot_candidates` draws the groups' images.
+  to review; :func:`datamodels.views.analysis.plot_candidates` draws the groups' images.
 
 It reads the fit and the models (no images, no dataset): it works on an imported run as on a
 trained one, and on a fit of some targets only (the release's case study fits 60 of 10,000), over
@@ -67,12 +67,12 @@ from scipy.sparse.csgraph import connected_components
 from scipy.special import ndtri
 from tqdm.auto import tqdm
 
-from .analysis import RunView, residual_sd
-from .errors import UserError
-from .pruning.surrogate import Surrogate, fitted_surrogate
-from .run_folder import RunFolder
-from .settings import Settings, is_number
-from .tables import read_frame, write_frame
+from ..errors import UserError
+from ..run.folder import RunFolder
+from ..settings import Settings, is_number
+from ..tables import read_frame, write_frame
+from ..fit.results import FitView, residual_sd
+from .surrogate import Surrogate, fitted_surrogate
 
 STAGE = "duplicates (jobs/duplicates.py)"
 # A chunk of models is sized so that its [models, n + T + candidates] arrays stay under this many cells.
@@ -105,7 +105,7 @@ class DuplicatesSettings(Settings):
             raise DuplicatesError(f"duplicates.level={self.level!r} must lie in (0, 1)")
 
 
-def redundant_pairs(view: RunView, method: str = "proxyspex") -> pd.DataFrame:
+def redundant_pairs(view: FitView, method: str = "proxyspex") -> pd.DataFrame:
     """Every pair of players with a redundant pair term in some target's ``method`` fit: columns
     ``player_a < player_b``, ``score`` (``|m| / tau_t`` summed over those targets), ``targets``
     (how many), sorted by score, best first. Refuses a run without such a fit or without pairs."""
@@ -157,7 +157,7 @@ def profile_neighbours(profiles: sparse.csr_matrix, k: int, progress: bool = Fal
     return np.unique(pairs, axis=0)
 
 
-def duplicate_pairs(view: RunView, settings: DuplicatesSettings, progress: bool = True) -> pd.DataFrame:
+def duplicate_pairs(view: FitView, settings: DuplicatesSettings, progress: bool = True) -> pd.DataFrame:
     """Every candidate pair's duplicate fraction ``rho``, its standard error and test (module
     docstring), duplicates first, then by fraction. Refuses a run without a fit with pair terms."""
     method, neighbours = settings.method, settings.neighbours
@@ -289,7 +289,7 @@ def run_duplicates(run_dir: str | os.PathLike, settings: DuplicatesSettings, *, 
     ``settings.method`` fit, written (``RunFolder.duplicate_pairs``, ``duplicate_candidates``);
     returns the groups' path. Nothing is written on an error. ``force`` is taken for the stages'
     common call and changes nothing: no call is skipped, every one measures anew."""
-    view = RunView.open(run_dir)
+    view = FitView.open(run_dir)
     pairs = duplicate_pairs(view, settings, progress)
     meta = asdict(settings) | {"fingerprint": view.meta["fingerprint"], "n": view.n}
     write_frame(view.folder.duplicate_pairs, pairs, meta)
@@ -308,7 +308,7 @@ def read_candidates(run_dir: str | os.PathLike) -> pd.DataFrame:
                         best_pair=[[int(p) for p in m] for m in frame["best_pair"]])
 
 
-def named_candidates(view: RunView, k: int = 10) -> pd.DataFrame:
+def named_candidates(view: FitView, k: int = 10) -> pd.DataFrame:
     """The ``k`` best groups, their members named (``player 12 (3)``: index and class, where known)."""
     top = read_candidates(view.run_dir).head(k)
     return pd.DataFrame({"rank": np.arange(1, len(top) + 1),

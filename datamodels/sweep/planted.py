@@ -6,11 +6,11 @@ shards), without training anything: the fit stage at CIFAR scale (n = 50,000 pla
 models) has to be exercised and timed against a known truth, and 10^5 trained models are not
 a test fixture. The truth lies beside the shards in ``<run_dir>/planted/truth.parquet``.
 
-    python -m datamodels.planted --run-dir /tmp/planted --n 50000 --targets 100 --masks 50000 --repeats 2
-    python -m datamodels.planted --release /tmp/release --n 50000 --targets 10000 --masks 100000 --n-mains 1000
+    python -m datamodels.sweep.planted --run-dir /tmp/planted --n 50000 --targets 100 --masks 50000 --repeats 2
+    python -m datamodels.sweep.planted --release /tmp/release --n 50000 --targets 10000 --masks 100000 --n-mains 1000
 
 :func:`write_planted_release` writes the same games in the datamodels release's format (two
-dense ``.npy`` files, labels, the truth), for :mod:`datamodels.importing` and its benchmarks.
+dense ``.npy`` files, labels, the truth), for :mod:`datamodels.sweep.importing` and its benchmarks.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ import pyarrow as pa
 from scipy import sparse
 from tqdm.auto import tqdm
 
-from .errors import StoreError, UserError
+from ..errors import StoreError, UserError
+from ..run.folder import RunFolder
+from ..run.identity import check_identity, short_hash
+from ..store.shards import ModelRecord, read_shard_meta, run_meta, write_shard
+from ..tables import check_free_space, read_frame, size_text, write_atomic, write_frame
 from .masks import MaskDesign, training_seed
-from .run_folder import RunFolder
-from .run_identity import check_identity, short_hash
-from .store import ModelRecord, read_shard_meta, run_meta, write_shard
-from .tables import check_free_space, read_frame, size_text, write_atomic, write_frame
 
 # Stream tag of the per-target game seeds, beside the mask (0) and training-seed (1) streams.
 _GAME_STREAM = 2
@@ -77,7 +77,7 @@ def planted_game(
     Its Möbius spectrum is ``m(S) = sign * strength * (-1)^(|S| + 1)`` for every non-empty
     ``S`` in the group: mains of one sign, pairs of the other (redundancy), triples of the
     first. The per-target planted groups avoid these players. The ground truth of
-    :mod:`datamodels.duplicates`' ranking.
+    :mod:`datamodels.pruning.duplicates`' ranking.
     """
     rng = np.random.default_rng(seed)
     sizes = [2] * (n_synergy + n_redundancy) + [3] * n_triples
@@ -341,7 +341,7 @@ def planted_release_bytes(n: int, T: int, num_models: int, n_mains: int | None =
 def write_planted_release(folder: str | os.PathLike, n: int, T: int, num_models: int, alpha: float = 0.5,
                           noise: float = 0.5, seed: int = 0, num_classes: int = 10, progress: bool = True,
                           block: int = 1000, announce=None, **game) -> dict[str, Path]:
-    """Planted games in the datamodels release's format (:mod:`datamodels.importing`): the files
+    """Planted games in the datamodels release's format (:mod:`datamodels.sweep.importing`): the files
     ``train_masks_<pct>pct.npy`` (bool ``[num_models, n]``), ``test_margins_<pct>pct.npy``
     (float16 ``[num_models, T]``), ``labels.npy`` (int64 ``[n]``, uniform classes) and
     ``truth.parquet`` (the spectra, as in a planted sweep).
@@ -412,10 +412,10 @@ def read_planted_truth(run_dir: str | os.PathLike) -> dict[int, dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m datamodels.planted", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m datamodels.sweep.planted", description=__doc__.split("\n\n")[0])
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--run-dir", help="write a planted sweep (run folder)")
-    where.add_argument("--release", help="write the datamodels release's files instead (datamodels.importing)")
+    where.add_argument("--release", help="write the datamodels release's files instead (datamodels.sweep.importing)")
     parser.add_argument("--n", type=int, required=True, help="players")
     parser.add_argument("--targets", type=int, required=True, help="targets T")
     parser.add_argument("--masks", type=int, required=True, help="distinct masks (--release: models)")

@@ -1,17 +1,17 @@
 """Views of a run for a researcher: DataFrames and matplotlib figures, nothing computed twice.
 
-Everything reads the stage outputs of one run folder (:class:`~datamodels.run_folder.RunFolder`)
+Everything reads the stage outputs of one run folder (:class:`~datamodels.run.folder.RunFolder`)
 through :class:`RunView`, with the stages' own checked readers:
 
 - the sweep: ``run.json``, ``config.json`` and the fit-ready layout of its shards
-  (:mod:`datamodels.fit_ready`: margins memory-mapped, one target read at a time);
+  (:mod:`datamodels.store.fit_ready`: margins memory-mapped, one target read at a time);
 - ``fit/interactions.parquet``: one row per (target, method, interaction): ``members`` (list of
   players), ``order``, ``mobius``, ``kind`` (main / synergy / redundancy);
 - ``fit/fit_metrics.parquet``: faithfulness per (target, method);
 - ``prune/keep_sets.parquet``, ``prune/evaluation.parquet``: keep-sets, and the holdout
   accuracy of each retrained on (method, fraction, seed).
 
-The notebooks under ``analysis/`` and the report (:mod:`datamodels.report`) only call these
+The notebooks under ``analysis/`` and the report (:mod:`datamodels.views.report`) only call these
 functions. At CIFAR-10 scale (10,000 targets, millions of fitted terms) the views choose: terms
 and targets are ranked by ``|m(S)|`` in units of the target's residual sd
 (:func:`term_strength`), and the tables return the top ``k``. A run without its dataset (a
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -32,15 +31,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from .errors import StoreError
-from .fit_ready import FitReady, open_fit_ready
-from .fitting import STAGE as FIT_STAGE
-from .fitting import residual_scale
-from .pruning import paired_differences, summarize
-from .run_data import AnalysisError, RunData
-from .tables import read_frame, read_table
+from ..errors import StoreError
+from ..fit.results import FitView, default_method, fitted_metrics, residual_sd
+from ..pruning import paired_differences, summarize
+from ..sweep.run_data import AnalysisError
+from ..tables import read_frame
 
 KINDS = ("main", "synergy", "redundancy")
 
@@ -48,7 +44,7 @@ KINDS = ("main", "synergy", "redundancy")
 def _repository_root() -> Path | None:
     """The checkout this package runs from (the folder holding ``conf/`` and ``jobs/``), if any:
     the package's parent for an editable install, else the nearest such folder above the cwd."""
-    for folder in (Path(__file__).resolve().parents[1], *Path.cwd().resolve().parents, Path.cwd().resolve()):
+    for folder in (Path(__file__).resolve().parents[2], *Path.cwd().resolve().parents, Path.cwd().resolve()):
         if (folder / "conf").is_dir() and (folder / "jobs").is_dir():
             return folder
     return None
@@ -79,76 +75,9 @@ def run_dir_from_environment(default: str = "runs/demo", variable: str = "DATAMO
 
 
 @dataclass
-class RunView(RunData):
-    """Lazy access to everything one run folder holds: the run (:class:`~datamodels.run_data.RunData`:
-    its identity, players and, where linked, dataset), the stage outputs and the models."""
-
-    def _table(self, path: Path, stage: str) -> pd.DataFrame:
-        try:
-            return read_frame(path, stage)[0]
-        except StoreError as err:
-            raise AnalysisError(f"{err} (for {self.run_dir})") from err
-
-    @cached_property
-    def models(self) -> FitReady:
-        """The collected models: packed masks and target-major margins, memory-mapped."""
-        try:
-            return open_fit_ready(self.run_dir, progress=False)
-        except StoreError as err:
-            raise AnalysisError(str(err)) from err
-
-    def margins(self, target: int) -> np.ndarray:
-        """One target's margin in every collected model."""
-        return np.asarray(self.models.margins[target], dtype=float)
-
-    @cached_property
-    def margin_sd(self) -> np.ndarray:
-        """Every target's margin sd over the collected models, read a block of targets at a time."""
-        margins = self.models.margins
-        step = max(1, (64 << 20) // (4 * margins.shape[1]))  # about 64 MB of float32 per block
-        return np.concatenate([np.asarray(margins[t:t + step], dtype=np.float64).std(1)
-                               for t in range(0, margins.shape[0], step)])
-
-    @cached_property
-    def interactions_arrow(self) -> pa.Table:
-        """``fit/interactions.parquet`` as an Arrow table: millions of terms in a few flat arrays."""
-        try:
-            return read_table(self.folder.interactions(), FIT_STAGE)[0]
-        except StoreError as err:
-            raise AnalysisError(f"{err} (for {self.run_dir})") from err
-
-    @property
-    def interaction_table(self) -> pa.Table:
-        """Deprecated name of :attr:`interactions_arrow`, kept for one release: it read as the
-        function :func:`datamodels.interactions.interaction_table`, which computes a table."""
-        warnings.warn("RunView.interaction_table is deprecated; use RunView.interactions_arrow (the same Arrow "
-                      "table; RunView.interactions is it as a DataFrame)", DeprecationWarning, stacklevel=2)
-        return self.interactions_arrow
-
-    @cached_property
-    def interactions(self) -> pd.DataFrame:
-        """Every fitted term as a DataFrame (a Python list per row: at CIFAR scale prefer :meth:`terms`)."""
-        return self.interactions_arrow.to_pandas()
-
-    def terms(self, method: str | None = None, target: int | None = None, orders=None, kind: str | None = None,
-              members: bool = True) -> pd.DataFrame:
-        """The fitted terms of one method / target / orders / kind, filtered before they become a
-        DataFrame (indexed by row of the table); ``members=False`` leaves the players out."""
-        table = self.interactions_arrow
-        keep = np.ones(table.num_rows, dtype=bool)
-        for column, value in (("method", method), ("target", target), ("kind", kind)):
-            if value is not None:
-                keep &= pc.equal(table.column(column), value).to_numpy(zero_copy_only=False)
-        if orders is not None:
-            keep &= pc.is_in(table.column("order"), pa.array(list(orders), table.schema.field("order").type)
-                             ).to_numpy(zero_copy_only=False)
-        rows = np.flatnonzero(keep)
-        chosen = table.take(rows) if members else table.drop_columns(["members"]).take(rows)
-        return chosen.to_pandas().set_axis(pd.Index(rows), axis=0)
-
-    @cached_property
-    def fit_metrics(self) -> pd.DataFrame:
-        return self._table(self.folder.fit_metrics(), FIT_STAGE)
+class RunView(FitView):
+    """Lazy access to everything one run folder holds: the fit (:class:`~datamodels.fit.results.FitView`)
+    and the tables of the stages after it."""
 
     @cached_property
     def keep_sets(self) -> pd.DataFrame:
@@ -172,40 +101,8 @@ class RunView(RunData):
         """The retraining checks of this run that have been measured."""
         return sorted(p.name for p in self.folder.ablations.glob("*") if self.folder.ablation_results(p.name)[0].exists())
 
-    def methods(self) -> list[str]:
-        """The fitted methods (of the fit's metrics: one row per target, not per term)."""
-        return sorted(self.fit_metrics["method"].unique())
-
 
 # --------------------------------------------------------------------------- tables
-
-
-def default_method(view: RunView) -> str:
-    """The fit the views show by default: ProxySPEX where fitted, else the method with the most targets."""
-    counts = view.fit_metrics["method"].value_counts()
-    if counts.empty:
-        raise AnalysisError(f"{view.folder.fit_metrics()} holds no fitted target")
-    return "proxyspex" if "proxyspex" in counts.index else str(counts.index[0])
-
-
-def _fitted(view: RunView, method: str) -> pd.DataFrame:
-    metrics = view.fit_metrics
-    rows = metrics[metrics["method"] == method]
-    if rows.empty:
-        raise AnalysisError(f"no target has a {method} fit (fitted methods: {sorted(metrics['method'].unique())}): "
-                            f"run jobs/fit.py fit={method}")
-    return rows
-
-
-def residual_sd(view: RunView, method: str) -> pd.Series:
-    """Per fitted target (index): the sd of what its fit leaves unexplained, ``tau_t = sqrt(1 -
-    R^2_t) sd_t`` (:func:`~datamodels.fitting.residual_scale`) with the held-out R^2 and the
-    margin sd over the collected models: the scale pruning judges a target's terms in
-    (:class:`~datamodels.pruning.Surrogate`), and the views rank terms by."""
-    rows = _fitted(view, method)
-    targets = rows["target"].to_numpy(np.int64)
-    tau = residual_scale(rows["r2"].to_numpy(float), view.margin_sd[targets])
-    return pd.Series(tau, index=pd.Index(targets, name="target"), name="residual_sd")
 
 
 def term_strength(view: RunView, method: str | None = None, orders=(1, 2, 3)) -> pd.DataFrame:
@@ -278,7 +175,7 @@ def strongest_pair(view: RunView, kind: str, method: str | None = None,
     """The pair of ``kind`` (synergy or redundancy, by the fit's pair rule) whose ``|m|`` is
     largest in units of its target's residual sd (:func:`term_strength`; ``strength``: its table,
     when the caller has it), named; None when the fit has none. The fit's console summary
-    (:func:`datamodels.fitting.summary`) and the report name the same pair."""
+    (:func:`datamodels.fit.stage.summary`) and the report name the same pair."""
     rows = term_strength(view, method, orders=(2,)) if strength is None else strength
     rows = rows[(rows["order"] == 2) & (rows["kind"] == kind)]
     if rows.empty:
@@ -312,7 +209,7 @@ def _named(view: RunView, rows: pd.DataFrame) -> pd.DataFrame:
 def top_effects(view: RunView, target: int, kind: str | None = None, k: int = 10, method: str = "proxyspex",
                 order: int | None = None) -> pd.DataFrame:
     """The ``k`` strongest (by |Möbius|) interactions of one target, optionally of one kind/order."""
-    fitted = _fitted(view, method)["target"]
+    fitted = fitted_metrics(view, method)["target"]
     if target not in set(fitted):
         known = sorted(int(t) for t in fitted)
         raise AnalysisError(f"target {target} has no {method} fit (fitted targets: "
@@ -359,7 +256,7 @@ def strongest_targets(view: RunView, kind: str, k: int = 3, method: str | None =
 
 def worst_fitted_targets(view: RunView, k: int = 10, method: str | None = None) -> pd.DataFrame:
     """The ``k`` targets of lowest held-out R^2 under ``method``, with their faithfulness."""
-    rows = _fitted(view, method or default_method(view))
+    rows = fitted_metrics(view, method or default_method(view))
     worst = rows.nsmallest(k, "r2")[["target", "method", "r2", "spearman", "noise_ceiling"]].reset_index(drop=True)
     worst.insert(1, "target_name", [view.target_name(int(t)) for t in worst["target"]])
     return worst
@@ -419,7 +316,7 @@ def faithfulness_vs_models(view: RunView, budgets, methods=("linear", "proxyspex
     """Median held-out R^2, Spearman (LDS) and R^2 as a fraction of the noise ceiling when each
     method is fitted on only the first ``b`` models of the fit split, for each budget ``b``.
     Every budget is judged on the same held-out models (those of the fit stage's default split)."""
-    from .fitting import fit_and_evaluate
+    from ..fit.stage import fit_and_evaluate
 
     models = view.models
     columns = np.arange(models.margins.shape[0]) if targets is None else np.asarray(targets)
@@ -499,7 +396,7 @@ def pruning_conclusion(view: RunView) -> str:
     """One sentence from the retrained keep-sets: where each method that is not a baseline (the
     interaction keep-sets, ...) beats, ties or loses to the best baseline at each kept fraction,
     paired by seed (:func:`~datamodels.pruning.paired_differences`)."""
-    from .pruning.results import COMPARED_WITH
+    from ..pruning.results import COMPARED_WITH
 
     paired = paired_differences(view.pruning)
     ours = [m for m in paired["method"].unique() if m not in COMPARED_WITH]
@@ -636,9 +533,9 @@ def plot_player(view: RunView, player: int, max_images: int = 30):
 
 def plot_candidates(view: RunView, groups: pd.DataFrame, k: int = 6, max_members: int = 8):
     """The ``k`` first of ``groups`` (the candidate duplicate groups, best first, as
-    :func:`datamodels.duplicates.read_candidates` reads them), one row each: the first image of
+    :func:`datamodels.pruning.duplicates.read_candidates` reads them), one row each: the first image of
     each member (up to ``max_members``), side by side, titled with the player and its class. Needs
-    the run's images. The caller reads the groups: :mod:`datamodels.duplicates` reads runs
+    the run's images. The caller reads the groups: :mod:`datamodels.pruning.duplicates` reads runs
     through this module, so this module cannot import it."""
     view._need_images("the images of the candidate duplicates")
     top = groups.head(k)

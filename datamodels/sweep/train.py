@@ -1,10 +1,10 @@
 """Training one model on a subset, and the margins it gives the target points.
 
 The recipe follows the CIFAR-10 speed runs (airbench, the datamodels/FFCV ResNet-9 example):
-batches come from a loader (:mod:`datamodels.loaders`: device-resident split or FFCV), with
+batches come from a loader (:mod:`datamodels.sweep.loaders`: device-resident split or FFCV), with
 augmentation (flip, translate, cutout) applied to whole batches, SGD with Nesterov momentum,
 label smoothing, weight decay and a triangular (or one-cycle) learning-rate schedule.
-:func:`datamodels.stacking.train_models` trains K models in one vectorised pass with the same
+:func:`datamodels.sweep.stacking.train_models` trains K models in one vectorised pass with the same
 recipe.
 
 Reproducibility: everything random (initialisation, batch order, augmentation) is drawn from
@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import UserError
-from .settings import Settings
+from ..errors import UserError
+from ..settings import Settings
 from .loaders import ResidentLoader, ResidentSplits, augment, step_params, total_steps
 from .stacking import StackedSGD, stack_networks
 
@@ -205,7 +205,7 @@ def train_model(build: Callable[[], nn.Module], splits: ResidentSplits, kept: np
 
 def train_models(build: Callable[[], nn.Module], splits: ResidentSplits, kept: list[np.ndarray], seeds: list[int],
                  cfg: TrainConfig) -> list[TrainResult]:
-    """Train ``len(seeds)`` models in one vectorised pass (:mod:`datamodels.stacking`), model ``k``
+    """Train ``len(seeds)`` models in one vectorised pass (:mod:`datamodels.sweep.stacking`), model ``k``
     on the examples ``kept[k]`` with training seed ``seeds[k]``.
 
     Each model gets what :func:`train_model` would give it: the same initialisation, batches,

@@ -20,8 +20,8 @@ import os
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from . import __version__
-from .tables import file_digest, write_atomic
+from .. import __version__
+from ..tables import file_digest, write_atomic
 
 
 class StageInputs:

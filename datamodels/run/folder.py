@@ -2,24 +2,24 @@
 
 One sweep, and everything derived from it, lives in one folder (``run_dir``)::
 
-    run.json                     the sweep's identity (datamodels.run_identity.IDENTITY_KEYS)
+    run.json                     the sweep's identity (datamodels.run.identity.IDENTITY_KEYS)
     config.json                  the resolved settings it was swept with (datamodels.cli)
-    shards/shard-NNNNNN.parquet  one file per shard (datamodels.store)
+    shards/shard-NNNNNN.parquet  one file per shard (datamodels.store.shards)
     shards/.shard-NNNNNN.partial/model-IIIIII.parquet   checkpoints of an unfinished shard
-    .claims/shard-NNNNNN.lock    which process trains a shard now (datamodels.claims.ShardClaim),
+    .claims/shard-NNNNNN.lock    which process trains a shard now (datamodels.run.claims.ShardClaim),
     .claims/shard-NNNNNN.lock.job  and its holder's SLURM job, host and process
-    fit_ready/                   memory-mapped masks and margins (datamodels.fit_ready)
-    fit/[alpha-A/]interactions.parquet, fit_metrics.parquet    (datamodels.fitting)
+    fit_ready/                   memory-mapped masks and margins (datamodels.store.fit_ready)
+    fit/[alpha-A/]interactions.parquet, fit_metrics.parquet    (datamodels.fit.stage)
     fit/[alpha-A/]parts/<method>/part-KKKK.<table>             a fit split into SLURM parts
     prune/keep_sets.parquet, evaluation.parquet, evaluation.csv, paired.csv, evaluation.png
-    report/index.html            (datamodels.report), beside it faithfulness.csv and figure-NN.png
+    report/index.html            (datamodels.views.report), beside it faithfulness.csv and figure-NN.png
     curated/<method>-<fraction>/ keep_set.parquet, card.json[, dataset.npz]
-    duplicates/candidates.parquet  candidate duplicate groups, ranked (datamodels.duplicates)
-    duplicates/pairs.parquet     every candidate pair's duplicate fraction and test (datamodels.duplicates)
-    twins.csv                    the known twin players of a duplicates experiment (datamodels.twins)
+    duplicates/candidates.parquet  candidate duplicate groups, ranked (datamodels.pruning.duplicates)
+    duplicates/pairs.parquet     every candidate pair's duplicate fraction and test (datamodels.pruning.duplicates)
+    twins.csv                    the known twin players of a duplicates experiment (datamodels.sweep.twins)
     data/<dataset>-<fingerprint>-train.beton   the FFCV loader's copy of the training split
-    planted/truth.parquet        the spectra a planted sweep was drawn from (datamodels.planted)
-    imported/source.json, rows.npy[, labels.npy]   what an imported run was read from (datamodels.importing)
+    planted/truth.parquet        the spectra a planted sweep was drawn from (datamodels.sweep.planted)
+    imported/source.json, rows.npy[, labels.npy]   what an imported run was read from (datamodels.sweep.importing)
     planted/labels.npy           each player's class (int [n]) in a planted sweep, when asked for
     ablations/<name>/            a retraining check of a fit (datamodels.ablation): a child run folder
                                  of its own (run.json, config.json, shards/, ...), and beside them
@@ -28,11 +28,11 @@ One sweep, and everything derived from it, lives in one folder (``run_dir``)::
     logs/                        Hydra's and SLURM's logs
     logs/slurm/submission-<job id>.json   one SLURM submission (hydra_plugins/datamodels_slurm)
 
-Stages record their inputs (:mod:`datamodels.stage_inputs`) in hidden ``.inputs-*.json`` files
+Stages record their inputs (:mod:`datamodels.run.stage_inputs`) in hidden ``.inputs-*.json`` files
 beside their outputs. :class:`RunFolder` names all of these; no other module builds a path
 inside a run folder by hand. What a run's identity is (its config hash, the keys of
-``run.json``) is :mod:`datamodels.run_identity`'s; who may train a shard,
-:mod:`datamodels.claims`'s: a folder's paths change for other reasons than either.
+``run.json``) is :mod:`datamodels.run.identity`'s; who may train a shard,
+:mod:`datamodels.run.claims`'s: a folder's paths change for other reasons than either.
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import StoreError
-from .run_identity import check_identity, config_hash, hashed_launch_settings_then, identity, with_later_defaults
-from .tables import write_atomic
+from ..errors import StoreError
+from ..tables import write_atomic
+from .identity import check_identity, config_hash, hashed_launch_settings_then, identity, with_later_defaults
 
 SHARD_RE = re.compile(r"^shard-(\d{6})\.parquet$")
 TEMP_RE = re.compile(r"^\.shard-\d{6}\.parquet\.\d+\.tmp$")
@@ -135,7 +135,7 @@ class RunFolder:
 
     @property
     def imported(self) -> Path:
-        """An imported run's record of its source (datamodels.importing)."""
+        """An imported run's record of its source (datamodels.sweep.importing)."""
         return self.root / "imported"
 
     @property
@@ -159,7 +159,7 @@ class RunFolder:
     @property
     def label_files(self) -> tuple[Path, ...]:
         """Where a run without a linked dataset may hold every player's class (int ``[n]``, ``.npy``):
-        an import's ``source.labels`` (datamodels.importing), a planted sweep's classes."""
+        an import's ``source.labels`` (datamodels.sweep.importing), a planted sweep's classes."""
         return self.imported_labels, self.planted_labels
 
     @property
@@ -265,12 +265,12 @@ class RunFolder:
 
     @property
     def duplicate_candidates(self) -> Path:
-        """The ranked candidate duplicate groups (datamodels.duplicates)."""
+        """The ranked candidate duplicate groups (datamodels.pruning.duplicates)."""
         return self.root / "duplicates" / "candidates.parquet"
 
     @property
     def duplicate_pairs(self) -> Path:
-        """Every candidate duplicate pair, measured (datamodels.duplicates)."""
+        """Every candidate duplicate pair, measured (datamodels.pruning.duplicates)."""
         return self.root / "duplicates" / "pairs.parquet"
 
     @property
@@ -363,15 +363,15 @@ class RunFolder:
         return with_later_defaults(json.loads(self.config_json.read_text()))
 
 
-# Names that moved to datamodels.run_identity, which the docs once spelt as run_folder.<name>:
+# Names that moved to datamodels.run.identity, which the docs once spelt as run_folder.<name>:
 # importable from here for one release, so that code written against those docs keeps running.
-_MOVED = {"LAUNCH_SETTINGS": "datamodels.run_identity", "LATER_DEFAULTS": "datamodels.run_identity"}
+_MOVED = {"LAUNCH_SETTINGS": "datamodels.run.identity", "LATER_DEFAULTS": "datamodels.run.identity"}
 
 
 def __getattr__(name: str):
     if name not in _MOVED:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(f"datamodels.run_folder.{name} has moved to {_MOVED[name]}.{name}; the old name goes in the "
+    warnings.warn(f"datamodels.run.folder.{name} has moved to {_MOVED[name]}.{name}; the old name goes in the "
                   f"next release", DeprecationWarning, stacklevel=2)
-    from . import run_identity
+    from . import identity as run_identity
     return getattr(run_identity, name)

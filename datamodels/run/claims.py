@@ -1,6 +1,6 @@
 """Claims on the shards of a run folder: which process trains a shard now, and whether it still can.
 
-A claim is a lock file that :class:`~datamodels.run_folder.RunFolder` names
+A claim is a lock file that :class:`~datamodels.run.folder.RunFolder` names
 (``.claims/shard-NNNNNN.lock``, its holder's record beside it). What is here is how one is
 taken, refreshed and let go, and how a claim whose holder died is told from one whose holder
 trains: the only part of a run folder that depends on processes, hosts and SLURM jobs rather
@@ -19,8 +19,8 @@ from pathlib import Path
 
 from flufl.lock import Lock, NotLockedError, TimeOutError
 
-from .run_folder import RunFolder
-from .tables import write_atomic
+from ..tables import write_atomic
+from .folder import RunFolder
 
 
 class ShardClaim:

@@ -24,8 +24,8 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
+from ..errors import UserError
 from .data import PreparedData, fingerprint
-from .errors import UserError
 
 # The four one-pixel shifts (rows, columns).
 SHIFTS = ((-1, 0), (1, 0), (0, -1), (0, 1))

@@ -7,8 +7,8 @@ folder compares identities with :func:`check_identity`, so that a foreign file i
 name instead of mixed in.
 
 The rules of the hash live here, apart from where a run folder keeps them
-(:class:`~datamodels.run_folder.RunFolder`) and from who may train its shards
-(:mod:`datamodels.claims`): they change only when what decides a sweep's results changes, and
+(:class:`~datamodels.run.folder.RunFolder`) and from who may train its shards
+(:mod:`datamodels.run.claims`): they change only when what decides a sweep's results changes, and
 each change must leave every recorded run's identity as it was.
 """
 
@@ -18,14 +18,14 @@ import hashlib
 import json
 from pathlib import Path
 
-from .errors import StoreError
+from ..errors import StoreError
 
 # The configuration sections that decide a sweep's results (all but sweep.shard, which only
 # picks the work of one job): a run folder records them (config.json) and keeps them.
 RUN_SECTIONS = ("dataset", "players", "model", "train", "loader", "sweep")
 # Settings of how a sweep is launched, not of its results: a run folder's jobs take them from the
 # command line. sweep.models_per_pass (K models stacked in one pass) trains every model as it
-# trains alone, up to floating-point rounding (datamodels.stacking, tests/test_stacking.py), as
+# trains alone, up to floating-point rounding (datamodels.sweep.stacking, tests/test_stacking.py), as
 # device and compile do.
 LAUNCH_SETTINGS = ("sweep.shard", "sweep.models_per_pass")
 # Launch settings that entered the config hash before they were known to be such: the hash
@@ -63,7 +63,7 @@ def hashed_launch_settings_then(swept: dict) -> dict:
     """The hashed launch settings (``HASHED_LAUNCH_SETTINGS``) that a sweep recorded (``swept``:
     its ``sweep`` section) at another value than the hash now counts, by path; empty when none.
     A folder swept so may have recorded ``config_hash(config, hashed_as=these)`` instead of
-    today's hash (:meth:`RunFolder.config_hash <datamodels.run_folder.RunFolder.config_hash>`)."""
+    today's hash (:meth:`RunFolder.config_hash <datamodels.run.folder.RunFolder.config_hash>`)."""
     then = {path: swept[path.split(".", 1)[1]] for path in HASHED_LAUNCH_SETTINGS if path.split(".", 1)[1] in swept}
     return then if then != {p: HASHED_LAUNCH_SETTINGS[p] for p in then} else {}
 

@@ -25,9 +25,9 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from ..run.folder import RunFolder
 from .data import PreparedData
 from .loaders import ResidentSplits, augment, draw_augmentation, epochs_spanned, step_params, total_steps
-from .run_folder import RunFolder
 
 INSTALL_HINT = ("loader=ffcv needs FFCV, an optional extra: run `make install-ffcv` (it installs Debian's "
                 "pkg-config, libopencv-dev and libturbojpeg0-dev when missing, then pip-installs '.[ffcv]' "

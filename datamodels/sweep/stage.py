@@ -10,7 +10,7 @@ Shards are idempotent: a shard whose file exists and validates is skipped, so re
 sweep (after a crash, a pre-emption, or on purpose) redoes only what is missing. Within a
 shard every finished model is checkpointed (:meth:`RunFolder.checkpoint`), so a shard killed
 mid-way resumes with its first unfinished model. A shard is trained by one process at a time
-(:class:`~datamodels.claims.ShardClaim`): a second sweep that reaches it while the first
+(:class:`~datamodels.run.claims.ShardClaim`): a second sweep that reaches it while the first
 still trains it skips it, saying who holds it.
 """
 
@@ -27,16 +27,16 @@ import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
-from .claims import ShardClaim
+from ..errors import StoreError, UserError
+from ..run.claims import ShardClaim
+from ..run.folder import RunFolder
+from ..run.identity import check_identity, config_hash
+from ..store.shards import ModelRecord, read_models, read_shard_meta, run_meta, write_shard
+from ..tables import write_atomic
 from .data import PreparedData, prepare
-from .errors import StoreError, UserError
 from .loaders import ResidentLoader, ResidentSplits, to_device
 from .masks import MaskDesign, MaskError, alpha_setting, group_players, kept_examples, load_mask_file, training_seed
 from .models import build_model
-from .run_folder import RunFolder
-from .run_identity import check_identity, config_hash
-from .store import ModelRecord, read_models, read_shard_meta, run_meta, write_shard
-from .tables import write_atomic
 from .train import TrainConfig, train_model, train_models
 from .twins import add_twins
 
@@ -92,12 +92,12 @@ class SweepRun:
         twins = players.pop("twins", None)
         self.groups = group_players(players.pop("kind"), self.data.labels("train"), self.data.images("train"),
                                     **players)
-        # known near-duplicates for the duplicates experiment (datamodels.twins): after the players are formed
+        # known near-duplicates for the duplicates experiment (datamodels.sweep.twins): after the players are formed
         self.twins = None
         if twins:
             if not isinstance(twins, dict) or set(twins) - {"count", "seed", "noise", "shift"}:
                 raise UserError(f"players.twins={twins!r} must be a mapping of count, seed, noise, shift "
-                                f"(datamodels.twins)")
+                                f"(datamodels.sweep.twins)")
             self.data, self.groups, self.twins = add_twins(self.data, self.groups, **twins)
         self.n = int(self.groups.max()) + 1
         sweep = config["sweep"]

@@ -42,14 +42,14 @@ import pyarrow.parquet as pq
 from numpy.lib.format import open_memmap
 from tqdm.auto import tqdm
 
-from .packed import PackedMasks
-from .errors import StoreError
-from .run_folder import RunFolder
-from .run_identity import check_identity
-from .store import RESULT_COLUMNS, SCALAR_COLUMNS, CollectReport, collect_run, read_shard_columns, shard_files
-from .tables import write_atomic
+from ..errors import StoreError
+from ..packed import PackedMasks
+from ..run.folder import RunFolder
+from ..run.identity import check_identity
+from ..tables import write_atomic
+from .shards import RESULT_COLUMNS, SCALAR_COLUMNS, CollectReport, collect_run, read_shard_columns, shard_files
 
-FORMAT = "datamodels.fit_ready/1"
+FORMAT = "datamodels.store.fit_ready/1"
 MANIFEST = "manifest.json"
 
 

@@ -9,9 +9,9 @@ CIFAR-10 models as two dense arrays per alpha (``MadryLab/datamodels-data``), on
 and their training code (``MadryLab/datamodels``) writes the same two arrays into a *store*
 folder, one ``open_memmap`` per key (``masks.npy``, ``margins.npy``) plus ``_completed.npy``
 (bool ``[M]``: the rows whose model has finished; the others are zeros). :func:`run_import`
-turns either into an ordinary run folder (:mod:`datamodels.run_folder`): ``run.json``,
+turns either into an ordinary run folder (:mod:`datamodels.run.folder`): ``run.json``,
 ``config.json`` with ``sweep.design=imported`` and the kept fraction ``alpha``, shards in the
-store's format (:func:`datamodels.store.write_shard_columns`), and ``imported/`` recording where every
+store's format (:func:`datamodels.store.shards.write_shard_columns`), and ``imported/`` recording where every
 model came from. Every later stage (collect, status, fit and its parts, prune, curate, report)
 reads it like a sweep.
 
@@ -50,13 +50,13 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..errors import UserError
+from ..run.folder import RunFolder
+from ..run.identity import check_identity, config_hash
+from ..settings import Settings
+from ..store.shards import compact_ranges, read_shard_meta, run_meta, write_shard_columns
+from ..tables import size_text, write_atomic
 from .data import load_dataset
-from .errors import UserError
-from .run_folder import RunFolder
-from .run_identity import check_identity, config_hash
-from .settings import Settings
-from .store import compact_ranges, read_shard_meta, run_meta, write_shard_columns
-from .tables import size_text, write_atomic
 
 RELEASE_FILES = ("train_masks_{pct}pct.npy", "test_margins_{pct}pct.npy")
 STORE_FILES = ("masks.npy", "margins.npy", "_completed.npy")
@@ -423,7 +423,7 @@ def plan_import(settings: ImportSettings, config: dict, progress: bool = True) -
                         settings.models_per_shard, len(rows), config_hash(recorded), dataset="none", model="none",
                         players="example")
     else:
-        from .sweep import SweepRun
+        from .stage import SweepRun
 
         run = SweepRun(recorded, ".")
         if labels is not None and not np.array_equal(labels, run.data.labels("train")):

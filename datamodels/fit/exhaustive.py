@@ -25,8 +25,8 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from .fitting import r2
-from .interactions import interaction_table
+from ..interactions import interaction_table
+from .stage import r2
 
 
 def subset_masks(n: int) -> np.ndarray:
@@ -105,7 +105,7 @@ def recovery(masks, margins, mask_id, repeat, estimators: dict, budgets, targets
     the exhaustive references; one row per (target, method, budget).
 
     ``masks [M, n]``, ``margins [M, T]``, ``mask_id [M]`` (``0..2^n - 1``, as the exhaustive
-    design numbers them), ``repeat [M]``: the sweep (``datamodels.store.load_sweep`` gives all
+    design numbers them), ``repeat [M]``: the sweep (``datamodels.store.shards.load_sweep`` gives all
     four). ``estimators``: name -> unfitted engine, each fitted on the subsets its
     :meth:`~datamodels.interactions.Engine.at_budget` chooses: ``budget`` random subsets, or
     for SPEX the distinct subsets its design asks for (every subset exists in an exhaustive

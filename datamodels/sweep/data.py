@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
-from .tables import file_digest
+from ..errors import UserError
+from ..tables import file_digest
 
 DATASETS = ("digits", "cifar10", "synthetic")
 
@@ -210,7 +210,7 @@ def make_splits(dataset: Dataset, train: int, target, holdout: int | None, seed:
 
     ``target`` is a count (drawn at random), or a list of positions in the official test part
     (``[0, 5, ...]``: its images in the source's order), as an imported run links its margin
-    columns to the test images they were measured on (:mod:`datamodels.importing`); the holdout
+    columns to the test images they were measured on (:mod:`datamodels.sweep.importing`); the holdout
     then is every other test image, which may be none.
     """
     explicit = isinstance(target, (list, tuple, np.ndarray))

@@ -12,9 +12,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .claims import ShardClaim
-from .run_folder import RunFolder
-from .store import collect_run, compact_ranges, partial_models
+from ..run.claims import ShardClaim
+from ..run.folder import RunFolder
+from ..store.shards import collect_run, compact_ranges, partial_models
 
 ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED", "REQUEUE_HOLD"}
 ERROR_LINES = 6
