@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SHARDS ?= 8
 ARGS ?=
 
-.PHONY: help install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-session bench-gpu-linear bench-exhaustive bench-error-rates prune-study prune-study-clusters prune-study-examples bench-spex bench-import bench-e2e-scale bench-prune bench-scale-tail duplicates-study bench-trak gpu-wheels ablate ablation-study docs-check test-fast
+.PHONY: help install install-ffcv demo sweep sweep-local status collect fit-slurm test bench-train bench-fit bench-fit-digits bench-scale bench-gpu-session bench-gpu-linear bench-exhaustive bench-error-rates bench-soum prune-study prune-study-clusters prune-study-examples bench-spex bench-import bench-e2e-scale bench-prune bench-scale-tail duplicates-study bench-trak gpu-wheels ablate ablation-study docs-check test-fast
 .DEFAULT_GOAL := help
 
 # The targets with a '## ' description, and the variables most of them take.
@@ -158,6 +158,12 @@ bench-gpu-linear: install ## [GPU] the linear datamodel on a GPU (fit=linear_gpu
 EXHAUSTIVE_RUN ?= runs/classes-exhaustive
 bench-error-rates: install ## familywise against false-discovery control of ProxySPEX's tests on planted and SOUM games (about 8 min)
 	$(BENCH_ENV) $(PY) -m benchmarks.error_rates $(ARGS)
+
+# ProxySPEX (tested terms only, and untested="cv") against shapiq's ProxySPEX and the linear
+# datamodel on 42 SOUM games, the masks shapiq sampled given to all (docs/benchmarks.md).
+bench-soum: install ## ProxySPEX vs shapiq and the linear datamodel on 42 sums of unanimity games (about 15 min)
+	$(PY) -m pip install -q -e '.[bench]'
+	$(BENCH_ENV) $(PY) -m benchmarks.soum_games $(ARGS)
 
 bench-exhaustive: install ## recovery against exact ground truth (all subsets of 10 classes: ~2,000 models: about 15 min on 2 cores)
 	$(PY) jobs/sweep.py -m 'sweep.shard=range(0,16)' hydra/launcher=joblib experiment=digits_classes_exhaustive run_dir=$(EXHAUSTIVE_RUN)

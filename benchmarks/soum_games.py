@@ -1,9 +1,10 @@
 """ProxySPEX against shapiq's and the linear datamodel on 42 sums of unanimity games (issue 31).
 
     .venv/bin/python -m benchmarks.soum_games [--n 30 60 100] [--budgets 500 2000] [--seeds 7]
+    .venv/bin/python -m benchmarks.soum_games --game planted --noise 0.5 --n 30 60 --budgets 500 --seeds 4
 
 The games are shapiq's SOUM benchmark cases, drawn by the project's own generator
-(``datamodels.sweep.stage.planted.unanimity_game``: 100 random subsets of 1 to 3 players, weights
+(``datamodels.sweep.planted.unanimity_game``: 100 random subsets of 1 to 3 players, weights
 U(0, 1), no seed noise): by default n = 30, 60 and 100 players x 500 and 2,000 masks x 7 seeds,
 42 games. shapiq's ProxySPEX (its defaults, FBII of order <= 3) samples the masks; every mask it
 queried is given to the others, so all fit the same data. Fits: ``proxyspex`` (the default,
@@ -11,6 +12,9 @@ tested interactions only), ``proxyspex_cv`` (``untested="cv"``: untested proposa
 cross-validation wants them), shapiq's, and the linear datamodel; each judged by R^2 on 5,000
 held-out masks. One row per game, then per (n, budget): the games where each ProxySPEX is at
 least as faithful as shapiq and at least the linear datamodel, and the worst R^2.
+``--game planted --noise 0.5`` runs the same fits on noisy planted games instead
+(``planted_game``: dense small mains, 5 planted interactions, seed noise at 0.5 x the signal's
+sd on every queried and held-out value), where untested terms would fit noise.
 """
 
 import argparse
@@ -25,27 +29,29 @@ from benchmarks.harness import cpu_name, machine, pin_threads, save_results
 HELDOUT = 5000
 
 
-def game_row(n: int, budget: int, seed: int) -> dict:
+def game_row(n: int, budget: int, seed: int, game_name: str = "soum", noise: float = 0.0) -> dict:
     from datamodels.fit.stage import r2
     from datamodels.interactions import LinearDatamodel, ProxySPEX, mobius_predict
-    from datamodels.sweep.stage.planted import unanimity_game
+    from datamodels.sweep.planted import planted_game, unanimity_game
 
-    truth = unanimity_game(n, 100, 3, seed=seed)
+    truth = unanimity_game(n, 100, 3, seed=seed) if game_name == "soum" else planted_game(n, seed=seed)
     rng = np.random.default_rng([seed, n, budget])
     X_test = rng.random((HELDOUT, n)) < 0.5
-    y_test = mobius_predict(truth, X_test)
-    queried = []
+    signal = mobius_predict(truth, X_test)
+    noise_sd = noise * signal.std()
+    y_test = signal + rng.normal(0, noise_sd, HELDOUT)
+    queried, answers = [], []
 
     def game(coalitions):
         coalitions = np.asarray(coalitions, dtype=bool)
         queried.append(coalitions)
-        return mobius_predict(truth, coalitions)
+        answers.append(mobius_predict(truth, coalitions) + rng.normal(0, noise_sd, len(coalitions)))
+        return answers[-1]
 
     start = time.perf_counter()
     surrogates = {"shapiq": shapiq_fit(n, budget, game, seed, 3)}
     seconds = {"shapiq": time.perf_counter() - start}
-    X = np.concatenate(queried)
-    y = mobius_predict(truth, X)
+    X, y = np.concatenate(queried), np.concatenate(answers)
     fits = {"proxyspex": ProxySPEX(random_state=seed), "proxyspex_cv": ProxySPEX(random_state=seed, untested="cv"),
             "linear": LinearDatamodel(random_state=seed)}
     row = {"n": n, "budget": budget, "seed": seed, "models": len(y)}
@@ -83,13 +89,15 @@ def main() -> None:
     parser.add_argument("--n", type=int, nargs="+", default=[30, 60, 100])
     parser.add_argument("--budgets", type=int, nargs="+", default=[500, 2000])
     parser.add_argument("--seeds", type=int, default=7)
+    parser.add_argument("--game", choices=("soum", "planted"), default="soum")
+    parser.add_argument("--noise", type=float, default=0.0, help="seed noise sd / signal sd")
     args = parser.parse_args()
     pin_threads()
     print(f"machine: {cpu_name()}; {machine()['date']}")
     print("n budget seed | R^2 proxyspex / proxyspex_cv / shapiq / linear | tested, untested | s proxyspex / cv / shapiq")
     rows = []
     for n, budget, seed in itertools.product(args.n, args.budgets, range(args.seeds)):
-        row = game_row(n, budget, seed)
+        row = game_row(n, budget, seed, args.game, args.noise)
         rows.append(row)
         print(f"{n} {budget} {seed} | {row['proxyspex_r2']:.3f} / {row['proxyspex_cv_r2']:.3f} / "
               f"{row['shapiq_r2']:.3f} / {row['linear_r2']:.3f} | {row['proxyspex_tested']}, "
@@ -102,7 +110,7 @@ def main() -> None:
         print(f"| {line['n']} | {line['budget']} | {line['games']} | {line['proxyspex_vs_shapiq']} / "
               f"{line['proxyspex_cv_vs_shapiq']} | {line['proxyspex_vs_linear']} / {line['proxyspex_cv_vs_linear']} | "
               f"{line['proxyspex_min_r2']:.3f} / {line['proxyspex_cv_min_r2']:.3f} / {line['shapiq_min_r2']:.3f} |")
-    save_results("soum_games", rows, summary=lines)
+    save_results("soum_games" if args.game == "soum" else f"soum_games-{args.game}", rows, summary=lines)
 
 
 if __name__ == "__main__":

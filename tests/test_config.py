@@ -135,6 +135,7 @@ def test_settings_refuse_unknown_keys_in_one_line_and_take_a_scalar_for_a_list()
     from datamodels.errors import UserError
     from datamodels.fit.stage import FitSettings
     from datamodels.sweep.importing import ImportSettings
+    from datamodels.sweep.stage import SweepSettings
     from datamodels.pruning import PruneSettings
     from datamodels.settings import from_section, list_fields, not_a_setting
     from datamodels.sweep.train import TrainConfig
@@ -142,7 +143,8 @@ def test_settings_refuse_unknown_keys_in_one_line_and_take_a_scalar_for_a_list()
 
     for cls, typo, name in [(FitSettings, "worker", "workers"), (PruneSettings, "fraction", "fractions"),
                             (TrakSettings, "model", "models"), (ImportSettings, "mask", "masks"),
-                            (AblateSettings, "budgte", "budget"), (TrainConfig, "epoch", "epochs")]:
+                            (AblateSettings, "budgte", "budget"), (TrainConfig, "epoch", "epochs"),
+                            (SweepSettings, "repeat", "repeats")]:
         section = compose_config()[cls.section]
         assert cls.from_config(section) == from_section(cls, section, cls.section)
         with pytest.raises(UserError, match=rf"^{cls.section}\.{typo} is not a setting; did you mean "
@@ -184,7 +186,7 @@ def test_settings_defaults_are_the_yamls():
     config = compose_config()
     classes = settings_classes()
     assert {cls.__name__ for cls in classes} >= {"FitSettings", "PruneSettings", "AblateSettings", "TrainConfig",
-                                                 "DuplicatesSettings", "CurateSettings"}
+                                                 "DuplicatesSettings", "CurateSettings", "SweepSettings"}
     mismatched = []
     for cls in classes:
         section = dict(config[cls.section])

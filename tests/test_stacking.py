@@ -77,7 +77,7 @@ def test_models_per_pass_is_a_launch_setting_and_needs_the_resident_loader(tmp_p
     assert config_hash(compose_config(TINY)) != config_hash(compose_config(TINY + ["loader=ffcv"]))
     with pytest.raises(ValueError, match="sweep.models_per_pass=2 stacks models over the resident loader"):
         SweepRun(compose_config(TINY + ["loader=ffcv", "sweep.models_per_pass=2"]), tmp_path)
-    with pytest.raises(ValueError, match="sweep.models_per_pass must be >= 1"):
+    with pytest.raises(ValueError, match="sweep.models_per_pass=0 must be a positive integer"):
         SweepRun(compose_config(TINY + ["sweep.models_per_pass=0"]), tmp_path)
 
 

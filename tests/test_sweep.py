@@ -14,7 +14,7 @@ from datamodels.sweep.data import DataError
 from datamodels.sweep.masks import MaskError
 from datamodels.run.folder import RunFolder
 from datamodels.store.shards import StoreError, load_sweep
-from datamodels.sweep.stage import SweepRun
+from datamodels.sweep.stage import SweepRun, SweepSettings
 from datamodels.sweep.train import DivergedError
 
 
@@ -45,11 +45,34 @@ def test_repeats_share_a_mask_and_differ_in_seed(tmp_path):
     (["sweep.design=exhaustive"], MaskError, "refused for n=60 > 20"),
     (["sweep.design=file", "sweep.mask_file=/nonexistent.npy"], MaskError, "does not exist"),
     (["train.schedule=cosine"], ValueError, "train.schedule must be one of"),
-    (["sweep.num_models=0"], ValueError, "sweep.num_models=0 must lie in"),
+    (["sweep.num_models=0"], MaskError, r"^sweep.num_models=0 must be a positive integer$"),
+    (["sweep.design=exhaustive", "players=class", "sweep.num_models=2000"], ValueError,
+     r"sweep.num_models=2000 must lie in 1\.\.\d+ for design=exhaustive"),
 ])
 def test_bad_config_values_are_clear_errors(overrides, error, message, tmp_path):
     with pytest.raises(error, match=message):
         SweepRun(compose_config(TINY + overrides), tmp_path)
+
+
+@pytest.mark.parametrize("key,least", [("num_models", 1), ("models_per_shard", 1), ("repeats", 1), ("seed", 0),
+                                       ("budget", 1), ("degree", 1), ("models_per_pass", 1), ("shard", 0)])
+def test_a_bad_integer_sweep_setting_is_refused_naming_it_before_any_work(key, least, tmp_path, monkeypatch):
+    words = "a positive integer" if least else "a non-negative integer"
+    for bad in (least - 1, 2.0, True, "3"):
+        with pytest.raises(MaskError, match=rf"^sweep\.{key}={bad!r} must be {words}$"):
+            SweepSettings.from_config({key: bad})
+    monkeypatch.setattr("datamodels.sweep.stage.prepare", lambda *a, **k: pytest.fail("data prepared"))
+    with pytest.raises(MaskError, match=rf"^sweep\.{key}={least - 1} must be {words}$"):
+        SweepRun(compose_config(TINY + [f"sweep.{key}={least - 1}"]), tmp_path)
+
+
+def test_sweep_settings_take_an_older_config_and_refuse_an_unknown_design():
+    old = {"design": "bernoulli", "alpha": [0.2, 0.5], "num_models": 6, "models_per_shard": 3, "repeats": 1,
+           "seed": 0, "mask_file": None, "shard": None}  # before budget, degree and models_per_pass
+    assert SweepSettings.from_config(old) == SweepSettings(num_models=6, models_per_shard=3, alpha=[0.2, 0.5])
+    assert SweepSettings.from_config({"num_models": None}).num_models is None  # every mask of the design
+    with pytest.raises(MaskError, match=r"^sweep\.design='bernouli'; choose one of bernoulli, fixed_size, "):
+        SweepSettings.from_config({"design": "bernouli"})
 
 
 def test_a_shard_beyond_the_model_count_is_refused(tiny_config, tmp_path):

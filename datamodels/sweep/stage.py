@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -31,11 +32,13 @@ from ..errors import StoreError, UserError
 from ..run.claims import ShardClaim
 from ..run.folder import RunFolder
 from ..run.identity import check_identity, config_hash
+from ..settings import Settings
 from ..store.shards import ModelRecord, read_models, read_shard_meta, run_meta, write_shard
 from ..tables import write_atomic
 from .data import PreparedData, prepare
 from .loaders import ResidentLoader, ResidentSplits, to_device
-from .masks import MaskDesign, MaskError, alpha_setting, group_players, kept_examples, load_mask_file, training_seed
+from .masks import (DESIGNS, MaskDesign, MaskError, alpha_setting, group_players, kept_examples, load_mask_file,
+                    training_seed)
 from .models import build_model
 from .train import TrainConfig, train_model, train_models
 from .twins import add_twins
@@ -72,11 +75,48 @@ def make_loader(name: str, splits: ResidentSplits, data: PreparedData | None = N
     raise UserError(f"unknown loader {name!r}; choose one of {', '.join(LOADERS)}")
 
 
+# What a run folder's sweep section records that is not a setting: an imported run's source
+# (datamodels.sweep.importing).
+RECORDED_ONLY = ("source",)
+
+
+@dataclass
+class SweepSettings(Settings):
+    """``conf/sweep/default.yaml``; every setting is described there. Built from ``cfg.sweep`` by
+    :func:`datamodels.settings.from_section` (unknown keys refused; a key missing from an older
+    run folder's ``config.json`` takes its default). ``alpha`` is read by
+    :func:`~datamodels.sweep.masks.alpha_setting` and checked by :class:`MaskDesign`."""
+
+    section = "sweep"
+    error = MaskError
+    design: str = "bernoulli"
+    alpha: float | list = 0.5
+    num_models: int | None = 1000
+    models_per_shard: int = 125
+    repeats: int = 1
+    seed: int = 0
+    mask_file: str | None = None
+    budget: int | None = None
+    degree: int = 5
+    models_per_pass: int = 1
+    shard: int | None = None
+
+    def __post_init__(self):
+        if self.design not in DESIGNS:
+            raise MaskError(f"sweep.design={self.design!r}; choose one of {', '.join(DESIGNS)}")
+        self.check_integers(("models_per_shard", "repeats", "budget", "degree", "models_per_pass"), least=1)
+        if self.num_models is not None:  # null: every mask of the design
+            self.check_integers(("num_models",), least=1)
+        self.check_integers(("seed", "shard"), least=0)
+
+
 class SweepRun:
     """One sweep: its data, players, mask design, recipe and run folder."""
 
     def __init__(self, config: dict, run_dir: str | os.PathLike):
         self.config = config
+        self.settings = settings = SweepSettings.from_config(
+            {k: v for k, v in config["sweep"].items() if k not in RECORDED_ONLY})
         self.run_dir = Path(run_dir)
         self.folder = RunFolder(self.run_dir)
         self.shard_dir = self.folder.shards
@@ -100,27 +140,20 @@ class SweepRun:
                                 f"(datamodels.sweep.twins)")
             self.data, self.groups, self.twins = add_twins(self.data, self.groups, **twins)
         self.n = int(self.groups.max()) + 1
-        sweep = config["sweep"]
-        self.seed = int(sweep.get("seed", 0))
-        masks_from_file, seed_groups = (load_mask_file(sweep["mask_file"], self.n) if sweep["design"] == "file"
+        self.seed = settings.seed
+        masks_from_file, seed_groups = (load_mask_file(settings.mask_file, self.n) if settings.design == "file"
                                         else (None, None))
-        self.design = MaskDesign(sweep["design"], self.n, alpha_setting(sweep.get("alpha", 0.5)), self.seed,
-                                 masks_from_file, sweep.get("budget"), int(sweep.get("degree", 5)), seed_groups)
-        self.repeats = int(sweep.get("repeats", 1))
-        if self.repeats < 1:
-            raise MaskError(f"sweep.repeats must be >= 1, got {self.repeats}")
-        self.num_models = self._num_models(sweep.get("num_models"))
-        self.models_per_shard = int(sweep["models_per_shard"])
-        if self.models_per_shard < 1:
-            raise UserError(f"sweep.models_per_shard must be >= 1, got {self.models_per_shard}")
+        self.design = MaskDesign(settings.design, self.n, alpha_setting(settings.alpha), self.seed,
+                                 masks_from_file, settings.budget, settings.degree, seed_groups)
+        self.repeats = settings.repeats
+        self.num_models = self._num_models(settings.num_models)
+        self.models_per_shard = settings.models_per_shard
         self.train_cfg = TrainConfig.from_config({**config["train"], "compile": config.get("compile")})
         self.model_options = {k: v for k, v in config["model"].items() if k != "name"}
         build_model(config["model"]["name"], 1, 2, **self.model_options)  # fail now on a bad name or option
         loader = dict(config.get("loader") or {"name": "resident"})
         self.loader_name, self.loader_options = loader.pop("name"), loader
-        self.models_per_pass = int(sweep.get("models_per_pass", 1))
-        if self.models_per_pass < 1:
-            raise UserError(f"sweep.models_per_pass must be >= 1, got {self.models_per_pass}")
+        self.models_per_pass = settings.models_per_pass
         if self.models_per_pass > 1 and self.loader_name != "resident":
             raise UserError(f"sweep.models_per_pass={self.models_per_pass} stacks models over the resident "
                              f"loader's batches; use loader=resident, or models_per_pass=1 with "
@@ -143,15 +176,14 @@ class SweepRun:
         check_identity(folder.run_json, folder.read_run(), run.meta)
         return run
 
-    def _num_models(self, requested) -> int:
+    def _num_models(self, requested: int | None) -> int:
         limit = None if self.design.num_masks is None else self.design.num_masks * self.repeats
         if requested is None:
             if limit is None:
                 raise UserError(f"sweep.num_models must be set for design={self.design.kind}")
             return limit
-        requested = int(requested)
-        if requested < 1 or (limit is not None and requested > limit):
-            raise UserError(f"sweep.num_models={requested} must lie in 1..{limit or 'inf'} for design="
+        if limit is not None and requested > limit:
+            raise UserError(f"sweep.num_models={requested} must lie in 1..{limit} for design="
                              f"{self.design.kind} with n={self.n} and repeats={self.repeats}")
         return requested
 
