@@ -30,7 +30,7 @@ def planted(tmp_path_factory):
     run = tmp_path_factory.mktemp("planted")
     write_planted_sweep(run, n=60, T=T, num_masks=1000, noise=0.3, progress=False, n_mains=10, n_synergy=1,
                         n_redundancy=1, n_triples=0, duplicates=DUPLICATES, classes=4)
-    run_fit(run, FitSettings("proxyspex"), progress=False)
+    run_fit(run, FitSettings("proxyspex", workers=1), progress=False)
     return run
 
 
@@ -127,7 +127,7 @@ def test_a_fit_of_some_targets_is_measured_on_those(tmp_path):
     run = tmp_path / "run"
     write_planted_sweep(run, n=30, T=8, num_masks=600, noise=0.3, progress=False, n_mains=5, n_synergy=1,
                         n_redundancy=0, n_triples=0, duplicates=[[4, 9]])
-    run_fit(run, FitSettings("proxyspex", targets=[1, 4, 6]), progress=False)
+    run_fit(run, FitSettings("proxyspex", targets=[1, 4, 6], workers=1), progress=False)
     run_duplicates(run, DuplicatesSettings(), progress=False)
     pairs = read_pairs(run).set_index(["player_a", "player_b"])
     assert pairs.loc[(4, 9), "duplicate"] and pairs.loc[(4, 9), "targets"] == 3
@@ -183,7 +183,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
     out = RunFolder(run).duplicate_candidates
     proc = run_job("duplicates.py", f"run_dir={run}", check=False)
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "fit the run first" in proc.stderr
-    run_fit(run, FitSettings("linear"), progress=False)
+    run_fit(run, FitSettings("linear", workers=1), progress=False)
     proc = run_job("duplicates.py", f"run_dir={run}", check=False)
     assert proc.returncode == 1 and "has no proxyspex fit" in proc.stderr
     with pytest.raises(DuplicatesError, match="the linear fit of .* has no pair terms"):

@@ -77,9 +77,9 @@ def test_job_writes_both_methods_side_by_side(tmp_path):
 
 def test_a_subset_of_targets_replaces_only_its_rows(tmp_path):
     write_sweep(tmp_path)
-    run_fit(tmp_path, FitSettings("linear", targets=[0, 2]), progress=False)
+    run_fit(tmp_path, FitSettings("linear", targets=[0, 2], workers=1), progress=False)
     before = pd.read_parquet(tmp_path / "fit" / "fit_metrics.parquet")
-    run_fit(tmp_path, FitSettings("linear", start=2), progress=False)
+    run_fit(tmp_path, FitSettings("linear", start=2, workers=1), progress=False)
     after = pd.read_parquet(tmp_path / "fit" / "fit_metrics.parquet")
     assert list(before["target"]) == [0, 2] and list(after["target"]) == [0, 2]
     assert after.loc[0, "seconds"] == before.loc[0, "seconds"]
@@ -99,10 +99,10 @@ def test_bad_runs_fail_clearly_and_write_nothing(tmp_path):
     proc = run_job("fit.py", f"run_dir={tmp_path}", "fit.method=lasso", check=False)
     assert proc.returncode != 0 and "unknown fit method 'lasso'" in proc.stderr
     with pytest.raises(ValueError, match="target 1: ProxySPEX.fit: y is constant"):
-        run_fit(tmp_path, FitSettings("proxyspex"), progress=False)
+        run_fit(tmp_path, FitSettings("proxyspex", workers=1), progress=False)
     assert not (tmp_path / "fit").exists()
     with pytest.raises(StoreError, match=r"holds no sweep \(no run.json\)"):
-        run_fit(tmp_path / "nowhere", FitSettings("linear"), progress=False)
+        run_fit(tmp_path / "nowhere", FitSettings("linear", workers=1), progress=False)
 
 
 @pytest.mark.slow

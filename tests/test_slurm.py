@@ -91,26 +91,26 @@ def test_status_lists_done_missing_and_checkpointed_shards_with_the_command(tmp_
 def test_fit_parts_merge_into_the_fit_of_all_targets(tmp_path):
     write_sweep(tmp_path)
     for part in (2, 0):
-        run_fit_part(tmp_path, FitSettings("linear", part=part, parts=3), progress=False)
+        run_fit_part(tmp_path, FitSettings("linear", part=part, parts=3, workers=1), progress=False)
     with pytest.raises(StoreError, match=r"fit parts 1 of 3 \(linear\) are missing .* fit.part=1 fit.parts=3"):
         merge_fit_parts(tmp_path, "linear", 3)
-    assert run_fit_part(tmp_path, FitSettings("linear", part=1, parts=3), progress=False) is not None
-    assert run_fit_part(tmp_path, FitSettings("linear", part=1, parts=3), progress=False) is None  # written parts are not redone
+    assert run_fit_part(tmp_path, FitSettings("linear", part=1, parts=3, workers=1), progress=False) is not None
+    assert run_fit_part(tmp_path, FitSettings("linear", part=1, parts=3, workers=1), progress=False) is None  # written parts are not redone
     merge_fit_parts(tmp_path, "linear", 3)
     merged = pd.read_parquet(tmp_path / "fit" / "fit_metrics.parquet")
-    _, whole, _ = run_fit(tmp_path, FitSettings("linear"), progress=False)
+    _, whole, _ = run_fit(tmp_path, FitSettings("linear", workers=1), progress=False)
     assert list(merged["target"]) == [0, 1, 2]
     np.testing.assert_allclose(merged["r2"], whole["r2"])
     with pytest.raises(StoreError, match="is part 0 of 3 parts, not of fit.parts=2"):
         merge_fit_parts(tmp_path, "linear", 2)
     other = tmp_path / "other"
     write_sweep(other)
-    run_fit_part(other, FitSettings("linear", part=0, parts=2), progress=False)
-    run_fit_part(other, FitSettings("linear", part=1, parts=2, targets=[0, 1]), progress=False)  # target 1 again
+    run_fit_part(other, FitSettings("linear", part=0, parts=2, workers=1), progress=False)
+    run_fit_part(other, FitSettings("linear", part=1, parts=2, targets=[0, 1], workers=1), progress=False)  # target 1 again
     with pytest.raises(StoreError, match=r"target 1 is fitted in both .*part-0000.* and .*part-0001"):
         merge_fit_parts(other, "linear", 2)
     with pytest.raises(ValueError, match=r"fit.part=3 must lie in 0..1 \(fit.parts=2\)"):
-        run_fit_part(other, FitSettings("linear", part=3, parts=2))
+        run_fit_part(other, FitSettings("linear", part=3, parts=2, workers=1))
 
 
 # --------------------------------------------------------------------------- on SLURM
