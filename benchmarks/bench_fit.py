@@ -53,12 +53,10 @@ def shapiq_fit(n: int, budget: int, game, seed: int, max_order: int) -> dict:
     return {k: float(values.values[i]) for k, i in values.interaction_lookup.items()}
 
 
-def run_case(n: int, budget: int, noise: float, seed: int, game_args: dict) -> dict:
-    if game_args["game"] == "unanimity":
-        truth = unanimity_game(n, game_args["terms"], game_args["max_size"], seed=seed)
-    else:
-        truth = planted_game(n, strength=game_args["strength"], seed=seed)
-    planted = {k: v for k, v in truth.items() if len(k) > 1}
+def sampled_by_shapiq(truth: dict, n: int, budget: int, noise: float, seed: int, max_order: int):
+    """shapiq's fit of the game ``truth`` with seed noise at ``noise`` x the signal's sd:
+    ``(its surrogate, seconds, (every mask it queried, the value it got), (held-out masks, their
+    noisy values, their noiseless values))``; the other fits are given its masks."""
     rng = np.random.default_rng([seed, n, budget])
     X_test = rng.random((HELDOUT, n)) < 0.5
     f_test = mobius_predict(truth, X_test)
@@ -74,9 +72,20 @@ def run_case(n: int, budget: int, noise: float, seed: int, game_args: dict) -> d
         return values
 
     start = time.perf_counter()
-    surrogates = {"shapiq": shapiq_fit(n, budget, game, seed, game_args["max_order"])}
-    seconds = {"shapiq": time.perf_counter() - start}
-    X, y = np.concatenate(queried), np.concatenate(answers)
+    surrogate = shapiq_fit(n, budget, game, seed, max_order)
+    return surrogate, time.perf_counter() - start, (np.concatenate(queried), np.concatenate(answers)), \
+        (X_test, y_test, f_test)
+
+
+def run_case(n: int, budget: int, noise: float, seed: int, game_args: dict) -> dict:
+    if game_args["game"] == "unanimity":
+        truth = unanimity_game(n, game_args["terms"], game_args["max_size"], seed=seed)
+    else:
+        truth = planted_game(n, strength=game_args["strength"], seed=seed)
+    planted = {k: v for k, v in truth.items() if len(k) > 1}
+    shapiq, seconds, (X, y), (X_test, y_test, f_test) = sampled_by_shapiq(truth, n, budget, noise, seed,
+                                                                          game_args["max_order"])
+    surrogates, seconds = {"shapiq": shapiq}, {"shapiq": seconds}
     for name, estimator in (("proxyspex", ProxySPEX(max_order=game_args["max_order"], random_state=seed)),
                             ("linear", LinearDatamodel(random_state=seed))):
         start = time.perf_counter()

@@ -23,10 +23,8 @@ import time
 
 import numpy as np
 
-from benchmarks.bench_fit import shapiq_fit
+from benchmarks.bench_fit import sampled_by_shapiq
 from benchmarks.harness import cpu_name, machine, pin_threads, save_results
-
-HELDOUT = 5000
 
 
 def game_row(n: int, budget: int, seed: int, game_name: str = "soum", noise: float = 0.0) -> dict:
@@ -35,23 +33,8 @@ def game_row(n: int, budget: int, seed: int, game_name: str = "soum", noise: flo
     from datamodels.sweep.planted import planted_game, unanimity_game
 
     truth = unanimity_game(n, 100, 3, seed=seed) if game_name == "soum" else planted_game(n, seed=seed)
-    rng = np.random.default_rng([seed, n, budget])
-    X_test = rng.random((HELDOUT, n)) < 0.5
-    signal = mobius_predict(truth, X_test)
-    noise_sd = noise * signal.std()
-    y_test = signal + rng.normal(0, noise_sd, HELDOUT)
-    queried, answers = [], []
-
-    def game(coalitions):
-        coalitions = np.asarray(coalitions, dtype=bool)
-        queried.append(coalitions)
-        answers.append(mobius_predict(truth, coalitions) + rng.normal(0, noise_sd, len(coalitions)))
-        return answers[-1]
-
-    start = time.perf_counter()
-    surrogates = {"shapiq": shapiq_fit(n, budget, game, seed, 3)}
-    seconds = {"shapiq": time.perf_counter() - start}
-    X, y = np.concatenate(queried), np.concatenate(answers)
+    shapiq, seconds, (X, y), (X_test, y_test, _) = sampled_by_shapiq(truth, n, budget, noise, seed, 3)
+    surrogates, seconds = {"shapiq": shapiq}, {"shapiq": seconds}
     fits = {"proxyspex": ProxySPEX(random_state=seed), "proxyspex_cv": ProxySPEX(random_state=seed, untested="cv"),
             "linear": LinearDatamodel(random_state=seed)}
     row = {"n": n, "budget": budget, "seed": seed, "models": len(y)}
