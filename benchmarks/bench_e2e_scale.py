@@ -42,7 +42,8 @@ from benchmarks.harness import cpu_name, pin_threads, run_measured, save_results
 from datamodels.store.fit_ready import open_fit_ready
 from datamodels.fit.stage import INTERACTION_COLUMNS, r2, save_fit, spearman
 from datamodels.interactions import interaction_table, make_engine
-from datamodels.sweep.planted import _by_order, _PlantedGames, read_planted_truth
+from datamodels.sweep.games import _by_order, _PlantedGames
+from datamodels.sweep.planted import read_planted_truth
 from datamodels.run.folder import RunFolder
 
 NOTEBOOKS = ("01_target_interactions.ipynb", "02_dataset_patterns.ipynb", "03_pruning.ipynb")

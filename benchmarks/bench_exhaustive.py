@@ -79,7 +79,8 @@ def main() -> None:
     parser.add_argument("--budgets", default="32,64,128,256,512,1000", help="subsets fitted on, comma-separated")
     parser.add_argument("--targets", type=int, default=40, help="the first this many targets")
     parser.add_argument("--levels", default="0.05", help="ProxySPEX familywise levels, comma-separated")
-    parser.add_argument("--relax", action="store_true", help="ProxySPEX's relaxed refit of the tested terms beside")
+    parser.add_argument("--l1-refit", action="store_true",
+                        help="ProxySPEX without the relaxed refit of the tested terms (relax=False) beside")
     parser.add_argument("--fdr", action="store_true", help="ProxySPEX with false-discovery control beside")
     parser.add_argument("--least-squares", action="store_true",
                         help="least squares on every pair, tested (Bonferroni and BH at 0.05), beside")
@@ -95,7 +96,7 @@ def main() -> None:
         table = recovery(sweep.masks, sweep.margins, sweep.mask_id, sweep.repeat,
                          {"linear": LinearDatamodel()} | {f"proxyspex level={level}": ProxySPEX(level=float(level))
                                                           for level in args.levels.split(",")}
-                         | ({"proxyspex relax": ProxySPEX(relax=True)} if args.relax else {})
+                         | ({"proxyspex L1 refit": ProxySPEX(relax=False)} if args.l1_refit else {})
                          | ({"proxyspex fdr": ProxySPEX(error_rate="fdr")} if args.fdr else {})
                          | ({"pairs LS, Bonferroni": TestedPairs("fwer"), "pairs LS, BH": TestedPairs("fdr")}
                             if args.least_squares else {}),

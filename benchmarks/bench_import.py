@@ -76,7 +76,7 @@ def main(argv=None) -> None:
         print(read_once(args.read_once))
         return
     # here, not at the top: the baseline's process (above) loads numpy alone, as a reader would
-    from datamodels.sweep.importing import release_files
+    from datamodels.sweep.import_source import release_files
 
     folder = (ROOT / args.dir).resolve()
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """Does a fit predict the size of the pairs that retraining measured? Two fits of one sweep
-against the same retraining checks (issue 31: ``fit.params.relax=true`` refits the tested terms
-without their L1 penalty).
+against the same retraining checks (issue 31: ``fit.params.relax=true``, the default since
+2026-12-07, refits the tested terms without their L1 penalty; ``false`` keeps the L1 refit).
 
 The checks (``jobs/ablate.py ablate=pairs``, measured once, on ``--checked``'s run) hold each
 pair's measured double difference; each fit predicts it from its own terms at the run's alpha
@@ -8,8 +8,8 @@ pair's measured double difference; each fit predicts it from its own terms at th
 measured on predicted (1: the fit's sizes are right; above 1: it shrinks them) with its 95%
 interval, the pairs it still reports, and the mean absolute error.
 
-    python jobs/fit.py fit=proxyspex fit.params.relax=true run_dir=/tmp/refit force=true   # a cp -a of runs/demo
-    python -m benchmarks.refit_shrinkage --checked runs/demo --fits runs/demo /tmp/refit
+    python jobs/fit.py fit=proxyspex fit.params.relax=false run_dir=/tmp/l1 force=true   # a cp -a of runs/demo
+    python -m benchmarks.refit_shrinkage --checked runs/demo --fits /tmp/l1 runs/demo
 """
 
 from __future__ import annotations

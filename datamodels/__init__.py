@@ -5,8 +5,9 @@ The packages in pipeline order (each stage a Hydra job under ``jobs/``, each a p
 
 - :mod:`datamodels.sweep`: everything that produces a run. The sweep trains models on masked
   subsets (:mod:`~datamodels.sweep.stage`; datasets, mask designs, networks, training and
-  loaders beside it); a run may instead be imported (:mod:`~datamodels.sweep.importing`) or
-  planted (:mod:`~datamodels.sweep.planted`).
+  loaders beside it); a run may instead be imported (:mod:`~datamodels.sweep.importing`, its
+  source's arrays read by :mod:`~datamodels.sweep.import_source`) or planted
+  (:mod:`~datamodels.sweep.planted`, the games of :mod:`~datamodels.sweep.games`).
 - :mod:`datamodels.store`: what the sweep writes, one parquet shard per job
   (:mod:`~datamodels.store.shards`), and the fit-ready layout ``collect`` builds from it
   (:mod:`~datamodels.store.fit_ready`).
@@ -16,9 +17,12 @@ The packages in pipeline order (each stage a Hydra job under ``jobs/``, each a p
   (:mod:`~datamodels.fit.trak`).
 - :mod:`datamodels.pruning`: keep-sets from a fit, judged by retraining; curated datasets;
   duplicate groups (:mod:`~datamodels.pruning.duplicates`).
-- :mod:`datamodels.ablation`: retraining checks of what a fit claims.
+- :mod:`datamodels.ablation`: retraining checks of what a fit claims, planned
+  (:mod:`~datamodels.ablation.planning`) and run (:mod:`~datamodels.ablation.stage`).
 - :mod:`datamodels.views`: the notebooks' DataFrames and figures
-  (:mod:`~datamodels.views.analysis`) and the HTML report (:mod:`~datamodels.views.report`).
+  (:mod:`~datamodels.views.analysis`, one namespace over :mod:`~datamodels.views.run_view`,
+  :mod:`~datamodels.views.terms`, :mod:`~datamodels.views.comparisons` and
+  :mod:`~datamodels.views.figures`) and the HTML report (:mod:`~datamodels.views.report`).
 
 Beneath them all: :mod:`datamodels.run` (the run folder's paths, identity, shard claims and
 recorded stage inputs), :mod:`datamodels.interactions` (the engines: estimators that know nothing

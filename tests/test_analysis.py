@@ -255,7 +255,7 @@ def test_notebooks_open_a_relative_datamodels_run_from_the_root_as_jupyter_runs_
 
 def test_a_relative_datamodels_run_is_taken_from_the_cwd_first_and_its_absence_names_both_places(
         tmp_path, monkeypatch):
-    from datamodels.views.analysis import _repository_root, run_dir_from_environment
+    from datamodels.views.run_view import _repository_root, run_dir_from_environment
 
     assert _repository_root() == ROOT
     (tmp_path / "runs" / "mine").mkdir(parents=True)

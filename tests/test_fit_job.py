@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from conftest import run_job
 
@@ -45,10 +46,19 @@ def test_job_writes_both_methods_side_by_side(tmp_path):
     out = run_job("fit.py", f"run_dir={tmp_path}", "fit.workers=2", "progress=false").stdout
     assert "proxyspex: 3 targets, median held-out R^2" in out
     assert "strongest synergy: players" in out and "strongest redundancy: players" in out
+    # The first table as a release before the tested and shrunk columns wrote it (its metadata kept):
+    # the next fit's merge gives its rows the columns, unmarked and unshrunk.
+    path = tmp_path / "fit" / "interactions.parquet"
+    before = pq.read_table(path)
+    pq.write_table(before.drop(["tested", "shrunk"]), path)
     run_job("fit.py", f"run_dir={tmp_path}", "fit=linear", "fit.workers=1", "progress=false")
     metrics = pd.read_parquet(tmp_path / "fit" / "fit_metrics.parquet")
-    inter = pd.read_parquet(tmp_path / "fit" / "interactions.parquet")
-    assert list(inter.columns) == ["target", "members", "order", "mobius", "kind", "method", "tested"]
+    inter = pd.read_parquet(path)
+    assert list(inter.columns) == ["target", "members", "order", "mobius", "kind", "method", "tested", "shrunk"]
+    assert inter["shrunk"].equals(inter["mobius"]) and not inter["tested"].any()
+    pq.write_table(before, path)
+    run_job("fit.py", f"run_dir={tmp_path}", "fit=linear", "fit.workers=1", "progress=false", "force=true")
+    inter = pd.read_parquet(path)
     assert inter.loc[inter["order"] > 1, "tested"].groupby(inter["method"]).all().to_dict() == {"proxyspex": True}
     assert not inter.loc[(inter["order"] == 1) | (inter["method"] == "linear"), "tested"].any()
     assert sorted(metrics.columns) == sorted(["target", "method", "r2", "spearman", "noise_ceiling",

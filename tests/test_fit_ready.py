@@ -139,7 +139,7 @@ def test_a_replaced_shard_is_refused_by_size_or_by_time(run):
 @pytest.mark.parametrize("manifest,message", [
     ("{not json", r"manifest.json is corrupt"),
     (json.dumps({"format": "someone.else/3"}), r"manifest.json has format 'someone.else/3', expected "
-                                               r"'datamodels.store.fit_ready/1': not a fit-ready layout"),
+                                               r"'datamodels.fit_ready/1': not a fit-ready layout"),
     (json.dumps(["a", "list"]), r"manifest.json has format 'list'"),
     (None, r"fit_ready holds no manifest.json: it is not a fit-ready layout of this package"),
     ("other run", r"manifest.json belongs to a different sweep: fingerprint='planted-other'"),
@@ -160,6 +160,19 @@ def test_a_foreign_or_corrupt_layout_is_refused_naming_the_file_and_kept(run, ma
         open_fit_ready(run, progress=False)
     with pytest.raises(StoreError, match=message):  # a rebuild does not replace what is not this run's layout
         build_fit_ready(run, progress=False)
+    assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("name", ["datamodels.fit_ready/1", "datamodels.store.fit_ready/1"])
+def test_a_layout_collected_by_an_earlier_release_opens_as_it_is(run, name):
+    # Layouts written before the package move, and by the one release that named the format
+    # after the module's new path, are the same format: opened, not rebuilt.
+    build_fit_ready(run, progress=False)
+    path = RunFolder(run).fit_ready / "manifest.json"
+    manifest = json.loads(path.read_text())
+    path.write_text(json.dumps(manifest | {"format": name}))
+    before = snapshot(run)
+    assert_equals_the_shards(open_fit_ready(run, progress=False), run)
     assert snapshot(run) == before
 
 

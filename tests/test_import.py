@@ -1,5 +1,6 @@
-"""The import of models trained elsewhere (datamodels.sweep.importing, jobs/import_sweep.py), checked
-against the arrays the tests write in the release's and the store's genuine layouts."""
+"""The import of models trained elsewhere (datamodels.sweep.importing, its source's reader
+datamodels.sweep.import_source, jobs/import_sweep.py), checked against the arrays the tests write
+in the release's and the store's genuine layouts."""
 
 import json
 
@@ -8,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import compose_config, run_job
-from datamodels.sweep import importing
+from datamodels.sweep import import_source, importing
 from datamodels.sweep.data import write_cifar10_archive
 from datamodels.sweep.importing import ImportSettings, ImportSourceError, plan_import, run_import, write_import
 from datamodels.sweep.planted import read_planted_truth, write_planted_release, write_planted_sweep
@@ -259,11 +260,11 @@ def test_masks_are_packed_as_numpy_packs_them_and_a_bad_value_is_named_where_it_
     rng = np.random.default_rng(3)
     block = (rng.random((37, 13)) < 0.5).astype(np.uint8)  # rows not a multiple of the 16 packed at a time
     rows = np.arange(100, 137)
-    assert np.array_equal(importing.packed_masks(block, rows), np.packbits(block.astype(bool), axis=1))
-    assert np.array_equal(importing.packed_masks(block.view(bool), rows), np.packbits(block.astype(bool), axis=1))
+    assert np.array_equal(import_source.packed_masks(block, rows), np.packbits(block.astype(bool), axis=1))
+    assert np.array_equal(import_source.packed_masks(block.view(bool), rows), np.packbits(block.astype(bool), axis=1))
     block[33, 5] = 2  # in the third block of 16 rows
     with pytest.raises(ImportSourceError, match="source row 133, column 5 holds 2"):
-        importing.packed_masks(block, rows)
+        import_source.packed_masks(block, rows)
 
 
 @pytest.mark.parametrize("setting,message", [
@@ -282,11 +283,11 @@ def test_a_selection_larger_than_the_data_is_refused_naming_its_size(tmp_path, s
 
 
 def test_ranges_within_the_data_still_select_as_slices():
-    assert np.array_equal(importing.selection("2:", 6, "source.rows"), [2, 3, 4, 5])
-    assert np.array_equal(importing.selection("-2:", 6, "source.rows"), [4, 5])
-    assert np.array_equal(importing.selection("0:6", 6, "source.rows"), np.arange(6))
+    assert np.array_equal(import_source.selection("2:", 6, "source.rows"), [2, 3, 4, 5])
+    assert np.array_equal(import_source.selection("-2:", 6, "source.rows"), [4, 5])
+    assert np.array_equal(import_source.selection("0:6", 6, "source.rows"), np.arange(6))
     with pytest.raises(ImportSourceError, match="source.rows=0:7: the source has 6 rows"):
-        importing.selection("0:7", 6, "source.rows")
+        import_source.selection("0:7", 6, "source.rows")
 
 
 @pytest.mark.slow

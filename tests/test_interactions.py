@@ -335,9 +335,10 @@ def test_tests_stay_calibrated_with_a_dense_tail_shared_by_a_masks_seeds():
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_a_tested_redundant_pair_keeps_its_least_squares_size(seed):
-    """The relaxed refit (step 5, ``relax=True``): the accepted pair and its members by least squares, the other
-    mains held at their L1 values. Its size is least squares' on the whole design (the held mains
-    are large and barely shrunk), where the L1 refit at the same penalty shrinks it."""
+    """The relaxed refit (step 6, ``relax=True``, the default): the accepted pair and its members by least
+    squares, the other mains held at their L1 values. Its size is least squares' on the whole design (the held
+    mains are large and barely shrunk), where the L1 refit at the same penalty shrinks it; that L1 refit is the
+    fit's ``shrunk_mobius_`` (what pruning optimises), exactly the fit without the relaxed refit."""
     from datamodels.interactions.lasso import GramLasso, fold_ids
 
     rng = np.random.default_rng(seed)
@@ -353,6 +354,12 @@ def test_a_tested_redundant_pair_keeps_its_least_squares_size(seed):
     assert fit.mobius_[(0,)] == pytest.approx(ols[0], abs=0.003) and fit.mobius_[(1,)] == pytest.approx(ols[1], abs=0.003)
     shrunk = GramLasso(design, y, fold_ids(m, 5, 0)).fit(np.arange(13), fit.penalty_)[0][12]
     assert abs(shrunk) < abs(fit.mobius_[(0, 1)]) and fit.dropped_terms_ == 0
+    assert fit.shrunk_mobius_ == ProxySPEX(relax=False).fit(X, y).mobius_
+    assert fit.shrunk_mobius_[(0, 1)] == pytest.approx(shrunk, abs=1e-3)
+    table = fit.top_interactions(len(fit.mobius_))
+    shrunk_column = dict(zip(table["members"].map(tuple), table["shrunk"]))
+    assert shrunk_column[(0, 1)] == fit.shrunk_mobius_[(0, 1)]
+    assert shrunk_column[(5,)] == fit.mobius_[(5,)]  # a held main: the same in both
 
 
 # ------------------------------------------------------------------ false discovery rate
@@ -429,5 +436,10 @@ def test_untested_proposals_predict_where_cross_validation_wants_them_and_are_ma
         y = signal + rng.normal(0, 0.5 * signal.std(), 500)
         tested, wider = ProxySPEX().fit(X, y), ProxySPEX(untested="cv").fit(X, y)
         assert wider.untested_terms_ == 0 and wider.mobius_ == tested.mobius_
-    with pytest.raises(ValueError, match="untested must be 'drop' when relax=true"):
-        ProxySPEX(untested="cv", relax=True).fit(X, y)
+    # The relaxed refit sizes the tested terms only: the untested ones keep their L1 values.
+    game = unanimity_game(60, 100, 3, 0)
+    X = np.random.default_rng(0).random((500, 60)) < 0.5
+    wider = ProxySPEX(untested="cv").fit(X, mobius_predict(game, X))
+    untested = [k for k in wider.mobius_ if len(k) > 1 and k not in wider.tested_]
+    assert untested and all(wider.mobius_[k] == wider.shrunk_mobius_[k] for k in untested)
+    assert any(wider.mobius_[k] != wider.shrunk_mobius_.get(k, 0.0) for k in wider.tested_ & set(wider.mobius_))

@@ -18,14 +18,17 @@ the fitted polynomial predicts in closed form (:mod:`.polynomial`):
   filter before retraining).
 
 One module per concern: :mod:`.polynomial` (predictions and the greedy), :mod:`.design` (the
-checks and their masks), :mod:`.measure` (statistics), :mod:`.figures`, :mod:`.stage` (the stage
-of a run folder, :func:`run_ablate`). The checks' models are an ordinary child sweep in
-``<run_dir>/ablations/<name>/`` (:class:`~datamodels.run.folder.RunFolder`).
+checks and their masks), :mod:`.measure` (statistics), :mod:`.figures`, :mod:`.planning` (the
+settings, and the checks chosen from a run's fit: :func:`plan_ablation`), :mod:`.stage` (the stage
+of a run folder, :func:`run_ablate`: the child sweep trained, the checks measured). The checks'
+models are an ordinary child sweep in ``<run_dir>/ablations/<name>/``
+(:class:`~datamodels.run.folder.RunFolder`).
 """
 from .design import AblationError, Design, exact_pairs
 from .measure import heldout_pairs, measure_pairs, measure_removals, pair_summary, removal_comparison
 from .polynomial import TargetPolynomial
-from .stage import DESIGNS, AblateSettings, AblationResult, Plan, plan_ablation, run_ablate
+from .planning import DESIGNS, AblateSettings, Plan, plan_ablation
+from .stage import AblationResult, run_ablate
 
 __all__ = ["DESIGNS", "AblateSettings", "AblationError", "AblationResult", "Design", "Plan", "TargetPolynomial",
            "exact_pairs", "heldout_pairs", "measure_pairs", "measure_removals", "pair_summary", "plan_ablation",

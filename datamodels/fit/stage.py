@@ -7,14 +7,18 @@ and only after every fit succeeded:
 - ``<run_dir>/fit/interactions.parquet``: one row per (target, method, non-constant Möbius
   term): target, members (list of players), order, mobius, kind (main / synergy / redundancy,
   see :func:`datamodels.interactions.interaction_table`), method, tested (the interaction passed
-  the engine's test: :attr:`datamodels.interactions.Engine.tested_`);
+  the engine's test: :attr:`datamodels.interactions.Engine.tested_`), shrunk (the term's
+  coefficient in the final L1 refit, 0 where it zeroed the term: what pruning optimises, against
+  the optimiser's curse; equal to mobius except for the terms ProxySPEX's relaxed refit sizes by
+  least squares, :attr:`datamodels.interactions.Engine.shrunk_mobius_`);
 - ``<run_dir>/fit/fit_metrics.parquet``: one row per (target, method): r2, spearman (LDS),
   noise_ceiling (NaN without repeated masks), r2_fraction_of_ceiling, models_used, seconds,
   working_set (players the fit looked at: all ``n``, or the screened ones plus those the KKT
   check added), kkt_added, penalty_at_floor (the L1 penalty wanted to go below what the
   working set stands for: a larger ``fit.params.screen_k`` would fit the target better; see
   :mod:`datamodels.interactions.screening`), tested_zeroed (interactions that passed the test
-  and that the final L1 refit set to zero: ``fit.params.relax=true`` keeps them).
+  and are not in the table: the final L1 refit set them to zero, and ``fit.params.relax=false``
+  left them there).
 
 Rows of other methods, and of this method's other targets, already in those files are kept,
 so ``fit=proxyspex``, ``fit=linear`` and ``fit=linear_gpu`` runs accumulate side by side for
@@ -59,7 +63,7 @@ log = logging.getLogger(__name__)
 STAGE = "fit (jobs/fit.py)"
 # The columns of the stage's two tables (the module doc says what each holds), whichever stage
 # writes them: a method may add its own after these (TRAK's ``slope``).
-INTERACTION_COLUMNS = ("target", "members", "order", "mobius", "kind", "method", "tested")
+INTERACTION_COLUMNS = ("target", "members", "order", "mobius", "kind", "method", "tested", "shrunk")
 METRIC_COLUMNS = ("target", "method", "r2", "spearman", "noise_ceiling", "r2_fraction_of_ceiling", "models_used",
                   "seconds", "working_set", "kkt_added", "penalty_at_floor", "tested_zeroed")
 
@@ -126,7 +130,8 @@ def fit_and_evaluate(masks, margins, mask_id, method: str, params: dict | None =
 
     Returns ``(interactions, metrics)`` DataFrames sorted by target: interactions has one row
     per non-constant Möbius term (target, members, order, mobius, kind, method, tested: whether
-    it passed the engine's test, :attr:`~datamodels.interactions.Engine.tested_`); metrics one
+    it passed the engine's test, :attr:`~datamodels.interactions.Engine.tested_`, shrunk: its
+    coefficient for decisions, :attr:`~datamodels.interactions.Engine.shrunk_mobius_`); metrics one
     row per target (target, method, r2, spearman, noise_ceiling, r2_fraction_of_ceiling,
     models_used, seconds, working_set, kkt_added, penalty_at_floor, tested_zeroed). The noise ceiling uses all
     models' repeats (NaN when no mask is repeated).
@@ -165,7 +170,8 @@ def fit_and_evaluate(masks, margins, mask_id, method: str, params: dict | None =
                      score / ceiling, len(used), fit.seconds, len(fit.estimator.players_),
                      fit.estimator.kkt_added_, fit.estimator.penalty_at_floor_,
                      sum(term not in fit.estimator.mobius_ for term in fit.estimator.tested_)))
-        table = interaction_table(fit.estimator.mobius_, tested=fit.estimator.tested_)
+        table = interaction_table(fit.estimator.mobius_, tested=fit.estimator.tested_,
+                                  shrunk=fit.estimator.shrunk_mobius_)
         tables.append(table.assign(target=target_ids[fit.target], method=method))
     metrics = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
     interactions = pd.concat(tables, ignore_index=True)[list(INTERACTION_COLUMNS)]
@@ -276,12 +282,21 @@ def save_fit(folder: RunFolder, alpha: float | None, interactions: pd.DataFrame,
         file_meta = meta
         if path.exists():
             old, old_meta = read_frame(path, STAGE)
+            if "members" in old:
+                old = with_current_columns(old)
             replaced = old["method"].isin(new["method"].unique()) & old["target"].isin(new["target"])
             new = pd.concat([old[~replaced], new], ignore_index=True).sort_values(
                 ["method", "target"], kind="stable", ignore_index=True)
             file_meta = meta | {"methods": old_meta.get("methods", {}) | meta["methods"]}
         written.append((path, new, file_meta))
     return [write_frame(path, frame, m) for path, frame, m in written]
+
+
+def with_current_columns(interactions: pd.DataFrame) -> pd.DataFrame:
+    """An interactions table written before its newer columns, with them: ``tested`` false (no
+    term was marked) and ``shrunk`` equal to ``mobius`` (the only coefficients recorded)."""
+    defaults = {"tested": lambda t: False, "shrunk": lambda t: t["mobius"]}
+    return interactions.assign(**{column: fill for column, fill in defaults.items() if column not in interactions})
 
 
 def models_at_alpha(meta: dict, mask_id, alpha: float) -> np.ndarray:
@@ -426,8 +441,9 @@ def summary(interactions: pd.DataFrame, metrics: pd.DataFrame, margin_sd=None) -
              + (f"; {rows['penalty_at_floor'].sum()} held at the penalty floor of their working set of "
                 f"{rows['working_set'].median():.0f} players (a larger fit.params.screen_k fits them better)"
                 if rows["penalty_at_floor"].any() else "")
-             + (f"; {rows['tested_zeroed'].sum()} tested interactions zeroed by the L1 refit (fit.params.relax=true "
-                f"keeps them)" if rows["tested_zeroed"].any() else "")
+             + (f"; {rows['tested_zeroed'].sum()} tested interactions zeroed by the final refit (the L1 refit "
+                f"without fit.params.relax; with it, only those too small for the penalty)"
+                if rows["tested_zeroed"].any() else "")
              for method, rows in metrics.groupby("method")]
     pairs = interactions[interactions["order"] == 2].reset_index(drop=True)
     if margin_sd is not None:

@@ -131,7 +131,9 @@ class Engine(RegressorMixin, BaseEstimator):
     ``penalty_at_floor_`` (its L1 penalty wanted to go below what the working set stands for)
     and ``tested_`` (the terms, as member tuples, that passed a statistical test);
     :meth:`_set_spectrum` sets the last four to "all players, none added, no, none" for engines
-    without a working set or tests.
+    without a working set or tests. ``shrunk_mobius_``: the coefficients a decision should
+    optimise (pruning's greedy), shrunk against the optimiser's curse; the same dict as
+    ``mobius_`` except where an engine reports some terms unshrunk (ProxySPEX's relaxed refit).
     """
 
     name: ClassVar[str | None] = None
@@ -153,7 +155,7 @@ class Engine(RegressorMixin, BaseEstimator):
         mobius = dict(mobius)
         mobius.setdefault((), 0.0)
         self.n_players_ = n
-        self.mobius_ = mobius
+        self.mobius_ = self.shrunk_mobius_ = mobius
         self.fourier_ = mobius_to_fourier(mobius)
         self._keys, self._vals = _to_arrays(mobius)
         self.__dict__.setdefault("players_", np.arange(n))
@@ -170,7 +172,8 @@ class Engine(RegressorMixin, BaseEstimator):
 
     def top_interactions(self, k: int = 20, order: int | None = None) -> pd.DataFrame:
         """The ``k`` largest Möbius terms by magnitude (all orders >= 1, or only ``order``)."""
-        return interaction_table(self.mobius_, order=order, tested=self.tested_).head(k).reset_index(drop=True)
+        table = interaction_table(self.mobius_, order=order, tested=self.tested_, shrunk=self.shrunk_mobius_)
+        return table.head(k).reset_index(drop=True)
 
     # ---------------------------------------------------------------- the fit stage's hooks
 

@@ -108,11 +108,13 @@ class ProxySPEX(ScreenedEngine, name="proxyspex"):
        wider model. They improve prediction where the tests admit little (a low budget, dense
        games); ``tested_`` and the fit tables' ``tested`` column keep them apart from the terms
        that passed a test, which alone carry the engine's error-rate guarantee.
-    6. With ``relax=True``, a relaxed refit of the tested terms (:meth:`_set_fit`): the accepted
-       interactions and their members' main effects by least squares, the other mains held at
-       their L1 values, so that a tested term keeps its size and is not zeroed by the penalty.
-       Off by default: the sizes are truer (checked by retraining), and the demo's pruning,
-       which trusts them, worse (docs/benchmarks.md, "The relaxed refit").
+    6. With ``relax=True`` (the default), a relaxed refit of the tested terms (:meth:`_set_fit`):
+       the accepted interactions and their members' main effects by least squares, the other
+       mains (and untested terms) held at their L1 values, so that a tested term keeps its size
+       and is not zeroed by the penalty: ``mobius_``. The L1 refit's coefficients stay beside
+       them as ``shrunk_mobius_``, which pruning optimises: trusted at their least-squares size,
+       the redundancies made the demo's keep-sets worse (the optimiser's curse), while the sizes
+       are truer against retraining (docs/benchmarks.md, "The relaxed refit").
 
     Trees are fitted to the raw target (not a linear residual) because greedy splits find
     interactions through their members' main effects; the joint refit then shares the variance
@@ -122,14 +124,15 @@ class ProxySPEX(ScreenedEngine, name="proxyspex"):
     cost, and capping at 300 trees instead of 1000 lost no planted pair at n = 1000 (the
     interactions are proposed by early trees; late ones chase the small mains).
 
-    Fitted: ``mobius_``, ``fourier_``, ``penalty_`` (the final L1 penalty), ``players_`` (the
+    Fitted: ``mobius_``, ``shrunk_mobius_`` (the final L1 refit's, which ``mobius_`` is too
+    with ``relax=False``), ``fourier_``, ``penalty_`` (the final L1 penalty), ``players_`` (the
     working set), ``kkt_added_`` (players the KKT check added), ``proxy_params_``
     (the chosen tree settings), ``proxy_interactions_`` (interactions in the first proxy's
     spectrum), ``n_candidates_`` (interactions tested), ``tree_rounds_`` (ensembles grown on
     the residual), ``interaction_z_`` (accepted interaction -> its test statistic when it entered),
     ``dropped_terms_`` (accepted terms so small that the penalty would zero them alone),
-    ``tested_`` (the interactions that passed a test; the L1 refit may zero some, which are then
-    absent from ``mobius_``), ``untested_terms_`` (the
+    ``tested_`` (the interactions that passed a test; with ``relax=False`` the L1 refit may zero
+    some, which are then absent from ``mobius_``), ``untested_terms_`` (the
     untested proposals the refinement was given, 0 unless ``untested="cv"`` chose them).
     """
 
@@ -148,7 +151,7 @@ class ProxySPEX(ScreenedEngine, name="proxyspex"):
         level: float = 0.05,
         screen_k: int | None = None,
         random_state: int | None = 0,
-        relax: bool = False,
+        relax: bool = True,
         error_rate: str = "fwer",
         untested: str = "drop",
     ):
@@ -190,10 +193,6 @@ class ProxySPEX(ScreenedEngine, name="proxyspex"):
         self._require("untested", isinstance(self.untested, str) and self.untested in ("drop", "cv"),
                       "be 'drop' (only tested interactions) or 'cv' (untested proposals too, where "
                       "cross-validation prefers them)")
-        # The relaxed refit fits every term it is given by least squares: untested proposals
-        # would be fitted unpenalised, which is what their L1 penalty is there to prevent.
-        self._require("untested", not (self.untested == "cv" and self.relax is True),
-                      "be 'drop' when relax=true (the relaxed refit would fit untested terms unpenalised)")
 
     def _start(self, X: PackedMasks, y: np.ndarray, players: np.ndarray, floor: float) -> None:
         super()._start(X, y, players, floor)
@@ -280,8 +279,8 @@ class ProxySPEX(ScreenedEngine, name="proxyspex"):
 
     def _set_fit(self, players, mains, terms, term_cols, penalty, coef, intercept, n):
         """Step 6 with ``relax`` (after every L1 fit of the terms: the refinement's and the KKT
-        check's): the accepted terms and their members' mains by least squares, the other mains
-        held at their L1 values.
+        check's): the tested terms and their members' mains by least squares, the other mains
+        and the untested terms held at their L1 values; the L1 fit itself is ``shrunk_mobius_``.
 
         The L1 refit shrank the demo's strongest pairs by about a tenth against their retrained
         size, and zeroed some tested redundant pairs outright: moving a redundant pair into its
@@ -295,23 +294,28 @@ class ProxySPEX(ScreenedEngine, name="proxyspex"):
         self.dropped_terms_ = 0
         if not self.relax:
             return super()._set_fit(players, mains, terms, term_cols, penalty, coef, intercept, n)
-        fitted = np.asarray(coef, dtype=float)
-        coef, keep = fitted.copy(), np.ones(len(terms), dtype=bool)
+        fitted, l1_intercept = np.asarray(coef, dtype=float), intercept
+        tested = np.array([tuple(int(p) for p in key if p != _PAD) in self.tested_ for key in terms], dtype=bool)
+        coef, keep = fitted.copy(), tested.copy()
         position = {int(p): i for i, p in enumerate(players)}
         columns = np.concatenate([mains, term_cols]).astype(np.int64)
         share = self._gram.columns(term_cols).mean(axis=0) if len(terms) else np.empty(0)
         while keep.any():
             members = np.unique([position[int(p)] for p in terms[keep].ravel() if p != _PAD])
             free = np.concatenate([members, len(mains) + np.flatnonzero(keep)])
-            held = np.setdiff1d(np.arange(len(mains)), members)
-            coef[len(mains):][~keep] = 0.0
+            # The other mains, and untested terms (untested="cv"), stay at their L1 values.
+            held = np.setdiff1d(np.arange(len(columns)), free)
+            coef[len(mains):][tested & ~keep] = 0.0
             coef[free], intercept = self._gram.ols(columns[free], fixed=(columns[held], coef[held]))
             small = keep & (np.abs(coef[len(mains):]) * share * (1 - share) <= penalty)
             if not small.any():
                 break
             keep &= ~small
         if not keep.any():
-            coef = fitted  # no term left: the L1 fit, mains and all
-        self.dropped_terms_ = int((~keep).sum())
-        super()._set_fit(players, mains, terms[keep], term_cols[keep], penalty,
-                         np.concatenate([coef[:len(mains)], coef[len(mains):][keep]]), intercept, n)
+            coef, intercept = fitted, l1_intercept  # no tested term left: the L1 fit, mains and all
+        self.dropped_terms_ = int((tested & ~keep).sum())
+        super()._set_fit(players, mains, terms, term_cols, penalty, fitted, l1_intercept, n)
+        shrunk, final = self.mobius_, keep | ~tested
+        super()._set_fit(players, mains, terms[final], term_cols[final], penalty,
+                         np.concatenate([coef[:len(mains)], coef[len(mains):][final]]), intercept, n)
+        self.shrunk_mobius_ = shrunk

@@ -55,6 +55,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..packed import PackedMasks
+from .spectra import mobius_predict
 
 # screen_k=None: no screening up to this many players, the top this many above.
 DEFAULT_SCREEN_K = 1000
@@ -131,7 +132,9 @@ def fit_screened(estimators: list, X: PackedMasks, Y: np.ndarray) -> list:
         estimator.kkt_added_ = 0
     pending = list(range(len(estimators))) if screened else []
     while pending:
-        residuals = np.stack([Y[:, t] - estimators[t].predict(X) for t in pending], axis=1)
+        # The Lasso's optimality conditions, so its residual: a relaxed refit's coefficients
+        # (ProxySPEX, relax=True) are not the solution being checked.
+        residuals = np.stack([Y[:, t] - mobius_predict(estimators[t].shrunk_mobius_, X) for t in pending], axis=1)
         found = kkt_violations(X, residuals, [estimators[t].penalty_ for t in pending],
                                [estimators[t].players_ for t in pending])
         for t, players in zip(pending, found):

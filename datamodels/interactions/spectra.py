@@ -244,9 +244,12 @@ def booster_fourier(booster: lgb.Booster) -> dict:
     return _to_dict(*_booster_fourier_arrays(booster))
 
 
-def interaction_table(mobius: dict, order: int | None = None, tested=frozenset()) -> pd.DataFrame:
+def interaction_table(mobius: dict, order: int | None = None, tested=frozenset(), shrunk: dict | None = None
+                      ) -> pd.DataFrame:
     """Non-constant Möbius terms sorted by ``|m|``: columns members, order, mobius, kind, tested
-    (whether the term is among ``tested``, the member tuples that passed the engine's test).
+    (whether the term is among ``tested``, the member tuples that passed the engine's test) and
+    shrunk (the term's value in ``shrunk``, 0 where absent; ``mobius`` when ``shrunk`` is None:
+    an engine's :attr:`~.engine.Engine.shrunk_mobius_`, what pruning optimises).
 
     ``kind`` is ``main`` for single players. For an interaction ``S`` (pair or triple) it compares
     ``m(S)`` with the sum of its members' main effects ``M = sum_{i in S} m({i})``: same sign as
@@ -266,6 +269,7 @@ def interaction_table(mobius: dict, order: int | None = None, tested=frozenset()
         else:
             net = sum(mains.get(i, 0.0) for i in members)
             kind = "redundancy" if net * value < 0 else "synergy"
-        rows.append((list(members), len(members), value, kind, members in tested))
-    table = pd.DataFrame(rows, columns=["members", "order", "mobius", "kind", "tested"])
+        rows.append((list(members), len(members), value, kind, members in tested,
+                     value if shrunk is None else shrunk.get(members, 0.0)))
+    table = pd.DataFrame(rows, columns=["members", "order", "mobius", "kind", "tested", "shrunk"])
     return table.iloc[np.argsort(-table["mobius"].abs().to_numpy(), kind="stable")]

@@ -19,7 +19,7 @@ from scipy import sparse
 
 from ..errors import StoreError
 from ..fit.stage import STAGE as FIT_STAGE
-from ..fit.stage import models_at_alpha, residual_scale
+from ..fit.stage import models_at_alpha, residual_scale, with_current_columns
 from ..run.folder import RunFolder
 from ..store.fit_ready import open_fit_ready
 from ..tables import read_frame
@@ -63,7 +63,8 @@ class Surrogate:
         """The fitted polynomials of every target, with the intercept and the residual sd taken
         from the models the fit saw: ``masks`` bool ``[m, n]``, ``margins`` ``[T, m]``.
 
-        The interaction table leaves out the constant term; a least-squares fit's intercept makes
+        The coefficients are the table's ``shrunk`` column (the final L1 refit's). The
+        interaction table leaves out the constant term; a least-squares fit's intercept makes
         the mean residual zero, so the constant is the mean margin minus the mean of the other
         terms (each term's mean is its coefficient times how often all its members are kept).
         ``tau_t = sqrt((1 - R^2_t) var_t)`` with the fit's held-out ``R^2``
@@ -78,7 +79,11 @@ class Surrogate:
         lengths = np.fromiter(map(len, column), dtype=np.int64, count=len(column))
         flat = np.concatenate(column.to_list()).astype(np.int64) if len(column) else np.zeros(0, np.int64)
         target = interactions["target"].to_numpy(np.int64)
-        mobius = interactions["mobius"].to_numpy(float)
+        # The shrunk coefficients: a greedy that removes what the surrogate says costs least picks
+        # the terms whose estimates err in its favour (the optimiser's curse; Smith and Winkler
+        # 2006), and the unshrunk sizes of ProxySPEX's relaxed refit made the demo's keep-sets
+        # worse (docs/benchmarks.md, "The relaxed refit").
+        mobius = with_current_columns(interactions)["shrunk"].to_numpy(float)
         polynomial = cls(n, np.zeros(T), np.ones(T), target, member_incidence(n, lengths, flat), mobius)
         mean_terms = np.bincount(target, weights=mobius * polynomial.term_frequencies(masks), minlength=T)
         polynomial.constant = margins.mean(1) - mean_terms

@@ -49,7 +49,11 @@ from ..run.identity import check_identity
 from ..tables import write_atomic
 from .shards import RESULT_COLUMNS, SCALAR_COLUMNS, CollectReport, collect_run, read_shard_columns, shard_files
 
-FORMAT = "datamodels.store.fit_ready/1"
+# The format's name, not a module path: the package move of issue 32 rewrote it to
+# "datamodels.store.fit_ready/1" for one release, and every layout collected before was refused.
+# Layouts of either name are the same format.
+FORMAT = "datamodels.fit_ready/1"
+_FORMATS = (FORMAT, "datamodels.store.fit_ready/1")
 MANIFEST = "manifest.json"
 
 
@@ -236,7 +240,7 @@ def _read_manifest(layout: Path, run: dict) -> dict:
                          f"move it away and run jobs/collect.py") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise StoreError(f"{path} is corrupt ({err}); move {layout} away and run jobs/collect.py") from err
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not isinstance(manifest.get("run"), dict):
+    if not isinstance(manifest, dict) or manifest.get("format") not in _FORMATS or not isinstance(manifest.get("run"), dict):
         found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
         raise StoreError(f"{path} has format {found!r}, expected {FORMAT!r}: not a fit-ready layout of this "
                          f"package; move {layout} away and run jobs/collect.py")

@@ -21,18 +21,21 @@ import pandas as pd
 
 from ..ablation.figures import plot_pairs, plot_removals
 from ..errors import StoreError
+from ..fit.results import default_method
 from ..pruning import plot_pruning
 from ..pruning.duplicates import named_candidates, read_candidates
 from ..run.folder import RunFolder
 from ..run.stage_inputs import StageInputs
 from ..store.shards import shard_files
-from .analysis import (KINDS, AnalysisError, RunView, _named, class_pair_patterns, compare_sentence, default_method,
-                       faithfulness_conclusion, faithfulness_summary, pair_sentence, plot_candidates,
-                       plot_faithfulness, plot_interactions, plot_player, plot_target, pruning_conclusion,
-                       pruning_grid, pruning_paired, pruning_table, strongest_pair, strongest_targets, strongest_terms,
-                       term_strength, top_effects, worst_fitted_targets)
+from ..sweep.run_data import AnalysisError
+from .comparisons import (compare_sentence, faithfulness_conclusion, faithfulness_summary, pruning_conclusion,
+                          pruning_grid, pruning_paired, pruning_table, worst_fitted_targets)
+from .figures import plot_candidates, plot_faithfulness, plot_interactions, plot_player, plot_target
 from .report_text import (ABLATION_TEXT, CLASS_PAIRS_TEXT, DUPLICATES_TEXT, KIND_BARS_TEXT, KIND_SHOWN, KIND_TEXT,
                            KIND_TITLE, LEGENDS, MISSING, READING_GUIDE, STRENGTH_TEXT, TERMS_PER_TARGET)
+from .run_view import RunView
+from .terms import (KINDS, _named, class_pair_patterns, pair_sentence, strongest_pair, strongest_targets,
+                    strongest_terms, term_strength, top_effects)
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -165,7 +168,7 @@ class _Page:
                                        "from it")
 
     def ranked(self) -> tuple[str, pd.DataFrame]:
-        """The fit whose terms the sections rank (:func:`~datamodels.views.analysis.default_method`) and
+        """The fit whose terms the sections rank (:func:`~datamodels.fit.results.default_method`) and
         every term's strength, computed once for all of them."""
         if self._ranked is None:
             method = default_method(self.view)
@@ -191,7 +194,7 @@ def write_report(view: RunView, page: str | os.PathLike, targets_per_kind: int =
 
     What it shows is bounded whatever the number of targets ``T`` and players ``n``: the
     ``targets_per_kind`` targets whose strongest main effect, synergy and redundancy are largest
-    relative to the target's residual sd (:func:`~datamodels.views.analysis.term_strength`), each with
+    relative to the target's residual sd (:func:`~datamodels.views.terms.term_strength`), each with
     two figures; the ``top_terms`` strongest pairs and triples over all targets (same criterion,
     at most ``TERMS_PER_TARGET`` of one target) and the ``worst_targets`` worst-fitted targets of
     each method, as tables; faithfulness as quantiles and one
