@@ -239,9 +239,10 @@ def main() -> None:
     ns, ms = [int(v) for v in args.ns.split(",")], [int(v) for v in args.ms.split(",")]
     out = Path(args.out).resolve()
     print(f"{time.strftime('%Y-%m-%d %H:%M')}, {cpu_name()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}, {args.workers} fit workers of one thread each; targets {args.targets}; "
-          f"game {GAME}, noise {NOISE}", flush=True)
+          f"{platform.python_version()}, {args.workers} fit workers of one thread each", flush=True)
     parts, rows = set(args.parts.split(",")), {}
+    if parts - {"tail"}:  # the tail part prints its own game with its table
+        print(f"targets {args.targets}; game {GAME}, noise {NOISE}", flush=True)
     if "grid" in parts:
         rows["grid"] = grid(args, ns, ms, out)
     n0, m0 = min(ns), min(ms)

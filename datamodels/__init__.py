@@ -26,10 +26,11 @@ The packages in pipeline order (each stage a Hydra job under ``jobs/``, each a p
 
 Beneath them all: :mod:`datamodels.run` (the run folder's paths, identity, shard claims and
 recorded stage inputs), :mod:`datamodels.interactions` (the engines: estimators that know nothing
-of runs), and single modules: :mod:`~datamodels.errors`, :mod:`~datamodels.settings`,
-:mod:`~datamodels.tables`, :mod:`~datamodels.packed`, :mod:`~datamodels.processes` and
-:mod:`~datamodels.cli` (the jobs' shell). A package imports only the ones above it in this list's
-reverse order (``tests/test_architecture.py``): nothing runs back up the pipeline.
+of runs), :mod:`datamodels.cli` (the jobs' shell: a run folder's recorded settings, the job
+wrapper, interrupts, the sweep's Hydra callback, the command-line check), and single modules:
+:mod:`~datamodels.errors`, :mod:`~datamodels.settings`, :mod:`~datamodels.tables`,
+:mod:`~datamodels.packed` and :mod:`~datamodels.processes`. A package imports only the ones above
+it in this list's reverse order (``tests/test_architecture.py``): nothing runs back up the pipeline.
 """
 
 from . import _moved

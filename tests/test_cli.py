@@ -1,4 +1,4 @@
-"""The shell of every job (datamodels/cli.py): self-describing run folders, one-line user errors,
+"""The shell of every job (datamodels/cli/): self-describing run folders, one-line user errors,
 settings that exist, threads, and workers that end with their parent."""
 
 import ast
