@@ -1,3 +1,4 @@
+import multiprocessing.process
 import os
 import subprocess
 import sys
@@ -55,6 +56,35 @@ def wait_for(what: str, check, timeout: float = 120.0, proc: subprocess.Popen | 
         assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}"
         time.sleep(0.05)
     return found
+
+
+@pytest.fixture(autouse=True)
+def unit_tests_start_no_process(request, monkeypatch):
+    """A test without the ``slow`` mark is a unit test (``make test-fast``): it starts no worker
+    process and no Python interpreter. ``test_architecture`` reads the calls a test makes; this
+    catches those a library default makes for it (a worker pool sized by a settings default: 18
+    such tests once doubled the fast tier). Short system commands (``uname -p`` for
+    ``platform.processor()``) are let through."""
+    if request.node.get_closest_marker("slow"):
+        return
+
+    def refuse(what: str):
+        raise AssertionError(f"{request.node.nodeid} starts {what}: mark it slow, or keep it in this process "
+                             f"(e.g. workers=1)")
+
+    def start(process):
+        refuse(f"a worker process ({type(process).__name__})")
+
+    popen = subprocess.Popen.__init__
+
+    def init(self, args, *rest, **kwargs):
+        program = Path(str(args if isinstance(args, (str, os.PathLike)) else args[0]).split()[0]).name
+        if program.startswith("python") or program == Path(sys.executable).name:
+            refuse(f"a Python interpreter ({program})")
+        popen(self, args, *rest, **kwargs)
+
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", start)
+    monkeypatch.setattr(subprocess.Popen, "__init__", init)
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 import ast
 import importlib
+import multiprocessing
 import re
 import subprocess
 import sys
@@ -144,7 +145,9 @@ def test_jobs_are_shells():
 
 
 # What makes a test slow: it starts a job or another process, executes a notebook, compiles
-# (a ``compile=`` mode other than None), or runs the GPU session's benchmark sections.
+# (a ``compile=`` mode other than None), or runs the GPU session's benchmark sections. Read here
+# from the source; the processes a library default starts are refused at run time
+# (conftest.unit_tests_start_no_process).
 SLOW_CALLS = {"run_job", "NotebookClient", "subprocess.run", "subprocess.Popen", "subprocess.check_output",
               "torch.compile", "gpu_session.main", "compile="}
 
@@ -194,6 +197,17 @@ def test_every_test_that_starts_a_process_is_marked_slow():
     """make test-fast (-m 'not slow') stays a tier of unit tests: a test that starts a job or a
     process, runs a notebook or compiles carries the slow mark."""
     assert unmarked_slow_tests() == []
+
+
+def test_a_unit_test_that_starts_a_process_fails_naming_itself():
+    """What the source does not show (a library default that starts workers) conftest's guard
+    refuses at run time, in every test without the slow mark; short system commands pass."""
+    with pytest.raises(AssertionError, match="test_a_unit_test_that_starts_a_process_fails_naming_itself starts a "
+                                             r"worker process \(SpawnProcess\): mark it slow"):
+        multiprocessing.get_context("spawn").Process(target=print).start()
+    with pytest.raises(AssertionError, match="starts a Python interpreter"):
+        subprocess.check_call([sys.executable, "-c", "pass"])
+    assert subprocess.check_call(["true"]) == 0
 
 
 def test_the_old_import_paths_still_work_and_say_where_the_module_went():

@@ -240,6 +240,7 @@ def child_reads(masks, players):
     return isinstance(masks.packed, np.memmap), masks.packed.filename, masks.columns(players)
 
 
+@pytest.mark.slow
 def test_workers_map_the_same_file_and_read_the_same_columns(run):
     masks = build_fit_ready(run, progress=False).masks
     players = [44, 0, 17, 8, 7]

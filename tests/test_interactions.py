@@ -213,6 +213,7 @@ def test_linear_datamodel_is_first_order():
 # ------------------------------------------------------------------ many targets
 
 
+@pytest.mark.slow
 def test_fit_targets_in_two_workers_matches_one_process():
     rng = np.random.default_rng(2)
     X = rng.random((200, 12)) < 0.5

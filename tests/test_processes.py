@@ -48,6 +48,7 @@ def _hold_slot(queue, release):
     release.wait()
 
 
+@pytest.mark.slow
 def test_live_workers_of_one_parent_hold_distinct_slots():
     context = multiprocessing.get_context("spawn")
     queue, release = context.Queue(), context.Event()
