@@ -34,6 +34,7 @@ def digits():
 
 
 @needs_ffcv
+@pytest.mark.slow  # FFCV's writer and loader start worker processes
 def test_both_loaders_give_the_same_examples_every_epoch(digits, tmp_path):
     from datamodels.sweep.ffcv_loader import FFCVLoader
 
@@ -77,6 +78,7 @@ def test_models_trained_through_either_loader_reach_the_same_accuracy(digits, tm
 
 
 @needs_ffcv
+@pytest.mark.slow  # FFCV's writer and loader start worker processes
 def test_a_sweep_through_ffcv_writes_its_beton_and_a_shard(tmp_path):
     run = SweepRun(compose_config(TINY + ["loader=ffcv"]), tmp_path)
     run.run_shard(0, progress=False)
