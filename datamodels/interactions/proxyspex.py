@@ -11,7 +11,7 @@ import numpy as np
 from ..packed import PackedMasks
 from .engine import as_items, is_integer, is_real
 from .lasso import allowed_penalties, cv_above
-from .screened import ScreenedEngine, _to_global
+from .screened import ScreenedEngine, _spectrum, _to_global
 from .selection import Selection, best, rows_in, widen
 from .spectra import _booster_fourier_arrays, _design_matrix, _expand_subsets
 from .spectra import _PAD
@@ -315,8 +315,7 @@ class ProxySPEX(ScreenedEngine, name="proxyspex"):
         if not keep.any():
             coef, intercept = fitted, l1_intercept  # no tested term left: the L1 fit, mains and all
         self.dropped_terms_ = int((tested & ~keep).sum())
-        super()._set_fit(players, mains, terms, term_cols, penalty, fitted, l1_intercept, n)
-        shrunk, final = self.mobius_, keep | ~tested
+        final = keep | ~tested
         super()._set_fit(players, mains, terms[final], term_cols[final], penalty,
                          np.concatenate([coef[:len(mains)], coef[len(mains):][final]]), intercept, n)
-        self.shrunk_mobius_ = shrunk
+        self.shrunk_mobius_ = _spectrum(players, terms, fitted, l1_intercept)

@@ -39,6 +39,20 @@ def _to_global(keys: np.ndarray, players: np.ndarray) -> np.ndarray:
     return np.where(keys == _PAD, _PAD, players[np.where(keys == _PAD, 0, keys)])
 
 
+def _as_keys(terms: np.ndarray) -> np.ndarray:
+    """Interaction keys as rows (one column when there are none)."""
+    return terms.reshape(-1, terms.shape[1] if len(terms) else 1)
+
+
+def _spectrum(players: np.ndarray, terms: np.ndarray, coef: np.ndarray, intercept: float) -> dict:
+    """The Möbius dict of a regression on one column per player of ``players`` then one per
+    interaction key of ``terms`` (by player id): its non-zero coefficients and the constant."""
+    terms = _as_keys(terms)
+    keys = np.concatenate([_mains(players, terms.shape[1]), terms])
+    keep = coef != 0
+    return {(): float(intercept), **_to_dict(keys[keep], coef[keep])}
+
+
 class ScreenedEngine(Engine):
     """Shared machinery of the screened engines: a working set, one Gram, an L1 path.
 
@@ -110,11 +124,9 @@ class ScreenedEngine(Engine):
     def _set_fit(self, players, mains, terms, term_cols, penalty, coef, intercept, n):
         """Record a fit: the final regression's columns in the Gram are ``mains`` (one per
         player) then ``term_cols`` (the interaction keys ``terms``, by player id)."""
-        width = terms.shape[1] if len(terms) else 1
-        self.penalty_, self.players_, self._terms = float(penalty), players, terms.reshape(-1, width)
+        self.penalty_, self.players_, self._terms = float(penalty), players, _as_keys(terms)
         self._gram_cols = np.concatenate([mains, term_cols]).astype(np.int64)
-        keys, keep = np.concatenate([_mains(players, width), self._terms]), coef != 0
-        self._set_spectrum({(): float(intercept), **_to_dict(keys[keep], coef[keep])}, n)
+        self._set_spectrum(_spectrum(players, self._terms, coef, intercept), n)
 
     def _add_players(self, X: PackedMasks, y: np.ndarray, players) -> None:
         """Grow the working set by ``players`` and refit mains and ``_terms`` at ``penalty_``.
