@@ -24,17 +24,17 @@ def main(cfg: DictConfig) -> None:
     settings = AblateSettings.from_config(OmegaConf.to_container(cfg.ablate, resolve=True))
     result = run_ablate(cfg.run_dir, settings, progress=cfg.progress and not in_multirun(), force=cfg.force,
                         runtime={"device": cfg.device, "compile": cfg.compile, "torch_threads": cfg.torch_threads})
-    if result is None:
+    if result.pending:
         print(f"ablate: models are still missing; run again without ablate.shard to train the rest and measure "
               f"(python jobs/status.py run_dir={cfg.run_dir}/ablations/{settings.folder_name} lists them)")
         return
     import pandas as pd
 
     with pd.option_context("display.width", 160, "display.max_columns", 20):
-        print(result.summary.round(3).to_string(index=False))
-        if result.paired is not None:
+        print(result.outputs["summary"].round(3).to_string(index=False))
+        if result.outputs["paired"] is not None:
             print("\neach method's drop minus linear's, paired over targets:")
-            print(result.paired.round(3).to_string(index=False))
+            print(result.outputs["paired"].round(3).to_string(index=False))
     print(f"written: {', '.join(map(str, result.written))}")
 
 

@@ -19,8 +19,8 @@ from datamodels.pruning import CurateSettings, run_curate
 @job()
 def main(cfg: DictConfig) -> None:
     settings = CurateSettings.from_config(OmegaConf.to_container(cfg.curate, resolve=True))
-    written = run_curate(cfg.run_dir, settings, progress=cfg.progress, force=cfg.force)
-    print("written: " + ", ".join(str(p) for p in written))
+    result = run_curate(cfg.run_dir, settings, progress=cfg.progress, force=cfg.force)
+    print("written: " + ", ".join(str(p) for p in result.written))
 
 
 if __name__ == "__main__":

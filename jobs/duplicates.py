@@ -14,18 +14,18 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from datamodels.cli import job, launch
-from datamodels.pruning.duplicates import DuplicatesSettings, read_candidates, read_pairs, run_duplicates
+from datamodels.pruning.duplicates import DuplicatesSettings, run_duplicates
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 @job()
 def main(cfg: DictConfig) -> None:
     settings = DuplicatesSettings.from_config(OmegaConf.to_container(cfg.duplicates, resolve=True))
-    path = run_duplicates(cfg.run_dir, settings, progress=cfg.progress, force=cfg.force)
-    pairs, groups = read_pairs(cfg.run_dir), read_candidates(cfg.run_dir)
+    result = run_duplicates(cfg.run_dir, settings, progress=cfg.progress, force=cfg.force)
+    pairs, groups = result.outputs["pairs"], result.outputs["candidates"]
     print(f"{len(pairs)} candidate pairs, {int(pairs['duplicate'].sum())} duplicates; {len(groups)} candidate groups "
           f"({int(groups['size'].sum()) if len(groups) else 0} players); best: "
-          f"{groups['members'].iloc[0] if len(groups) else 'none'}; written: {path}")
+          f"{groups['members'].iloc[0] if len(groups) else 'none'}; written: {result.written[-1]}")
 
 
 if __name__ == "__main__":

@@ -21,14 +21,13 @@ def main(cfg: DictConfig) -> None:
     settings = PruneSettings.from_config(OmegaConf.to_container(cfg.prune, resolve=True))
     result = run_evaluation(cfg.run_dir, settings, progress=cfg.progress, force=cfg.force,
                             threads=cfg.torch_threads)
-    if result is None:
+    if result.up_to_date:
         print("evaluate: the evaluation is up to date with the keep-sets, skipped (force=true redoes it)")
         return
-    table, paired, written = result
-    print(table.round(4).to_string(index=False))
+    print(result.outputs["summary"].round(4).to_string(index=False))
     print("\neach method minus the best baseline at that fraction, paired by seed:")
-    print(paired.round(4).to_string(index=False))
-    print(f"written: {', '.join(map(str, written))}")
+    print(result.outputs["paired"].round(4).to_string(index=False))
+    print(f"written: {', '.join(map(str, result.written))}")
 
 
 if __name__ == "__main__":

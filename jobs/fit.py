@@ -23,18 +23,18 @@ from datamodels.fit.stage import FitSettings, run_fit, run_fit_part, summary
 def main(cfg: DictConfig) -> None:
     settings = FitSettings.from_config(OmegaConf.to_container(cfg.fit, resolve=True))
     if settings.part is not None:
-        paths = run_fit_part(cfg.run_dir, settings, progress=cfg.progress, force=cfg.force, announce=print)
+        part = run_fit_part(cfg.run_dir, settings, progress=cfg.progress, force=cfg.force, announce=print)
         print(f"part {settings.part} of {settings.parts}: "
-              + (f"wrote {', '.join(map(str, paths))}" if paths else "already written, skipped (force=true redoes it)"))
-    elif (result := run_fit(cfg.run_dir, settings, progress=cfg.progress, force=cfg.force, announce=print)) is None:
+              + ("already written, skipped (force=true redoes it)" if part.up_to_date
+                 else f"wrote {', '.join(map(str, part.written))}"))
+    elif (result := run_fit(cfg.run_dir, settings, progress=cfg.progress, force=cfg.force, announce=print)).up_to_date:
         print(f"fit={settings.method}: its inputs and settings are unchanged since the last fit, skipped "
               f"(force=true redoes it)")
     else:
-        interactions, metrics, paths = result
         from datamodels.fit.results import FitView  # the margins' sd: pairs ranked as the report ranks them
 
-        print(summary(interactions, metrics, FitView.open(cfg.run_dir).margin_sd))
-        print(f"wrote {', '.join(map(str, paths))}")
+        print(summary(result.outputs["interactions"], result.outputs["metrics"], FitView.open(cfg.run_dir).margin_sd))
+        print(f"wrote {', '.join(map(str, result.written))}")
 
 
 if __name__ == "__main__":

@@ -25,10 +25,11 @@ def main(cfg: DictConfig) -> None:
                         "or dataset=none (no images)")
     config = OmegaConf.to_container(cfg, resolve=True)
     settings = ImportSettings.from_config(config["source"])
-    plan, written, present = run_import(cfg.run_dir, settings, config=config, progress=cfg.progress,
-                                          force=cfg.force, announce=print)
+    result = run_import(cfg.run_dir, settings, config=config, progress=cfg.progress, force=cfg.force, announce=print)
+    plan = result.outputs["plan"]
     print(f"{cfg.run_dir}: {len(plan.rows)} models (n={plan.meta['n']}, T={plan.meta['T']}, alpha={plan.alpha}) "
-          f"imported from the {plan.source.kind} layout: {written} shards written, {present} already present; "
+          f"imported from the {plan.source.kind} layout: {len(result.written)} shards written, "
+          f"{result.outputs['present']} already present; "
           f"next: python jobs/collect.py run_dir={cfg.run_dir}")
 
 

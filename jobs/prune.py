@@ -22,10 +22,10 @@ from datamodels.pruning import PruneSettings, run_prune
 def main(cfg: DictConfig) -> None:
     settings = PruneSettings.from_config(OmegaConf.to_container(cfg.prune, resolve=True))
     result = run_prune(cfg.run_dir, settings, progress=cfg.progress, force=cfg.force, announce=print)
-    if result is None:
+    if result.up_to_date:
         print("prune: the keep-sets are up to date with the fits and settings, skipped (force=true redoes it)")
         return
-    keep, path = result
+    keep, path = result.outputs["keep_sets"], result.written[0]
     print(f"{path}: {len(keep)} keep-sets ({', '.join(keep['method'].unique())} at fractions {settings.fractions}; "
           f"{settings.draws} draws of each randomised method)")
 

@@ -18,8 +18,9 @@ from datamodels.views.report import conclusions, outputs, run_report
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 @job()
 def main(cfg: DictConfig) -> None:
-    page = run_report(cfg.run_dir, progress=cfg.progress, force=cfg.force)
-    print(f"report: {page}" if page else "report: up to date with the run's files, skipped (force=true redoes it)")
+    result = run_report(cfg.run_dir, progress=cfg.progress, force=cfg.force)
+    print("report: up to date with the run's files, skipped (force=true redoes it)" if result.up_to_date
+          else f"report: {result.written[0]}")
     if lines := conclusions(cfg.run_dir):  # the page's own sentences: the terminal and the page agree
         print("\nwhat the report concludes, section by section:")
         print("\n".join(f"  {line}" for line in lines))

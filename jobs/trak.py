@@ -21,12 +21,11 @@ from datamodels.fit.trak import TrakSettings, run_trak
 def main(cfg: DictConfig) -> None:
     settings = TrakSettings.from_config(OmegaConf.to_container(cfg.trak, resolve=True))
     result = run_trak(cfg.run_dir, settings, progress=cfg.progress, force=cfg.force)
-    if result is None:
+    if result.up_to_date:
         print("trak: its inputs and settings are unchanged since the last run, skipped (force=true redoes it)")
         return
-    interactions, metrics, paths = result
-    print(summary(interactions, metrics))
-    print(f"wrote {', '.join(map(str, paths))}")
+    print(summary(result.outputs["interactions"], result.outputs["metrics"]))
+    print(f"wrote {', '.join(map(str, result.written))}")
 
 
 if __name__ == "__main__":

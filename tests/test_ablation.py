@@ -291,7 +291,7 @@ def test_held_out_pairs_of_a_planted_run_are_confirmed_and_retraining_needs_its_
     write_sweep(tmp_path)  # planted games, no dataset: the margins are the games plus noise
     run_fit(tmp_path, FitSettings("proxyspex", workers=1), progress=False)
     result = run_ablate(tmp_path, AblateSettings(design="heldout", pairs=None, controls=False), announce=lambda _: None)
-    measured = result.checks.set_index(["target", "i", "j"])
+    measured = result.outputs["checks"].set_index(["target", "i", "j"])
     planted = [(t, *sorted(k), v) for t, game in enumerate(GAMES) for k, v in game.items() if len(k) == 2]
     for target, i, j, value in planted:  # each planted pair is found, measured near its value with its sign
         row = measured.loc[(target, i, j)]

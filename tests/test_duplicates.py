@@ -128,11 +128,16 @@ def test_a_fit_of_some_targets_is_measured_on_those(tmp_path):
     write_planted_sweep(run, n=30, T=8, num_masks=600, noise=0.3, progress=False, n_mains=5, n_synergy=1,
                         n_redundancy=0, n_triples=0, duplicates=[[4, 9]])
     run_fit(run, FitSettings("proxyspex", targets=[1, 4, 6], workers=1), progress=False)
-    run_duplicates(run, DuplicatesSettings(), progress=False)
+    result = run_duplicates(run, DuplicatesSettings(), progress=False)
     pairs = read_pairs(run).set_index(["player_a", "player_b"])
     assert pairs.loc[(4, 9), "duplicate"] and pairs.loc[(4, 9), "targets"] == 3
     assert abs(pairs.loc[(4, 9), "fraction"] - 1) < 4 * pairs.loc[(4, 9), "se"] + 0.05
     assert read_candidates(run)["members"].tolist()[0] == [4, 9]
+    # what the call returns is what it wrote, in the order the stage's result names
+    folder = RunFolder(run)
+    assert result.written == (folder.duplicate_pairs, folder.duplicate_candidates)
+    assert result.outputs["pairs"].equals(read_pairs(run))
+    assert result.outputs["candidates"]["members"].tolist() == read_candidates(run)["members"].tolist()
 
 
 def test_settings_out_of_range_are_refused_in_one_line():

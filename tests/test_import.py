@@ -85,10 +85,10 @@ def test_store_import_keeps_completed_rows_in_the_order_asked(tmp_path):
     order = np.array([200, 3, 150, 4, 5, 99, 7, 180])
     (tmp_path / "rows.txt").write_text("\n".join(map(str, order)))
     settings = ImportSettings(store=str(store), rows=str(tmp_path / "rows.txt"), targets="2:6", models_per_shard=3)
-    plan, written, present = run_import(tmp_path / "run", settings, config=compose_config(["dataset=none"]),
-                                        progress=False)
+    result = run_import(tmp_path / "run", settings, config=compose_config(["dataset=none"]), progress=False)
     kept = order[completed[order]]
-    assert (written, present) == (-(-len(kept) // 3), 0) and np.array_equal(plan.rows, kept)
+    assert (len(result.written), result.outputs["present"]) == (-(-len(kept) // 3), 0)
+    assert np.array_equal(result.outputs["plan"].rows, kept)
     sweep = load_sweep(tmp_path / "run")
     assert np.array_equal(sweep.masks, np.asarray(masks)[kept])
     assert np.array_equal(sweep.margins, np.asarray(margins)[kept][:, 2:6].astype(np.float32))
@@ -115,8 +115,8 @@ def test_nan_rows_are_named_or_dropped(tmp_path, monkeypatch):
                    progress=False)
     assert len(written) == 3 and not [p for p in (tmp_path / "run").rglob("*") if p.is_file()]  # removed again
     monkeypatch.setattr(importing, "write_shard_columns", write)
-    plan, _, _ = run_import(tmp_path / "run", ImportSettings(**base, nan="drop"),
-                            config=compose_config(["dataset=none"]), progress=False)
+    plan = run_import(tmp_path / "run", ImportSettings(**base, nan="drop"),
+                      config=compose_config(["dataset=none"]), progress=False).outputs["plan"]
     kept = np.setdiff1d(np.arange(M), bad)
     assert np.array_equal(plan.rows, kept) and plan.record["dropped"] == 4
     assert np.array_equal(load_sweep(tmp_path / "run").masks, masks[kept])
@@ -140,8 +140,9 @@ def test_a_killed_import_resumes_with_its_missing_shards(tmp_path, monkeypatch):
     monkeypatch.setattr(importing, "write_shard_columns", real)
     before = snapshot(RunFolder(tmp_path / "run").shards)
     assert sorted(before) == ["shard-000000.parquet", "shard-000001.parquet"]
-    _, written, present = run_import(tmp_path / "run", settings, config=config, progress=False)
-    assert (written, present) == (3, 2)
+    result = run_import(tmp_path / "run", settings, config=config, progress=False)
+    assert [p.name for p in result.written] == [f"shard-00000{s}.parquet" for s in (2, 3, 4)]
+    assert result.outputs["present"] == 2 and not result.up_to_date
     after = snapshot(RunFolder(tmp_path / "run").shards)
     assert all(after[name] == before[name] for name in before)  # the finished shards were not rewritten
     sweep = load_sweep(tmp_path / "run", require_complete=True)

@@ -46,7 +46,7 @@ def planted_run(tmp_path_factory):
 
 
 def test_report_is_bounded_and_names_players_by_index_and_class(planted_run):
-    page = run_report(planted_run)
+    page = run_report(planted_run).written[0]
     html = page.read_text()
     report = page.parent
     labels = np.load(planted_run / "planted" / "labels.npy")
@@ -116,12 +116,12 @@ def test_views_without_images_draw_bars_and_refuse_image_figures(planted_run):
 
 def test_prune_and_curate_on_a_run_without_images(planted_run, tmp_path):
     settings = PruneSettings(methods=["random", "stratified"], fractions=[0.5], draws=2)
-    keep, _ = run_prune(planted_run, settings, progress=False)
+    keep = run_prune(planted_run, settings, progress=False).outputs["keep_sets"]
     assert set(keep["method"]) == {"random", "stratified"} and (keep["size"] == N // 2).all()
     labels = np.load(planted_run / "planted" / "labels.npy")
     stratified = np.asarray(keep[keep["method"] == "stratified"]["players"].iloc[0])
     assert np.abs(np.bincount(labels[stratified], minlength=CLASSES) - np.bincount(labels) / 2).max() <= 1
-    written = run_curate(planted_run, CurateSettings("stratified", 0.5, str(tmp_path / "curated")))
+    written = run_curate(planted_run, CurateSettings("stratified", 0.5, str(tmp_path / "curated"))).written
     curated = pd.read_parquet(written[0])
     np.testing.assert_array_equal(curated["player"], stratified)
     np.testing.assert_array_equal(curated["dataset_index"], stratified)  # no dataset: the player's own index
@@ -142,7 +142,7 @@ def test_a_run_without_classes_names_players_by_index(tmp_path):
     run_fit(tmp_path, FitSettings(method="proxyspex", params={}, workers=1), progress=False)
     view = RunView.open(tmp_path)
     assert view.player_labels is None and view.player_name(7) == "player 7"
-    html = run_report(tmp_path).read_text()
+    html = run_report(tmp_path).written[0].read_text()
     assert "players are shown by index." in html and "classes are unknown in this run" in html
     with pytest.raises(PruningError, match="stratified draws within classes"):
         run_prune(tmp_path, PruneSettings(methods=["stratified"], fractions=[0.5]), progress=False)

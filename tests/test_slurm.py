@@ -94,11 +94,12 @@ def test_fit_parts_merge_into_the_fit_of_all_targets(tmp_path):
         run_fit_part(tmp_path, FitSettings("linear", part=part, parts=3, workers=1), progress=False)
     with pytest.raises(StoreError, match=r"fit parts 1 of 3 \(linear\) are missing .* fit.part=1 fit.parts=3"):
         merge_fit_parts(tmp_path, "linear", 3)
-    assert run_fit_part(tmp_path, FitSettings("linear", part=1, parts=3, workers=1), progress=False) is not None
-    assert run_fit_part(tmp_path, FitSettings("linear", part=1, parts=3, workers=1), progress=False) is None  # written parts are not redone
+    assert run_fit_part(tmp_path, FitSettings("linear", part=1, parts=3, workers=1), progress=False).written
+    again = run_fit_part(tmp_path, FitSettings("linear", part=1, parts=3, workers=1), progress=False)
+    assert again.up_to_date and not again.written  # written parts are not redone
     merge_fit_parts(tmp_path, "linear", 3)
     merged = pd.read_parquet(tmp_path / "fit" / "fit_metrics.parquet")
-    _, whole, _ = run_fit(tmp_path, FitSettings("linear", workers=1), progress=False)
+    whole = run_fit(tmp_path, FitSettings("linear", workers=1), progress=False).outputs["metrics"]
     assert list(merged["target"]) == [0, 1, 2]
     np.testing.assert_allclose(merged["r2"], whole["r2"])
     with pytest.raises(StoreError, match="is part 0 of 3 parts, not of fit.parts=2"):

@@ -115,13 +115,14 @@ def test_fit_stage_on_a_spex_sweep_on_disk(tmp_path):
     write_planted_sweep(tmp_path, N, 2, design.num_masks, noise=0.05, models_per_shard=100, seed=0,
                         progress=False, spex_budget=BUDGET, spex_degree=DEGREE, n_synergy=1, n_redundancy=1,
                         n_triples=0, n_mains=4)
-    interactions, metrics, paths = run_fit(
-        tmp_path, FitSettings("spex", {"budget": None, "seed": None, "degree": None}, workers=1), progress=False)
-    assert all(p.exists() for p in paths)
+    result = run_fit(tmp_path, FitSettings("spex", {"budget": None, "seed": None, "degree": None}, workers=1),
+                     progress=False)
+    interactions, metrics = result.outputs["interactions"], result.outputs["metrics"]
+    assert result.written and all(p.exists() for p in result.written)
     asked = len(spex_design(N, BUDGET, 0, DEGREE))
     assert (metrics["r2"] > 0.9).all()
     assert ((metrics["models_used"] >= asked) & (metrics["models_used"] < design.num_masks)).all()
-    _, proxy_metrics, _ = run_fit(tmp_path, FitSettings("proxyspex", workers=1), progress=False)
+    proxy_metrics = run_fit(tmp_path, FitSettings("proxyspex", workers=1), progress=False).outputs["metrics"]
     assert (proxy_metrics["r2"] > 0.8).all()
     for target, game in read_planted_truth(tmp_path).items():  # SPEX decodes each target's planted pairs
         pairs = interactions[(interactions["target"] == target) & (interactions["order"] == 2)]

@@ -28,8 +28,8 @@ from .design import AblationError, Design, exact_pairs
 from .measure import heldout_pairs, measure_pairs, measure_removals, pair_summary, removal_comparison
 from .polynomial import TargetPolynomial
 from .planning import DESIGNS, AblateSettings, Plan, plan_ablation
-from .stage import AblationResult, run_ablate
+from .stage import run_ablate
 
-__all__ = ["DESIGNS", "AblateSettings", "AblationError", "AblationResult", "Design", "Plan", "TargetPolynomial",
-           "exact_pairs", "heldout_pairs", "measure_pairs", "measure_removals", "pair_summary", "plan_ablation",
-           "removal_comparison", "run_ablate"]
+__all__ = ["DESIGNS", "AblateSettings", "AblationError", "Design", "Plan", "TargetPolynomial", "exact_pairs",
+           "heldout_pairs", "measure_pairs", "measure_removals", "pair_summary", "plan_ablation", "removal_comparison",
+           "run_ablate"]

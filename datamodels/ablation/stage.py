@@ -14,7 +14,7 @@ measures the fit's pairs on the fit's own held-out models.
 from __future__ import annotations
 
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from ..fit.stage import STAGE as FIT_STAGE
 from ..interactions import make_engine
 from ..processes import check_main_guard, leave_with_parent
 from ..run.folder import RunFolder
+from ..run.stage_result import StageResult
 from ..store.fit_ready import open_fit_ready
 from ..store.shards import collect_run, load_sweep
 from ..tables import read_frame, write_atomic, write_frame
@@ -125,16 +126,6 @@ def seconds_per_model(run_dir) -> float | None:
 # ---------------------------------------------------------------------------------------------- measuring
 
 
-@dataclass
-class AblationResult:
-    """The measured checks, their summary (and the paired comparison of removal methods)."""
-
-    checks: pd.DataFrame
-    summary: pd.DataFrame
-    paired: pd.DataFrame | None
-    written: list
-
-
 def _heldout(run_dir, plan: Plan) -> pd.DataFrame:
     """The plan's pairs on the fit's held-out models (the fit's own split, recorded in its tables)."""
     folder = RunFolder(run_dir)
@@ -149,8 +140,8 @@ def _heldout(run_dir, plan: Plan) -> pd.DataFrame:
                          lambda t: np.asarray(ready.margins[t])[rows], plan.settings.fdr)
 
 
-def measure(run_dir, plan: Plan) -> AblationResult | None:
-    """Measure the plan's checks once every model of the child sweep is trained (None before)."""
+def measure(run_dir, plan: Plan) -> StageResult:
+    """Measure the plan's checks once every model of the child sweep is trained (pending before)."""
     folder = RunFolder(run_dir)
     name = plan.settings.folder_name
     if plan.design is None:
@@ -160,7 +151,7 @@ def measure(run_dir, plan: Plan) -> AblationResult | None:
         child = RunFolder(folder.ablation(name))
         expected, report = collect_run(child.root)
         if len(report.missing):
-            return None
+            return StageResult("ablate", pending=True)
         sweep = load_sweep(child.root, expected=expected, require_complete=True)
         if plan.settings.design == "pairs":
             checks, everywhere = measure_pairs(plan.checks, plan.design.roles, sweep.mask_id, sweep.repeat,
@@ -189,13 +180,15 @@ def measure(run_dir, plan: Plan) -> AblationResult | None:
     png = ablation_png(checks, plan.settings.design)
     write_atomic(figure_path, lambda tmp: tmp.write_bytes(png))
     written.append(figure_path)
-    return AblationResult(checks, summary, paired, written)
+    return StageResult("ablate", written, outputs={"checks": checks, "summary": summary, "paired": paired})
 
 
 def run_ablate(run_dir, settings: AblateSettings, *, progress: bool = True, force: bool = False,
-               runtime: dict | None = None, announce=print) -> AblationResult | None:
-    """The whole stage (module docstring): the result, or None while models are still missing
-    (``ablate.shard`` trains one shard; the next call without it trains the rest and measures).
+               runtime: dict | None = None, announce=print) -> StageResult:
+    """The whole stage (module docstring): its :class:`~datamodels.run.stage_result.StageResult`
+    (``outputs``: the measured ``checks``, their ``summary`` and the ``paired`` comparison of
+    removal methods, or None), pending while models are still missing (``ablate.shard`` trains one
+    shard; the next call without it trains the rest and measures).
     ``runtime``: the child sweep's ``device``, ``compile`` and ``torch_threads``. ``force`` is
     taken for the stages' common call and changes nothing: models already trained are kept, and
     every call measures anew."""

@@ -54,6 +54,7 @@ from ..interactions import interaction_table, make_engine
 from ..packed import as_packed
 from ..run.folder import RunFolder
 from ..run.stage_inputs import StageInputs
+from ..run.stage_result import StageResult
 from ..settings import Settings
 from ..store.fit_ready import MANIFEST, open_fit_ready
 from ..sweep.masks import design_of
@@ -344,38 +345,43 @@ def fit_inputs(run_dir, settings: FitSettings, progress: bool = True) -> StageIn
                        {"layout": layout / MANIFEST}, settings.recorded())
 
 
-def run_fit(run_dir, settings: FitSettings, *, progress: bool = True, force: bool = False, announce=None):
-    """The whole stage for one run folder: ``(interactions, metrics, written paths)``, or None
-    when the fit's inputs and settings are those of its last run and its tables are in place
-    (``force`` redoes it). ``announce`` (e.g. ``print``) is told the projected time."""
+def run_fit(run_dir, settings: FitSettings, *, progress: bool = True, force: bool = False,
+            announce=None) -> StageResult:
+    """The whole stage for one run folder: its :class:`~datamodels.run.stage_result.StageResult`
+    (``outputs``: the fitted ``interactions`` and ``metrics``), up to date when the fit's inputs
+    and settings are those of its last run and its tables are in place (``force`` redoes it).
+    ``announce`` (e.g. ``print``) is told the projected time."""
     folder = RunFolder(run_dir)
     inputs = fit_inputs(run_dir, settings, progress)
     if not force and inputs.unchanged(folder.fit_tables(settings.alpha)):
-        return None
+        return StageResult("fit", up_to_date=True)
     chosen = select_targets(run_dir, settings.targets, settings.start, settings.stop)
     interactions, metrics, meta = _fit(run_dir, settings, chosen, progress, announce)
     paths = save_fit(folder, settings.alpha, interactions, metrics, meta)
     inputs.save()
-    return interactions, metrics, paths
+    return StageResult("fit", paths, outputs={"interactions": interactions, "metrics": metrics})
 
 
-def run_fit_part(run_dir, settings: FitSettings, *, progress: bool = True, force: bool = False, announce=None):
+def run_fit_part(run_dir, settings: FitSettings, *, progress: bool = True, force: bool = False,
+                 announce=None) -> StageResult:
     """Fit part ``settings.part`` of ``settings.parts`` contiguous ranges of the selected targets,
-    to its part files. Returns the written paths, or None when the part was already written (it
-    is not redone, unless ``force``)."""
+    to its part files: the stage's :class:`~datamodels.run.stage_result.StageResult` (``written``:
+    the part files; ``outputs``: the part's ``interactions`` and ``metrics``), up to date when the
+    part was already written (it is not redone, unless ``force``)."""
     part, parts = settings.part, settings.parts
     if not 0 <= part < parts:
         raise UserError(f"fit.part={part} must lie in 0..{parts - 1} (fit.parts={parts})")
     paths = RunFolder(run_dir).fit_part(settings.method, part, settings.alpha)
     if not force and all(p.exists() for p in paths):
-        return None
+        return StageResult("fit", up_to_date=True)
     selected = select_targets(run_dir, settings.targets, settings.start, settings.stop)
     chosen = [int(t) for t in np.array_split(np.asarray(selected), parts)[part]]
     if not chosen:
         raise UserError(f"fit.parts={parts} is more than the {len(selected)} targets to fit")
     interactions, metrics, meta = _fit(run_dir, settings, chosen, progress, announce)
     meta |= {"part": part, "parts": parts, "targets": chosen}
-    return [write_frame(path, frame, meta) for path, frame in zip(paths, (interactions, metrics))]
+    written = [write_frame(path, frame, meta) for path, frame in zip(paths, (interactions, metrics))]
+    return StageResult("fit", written, outputs={"interactions": interactions, "metrics": metrics})
 
 
 def merge_fit_parts(run_dir, method: str, parts: int, alpha: float | None = None):

@@ -56,6 +56,7 @@ from ..interactions import interaction_table
 from ..interactions.engine import heldout_split
 from ..run.folder import RunFolder
 from ..run.stage_inputs import StageInputs
+from ..run.stage_result import StageResult
 from ..settings import Settings
 from ..store.fit_ready import MANIFEST, open_fit_ready
 from ..sweep.masks import kept_examples
@@ -227,9 +228,10 @@ def run_weights(run, checkpoints: list[dict], settings: TrakSettings, progress: 
     return player_weights(scores, run.groups, run.n)
 
 
-def run_trak(run_dir, settings: TrakSettings, *, progress: bool = True, force: bool = False):
-    """The TRAK fit of a run folder into its fit tables (module docstring): ``(interactions,
-    metrics, written paths)``, or None when the layout and settings are those of its last run."""
+def run_trak(run_dir, settings: TrakSettings, *, progress: bool = True, force: bool = False) -> StageResult:
+    """The TRAK fit of a run folder into its fit tables (module docstring): the stage's
+    :class:`~datamodels.run.stage_result.StageResult` (``outputs``: the fitted ``interactions``
+    and ``metrics``), up to date when the layout and settings are those of its last run."""
     from ..sweep.run_data import RunData  # it imports the sweep (torch data): only when called
 
     _dattri()  # a missing extra fails before any training
@@ -237,7 +239,7 @@ def run_trak(run_dir, settings: TrakSettings, *, progress: bool = True, force: b
     ready = open_fit_ready(run_dir, progress=progress)
     inputs = StageInputs(folder.fit_record(METHOD), {"layout": ready.path / MANIFEST}, asdict(settings))
     if not force and inputs.unchanged(folder.fit_tables()):
-        return None
+        return StageResult("trak", up_to_date=True)
     run = RunData.open(run_dir).sweep_run
     if run is None:
         raise UserError(f"TRAK retrains models on the run's data, and {run_dir} has no dataset linked")
@@ -258,7 +260,7 @@ def run_trak(run_dir, settings: TrakSettings, *, progress: bool = True, force: b
     meta = tables_meta(ready.meta, None, METHOD, asdict(settings), settings.heldout_fraction, settings.split_seed)
     paths = save_fit(folder, None, interactions, metrics, meta)
     inputs.save()
-    return interactions, metrics, paths
+    return StageResult("trak", paths, outputs={"interactions": interactions, "metrics": metrics})
 
 
 def fit_tables(weights: np.ndarray, pred: np.ndarray, margins: np.ndarray, held: np.ndarray, mask_id,

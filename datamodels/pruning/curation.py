@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..run.stage_result import StageResult
 from ..settings import Settings, is_number
 from ..sweep.masks import kept_examples
 from ..sweep.run_data import RunData
@@ -130,13 +131,14 @@ def curate(view, keep: pd.DataFrame, method: str, fraction: float, out: str | os
     return [out / name for name in names]
 
 
-def run_curate(run_dir, settings: CurateSettings, *, progress: bool = True, force: bool = False) -> list[Path]:
+def run_curate(run_dir, settings: CurateSettings, *, progress: bool = True, force: bool = False) -> StageResult:
     """The curation stage: one keep-set of the run's (or ``settings.keep_sets``') to
-    ``settings.out`` (:class:`CurateSettings`); returns the written paths. Works on a run with or
-    without its dataset. ``force`` replaces a curated set already there (:func:`curate`);
-    ``progress`` is taken for the stages' common call and unused: the copy shows none."""
+    ``settings.out`` (:class:`CurateSettings`): the stage's
+    :class:`~datamodels.run.stage_result.StageResult` (``written``: the curated folder's files).
+    Works on a run with or without its dataset. ``force`` replaces a curated set already there
+    (:func:`curate`); ``progress`` is taken for the stages' common call and unused: the copy shows none."""
     s = settings
     view = RunData.open(run_dir)
     keep, _, source = load_keep_sets(view.meta["fingerprint"], s.keep_sets or view.folder.keep_sets)
-    return curate(view, keep, s.method, s.fraction, s.out or view.folder.curated(s.method, s.fraction), str(source),
-                  s.export_arrays, force)
+    out = s.out or view.folder.curated(s.method, s.fraction)
+    return StageResult("curate", curate(view, keep, s.method, s.fraction, out, str(source), s.export_arrays, force))

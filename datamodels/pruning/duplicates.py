@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -69,6 +68,7 @@ from tqdm.auto import tqdm
 
 from ..errors import UserError
 from ..run.folder import RunFolder
+from ..run.stage_result import StageResult
 from ..settings import Settings, is_number
 from ..tables import read_frame, write_frame
 from ..fit.results import FitView, residual_sd
@@ -284,16 +284,19 @@ def candidate_groups(pairs: pd.DataFrame, n: int) -> pd.DataFrame:
 
 
 def run_duplicates(run_dir: str | os.PathLike, settings: DuplicatesSettings, *, progress: bool = True,
-                   force: bool = False) -> Path:
+                   force: bool = False) -> StageResult:
     """The stage: every candidate pair's duplicate fraction and the ranked groups of a run's
-    ``settings.method`` fit, written (``RunFolder.duplicate_pairs``, ``duplicate_candidates``);
-    returns the groups' path. Nothing is written on an error. ``force`` is taken for the stages'
+    ``settings.method`` fit, written (``RunFolder.duplicate_pairs``, ``duplicate_candidates``):
+    the stage's :class:`~datamodels.run.stage_result.StageResult` (``outputs``: the ``pairs`` and
+    the ``candidates`` groups). Nothing is written on an error. ``force`` is taken for the stages'
     common call and changes nothing: no call is skipped, every one measures anew."""
     view = FitView.open(run_dir)
     pairs = duplicate_pairs(view, settings, progress)
+    groups = candidate_groups(pairs, view.n)
     meta = asdict(settings) | {"fingerprint": view.meta["fingerprint"], "n": view.n}
-    write_frame(view.folder.duplicate_pairs, pairs, meta)
-    return write_frame(view.folder.duplicate_candidates, candidate_groups(pairs, view.n), meta)
+    written = [write_frame(view.folder.duplicate_pairs, pairs, meta),
+               write_frame(view.folder.duplicate_candidates, groups, meta)]
+    return StageResult("duplicates", written, outputs={"pairs": pairs, "candidates": groups})
 
 
 def read_pairs(run_dir: str | os.PathLike) -> pd.DataFrame:

@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from ..run.folder import RunFolder
 from ..run.stage_inputs import StageInputs
+from ..run.stage_result import StageResult
 from ..settings import Settings
 from ..sweep.run_data import RunData
 from ..tables import write_frame
@@ -165,13 +166,15 @@ class PruneSettings(Settings):
         return kept, dropped
 
 
-def run_prune(run_dir, settings: PruneSettings, *, progress: bool = True, force: bool = False, announce=None):
-    """Keep-sets of every method at every fraction, to ``prune/keep_sets.parquet``: ``(keep-sets,
-    path)``, or None when the fits and settings are those of its last run (``force`` redoes it).
-    A run without its dataset linked (planted, imported without images) takes the methods that
-    need no training, and the players' classes from its labels file where it has one: the default
-    methods leave out the others (:meth:`PruneSettings.for_run`; ``announce``, e.g. ``print``, is
-    told which), chosen ones are refused."""
+def run_prune(run_dir, settings: PruneSettings, *, progress: bool = True, force: bool = False,
+              announce=None) -> StageResult:
+    """Keep-sets of every method at every fraction, to ``prune/keep_sets.parquet``: the stage's
+    :class:`~datamodels.run.stage_result.StageResult` (``outputs``: the ``keep_sets``), up to date
+    when the fits and settings are those of its last run (``force`` redoes it). A run without its
+    dataset linked (planted, imported without images) takes the methods that need no training,
+    and the players' classes from its labels file where it has one: the default methods leave out
+    the others (:meth:`PruneSettings.for_run`; ``announce``, e.g. ``print``, is told which),
+    chosen ones are refused."""
     folder = RunFolder(run_dir)
     settings, dropped = settings.for_run(folder)
     if dropped and announce is not None:
@@ -185,7 +188,7 @@ def run_prune(run_dir, settings: PruneSettings, *, progress: bool = True, force:
         reads |= {str(path.relative_to(folder.root)): path for alpha in alphas for path in folder.fit_tables(alpha)}
     inputs = StageInputs(folder.keep_sets_record, reads, settings.keep_set_settings())
     if not force and inputs.unchanged([folder.keep_sets]):
-        return None
+        return StageResult("prune", up_to_date=True)
     view = RunData.open(run_dir)  # a run with or without its dataset linked
     run, n = view.sweep_run, view.n
     if view.player_labels is None and "stratified" in settings.methods:
@@ -210,14 +213,15 @@ def run_prune(run_dir, settings: PruneSettings, *, progress: bool = True, force:
                                                 "source_run": str(folder.root),
                                                 "settings": settings.keep_set_settings()})
     inputs.save()
-    return keep, path
+    return StageResult("prune", [path], outputs={"keep_sets": keep})
 
 
 def run_evaluation(run_dir, settings: PruneSettings, *, progress: bool = True, force: bool = False,
-                   threads: int = 1):
+                   threads: int = 1) -> StageResult:
     """Retrain every keep-set (``prune.keep_sets``, default the run's) under the full set's step
     budget with ``eval_seeds`` seeds, in ``workers`` processes of ``threads`` torch threads each:
-    ``(summary, paired, written paths)``, or None when the keep-sets and settings are those of its
+    the stage's :class:`~datamodels.run.stage_result.StageResult` (``outputs``: the ``summary``
+    and the ``paired`` differences), up to date when the keep-sets and settings are those of its
     last run (``force`` redoes it)."""
     from .retraining import evaluate_keep_sets
 
@@ -227,7 +231,7 @@ def run_evaluation(run_dir, settings: PruneSettings, *, progress: bool = True, f
     inputs = StageInputs(folder.evaluation_record, {"keep_sets": source, "run": folder.run_json},
                          {"eval_seeds": settings.eval_seeds})
     if not force and inputs.unchanged(written):
-        return None
+        return StageResult("evaluate", up_to_date=True)
     run = linked_sweep(run_dir, "evaluating keep-sets")
     keep, meta, source = load_keep_sets(run.meta["fingerprint"], source)
     evaluation = evaluate_keep_sets(run, keep, settings.eval_seeds, settings.workers, progress, threads)
@@ -238,4 +242,4 @@ def run_evaluation(run_dir, settings: PruneSettings, *, progress: bool = True, f
     paired.to_csv(paired_csv, index=False)
     plot_pruning(table).savefig(figure, dpi=120)
     inputs.save()
-    return table, paired, written
+    return StageResult("evaluate", written, outputs={"summary": table, "paired": paired})

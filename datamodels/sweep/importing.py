@@ -53,6 +53,7 @@ from tqdm.auto import tqdm
 
 from ..run.folder import RunFolder
 from ..run.identity import check_identity, config_hash
+from ..run.stage_result import StageResult
 from ..settings import Settings
 from ..store.shards import read_shard_meta, run_meta, write_shard_columns
 from ..tables import size_text, write_atomic
@@ -256,8 +257,8 @@ def plan_import(settings: ImportSettings, config: dict, progress: bool = True) -
     return ImportPlan(source, rows, targets, labels, alpha, recorded, meta, record, settings.models_per_shard)
 
 
-def write_import(plan: ImportPlan, run_dir, progress: bool = True) -> tuple[int, int]:
-    """Write the planned run folder shard by shard: ``(shards written now, shards already there)``.
+def write_import(plan: ImportPlan, run_dir, progress: bool = True) -> tuple[list[Path], int]:
+    """Write the planned run folder shard by shard: ``(the shards written now, how many were already there)``.
 
     Two threads write shards' parquet files (pyarrow's encoder, the longest step, and fsync
     release the GIL) while this one reads and packs the next: at most three shards are in
@@ -301,7 +302,8 @@ def write_import(plan: ImportPlan, run_dir, progress: bool = True) -> tuple[int,
         raise
     if not folder.imported_source.exists():
         write_atomic(folder.imported_source, lambda tmp: tmp.write_text(json.dumps(plan.record, indent=1)))
-    return len(set(written)), plan.num_shards - len(set(written))
+    written = sorted(set(written))
+    return written, plan.num_shards - len(written)
 
 
 def _save(path: Path, array: np.ndarray) -> None:
@@ -310,14 +312,16 @@ def _save(path: Path, array: np.ndarray) -> None:
 
 
 def run_import(run_dir, settings: ImportSettings, *, config: dict, progress: bool = True, force: bool = False,
-               announce=None) -> tuple[ImportPlan, int, int]:
+               announce=None) -> StageResult:
     """Import ``settings``' source into ``run_dir``, recorded with the whole ``config`` (the run's
-    ``config.json``): the plan, shards written now, shards already there. ``announce`` (e.g.
-    ``print``) is told what will be read and written before any of it is. ``force`` is taken for
-    the stages' common call and changes nothing: a shard already there is checked against the
-    source and kept, never rewritten (another source is refused in one line)."""
+    ``config.json``): the stage's :class:`~datamodels.run.stage_result.StageResult` (``written``:
+    the shards written now; ``outputs``: the ``plan`` and how many shards were already ``present``),
+    up to date when every shard was already there. ``announce`` (e.g. ``print``) is told what will
+    be read and written before any of it is. ``force`` is taken for the stages' common call and
+    changes nothing: a shard already there is checked against the source and kept, never rewritten
+    (another source is refused in one line)."""
     plan = plan_import(settings, config, progress)
     if announce is not None:
         announce(plan.describe(run_dir))
     written, present = write_import(plan, run_dir, progress)
-    return plan, written, present
+    return StageResult("import", written, up_to_date=not written, outputs={"plan": plan, "present": present})

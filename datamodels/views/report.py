@@ -26,6 +26,7 @@ from ..pruning import plot_pruning
 from ..pruning.duplicates import named_candidates, read_candidates
 from ..run.folder import RunFolder
 from ..run.stage_inputs import StageInputs
+from ..run.stage_result import StageResult
 from ..store.shards import shard_files
 from ..sweep.run_data import AnalysisError
 from .comparisons import (compare_sentence, faithfulness_conclusion, faithfulness_summary, pruning_conclusion,
@@ -529,10 +530,11 @@ def _retraining_checks(report: _Page) -> None:
         report.conclude(f"checked by retraining, {name}", _check_conclusion(name, design, summary, None))
 
 
-def run_report(run_dir, *, progress: bool = True, force: bool = False) -> Path | None:
-    """The report stage: the page, or None when the files it reads (the shards, the fit and
-    pruning tables, the players' labels) are those of its last run and the page is in place
-    (``force`` redoes it). Works without pruning results, and on a run without its dataset.
+def run_report(run_dir, *, progress: bool = True, force: bool = False) -> StageResult:
+    """The report stage: its :class:`~datamodels.run.stage_result.StageResult` (``written``: the
+    page, its faithfulness table and its conclusions), up to date when the files it reads (the
+    shards, the fit and pruning tables, the players' labels) are those of its last run and the
+    page is in place (``force`` redoes it). Works without pruning results, and on a run without its dataset.
     It has no settings (no config group) and shows no progress: ``progress`` is taken for the
     stages' common call."""
     folder = RunFolder(run_dir)
@@ -544,12 +546,12 @@ def run_report(run_dir, *, progress: bool = True, force: bool = False) -> Path |
     # shards by name, size and time (as the fit-ready layout tracks them): reading them all is the sweep's size
     shards = {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in shard_files(folder.shards)[0]}
     inputs = StageInputs(folder.report_record, reads, {"shards": shards})
-    if not force and inputs.unchanged([folder.report_page, folder.report_faithfulness,
-                                       folder.report_page.parent / CONCLUSIONS]):
-        return None
-    page = write_report(RunView.open(folder.root), folder.report_page)
+    written = [folder.report_page, folder.report_faithfulness, folder.report_page.parent / CONCLUSIONS]
+    if not force and inputs.unchanged(written):
+        return StageResult("report", up_to_date=True)
+    write_report(RunView.open(folder.root), folder.report_page)
     inputs.save()
-    return page
+    return StageResult("report", written)
 
 
 def conclusions(run_dir) -> list[str]:
