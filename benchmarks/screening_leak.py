@@ -90,14 +90,16 @@ def leak_shares(game: Game, working_set: int, rng) -> dict:
     return out
 
 
-def statistics(game: Game, strongest: int, rng) -> dict:
+def statistics(game: Game, strongest: int, working_set: int, rng) -> dict:
     """Mean ``|z|`` of the pairs (``<c_S, r> / (sigma ||c_S||)``, ``sigma`` the residual's rms)
     under: the members alone; least squares on the ``strongest`` players a screening keeps, in
     sample (what the tests' model does with its strong mains); the same cross-fitted (screened
-    and fitted on one half of the models, the pairs scored on the other, both ways); and the
-    oracle, least squares on the game's ``n_mains`` true mains."""
+    and fitted on one half of the models, the pairs scored on the other, both ways); a stable
+    support (the players both halves' screenings keep among their ``working_set`` strongest),
+    fitted on all models; and the oracle, least squares on the game's ``n_mains`` true mains."""
     rows = np.arange(len(game.y))
     halves = np.array_split(rng.permutation(rows), 2)
+    stable = np.intersect1d(*(game.screened(half, working_set) for half in halves))
 
     def z(parts):
         columns = [(game.pair_columns(r), res) for r, res in parts]
@@ -113,6 +115,8 @@ def statistics(game: Game, strongest: int, rng) -> dict:
     return {"members only": z([(rows, game.residual(rows, np.empty(0, dtype=np.int64)))]),
             "in sample": z([(rows, game.residual(rows, game.screened(rows, strongest)))]),
             "cross-fitted": z([cross_fitted(*halves), cross_fitted(*halves[::-1])]),
+            "stable": z([(rows, game.residual(rows, stable))]),
+            "stable support": len(stable), "stable true mains": int(np.sum(stable < game.n_mains)),
             "oracle": z([(rows, game.residual(rows, np.arange(game.n_mains)))])}
 
 
@@ -132,11 +136,12 @@ def main() -> None:
     for seed in range(args.draws):
         rng = np.random.default_rng(seed)
         game = Game(rng, args.models, args.players, args.n_mains, args.pairs, args.noise)
-        row = {"draw": seed} | leak_shares(game, args.working_set, rng) | statistics(game, args.strongest, rng)
+        row = {"draw": seed} | leak_shares(game, args.working_set, rng) | statistics(game, args.strongest, args.working_set, rng)
         rows.append(row)
         print(f"draw {seed}: share of the pairs' numerators one step of the other mains takes: screened on the "
               f"margins {row['taken, screened']:.0%}, random players {row['taken, random']:.0%}; mean |z|: "
-              + ", ".join(f"{k} {row[k]:.2f}" for k in ("members only", "in sample", "cross-fitted", "oracle")))
+              + ", ".join(f"{k} {row[k]:.2f}" for k in ("members only", "in sample", "cross-fitted", "stable", "oracle"))
+              + f" (a stable support of {row['stable support']}, {row['stable true mains']} of them true mains)")
     save_results("screening_leak", rows)
 
 

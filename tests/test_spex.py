@@ -108,6 +108,7 @@ def test_recovery_answers_spex_from_an_exhaustive_sweep():
     assert table["r2"].item() > 0.99 and table["recall"].item() == 1.0
 
 
+@pytest.mark.slow  # the whole fit stage, twice, on a sweep it writes: 14 s, most of the fast tier's SPEX time
 def test_fit_stage_on_a_spex_sweep_on_disk(tmp_path):
     """A planted sweep of design=spex in the store's genuine format: fit=spex reads its design
     from run.json; fit=proxyspex on the same sweep is allowed (its own held-out split)."""
