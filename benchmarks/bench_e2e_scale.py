@@ -53,7 +53,7 @@ def truth_fit(run_dir: Path, truth_file: Path, start: int) -> None:
     """Step 4: fit tables of targets ``start..T-1`` from the planted truth, judged on held-out models."""
     folder = RunFolder(run_dir)
     ready = open_fit_ready(run_dir, progress=False)
-    T, n = ready.margins.shape[0], ready.meta["n"]
+    T, n = ready.target_margins.shape[0], ready.meta["n"]
     targets = np.arange(start, T)
     truth = read_planted_truth(truth_file)
     for method in ("linear", "proxyspex"):
@@ -62,7 +62,7 @@ def truth_fit(run_dir: Path, truth_file: Path, start: int) -> None:
                    for t in targets]
         held = make_engine(method).heldout_models(ready.masks, ready.mask_id, 0.2, 0)
         pred = _PlantedGames([_by_order(s) for s in spectra])(ready.masks[held].unpack().astype(bool))
-        y = np.stack([np.asarray(ready.margins[t], dtype=np.float64)[held] for t in targets], axis=1)
+        y = np.stack([np.asarray(ready.target_margins[t], dtype=np.float64)[held] for t in targets], axis=1)
         metrics = pd.DataFrame({
             "target": targets, "method": method, "r2": [r2(y[:, j], pred[:, j]) for j in range(len(targets))],
             "spearman": [spearman(y[:, j], pred[:, j]) for j in range(len(targets))], "noise_ceiling": np.nan,

@@ -32,7 +32,7 @@ def main() -> None:
 
     view = RunView.open(args.run)
     models = view.models
-    targets = list(range(min(args.targets, models.margins.shape[0])))
+    targets = list(range(min(args.targets, models.target_margins.shape[0])))
     ceilings = [noise_ceiling(view.margins(t), models.mask_id) for t in targets]
     print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}")
     print(f"sweep: {args.run}: {len(models.model_index)} models, {models.masks.n} players, "

@@ -57,7 +57,7 @@ def main() -> None:
 
     held = heldout_split(ready.mask_id, 0.2, 0)
     used = np.flatnonzero(~held)
-    Y = np.asarray(ready.margins, dtype=np.float32).T  # [m, T]
+    Y = np.asarray(ready.target_margins, dtype=np.float32).T  # [m, T]
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)

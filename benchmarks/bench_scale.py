@@ -110,7 +110,7 @@ def screening_cost(run_dir: Path, n: int, targets: int, workers: int) -> list[di
     for method in METHODS:
         for label, params in (("screened (default)", {}), ("every player", {"screen_k": n})):
             start = time.perf_counter()
-            interactions, metrics = fit_and_evaluate(ready.masks, ready.margins.T, ready.mask_id, method, params,
+            interactions, metrics = fit_and_evaluate(ready.masks, ready.target_margins.T, ready.mask_id, method, params,
                                                      workers=workers, progress=False, columns=range(targets))
             recall, false = recovery(interactions, {t: truth[t] for t in range(targets)})
             rows.append({"method": method, "working set": label, "r2": metrics["r2"].median(),

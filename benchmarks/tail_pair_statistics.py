@@ -69,7 +69,7 @@ def oracle_cleared(run_dir, targets) -> int:
     groups = np.asarray(ready.mask_id)[rows]
     cleared = 0
     for target in targets:
-        y = np.asarray(ready.margins[target])[rows].astype(float)
+        y = np.asarray(ready.target_margins[target])[rows].astype(float)
         fit, sel = fit_with_selection(X, y)
         where = {int(p): i for i, p in enumerate(fit.players_[:sel.X.shape[1]])}  # the screened ones are tested
         oracle = oracle_statistics(X, y, groups, truth[target], TAIL_GAME["n_mains"])
@@ -148,7 +148,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     results = []
     for target in map(int, args.targets.split(",")):
-        y = np.asarray(ready.margins[target])[rows].astype(float)
+        y = np.asarray(ready.target_margins[target])[rows].astype(float)
         fit, sel = fit_with_selection(X, y)
         where = {int(p): i for i, p in enumerate(fit.players_[:sel.X.shape[1]])}  # the screened ones are tested
         planted = [k for k in truth[target] if len(k) == 2]

@@ -46,11 +46,11 @@ def main() -> None:
 
     view = RunView.open(args.run)
     ready, run = view.models, view.sweep_run
-    targets = np.arange(min(args.targets, ready.margins.shape[0]))
+    targets = np.arange(min(args.targets, ready.target_margins.shape[0]))
     settings = TrakSettings()
     held = heldout_split(ready.mask_id, settings.heldout_fraction, settings.split_seed)
     fitting = np.flatnonzero(~held)
-    margins = np.asarray(ready.margins[targets], dtype=float).T  # [m, targets]
+    margins = np.asarray(ready.target_margins[targets], dtype=float).T  # [m, targets]
     print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, "
           f"torch {torch.__version__}, 1 thread")
     print(f"command: {' '.join([os.path.basename(sys.executable), *sys.argv])}")

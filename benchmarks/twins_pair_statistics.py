@@ -32,8 +32,8 @@ def main() -> None:
     centred -= centred.mean(axis=0)
     norms = np.sqrt((centred**2).T @ (centred**2))
     redundancy = np.zeros((n, n))
-    for target in range(ready.margins.shape[0]):
-        _, sel = fit_with_selection(X, np.asarray(ready.margins[target])[rows].astype(float), screen_k=n)
+    for target in range(ready.target_margins.shape[0]):
+        _, sel = fit_with_selection(X, np.asarray(ready.target_margins[target])[rows].astype(float), screen_k=n)
         resid, sigma = sel.fit(np.empty(0, dtype=np.int64))
         z = (centred * resid[:, None]).T @ centred / np.where(norms > 0, norms, 1) / sigma
         redundancy += np.where(z < 0, -z, 0.0)
@@ -43,10 +43,10 @@ def main() -> None:
     rank = {(int(a), int(b)): r for r, (a, b) in enumerate(zip(upper[0][order], upper[1][order]))}
     ranks = sorted(rank[(min(a, b), max(a, b))] + 1 for a, b in zip(twins["player_a"], twins["player_b"]))
     D = len(twins)
-    print(f"{args.run}: {D} twin pairs among {len(order):,} pairs; summed redundancy over {ready.margins.shape[0]} "
+    print(f"{args.run}: {D} twin pairs among {len(order):,} pairs; summed redundancy over {ready.target_margins.shape[0]} "
           f"targets, no selection: twins in the top {D}: {sum(r <= D for r in ranks)}; their ranks: {ranks}")
     save_results("twins_pair_statistics", [{"run": args.run, "twin_pairs": D, "pairs": len(order),
-                                            "targets": ready.margins.shape[0], "twins_in_top": sum(r <= D for r in ranks),
+                                            "targets": ready.target_margins.shape[0], "twins_in_top": sum(r <= D for r in ranks),
                                             "ranks": ranks}])
 
 

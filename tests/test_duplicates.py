@@ -105,7 +105,7 @@ def test_residual_part_is_least_squares_on_the_centred_pair_and_clusters_by_mask
     pair_weights = (weighted[a] + weighted[b]).toarray() / 2  # w_t g_t of each pair
 
     def part(X, Y, mask_id):
-        ready = SimpleNamespace(masks=PackedMasks.from_bool(X), margins=Y, mask_id=mask_id)
+        ready = SimpleNamespace(masks=PackedMasks.from_bool(X), target_margins=Y, mask_id=mask_id)
         return _residual_pair_part(ready, np.arange(T), surrogate, a, b, weighted, progress=False)
 
     cross, variance = part(masks, margins, np.arange(m))

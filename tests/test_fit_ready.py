@@ -39,11 +39,11 @@ def snapshot(root):
 
 def assert_equals_the_shards(layout, run):
     sweep = load_sweep(run)
-    assert isinstance(layout.masks.packed, np.memmap) and isinstance(layout.margins, np.memmap)
+    assert isinstance(layout.masks.packed, np.memmap) and isinstance(layout.target_margins, np.memmap)
     assert layout.masks.shape == (len(sweep.model_index), N)
     np.testing.assert_array_equal(layout.masks.unpack(), sweep.masks)
     np.testing.assert_array_equal(layout.masks.packed, sweep.packed_masks)
-    np.testing.assert_array_equal(layout.margins, sweep.margins.T)
+    np.testing.assert_array_equal(layout.target_margins, sweep.margins.T)
     for name in ("model_index", "mask_id", "repeat", "seed"):
         np.testing.assert_array_equal(getattr(layout, name), getattr(sweep, name))
     models = pq.read_table(layout.path / "models.parquet").to_pandas()
@@ -56,9 +56,19 @@ def test_memory_mapped_layout_equals_the_shards_read_in_memory(run):
     layout = build_fit_ready(run, progress=False)
     assert layout.path == RunFolder(run).fit_ready
     assert len(assert_equals_the_shards(layout, run).model_index) == MASKS * REPEATS
-    assert layout.margins.flags.c_contiguous and layout.margins.shape == (T, MASKS * REPEATS)
+    assert layout.target_margins.flags.c_contiguous and layout.target_margins.shape == (T, MASKS * REPEATS)
     assert_equals_the_shards(open_fit_ready(run, build_missing=False), run)
     assert sorted(p.name for p in run.iterdir()) == ["fit_ready", "planted", "run.json", "shards"]  # no leftovers
+
+
+def test_target_margins_are_the_sweeps_margins_transposed_and_the_old_name_warns(run):
+    layout, sweep = open_fit_ready(run, progress=False), load_sweep(run)
+    m = MASKS * REPEATS
+    assert layout.target_margins.shape == (T, m) and sweep.margins.shape == (m, T)  # target- vs model-major
+    np.testing.assert_array_equal(layout.target_margins.T, sweep.margins)
+    with pytest.warns(DeprecationWarning, match=r"target_margins.*\[T, m\].*target-major.*next release"):
+        old = layout.margins
+    assert old is layout.target_margins
 
 
 def test_a_partial_sweep_is_laid_out_with_the_models_present(run):

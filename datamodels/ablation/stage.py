@@ -137,7 +137,7 @@ def _heldout(run_dir, plan: Plan) -> pd.DataFrame:
     rows = np.flatnonzero(held)
     masks = ready.masks[rows]
     return heldout_pairs(plan.checks, lambda players: masks.columns(players),
-                         lambda t: np.asarray(ready.margins[t])[rows], plan.settings.fdr)
+                         lambda t: np.asarray(ready.target_margins[t])[rows], plan.settings.fdr)
 
 
 def measure(run_dir, plan: Plan) -> StageResult:
@@ -167,7 +167,7 @@ def measure(run_dir, plan: Plan) -> StageResult:
     else:
         if folder.read_run()["design"] == "exhaustive":  # the truth is in the sweep itself
             ready = open_fit_ready(run_dir, progress=False)
-            checks = checks.join(exact_pairs(checks, ready.masks.unpack(), np.asarray(ready.margins).T))
+            checks = checks.join(exact_pairs(checks, ready.masks.unpack(), np.asarray(ready.target_margins).T))
         summary = pair_summary(checks)
     checks_path, summary_path, paired_path, figure_path = folder.ablation_results(name)
     written = [write_frame(checks_path, checks, {"design": plan.settings.design, "alpha": plan.alpha,

@@ -46,12 +46,12 @@ class FitView(RunData):
 
     def margins(self, target: int) -> np.ndarray:
         """One target's margin in every collected model."""
-        return np.asarray(self.models.margins[target], dtype=float)
+        return np.asarray(self.models.target_margins[target], dtype=float)
 
     @cached_property
     def margin_sd(self) -> np.ndarray:
         """Every target's margin sd over the collected models, read a block of targets at a time."""
-        margins = self.models.margins
+        margins = self.models.target_margins
         step = max(1, (64 << 20) // (4 * margins.shape[1]))  # about 64 MB of float32 per block
         return np.concatenate([np.asarray(margins[t:t + step], dtype=np.float64).std(1)
                                for t in range(0, margins.shape[0], step)])

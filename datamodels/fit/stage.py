@@ -322,7 +322,7 @@ def _fit(run_dir, settings: FitSettings, targets: list[int], progress: bool, ann
     models = None if settings.alpha is None else models_at_alpha(run, ready.mask_id, settings.alpha)
     params = type(settings.engine()).params_from_run(run, settings.params)
     interactions, metrics = fit_and_evaluate(
-        ready.masks, ready.margins.T, ready.mask_id, settings.method, params, None, settings.heldout_fraction,
+        ready.masks, ready.target_margins.T, ready.mask_id, settings.method, params, None, settings.heldout_fraction,
         settings.split_seed, settings.workers, progress, columns=targets, models=models, announce=announce)
     meta = tables_meta(run, settings.alpha, settings.method, params, settings.heldout_fraction, settings.split_seed)
     return interactions, metrics, meta

@@ -251,7 +251,7 @@ def run_trak(run_dir, settings: TrakSettings, *, progress: bool = True, force: b
     checkpoints = retrain(run, ready, fitting[:settings.models])
     raw_weights = run_weights(run, checkpoints, settings, progress)
     seconds = time.perf_counter() - start
-    margins = np.asarray(ready.margins, dtype=np.float64).T  # [m, T]
+    margins = np.asarray(ready.target_margins, dtype=np.float64).T  # [m, T]
     raw = predict(ready.masks, raw_weights)
     slope, intercept = calibrate(raw[fitting], margins[fitting])
     pred = raw * slope + intercept

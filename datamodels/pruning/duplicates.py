@@ -239,7 +239,7 @@ def _residual_pair_part(ready, targets: np.ndarray, surrogate: Surrogate, a, b, 
                        disable=not progress):
         rows = order[lo:hi]
         x = ready.masks[rows].unpack()
-        residual = np.asarray(ready.margins[np.ix_(targets, rows)], dtype=float).T - surrogate.predict(x)
+        residual = np.asarray(ready.target_margins[np.ix_(targets, rows)], dtype=float).T - surrogate.predict(x)
         # [models, pairs] arrays in float32, in place, summed over the models in float64: half the
         # memory traffic of float64 (the pass's cost), the sums' error that of one chunk
         players = (weighted @ residual.T.astype(np.float32)).T  # [models, n]: sum_t w_t m_t({i}) r_t

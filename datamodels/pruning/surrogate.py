@@ -212,12 +212,12 @@ def fitted_surrogate(ready, interactions: pd.DataFrame, metrics: pd.DataFrame, m
     rows = rows[np.linspace(0, len(rows) - 1, min(len(rows), _STAT_MODELS)).astype(np.int64)]
     terms, fits = interactions[interactions["method"] == method], metrics[metrics["method"] == method]
     if targets is None:
-        margins = np.asarray(ready.margins[:, rows], dtype=float)
+        margins = np.asarray(ready.target_margins[:, rows], dtype=float)
     else:
         position = pd.Series(np.arange(len(targets)), index=targets)
         terms, fits = (frame[frame["target"].isin(targets)] for frame in (terms, fits))
         terms, fits = (frame.assign(target=position[frame["target"]].to_numpy()) for frame in (terms, fits))
-        margins = np.asarray(ready.margins[np.ix_(targets, rows)], dtype=float)
+        margins = np.asarray(ready.target_margins[np.ix_(targets, rows)], dtype=float)
     return Surrogate.from_fit(terms, fits, ready.masks[rows].unpack(), margins)
 
 

@@ -19,7 +19,10 @@ manifest.json    JSON                       format, the run's identity (``run.js
                                             built from
 ================ ========================== ===================================================
 
-Worker processes that receive ``FitReady.masks`` (pickled) map the same file and share its pages.
+:func:`open_fit_ready` maps ``margins.npy`` as :attr:`FitReady.target_margins`, ``[T, m]``: the name
+says the orientation, since :attr:`Sweep.margins <datamodels.store.shards.Sweep>` is model-major
+``[m, T]``. Worker processes that receive ``FitReady.masks`` (pickled) map the same file and share
+its pages.
 
 The layout is written into ``<run_dir>/.fit_ready.<pid>.tmp/`` and renamed into place, so a
 reader sees a whole layout or none, and a killed builder leaves only a hidden folder. A layout
@@ -33,6 +36,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,16 +72,29 @@ class StaleLayoutError(StoreError):
 
 @dataclass
 class FitReady:
-    """A run's fit-ready layout, memory-mapped: nothing of size ``m x n`` or ``T x m`` is read yet."""
+    """A run's fit-ready layout, memory-mapped: nothing of size ``m x n`` or ``T x m`` is read yet.
+
+    Its ``target_margins`` are target-major, ``[T, m]`` (row ``t`` is target ``t`` over all models),
+    the transpose of :attr:`Sweep.margins <datamodels.store.shards.Sweep>`, which is model-major
+    ``[m, T]`` like the masks.
+    """
 
     path: Path
     masks: PackedMasks  # memory-mapped masks.npy [m, ceil(n/8)]
-    margins: np.ndarray  # memory-mapped float32 [T, m]
+    target_margins: np.ndarray  # memory-mapped margins.npy, float32 [T, m]: target-major
     model_index: np.ndarray  # int64 [m], sorted
     mask_id: np.ndarray  # int64 [m]
     repeat: np.ndarray  # int32 [m]
     seed: np.ndarray  # int64 [m]
     meta: dict  # the run's identity, as in run.json
+
+    @property
+    def margins(self) -> np.ndarray:
+        """Deprecated name of :attr:`target_margins`, kept for one release: ``Sweep.margins`` is
+        model-major ``[m, T]``, this array is target-major ``[T, m]``, and the two shared a name."""
+        warnings.warn("FitReady.margins is deprecated; use FitReady.target_margins (the same array, [T, m], "
+                      "target-major); the old name goes in the next release", DeprecationWarning, stacklevel=2)
+        return self.target_margins
 
 
 def _shard_stats(shards: list[Path]) -> list[dict]:

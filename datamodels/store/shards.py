@@ -330,7 +330,11 @@ def collect(shard_dir: str | os.PathLike, expected: dict | None = None) -> Colle
 
 @dataclass
 class Sweep:
-    """The collected sweep: one row per model, sorted by model index."""
+    """The collected sweep: one row per model, sorted by model index.
+
+    Its ``margins`` are model-major, ``[m, T]`` like its masks ``[m, n]`` (row ``i`` is model ``i``
+    on every target); a fit-ready layout holds the transpose as ``FitReady.target_margins`` ``[T, m]``.
+    """
 
     model_index: np.ndarray  # int64 [m]
     mask_id: np.ndarray  # int64 [m]

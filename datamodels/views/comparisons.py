@@ -46,12 +46,12 @@ def faithfulness_vs_models(view: RunView, budgets, methods=("linear", "proxyspex
     from ..fit.stage import fit_and_evaluate
 
     models = view.models
-    columns = np.arange(models.margins.shape[0]) if targets is None else np.asarray(targets)
+    columns = np.arange(models.target_margins.shape[0]) if targets is None else np.asarray(targets)
     rows = []
     for budget in budgets:
         for method in methods:
             try:
-                _, metrics = fit_and_evaluate(models.masks, models.margins.T, models.mask_id, method,
+                _, metrics = fit_and_evaluate(models.masks, models.target_margins.T, models.mask_id, method,
                                               workers=workers, progress=progress, fit_models=budget,
                                               columns=list(columns))
             except ValueError as err:
