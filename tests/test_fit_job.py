@@ -47,7 +47,8 @@ def test_job_writes_both_methods_side_by_side(tmp_path):
     assert "proxyspex: 3 targets, median held-out R^2" in out
     assert "strongest synergy: players" in out and "strongest redundancy: players" in out
     # The first table as a release before the tested and shrunk columns wrote it (its metadata kept):
-    # the next fit's merge gives its rows the columns, unmarked and unshrunk.
+    # the next fit's merge gives its rows the columns, unshrunk, ProxySPEX's interactions tested (it
+    # kept no other then) and nothing else.
     path = tmp_path / "fit" / "interactions.parquet"
     before = pq.read_table(path)
     pq.write_table(before.drop(["tested", "shrunk"]), path)
@@ -55,7 +56,9 @@ def test_job_writes_both_methods_side_by_side(tmp_path):
     metrics = pd.read_parquet(tmp_path / "fit" / "fit_metrics.parquet")
     inter = pd.read_parquet(path)
     assert list(inter.columns) == ["target", "members", "order", "mobius", "kind", "method", "tested", "shrunk"]
-    assert inter["shrunk"].equals(inter["mobius"]) and not inter["tested"].any()
+    assert inter["shrunk"].equals(inter["mobius"])
+    assert inter.loc[inter["order"] > 1, "tested"].groupby(inter["method"]).all().to_dict() == {"proxyspex": True}
+    assert not inter.loc[(inter["order"] == 1) | (inter["method"] == "linear"), "tested"].any()
     pq.write_table(before, path)
     run_job("fit.py", f"run_dir={tmp_path}", "fit=linear", "fit.workers=1", "progress=false", "force=true")
     inter = pd.read_parquet(path)

@@ -57,12 +57,14 @@ def fitted_pairs(terms: pd.DataFrame, n: int, alpha: float, residual_sd: pd.Seri
     """Every pair the fit reports (its order-2 terms) with its predicted expected interaction at
     ``alpha`` (``sum over terms T containing the pair of m(T) alpha^(|T|-2)``: triples through it
     count), its kind, and ``strength``: that prediction relative to its target's residual sd.
-    Ranked by strength (``rank`` 0 is the strongest). ``terms``: one method's terms with members."""
+    Ranked by strength (``rank`` 0 is the strongest). ``terms``: one method's terms with members;
+    with a bool column ``claimed``, only the claimed pairs are listed, and every term predicts."""
     rows = []
     for target, own in terms.groupby("target", sort=True):
         poly = TargetPolynomial(n, own["members"].to_list(), own["mobius"].to_numpy())
-        for members, kind in zip(own["members"], own["kind"]):
-            if len(members) == 2:
+        claimed = own["claimed"] if "claimed" in own else np.ones(len(own), dtype=bool)
+        for members, kind, stated in zip(own["members"], own["kind"], claimed):
+            if len(members) == 2 and stated:
                 i, j = sorted(int(p) for p in members)
                 rows.append((int(target), i, j, kind, poly.pair_interaction(i, j, alpha)))
     pairs = pd.DataFrame(rows, columns=["target", "i", "j", "kind", "predicted"])

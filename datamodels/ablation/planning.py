@@ -142,8 +142,11 @@ def polynomials(view: FitView, method: str, targets, coefficients: str = "mobius
 
 
 def _interaction_terms(view: FitView, method: str, members: bool = True) -> pd.DataFrame:
-    """The fit's terms of order two and more (pairs, triples, ...)."""
+    """The fit's terms of order two and more (pairs, triples, ...), with ``claimed``: whether the fit
+    states it (:meth:`FitView.terms` with ``claims=True``); ProxySPEX's untested ones are not stated
+    but still predict, so a stated pair's prediction counts the untested triples through it."""
     terms = view.terms(method=method, members=members)
+    terms = terms.assign(claimed=terms.index.isin(view.terms(method=method, members=False, claims=True).index))
     return terms[terms["order"] >= 2]
 
 
@@ -225,6 +228,7 @@ def _removal_targets(view: FitView, settings: AblateSettings, alpha: float) -> l
     if count < 1:
         raise AblationError(f"ablate.targets={count} must be at least 1")
     terms = _interaction_terms(view, settings.fit_method, members=False)
+    terms = terms[terms["claimed"]]
     mass = (terms["mobius"].abs() / tau.reindex(terms["target"]).to_numpy()).groupby(terms["target"].to_numpy()).sum()
     mass = mass.reindex(fitted, fill_value=0.0).sort_values(ascending=False, kind="stable")
     top = [int(t) for t in mass.index[:count]]

@@ -22,7 +22,7 @@ from ..store.fit_ready import FitReady, open_fit_ready
 from ..sweep.run_data import AnalysisError, RunData
 from ..tables import read_frame, read_table
 from .stage import STAGE as FIT_STAGE
-from .stage import residual_scale
+from .stage import residual_scale, untested_interactions
 
 
 @dataclass
@@ -78,11 +78,14 @@ class FitView(RunData):
         return self.interactions_arrow.to_pandas()
 
     def terms(self, method: str | None = None, target: int | None = None, orders=None, kind: str | None = None,
-              members: bool = True) -> pd.DataFrame:
+              members: bool = True, claims: bool = False) -> pd.DataFrame:
         """The fitted terms of one method / target / orders / kind, filtered before they become a
-        DataFrame (indexed by row of the table); ``members=False`` leaves the players out."""
+        DataFrame (indexed by row of the table); ``members=False`` leaves the players out.
+        ``claims=True``: only the terms that may be stated as findings, without the interactions
+        an engine that tests them did not mark tested (:func:`~datamodels.fit.stage.untested_interactions`:
+        ProxySPEX's ``untested="cv"``, which predict but passed no test)."""
         table = self.interactions_arrow
-        keep = np.ones(table.num_rows, dtype=bool)
+        keep = ~untested_interactions(table) if claims else np.ones(table.num_rows, dtype=bool)
         for column, value in (("method", method), ("target", target), ("kind", kind)):
             if value is not None:
                 keep &= pc.equal(table.column(column), value).to_numpy(zero_copy_only=False)

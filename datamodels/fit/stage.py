@@ -48,9 +48,11 @@ from importlib import import_module
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import StoreError, UserError
-from ..interactions import interaction_table, make_engine
+from ..interactions import ENGINES, interaction_table, make_engine
 from ..packed import as_packed
 from ..run.folder import RunFolder
 from ..run.stage_inputs import StageInputs
@@ -294,10 +296,30 @@ def save_fit(folder: RunFolder, alpha: float | None, interactions: pd.DataFrame,
 
 
 def with_current_columns(interactions: pd.DataFrame) -> pd.DataFrame:
-    """An interactions table written before its newer columns, with them: ``tested`` false (no
-    term was marked) and ``shrunk`` equal to ``mobius`` (the only coefficients recorded)."""
-    defaults = {"tested": lambda t: False, "shrunk": lambda t: t["mobius"]}
+    """An interactions table written before its newer columns, with them: ``tested`` true for the
+    interactions of an engine that tests them (ProxySPEX then kept only interactions that passed
+    its test), false for the rest, and ``shrunk`` equal to ``mobius`` (the only coefficients recorded)."""
+    defaults = {"tested": lambda t: (t["order"] >= 2) & t["method"].map(_tests_interactions).astype(bool),
+                "shrunk": lambda t: t["mobius"]}
     return interactions.assign(**{column: fill for column, fill in defaults.items() if column not in interactions})
+
+
+def _tests_interactions(method: str) -> bool:
+    """Whether the engine of ``method`` tests its interactions (False for a name that is no engine: ``trak``)."""
+    return getattr(ENGINES.get(method), "tests_interactions", False)
+
+
+def untested_interactions(table: pa.Table) -> np.ndarray:
+    """Bool per row of an interactions table: an interaction (order >= 2) that its engine tests
+    and did not mark tested (ProxySPEX's ``untested="cv"``): a predictor only, which the report,
+    the views and the removal checks do not state as a finding. Engines that never test (SPEX,
+    linear) and tables without a ``tested`` column have none. Computed in Arrow: millions of rows."""
+    testing = [m for m in pc.unique(table.column("method")).to_pylist() if _tests_interactions(m)]
+    if "tested" not in table.column_names or not testing:
+        return np.zeros(table.num_rows, dtype=bool)
+    untested = pc.and_(pc.is_in(table.column("method"), pa.array(testing)),
+                       pc.and_(pc.greater_equal(table.column("order"), 2), pc.invert(table.column("tested"))))
+    return pc.fill_null(untested, False).to_numpy(zero_copy_only=False)
 
 
 def models_at_alpha(meta: dict, mask_id, alpha: float) -> np.ndarray:
@@ -441,7 +463,8 @@ def residual_scale(r2, margin_sd=None, margin_var=None):
 def summary(interactions: pd.DataFrame, metrics: pd.DataFrame, margin_sd=None) -> str:
     """Median faithfulness per method and the strongest synergy and redundancy pair: largest
     ``|m|`` in units of its target's residual sd (:func:`residual_scale`, with ``margin_sd``: every
-    target's margin sd, indexed by target), as the report ranks them; without ``margin_sd``, by ``|m|``."""
+    target's margin sd, indexed by target), as the report ranks them; without ``margin_sd``, by
+    ``|m|``; of the pairs the report states (:func:`untested_interactions` left out)."""
     lines = [f"{method}: {len(rows)} targets, median held-out R^2 {rows['r2'].median():.3f}, "
              f"median Spearman (LDS) {rows['spearman'].median():.3f}"
              + (f"; {rows['penalty_at_floor'].sum()} held at the penalty floor of their working set of "
@@ -451,7 +474,9 @@ def summary(interactions: pd.DataFrame, metrics: pd.DataFrame, margin_sd=None) -
                 f"without fit.params.relax; with it, only those too small for the penalty)"
                 if rows["tested_zeroed"].any() else "")
              for method, rows in metrics.groupby("method")]
-    pairs = interactions[interactions["order"] == 2].reset_index(drop=True)
+    claimed = ~untested_interactions(pa.Table.from_pandas(interactions[
+        [c for c in ("method", "order", "tested") if c in interactions]], preserve_index=False))
+    pairs = interactions[(interactions["order"] == 2).to_numpy() & claimed].reset_index(drop=True)
     if margin_sd is not None:
         scale = pd.Series(residual_scale(metrics["r2"], np.asarray(margin_sd)[metrics["target"].to_numpy(np.int64)]),
                           index=pd.MultiIndex.from_frame(metrics[["method", "target"]]))

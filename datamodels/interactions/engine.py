@@ -139,6 +139,8 @@ class Engine(RegressorMixin, BaseEstimator):
     name: ClassVar[str | None] = None
     # The fewest models it fits on: its L1 penalty is cross-validated and its trees early-stopped.
     min_models: ClassVar[int] = MIN_MODELS
+    # Whether its interactions carry a test's guarantee: one it did not mark tested is a predictor only.
+    tests_interactions: ClassVar[bool] = False
 
     def __init_subclass__(cls, name: str | None = None, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -136,6 +136,8 @@ class ProxySPEX(ScreenedEngine, name="proxyspex"):
     untested proposals the refinement was given, 0 unless ``untested="cv"`` chose them).
     """
 
+    tests_interactions = True  # an interaction not in ``tested_`` (``untested="cv"``) only predicts
+
     def __init__(
         self,
         max_order: int = 3,

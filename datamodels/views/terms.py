@@ -21,10 +21,11 @@ def term_strength(view: RunView, method: str | None = None, orders=(1, 2, 3)) ->
     """Every fitted term of ``method`` of the given orders, with ``strength = |m(S)| / tau_t``: its
     size in units of its target's residual sd (:func:`residual_sd`), so that a term of a target
     the fit explains well and one of a noisy target are compared on the scale of what each
-    target's fit can be trusted to."""
+    target's fit can be trusted to. Only the terms it may state (:meth:`RunView.terms` with
+    ``claims=True``: not ProxySPEX's untested interactions)."""
     method = method or default_method(view)
     tau = residual_sd(view, method)
-    rows = judge_triples(view, view.terms(method=method, orders=orders, members=False), method)
+    rows = judge_triples(view, view.terms(method=method, orders=orders, members=False, claims=True), method)
     return rows.assign(strength=rows["mobius"].abs().to_numpy() / tau.reindex(rows["target"]).to_numpy())
 
 
@@ -59,7 +60,7 @@ def judge_triples(view: RunView, rows: pd.DataFrame, method: str) -> pd.DataFram
         return rows
     members = _members(view, triples, 3)
     targets = rows.loc[triples, "target"].to_numpy(np.int64)
-    lower = view.terms(method=method, orders=[1, 2], members=False)
+    lower = view.terms(method=method, orders=[1, 2], members=False, claims=True)
     lower = lower[lower["target"].isin(np.unique(targets))]
     mains, pairs = lower[lower["order"] == 1], lower[lower["order"] == 2]
     main = pd.Series(mains["mobius"].to_numpy(), index=pd.MultiIndex.from_arrays(
@@ -120,13 +121,14 @@ def _named(view: RunView, rows: pd.DataFrame) -> pd.DataFrame:
 
 def top_effects(view: RunView, target: int, kind: str | None = None, k: int = 10, method: str = "proxyspex",
                 order: int | None = None) -> pd.DataFrame:
-    """The ``k`` strongest (by |Möbius|) interactions of one target, optionally of one kind/order."""
+    """The ``k`` strongest (by |Möbius|) terms of one target, optionally of one kind/order (those it
+    may state: :meth:`RunView.terms` with ``claims=True``)."""
     fitted = fitted_metrics(view, method)["target"]
     if target not in set(fitted):
         known = sorted(int(t) for t in fitted)
         raise AnalysisError(f"target {target} has no {method} fit (fitted targets: "
                             f"{known[:10]}{' ...' if len(known) > 10 else ''})")
-    rows = view.terms(method=method, target=target)
+    rows = view.terms(method=method, target=target, claims=True)
     rows = judge_triples(view, rows[rows["order"] > 0], method)
     if kind is not None:
         if kind not in KINDS:
@@ -181,7 +183,7 @@ def class_pair_patterns(view: RunView, kind: str, method: str = "proxyspex") -> 
     if view.player_labels is None:
         raise AnalysisError(f"class pairs need the players' classes: {view.run_dir} has no dataset linked and no "
                             f"labels file ({', '.join(str(p) for p in view.folder.label_files)})")
-    pairs = view.terms(method=method, orders=[2], kind=kind, members=False)
+    pairs = view.terms(method=method, orders=[2], kind=kind, members=False, claims=True)
     members = view.interactions_arrow.column("members").take(pa.array(pairs.index, pa.int64())).combine_chunks()
     members = members.flatten().to_numpy(zero_copy_only=False).astype(np.int64).reshape(len(pairs), 2)
     names = np.asarray(view.class_names if view.class_names is not None
