@@ -299,9 +299,17 @@ def with_current_columns(interactions: pd.DataFrame) -> pd.DataFrame:
     """An interactions table written before its newer columns, with them: ``tested`` true for the
     interactions of an engine that tests them (ProxySPEX then kept only interactions that passed
     its test), false for the rest, and ``shrunk`` equal to ``mobius`` (the only coefficients recorded)."""
-    defaults = {"tested": lambda t: (t["order"] >= 2) & t["method"].map(_tests_interactions).astype(bool),
-                "shrunk": lambda t: t["mobius"]}
+    defaults = {"tested": _tested_then, "shrunk": lambda t: t["mobius"]}
     return interactions.assign(**{column: fill for column, fill in defaults.items() if column not in interactions})
+
+
+def _tested_then(table: pd.DataFrame):
+    """``tested`` for a table written before the column: its interactions of an engine that tests
+    them (a bare table without ``method`` names no engine: nothing marked)."""
+    if "method" not in table:
+        return False
+    order = table["order"] if "order" in table else table["members"].map(len)
+    return (order >= 2) & table["method"].map(_tests_interactions).astype(bool)
 
 
 def _tests_interactions(method: str) -> bool:
