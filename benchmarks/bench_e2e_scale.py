@@ -20,7 +20,7 @@ Every stage runs as a user runs it (a job or module in its own process), and is 
    stage's held-out models (the engine's own split), so the held-out R^2 and Spearman are
    genuine for those polynomials. Same tables, same sizes (about 500 mains and 5 interactions
    per target), so every stage after the fit reads what it would read after a real fit; each
-   method's entry in the tables' metadata says ``shortcut``;
+   engine's entry in the tables' metadata says ``shortcut``;
 5. ``jobs/prune.py``: interactions, linear (the greedy on every target's surrogate), random and
    stratified at 5 fractions (EL2N and CCS retrain, which a run without images cannot);
 6. ``jobs/curate.py`` of one keep-set; 7. ``jobs/report.py``; 8. the three notebooks, executed.
@@ -40,7 +40,8 @@ import pandas as pd
 from benchmarks.harness import cpu_name, pin_threads, run_measured, save_results
 
 from datamodels.store.fit_ready import open_fit_ready
-from datamodels.fit.stage import INTERACTION_COLUMNS, r2, save_fit, spearman
+from datamodels.fit.faithfulness import r2, spearman
+from datamodels.fit.outputs import INTERACTION_COLUMNS, save_fit
 from datamodels.interactions import interaction_table, make_engine
 from datamodels.sweep.games import _by_order, _PlantedGames
 from datamodels.sweep.planted import read_planted_truth
@@ -64,15 +65,15 @@ def truth_fit(run_dir: Path, truth_file: Path, start: int) -> None:
         pred = _PlantedGames([_by_order(s) for s in spectra])(ready.masks[held].unpack().astype(bool))
         y = np.stack([np.asarray(ready.target_margins[t], dtype=np.float64)[held] for t in targets], axis=1)
         metrics = pd.DataFrame({
-            "target": targets, "method": method, "r2": [r2(y[:, j], pred[:, j]) for j in range(len(targets))],
+            "target": targets, "engine": method, "r2": [r2(y[:, j], pred[:, j]) for j in range(len(targets))],
             "spearman": [spearman(y[:, j], pred[:, j]) for j in range(len(targets))], "noise_ceiling": np.nan,
             "r2_fraction_of_ceiling": np.nan, "models_used": int((~held).sum()), "seconds": 0.0, "working_set": 0,
             "kkt_added": 0, "penalty_at_floor": False, "tested_zeroed": 0})
-        interactions = pd.concat([interaction_table(s, tested={k for k in s if len(k) > 1}).assign(target=t, method=method)
+        interactions = pd.concat([interaction_table(s, tested={k for k in s if len(k) > 1}).assign(target=t, engine=method)
                                   for t, s in zip(targets, spectra)], ignore_index=True)[list(INTERACTION_COLUMNS)]
         shortcut = f"the planted truth of targets {start}..{T - 1}, judged on the held-out models (this benchmark)"
         meta = {"fingerprint": ready.meta["fingerprint"], "n": n, "T": T, "config_hash": ready.meta.get("config_hash"),
-                "alpha": None, "methods": {method: {"shortcut": shortcut}}}
+                "alpha": None, "engines": {method: {"shortcut": shortcut}}}
         save_fit(folder, None, interactions, metrics, meta)
         print(f"{method}: {len(interactions):,} terms of {len(targets):,} targets written, median held-out R^2 "
               f"{metrics['r2'].median():.3f}", flush=True)

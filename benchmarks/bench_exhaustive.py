@@ -24,7 +24,7 @@ from benchmarks.harness import cpu_name, pin_threads, save_results
 
 from datamodels.fit.exhaustive import recovery
 from datamodels.interactions import LinearDatamodel, ProxySPEX
-from datamodels.interactions.selection import step_up, z_bonferroni
+from datamodels.interactions.term_tests import step_up, z_bonferroni
 from datamodels.store.shards import load_sweep
 
 
@@ -106,7 +106,7 @@ def main() -> None:
               f"seed-averaged variance (median over targets); real pairs per target (median) "
               f"{table['pairs_real'].median():.0f} in the order-3 projection, "
               f"{table['pairs_real_order2'].median():.0f} in the order-2 one")
-        summary = table.groupby(["budget", "method"])[
+        summary = table.groupby(["budget", "engine"])[
             ["r2", "r2_projection", "recall", "precision", "pair_error", "kinds_agree", "recall_order2"]].median()
         print("medians over targets:")
         print(summary.to_string(float_format=lambda v: f"{v:.3f}"))

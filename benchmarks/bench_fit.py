@@ -29,7 +29,7 @@ import numpy as np
 
 from benchmarks.harness import THREAD_VARIABLES, cpu_name, pin_threads, save_results
 
-from datamodels.fit.stage import r2
+from datamodels.fit.faithfulness import r2
 from datamodels.interactions import LinearDatamodel, ProxySPEX, mobius_predict
 from datamodels.sweep.planted import planted_game, unanimity_game
 

@@ -18,7 +18,7 @@ import time
 from benchmarks.harness import cpu_name, pin_threads, save_results
 
 from datamodels.views.analysis import RunView, faithfulness_vs_models
-from datamodels.fit.stage import noise_ceiling
+from datamodels.fit.faithfulness import noise_ceiling
 
 
 def main() -> None:

@@ -24,7 +24,8 @@ from benchmarks.bench_scale import GAME, NOISE
 from benchmarks.harness import cpu_name, pin_threads, save_results
 
 from datamodels.store.fit_ready import build_fit_ready, open_fit_ready
-from datamodels.fit.stage import fit_and_evaluate, noise_ceiling, r2
+from datamodels.fit.faithfulness import noise_ceiling, r2
+from datamodels.fit.stage import fit_and_evaluate
 from datamodels.interactions import heldout_split
 from datamodels.interactions.batched_lasso import fit_linear_batched
 from datamodels.sweep.planted import write_planted_sweep

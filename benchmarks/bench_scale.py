@@ -48,7 +48,8 @@ import pandas as pd
 from benchmarks.harness import cpu_name, pin_threads, run_measured, save_results
 
 from datamodels.store.fit_ready import build_fit_ready, open_fit_ready
-from datamodels.fit.stage import fit_and_evaluate, r2
+from datamodels.fit.faithfulness import r2
+from datamodels.fit.stage import fit_and_evaluate
 from datamodels.interactions import ProxySPEX, mobius_predict
 from datamodels.sweep.planted import planted_game, read_planted_truth, write_planted_sweep
 
@@ -91,9 +92,9 @@ def fit_run(run_dir: Path, method: str, workers: int, targets: int, overrides: t
     figures = run_measured([sys.executable, "jobs/fit.py", f"run_dir={run_dir}", f"fit={method}",
                             f"fit.workers={workers}", "progress=false", "force=true", *overrides])
     metrics = pd.read_parquet(run_dir / "fit" / "fit_metrics.parquet")
-    metrics = metrics[metrics["method"] == method]
+    metrics = metrics[metrics["engine"] == method]
     interactions = pd.read_parquet(run_dir / "fit" / "interactions.parquet")
-    recall, false = recovery(interactions[interactions["method"] == method], read_planted_truth(run_dir))
+    recall, false = recovery(interactions[interactions["engine"] == method], read_planted_truth(run_dir))
     return figures | {
         "s_per_target": figures["wall_s"] * workers / targets,
         "r2": metrics["r2"].median(), "ceiling": metrics["noise_ceiling"].median(),
@@ -194,7 +195,7 @@ def tail(args, ms: list[int], out: Path) -> list[dict]:
             row = fit_run(run_dir, "proxyspex", args.workers, args.tail_targets,
                           tuple(f"fit.params.{item}" for item in params.split(",")))
             interactions = pd.read_parquet(run_dir / "fit" / "interactions.parquet")
-            pairs = interactions[(interactions["method"] == "proxyspex") & (interactions["order"] > 1)]
+            pairs = interactions[(interactions["engine"] == "proxyspex") & (interactions["order"] > 1)]
             false = [abs(v) for t, k, v in zip(pairs["target"], pairs["members"], pairs["mobius"])
                      if tuple(int(i) for i in k) not in truth[t]]
             rows.append({"n": args.tail_n, "m": m, "targets": args.tail_targets, "params": params,

@@ -26,7 +26,7 @@ import numpy as np
 from benchmarks.harness import cpu_name, pin_threads, save_results
 
 from datamodels.fit.exhaustive import recovery
-from datamodels.fit.stage import r2
+from datamodels.fit.faithfulness import r2
 from datamodels.interactions import (SPEX, LinearDatamodel, ProxySPEX, fourier_to_mobius, mobius_predict, spex_design,
                                      spex_plan)
 from datamodels.sweep.planted import bernoulli_sd, planted_game
@@ -104,7 +104,7 @@ def exhaustive_part(run, budgets, targets, degree) -> list[dict]:
                      budgets, targets=range(min(targets, sweep.meta["T"])))
     print(f"\n{run}: n = {n} players, targets {table['target'].nunique()}, {time.perf_counter() - start:.0f} s "
           f"(SPEX degree {degree}; 'subsets' = distinct subsets fitted on, medians over targets)")
-    summary = table.groupby(["budget", "method"])[["subsets", "r2", "r2_projection", "recall", "precision",
+    summary = table.groupby(["budget", "engine"])[["subsets", "r2", "r2_projection", "recall", "precision",
                                                    "recall_order2"]].median()
     print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
     return summary.reset_index().assign(run=str(run), n=n).to_dict("records")

@@ -48,13 +48,13 @@ def run_block(view: RunView) -> str:
 
 def faithfulness_block(view: RunView) -> str:
     metrics = view.fit_metrics
-    lines = ["| method | targets | R^2 q25 | R^2 median | R^2 q75 | Spearman (LDS) median |", "|---|---|---|---|---|---|"]
+    lines = ["| engine | targets | R^2 q25 | R^2 median | R^2 q75 | Spearman (LDS) median |", "|---|---|---|---|---|---|"]
     for method in ("linear", "proxyspex"):
-        rows = metrics[metrics["method"] == method]
+        rows = metrics[metrics["engine"] == method]
         q25, q50, q75 = rows["r2"].quantile([0.25, 0.5, 0.75])
         lines.append(f"| {METHOD_NAMES[method]} | {len(rows)} | {q25:.3f} | {q50:.3f} | {q75:.3f} | "
                      f"{rows['spearman'].median():.3f} |")
-    by_target = metrics.pivot(index="target", columns="method", values="r2").dropna()
+    by_target = metrics.pivot(index="target", columns="engine", values="r2").dropna()
     gain = by_target["proxyspex"] - by_target["linear"]
     verdict = "more" if gain.median() > 0 else "less"
     lines += ["", f"ProxySPEX is {verdict} faithful than the linear datamodel in held-out R^2: per target "
@@ -73,14 +73,14 @@ def _strongest(view: RunView, kind: str) -> str:
 
 
 def interactions_block(view: RunView) -> str:
-    pairs = view.terms(method="proxyspex", orders=[2])
-    triples = judge_triples(view, view.terms(method="proxyspex", orders=[3], members=False), "proxyspex")
+    pairs = view.terms(engine="proxyspex", orders=[2])
+    triples = judge_triples(view, view.terms(engine="proxyspex", orders=[3], members=False), "proxyspex")
     pair_kinds, triple_kinds = pairs["kind"].value_counts(), triples["kind"].value_counts()
     same_class = pd.Series([view.player_class(int(a)) == view.player_class(int(b)) for a, b in pairs["members"]],
                            index=pairs.index, dtype=bool)
     share = {kind: f"{same_class[pairs['kind'] == kind].mean():.0%}" if pair_kinds.get(kind, 0) else "none"
              for kind in ("redundancy", "synergy")}
-    targets = view.fit_metrics.query("method == 'proxyspex'")["target"].nunique()
+    targets = view.fit_metrics.query("engine == 'proxyspex'")["target"].nunique()
     return (f"ProxySPEX kept {len(pairs):,} pairs and {len(triples):,} triples over the {targets} targets (after "
             f"its tested refit). Pairs: {pair_kinds.get('redundancy', 0):,} **redundant**, "
             f"{pair_kinds.get('synergy', 0):,} **synergistic**; {share['redundancy']} of the redundant pairs join two "

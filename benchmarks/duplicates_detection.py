@@ -51,7 +51,7 @@ def pixel_scores(view: RunView) -> np.ndarray:
 
 def weight_scores(view: RunView) -> np.ndarray:
     """[n, n]: cosine similarity of the players' linear-datamodel weights over the targets."""
-    mains = view.terms(method="linear", orders=[1])
+    mains = view.terms(engine="linear", orders=[1])
     player = np.array([int(m[0]) for m in mains["members"]])
     weights = np.zeros((view.n, view.T))
     weights[player, mains["target"].to_numpy()] = mains["mobius"].to_numpy()

@@ -25,7 +25,7 @@ import numpy as np
 
 from benchmarks.harness import cpu_name, pin_threads, save_results
 
-from datamodels.fit.stage import r2
+from datamodels.fit.faithfulness import r2
 from datamodels.interactions import ProxySPEX, mobius_predict
 from datamodels.sweep.planted import planted_game, unanimity_game
 

@@ -29,7 +29,7 @@ from datamodels.views.analysis import RunView, residual_sd
 
 def predictions(run: Path, alpha: float) -> pd.DataFrame:
     view = RunView(run.absolute())
-    terms = view.terms(method="proxyspex")
+    terms = view.terms(engine="proxyspex")
     return fitted_pairs(terms, view.n, alpha, residual_sd(view, "proxyspex")).set_index(["target", "i", "j"])
 
 

@@ -28,7 +28,7 @@ from benchmarks.harness import cpu_name, machine, pin_threads, save_results
 
 
 def game_row(n: int, budget: int, seed: int, game_name: str = "soum", noise: float = 0.0) -> dict:
-    from datamodels.fit.stage import r2
+    from datamodels.fit.faithfulness import r2
     from datamodels.interactions import LinearDatamodel, ProxySPEX, mobius_predict
     from datamodels.sweep.planted import planted_game, unanimity_game
 

@@ -26,7 +26,7 @@ import torch
 from benchmarks.harness import cpu_name, pin_threads, save_results
 
 from datamodels.views.analysis import RunView, faithfulness_vs_models
-from datamodels.fit.stage import r2, spearman
+from datamodels.fit.faithfulness import r2, spearman
 from datamodels.interactions.engine import heldout_split
 from datamodels.fit.trak import TrakSettings, calibrate, predict, retrain, run_weights
 
@@ -68,7 +68,7 @@ def main() -> None:
         raw = predict(ready.masks, weights)
         slope, intercept = calibrate(raw[fitting], margins[fitting])
         pred = raw * slope + intercept
-        rows.append({"models": k, "method": "trak",
+        rows.append({"models": k, "engine": "trak",
                      "median_spearman": np.median([spearman(margins[held, t], raw[held, t])
                                                    for t in range(len(targets))]),
                      "median_spearman_calibrated": np.median([spearman(margins[held, t], pred[held, t])
@@ -78,7 +78,7 @@ def main() -> None:
     print(f"training one sweep model: {train_seconds:.2f} s (TRAK's K models are K sweep models)")
     print(pd.DataFrame(rows).to_string(index=False, float_format="%.3f"), flush=True)
     fits = faithfulness_vs_models(view, [min(b, len(fitting)) for b in budgets], targets=list(targets))
-    fits = fits.assign(seconds=fits["fit_seconds"] * len(targets))[["models", "method", "median_spearman",
+    fits = fits.assign(seconds=fits["fit_seconds"] * len(targets))[["models", "engine", "median_spearman",
                                                                      "median_r2", "seconds"]]
     table = pd.concat([pd.DataFrame(rows), fits], ignore_index=True)
     print("seconds: TRAK's gradients and solve for all targets; a fit's total over the targets")

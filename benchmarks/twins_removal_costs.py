@@ -35,7 +35,7 @@ FRACTIONS = (0.95, 0.9, 0.8, 0.7, 0.5)
 
 def completed_terms(view: RunView, surrogate, pairs: pd.DataFrame) -> pd.DataFrame:
     """The ProxySPEX fit's terms with the duplicate pairs' pooled terms added (module docstring)."""
-    terms = view.interactions[view.interactions["method"] == "proxyspex"].reset_index(drop=True)
+    terms = view.interactions[view.interactions["engine"] == "proxyspex"].reset_index(drop=True)
     key = [tuple(sorted(int(p) for p in m)) for m in terms["members"]]
     fitted = set(zip(key, terms["target"]))
     profiles = surrogate.main_effects.toarray()
@@ -56,7 +56,7 @@ def completed_terms(view: RunView, surrogate, pairs: pd.DataFrame) -> pd.DataFra
         if len(members) == 1:
             mobius[row] += raised.pop((members[0], t), 0.0)
     added += [{"target": t, "members": [p], "mobius": v} for (p, t), v in raised.items()]
-    return pd.concat([terms.assign(mobius=mobius), pd.DataFrame(added).assign(method="proxyspex")],
+    return pd.concat([terms.assign(mobius=mobius), pd.DataFrame(added).assign(engine="proxyspex")],
                      ignore_index=True)
 
 

@@ -27,6 +27,7 @@ import typing
 from collections.abc import Mapping
 
 from .errors import UserError
+from .renamed import current_keys
 
 _LISTS = (list, tuple)
 
@@ -83,7 +84,9 @@ def list_fields(cls) -> set[str]:
 
 def from_section(cls, config: Mapping, section: str):
     """``cls(**config)`` for the config section named ``section`` (``"fit"``), with its keys
-    checked and its list settings' scalars made lists (module doc)."""
+    checked and its list settings' scalars made lists (module doc); a key an earlier release
+    spelt otherwise is read under its name now (:mod:`datamodels.renamed`)."""
+    config = current_keys(section, config)
     init = {f.name for f in dataclasses.fields(cls) if f.init}
     for key in config:
         if key not in init:

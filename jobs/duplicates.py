@@ -1,6 +1,6 @@
 """Find a run's duplicates: pairs of players whose pair terms cancel their main effects.
 
-    python jobs/duplicates.py run_dir=runs/demo [duplicates.min_fraction=0.5] [duplicates.method=proxyspex]
+    python jobs/duplicates.py run_dir=runs/demo [duplicates.min_fraction=0.5] [duplicates.engine=proxyspex]
 
 Writes <run_dir>/duplicates/pairs.parquet (every candidate pair: the fraction of its members'
 main effect its pair term cancels over the targets, 1 for exact duplicates, with its standard

@@ -15,7 +15,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from datamodels.cli import job, launch
-from datamodels.fit.stage import FitSettings, run_fit, run_fit_part, summary
+from datamodels.fit.outputs import summary
+from datamodels.fit.stage import FitSettings, run_fit, run_fit_part
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -28,7 +29,7 @@ def main(cfg: DictConfig) -> None:
               + ("already written, skipped (force=true redoes it)" if part.up_to_date
                  else f"wrote {', '.join(map(str, part.written))}"))
     elif (result := run_fit(cfg.run_dir, settings, progress=cfg.progress, force=cfg.force, announce=print)).up_to_date:
-        print(f"fit={settings.method}: its inputs and settings are unchanged since the last fit, skipped "
+        print(f"fit={settings.engine}: its inputs and settings are unchanged since the last fit, skipped "
               f"(force=true redoes it)")
     else:
         from datamodels.fit.results import FitView  # the margins' sd: pairs ranked as the report ranks them

@@ -4,7 +4,7 @@
     python jobs/fit_merge.py fit.parts=4                                             # then this
 
 Writes <run_dir>/fit/interactions.parquet and fit_metrics.parquet from
-<run_dir>/fit/parts/<method>/; refuses missing parts and targets fitted twice.
+<run_dir>/fit/parts/<engine>/; refuses missing parts and targets fitted twice.
 """
 
 import hydra
@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from datamodels.cli import job, launch
 from datamodels.errors import UserError
-from datamodels.fit.stage import merge_fit_parts
+from datamodels.fit.outputs import merge_fit_parts
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -20,8 +20,8 @@ from datamodels.fit.stage import merge_fit_parts
 def main(cfg: DictConfig) -> None:
     if cfg.fit.parts is None:
         raise UserError("jobs/fit_merge.py needs fit.parts=P, the number of parts the fit was split into")
-    paths = merge_fit_parts(cfg.run_dir, cfg.fit.method, int(cfg.fit.parts), cfg.fit.alpha)
-    print(f"merged {cfg.fit.parts} parts of {cfg.fit.method} into {', '.join(map(str, paths))}")
+    paths = merge_fit_parts(cfg.run_dir, cfg.fit.engine, int(cfg.fit.parts), cfg.fit.alpha)
+    print(f"merged {cfg.fit.parts} parts of {cfg.fit.engine} into {', '.join(map(str, paths))}")
 
 
 if __name__ == "__main__":

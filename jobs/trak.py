@@ -1,4 +1,4 @@
-"""TRAK scores of every target as a linear surrogate over the players: a fit of method trak.
+"""TRAK scores of every target as a linear surrogate over the players: a fit of engine trak.
 
     python jobs/trak.py run_dir=runs/demo [trak.models=20 trak.proj_dim=512]
 
@@ -12,7 +12,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from datamodels.cli import job, launch
-from datamodels.fit.stage import summary
+from datamodels.fit.outputs import summary
 from datamodels.fit.trak import TrakSettings, run_trak
 
 

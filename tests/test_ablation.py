@@ -206,7 +206,7 @@ def test_pair_checks_agree_with_the_exhaustive_truth_and_resume(exhaustive_run):
     from datamodels.views.analysis import RunView
     from datamodels.store.shards import load_sweep
 
-    args = [*EXHAUSTIVE, f"run_dir={exhaustive_run}", "ablate.fit_method=linear", "ablate.controls=false",
+    args = [*EXHAUSTIVE, f"run_dir={exhaustive_run}", "ablate.fit_engine=linear", "ablate.controls=false",
             "ablate.pairs=[[0,0,1],[1,2,3],[2,0,4],[3,0,1]]", "ablate.backgrounds=8", "ablate.models_per_shard=32"]
     # one shard (a SLURM array task): trained, nothing measured yet
     first = run_job("ablate.py", *args, "ablate.shard=0").stdout
@@ -243,7 +243,7 @@ def test_removal_checks_measure_every_method_and_bad_input_is_one_line(exhaustiv
 
     from datamodels.views.analysis import RunView
 
-    args = [*EXHAUSTIVE, f"run_dir={exhaustive_run}", "ablate=removal", "ablate.fit_method=linear",
+    args = [*EXHAUSTIVE, f"run_dir={exhaustive_run}", "ablate=removal", "ablate.fit_engine=linear",
             "ablate.targets=[0,1]", "ablate.ks=[1,2]", "ablate.background=full", "ablate.backgrounds=3",
             "ablate.methods=[interactions,linear,random]"]
     out = run_job("ablate.py", *args).stdout
@@ -257,7 +257,7 @@ def test_removal_checks_measure_every_method_and_bad_input_is_one_line(exhaustiv
                          ("ablate.targets=[7]", "have no fit=linear"),
                          ("ablate.methods=[trak]", "'trak' is neither"),
                          ("ablate.budget=10", "cannot pay for two backgrounds"),
-                         ("ablate.fit_method=proxyspex", "no target has a proxyspex fit"),
+                         ("ablate.fit_engine=proxyspex", "no target has a proxyspex fit"),
                          ("ablate.background=half", "choose one of alpha, full")]:
         proc = run_job("ablate.py", *checked, bad, check=False)
         assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr, (bad, proc.stderr)

@@ -8,7 +8,7 @@ import torch
 from conftest import run_job
 from sklearn.linear_model import Lasso
 
-from datamodels.fit.stage import r2
+from datamodels.fit.faithfulness import r2
 from datamodels.interactions import LinearDatamodel, mobius_predict
 from datamodels.interactions.batched_lasso import fit_linear_batched
 from datamodels.packed import PackedMasks
@@ -76,11 +76,11 @@ def test_fit_job_runs_the_batched_path_beside_the_cpu_one(tmp_path):
     run_job("fit.py", f"run_dir={tmp_path}", "fit=linear_gpu", "fit.params.device=cpu", "fit.params.target_batch=3",
             "progress=false")
     run_job("fit.py", f"run_dir={tmp_path}", "fit=linear", "fit.workers=1", "progress=false")
-    metrics = pd.read_parquet(tmp_path / "fit" / "fit_metrics.parquet").set_index(["method", "target"])["r2"]
+    metrics = pd.read_parquet(tmp_path / "fit" / "fit_metrics.parquet").set_index(["engine", "target"])["r2"]
     assert len(metrics) == 8
     np.testing.assert_allclose(metrics["linear_gpu"], metrics["linear"], atol=0.03)
     inter = pd.read_parquet(tmp_path / "fit" / "interactions.parquet")
-    gpu = inter[inter["method"] == "linear_gpu"]
+    gpu = inter[inter["engine"] == "linear_gpu"]
     assert set(gpu["order"]) == {1} and set(gpu["target"]) == {0, 1, 2, 3}
     truth = read_planted_truth(tmp_path)
     strongest = gpu.loc[gpu["mobius"].abs().groupby(gpu["target"]).idxmax()]

@@ -102,7 +102,7 @@ def test_fit_options_fit_a_game(name):
     if fit["params"].get("device") == "cuda" and not torch.cuda.is_available():
         fit["params"]["device"] = "cpu"  # the refusal without a GPU: tests/test_batched_lasso.py
     settings = FitSettings(**fit)
-    assert settings.method == name
+    assert settings.engine == name
     rng = np.random.default_rng(0)
     if name == "spex":  # it reads its own design: the run's budget and degree, as the fit stage passes them
         settings.params |= SPEX.params_from_run({"design": "spex", "budget": 300, "sweep_seed": 0, "degree": 2}, {})
@@ -110,7 +110,7 @@ def test_fit_options_fit_a_game(name):
     else:
         masks = rng.random((400, 12)) < 0.5
     margins = 2.0 * masks[:, 3] + 0.3 * masks[:, 5] + 0.05 * rng.standard_normal(len(masks))
-    engine = settings.engine().fit(masks, margins)
+    engine = settings.new_engine().fit(masks, margins)
     assert max(engine.mobius_.items(), key=lambda kv: abs(kv[1]) if kv[0] else 0)[0] == (3,)
 
 
@@ -199,7 +199,7 @@ def test_settings_defaults_are_the_yamls():
                        for name in names if name not in section]
         pairs = {name: (getattr(from_yaml, name), getattr(default, name)) for name in names if name in section}
         if "params" in pairs and hasattr(default, "engine"):
-            ours, theirs = from_yaml.engine().get_params(), default.engine().get_params()
+            ours, theirs = from_yaml.new_engine().get_params(), default.new_engine().get_params()
             pairs.pop("params")
             pairs |= {f"params.{key}": (ours.get(key), theirs.get(key)) for key in ours.keys() | theirs.keys()}
         mismatched += [f"{cls.section}.{name}: {ours!r} in conf/, {theirs!r} in {cls.__name__}"
@@ -214,3 +214,31 @@ def _plain(value):
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     return value
+
+
+def test_settings_renamed_fit_engine_still_read_under_their_old_names_for_one_release():
+    from datamodels.ablation.planning import AblateSettings
+    from datamodels.errors import UserError
+    from datamodels.fit.stage import FitSettings
+    from datamodels.pruning.duplicates import DuplicatesSettings
+    from datamodels.pruning.stage import PruneSettings
+    from datamodels.renamed import current_overrides
+
+    with pytest.warns(FutureWarning, match="fit.method is renamed fit.engine"):
+        fit = FitSettings.from_config({"method": "linear", "workers": 1})
+    assert fit.engine == "linear"
+    with pytest.warns(FutureWarning, match="prune.fit_method is renamed prune.fit_engine"):
+        assert PruneSettings.from_config({"fit_method": "linear"}).fit_engine == "linear"
+    with pytest.warns(FutureWarning, match="ablate.fit_method is renamed ablate.fit_engine"):
+        assert AblateSettings.from_config({"fit_method": "linear"}).fit_engine == "linear"
+    with pytest.warns(FutureWarning, match="duplicates.method is renamed duplicates.engine"):
+        assert DuplicatesSettings.from_config({"method": "linear"}).engine == "linear"
+    with pytest.raises(UserError, match="fit.method and fit.engine both given"):
+        FitSettings.from_config({"method": "linear", "engine": "spex"})
+    # the records that decide whether a stage is up to date keep the old key: nothing recorded goes stale
+    assert fit.recorded()["method"] == "linear" and "engine" not in fit.recorded()
+    assert PruneSettings().keep_set_settings()["fit_method"] == "proxyspex"
+    with pytest.warns(FutureWarning):
+        assert current_overrides(["fit.method=linear", "+prune.fit_method=x", "fit.workers=2", "-m",
+                                  "ablate.fit_method=linear,proxyspex"]) == [
+            "fit.engine=linear", "+prune.fit_engine=x", "fit.workers=2", "-m", "ablate.fit_engine=linear,proxyspex"]

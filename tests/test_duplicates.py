@@ -192,7 +192,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
     proc = run_job("duplicates.py", f"run_dir={run}", check=False)
     assert proc.returncode == 1 and "has no proxyspex fit" in proc.stderr
     with pytest.raises(DuplicatesError, match="the linear fit of .* has no pair terms"):
-        run_duplicates(run, DuplicatesSettings(method="linear"))
+        run_duplicates(run, DuplicatesSettings(engine="linear"))
     proc = run_job("duplicates.py", f"run_dir={run}", "duplicates.min_fraction=2", check=False)
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "min_fraction=2" in proc.stderr
     assert not out.exists() and not out.parent.exists()

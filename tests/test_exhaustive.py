@@ -57,12 +57,12 @@ def test_recovery_scores_fits_against_the_projection():
     game, masks, margins, mask_id, repeat = star_sweep()
     table = recovery(masks, margins, mask_id, repeat, {"proxyspex": ProxySPEX(), "linear": LinearDatamodel()},
                      budgets=[96, 160])
-    assert list(table.columns) == ["target", "method", "budget", "subsets", "r2", "r2_projection", "share", "pairs_real",
+    assert list(table.columns) == ["target", "engine", "budget", "subsets", "r2", "r2_projection", "share", "pairs_real",
                                    "recall", "precision", "pair_error", "kinds_agree", "pairs_real_order2",
                                    "recall_order2"]
     assert len(table) == 4 and (table["pairs_real"] >= 7).all()
-    proxy = table[table["method"] == "proxyspex"].set_index("budget")
-    linear = table[table["method"] == "linear"].set_index("budget")
+    proxy = table[table["engine"] == "proxyspex"].set_index("budget")
+    linear = table[table["engine"] == "linear"].set_index("budget")
     assert (proxy["recall"] >= 0.85).all() and (proxy["precision"] >= 0.85).all()
     assert (proxy["kinds_agree"] == 1.0).all()  # the star's pairs are redundant: opposite to the mains
     assert (linear["recall"] == 0).all() and (proxy["r2"] > linear["r2"] + 0.1).all()

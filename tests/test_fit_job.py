@@ -7,7 +7,8 @@ import pytest
 from conftest import run_job
 
 from datamodels.store import shards as store
-from datamodels.fit.stage import FitSettings, fit_and_evaluate, noise_ceiling, r2, run_fit, select_targets, spearman
+from datamodels.fit.faithfulness import noise_ceiling, r2, spearman
+from datamodels.fit.stage import fit_and_evaluate, FitSettings, run_fit, select_targets
 from datamodels.interactions import heldout_split, mobius_predict
 from datamodels.sweep.planted import planted_game, write_planted_sweep
 from datamodels.run.folder import RunFolder, shard_path
@@ -55,31 +56,31 @@ def test_job_writes_both_methods_side_by_side(tmp_path):
     run_job("fit.py", f"run_dir={tmp_path}", "fit=linear", "fit.workers=1", "progress=false")
     metrics = pd.read_parquet(tmp_path / "fit" / "fit_metrics.parquet")
     inter = pd.read_parquet(path)
-    assert list(inter.columns) == ["target", "members", "order", "mobius", "kind", "method", "tested", "shrunk"]
+    assert list(inter.columns) == ["target", "members", "order", "mobius", "kind", "engine", "tested", "shrunk"]
     assert inter["shrunk"].equals(inter["mobius"])
-    assert inter.loc[inter["order"] > 1, "tested"].groupby(inter["method"]).all().to_dict() == {"proxyspex": True}
-    assert not inter.loc[(inter["order"] == 1) | (inter["method"] == "linear"), "tested"].any()
+    assert inter.loc[inter["order"] > 1, "tested"].groupby(inter["engine"]).all().to_dict() == {"proxyspex": True}
+    assert not inter.loc[(inter["order"] == 1) | (inter["engine"] == "linear"), "tested"].any()
     pq.write_table(before, path)
     run_job("fit.py", f"run_dir={tmp_path}", "fit=linear", "fit.workers=1", "progress=false", "force=true")
     inter = pd.read_parquet(path)
-    assert inter.loc[inter["order"] > 1, "tested"].groupby(inter["method"]).all().to_dict() == {"proxyspex": True}
-    assert not inter.loc[(inter["order"] == 1) | (inter["method"] == "linear"), "tested"].any()
-    assert sorted(metrics.columns) == sorted(["target", "method", "r2", "spearman", "noise_ceiling",
+    assert inter.loc[inter["order"] > 1, "tested"].groupby(inter["engine"]).all().to_dict() == {"proxyspex": True}
+    assert not inter.loc[(inter["order"] == 1) | (inter["engine"] == "linear"), "tested"].any()
+    assert sorted(metrics.columns) == sorted(["target", "engine", "r2", "spearman", "noise_ceiling",
                                               "r2_fraction_of_ceiling", "models_used", "seconds", "working_set",
                                               "kkt_added", "penalty_at_floor", "tested_zeroed"])
     # n = 24: nothing screened
     assert (metrics["working_set"] == N).all() and (metrics["kkt_added"] == 0).all()
     assert not metrics["penalty_at_floor"].any()
-    assert set(zip(metrics["method"], metrics["target"])) == {(m, t) for m in ("linear", "proxyspex")
+    assert set(zip(metrics["engine"], metrics["target"])) == {(m, t) for m in ("linear", "proxyspex")
                                                               for t in range(3)}
-    by = metrics.set_index(["method", "target"])
+    by = metrics.set_index(["engine", "target"])
     for t in range(3):
         # Noise sd is half the signal's: the ceiling is about 0.8, and ProxySPEX gets near it.
         assert by.loc[("proxyspex", t), "noise_ceiling"] == pytest.approx(0.8, abs=0.08)
         assert by.loc[("proxyspex", t), "r2"] >= by.loc[("linear", t), "r2"]
         assert by.loc[("proxyspex", t), "r2_fraction_of_ceiling"] > 0.85
     assert (metrics["models_used"] < MASKS * REPEATS).all() and (metrics["seconds"] > 0).all()
-    proxy = inter[(inter["method"] == "proxyspex") & (inter["order"] == 2)]
+    proxy = inter[(inter["engine"] == "proxyspex") & (inter["order"] == 2)]
     for t, game in enumerate(GAMES):
         rows = proxy[proxy["target"] == t]
         found = dict(zip(rows["members"].map(tuple), rows["kind"]))
@@ -110,7 +111,8 @@ def test_a_subset_of_targets_replaces_only_its_rows(tmp_path):
 def test_bad_runs_fail_clearly_and_write_nothing(tmp_path):
     write_sweep(tmp_path, constant_target=1)
     proc = run_job("fit.py", f"run_dir={tmp_path}", "fit.method=lasso", check=False)
-    assert proc.returncode != 0 and "unknown fit method 'lasso'" in proc.stderr
+    assert proc.returncode != 0 and "unknown fit engine 'lasso'" in proc.stderr
+    assert "fit.method is renamed fit.engine" in proc.stderr  # the old key still works, one release
     with pytest.raises(ValueError, match="target 1: ProxySPEX.fit: y is constant"):
         run_fit(tmp_path, FitSettings("proxyspex", workers=1), progress=False)
     assert not (tmp_path / "fit").exists()

@@ -311,7 +311,7 @@ def test_the_documented_prune_runs_on_an_import_without_images(tmp_path):
     run_dir = tmp_path / "run"
     run_job("import_sweep.py", *job_args(run_dir, paths, "source.targets=0:2", f"source.labels={paths['labels']}"))
     for method in ("proxyspex", "linear"):
-        run_fit(run_dir, FitSettings(method=method, params={"cv": 2} if method == "linear" else {}, workers=1), progress=False)
+        run_fit(run_dir, FitSettings(engine=method, params={"cv": 2} if method == "linear" else {}, workers=1), progress=False)
     out = run_job("prune.py", f"run_dir={run_dir}", "prune.fractions=[0.5]", "progress=false").stdout.splitlines()
     assert out[0] == f"prune: left out el2n, ccs ({run_dir} has no dataset linked: they train on its images); " \
                      f"prune.methods=[...] chooses the methods"

@@ -7,7 +7,7 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from datamodels.fit.stage import r2
+from datamodels.fit.faithfulness import r2
 from datamodels.sweep.planted import planted_game, unanimity_game
 from datamodels.interactions import (
     LinearDatamodel,
@@ -258,7 +258,7 @@ def test_bad_input_errors(estimator):
 
 
 def test_unknown_method_and_errors_name_the_target():
-    with pytest.raises(ValueError, match="unknown fit method 'lasso'; choose one of linear, linear_gpu, proxyspex, spex"):
+    with pytest.raises(ValueError, match="unknown fit engine 'lasso'; choose one of linear, linear_gpu, proxyspex, spex"):
         make_engine("lasso")
     X = np.random.default_rng(0).random((40, 5)) < 0.5
     Y = np.ones((40, 3))
@@ -372,7 +372,7 @@ def test_step_up_is_benjamini_hochberg(family, discoveries):
     terms not given count as p = 1, the earlier discoveries as p = 0."""
     from scipy.stats import false_discovery_control
 
-    from datamodels.interactions.selection import step_up
+    from datamodels.interactions.term_tests import step_up
 
     rng = np.random.default_rng(family + discoveries)
     p = np.concatenate([rng.uniform(0, 0.004, 3), rng.uniform(0, 1, 3)])

@@ -18,7 +18,8 @@ from conftest import ROOT
 from datamodels.views.analysis import (AnalysisError, RunView, class_pair_patterns, plot_interactions, plot_player,
                                  plot_target, pruning_conclusion, pruning_paired, residual_sd, strongest_pair,
                                  strongest_targets, strongest_terms, term_counts, term_strength, top_effects)
-from datamodels.fit.stage import FitSettings, run_fit, summary
+from datamodels.fit.outputs import summary
+from datamodels.fit.stage import FitSettings, run_fit
 from datamodels.sweep.planted import read_planted_truth, write_planted_sweep
 from datamodels.pruning import CurateSettings, PruneSettings, PruningError, run_curate, run_prune
 from datamodels.views.report import run_report, write_report
@@ -38,9 +39,9 @@ def planted_run(tmp_path_factory):
     write_planted_sweep(run_dir, N, T, MASKS, models_per_shard=MASKS, seed=3, progress=False, classes=CLASSES,
                         **GAME)
     # the linear datamodel's cheapest honest settings: a small working set, 2 folds
-    run_fit(run_dir, FitSettings(method="linear", params={"cv": 2, "screen_k": 40}, stop=LINEAR_FIT, workers=1),
+    run_fit(run_dir, FitSettings(engine="linear", params={"cv": 2, "screen_k": 40}, stop=LINEAR_FIT, workers=1),
             progress=False)
-    run_fit(run_dir, FitSettings(method="proxyspex", params={"screen_k": 40}, stop=SPEX_FIT, workers=1),
+    run_fit(run_dir, FitSettings(engine="proxyspex", params={"screen_k": 40}, stop=SPEX_FIT, workers=1),
             progress=False)
     return run_dir
 
@@ -53,7 +54,7 @@ def test_report_is_bounded_and_names_players_by_index_and_class(planted_run):
     # every fitted target's faithfulness beside the page, not in it
     faithfulness = pd.read_csv(report / "faithfulness.csv")
     assert len(faithfulness) == LINEAR_FIT + SPEX_FIT
-    assert set(faithfulness["method"]) == {"linear", "proxyspex"} and faithfulness["r2"].notna().all()
+    assert set(faithfulness["engine"]) == {"linear", "proxyspex"} and faithfulness["r2"].notna().all()
     assert 'href="faithfulness.csv"' in html
     # bounded: 1 faithfulness histogram + at most 2 figures for 2 targets of each of 3 kinds
     figures = re.findall(r'src="(figure-\d+\.png)"', html)
@@ -77,25 +78,25 @@ def test_report_is_bounded_and_names_players_by_index_and_class(planted_run):
     # class pairs counted with the players' classes (no target classes without a dataset)
     patterns = class_pair_patterns(view, "synergy")
     assert "target_class" not in patterns and patterns["pairs"].sum() == (
-        (view.interactions["method"] == "proxyspex") & (view.interactions["order"] == 2)
+        (view.interactions["engine"] == "proxyspex") & (view.interactions["order"] == 2)
         & (view.interactions["kind"] == "synergy")).sum()
     assert "Pruning" in html and "No keep-sets yet" in html  # the report works without pruning results
 
 
 def test_targets_are_ranked_by_their_strongest_term_over_the_residual_sd(planted_run):
     view = RunView.open(planted_run)
-    metrics = view.fit_metrics[view.fit_metrics["method"] == "proxyspex"].set_index("target")
+    metrics = view.fit_metrics[view.fit_metrics["engine"] == "proxyspex"].set_index("target")
     tau = {t: np.sqrt(np.clip(1 - metrics.loc[t, "r2"], 0.05, 1)) * view.margins(t).std() for t in metrics.index}
     pd.testing.assert_series_equal(residual_sd(view, "proxyspex").sort_index(), pd.Series(tau).sort_index(),
                                    check_names=False, check_index_type=False, rtol=1e-6)
-    rows = view.interactions[(view.interactions["method"] == "proxyspex") & (view.interactions["kind"] == "synergy")]
+    rows = view.interactions[(view.interactions["engine"] == "proxyspex") & (view.interactions["kind"] == "synergy")]
     best = {t: (group["mobius"].abs() / tau[t]).max() for t, group in rows.groupby("target")}
     assert strongest_targets(view, "synergy", 3) == sorted(best, key=best.get, reverse=True)[:3]
     strength = term_strength(view, "proxyspex", orders=(2, 3))
     top = strongest_terms(view, 5)
     np.testing.assert_allclose(top["strength"], np.sort(strength["strength"])[::-1][:5])
-    counted = term_counts(view).set_index(["method", "order", "kind"])["terms"]
-    expected = view.interactions.groupby(["method", "order", "kind"]).size()
+    counted = term_counts(view).set_index(["engine", "order", "kind"])["terms"]
+    expected = view.interactions.groupby(["engine", "order", "kind"]).size()
     assert counted.to_dict() == expected.to_dict()
     one_each = strongest_terms(view, 4, per_target=1)  # the report's table: a few targets do not fill it
     best_per_target = strength.groupby("target")["strength"].max().nlargest(4)
@@ -139,7 +140,7 @@ def test_prune_and_curate_on_a_run_without_images(planted_run, tmp_path):
 def test_a_run_without_classes_names_players_by_index(tmp_path):
     write_planted_sweep(tmp_path, 40, 3, 200, seed=1, progress=False, n_mains=5, n_synergy=1, n_redundancy=0,
                         n_triples=0)
-    run_fit(tmp_path, FitSettings(method="proxyspex", params={}, workers=1), progress=False)
+    run_fit(tmp_path, FitSettings(engine="proxyspex", params={}, workers=1), progress=False)
     view = RunView.open(tmp_path)
     assert view.player_labels is None and view.player_name(7) == "player 7"
     html = run_report(tmp_path).written[0].read_text()
@@ -228,8 +229,8 @@ def test_report_explains_its_tables_resolves_its_links_and_concludes(planted_run
     pair, target = tuple(int(p) for p in top["members"]), int(top["target"])
     assert pair in truth[target]
     assert f"players [{pair[0]}, {pair[1]}] on {view.target_name(target)}" in found["Targets with the strongest synergy"]
-    metrics = view.fit_metrics[view.fit_metrics["method"] == "proxyspex"]
-    fitted = view.interactions[view.interactions["method"] == "proxyspex"]
+    metrics = view.fit_metrics[view.fit_metrics["engine"] == "proxyspex"]
+    fitted = view.interactions[view.interactions["engine"] == "proxyspex"]
     console = summary(fitted, metrics, view.margin_sd)
     assert f"strongest synergy: players {list(pair)} on target {target} " in console
     red = strongest_pair(view, "redundancy", "proxyspex")
@@ -282,7 +283,7 @@ def test_no_triple_shown_as_synergy_has_a_redundant_pair(tmp_path):
     views call only the first synergy, the duplicates' triple redundancy."""
     write_planted_sweep(tmp_path, 30, 2, 600, seed=2, progress=False, n_mains=3, n_synergy=0, n_redundancy=0,
                         n_triples=1, duplicates=[[0, 1, 2]], noise=0.1)
-    run_fit(tmp_path, FitSettings(method="proxyspex", params={}, workers=1), progress=False)
+    run_fit(tmp_path, FitSettings(engine="proxyspex", params={}, workers=1), progress=False)
     view = RunView.open(tmp_path)
     strength = term_strength(view, "proxyspex")
     triples = strength[strength["order"] == 3]
@@ -297,7 +298,7 @@ def test_no_triple_shown_as_synergy_has_a_redundant_pair(tmp_path):
         elif triple == planted[target]:
             assert triples.loc[row, "kind"] == "synergy"
     assert any(t == (0, 1, 2) for t in members.values()) and any(t in planted.values() for t in members.values())
-    pairs = view.interactions[(view.interactions["method"] == "proxyspex") & (view.interactions["order"] == 2)]
+    pairs = view.interactions[(view.interactions["engine"] == "proxyspex") & (view.interactions["order"] == 2)]
     redundant = {(int(t), tuple(int(p) for p in m)) for t, m, k in zip(pairs["target"], pairs["members"], pairs["kind"])
                  if k == "redundancy"}
     for target in view.fit_metrics["target"]:  # what the synergy figures and the terms table show

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import Lasso
 
-from datamodels.fit.stage import r2
+from datamodels.fit.faithfulness import r2
 from datamodels.interactions import LinearDatamodel, screening, ProxySPEX, mobius_predict, null_gradients, screen
 from datamodels.packed import PackedMasks
 from datamodels.sweep.planted import planted_game

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from conftest import ROOT, TINY, compose_config, run_job, wait_for
-from datamodels.fit.stage import FitSettings, merge_fit_parts, run_fit, run_fit_part
+from datamodels.fit.outputs import merge_fit_parts
+from datamodels.fit.stage import FitSettings, run_fit, run_fit_part
 from datamodels.run.folder import partial_dir
 from datamodels.store.shards import StoreError, collect, load_sweep, partial_models, shard_files
 from datamodels.sweep.stage import SweepRun
@@ -268,7 +269,7 @@ def test_a_retraining_check_trains_as_a_slurm_array_then_measures(slurm_cluster,
     run_dir = tmp_path / "run"
     run_job("sweep.py", *EXHAUSTIVE, f"run_dir={run_dir}")
     run_job("fit.py", "fit=linear", "fit.workers=1", *EXHAUSTIVE, f"run_dir={run_dir}")
-    check = [f"run_dir={run_dir}", "ablate.fit_method=linear", "ablate.pairs=[[0,0,1],[1,2,3]]",
+    check = [f"run_dir={run_dir}", "ablate.fit_engine=linear", "ablate.pairs=[[0,0,1],[1,2,3]]",
              "ablate.controls=false", "ablate.backgrounds=3", "ablate.models_per_shard=8", "progress=false"]
     slurm_run(slurm_cluster, [sys.executable, "jobs/ablate.py", "-m", "ablate.shard=range(0,3)",
                               "hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from datamodels.fit.exhaustive import recovery, subset_masks
-from datamodels.fit.stage import FitSettings, fit_and_evaluate, run_fit
+from datamodels.fit.stage import fit_and_evaluate, FitSettings, run_fit
 from datamodels.interactions import (SPEX, ProxySPEX, from_interaction_values, mobius_predict, shapley_values,
                                      spex_design, spex_plan, to_interaction_values)
 from datamodels.sweep.masks import MaskDesign, MaskError

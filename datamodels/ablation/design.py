@@ -84,7 +84,7 @@ def choose_pairs(pairs: pd.DataFrame, count: int | None, selection: str, strata:
         raise AblationError(f"ablate.selection={selection!r}; choose one of {', '.join(SELECTIONS)}")
     if pairs.empty:
         raise AblationError("the fit reports no pair: there is nothing to check (fit with more models, or "
-                            "check another fit with ablate.fit_method=)")
+                            "check another fit with ablate.fit_engine=)")
     if count is None or count >= len(pairs):
         chosen = pairs.assign(stratum=0, stratum_size=len(pairs))
     elif selection == "top":
@@ -142,10 +142,10 @@ def pairs_design(checks: pd.DataFrame, n: int, alpha: float, count: int, seed: i
 
 
 def removal_sets(polynomials: dict[str, dict[int, TargetPolynomial]], targets: list[int], methods: list[str],
-                 ks: list[int], level: float, fit_method: str, classes: np.ndarray | None,
+                 ks: list[int], level: float, fit_engine: str, classes: np.ndarray | None,
                  target_classes: np.ndarray | None, seed: int) -> pd.DataFrame:
     """One removal set per target, method and ``k``: ``interactions`` the adaptive greedy on the
-    ``fit_method`` polynomial at ``level`` (the background's kept fraction; 1 from the whole set),
+    ``fit_engine`` polynomial at ``level`` (the background's kept fraction; 1 from the whole set),
     ``random`` ``k`` players of the target's class (of any class when classes are unknown), any
     other method (``linear``, ``trak``, ...) the ``k`` players of its fit with the largest main
     effects. Each set carries every fitted method's predicted drop (``predicted_<method>``)."""
@@ -155,7 +155,7 @@ def removal_sets(polynomials: dict[str, dict[int, TargetPolynomial]], targets: l
         for method in methods:
             for k in ks:
                 if method == "interactions":
-                    members = polynomials[fit_method][target].greedy_removal(k, level)
+                    members = polynomials[fit_engine][target].greedy_removal(k, level)
                 elif method == "random":
                     pool = np.arange(n) if classes is None or target_classes is None else \
                         np.flatnonzero(classes == target_classes[target])

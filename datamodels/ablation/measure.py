@@ -224,10 +224,10 @@ def removal_agreement(measured: pd.DataFrame, predicted: str) -> float:
     return float(stats.spearmanr(measured.loc[ok, predicted], measured.loc[ok, "drop"]).statistic)
 
 
-def removal_summary(checks: pd.DataFrame, fit_method: str) -> pd.DataFrame:
+def removal_summary(checks: pd.DataFrame, fit_engine: str) -> pd.DataFrame:
     """Per method and ``k``: the mean drop over targets (95% t-interval), the mean flip rate, the
     mean predicted drop, and the Spearman correlation of predicted and measured drops over all sets."""
-    predicted = f"predicted_{fit_method}"
+    predicted = f"predicted_{fit_engine}"
     rows = []
     for (method, k), group in checks.groupby(["method", "k"]):
         mean, _, lo, hi, _ = t_summary(group["drop"].to_numpy())

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..fit.outputs import untested_interactions
 from ..fit.results import FitView, residual_sd
-from ..fit.stage import with_current_columns
 from ..settings import Settings, is_integer
 from .design import (AblationError, Design, choose_pairs, control_pairs, fitted_pairs, pairs_design, removal_design,
                      removal_sets)
@@ -33,7 +33,7 @@ class AblateSettings(Settings):
     error = AblationError
     design: str = "pairs"
     name: str | None = None
-    fit_method: str = "proxyspex"
+    fit_engine: str = "proxyspex"
     pairs: int | list | None = 20
     selection: str = "top"
     strata: int = 4
@@ -92,7 +92,7 @@ class Plan:
     def describe(self, seconds_per_model: float | None) -> str:
         s = self.settings
         if self.design is None:
-            return (f"ablate=heldout: {len(self.checks)} pairs of fit={s.fit_method}, measured on the fit's held-out "
+            return (f"ablate=heldout: {len(self.checks)} pairs of fit={s.fit_engine}, measured on the fit's held-out "
                     f"models (no training)")
         checks = self.checks
         if s.design == "pairs":
@@ -127,33 +127,33 @@ def _run_alpha(view: FitView, settings: AblateSettings) -> float:
     return float(alpha)
 
 
-def polynomials(view: FitView, method: str, targets, coefficients: str = "mobius") -> dict[int, TargetPolynomial]:
-    """Every target's fitted polynomial of ``method`` (error when the run has no such fit), of the
+def polynomials(view: FitView, engine: str, targets, coefficients: str = "mobius") -> dict[int, TargetPolynomial]:
+    """Every target's fitted polynomial of ``engine`` (error when the run has no such fit), of the
     table's ``coefficients``: ``mobius`` (the sizes the fit reports: what a pair check tests) or
     ``shrunk`` (the L1 refit's: what a greedy choice optimises, as pruning does)."""
-    if method not in view.methods():
-        raise AblationError(f"{view.folder.fit_metrics()} holds no fit={method} (fitted: {', '.join(view.methods())}): "
-                            f"run jobs/fit.py fit={method} first, or choose ablate.fit_method / ablate.methods")
-    terms = with_current_columns(view.terms(method=method))
+    if engine not in view.engines():
+        raise AblationError(f"{view.folder.fit_metrics()} holds no fit={engine} (fitted: {', '.join(view.engines())}): "
+                            f"run jobs/fit.py fit={engine} first, or choose ablate.fit_engine / ablate.methods")
+    terms = view.terms(engine=engine)
     own = {int(t): g for t, g in terms.groupby("target")}
     empty = terms.iloc[:0]
     return {int(t): TargetPolynomial(view.n, own.get(int(t), empty)["members"].to_list(),
                                      own.get(int(t), empty)[coefficients].to_numpy()) for t in targets}
 
 
-def _interaction_terms(view: FitView, method: str, members: bool = True) -> pd.DataFrame:
+def _interaction_terms(view: FitView, engine: str, members: bool = True) -> pd.DataFrame:
     """The fit's terms of order two and more (pairs, triples, ...), with ``claimed``: whether the fit
-    states it (:meth:`FitView.terms` with ``claims=True``); ProxySPEX's untested ones are not stated
+    states it (not one of :func:`~datamodels.fit.outputs.untested_interactions`); ProxySPEX's untested ones are not stated
     but still predict, so a stated pair's prediction counts the untested triples through it."""
-    terms = view.terms(method=method, members=members)
-    terms = terms.assign(claimed=terms.index.isin(view.terms(method=method, members=False, claims=True).index))
+    terms = view.terms(engine=engine, members=members)
+    terms = terms.assign(claimed=~untested_interactions(view.interactions_arrow)[terms.index.to_numpy()])
     return terms[terms["order"] >= 2]
 
 
 def _pair_checks(view: FitView, settings: AblateSettings, alpha: float) -> pd.DataFrame:
-    tau = residual_sd(view, settings.fit_method)
-    polys = polynomials(view, settings.fit_method, tau.index)
-    found = fitted_pairs(_interaction_terms(view, settings.fit_method), view.n, alpha, tau)
+    tau = residual_sd(view, settings.fit_engine)
+    polys = polynomials(view, settings.fit_engine, tau.index)
+    found = fitted_pairs(_interaction_terms(view, settings.fit_engine), view.n, alpha, tau)
     if isinstance(settings.pairs, (list, tuple)):
         chosen = _named_pairs(view, settings.pairs, found, polys, tau, alpha)
     elif settings.selection == "twins":
@@ -210,16 +210,16 @@ def _removal_targets(view: FitView, settings: AblateSettings, alpha: float) -> l
     """``ablate.targets``: a list; ``twins``: the targets of the known twin pairs (:func:`_twin_pairs`);
     or a count: the targets of most interaction mass (the sum of their fitted pairs' and triples'
     absolute Möbius coefficients over the residual sd) and as many drawn at random from the rest."""
-    tau = residual_sd(view, settings.fit_method)
+    tau = residual_sd(view, settings.fit_engine)
     fitted = sorted(int(t) for t in tau.index)
     if settings.targets == "twins":
-        polys = polynomials(view, settings.fit_method, fitted)
-        found = fitted_pairs(_interaction_terms(view, settings.fit_method), view.n, alpha, tau)
+        polys = polynomials(view, settings.fit_engine, fitted)
+        found = fitted_pairs(_interaction_terms(view, settings.fit_engine), view.n, alpha, tau)
         return sorted({t for t, _, _ in _twin_pairs(view, found, polys)})
     if isinstance(settings.targets, (list, tuple)):
         chosen = [int(t) for t in settings.targets]
         if missing := [t for t in chosen if t not in set(fitted)]:
-            raise AblationError(f"ablate.targets: {missing[:5]} have no fit={settings.fit_method} (the run has targets "
+            raise AblationError(f"ablate.targets: {missing[:5]} have no fit={settings.fit_engine} (the run has targets "
                                 f"0..{view.T - 1}; fitted: {len(fitted)})")
         return chosen
     if isinstance(settings.targets, str) or isinstance(settings.targets, bool):
@@ -227,7 +227,7 @@ def _removal_targets(view: FitView, settings: AblateSettings, alpha: float) -> l
     count = int(settings.targets)
     if count < 1:
         raise AblationError(f"ablate.targets={count} must be at least 1")
-    terms = _interaction_terms(view, settings.fit_method, members=False)
+    terms = _interaction_terms(view, settings.fit_engine, members=False)
     terms = terms[terms["claimed"]]
     mass = (terms["mobius"].abs() / tau.reindex(terms["target"]).to_numpy()).groupby(terms["target"].to_numpy()).sum()
     mass = mass.reindex(fitted, fill_value=0.0).sort_values(ascending=False, kind="stable")
@@ -241,17 +241,17 @@ def _removal_checks(view: FitView, settings: AblateSettings, alpha: float, level
     if max(settings.ks) > view.n:
         raise AblationError(f"ablate.ks={settings.ks}: k={max(settings.ks)} is larger than the run's {view.n} players")
     targets = _removal_targets(view, settings, alpha)
-    needed = {settings.fit_method} | {m for m in settings.methods if m not in ("interactions", "random")}
-    unknown = [m for m in settings.methods if m not in ("interactions", "random") and m not in view.methods()]
+    needed = {settings.fit_engine} | {m for m in settings.methods if m not in ("interactions", "random")}
+    unknown = [m for m in settings.methods if m not in ("interactions", "random") and m not in view.engines()]
     if unknown:
-        raise AblationError(f"ablate.methods: {unknown[0]!r} is neither interactions, random nor a fitted method of "
-                            f"this run (fitted: {', '.join(view.methods())})")
+        raise AblationError(f"ablate.methods: {unknown[0]!r} is neither interactions, random nor a fitted engine of "
+                            f"this run (fitted: {', '.join(view.engines())})")
     # The removal sets are chosen by a greedy, which the relaxed sizes would lure (the optimiser's
     # curse, datamodels.pruning.surrogate): the L1 refit's coefficients choose and predict them.
-    polys = {m: polynomials(view, m, targets, "shrunk") for m in sorted(needed | ({"linear"} & set(view.methods())))}
+    polys = {m: polynomials(view, m, targets, "shrunk") for m in sorted(needed | ({"linear"} & set(view.engines())))}
     classes = view.player_labels
     target_classes = view.sweep_run.data.labels("target") if view.sweep_run is not None else None
-    return removal_sets(polys, targets, list(settings.methods), list(settings.ks), level, settings.fit_method,
+    return removal_sets(polys, targets, list(settings.methods), list(settings.ks), level, settings.fit_engine,
                         classes, target_classes, settings.seed)
 
 

@@ -23,14 +23,14 @@ import pandas as pd
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from ..fit.stage import STAGE as FIT_STAGE
+from ..fit.outputs import read_fit_table
 from ..interactions import make_engine
 from ..processes import check_main_guard, leave_with_parent
 from ..run.folder import RunFolder
 from ..run.stage_result import StageResult
 from ..store.fit_ready import open_fit_ready
 from ..store.shards import collect_run, load_sweep
-from ..tables import read_frame, write_atomic, write_frame
+from ..tables import write_atomic, write_frame
 from .design import AblationError, exact_pairs
 from .figures import ablation_png
 from .measure import heldout_pairs, measure_pairs, measure_removals, pair_summary, removal_comparison, removal_summary
@@ -129,11 +129,11 @@ def seconds_per_model(run_dir) -> float | None:
 def _heldout(run_dir, plan: Plan) -> pd.DataFrame:
     """The plan's pairs on the fit's held-out models (the fit's own split, recorded in its tables)."""
     folder = RunFolder(run_dir)
-    method = plan.settings.fit_method
-    fit_meta = read_frame(folder.fit_metrics(), FIT_STAGE)[1]["methods"].get(method, {})
+    engine = plan.settings.fit_engine
+    fit_meta = read_fit_table(folder.fit_metrics())[1]["engines"].get(engine, {})
     ready = open_fit_ready(run_dir, progress=False)
-    held = make_engine(method).heldout_models(ready.masks, ready.mask_id, fit_meta.get("heldout_fraction", 0.2),
-                                              fit_meta.get("split_seed", 0))
+    held = make_engine(engine).heldout_models(ready.masks, ready.mask_id, fit_meta.get("heldout_fraction", 0.2),
+                                            fit_meta.get("split_seed", 0))
     rows = np.flatnonzero(held)
     masks = ready.masks[rows]
     return heldout_pairs(plan.checks, lambda players: masks.columns(players),
@@ -163,7 +163,7 @@ def measure(run_dir, plan: Plan) -> StageResult:
                                       sweep.margins.astype(float))
             paired = removal_comparison(checks) if {"linear", "interactions"} <= set(checks["method"]) else None
     if plan.settings.design == "removal":
-        summary = removal_summary(checks, plan.settings.fit_method)
+        summary = removal_summary(checks, plan.settings.fit_engine)
     else:
         if folder.read_run()["design"] == "exhaustive":  # the truth is in the sweep itself
             ready = open_fit_ready(run_dir, progress=False)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from ..renamed import current_overrides
 from ..settings import not_a_setting
 
 
@@ -127,7 +128,9 @@ def launch(main) -> None:
     """Run a job's ``@hydra.main`` function from the command line, as every ``jobs/*.py`` does in
     its ``__main__``: a setting or option that does not exist is refused first, in one line
     (:func:`override_error`), where Hydra prints six and suggests the ``+`` that adds the typo.
-    ``HYDRA_FULL_ERROR=1`` or ``debug=true`` leaves the command line to Hydra, whole message and all."""
+    ``HYDRA_FULL_ERROR=1`` or ``debug=true`` leaves the command line to Hydra, whole message and all.
+    A renamed setting (``fit.method=``) is spelt as now first (:mod:`datamodels.renamed`)."""
+    sys.argv[1:] = current_overrides(sys.argv[1:])
     if os.environ.get("HYDRA_FULL_ERROR") != "1":
         try:
             message = override_error(sys.argv[1:])

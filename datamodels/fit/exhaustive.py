@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..interactions import interaction_table
-from .stage import r2
+from .faithfulness import r2
 
 
 def subset_masks(n: int) -> np.ndarray:
@@ -102,7 +102,7 @@ def _as_mobius(terms, coef: np.ndarray) -> dict:
 def recovery(masks, margins, mask_id, repeat, estimators: dict, budgets, targets=None, max_order: int = 3,
              threshold: float = 3.0, seed: int = 0) -> pd.DataFrame:
     """Fit each estimator on ``budget`` random subsets (one repeat each) and score it against
-    the exhaustive references; one row per (target, method, budget).
+    the exhaustive references; one row per (target, engine, budget).
 
     ``masks [M, n]``, ``margins [M, T]``, ``mask_id [M]`` (``0..2^n - 1``, as the exhaustive
     design numbers them), ``repeat [M]``: the sweep (``datamodels.store.shards.load_sweep`` gives all
@@ -161,7 +161,7 @@ def recovery(masks, margins, mask_id, repeat, estimators: dict, budgets, targets
                                  interaction_table(fit.mobius_, order=2)["kind"]))
                 error = [found.get(S, 0.0) - v for S, v in real.items()]
                 rows.append({
-                    "target": t, "method": name, "budget": budget, "subsets": len(chosen),
+                    "target": t, "engine": name, "budget": budget, "subsets": len(chosen),
                     "r2": r2(means[unused, t], fit.predict(all_masks[unused])),
                     "r2_projection": r2(means[unused, t], projected @ coef[:, t]),
                     "share": share[t], "pairs_real": len(real),

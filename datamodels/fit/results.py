@@ -18,11 +18,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import StoreError
+from ..renamed import renamed_keyword
 from ..store.fit_ready import FitReady, open_fit_ready
 from ..sweep.run_data import AnalysisError, RunData
-from ..tables import read_frame, read_table
-from .stage import STAGE as FIT_STAGE
-from .stage import residual_scale, untested_interactions
+from .faithfulness import residual_scale
+from .outputs import read_fit_table, untested_interactions
 
 
 @dataclass
@@ -30,9 +30,10 @@ class FitView(RunData):
     """Lazy access to one run folder's fit: the run (:class:`~datamodels.sweep.run_data.RunData`:
     its identity, players and, where linked, dataset), its collected models and the fit's tables."""
 
-    def _table(self, path: Path, stage: str) -> pd.DataFrame:
+    def _read(self, read, path: Path, *args):
+        """``read(path, *args)``, a missing or foreign table said as an :class:`AnalysisError` naming the run."""
         try:
-            return read_frame(path, stage)[0]
+            return read(path, *args)
         except StoreError as err:
             raise AnalysisError(f"{err} (for {self.run_dir})") from err
 
@@ -59,10 +60,7 @@ class FitView(RunData):
     @cached_property
     def interactions_arrow(self) -> pa.Table:
         """``fit/interactions.parquet`` as an Arrow table: millions of terms in a few flat arrays."""
-        try:
-            return read_table(self.folder.interactions(), FIT_STAGE)[0]
-        except StoreError as err:
-            raise AnalysisError(f"{err} (for {self.run_dir})") from err
+        return self._read(read_fit_table, self.folder.interactions())[0]
 
     @property
     def interaction_table(self) -> pa.Table:
@@ -77,16 +75,17 @@ class FitView(RunData):
         """Every fitted term as a DataFrame (a Python list per row: at CIFAR scale prefer :meth:`terms`)."""
         return self.interactions_arrow.to_pandas()
 
-    def terms(self, method: str | None = None, target: int | None = None, orders=None, kind: str | None = None,
+    @renamed_keyword("method", "engine")
+    def terms(self, engine: str | None = None, target: int | None = None, orders=None, kind: str | None = None,
               members: bool = True, claims: bool = False) -> pd.DataFrame:
-        """The fitted terms of one method / target / orders / kind, filtered before they become a
+        """The fitted terms of one engine / target / orders / kind, filtered before they become a
         DataFrame (indexed by row of the table); ``members=False`` leaves the players out.
         ``claims=True``: only the terms that may be stated as findings, without the interactions
-        an engine that tests them did not mark tested (:func:`~datamodels.fit.stage.untested_interactions`:
+        an engine that tests them did not mark tested (:func:`~datamodels.fit.outputs.untested_interactions`:
         ProxySPEX's ``untested="cv"``, which predict but passed no test)."""
         table = self.interactions_arrow
         keep = ~untested_interactions(table) if claims else np.ones(table.num_rows, dtype=bool)
-        for column, value in (("method", method), ("target", target), ("kind", kind)):
+        for column, value in (("engine", engine), ("target", target), ("kind", kind)):
             if value is not None:
                 keep &= pc.equal(table.column(column), value).to_numpy(zero_copy_only=False)
         if orders is not None:
@@ -98,36 +97,49 @@ class FitView(RunData):
 
     @cached_property
     def fit_metrics(self) -> pd.DataFrame:
-        return self._table(self.folder.fit_metrics(), FIT_STAGE)
+        return self._read(read_fit_table, self.folder.fit_metrics())[0].to_pandas()
+
+    def engines(self) -> list[str]:
+        """The fitted engines (of the fit's metrics: one row per target, not per term)."""
+        return sorted(self.fit_metrics["engine"].unique())
 
     def methods(self) -> list[str]:
-        """The fitted methods (of the fit's metrics: one row per target, not per term)."""
-        return sorted(self.fit_metrics["method"].unique())
+        """Deprecated name of :meth:`engines`, kept for one release."""
+        warnings.warn("FitView.methods() is renamed engines()", DeprecationWarning, stacklevel=2)
+        return self.engines()
 
 
-def default_method(view: FitView) -> str:
-    """The fit the views show by default: ProxySPEX where fitted, else the method with the most targets."""
-    counts = view.fit_metrics["method"].value_counts()
+def default_engine(view: FitView) -> str:
+    """The fit the views show by default: ProxySPEX where fitted, else the engine with the most targets."""
+    counts = view.fit_metrics["engine"].value_counts()
     if counts.empty:
         raise AnalysisError(f"{view.folder.fit_metrics()} holds no fitted target")
     return "proxyspex" if "proxyspex" in counts.index else str(counts.index[0])
 
 
-def fitted_metrics(view: FitView, method: str) -> pd.DataFrame:
+def default_method(view: FitView) -> str:
+    """Deprecated name of :func:`default_engine`, kept for one release."""
+    warnings.warn("default_method is renamed default_engine", DeprecationWarning, stacklevel=2)
+    return default_engine(view)
+
+
+@renamed_keyword("method", "engine")
+def fitted_metrics(view: FitView, engine: str) -> pd.DataFrame:
     metrics = view.fit_metrics
-    rows = metrics[metrics["method"] == method]
+    rows = metrics[metrics["engine"] == engine]
     if rows.empty:
-        raise AnalysisError(f"no target has a {method} fit (fitted methods: {sorted(metrics['method'].unique())}): "
-                            f"run jobs/fit.py fit={method}")
+        raise AnalysisError(f"no target has a {engine} fit (fitted engines: {sorted(metrics['engine'].unique())}): "
+                            f"run jobs/fit.py fit={engine}")
     return rows
 
 
-def residual_sd(view: FitView, method: str) -> pd.Series:
+@renamed_keyword("method", "engine")
+def residual_sd(view: FitView, engine: str) -> pd.Series:
     """Per fitted target (index): the sd of what its fit leaves unexplained, ``tau_t = sqrt(1 -
-    R^2_t) sd_t`` (:func:`~datamodels.fit.stage.residual_scale`) with the held-out R^2 and the
+    R^2_t) sd_t`` (:func:`~datamodels.fit.faithfulness.residual_scale`) with the held-out R^2 and the
     margin sd over the collected models: the scale pruning judges a target's terms in
     (:class:`~datamodels.pruning.Surrogate`), and the views rank terms by."""
-    rows = fitted_metrics(view, method)
+    rows = fitted_metrics(view, engine)
     targets = rows["target"].to_numpy(np.int64)
     tau = residual_scale(rows["r2"].to_numpy(float), view.margin_sd[targets])
     return pd.Series(tau, index=pd.Index(targets, name="target"), name="residual_sd")

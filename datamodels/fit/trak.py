@@ -27,13 +27,13 @@ fit stage's tables:
   ranking, hence the held-out LDS, unchanged; a negative one (TRAK ranks the wrong way round for
   that target) flips it, which the table's ``slope`` column shows.
 
-:func:`run_trak` writes a fit of method ``trak`` into the fit stage's two tables through
-:func:`datamodels.fit.stage.save_fit`, exactly as ``fit=linear`` adds its rows beside ProxySPEX's:
+:func:`run_trak` writes a fit of engine ``trak`` into the fit stage's two tables through
+:func:`datamodels.fit.outputs.save_fit`, exactly as ``fit=linear`` adds its rows beside ProxySPEX's:
 order-1 terms (Möbius value = calibrated weight) and one metrics row per target with the
 held-out R^2 and LDS on the fit stage's held-out split
 (:func:`datamodels.interactions.engine.heldout_split`). So :func:`datamodels.pruning.load_surrogates`,
 the report and the pruning method ``trak`` read it like any fit. Its skip record is
-``fit/.inputs-trak.json``; the other methods' records read only the fit-ready layout, so adding
+``fit/.inputs-trak.json``; the other engines' records read only the fit-ready layout, so adding
 the ``trak`` rows leaves their fits skipped when unchanged.
 """
 
@@ -61,9 +61,10 @@ from ..settings import Settings
 from ..store.fit_ready import MANIFEST, open_fit_ready
 from ..sweep.masks import kept_examples
 from ..sweep.train import margins_of, train_network
-from .stage import INTERACTION_COLUMNS, METRIC_COLUMNS, noise_ceiling, r2, save_fit, spearman, tables_meta
+from .faithfulness import noise_ceiling, r2, spearman
+from .outputs import INTERACTION_COLUMNS, METRIC_COLUMNS, save_fit, tables_meta
 
-METHOD = "trak"
+ENGINE = "trak"
 # dattri's projections on CPU.
 PROJECTIONS = ("normal", "rademacher", "random_mask", "identity")
 # Rows of masks unpacked at once when predicting from the surrogate (n players each).
@@ -237,7 +238,7 @@ def run_trak(run_dir, settings: TrakSettings, *, progress: bool = True, force: b
     _dattri()  # a missing extra fails before any training
     folder = RunFolder(run_dir)
     ready = open_fit_ready(run_dir, progress=progress)
-    inputs = StageInputs(folder.fit_record(METHOD), {"layout": ready.path / MANIFEST}, asdict(settings))
+    inputs = StageInputs(folder.fit_record(ENGINE), {"layout": ready.path / MANIFEST}, asdict(settings))
     if not force and inputs.unchanged(folder.fit_tables()):
         return StageResult("trak", up_to_date=True)
     run = RunData.open(run_dir).sweep_run
@@ -257,7 +258,7 @@ def run_trak(run_dir, settings: TrakSettings, *, progress: bool = True, force: b
     pred = raw * slope + intercept
     interactions, metrics = fit_tables(raw_weights * slope[:, None], pred, margins, held, ready.mask_id, slope,
                                        settings.models, seconds)
-    meta = tables_meta(ready.meta, None, METHOD, asdict(settings), settings.heldout_fraction, settings.split_seed)
+    meta = tables_meta(ready.meta, None, ENGINE, asdict(settings), settings.heldout_fraction, settings.split_seed)
     paths = save_fit(folder, None, interactions, metrics, meta)
     inputs.save()
     return StageResult("trak", paths, outputs={"interactions": interactions, "metrics": metrics})
@@ -267,16 +268,16 @@ def fit_tables(weights: np.ndarray, pred: np.ndarray, margins: np.ndarray, held:
                slope: np.ndarray, models: int, seconds: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The fit stage's two tables for TRAK's calibrated weights ``[T, n]``, predictions and margins
     ``[m, T]``: order-1 terms of every target, and its held-out metrics (the columns
-    :data:`datamodels.fit.stage.METRIC_COLUMNS`, plus ``slope``)."""
+    :data:`datamodels.fit.outputs.METRIC_COLUMNS`, plus ``slope``)."""
     T, n = weights.shape
     tables, rows = [], []
     for t in range(T):
         y = margins[:, t]
         score, ceiling = r2(y[held], pred[held, t]), noise_ceiling(y, mask_id)
-        rows.append((t, METHOD, score, spearman(y[held], pred[held, t]), ceiling, score / ceiling, models,
+        rows.append((t, ENGINE, score, spearman(y[held], pred[held, t]), ceiling, score / ceiling, models,
                      seconds / T, n, 0, False, 0, slope[t]))
         table = interaction_table({(i,): w for i, w in enumerate(weights[t]) if w != 0})
-        tables.append(table.assign(target=t, method=METHOD))
+        tables.append(table.assign(target=t, engine=ENGINE))
     metrics = pd.DataFrame(rows, columns=[*METRIC_COLUMNS, "slope"])
     interactions = pd.concat(tables, ignore_index=True)[list(INTERACTION_COLUMNS)]
     return interactions, metrics

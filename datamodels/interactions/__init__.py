@@ -12,7 +12,10 @@ target's margin. Engines fit it from ``(masks, margins)``; one module per concep
 - :mod:`.screened`: the base of the engines fitted on a working set by an L1 path;
 - :mod:`.linear`: the linear datamodel of Ilyas et al. (2022), ``fit=linear``;
 - :mod:`.proxyspex`: ProxySPEX (Butler et al., 2025), ``fit=proxyspex``;
-- :mod:`.selection`: ProxySPEX's tests of the proposed interactions;
+- :mod:`.selection`: ProxySPEX's tests of the proposed interactions (:class:`.Selection`), on
+  :mod:`.term_scores` (centred term features and their scores), :mod:`.term_tests` (critical
+  values, false discovery control, the design effect) and :mod:`.term_keys` (sets of terms
+  as key rows);
 - :mod:`.spex`: SPEX (Kang et al., 2025), on the masks of its own design, ``fit=spex``;
 - :mod:`.batched_lasso`: the linear datamodel of many targets at once on a GPU, ``fit=linear_gpu``;
 - :mod:`.targets`: many targets in blocks and worker processes;

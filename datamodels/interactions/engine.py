@@ -53,7 +53,7 @@ ENGINES: dict[str, type[Engine]] = {}
 def make_engine(name: str, **params) -> Engine:
     """The engine registered as ``fit=<name>``, with ``params`` (``fit.params``)."""
     if name not in ENGINES:
-        raise UserError(f"unknown fit method {name!r}; choose one of {', '.join(sorted(ENGINES))} (fit=NAME)")
+        raise UserError(f"unknown fit engine {name!r}; choose one of {', '.join(sorted(ENGINES))} (fit=NAME)")
     try:
         return ENGINES[name](**params)
     except TypeError as err:  # a misspelt fit.params key

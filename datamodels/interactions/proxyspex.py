@@ -12,9 +12,10 @@ from ..packed import PackedMasks
 from .engine import as_items, is_integer, is_real
 from .lasso import allowed_penalties, cv_above
 from .screened import ScreenedEngine, _spectrum, _to_global
-from .selection import Selection, best, rows_in, widen
+from .selection import Selection
 from .spectra import _booster_fourier_arrays, _design_matrix, _expand_subsets
 from .spectra import _PAD
+from .term_keys import best, rows_in, widen
 
 # Beyond this many models the trees see an even subsample: they only propose, and every
 # proposal is tested on all models, so their cost stops growing with the sweep.

@@ -7,7 +7,7 @@ smaller, and tests each: ``z_S = <r, c_S> / (sigma ||c_S||)``. Here
 ``c_S = prod_{i in S} (x_i - mean_i)`` is the part of ``S`` that its sub-terms cannot explain
 (orthogonal to every other such feature for independent mask entries, at any alpha), and
 ``sigma^2 = RSS / (m - terms - 1)``, times the design effect of models that share a mask
-(:func:`design_effect`: a mask's seeds share what the mask decides and no term explains, such
+(:func:`.design_effect`: a mask's seeds share what the mask decides and no term explains, such
 as a dense tail of faint mains outside the working set). Passing terms enter and the model is
 refitted: strong terms leave the residual first, and weaker ones are judged against less
 unexplained signal.
@@ -68,20 +68,17 @@ from __future__ import annotations
 from math import comb
 
 import numpy as np
-from scipy.special import ndtri
 from scipy.stats import chi2, norm
 
 from ..packed import bool_t_dot
 from .lasso import GramLasso
 from .spectra import _PAD, _design_matrix
+from .term_keys import best, completions, has_superset, merge_candidates, rows_in, with_subterms
+from .term_scores import CentredTerms, scored
+from .term_tests import design_effect, mask_groups, step_up, z_bonferroni
 
-# Centred features are built in blocks of about this many float32 values.
-_CHUNK_VALUES = 1 << 24
 # Proposals kept for re-ranking (their centred features at hand), per candidate tested in a round.
 _POOL_PER_CANDIDATE = 5
-# Models (at most) on which all proposals are ranked: enough to order thousands of proposals,
-# which are then tested on every model.
-RANK_ROWS = 16384
 # Hubs (players of strongest main effect) whose families of pairs are tested together, and
 # the largest family, as a share of the models, whose squared statistics add up to chi-squared.
 MAX_HUBS, _FAMILY_SHARE = 20, 0.05
@@ -92,56 +89,6 @@ MAX_TREE_ROUNDS, MAX_RERANKS = 5, 4
 # it a residual is rounding (a noiseless game fitted exactly), and tests against it would pass
 # anything.
 _RESOLUTION = 1e-6
-
-
-class CentredTerms:
-    """Scores of terms against residuals, ``|<r, c_S>| / ||c_S||``.
-
-    How much of what the model leaves unexplained each term would explain: the trees propose
-    terms, this ranks them, and divided by the noise scale it is each term's test statistic.
-    Ranking by the trees' own coefficients instead put planted pairs behind hundreds of
-    spurious higher-order terms (each leaf gives all subsets of its path equal Möbius weight).
-    The centred columns are made once (float32, one row per player, a row of ones standing in
-    for padding, so that a term's members are whole rows to gather).
-    """
-
-    def __init__(self, X: np.ndarray):
-        self.mean = X.mean(axis=0)
-        self._rows = np.vstack([(X - self.mean).T, np.ones((1, len(X)))]).astype(np.float32)
-        self._hub_norms = None
-
-    def features(self, keys: np.ndarray, every: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """The terms' centred features (float32 ``[len(keys), m / every]``) and their norms."""
-        rows = self._rows[:, ::every]
-        index = np.where(keys == _PAD, len(rows) - 1, keys)
-        features = rows[index[:, 0]]
-        for j in range(1, index.shape[1]):
-            features *= rows[index[:, j]]
-        return features, np.sqrt(np.einsum("ij,ij->i", features, features, dtype=float))
-
-    def hub_pairs(self, hubs: np.ndarray, resid: np.ndarray) -> np.ndarray:
-        """Scores ``[len(hubs), n]`` of every pair ``{hub, j}`` against ``resid``, from two
-        matrix products (the pairs' norms computed once)."""
-        players = self._rows[:-1]
-        numerators = np.abs((players[hubs] * resid.astype(np.float32)) @ players.T)
-        if self._hub_norms is None or not np.array_equal(self._hub_norms[0], hubs):
-            squares = players**2
-            self._hub_norms = (hubs, np.sqrt((squares[hubs] @ squares.T).astype(float)))
-        norms = self._hub_norms[1]
-        return np.where(norms > 0, numerators / np.where(norms > 0, norms, 1.0), 0.0)
-
-    def scores(self, keys: np.ndarray, resid: np.ndarray, sample: bool = False) -> np.ndarray:
-        """Scores against ``resid``; with ``sample``, on at most ``RANK_ROWS`` evenly spaced models."""
-        every = -(-len(resid) // RANK_ROWS) if sample else 1
-        chunk = max(16, _CHUNK_VALUES // (len(resid) // every + 1))
-        return np.concatenate([scored(*self.features(keys[start:start + chunk], every), resid[::every])
-                               for start in range(0, len(keys), chunk)] or [np.empty(0)])
-
-
-def scored(features: np.ndarray, norms: np.ndarray, resid: np.ndarray) -> np.ndarray:
-    """``|features @ resid| / norms``; a constant feature (a player never or always kept) scores 0."""
-    numerators = np.abs(features @ resid.astype(np.float32))
-    return np.where(norms > 0, numerators / np.where(norms > 0, norms, 1.0), 0.0)
 
 
 class Selection:
@@ -399,115 +346,3 @@ class Selection:
             term = self.accepted[i:i + 1]
             keep[i] = self.passes(term, self.centred.scores(term, resid) / sigma, self.accepted[keep])[0]
         return keep
-
-
-def mask_groups(X: np.ndarray) -> tuple[np.ndarray | None, int]:
-    """Models that share a row of ``X`` (repeats of a mask, seeds of one training set): a group
-    id per model and the number of distinct rows; ``None`` for the ids when every row differs."""
-    packed = np.packbits(X, axis=1)
-    rows = np.ascontiguousarray(packed).view(np.dtype((np.void, max(packed.shape[1], 1)))).ravel()
-    _, groups = np.unique(rows, return_inverse=True)
-    distinct = int(groups.max()) + 1 if len(groups) else 0
-    return (None if distinct == len(groups) else groups.ravel()), distinct
-
-
-def design_effect(resid: np.ndarray, groups: np.ndarray | None, rss: float) -> float:
-    """How much models that share a mask inflate the variance of ``<r, c>`` over ``sigma^2 ||c||^2``.
-
-    Every feature ``c`` is a function of the mask, so it is constant within a group of models
-    that share one, and ``Var <r, c> = sum_g c_g^2 E[R_g^2]`` with ``R_g`` the group's summed
-    residual (a cluster-robust variance, Liang & Zeger, Biometrika 1986). For independent
-    residuals ``E[R_g^2] = |g| sigma^2`` and nothing changes; but what no model term explains
-    and the mask decides, above all a dense tail of faint main effects outside the working set,
-    is shared by a mask's repeats: with two seeds per mask and such a tail the variance nearly
-    doubles, and tests that ignored it passed dozens of null pairs per target. With ``c^2``
-    unrelated to ``R_g^2`` (independent mask entries) one factor serves every feature:
-    ``sum_g R_g^2 / RSS``, never below 1 (a model that fits the group means exactly must not
-    make the tests bolder).
-    """
-    if groups is None or rss <= 0:
-        return 1.0
-    sums = np.bincount(groups, weights=resid)
-    return max(1.0, float(sums @ sums) / rss)
-
-
-def step_up(p: np.ndarray, rate: float, family: int, discoveries: int = 0) -> np.ndarray:
-    """Bool per p-value: rejected by Benjamini and Hochberg's step-up procedure (JRSS B, 1995)
-    at false discovery ``rate`` over a ``family`` of tests of which ``discoveries`` others were
-    rejected already and the rest, not given, count as p = 1: the ``r`` smallest of ``p`` for the
-    largest ``r`` with ``p_(r) <= rate (discoveries + r) / family``."""
-    order = np.argsort(p, kind="stable")
-    bounds = rate * (discoveries + np.arange(1, len(p) + 1)) / max(family, 1)
-    below = np.flatnonzero(p[order] <= bounds)
-    out = np.zeros(len(p), dtype=bool)
-    out[order[:below[-1] + 1] if len(below) else []] = True
-    return out
-
-
-def z_bonferroni(level: float, tests: int) -> float:
-    """Two-sided normal critical value for ``tests`` tests at familywise ``level``."""
-    return float(-ndtri(level / (2 * tests)))  # not inv_cdf(1 - p): exact for any small p
-
-
-def has_superset(keys: np.ndarray, among: np.ndarray) -> np.ndarray:
-    """Bool per key row: is it a proper subset of some row flagged in ``among``?"""
-    sets = [frozenset(row[row != _PAD].tolist()) for row in keys]
-    flagged = [sets[i] for i in np.flatnonzero(among)]
-    return np.array([any(s < other for other in flagged) for s in sets], dtype=bool)
-
-
-def merge_candidates(candidates: np.ndarray, accepted: np.ndarray):
-    """Candidates of order > 2 with at least two accepted proper subsets: ``(row, parts)``."""
-    sets = [frozenset(row[row != _PAD].tolist()) for row in accepted]
-    for row in candidates[(candidates != _PAD).sum(axis=1) > 2]:
-        members = frozenset(row[row != _PAD].tolist())
-        parts = np.array([other < members for other in sets], dtype=bool)
-        if parts.sum() >= 2:
-            yield row, parts
-
-
-def completions(accepted: np.ndarray, new: np.ndarray, max_order: int) -> np.ndarray:
-    """Sets of ``k + 1 <= max_order`` players that unite a ``new`` term of order ``k`` with
-    another accepted one of that order, as key rows."""
-    sets = [frozenset(row[row != _PAD].tolist()) for row in np.concatenate([accepted, new])]
-    fresh = sets[len(accepted):]
-    united = {tuple(sorted(a | b)) for a in fresh for b in sets
-              if len(a) == len(b) < max_order and len(a | b) == len(a) + 1}
-    keys = np.full((len(united), max_order), _PAD, dtype=np.int64)
-    for row, members in zip(keys, sorted(united)):
-        row[max_order - len(members):] = members
-    return keys
-
-
-def widen(keys: np.ndarray, width: int) -> np.ndarray:
-    """Key rows padded on the left to ``width`` columns."""
-    out = np.full((len(keys), width), _PAD, dtype=np.int64)
-    if keys.shape[1]:
-        out[:, width - keys.shape[1]:] = keys[:, -width:]
-    return out
-
-
-def rows_in(keys: np.ndarray, among: np.ndarray) -> np.ndarray:
-    """Bool per row of ``keys``: does it appear in ``among``?"""
-    if not len(among) or not len(keys):
-        return np.zeros(len(keys), dtype=bool)
-    known = set(map(tuple, among.tolist()))
-    return np.array([row in known for row in map(tuple, keys.tolist())], dtype=bool)
-
-
-def best(keys: np.ndarray, scores: np.ndarray, count: int) -> np.ndarray:
-    """The ``count`` rows of largest score, best first."""
-    if count < len(keys):
-        top = np.argpartition(-scores, count - 1)[:count]
-        return keys[top[np.argsort(-scores[top], kind="stable")]]
-    return keys[np.argsort(-scores, kind="stable")]
-
-
-def with_subterms(keys: np.ndarray) -> np.ndarray:
-    """``keys`` and every term one member smaller (of order >= 2), each once."""
-    parts = [keys]
-    for j in range(keys.shape[1]):
-        smaller = keys[(keys[:, j] != _PAD) & ((keys != _PAD).sum(axis=1) > 2)].copy()
-        smaller[:, j] = _PAD
-        parts.append(np.sort(smaller, axis=1))
-    return np.unique(np.concatenate(parts), axis=0)

@@ -7,7 +7,7 @@ redundancies. Every method below turns one kind of knowledge into a keep-set of
 Surrogate-driven (the fitted Möbius polynomials ``f_t(x) = sum_S m_t(S) prod_{i in S} x_i`` of
 every target ``t``, :class:`Surrogate`):
 
-- ``interactions`` (the fit method ``prune.fit_method``, ProxySPEX by default) and ``linear``
+- ``interactions`` (the fit engine ``prune.fit_engine``, ProxySPEX by default) and ``linear``
   (the linear datamodel, mains only) maximise the **expected accuracy on the targets**
   ``A(x) = mean_t Phi(f_t(x) / tau_t)``: the probability that target ``t``'s margin is positive
   when the true margin is the surrogate's prediction plus Gaussian error of the surrogate's

@@ -67,6 +67,7 @@ from scipy.special import ndtri
 from tqdm.auto import tqdm
 
 from ..errors import UserError
+from ..renamed import renamed_keyword
 from ..run.folder import RunFolder
 from ..run.stage_result import StageResult
 from ..settings import Settings, is_number
@@ -85,13 +86,13 @@ class DuplicatesError(UserError):
 
 @dataclass
 class DuplicatesSettings(Settings):
-    """``conf/duplicates/default.yaml``: the fit whose terms are read (``method``), the
+    """``conf/duplicates/default.yaml``: the fit whose terms are read (``engine``), the
     ``neighbours`` by main-effect profile that are candidates too, and the test of a duplicate
     (``min_fraction`` of its members' effect cancelled, at familywise ``level``): module docstring."""
 
     section = "duplicates"
     error = DuplicatesError
-    method: str = "proxyspex"
+    engine: str = "proxyspex"
     neighbours: int = 5
     min_fraction: float = 0.5
     level: float = 0.05
@@ -105,25 +106,26 @@ class DuplicatesSettings(Settings):
             raise DuplicatesError(f"duplicates.level={self.level!r} must lie in (0, 1)")
 
 
-def redundant_pairs(view: FitView, method: str = "proxyspex") -> pd.DataFrame:
-    """Every pair of players with a redundant pair term in some target's ``method`` fit: columns
+@renamed_keyword("method", "engine")
+def redundant_pairs(view: FitView, engine: str = "proxyspex") -> pd.DataFrame:
+    """Every pair of players with a redundant pair term in some target's ``engine`` fit: columns
     ``player_a < player_b``, ``score`` (``|m| / tau_t`` summed over those targets), ``targets``
     (how many), sorted by score, best first. Refuses a run without such a fit or without pairs."""
     if not view.folder.interactions().exists():
         raise DuplicatesError(f"{view.folder.interactions()} does not exist: fit the run first "
-                              f"(jobs/fit.py run_dir={view.run_dir} fit={method})")
-    fitted = view.fit_metrics["method"].unique()
-    if method not in fitted:
-        raise DuplicatesError(f"{view.run_dir} has no {method} fit (fitted: {sorted(fitted)}): run jobs/fit.py "
-                              f"run_dir={view.run_dir} fit={method}")
-    pairs = view.terms(method=method, orders=[2], members=False)
+                              f"(jobs/fit.py run_dir={view.run_dir} fit={engine})")
+    fitted = view.fit_metrics["engine"].unique()
+    if engine not in fitted:
+        raise DuplicatesError(f"{view.run_dir} has no {engine} fit (fitted: {sorted(fitted)}): run jobs/fit.py "
+                              f"run_dir={view.run_dir} fit={engine}")
+    pairs = view.terms(engine=engine, orders=[2], members=False)
     if pairs.empty:
-        raise DuplicatesError(f"the {method} fit of {view.run_dir} has no pair terms: duplicates are found through "
+        raise DuplicatesError(f"the {engine} fit of {view.run_dir} has no pair terms: duplicates are found through "
                               f"them (a linear fit has none; fit=proxyspex fits them)")
     pairs = pairs[pairs["kind"] == "redundancy"]
     members = view.interactions_arrow.column("members").take(pa.array(pairs.index, pa.int64())).combine_chunks()
     members = np.sort(members.flatten().to_numpy(zero_copy_only=False).astype(np.int64).reshape(-1, 2), axis=1)
-    tau = residual_sd(view, method).reindex(pairs["target"]).to_numpy()
+    tau = residual_sd(view, engine).reindex(pairs["target"]).to_numpy()
     strength = pairs["mobius"].abs().to_numpy() / tau
     # one integer per unordered pair: the sums over targets are a bincount, at millions of terms
     keys, inverse = np.unique(members[:, 0] * view.n + members[:, 1], return_inverse=True)
@@ -160,12 +162,12 @@ def profile_neighbours(profiles: sparse.csr_matrix, k: int, progress: bool = Fal
 def duplicate_pairs(view: FitView, settings: DuplicatesSettings, progress: bool = True) -> pd.DataFrame:
     """Every candidate pair's duplicate fraction ``rho``, its standard error and test (module
     docstring), duplicates first, then by fraction. Refuses a run without a fit with pair terms."""
-    method, neighbours = settings.method, settings.neighbours
+    engine, neighbours = settings.engine, settings.neighbours
     min_fraction, level = settings.min_fraction, settings.level
-    proposed = redundant_pairs(view, method)  # refuses a run without the fit
+    proposed = redundant_pairs(view, engine)  # refuses a run without the fit
     ready = view.models
-    targets = np.unique(view.fit_metrics.loc[view.fit_metrics["method"] == method, "target"].to_numpy(np.int64))
-    surrogate = fitted_surrogate(ready, view.interactions, view.fit_metrics, method, targets=targets)
+    targets = np.unique(view.fit_metrics.loc[view.fit_metrics["engine"] == engine, "target"].to_numpy(np.int64))
+    surrogate = fitted_surrogate(ready, view.interactions, view.fit_metrics, engine, targets=targets)
     profiles = surrogate.main_effects
     weight = 1.0 / surrogate.scale**2
     near = profile_neighbours(profiles @ sparse.diags(1.0 / surrogate.scale), neighbours, progress)
@@ -286,7 +288,7 @@ def candidate_groups(pairs: pd.DataFrame, n: int) -> pd.DataFrame:
 def run_duplicates(run_dir: str | os.PathLike, settings: DuplicatesSettings, *, progress: bool = True,
                    force: bool = False) -> StageResult:
     """The stage: every candidate pair's duplicate fraction and the ranked groups of a run's
-    ``settings.method`` fit, written (``RunFolder.duplicate_pairs``, ``duplicate_candidates``):
+    ``settings.engine`` fit, written (``RunFolder.duplicate_pairs``, ``duplicate_candidates``):
     the stage's :class:`~datamodels.run.stage_result.StageResult` (``outputs``: the ``pairs`` and
     the ``candidates`` groups). Nothing is written on an error. ``force`` is taken for the stages'
     common call and changes nothing: no call is skipped, every one measures anew."""

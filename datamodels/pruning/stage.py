@@ -22,7 +22,7 @@ from .quotas import PruningError, check_fractions
 from .results import paired_differences, plot_pruning, summarize
 from .surrogate import SURROGATES, Surrogate, load_surrogates
 
-# The methods that optimise a fitted surrogate, and the fit method whose tables drive each by default.
+# The methods that optimise a fitted surrogate, and the fit engine whose tables drive each by default.
 # trak: the same objective and quotas over TRAK's linear surrogate (jobs/trak.py, datamodels.fit.trak).
 SURROGATE_METHODS = {"interactions": "proxyspex", "linear": "linear", "trak": "trak"}
 METHODS = (*SURROGATE_METHODS, *BASELINES)
@@ -105,7 +105,7 @@ class PruneSettings(Settings):
     fractions: list[float] = field(default_factory=lambda: [0.9, 0.7, 0.5, 0.3, 0.2])
     # None: every method but the opt-in ones, less those the run cannot take (:meth:`for_run`)
     methods: list[str] | None = None
-    fit_method: str = "proxyspex"
+    fit_engine: str = "proxyspex"
     surrogates: str = "sweep"
     class_quotas: bool = True
     min_per_class: int = 1
@@ -136,13 +136,16 @@ class PruneSettings(Settings):
 
     @property
     def fits(self) -> dict[str, str]:
-        """Surrogate pruning method -> the fit method whose tables drive it."""
-        return {m: self.fit_method if m == "interactions" else SURROGATE_METHODS[m]
+        """Surrogate pruning method -> the fit engine whose tables drive it."""
+        return {m: self.fit_engine if m == "interactions" else SURROGATE_METHODS[m]
                 for m in self.methods if m in SURROGATE_METHODS}
 
     def keep_set_settings(self) -> dict:
-        """What decides the keep-sets (not their evaluation, nor how many processes run it)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("workers", "keep_sets", "eval_seeds")}
+        """What decides the keep-sets (not their evaluation, nor how many processes run it). The fit
+        engine is recorded under its earlier name, ``fit_method``, so that the keep-sets recorded
+        before the rename stay up to date."""
+        recorded = {k: v for k, v in asdict(self).items() if k not in ("workers", "keep_sets", "eval_seeds")}
+        return {("fit_method" if k == "fit_engine" else k): v for k, v in recorded.items()}
 
     def for_run(self, folder: RunFolder) -> tuple[PruneSettings, list[str]]:
         """These settings for the run in ``folder``, and the default methods left out of them.

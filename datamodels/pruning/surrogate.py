@@ -18,11 +18,11 @@ import pandas as pd
 from scipy import sparse
 
 from ..errors import StoreError
-from ..fit.stage import STAGE as FIT_STAGE
-from ..fit.stage import models_at_alpha, residual_scale, with_current_columns
+from ..fit.faithfulness import residual_scale
+from ..fit.outputs import read_fit_table
+from ..fit.stage import models_at_alpha
 from ..run.folder import RunFolder
 from ..store.fit_ready import open_fit_ready
-from ..tables import read_frame
 from .quotas import PruningError, check_fractions
 
 SURROGATES = ("sweep", "matched")
@@ -63,12 +63,13 @@ class Surrogate:
         """The fitted polynomials of every target, with the intercept and the residual sd taken
         from the models the fit saw: ``masks`` bool ``[m, n]``, ``margins`` ``[T, m]``.
 
-        The coefficients are the table's ``shrunk`` column (the final L1 refit's). The
+        The coefficients are the table's ``shrunk`` column (the final L1 refit's; ``mobius`` in a
+        table without it). The
         interaction table leaves out the constant term; a least-squares fit's intercept makes
         the mean residual zero, so the constant is the mean margin minus the mean of the other
         terms (each term's mean is its coefficient times how often all its members are kept).
         ``tau_t = sqrt((1 - R^2_t) var_t)`` with the fit's held-out ``R^2``
-        (:func:`~datamodels.fit.stage.residual_scale`).
+        (:func:`~datamodels.fit.faithfulness.residual_scale`).
         """
         T, n = len(margins), masks.shape[1]
         if missing := sorted(set(range(T)) - {int(t) for t in metrics["target"]}):
@@ -83,7 +84,7 @@ class Surrogate:
         # the terms whose estimates err in its favour (the optimiser's curse; Smith and Winkler
         # 2006), and the unshrunk sizes of ProxySPEX's relaxed refit made the demo's keep-sets
         # worse (docs/benchmarks.md, "The relaxed refit").
-        mobius = with_current_columns(interactions)["shrunk"].to_numpy(float)
+        mobius = interactions["shrunk" if "shrunk" in interactions else "mobius"].to_numpy(float)
         polynomial = cls(n, np.zeros(T), np.ones(T), target, member_incidence(n, lengths, flat), mobius)
         mean_terms = np.bincount(target, weights=mobius * polynomial.term_frequencies(masks), minlength=T)
         polynomial.constant = margins.mean(1) - mean_terms
@@ -162,13 +163,13 @@ def _chunks(m: int, width: int, cells: int = 1 << 24):
 
 def load_surrogates(run_dir, fits: dict[str, str], fractions,
                     surrogates: str = "sweep") -> dict[str, dict[float, Surrogate]]:
-    """For every pruning method in ``fits`` (method -> the fit method whose tables drive it, e.g.
+    """For every pruning method in ``fits`` (method -> the fit engine whose tables drive it, e.g.
     ``{"interactions": "proxyspex", "linear": "linear"}``), its surrogate at every fraction below 1
     (the full set needs none).
 
     ``sweep``: the run's one fit (``<run_dir>/fit``) for every fraction. ``matched``: for fraction
     ``f`` the fit made with ``fit.alpha=f`` (``<run_dir>/fit/alpha-f``), on masks of that size.
-    Each fit's tables and models are read once, whatever the number of fractions and methods.
+    Each fit's tables and models are read once, whatever the number of fractions and pruning methods.
     """
     if surrogates not in SURROGATES:
         raise PruningError(f"prune.surrogates={surrogates!r}; choose one of {', '.join(SURROGATES)}")
@@ -187,30 +188,30 @@ def load_surrogates(run_dir, fits: dict[str, str], fractions,
         setting = f" fit.alpha={alpha:g}" if alpha is not None else ""
         needed = f"fraction {alpha}" if alpha is not None else f"fractions {wanted}"
         try:
-            interactions, _ = read_frame(RunFolder(run_dir).interactions(alpha), FIT_STAGE)
-            metrics, _ = read_frame(RunFolder(run_dir).fit_metrics(alpha), FIT_STAGE)
+            interactions = read_fit_table(RunFolder(run_dir).interactions(alpha))[0].to_pandas()
+            metrics = read_fit_table(RunFolder(run_dir).fit_metrics(alpha))[0].to_pandas()
         except StoreError as err:  # a missing or unreadable table: say which fit to run
-            fit_method = next(iter(fits.values()))
-            raise PruningError(f"{needed} needs the {fit_method} fit in {folder} ({err}); "
-                               f"{fit_remedy(fit_method, setting, run_dir)}") from None
-        for method, fit_method in fits.items():
-            if not (metrics["method"] == fit_method).any():
-                raise PruningError(f"{folder} holds no {fit_method} fit; {fit_remedy(fit_method, setting, run_dir)}")
-            surrogate = fitted_surrogate(ready, interactions, metrics, fit_method, np.flatnonzero(models))
+            fit_engine = next(iter(fits.values()))
+            raise PruningError(f"{needed} needs the {fit_engine} fit in {folder} ({err}); "
+                               f"{fit_remedy(fit_engine, setting, run_dir)}") from None
+        for method, fit_engine in fits.items():
+            if not (metrics["engine"] == fit_engine).any():
+                raise PruningError(f"{folder} holds no {fit_engine} fit; {fit_remedy(fit_engine, setting, run_dir)}")
+            surrogate = fitted_surrogate(ready, interactions, metrics, fit_engine, np.flatnonzero(models))
             out[method] |= dict.fromkeys([alpha] if alpha is not None else wanted, surrogate)
     return out
 
 
-def fitted_surrogate(ready, interactions: pd.DataFrame, metrics: pd.DataFrame, method: str,
+def fitted_surrogate(ready, interactions: pd.DataFrame, metrics: pd.DataFrame, engine: str,
                      models: np.ndarray | None = None, targets: np.ndarray | None = None) -> Surrogate:
-    """``method``'s polynomials from a fit's tables (all methods' rows), their intercepts and
+    """``engine``'s polynomials from a fit's tables (all engines' rows), their intercepts and
     residual scales taken on at most ``_STAT_MODELS`` of the fit-ready ``models`` (row numbers;
     all by default), evenly spread: the statistics need no more, and the masks are unpacked.
     ``targets`` (sorted target ids): only theirs, the surrogate's target ``k`` being ``targets[k]``
     (for a fit of some targets only); every target by default."""
     rows = np.arange(len(ready.mask_id)) if models is None else models
     rows = rows[np.linspace(0, len(rows) - 1, min(len(rows), _STAT_MODELS)).astype(np.int64)]
-    terms, fits = interactions[interactions["method"] == method], metrics[metrics["method"] == method]
+    terms, fits = interactions[interactions["engine"] == engine], metrics[metrics["engine"] == engine]
     if targets is None:
         margins = np.asarray(ready.target_margins[:, rows], dtype=float)
     else:
@@ -221,12 +222,12 @@ def fitted_surrogate(ready, interactions: pd.DataFrame, metrics: pd.DataFrame, m
     return Surrogate.from_fit(terms, fits, ready.masks[rows].unpack(), margins)
 
 
-def fit_remedy(fit_method: str, setting: str, run_dir) -> str:
-    """What makes a run's missing fit of ``fit_method`` (``setting``: its fit.alpha override)."""
-    if fit_method == "trak":  # TRAK retrains models: a job of its own, over the whole sweep only
+def fit_remedy(fit_engine: str, setting: str, run_dir) -> str:
+    """What makes a run's missing fit of ``fit_engine`` (``setting``: its fit.alpha override)."""
+    if fit_engine == "trak":  # TRAK retrains models: a job of its own, over the whole sweep only
         return (f"run jobs/trak.py run_dir={run_dir}" if not setting else
                 "the trak fit is of the whole sweep (no fit.alpha): use prune.surrogates=sweep")
-    flag = "" if fit_method == "proxyspex" else f" fit={fit_method}"
+    flag = "" if fit_engine == "proxyspex" else f" fit={fit_engine}"
     return f"run jobs/fit.py{flag}{setting} run_dir={run_dir}"
 
 

@@ -10,7 +10,7 @@ One sweep, and everything derived from it, lives in one folder (``run_dir``)::
     .claims/shard-NNNNNN.lock.job  and its holder's SLURM job, host and process
     fit_ready/                   memory-mapped masks and margins (datamodels.store.fit_ready)
     fit/[alpha-A/]interactions.parquet, fit_metrics.parquet    (datamodels.fit.stage)
-    fit/[alpha-A/]parts/<method>/part-KKKK.<table>             a fit split into SLURM parts
+    fit/[alpha-A/]parts/<engine>/part-KKKK.<table>             a fit split into SLURM parts
     prune/keep_sets.parquet, evaluation.parquet, evaluation.csv, paired.csv, evaluation.png
     report/index.html            (datamodels.views.report), beside it faithfulness.csv and figure-NN.png
     curated/<method>-<fraction>/ keep_set.parquet, card.json[, dataset.npz]
@@ -205,15 +205,15 @@ class RunFolder:
         """The fit stage's two tables: interactions, then metrics."""
         return self.interactions(alpha), self.fit_metrics(alpha)
 
-    def fit_record(self, method: str, alpha: float | None = None) -> Path:
-        return self.fit(alpha) / f".inputs-{method}.json"
+    def fit_record(self, engine: str, alpha: float | None = None) -> Path:
+        return self.fit(alpha) / f".inputs-{engine}.json"
 
-    def fit_parts(self, method: str, alpha: float | None = None) -> Path:
-        return self.fit(alpha) / "parts" / method
+    def fit_parts(self, engine: str, alpha: float | None = None) -> Path:
+        return self.fit(alpha) / "parts" / engine
 
-    def fit_part(self, method: str, part: int, alpha: float | None = None) -> tuple[Path, Path]:
+    def fit_part(self, engine: str, part: int, alpha: float | None = None) -> tuple[Path, Path]:
         """Part ``part``'s two tables (interactions, metrics) of a fit split into parts."""
-        return tuple(self.fit_parts(method, alpha) / f"part-{part:04d}.{name}" for name in FIT_TABLES)
+        return tuple(self.fit_parts(engine, alpha) / f"part-{part:04d}.{name}" for name in FIT_TABLES)
 
     # ------------------------------------------------------------------ pruning, report, curation
 
@@ -253,15 +253,15 @@ class RunFolder:
 
     @property
     def report_faithfulness(self) -> Path:
-        """Every fitted target's faithfulness (one row per target and method), beside the page."""
+        """Every fitted target's faithfulness (one row per target and engine), beside the page."""
         return self.report / "faithfulness.csv"
 
     @property
     def report_record(self) -> Path:
         return self.report / ".inputs.json"
 
-    def curated(self, method: str, fraction: float) -> Path:
-        return self.root / "curated" / f"{method}-{float(fraction):g}"
+    def curated(self, pruning_method: str, fraction: float) -> Path:
+        return self.root / "curated" / f"{pruning_method}-{float(fraction):g}"
 
     @property
     def duplicate_candidates(self) -> Path:

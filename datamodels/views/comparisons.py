@@ -1,4 +1,4 @@
-"""How the methods compare: the faithfulness of their fits (held-out R^2, Spearman), the holdout
+"""How the engines and pruning methods compare: the faithfulness of the fits (held-out R^2, Spearman), the holdout
 accuracy of their retrained keep-sets, and the sentences that judge both (paired differences
 against the best baseline, with their 95% intervals).
 """
@@ -10,16 +10,18 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from ..fit.results import default_method, fitted_metrics
+from ..fit.results import default_engine, fitted_metrics
+from ..renamed import renamed_keyword
 from ..pruning import paired_differences, summarize
 from ..sweep.run_data import AnalysisError
 from .run_view import RunView
 
 
-def worst_fitted_targets(view: RunView, k: int = 10, method: str | None = None) -> pd.DataFrame:
-    """The ``k`` targets of lowest held-out R^2 under ``method``, with their faithfulness."""
-    rows = fitted_metrics(view, method or default_method(view))
-    worst = rows.nsmallest(k, "r2")[["target", "method", "r2", "spearman", "noise_ceiling"]].reset_index(drop=True)
+@renamed_keyword("method", "engine")
+def worst_fitted_targets(view: RunView, k: int = 10, engine: str | None = None) -> pd.DataFrame:
+    """The ``k`` targets of lowest held-out R^2 under ``engine``, with their faithfulness."""
+    rows = fitted_metrics(view, engine or default_engine(view))
+    worst = rows.nsmallest(k, "r2")[["target", "engine", "r2", "spearman", "noise_ceiling"]].reset_index(drop=True)
     worst.insert(1, "target_name", [view.target_name(int(t)) for t in worst["target"]])
     return worst
 
@@ -28,9 +30,9 @@ QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 
 def faithfulness_summary(view: RunView) -> pd.DataFrame:
-    """Per method: targets fitted, quantiles of held-out R^2 and the median Spearman (LDS)."""
+    """Per engine: targets fitted, quantiles of held-out R^2 and the median Spearman (LDS)."""
     metrics = view.fit_metrics
-    grouped = metrics.groupby("method")
+    grouped = metrics.groupby("engine")
     out = grouped["r2"].quantile(list(QUANTILES)).unstack()
     out.columns = [f"R2 q{round(100 * q):02d}" if q != 0.5 else "R2 median" for q in QUANTILES]
     out.insert(0, "targets", grouped.size())
@@ -38,10 +40,11 @@ def faithfulness_summary(view: RunView) -> pd.DataFrame:
     return out
 
 
-def faithfulness_vs_models(view: RunView, budgets, methods=("linear", "proxyspex"), targets=None,
+@renamed_keyword("methods", "engines")
+def faithfulness_vs_models(view: RunView, budgets, engines=("linear", "proxyspex"), targets=None,
                            workers: int = 1, progress: bool = False) -> pd.DataFrame:
     """Median held-out R^2, Spearman (LDS) and R^2 as a fraction of the noise ceiling when each
-    method is fitted on only the first ``b`` models of the fit split, for each budget ``b``.
+    engine is fitted on only the first ``b`` models of the fit split, for each budget ``b``.
     Every budget is judged on the same held-out models (those of the fit stage's default split)."""
     from ..fit.stage import fit_and_evaluate
 
@@ -49,14 +52,14 @@ def faithfulness_vs_models(view: RunView, budgets, methods=("linear", "proxyspex
     columns = np.arange(models.target_margins.shape[0]) if targets is None else np.asarray(targets)
     rows = []
     for budget in budgets:
-        for method in methods:
+        for engine in engines:
             try:
-                _, metrics = fit_and_evaluate(models.masks, models.target_margins.T, models.mask_id, method,
+                _, metrics = fit_and_evaluate(models.masks, models.target_margins.T, models.mask_id, engine,
                                               workers=workers, progress=progress, fit_models=budget,
                                               columns=list(columns))
             except ValueError as err:
                 raise AnalysisError(f"budget {budget}: {err}") from err
-            rows.append({"models": budget, "method": method, "median_r2": metrics["r2"].median(),
+            rows.append({"models": budget, "engine": engine, "median_r2": metrics["r2"].median(),
                          "median_spearman": metrics["spearman"].median(),
                          "median_r2_of_ceiling": metrics["r2_fraction_of_ceiling"].median(),
                          "fit_seconds": metrics["seconds"].mean()})
@@ -140,11 +143,11 @@ def pruning_conclusion(view: RunView) -> str:
 
 
 def faithfulness_conclusion(view: RunView) -> str:
-    """One sentence: which method predicts held-out margins best (median R^2), by how much."""
+    """One sentence: which engine predicts held-out margins best (median R^2), by how much."""
     metrics = view.fit_metrics
-    medians = metrics.groupby("method")["r2"].median().sort_values(ascending=False)
+    medians = metrics.groupby("engine")["r2"].median().sort_values(ascending=False)
     best = medians.index[0]
-    rows = metrics[metrics["method"] == best]
+    rows = metrics[metrics["engine"] == best]
     others = ", ".join(f"{m} {v:.3f}" for m, v in medians.iloc[1:].items())
     negative = int((rows["r2"] < 0).sum())
     return (f"{best} predicts held-out margins best, median held-out R^2 {medians.iloc[0]:.3f} over {len(rows):,} "

@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ..renamed import renamed_keyword
 from .run_view import RunView
 from .terms import target_summary, top_effects
 
@@ -45,11 +46,12 @@ def _empty_figure(text: str):
     return fig
 
 
-def plot_interactions(view: RunView, target: int, kind: str, k: int = 4, method: str = "proxyspex"):
+@renamed_keyword("method", "engine")
+def plot_interactions(view: RunView, target: int, kind: str, k: int = 4, engine: str = "proxyspex"):
     """The ``k`` strongest interactions of one kind of one target. With images: rows of images, the
     target then the members (the first example of a player that is a group), titled with class and
     Möbius. Without: one bar per term, its Möbius coefficient, labelled with the players' names."""
-    rows = top_effects(view, target, kind=kind, k=k, method=method)
+    rows = top_effects(view, target, kind=kind, k=k, engine=engine)
     noun = "interactions" if kind != "main" else "effects"
     if rows.empty:
         return _empty_figure(f"no {kind} {noun} found for target {target}")
@@ -129,15 +131,15 @@ def plot_candidates(view: RunView, groups: pd.DataFrame, k: int = 6, max_members
 
 
 def plot_faithfulness(view: RunView):
-    """Held-out R^2 of every fitted target: one histogram per method (as many targets as there are,
+    """Held-out R^2 of every fitted target: one histogram per engine (as many targets as there are,
     one figure of fixed size)."""
     metrics = view.fit_metrics
     fig, ax = plt.subplots(figsize=(5.5, 3))
     low = min(0.0, float(np.nanmin(metrics["r2"]))) if len(metrics) else 0.0
     bins = np.linspace(max(low, -1.0), 1.0, 41)  # R^2 below -1 goes into the first bin
-    for method, rows in metrics.groupby("method"):
+    for engine, rows in metrics.groupby("engine"):
         ax.hist(np.clip(rows["r2"], bins[0], 1.0), bins=bins, histtype="step", lw=1.5,
-                label=f"{method} ({len(rows):,} targets)")
+                label=f"{engine} ({len(rows):,} targets)")
     ax.set_xlabel("held-out R^2 per target")
     ax.set_ylabel("targets")
     ax.axvline(0, color="black", lw=0.6)

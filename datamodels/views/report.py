@@ -21,7 +21,7 @@ import pandas as pd
 
 from ..ablation.figures import plot_pairs, plot_removals
 from ..errors import StoreError
-from ..fit.results import default_method
+from ..fit.results import default_engine
 from ..pruning import plot_pruning
 from ..pruning.duplicates import named_candidates, read_candidates
 from ..run.folder import RunFolder
@@ -169,11 +169,11 @@ class _Page:
                                        "from it")
 
     def ranked(self) -> tuple[str, pd.DataFrame]:
-        """The fit whose terms the sections rank (:func:`~datamodels.fit.results.default_method`) and
+        """The fit whose terms the sections rank (:func:`~datamodels.fit.results.default_engine`) and
         every term's strength, computed once for all of them."""
         if self._ranked is None:
-            method = default_method(self.view)
-            self._ranked = method, term_strength(self.view, method)
+            engine = default_engine(self.view)
+            self._ranked = engine, term_strength(self.view, engine)
         return self._ranked
 
     def write(self) -> Path:
@@ -243,7 +243,7 @@ def _run_section(report: _Page) -> None:
 
 
 def _faithfulness_section(report: _Page, worst_targets: int) -> None:
-    """Held-out R^2 and Spearman of each fitted method: quantiles, a histogram and the worst-fitted
+    """Held-out R^2 and Spearman of each fitted engine: quantiles, a histogram and the worst-fitted
     targets; every target's row in a CSV beside the page."""
     view = report.view
     report.add("<h2>Faithfulness on held-out models</h2>")
@@ -252,21 +252,21 @@ def _faithfulness_section(report: _Page, worst_targets: int) -> None:
     with report.reading("faithfulness"):
         metrics = view.fit_metrics
         # beside the page, wherever it is written, so that its relative link resolves
-        metrics.sort_values(["method", "target"]).to_csv(report.out / view.folder.report_faithfulness.name,
+        metrics.sort_values(["engine", "target"]).to_csv(report.out / view.folder.report_faithfulness.name,
                                                          index=False)
         ceiling = ("" if metrics["noise_ceiling"].notna().any() else
                    f" (the noise ceiling is NaN throughout: {report.na_reasons['noise_ceiling']})")
-        report.add(f"<p>Quantiles over the fitted targets of each method. Every target's row "
+        report.add(f"<p>Quantiles over the fitted targets of each engine. Every target's row "
                    f"({len(metrics):,} rows: held-out R^2, Spearman, noise ceiling{escape(ceiling)}, working set, "
                    f"fit time) is in "
                    f'<a href="{view.folder.report_faithfulness.name}">{view.folder.report_faithfulness.name}</a>.'
                    f'</p>')
         report.table(faithfulness_summary(view).round(4).reset_index(), "faithfulness")
-        report.figure(("faithfulness",), lambda: plot_faithfulness(view), "held-out R^2 per target and method")
-        for fitted in sorted(metrics["method"].unique()):
+        report.figure(("faithfulness",), lambda: plot_faithfulness(view), "held-out R^2 per target and engine")
+        for fitted in sorted(metrics["engine"].unique()):
             report.add(f"<h3>The {worst_targets} worst-fitted targets of {fitted}</h3>")
             worst = worst_fitted_targets(view, worst_targets, fitted)
-            report.table(worst.drop(columns=["target", "method"]).rename(columns={"target_name": "target"}), "worst")
+            report.table(worst.drop(columns=["target", "engine"]).rename(columns={"target_name": "target"}), "worst")
         report.conclude("faithfulness", faithfulness_conclusion(view))
 
 
@@ -276,13 +276,13 @@ def _strongest_terms_section(report: _Page, top_terms: int) -> None:
     if report.lacks("strongest interactions", *RANKED_INPUTS, title=title):
         return
     with report.reading("strongest interactions", title):
-        method, strength = report.ranked()
-        report.add(f"<h2>{title} ({method})</h2>")
+        engine, strength = report.ranked()
+        report.add(f"<h2>{title} ({engine})</h2>")
         report.add(f"<p>{STRENGTH_TEXT}</p>")
-        terms = strongest_terms(view, top_terms, method, strength=strength, per_target=TERMS_PER_TARGET)
+        terms = strongest_terms(view, top_terms, engine, strength=strength, per_target=TERMS_PER_TARGET)
         if terms.empty:
-            report.add(f"<p>No pairs or triples in the {method} fit.</p>")
-            report.conclude("strongest interactions", f"the {method} fit has no pair or triple")
+            report.add(f"<p>No pairs or triples in the {engine} fit.</p>")
+            report.conclude("strongest interactions", f"the {engine} fit has no pair or triple")
             return
         report.table(terms[["target_name", "players", "kind", "mobius", "strength"]].rename(
             columns={"target_name": "target", "mobius": "m", "strength": "|m| / residual sd"}), "terms")
@@ -303,25 +303,25 @@ def _kind_section(report: _Page, kind: str, targets_per_kind: int) -> None:
     if report.lacks(section, *RANKED_INPUTS):
         return
     with report.reading(section):
-        method, strength = report.ranked()
+        engine, strength = report.ranked()
         # synergy and redundancy: targets ranked by their strongest pair, the unit the rule is stated for
         ranked = strength if kind == "main" else strength[strength["order"] == 2]
-        chosen = strongest_targets(view, kind, targets_per_kind, method, ranked)
+        chosen = strongest_targets(view, kind, targets_per_kind, engine, ranked)
         text = KIND_TEXT[kind] if view.has_images else KIND_BARS_TEXT[kind]
         report.add(f"<p>{escape(text)}</p>" if chosen else f"<p>No {KIND_TITLE[kind]} found.</p>")
         shown = KIND_SHOWN[kind]
         for t in chosen:
             report.figure(("target", t), lambda: plot_target(view, t),
                           f"{view.target_name(t)}: {'image and ' if view.has_images else ''}margin distribution")
-            report.figure(("effects", t, kind), lambda: plot_interactions(view, t, kind, method=method),
+            report.figure(("effects", t, kind), lambda: plot_interactions(view, t, kind, engine=engine),
                           f"{view.target_name(t)}: its strongest {KIND_TITLE[kind]}{shown}")
         if chosen and view.has_images and (view.player_size > 1).any():
-            members = top_effects(view, chosen[0], kind=kind, k=1, method=method)["members"][0]
+            members = top_effects(view, chosen[0], kind=kind, k=1, engine=engine)["members"][0]
             for player in members:
                 report.figure(("player", int(player)), lambda: plot_player(view, int(player)),
                               f"every image of player #{player}, in target {chosen[0]}'s strongest "
                               f"{KIND_TITLE[kind]}")
-        report.conclude(section, _kind_conclusion(view, kind, method, strength))
+        report.conclude(section, _kind_conclusion(view, kind, engine, strength))
 
 
 def _classes_section(report: _Page) -> None:
@@ -336,13 +336,13 @@ def _classes_section(report: _Page) -> None:
             return
         if report.lacks("classes", "fit_metrics", "interactions"):
             return
-        method = default_method(view)
+        engine = default_engine(view)
         target = "a target's class (target_class), " if view.has_images else ""
         report.add(f"<p>{CLASS_PAIRS_TEXT.format(target=target)}</p>")
         same = {}
         for kind in ("synergy", "redundancy"):
             report.add(f"<h3>{kind}</h3>")
-            patterns = class_pair_patterns(view, kind, method)
+            patterns = class_pair_patterns(view, kind, engine)
             if patterns.empty:
                 report.add(f"<p>No {kind} pairs.</p>")
             else:
@@ -437,19 +437,19 @@ def _table_html(frame: pd.DataFrame, legend: dict, missing: dict) -> str:
     return f"{html}<p class=\"legend\">{'. '.join([legend_html, *notes])}.</p>"
 
 
-def _kind_conclusion(view: RunView, kind: str, method: str, strength: pd.DataFrame) -> str:
+def _kind_conclusion(view: RunView, kind: str, engine: str, strength: pd.DataFrame) -> str:
     """The conclusion of a section "Targets with the strongest ...": the strongest term of the
     kind, and for synergy and redundancy the strongest pair (the one the fit's console names)
     and how many pairs and triples are of that kind."""
     if kind == "main":
         mains = strength[strength["kind"] == "main"]
         if mains.empty:
-            return f"the {method} fit has no main effect"
+            return f"the {engine} fit has no main effect"
         row = _named(view, strength.loc[[mains["strength"].idxmax()]]).iloc[0]
         return (f"the strongest main effect is {row['players']} on {view.target_name(int(row['target']))} "
                 f"(m = {row['mobius']:+.3f}, {row['strength']:.2f} residual sd)")
     counts = strength[strength["kind"] == kind].groupby("order").size()
-    sentence = pair_sentence(view, kind, strongest_pair(view, kind, method, strength), method)
+    sentence = pair_sentence(view, kind, strongest_pair(view, kind, engine, strength), engine)
     relabelled = 0
     if "fit_kind" in strength:
         triples = strength[strength["order"] == 3]
@@ -567,7 +567,7 @@ def outputs(run_dir) -> list[str]:
     table, paired, _ = folder.evaluation_summaries
     described = [(folder.shards, "margins of every model, a parquet file per shard (pandas, pyarrow, DuckDB)"),
                  (folder.interactions(), "main effects, synergy and redundancy per target"),
-                 (folder.fit_metrics(), "held-out R^2 and Spearman (LDS) per target and method"),
+                 (folder.fit_metrics(), "held-out R^2 and Spearman (LDS) per target and engine"),
                  (folder.keep_sets, "the kept players of every pruning method and fraction"),
                  (table, "holdout accuracy of pruned training sets (and .png)"),
                  (paired, "each method minus the best baseline, paired by seed"),

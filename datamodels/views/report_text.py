@@ -78,7 +78,7 @@ CLASS_PAIRS_TEXT = ("Each row: {target}the classes of the two members of a pair 
 INTERVAL = "the 95% interval of {}"
 LEGENDS = {
     "faithfulness": {
-        "method": "the fit (jobs/fit.py fit=<method>)", "targets": "targets it fitted",
+        "engine": "the fit's engine (jobs/fit.py fit=<engine>)", "targets": "targets it fitted",
         "R2 q05": "held-out R^2 at the 5% quantile over the targets (1: margins of unseen models predicted exactly; "
                   "0: no better than their mean)",
         **{f"R2 q{q:02d}": f"the same at the {q}% quantile" for q in (25, 75, 95)},

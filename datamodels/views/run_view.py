@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import StoreError
 from ..fit.results import FitView
 from ..sweep.run_data import AnalysisError
 from ..tables import read_frame
@@ -59,19 +58,16 @@ class RunView(FitView):
 
     @cached_property
     def keep_sets(self) -> pd.DataFrame:
-        return self._table(self.folder.keep_sets, "prune (jobs/prune.py)")
+        return self._read(read_frame, self.folder.keep_sets, "prune (jobs/prune.py)")[0]
 
     @cached_property
     def pruning(self) -> pd.DataFrame:
-        return self._table(self.folder.evaluation, "pruning evaluation (jobs/evaluate_pruning.py)")
+        return self._read(read_frame, self.folder.evaluation, "pruning evaluation (jobs/evaluate_pruning.py)")[0]
 
     def ablation(self, name: str = "pairs") -> pd.DataFrame:
         """A retraining check's measured checks (``jobs/ablate.py``; ``name`` its folder under
         ``ablations/``: ``pairs``, ``removal-alpha``, ``removal-full``, ``heldout`` or ``ablate.name``)."""
-        try:
-            checks, meta = read_frame(self.folder.ablation_results(name)[0], "ablate (jobs/ablate.py)")
-        except StoreError as err:
-            raise AnalysisError(f"{err} (for {self.run_dir})") from err
+        checks, meta = self._read(read_frame, self.folder.ablation_results(name)[0], "ablate (jobs/ablate.py)")
         checks.attrs["design"] = meta["design"]  # pairs, removal or heldout
         return checks
 

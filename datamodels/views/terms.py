@@ -10,22 +10,24 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ..fit.results import default_method, fitted_metrics, residual_sd
+from ..fit.results import default_engine, fitted_metrics, residual_sd
+from ..renamed import renamed_keyword
 from ..sweep.run_data import AnalysisError
 from .run_view import RunView
 
 KINDS = ("main", "synergy", "redundancy")
 
 
-def term_strength(view: RunView, method: str | None = None, orders=(1, 2, 3)) -> pd.DataFrame:
-    """Every fitted term of ``method`` of the given orders, with ``strength = |m(S)| / tau_t``: its
+@renamed_keyword("method", "engine")
+def term_strength(view: RunView, engine: str | None = None, orders=(1, 2, 3)) -> pd.DataFrame:
+    """Every fitted term of ``engine`` of the given orders, with ``strength = |m(S)| / tau_t``: its
     size in units of its target's residual sd (:func:`residual_sd`), so that a term of a target
     the fit explains well and one of a noisy target are compared on the scale of what each
     target's fit can be trusted to. Only the terms it may state (:meth:`RunView.terms` with
     ``claims=True``: not ProxySPEX's untested interactions)."""
-    method = method or default_method(view)
-    tau = residual_sd(view, method)
-    rows = judge_triples(view, view.terms(method=method, orders=orders, members=False, claims=True), method)
+    engine = engine or default_engine(view)
+    tau = residual_sd(view, engine)
+    rows = judge_triples(view, view.terms(engine=engine, orders=orders, members=False, claims=True), engine)
     return rows.assign(strength=rows["mobius"].abs().to_numpy() / tau.reindex(rows["target"]).to_numpy())
 
 
@@ -35,7 +37,7 @@ def _members(view: RunView, rows: pd.Index, order: int) -> np.ndarray:
     return np.sort(members.flatten().to_numpy(zero_copy_only=False).astype(np.int64).reshape(len(rows), order), 1)
 
 
-def judge_triples(view: RunView, rows: pd.DataFrame, method: str) -> pd.DataFrame:
+def judge_triples(view: RunView, rows: pd.DataFrame, engine: str) -> pd.DataFrame:
     """``rows`` (of :meth:`RunView.terms`) with each triple's ``kind`` judged as a group, the
     fit's own label kept in ``fit_kind``.
 
@@ -60,7 +62,7 @@ def judge_triples(view: RunView, rows: pd.DataFrame, method: str) -> pd.DataFram
         return rows
     members = _members(view, triples, 3)
     targets = rows.loc[triples, "target"].to_numpy(np.int64)
-    lower = view.terms(method=method, orders=[1, 2], members=False, claims=True)
+    lower = view.terms(engine=engine, orders=[1, 2], members=False, claims=True)
     lower = lower[lower["target"].isin(np.unique(targets))]
     mains, pairs = lower[lower["order"] == 1], lower[lower["order"] == 2]
     main = pd.Series(mains["mobius"].to_numpy(), index=pd.MultiIndex.from_arrays(
@@ -83,13 +85,14 @@ def judge_triples(view: RunView, rows: pd.DataFrame, method: str) -> pd.DataFram
     return out
 
 
-def strongest_pair(view: RunView, kind: str, method: str | None = None,
+@renamed_keyword("method", "engine")
+def strongest_pair(view: RunView, kind: str, engine: str | None = None,
                    strength: pd.DataFrame | None = None) -> pd.Series | None:
     """The pair of ``kind`` (synergy or redundancy, by the fit's pair rule) whose ``|m|`` is
     largest in units of its target's residual sd (:func:`term_strength`; ``strength``: its table,
     when the caller has it), named; None when the fit has none. The fit's console summary
-    (:func:`datamodels.fit.stage.summary`) and the report name the same pair."""
-    rows = term_strength(view, method, orders=(2,)) if strength is None else strength
+    (:func:`datamodels.fit.outputs.summary`) and the report name the same pair."""
+    rows = term_strength(view, engine, orders=(2,)) if strength is None else strength
     rows = rows[(rows["order"] == 2) & (rows["kind"] == kind)]
     if rows.empty:
         return None
@@ -97,12 +100,12 @@ def strongest_pair(view: RunView, kind: str, method: str | None = None,
     return top
 
 
-def pair_sentence(view: RunView, kind: str, row: pd.Series | None, method: str) -> str:
+def pair_sentence(view: RunView, kind: str, row: pd.Series | None, engine: str) -> str:
     """One sentence naming the strongest pair of ``kind`` (:func:`strongest_pair`)."""
     if row is None:
-        return f"the {method} fit has no {kind} pair"
+        return f"the {engine} fit has no {kind} pair"
     members = ", ".join(str(int(p)) for p in row["members"])
-    return (f"the strongest {kind} pair ({method}, by |m| / residual sd) is players [{members}] on "
+    return (f"the strongest {kind} pair ({engine}, by |m| / residual sd) is players [{members}] on "
             f"{view.target_name(int(row['target']))}: {row['players']}, m = {row['mobius']:+.3f}, "
             f"{row['strength']:.2f} residual sd")
 
@@ -119,17 +122,18 @@ def _named(view: RunView, rows: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def top_effects(view: RunView, target: int, kind: str | None = None, k: int = 10, method: str = "proxyspex",
+@renamed_keyword("method", "engine")
+def top_effects(view: RunView, target: int, kind: str | None = None, k: int = 10, engine: str = "proxyspex",
                 order: int | None = None) -> pd.DataFrame:
     """The ``k`` strongest (by |Möbius|) terms of one target, optionally of one kind/order (those it
     may state: :meth:`RunView.terms` with ``claims=True``)."""
-    fitted = fitted_metrics(view, method)["target"]
+    fitted = fitted_metrics(view, engine)["target"]
     if target not in set(fitted):
         known = sorted(int(t) for t in fitted)
-        raise AnalysisError(f"target {target} has no {method} fit (fitted targets: "
+        raise AnalysisError(f"target {target} has no {engine} fit (fitted targets: "
                             f"{known[:10]}{' ...' if len(known) > 10 else ''})")
-    rows = view.terms(method=method, target=target, claims=True)
-    rows = judge_triples(view, rows[rows["order"] > 0], method)
+    rows = view.terms(engine=engine, target=target, claims=True)
+    rows = judge_triples(view, rows[rows["order"] > 0], engine)
     if kind is not None:
         if kind not in KINDS:
             raise AnalysisError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -139,13 +143,14 @@ def top_effects(view: RunView, target: int, kind: str | None = None, k: int = 10
     return _named(view, rows.reindex(rows["mobius"].abs().sort_values(ascending=False).index).head(k))
 
 
-def strongest_terms(view: RunView, k: int = 20, method: str | None = None, orders=(2, 3),
+@renamed_keyword("method", "engine")
+def strongest_terms(view: RunView, k: int = 20, engine: str | None = None, orders=(2, 3),
                     strength: pd.DataFrame | None = None, per_target: int | None = None) -> pd.DataFrame:
     """The ``k`` strongest terms over all targets by :func:`term_strength` (``strength``: its table,
     when the caller has it already), pairs and triples by default, with the players named; at
     most ``per_target`` of one target (None: no limit), so that a few targets with many strong
     terms do not fill the table."""
-    rows = term_strength(view, method, orders) if strength is None else strength
+    rows = term_strength(view, engine, orders) if strength is None else strength
     rows = rows[rows["order"].isin(list(orders))].sort_values("strength", ascending=False, kind="stable")
     if per_target is not None:
         rows = rows.groupby("target", sort=False).head(per_target)
@@ -155,14 +160,15 @@ def strongest_terms(view: RunView, k: int = 20, method: str | None = None, order
     return out
 
 
-def strongest_targets(view: RunView, kind: str, k: int = 3, method: str | None = None,
+@renamed_keyword("method", "engine")
+def strongest_targets(view: RunView, kind: str, k: int = 3, engine: str | None = None,
                       strength: pd.DataFrame | None = None) -> list[int]:
     """The ``k`` targets whose strongest term of ``kind`` (a player for ``main``, else a pair or
     triple) is largest relative to the target's residual sd (``strength``: :func:`term_strength`'s
-    table of ``method``, when the caller has it already)."""
+    table of ``engine``, when the caller has it already)."""
     if kind not in KINDS:
         raise AnalysisError(f"kind must be one of {KINDS}, got {kind!r}")
-    rows = term_strength(view, method) if strength is None else strength
+    rows = term_strength(view, engine) if strength is None else strength
     rows = rows[rows["kind"] == kind]
     best = rows.groupby("target")["strength"].max()
     return [int(t) for t in best.nlargest(k).index]
@@ -176,14 +182,15 @@ def target_summary(view: RunView, target: int) -> pd.Series:
                       "std_margin": float(margins.std()), "models": len(margins)})
 
 
-def class_pair_patterns(view: RunView, kind: str, method: str = "proxyspex") -> pd.DataFrame:
+@renamed_keyword("method", "engine")
+def class_pair_patterns(view: RunView, kind: str, engine: str = "proxyspex") -> pd.DataFrame:
     """Across targets: how often pairs of each (class, class) combination are synergistic or
     redundant, with the target's own class as the row's first level (where the targets' classes
     are known). Needs the players' classes."""
     if view.player_labels is None:
         raise AnalysisError(f"class pairs need the players' classes: {view.run_dir} has no dataset linked and no "
                             f"labels file ({', '.join(str(p) for p in view.folder.label_files)})")
-    pairs = view.terms(method=method, orders=[2], kind=kind, members=False, claims=True)
+    pairs = view.terms(engine=engine, orders=[2], kind=kind, members=False, claims=True)
     members = view.interactions_arrow.column("members").take(pa.array(pairs.index, pa.int64())).combine_chunks()
     members = members.flatten().to_numpy(zero_copy_only=False).astype(np.int64).reshape(len(pairs), 2)
     names = np.asarray(view.class_names if view.class_names is not None
@@ -197,7 +204,7 @@ def class_pair_patterns(view: RunView, kind: str, method: str = "proxyspex") -> 
 
 
 def term_counts(view: RunView) -> pd.DataFrame:
-    """How many terms each method fitted, by order and kind (counted in Arrow: millions of rows)."""
-    counts = view.interactions_arrow.group_by(["method", "order", "kind"]).aggregate([([], "count_all")])
+    """How many terms each engine fitted, by order and kind (counted in Arrow: millions of rows)."""
+    counts = view.interactions_arrow.group_by(["engine", "order", "kind"]).aggregate([([], "count_all")])
     return counts.to_pandas().rename(columns={"count_all": "terms"}).sort_values(
-        ["method", "order", "kind"], ignore_index=True)
+        ["engine", "order", "kind"], ignore_index=True)
