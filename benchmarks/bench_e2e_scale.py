@@ -147,7 +147,7 @@ def main() -> None:
     sizes = {"page (index.html)": folder.report_page.stat().st_size,
              f"{len(figures)} figures": sum(p.stat().st_size for p in figures),
              "faithfulness.csv": folder.report_faithfulness.stat().st_size,
-             "fit/interactions.parquet": folder.interactions().stat().st_size}
+             "fit/interactions.parquet": folder.interactions_file().stat().st_size}
     print("\n" + pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     print("\nsizes: " + ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in sizes.items()))
     save_results("bench_e2e_scale", rows, path=Path(args.out) / "results.json", sizes=sizes)

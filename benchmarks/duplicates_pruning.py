@@ -29,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     pin_threads()
     folder = RunFolder(args.run)
-    keep, evaluation = pd.read_parquet(folder.keep_sets), pd.read_parquet(folder.evaluation)
+    keep, evaluation = pd.read_parquet(folder.keep_sets_file), pd.read_parquet(folder.evaluation)
     twins = pd.read_csv(folder.twins)
     outcomes = twin_outcomes(keep, twins).groupby(["method", "fraction"])[["both_removed", "both_kept"]].mean()
     table = summarize(evaluation).join(outcomes, on=["method", "fraction"])

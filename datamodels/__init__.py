@@ -13,7 +13,8 @@ The packages in pipeline order (each stage a Hydra job under ``jobs/``, each a p
   (:mod:`~datamodels.store.fit_ready`).
 - :mod:`datamodels.fit`: the fit stage (:mod:`~datamodels.fit.stage`), one engine of
   :mod:`datamodels.interactions` per target (ProxySPEX, the linear datamodel, SPEX), judged on
-  held-out models; exact ground truth (:mod:`~datamodels.fit.exhaustive`); TRAK
+  held-out models (:mod:`~datamodels.fit.faithfulness`), its two tables
+  (:mod:`~datamodels.fit.outputs`) read back by :mod:`~datamodels.fit.results`; exact ground truth (:mod:`~datamodels.fit.exhaustive`); TRAK
   (:mod:`~datamodels.fit.trak`).
 - :mod:`datamodels.pruning`: keep-sets from a fit, judged by retraining; curated datasets;
   duplicate groups (:mod:`~datamodels.pruning.duplicates`).
@@ -22,13 +23,15 @@ The packages in pipeline order (each stage a Hydra job under ``jobs/``, each a p
 - :mod:`datamodels.views`: the notebooks' DataFrames and figures
   (:mod:`~datamodels.views.analysis`, one namespace over :mod:`~datamodels.views.run_view`,
   :mod:`~datamodels.views.terms`, :mod:`~datamodels.views.comparisons` and
-  :mod:`~datamodels.views.figures`) and the HTML report (:mod:`~datamodels.views.report`).
+  :mod:`~datamodels.views.figures`) and the HTML report (:mod:`~datamodels.views.report`, written
+  as a page by :mod:`~datamodels.views.report_page`).
 
 Beneath them all: :mod:`datamodels.run` (the run folder's paths, identity, shard claims and
 recorded stage inputs), :mod:`datamodels.interactions` (the engines: estimators that know nothing
 of runs), :mod:`datamodels.cli` (the jobs' shell: a run folder's recorded settings, the job
 wrapper, interrupts, the sweep's Hydra callback, the command-line check), and single modules:
-:mod:`~datamodels.errors`, :mod:`~datamodels.settings`, :mod:`~datamodels.tables`,
+:mod:`~datamodels.errors`, :mod:`~datamodels.settings`, :mod:`~datamodels.renamed` (the names an
+earlier release used, accepted for one more), :mod:`~datamodels.tables`,
 :mod:`~datamodels.packed` and :mod:`~datamodels.processes`. A package imports only the ones above
 it in this list's reverse order (``tests/test_architecture.py``): nothing runs back up the pipeline.
 """

@@ -32,7 +32,7 @@ FORWARDED = {
     "datamodels.sweep": ("datamodels.sweep.stage", {"LOADERS", "SweepRun", "make_loader", "resolve_device"}),
     "datamodels.store": ("datamodels.store.shards", {
         "CollectReport", "FORMAT", "META_KEY", "ModelRecord", "RESULT_COLUMNS", "SCALAR_COLUMNS", "Sweep",
-        "collect", "collect_run", "compact_ranges", "load_sweep", "parquet_options", "partial_models",
+        "SweepResults", "collect", "collect_run", "compact_ranges", "load_sweep", "parquet_options", "partial_models",
         "read_models", "read_shard_columns", "read_shard_meta", "run_meta", "shard_files", "write_shard",
         "write_shard_columns"}),
 }

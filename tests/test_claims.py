@@ -35,8 +35,8 @@ def _fitted_run(run_dir, earlier_release=False):
                             "spearman": [0.7, 0.7], "working_set": [24, 24], "penalty_at_floor": [False, False],
                             "tested_zeroed": [0, 0]})
     meta = {f"{engine}s": {"spex": {"heldout_fraction": 0.3}}}
-    write_frame(folder.interactions(), interactions, meta)
-    write_frame(folder.fit_metrics(), metrics, meta)
+    write_frame(folder.interactions_file(), interactions, meta)
+    write_frame(folder.fit_metrics_file(), metrics, meta)
     return RunView.open(run_dir), interactions
 
 
@@ -66,7 +66,7 @@ def test_claims_leave_out_only_the_interactions_an_engine_tests_and_did_not_mark
 def test_a_table_of_an_earlier_release_reads_as_today_s(tmp_path):
     view, interactions = _fitted_run(tmp_path, earlier_release=True)
     assert "engine" in view.fit_metrics and "method" not in view.fit_metrics  # the column renamed on reading
-    assert read_fit_table(view.folder.fit_metrics())[1]["engines"] == {"spex": {"heldout_fraction": 0.3}}
+    assert read_fit_table(view.folder.fit_metrics_file())[1]["engines"] == {"spex": {"heldout_fraction": 0.3}}
     # before the tested column every interaction is claimed: ProxySPEX then kept only tested ones
     assert _members(view.terms(claims=True)) == _members(view.terms()) == {(0,), (1, 2), (3, 4), (5, 6)}
     assert view.interactions["tested"].tolist() == [False, True, True, False]

@@ -107,7 +107,7 @@ def test_a_new_engine_is_one_module_and_one_config(tmp_path):
     proc = run_job("fit.py", "fit=diff_in_means", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", f"run_dir={run}",
                    "progress=false", env={"PYTHONPATH": str(tmp_path / "code")})
     assert "diff_in_means: 2 targets, median held-out R^2" in proc.stdout
-    metrics, meta = read_frame(RunFolder(run).fit_metrics(), "fit")
+    metrics, meta = read_frame(RunFolder(run).fit_metrics_file(), "fit")
     assert set(metrics["engine"]) == {"diff_in_means"} and meta["engines"]["diff_in_means"]["params"] == {"top_k": 20}
     assert (metrics["r2"] > 0.2).all()  # the planted mains carry most of the variance
 

@@ -67,7 +67,7 @@ def test_release_import_is_the_arrays_and_collect_and_fit_read_it(tmp_path):
     assert "200 of 200 models present" in run_job("collect.py", f"run_dir={run_dir}", "progress=false").stdout
     assert "4 of 4 shards done" in run_job("status.py", f"run_dir={run_dir}").stdout
     run_job("fit.py", f"run_dir={run_dir}", "fit=linear", "progress=false")
-    metrics = pq.read_table(RunFolder(run_dir).fit_metrics()).to_pandas()
+    metrics = pq.read_table(RunFolder(run_dir).fit_metrics_file()).to_pandas()
     assert sorted(metrics["target"]) == [0, 1, 2]
 
 
@@ -315,7 +315,7 @@ def test_the_documented_prune_runs_on_an_import_without_images(tmp_path):
     out = run_job("prune.py", f"run_dir={run_dir}", "prune.fractions=[0.5]", "progress=false").stdout.splitlines()
     assert out[0] == f"prune: left out el2n, ccs ({run_dir} has no dataset linked: they train on its images); " \
                      f"prune.methods=[...] chooses the methods"
-    keep = pq.read_table(RunFolder(run_dir).keep_sets).to_pandas()
+    keep = pq.read_table(RunFolder(run_dir).keep_sets_file).to_pandas()
     assert list(keep["method"].unique()) == ["interactions", "linear", "random", "stratified"]
     assert "keep-sets (interactions, linear, random, stratified at fractions [0.5]" in out[1]
     # the same again: skipped, its inputs unchanged

@@ -237,7 +237,7 @@ def test_report_explains_its_tables_resolves_its_links_and_concludes(planted_run
     assert (f"strongest redundancy: players {[int(p) for p in red['members']]} on target {int(red['target'])} "
             if red is not None else "no redundancy pairs found") in console
     # (an earlier test of this module may have written keep-sets; none is retrained: no dataset)
-    assert found["Pruning"].startswith("no keep-sets yet" if not view.folder.keep_sets.exists() else
+    assert found["Pruning"].startswith("no keep-sets yet" if not view.folder.keep_sets_file.exists() else
                                        f"keep-sets of {view.keep_sets['method'].nunique()} methods")
     lines = (tmp_path / "report" / "conclusions.txt").read_text().splitlines()
     assert len(lines) == len(found) and any(line.startswith("synergy: the strongest synergy pair") for line in lines)
@@ -252,13 +252,13 @@ def test_a_missing_table_empties_only_its_sections_and_names_the_job_that_writes
     run = tmp_path / "run"
     shutil.copytree(planted_run, run, ignore=shutil.ignore_patterns("report"))
     folder = RunFolder(run)
-    if not folder.keep_sets.exists():  # (an earlier test of this module may have written them)
+    if not folder.keep_sets_file.exists():  # (an earlier test of this module may have written them)
         run_prune(run, PruneSettings(methods=["random"], fractions=[0.5], draws=1), progress=False)
     full = check_page(write_report(RunView.open(run), tmp_path / "full" / "index.html"))
     assert "Pruning" in full and not full["Pruning"].startswith("no keep-sets")
     for table, relative, job, emptied, what in (
-            (folder.keep_sets, "prune/keep_sets.parquet", "prune.py", {"Pruning"}, "keep-sets"),
-            (folder.interactions(), "fit/interactions.parquet", "fit.py", INTERACTION_SECTIONS, "fitted interactions")):
+            (folder.keep_sets_file, "prune/keep_sets.parquet", "prune.py", {"Pruning"}, "keep-sets"),
+            (folder.interactions_file(), "fit/interactions.parquet", "fit.py", INTERACTION_SECTIONS, "fitted interactions")):
         table.rename(tmp_path / "aside")
         try:
             page = write_report(RunView.open(run), tmp_path / table.stem / "index.html")

@@ -25,7 +25,7 @@ def test_a_stage_says_what_it_wrote_and_a_second_call_finds_it_up_to_date(tmp_pa
 
     prune = PruneSettings(methods=["random"], fractions=[0.5], draws=1)
     first = run_prune(tmp_path, prune, progress=False)
-    assert first.stage == "prune" and not first.up_to_date and first.written == (folder.keep_sets,)
+    assert first.stage == "prune" and not first.up_to_date and first.written == (folder.keep_sets_file,)
     assert list(first.outputs["keep_sets"]["method"]) == ["random"]
     assert run_prune(tmp_path, prune, progress=False) == StageResult("prune", up_to_date=True)
 

@@ -43,7 +43,7 @@ def test_round_trip_masks_margins_and_indices(tmp_path):
     np.testing.assert_array_equal(subset.margins, sweep.margins[:, [4, 1]])
 
 
-def test_a_shards_folder_still_loads_with_a_deprecation_warning(tmp_path):
+def test_a_shards_folder_and_the_old_class_name_still_work_with_a_deprecation_warning(tmp_path):
     shards = RunFolder(tmp_path / "run").shards
     loose = tmp_path / "loose"  # shard files in a folder of another name
     for shard in range(3):
@@ -55,6 +55,11 @@ def test_a_shards_folder_still_loads_with_a_deprecation_warning(tmp_path):
             old = load_sweep(folder)
         np.testing.assert_array_equal(old.margins, current.margins)
         np.testing.assert_array_equal(old.packed_masks, current.packed_masks)
+    from datamodels.store import shards
+
+    assert isinstance(current, shards.SweepResults)
+    with pytest.warns(DeprecationWarning, match="Sweep is renamed SweepResults"):
+        assert shards.Sweep is shards.SweepResults  # the old name, one release
 
 
 def test_shards_open_in_pandas_pyarrow_and_duckdb(tmp_path):

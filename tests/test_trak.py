@@ -161,12 +161,12 @@ def test_trak_job_writes_a_fit_that_the_trak_pruning_method_reads(tmp_path):
     out = run_job("trak.py", *run, "trak.models=2", "trak.proj_dim=32").stdout
     assert "trak: 20 targets" in out
     folder = RunFolder(tmp_path / "run")
-    metrics, _ = read_frame(folder.fit_metrics(), "fit")
-    terms, _ = read_frame(folder.interactions(), "fit")
+    metrics, _ = read_frame(folder.fit_metrics_file(), "fit")
+    terms, _ = read_frame(folder.interactions_file(), "fit")
     assert sorted(metrics["target"]) == list(range(20)) and set(metrics["engine"]) == {"trak"}
     assert set(terms["order"]) == {1} and metrics["models_used"].eq(2).all()
     assert "skipped" in run_job("trak.py", *run, "trak.models=2", "trak.proj_dim=32").stdout
     assert "trak" not in PruneSettings().methods  # opt-in: the default methods need no trak fit
     run_job("prune.py", *run, "prune.methods=[trak,random]", "prune.fractions=[0.5]")
-    keep, _ = read_frame(folder.keep_sets, "prune")
+    keep, _ = read_frame(folder.keep_sets_file, "prune")
     assert set(keep["engine"]) == {"trak", "random"} and keep.loc[keep["engine"] == "trak", "size"].eq(30).all()

@@ -132,7 +132,7 @@ def polynomials(view: FitView, engine: str, targets, coefficients: str = "mobius
     table's ``coefficients``: ``mobius`` (the sizes the fit reports: what a pair check tests) or
     ``shrunk`` (the L1 refit's: what a greedy choice optimises, as pruning does)."""
     if engine not in view.engines():
-        raise AblationError(f"{view.folder.fit_metrics()} holds no fit={engine} (fitted: {', '.join(view.engines())}): "
+        raise AblationError(f"{view.folder.fit_metrics_file()} holds no fit={engine} (fitted: {', '.join(view.engines())}): "
                             f"run jobs/fit.py fit={engine} first, or choose ablate.fit_engine / ablate.methods")
     terms = view.terms(engine=engine)
     own = {int(t): g for t, g in terms.groupby("target")}

@@ -64,7 +64,7 @@ def write_design(folder: RunFolder, plan: Plan) -> None:
             same = (plan.design is not None and np.array_equal(old["masks"], plan.design.masks)
                     and np.array_equal(old["seed_groups"], plan.design.seed_groups))
         if not same:
-            raise AblationError(f"{folder.ablation(name)} holds another design (other checks, backgrounds or masks "
+            raise AblationError(f"{folder.ablation_dir(name)} holds another design (other checks, backgrounds or masks "
                                 f"than these settings give): it was left untouched; choose ablate.name=OTHER "
                                 f"or move that folder away")
         return
@@ -130,7 +130,7 @@ def _heldout(run_dir, plan: Plan) -> pd.DataFrame:
     """The plan's pairs on the fit's held-out models (the fit's own split, recorded in its tables)."""
     folder = RunFolder(run_dir)
     engine = plan.settings.fit_engine
-    fit_meta = read_fit_table(folder.fit_metrics())[1]["engines"].get(engine, {})
+    fit_meta = read_fit_table(folder.fit_metrics_file())[1]["engines"].get(engine, {})
     ready = open_fit_ready(run_dir, progress=False)
     held = make_engine(engine).heldout_models(ready.masks, ready.mask_id, fit_meta.get("heldout_fraction", 0.2),
                                             fit_meta.get("split_seed", 0))
@@ -148,7 +148,7 @@ def measure(run_dir, plan: Plan) -> StageResult:
         checks = _heldout(run_dir, plan)
         paired = None
     else:
-        child = RunFolder(folder.ablation(name))
+        child = RunFolder(folder.ablation_dir(name))
         expected, report = collect_run(child.root)
         if len(report.missing):
             return StageResult("ablate", pending=True)
@@ -197,7 +197,7 @@ def run_ablate(run_dir, settings: AblateSettings, *, progress: bool = True, forc
     announce(plan.describe(None if plan.design is None else seconds_per_model(run_dir)))
     if plan.design is not None:
         write_design(folder, plan)
-        child_dir = folder.ablation(settings.folder_name)
+        child_dir = folder.ablation_dir(settings.folder_name)
         config = child_config(run_dir, plan, runtime or {"device": "cpu", "compile": None, "torch_threads": 1})
         shards = -(-plan.design.num_models // settings.models_per_shard)
         if settings.shard is not None:

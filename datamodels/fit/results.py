@@ -60,7 +60,7 @@ class FitView(RunData):
     @cached_property
     def interactions_arrow(self) -> pa.Table:
         """``fit/interactions.parquet`` as an Arrow table: millions of terms in a few flat arrays."""
-        return self._read(read_fit_table, self.folder.interactions())[0]
+        return self._read(read_fit_table, self.folder.interactions_file())[0]
 
     @property
     def interaction_table(self) -> pa.Table:
@@ -97,7 +97,7 @@ class FitView(RunData):
 
     @cached_property
     def fit_metrics(self) -> pd.DataFrame:
-        return self._read(read_fit_table, self.folder.fit_metrics())[0].to_pandas()
+        return self._read(read_fit_table, self.folder.fit_metrics_file())[0].to_pandas()
 
     def engines(self) -> list[str]:
         """The fitted engines (of the fit's metrics: one row per target, not per term)."""
@@ -113,7 +113,7 @@ def default_engine(view: FitView) -> str:
     """The fit the views show by default: ProxySPEX where fitted, else the engine with the most targets."""
     counts = view.fit_metrics["engine"].value_counts()
     if counts.empty:
-        raise AnalysisError(f"{view.folder.fit_metrics()} holds no fitted target")
+        raise AnalysisError(f"{view.folder.fit_metrics_file()} holds no fitted target")
     return "proxyspex" if "proxyspex" in counts.index else str(counts.index[0])
 
 

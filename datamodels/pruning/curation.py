@@ -139,6 +139,6 @@ def run_curate(run_dir, settings: CurateSettings, *, progress: bool = True, forc
     (:func:`curate`); ``progress`` is taken for the stages' common call and unused: the copy shows none."""
     s = settings
     view = RunData.open(run_dir)
-    keep, _, source = load_keep_sets(view.meta["fingerprint"], s.keep_sets or view.folder.keep_sets)
+    keep, _, source = load_keep_sets(view.meta["fingerprint"], s.keep_sets or view.folder.keep_sets_file)
     out = s.out or view.folder.curated(s.method, s.fraction)
     return StageResult("curate", curate(view, keep, s.method, s.fraction, out, str(source), s.export_arrays, force))

@@ -111,8 +111,8 @@ def redundant_pairs(view: FitView, engine: str = "proxyspex") -> pd.DataFrame:
     """Every pair of players with a redundant pair term in some target's ``engine`` fit: columns
     ``player_a < player_b``, ``score`` (``|m| / tau_t`` summed over those targets), ``targets``
     (how many), sorted by score, best first. Refuses a run without such a fit or without pairs."""
-    if not view.folder.interactions().exists():
-        raise DuplicatesError(f"{view.folder.interactions()} does not exist: fit the run first "
+    if not view.folder.interactions_file().exists():
+        raise DuplicatesError(f"{view.folder.interactions_file()} does not exist: fit the run first "
                               f"(jobs/fit.py run_dir={view.run_dir} fit={engine})")
     fitted = view.fit_metrics["engine"].unique()
     if engine not in fitted:

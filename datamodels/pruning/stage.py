@@ -190,7 +190,7 @@ def run_prune(run_dir, settings: PruneSettings, *, progress: bool = True, force:
     if settings.fits:
         reads |= {str(path.relative_to(folder.root)): path for alpha in alphas for path in folder.fit_tables(alpha)}
     inputs = StageInputs(folder.keep_sets_record, reads, settings.keep_set_settings())
-    if not force and inputs.unchanged([folder.keep_sets]):
+    if not force and inputs.unchanged([folder.keep_sets_file]):
         return StageResult("prune", up_to_date=True)
     view = RunData.open(run_dir)  # a run with or without its dataset linked
     run, n = view.sweep_run, view.n
@@ -212,7 +212,7 @@ def run_prune(run_dir, settings: PruneSettings, *, progress: bool = True, force:
                           difficulty if run is not None else None, settings.draws, settings.seed,
                           settings.class_quotas, settings.min_per_class, settings.synergy_threshold,
                           settings.ccs_cutoff, settings.ccs_bins, progress)
-    path = write_frame(folder.keep_sets, keep, {"fingerprint": view.meta["fingerprint"], "n": n,
+    path = write_frame(folder.keep_sets_file, keep, {"fingerprint": view.meta["fingerprint"], "n": n,
                                                 "source_run": str(folder.root),
                                                 "settings": settings.keep_set_settings()})
     inputs.save()
@@ -229,7 +229,7 @@ def run_evaluation(run_dir, settings: PruneSettings, *, progress: bool = True, f
     from .retraining import evaluate_keep_sets
 
     folder = RunFolder(run_dir)
-    source = folder.keep_sets if settings.keep_sets is None else settings.keep_sets
+    source = folder.keep_sets_file if settings.keep_sets is None else settings.keep_sets
     written = [folder.evaluation, *folder.evaluation_summaries]
     inputs = StageInputs(folder.evaluation_record, {"keep_sets": source, "run": folder.run_json},
                          {"eval_seeds": settings.eval_seeds})

@@ -188,8 +188,8 @@ def load_surrogates(run_dir, fits: dict[str, str], fractions,
         setting = f" fit.alpha={alpha:g}" if alpha is not None else ""
         needed = f"fraction {alpha}" if alpha is not None else f"fractions {wanted}"
         try:
-            interactions = read_fit_table(RunFolder(run_dir).interactions(alpha))[0].to_pandas()
-            metrics = read_fit_table(RunFolder(run_dir).fit_metrics(alpha))[0].to_pandas()
+            interactions = read_fit_table(RunFolder(run_dir).interactions_file(alpha))[0].to_pandas()
+            metrics = read_fit_table(RunFolder(run_dir).fit_metrics_file(alpha))[0].to_pandas()
         except StoreError as err:  # a missing or unreadable table: say which fit to run
             fit_engine = next(iter(fits.values()))
             raise PruningError(f"{needed} needs the {fit_engine} fit in {folder} ({err}); "

@@ -83,7 +83,9 @@ def read_submissions(log_dir: str | os.PathLike) -> list[dict]:
 
 @dataclass(frozen=True)
 class RunFolder:
-    """The paths of one run folder (module docstring), by name."""
+    """The paths of one run folder (module docstring), by name. A file that a view opens as a
+    table of the same name ends in ``_file`` (``keep_sets_file``; the view's ``keep_sets`` is the
+    table), a folder of such tables in ``_dir``: one name, one kind of thing."""
 
     root: Path
 
@@ -195,15 +197,15 @@ class RunFolder:
         """``fit/``, or ``fit/alpha-A/`` for a fit of the masks drawn at alpha ``A`` (``fit.alpha``)."""
         return self.root / "fit" if alpha is None else self.root / "fit" / f"alpha-{float(alpha):g}"
 
-    def interactions(self, alpha: float | None = None) -> Path:
+    def interactions_file(self, alpha: float | None = None) -> Path:
         return self.fit(alpha) / FIT_TABLES[0]
 
-    def fit_metrics(self, alpha: float | None = None) -> Path:
+    def fit_metrics_file(self, alpha: float | None = None) -> Path:
         return self.fit(alpha) / FIT_TABLES[1]
 
     def fit_tables(self, alpha: float | None = None) -> tuple[Path, Path]:
         """The fit stage's two tables: interactions, then metrics."""
-        return self.interactions(alpha), self.fit_metrics(alpha)
+        return self.interactions_file(alpha), self.fit_metrics_file(alpha)
 
     def fit_record(self, engine: str, alpha: float | None = None) -> Path:
         return self.fit(alpha) / f".inputs-{engine}.json"
@@ -222,7 +224,7 @@ class RunFolder:
         return self.root / "prune"
 
     @property
-    def keep_sets(self) -> Path:
+    def keep_sets_file(self) -> Path:
         return self.prune / "keep_sets.parquet"
 
     @property
@@ -281,21 +283,21 @@ class RunFolder:
     # ------------------------------------------------------------------ retraining checks
 
     @property
-    def ablations(self) -> Path:
+    def ablations_dir(self) -> Path:
         return self.root / "ablations"
 
-    def ablation(self, name: str) -> Path:
+    def ablation_dir(self, name: str) -> Path:
         """A retraining check's folder: a child run folder whose sweep is the check's design."""
-        return self.ablations / name
+        return self.ablations_dir / name
 
     def ablation_design(self, name: str) -> tuple[Path, Path, Path]:
         """The check's masks (``masks.npz``: masks and seed groups), its checks and every mask's role."""
-        folder = self.ablation(name) / "design"
+        folder = self.ablation_dir(name) / "design"
         return folder / "masks.npz", folder / "checks.parquet", folder / "roles.parquet"
 
     def ablation_results(self, name: str) -> tuple[Path, Path, Path, Path]:
         """The measured checks (parquet), their summary, the paired comparison (removal) and the figure."""
-        folder = self.ablation(name) / "results"
+        folder = self.ablation_dir(name) / "results"
         return folder / "checks.parquet", folder / "summary.csv", folder / "paired.csv", folder / "figure.png"
 
     # ------------------------------------------------------------------ the folder's rules

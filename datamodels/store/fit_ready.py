@@ -20,7 +20,7 @@ manifest.json    JSON                       format, the run's identity (``run.js
 ================ ========================== ===================================================
 
 :func:`open_fit_ready` maps ``margins.npy`` as :attr:`FitReady.target_margins`, ``[T, m]``: the name
-says the orientation, since :attr:`Sweep.margins <datamodels.store.shards.Sweep>` is model-major
+says the orientation, since :attr:`SweepResults.margins <datamodels.store.shards.SweepResults>` is model-major
 ``[m, T]``. Worker processes that receive ``FitReady.masks`` (pickled) map the same file and share
 its pages.
 
@@ -75,7 +75,7 @@ class FitReady:
     """A run's fit-ready layout, memory-mapped: nothing of size ``m x n`` or ``T x m`` is read yet.
 
     Its ``target_margins`` are target-major, ``[T, m]`` (row ``t`` is target ``t`` over all models),
-    the transpose of :attr:`Sweep.margins <datamodels.store.shards.Sweep>`, which is model-major
+    the transpose of :attr:`SweepResults.margins <datamodels.store.shards.SweepResults>`, which is model-major
     ``[m, T]`` like the masks.
     """
 
@@ -90,7 +90,7 @@ class FitReady:
 
     @property
     def margins(self) -> np.ndarray:
-        """Deprecated name of :attr:`target_margins`, kept for one release: ``Sweep.margins`` is
+        """Deprecated name of :attr:`target_margins`, kept for one release: ``SweepResults.margins`` is
         model-major ``[m, T]``, this array is target-major ``[T, m]``, and the two shared a name."""
         warnings.warn("FitReady.margins is deprecated; use FitReady.target_margins (the same array, [T, m], "
                       "target-major); the old name goes in the next release", DeprecationWarning, stacklevel=2)

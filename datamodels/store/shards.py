@@ -329,8 +329,8 @@ def collect(shard_dir: str | os.PathLike, expected: dict | None = None) -> Colle
 
 
 @dataclass
-class Sweep:
-    """The collected sweep: one row per model, sorted by model index.
+class SweepResults:
+    """What a sweep wrote, collected: one row per model, sorted by model index (:func:`load_sweep`).
 
     Its ``margins`` are model-major, ``[m, T]`` like its masks ``[m, n]`` (row ``i`` is model ``i``
     on every target); a fit-ready layout holds the transpose as ``FitReady.target_margins`` ``[T, m]``.
@@ -355,7 +355,7 @@ class Sweep:
 
 
 def load_sweep(run_dir: str | os.PathLike, targets: Iterable[int] | None = None,
-               require_complete: bool = False, expected: dict | None = None) -> Sweep:
+               require_complete: bool = False, expected: dict | None = None) -> SweepResults:
     """Validate and read the shards of a run folder's sweep: ``(masks bool[m, n], margins float32[m, T])``
     and indices.
 
@@ -392,7 +392,7 @@ def load_sweep(run_dir: str | os.PathLike, targets: Iterable[int] | None = None,
                 raise report.conflict(index)
             keep[row] = False
     columns = {k: v[keep] for k, v in columns.items()}
-    return Sweep(**columns, targets=cols, meta=meta, report=report)
+    return SweepResults(**columns, targets=cols, meta=meta, report=report)
 
 
 def _sweep_shards(run_dir: str | os.PathLike) -> Path:
@@ -417,3 +417,13 @@ def collect_run(run_dir: str | os.PathLike) -> tuple[dict, CollectReport]:
     folder = RunFolder(run_dir)
     expected = folder.read_run()
     return expected, collect(folder.shards, expected)
+
+
+def __getattr__(name: str):
+    # SweepResults was named Sweep, beside the SweepRun that trains a sweep: the old name still
+    # works for one release.
+    if name == "Sweep":
+        warnings.warn("datamodels.store.shards.Sweep is renamed SweepResults (what a sweep wrote, collected; "
+                      "SweepRun is the sweep that trains)", DeprecationWarning, stacklevel=2)
+        return SweepResults
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

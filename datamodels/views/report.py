@@ -1,22 +1,20 @@
-"""The run as one static HTML page with PNG figures (``jobs/report.py``): ``<run_dir>/report/``.
+"""What the run's report says (``jobs/report.py``): one function per section, each with its
+conclusion, and :func:`run_report`, the stage that writes it to ``<run_dir>/report/``.
 
 For users without a notebook server: the notebooks' views (:mod:`datamodels.views.analysis`) of the
 fits and of the pruning, with a reading guide. A section whose stage has not run yet names the
 missing file and the job that writes it instead of failing, and the others are written all the
-same. The docs it cites are copied beside the page, so the folder can be shared.
-:func:`run_report` is the stage: skipped when the files it reads are those of its last run.
+same. How the page is written (HTML, figures, tables, the docs it cites copied beside it) is
+:mod:`datamodels.views.report_page`. :func:`run_report` is skipped when the files it reads are
+those of its last run.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import shutil
-from contextlib import contextmanager
 from html import escape
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pandas as pd
 
 from ..ablation.figures import plot_pairs, plot_removals
@@ -32,44 +30,12 @@ from ..sweep.run_data import AnalysisError
 from .comparisons import (compare_sentence, faithfulness_conclusion, faithfulness_summary, pruning_conclusion,
                           pruning_grid, pruning_paired, pruning_table, worst_fitted_targets)
 from .figures import plot_candidates, plot_faithfulness, plot_interactions, plot_player, plot_target
+from .report_page import CONCLUSIONS, Page, _docs_link, conclusions  # conclusions: jobs/report.py imports it here
 from .report_text import (ABLATION_TEXT, CLASS_PAIRS_TEXT, DUPLICATES_TEXT, KIND_BARS_TEXT, KIND_SHOWN, KIND_TEXT,
-                           KIND_TITLE, LEGENDS, MISSING, READING_GUIDE, STRENGTH_TEXT, TERMS_PER_TARGET)
+                           KIND_TITLE, READING_GUIDE, STRENGTH_TEXT, TERMS_PER_TARGET)
 from .run_view import RunView
 from .terms import (KINDS, _named, class_pair_patterns, pair_sentence, strongest_pair, strongest_targets,
                     strongest_terms, term_strength, top_effects)
-
-DOCS = Path(__file__).resolve().parents[2] / "docs"
-
-# A relative Markdown link of a docs page: ``](target#anchor)`` (not a web address or an anchor alone).
-DOC_LINK = re.compile(r"\]\((?![a-z]+:|#)([^)#\s]+)(?:#[^)\s]*)?\)")
-
-
-def _copy_docs(out: Path, name: str) -> None:
-    """Copy the docs page ``name`` under ``out/docs/``, and every docs page it links to, and so on:
-    the copied pages' relative links then resolve inside the report folder."""
-    todo, seen = [name], set()
-    while todo:
-        page = todo.pop()
-        if page in seen:
-            continue
-        seen.add(page)
-        target = out / "docs" / page
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(DOCS / page, target)
-        for link in DOC_LINK.findall((DOCS / page).read_text()):
-            linked = os.path.normpath(os.path.join(os.path.dirname(page), link))
-            if not linked.startswith("..") and (DOCS / linked).is_file():
-                todo.append(linked)
-
-
-def _docs_link(out: Path, name: str) -> str:
-    """A link to one of the package's docs, copied beside the page with the pages it links to (a
-    relative link that still works when the report folder is shared); the bare name where the
-    docs are not installed."""
-    if not (DOCS / name).exists():
-        return f"docs/{name}"
-    _copy_docs(out, name)
-    return f'<a href="docs/{escape(name)}">docs/{escape(name)}</a>'
 
 
 def _keep_set_sizes(view: RunView) -> pd.DataFrame:
@@ -83,10 +49,10 @@ def _keep_set_sizes(view: RunView) -> pd.DataFrame:
 def _inputs(view: RunView) -> dict[str, tuple[Path, str, str]]:
     run = view.folder.root
     fit = f"python jobs/fit.py run_dir={run}"  # ProxySPEX, the fit the sections rank terms of
-    return {"fit_metrics": (view.folder.fit_metrics(), "fit metrics", fit),
-            "interactions": (view.folder.interactions(), "fitted interactions", fit),
+    return {"fit_metrics": (view.folder.fit_metrics_file(), "fit metrics", fit),
+            "interactions": (view.folder.interactions_file(), "fitted interactions", fit),
             "models": (view.folder.fit_ready, "collected models", f"python jobs/collect.py run_dir={run}"),
-            "keep_sets": (view.folder.keep_sets, "keep-sets", f"python jobs/prune.py run_dir={run}"),
+            "keep_sets": (view.folder.keep_sets_file, "keep-sets", f"python jobs/prune.py run_dir={run}"),
             "evaluation": (view.folder.evaluation, "pruning results", f"python jobs/evaluate_pruning.py run_dir={run}")}
 
 
@@ -94,79 +60,13 @@ def _inputs(view: RunView) -> dict[str, tuple[Path, str, str]]:
 RANKED_INPUTS = ("fit_metrics", "interactions", "models")
 
 
-class _Page:
-    """The page being written, which each section function adds to: its body, its figures (each
-    drawn once), its tables with their legends, and each section's conclusion."""
+class _Page(Page):
+    """The page of one run's report, which its sections add to, with the terms that several of
+    them rank."""
 
     def __init__(self, view: RunView, page: Path):
-        self.view, self.page, self.out = view, page, page.parent
-        self.out.mkdir(parents=True, exist_ok=True)
-        for old in self.out.glob("figure-*.png"):  # figures of an earlier page that this one may not redraw
-            old.unlink()
-        self.body: list[str] = []
-        self.written: dict[tuple, str] = {}  # what a figure shows -> its file, so that none is drawn twice
-        self.conclusions: list[tuple[str, str]] = []
-        self.na_reasons = {c: why.format(repeats=view.meta.get("repeats")) for c, why in MISSING.items()}
-        self.inputs = _inputs(view)
+        super().__init__(view, page, _inputs(view))
         self._ranked: tuple[str, pd.DataFrame] | None = None
-
-    def add(self, html: str) -> None:
-        self.body.append(html)
-
-    def figure(self, key: tuple, draw, caption: str) -> None:
-        if key not in self.written:
-            self.written[key] = f"figure-{len(self.written) + 1:02d}.png"
-            fig = draw()
-            fig.savefig(self.out / self.written[key], dpi=110)
-            plt.close(fig)
-        self.add(f'<figure><img src="{self.written[key]}" alt="{escape(caption)}">'
-                 f'<figcaption>{escape(caption)}</figcaption></figure>')
-
-    def table(self, frame: pd.DataFrame, legend: str) -> None:
-        """The table, then its legend: what each column holds; a column with no value in this run
-        is left out, and one with some says why (``n/a``)."""
-        self.add(_table_html(frame, LEGENDS[legend], self.na_reasons))
-
-    def conclude(self, section: str, text: str) -> None:
-        """The section's last sentence: its conclusion, computed from the data it shows."""
-        self.conclusions.append((section, text))
-        self.add(f'<p class="conclusion"><b>Conclusion:</b> {escape(text)}.</p>')
-
-    def relative(self, path: Path) -> str:
-        return os.path.relpath(path, self.view.folder.root)
-
-    def lacks(self, section: str, *needs: str, title: str | None = None) -> bool:
-        """Whether any of ``needs`` (keys of :func:`_inputs`) is missing from the run; if so the
-        section (headed ``title`` where it has not written its heading) names each with the job
-        that writes it, and concludes that it cannot conclude."""
-        gone = [self.inputs[need] for need in needs if not self.inputs[need][0].exists()]
-        if not gone:
-            return False
-        if title:
-            self.add(f"<h2>{escape(title)}</h2>")
-        for path, what, command in gone:
-            self.add(f"<p class='missing'>No {escape(what)} yet: <code>{escape(self.relative(path))}</code> is "
-                     f"missing; run <code>{escape(command)}</code>.</p>")
-        paths = ", ".join(self.relative(path) for path, _, _ in gone)
-        self.conclude(section, f"no {' and '.join(what for _, what, _ in gone)} yet ({paths} "
-                               f"{'is' if len(gone) == 1 else 'are'} missing), so nothing to conclude")
-        return True
-
-    @contextmanager
-    def reading(self, section: str, title: str | None = None):
-        """The body of a section: an error of its inputs (a file unreadable, or of another run)
-        ends this section, saying so, and the page goes on with the next. ``title``: the heading
-        to write before the error where the body failed before writing its own."""
-        body, concluded = len(self.body), len(self.conclusions)
-        try:
-            yield
-        except (AnalysisError, StoreError) as err:
-            if title and not any(part.startswith("<h2>") for part in self.body[body:]):
-                self.add(f"<h2>{escape(title)}</h2>")
-            self.add(f"<p class='missing'>{escape(str(err))}</p>")
-            if len(self.conclusions) == concluded:
-                self.conclude(section, "this section stops at the error above: nothing more can be concluded "
-                                       "from it")
 
     def ranked(self) -> tuple[str, pd.DataFrame]:
         """The fit whose terms the sections rank (:func:`~datamodels.fit.results.default_engine`) and
@@ -175,17 +75,6 @@ class _Page:
             engine = default_engine(self.view)
             self._ranked = engine, term_strength(self.view, engine)
         return self._ranked
-
-    def write(self) -> Path:
-        style = ("body{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}"
-                 "img{max-width:100%}figure{margin:1em 0}figcaption{font-size:0.85em;color:#555}"
-                 ".table{border-collapse:collapse;font-size:0.85em}.table td,.table th{padding:2px 8px;"
-                 "border-bottom:1px solid #ddd;text-align:right}.missing{color:#a33}"
-                 ".legend{font-size:0.8em;color:#555}.conclusion{border-left:3px solid #4a7;padding-left:6px}")
-        self.page.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>datamodels report</title>"
-                             f"<style>{style}</style></head><body>{''.join(self.body)}</body></html>")
-        (self.out / CONCLUSIONS).write_text("".join(f"{section}: {text}.\n" for section, text in self.conclusions))
-        return self.page
 
 
 def write_report(view: RunView, page: str | os.PathLike, targets_per_kind: int = 2, top_terms: int = 20,
@@ -408,35 +297,6 @@ def _pruning_section(report: _Page) -> None:
         report.conclude("pruning", pruning_conclusion(view))
 
 
-# Beside the page: one line per section, its conclusion (what jobs/report.py prints).
-CONCLUSIONS = "conclusions.txt"
-
-
-def _table_html(frame: pd.DataFrame, legend: dict, missing: dict) -> str:
-    """``frame`` as HTML with its legend: every column explained (``legend``; numeric column
-    names are kept fractions, explained once by ``legend["fraction"]``). A column without any
-    value is left out and the legend says why (``missing``); one with some missing values shows
-    them as ``n/a`` and its entry says why."""
-    def key(column) -> str:
-        return "fraction" if isinstance(column, (int, float)) else column
-
-    notes, shown = [], frame
-    for column in frame.columns:
-        if len(frame) and frame[column].isna().all():
-            shown = shown.drop(columns=column)
-            notes.append(f"<b>{escape(str(column))}</b> is left out: "
-                         f"{escape(missing.get(key(column), 'it has no value in this run'))}")
-    entries: dict[str, list] = {}
-    for column in shown.columns:
-        text = legend.get(key(column), "no description")
-        if shown[column].isna().any():
-            text += f" (n/a: {missing.get(key(column), 'no value')})"
-        entries.setdefault(text, []).append(str(column))
-    legend_html = "; ".join(f"<b>{escape(', '.join(names))}</b>: {escape(text)}" for text, names in entries.items())
-    html = shown.to_html(index=False, float_format=lambda v: f"{v:.4f}", border=0, classes="table", na_rep="n/a")
-    return f"{html}<p class=\"legend\">{'. '.join([legend_html, *notes])}.</p>"
-
-
 def _kind_conclusion(view: RunView, kind: str, engine: str, strength: pd.DataFrame) -> str:
     """The conclusion of a section "Targets with the strongest ...": the strongest term of the
     kind, and for synergy and redundancy the strongest pair (the one the fit's console names)
@@ -538,10 +398,10 @@ def run_report(run_dir, *, progress: bool = True, force: bool = False) -> StageR
     It has no settings (no config group) and shows no progress: ``progress`` is taken for the
     stages' common call."""
     folder = RunFolder(run_dir)
-    reads = {"run": folder.run_json, "interactions": folder.interactions(), "fit_metrics": folder.fit_metrics(),
-             "keep_sets": folder.keep_sets, "evaluation": folder.evaluation,
-             "duplicates": folder.duplicate_candidates,
-             **{f"ablation {p.parent.parent.name}": p for p in folder.ablations.glob("*/results/checks.parquet")},
+    reads = {"run": folder.run_json, "interactions": folder.interactions_file(),
+             "fit_metrics": folder.fit_metrics_file(), "keep_sets": folder.keep_sets_file,
+             "evaluation": folder.evaluation, "duplicates": folder.duplicate_candidates,
+             **{f"ablation {p.parent.parent.name}": p for p in folder.ablations_dir.glob("*/results/checks.parquet")},
              **{f"labels {path.parent.name}": path for path in folder.label_files}}
     # shards by name, size and time (as the fit-ready layout tracks them): reading them all is the sweep's size
     shards = {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in shard_files(folder.shards)[0]}
@@ -554,21 +414,15 @@ def run_report(run_dir, *, progress: bool = True, force: bool = False) -> StageR
     return StageResult("report", written)
 
 
-def conclusions(run_dir) -> list[str]:
-    """The report's conclusions, one line per section (as the page states them), or none before
-    the report is written: what ``jobs/report.py`` prints."""
-    path = RunFolder(run_dir).report_page.parent / CONCLUSIONS
-    return path.read_text().splitlines() if path.exists() else []
-
 
 def outputs(run_dir) -> list[str]:
     """One line per output the run folder holds (of those ``make demo`` writes), with what it is."""
     folder = RunFolder(run_dir)
     table, paired, _ = folder.evaluation_summaries
     described = [(folder.shards, "margins of every model, a parquet file per shard (pandas, pyarrow, DuckDB)"),
-                 (folder.interactions(), "main effects, synergy and redundancy per target"),
-                 (folder.fit_metrics(), "held-out R^2 and Spearman (LDS) per target and engine"),
-                 (folder.keep_sets, "the kept players of every pruning method and fraction"),
+                 (folder.interactions_file(), "main effects, synergy and redundancy per target"),
+                 (folder.fit_metrics_file(), "held-out R^2 and Spearman (LDS) per target and engine"),
+                 (folder.keep_sets_file, "the kept players of every pruning method and fraction"),
                  (table, "holdout accuracy of pruned training sets (and .png)"),
                  (paired, "each method minus the best baseline, paired by seed"),
                  (folder.duplicate_pairs, "each candidate duplicate pair, measured (jobs/duplicates.py)"),

@@ -58,7 +58,7 @@ class RunView(FitView):
 
     @cached_property
     def keep_sets(self) -> pd.DataFrame:
-        return self._read(read_frame, self.folder.keep_sets, "prune (jobs/prune.py)")[0]
+        return self._read(read_frame, self.folder.keep_sets_file, "prune (jobs/prune.py)")[0]
 
     @cached_property
     def pruning(self) -> pd.DataFrame:
@@ -73,4 +73,4 @@ class RunView(FitView):
 
     def ablations(self) -> list[str]:
         """The retraining checks of this run that have been measured."""
-        return sorted(p.name for p in self.folder.ablations.glob("*") if self.folder.ablation_results(p.name)[0].exists())
+        return sorted(p.name for p in self.folder.ablations_dir.glob("*") if self.folder.ablation_results(p.name)[0].exists())
