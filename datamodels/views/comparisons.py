@@ -1,6 +1,6 @@
-"""How the engines and pruning methods compare: the faithfulness of the fits (held-out R^2, Spearman), the holdout
-accuracy of their retrained keep-sets, and the sentences that judge both (paired differences
-against the best baseline, with their 95% intervals).
+"""How the engines and methods compare: the faithfulness of the fits (held-out R^2, Spearman), the
+holdout accuracy of the retrained keep-sets, and the sentences that judge them (paired differences
+against the best baseline, with their 95% intervals; a retraining check's outcome).
 """
 
 from __future__ import annotations
@@ -166,3 +166,32 @@ def keep_set_overlap(view: RunView) -> pd.DataFrame:
             rows.append({"fraction": fraction, "methods": f"{a} / {b}",
                          "jaccard": len(sets[a] & sets[b]) / len(sets[a] | sets[b])})
     return pd.DataFrame(rows).pivot(index="methods", columns="fraction", values="jaccard")
+
+
+def check_conclusion(design: str, summary: pd.DataFrame, paired: pd.DataFrame | None) -> str:
+    """One sentence from a retraining check's summary: the share of the fit's pairs confirmed (and
+    of the controls), or where the interaction removals drop the margin more than linear's."""
+    if design == "removal":
+        if paired is None or paired.empty:
+            best = summary.loc[summary.groupby("k")["drop"].idxmax()]
+            return "the largest drop at each k is " + ", ".join(
+                f"{m}'s at k = {k} ({d:+.3f})" for m, k, d in zip(best["method"], best["k"], best["drop"]))
+        clauses = []
+        for (method, against), rows in paired.groupby(["method", "against"], sort=False):
+            rows = rows.sort_values("k").rename(columns={"k": "where", "lo": "ci_low", "hi": "ci_high"})
+            owner = f"{method}'" if method.endswith("s") else f"{method}'s"
+            clauses.append(compare_sentence(f"{owner} removals", rows, "k = {}",
+                                            win=f"drop the margin more than {against}'s",
+                                            lose=f"drop the margin less than {against}'s"))
+        return "; ".join(clauses)
+    fitted = summary[summary["group"] != "controls"]
+    row = fitted.iloc[-1]  # the stratified estimate over every stratum, where there are strata
+    rate = "stratified rate" if "stratified" in str(row["group"]) else "rate"
+    sentence = (f"{int(row['confirmed'])} of {int(row['pairs'])} fitted pairs are confirmed "
+                f"({rate} {row['rate']:.2f} [{row['lo']:.2f}, "
+                f"{row['hi']:.2f}]), measured/predicted slope {row['slope']:.2f}")
+    controls = summary[summary["group"] == "controls"]
+    if len(controls):
+        c = controls.iloc[0]
+        sentence += f", and {int(c['confirmed'])} of {int(c['pairs'])} random controls (false alarms)"
+    return sentence

@@ -27,15 +27,15 @@ from ..run.stage_inputs import StageInputs
 from ..run.stage_result import StageResult
 from ..store.shards import shard_files
 from ..sweep.run_data import AnalysisError
-from .comparisons import (compare_sentence, faithfulness_conclusion, faithfulness_summary, pruning_conclusion,
+from .comparisons import (check_conclusion, faithfulness_conclusion, faithfulness_summary, pruning_conclusion,
                           pruning_grid, pruning_paired, pruning_table, worst_fitted_targets)
 from .figures import plot_candidates, plot_faithfulness, plot_interactions, plot_player, plot_target
 from .report_page import CONCLUSIONS, Page, _docs_link, conclusions  # conclusions: jobs/report.py imports it here
 from .report_text import (ABLATION_TEXT, CLASS_PAIRS_TEXT, DUPLICATES_TEXT, KIND_BARS_TEXT, KIND_SHOWN, KIND_TEXT,
                            KIND_TITLE, READING_GUIDE, STRENGTH_TEXT, TERMS_PER_TARGET)
 from .run_view import RunView
-from .terms import (KINDS, _named, class_pair_patterns, pair_sentence, strongest_pair, strongest_targets,
-                    strongest_terms, term_strength, top_effects)
+from .terms import (KINDS, class_pair_patterns, kind_conclusion, strongest_targets, strongest_terms, term_strength,
+                    top_effects)
 
 
 def _keep_set_sizes(view: RunView) -> pd.DataFrame:
@@ -210,7 +210,7 @@ def _kind_section(report: _Page, kind: str, targets_per_kind: int) -> None:
                 report.figure(("player", int(player)), lambda: plot_player(view, int(player)),
                               f"every image of player #{player}, in target {chosen[0]}'s strongest "
                               f"{KIND_TITLE[kind]}")
-        report.conclude(section, _kind_conclusion(view, kind, engine, strength))
+        report.conclude(section, kind_conclusion(view, kind, engine, strength))
 
 
 def _classes_section(report: _Page) -> None:
@@ -297,58 +297,6 @@ def _pruning_section(report: _Page) -> None:
         report.conclude("pruning", pruning_conclusion(view))
 
 
-def _kind_conclusion(view: RunView, kind: str, engine: str, strength: pd.DataFrame) -> str:
-    """The conclusion of a section "Targets with the strongest ...": the strongest term of the
-    kind, and for synergy and redundancy the strongest pair (the one the fit's console names)
-    and how many pairs and triples are of that kind."""
-    if kind == "main":
-        mains = strength[strength["kind"] == "main"]
-        if mains.empty:
-            return f"the {engine} fit has no main effect"
-        row = _named(view, strength.loc[[mains["strength"].idxmax()]]).iloc[0]
-        return (f"the strongest main effect is {row['players']} on {view.target_name(int(row['target']))} "
-                f"(m = {row['mobius']:+.3f}, {row['strength']:.2f} residual sd)")
-    counts = strength[strength["kind"] == kind].groupby("order").size()
-    sentence = pair_sentence(view, kind, strongest_pair(view, kind, engine, strength), engine)
-    relabelled = 0
-    if "fit_kind" in strength:
-        triples = strength[strength["order"] == 3]
-        relabelled = int(((triples["fit_kind"] == kind) & (triples["kind"] != kind)).sum())
-    note = (f"; {relabelled} triples the fit labels {kind} are not shown as {kind}: their pairs say otherwise"
-            if relabelled else "")
-    return (f"{sentence}; the fit holds {counts.get(2, 0)} {kind} pairs and {counts.get(3, 0)} {kind} triples "
-            f"(judged as groups){note}")
-
-
-def _check_conclusion(name: str, design: str, summary: pd.DataFrame, paired: pd.DataFrame | None) -> str:
-    """One sentence from a retraining check's summary: the share of the fit's pairs confirmed (and
-    of the controls), or where the interaction removals drop the margin more than linear's."""
-    if design == "removal":
-        if paired is None or paired.empty:
-            best = summary.loc[summary.groupby("k")["drop"].idxmax()]
-            return "the largest drop at each k is " + ", ".join(
-                f"{m}'s at k = {k} ({d:+.3f})" for m, k, d in zip(best["method"], best["k"], best["drop"]))
-        clauses = []
-        for (method, against), rows in paired.groupby(["method", "against"], sort=False):
-            rows = rows.sort_values("k").rename(columns={"k": "where", "lo": "ci_low", "hi": "ci_high"})
-            owner = f"{method}'" if method.endswith("s") else f"{method}'s"
-            clauses.append(compare_sentence(f"{owner} removals", rows, "k = {}",
-                                            win=f"drop the margin more than {against}'s",
-                                            lose=f"drop the margin less than {against}'s"))
-        return "; ".join(clauses)
-    fitted = summary[summary["group"] != "controls"]
-    row = fitted.iloc[-1]  # the stratified estimate over every stratum, where there are strata
-    rate = "stratified rate" if "stratified" in str(row["group"]) else "rate"
-    sentence = (f"{int(row['confirmed'])} of {int(row['pairs'])} fitted pairs are confirmed "
-                f"({rate} {row['rate']:.2f} [{row['lo']:.2f}, "
-                f"{row['hi']:.2f}]), measured/predicted slope {row['slope']:.2f}")
-    controls = summary[summary["group"] == "controls"]
-    if len(controls):
-        c = controls.iloc[0]
-        sentence += f", and {int(c['confirmed'])} of {int(c['pairs'])} random controls (false alarms)"
-    return sentence
-
-
 def _retraining_checks(report: _Page) -> None:
     """The section "Checked by retraining": every measured check of ``jobs/ablate.py``, each with
     its conclusion."""
@@ -376,7 +324,7 @@ def _retraining_checks(report: _Page) -> None:
                 report.table(paired, "removal pairs")
             report.figure(("ablation", name), lambda: plot_removals(checks),
                           "margin drop against k, per method (mean and 95% interval over targets)")
-            report.conclude(f"checked by retraining, {name}", _check_conclusion(name, design, summary, paired))
+            report.conclude(f"checked by retraining, {name}", check_conclusion(design, summary, paired))
             continue
         report.figure(("ablation", name), lambda: plot_pairs(checks, "held-out models" if design == "heldout"
                                                              else "retrained"),
@@ -387,7 +335,7 @@ def _retraining_checks(report: _Page) -> None:
         report.table(shown[columns].assign(target=[view.target_name(int(t)) for t in shown["target"]],
                                            i=[view.player_name(int(p)) for p in shown["i"]],
                                            j=[view.player_name(int(p)) for p in shown["j"]]), "pair rows")
-        report.conclude(f"checked by retraining, {name}", _check_conclusion(name, design, summary, None))
+        report.conclude(f"checked by retraining, {name}", check_conclusion(design, summary, None))
 
 
 def run_report(run_dir, *, progress: bool = True, force: bool = False) -> StageResult:

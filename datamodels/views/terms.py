@@ -1,7 +1,8 @@
 """Tables of the fitted terms: every term's strength in units of its target's residual sd
 (:func:`term_strength`), triples judged as groups (:func:`judge_triples`), the strongest terms,
-pairs and targets with their players named, and the counts and class patterns of the terms; and
-a target's margins over the sweep (:func:`target_summary`).
+pairs and targets with their players named, and the counts and class patterns of the terms; a
+target's margins over the sweep (:func:`target_summary`); and the sentence that concludes on the
+strongest terms of a kind (:func:`kind_conclusion`).
 """
 
 from __future__ import annotations
@@ -208,3 +209,26 @@ def term_counts(view: RunView) -> pd.DataFrame:
     counts = view.interactions_arrow.group_by(["engine", "order", "kind"]).aggregate([([], "count_all")])
     return counts.to_pandas().rename(columns={"count_all": "terms"}).sort_values(
         ["engine", "order", "kind"], ignore_index=True)
+
+
+def kind_conclusion(view: RunView, kind: str, engine: str, strength: pd.DataFrame) -> str:
+    """The conclusion of a section "Targets with the strongest ...": the strongest term of the
+    kind, and for synergy and redundancy the strongest pair (the one the fit's console names)
+    and how many pairs and triples are of that kind."""
+    if kind == "main":
+        mains = strength[strength["kind"] == "main"]
+        if mains.empty:
+            return f"the {engine} fit has no main effect"
+        row = _named(view, strength.loc[[mains["strength"].idxmax()]]).iloc[0]
+        return (f"the strongest main effect is {row['players']} on {view.target_name(int(row['target']))} "
+                f"(m = {row['mobius']:+.3f}, {row['strength']:.2f} residual sd)")
+    counts = strength[strength["kind"] == kind].groupby("order").size()
+    sentence = pair_sentence(view, kind, strongest_pair(view, kind, engine, strength), engine)
+    relabelled = 0
+    if "fit_kind" in strength:
+        triples = strength[strength["order"] == 3]
+        relabelled = int(((triples["fit_kind"] == kind) & (triples["kind"] != kind)).sum())
+    note = (f"; {relabelled} triples the fit labels {kind} are not shown as {kind}: their pairs say otherwise"
+            if relabelled else "")
+    return (f"{sentence}; the fit holds {counts.get(2, 0)} {kind} pairs and {counts.get(3, 0)} {kind} triples "
+            f"(judged as groups){note}")
