@@ -169,4 +169,4 @@ def test_trak_job_writes_a_fit_that_the_trak_pruning_method_reads(tmp_path):
     assert "trak" not in PruneSettings().methods  # opt-in: the default methods need no trak fit
     run_job("prune.py", *run, "prune.methods=[trak,random]", "prune.fractions=[0.5]")
     keep, _ = read_frame(folder.keep_sets_file, "prune")
-    assert set(keep["engine"]) == {"trak", "random"} and keep.loc[keep["engine"] == "trak", "size"].eq(30).all()
+    assert set(keep["method"]) == {"trak", "random"} and keep.loc[keep["method"] == "trak", "size"].eq(30).all()
