@@ -1,4 +1,4 @@
-"""A shard's parquet encoding (``datamodels.store.shards.parquet_options``) against the dictionary
+"""A shard's parquet encoding (``datamodels.store.shard_file.parquet_options``) against the dictionary
 encoding of the margins the store used before, side by side: write and read time, file size.
 
     .venv/bin/python -m benchmarks.bench_shard_encoding
@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from benchmarks.harness import cpu_name, pin_threads, save_results
 
-from datamodels.store.shards import SCALAR_COLUMNS, parquet_options, write_shard_columns
+from datamodels.store.shard_file import SCALAR_COLUMNS, parquet_options, write_shard_columns
 
 
 def dictionary_options(table) -> dict:

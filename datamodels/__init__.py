@@ -9,8 +9,8 @@ The packages in pipeline order (each stage a Hydra job under ``jobs/``, each a p
   source's arrays read by :mod:`~datamodels.sweep.import_source`) or planted
   (:mod:`~datamodels.sweep.planted`, the games of :mod:`~datamodels.sweep.games`).
 - :mod:`datamodels.store`: what the sweep writes, one parquet shard per job
-  (:mod:`~datamodels.store.shards`), and the fit-ready layout ``collect`` builds from it
-  (:mod:`~datamodels.store.fit_ready`).
+  (:mod:`~datamodels.store.shard_file`; collected and loaded by :mod:`~datamodels.store.shards`),
+  and the fit-ready layout ``collect`` builds from it (:mod:`~datamodels.store.fit_ready`).
 - :mod:`datamodels.fit`: the fit stage (:mod:`~datamodels.fit.stage`), one engine of
   :mod:`datamodels.interactions` per target (ProxySPEX, the linear datamodel, SPEX), judged on
   held-out models (:mod:`~datamodels.fit.faithfulness`), its two tables

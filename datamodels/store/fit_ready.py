@@ -51,7 +51,8 @@ from ..packed import PackedMasks
 from ..run.folder import RunFolder
 from ..run.identity import check_identity
 from ..tables import write_atomic
-from .shards import RESULT_COLUMNS, SCALAR_COLUMNS, CollectReport, collect_run, read_shard_columns, shard_files
+from .shard_file import RESULT_COLUMNS, SCALAR_COLUMNS, read_shard_columns
+from .shards import CollectReport, collect_run, shard_files
 
 # The format's name, not a module path: the package move of issue 32 rewrote it to
 # "datamodels.store.fit_ready/1" for one release, and every layout collected before was refused.

@@ -11,7 +11,7 @@ folder, one ``open_memmap`` per key (``masks.npy``, ``margins.npy``) plus ``_com
 (bool ``[M]``: the rows whose model has finished; the others are zeros). :func:`run_import`
 turns either into an ordinary run folder (:mod:`datamodels.run.folder`): ``run.json``,
 ``config.json`` with ``sweep.design=imported`` and the kept fraction ``alpha``, shards in the
-store's format (:func:`datamodels.store.shards.write_shard_columns`), and ``imported/`` recording where every
+store's format (:func:`datamodels.store.shard_file.write_shard_columns`), and ``imported/`` recording where every
 model came from. Every later stage (collect, status, fit and its parts, prune, curate, report)
 reads it like a sweep.
 
@@ -55,7 +55,7 @@ from ..run.folder import RunFolder
 from ..run.identity import check_identity, config_hash
 from ..run.stage_result import StageResult
 from ..settings import Settings
-from ..store.shards import read_shard_meta, run_meta, write_shard_columns
+from ..store.shard_file import read_shard_meta, run_meta, write_shard_columns
 from ..tables import size_text, write_atomic
 from .data import load_dataset
 from .import_source import (ImportSourceError, NpyRows, Source, binary_masks, finite_rows, non_finite_error,

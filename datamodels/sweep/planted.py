@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from ..errors import StoreError, UserError
 from ..run.folder import RunFolder
 from ..run.identity import check_identity, short_hash
-from ..store.shards import ModelRecord, read_shard_meta, run_meta, write_shard
+from ..store.shard_file import ModelRecord, read_shard_meta, run_meta, write_shard
 from ..tables import check_free_space, read_frame, size_text, write_atomic, write_frame
 from .games import _PlantedGames, _spectra, bernoulli_sd, planted_game, unanimity_game
 from .import_source import release_files

@@ -33,7 +33,7 @@ from ..run.claims import ShardClaim
 from ..run.folder import RunFolder
 from ..run.identity import check_identity, config_hash
 from ..settings import Settings
-from ..store.shards import ModelRecord, read_models, read_shard_meta, run_meta, write_shard
+from ..store.shard_file import ModelRecord, read_models, read_shard_meta, run_meta, write_shard
 from ..tables import write_atomic
 from .data import PreparedData, prepare
 from .loaders import ResidentLoader, ResidentSplits, to_device

@@ -30,7 +30,7 @@ from ..sweep.run_data import AnalysisError
 from .comparisons import (check_conclusion, faithfulness_conclusion, faithfulness_summary, pruning_conclusion,
                           pruning_grid, pruning_paired, pruning_table, worst_fitted_targets)
 from .figures import plot_candidates, plot_faithfulness, plot_interactions, plot_player, plot_target
-from .report_page import CONCLUSIONS, Page, _docs_link, conclusions  # conclusions: jobs/report.py imports it here
+from .report_page import CONCLUSIONS, Page, docs_link, conclusions  # conclusions: jobs/report.py imports it here
 from .report_text import (ABLATION_TEXT, CLASS_PAIRS_TEXT, DUPLICATES_TEXT, KIND_BARS_TEXT, KIND_SHOWN, KIND_TEXT,
                            KIND_TITLE, READING_GUIDE, STRENGTH_TEXT, TERMS_PER_TARGET)
 from .run_view import RunView
@@ -127,8 +127,8 @@ def _run_section(report: _Page) -> None:
     report.add(f"<p>{escape(str(meta['dataset']))} (fingerprint {escape(str(meta['fingerprint']))}), "
                f"{meta['n']:,} players ({escape(str(meta['players']))}), {meta['T']:,} targets, {model}design "
                f"{meta['design']} alpha {meta['alpha']}, {collected}.{escape(images)}</p>")
-    report.add(READING_GUIDE.format(docs=_docs_link(report.out, "interactions.md"),
-                                    pruning=_docs_link(report.out, "pruning.md")))
+    report.add(READING_GUIDE.format(docs=docs_link(report.out, "interactions.md"),
+                                    pruning=docs_link(report.out, "pruning.md")))
 
 
 def _faithfulness_section(report: _Page, worst_targets: int) -> None:
@@ -271,7 +271,7 @@ def _pruning_section(report: _Page) -> None:
     report.add("<h2>Pruning</h2>")
     report.add(f"<p>Keep-sets of each method at each kept fraction, retrained and judged on the holdout "
                f"split only (never on the targets). The methods and how to read the results: "
-               f"{_docs_link(report.out, 'pruning.md')}.</p>")
+               f"{docs_link(report.out, 'pruning.md')}.</p>")
     if report.lacks("pruning", "keep_sets"):
         return
     with report.reading("pruning"):
@@ -303,7 +303,7 @@ def _retraining_checks(report: _Page) -> None:
     view = report.view
     report.add("<h2>Checked by retraining</h2>")
     report.add(f"<p>What the fit claims, checked by training models with chosen players in or out "
-               f"(jobs/ablate.py; {_docs_link(report.out, 'ablation.md')}).</p>")
+               f"(jobs/ablate.py; {docs_link(report.out, 'ablation.md')}).</p>")
     for name in view.ablations():
         try:
             checks = view.ablation(name)

@@ -3,7 +3,7 @@ which each section adds to (its body, its figures drawn once each and written be
 files, its tables with their legends, each section's conclusion, and a section that lacks an input
 or fails reading one: said so, and the page goes on), the conclusions file beside the page
 (:data:`CONCLUSIONS`, read back by :func:`conclusions`), and the docs the page cites, copied beside
-it with the docs pages they link to (:func:`_docs_link`), so that the report folder can be shared.
+it with the docs pages they link to (:func:`docs_link`), so that the report folder can be shared.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _copy_docs(out: Path, name: str) -> None:
                 todo.append(linked)
 
 
-def _docs_link(out: Path, name: str) -> str:
+def docs_link(out: Path, name: str) -> str:
     """A link to one of the package's docs, copied beside the page with the pages it links to (a
     relative link that still works when the report folder is shared); the bare name where the
     docs are not installed."""

@@ -152,7 +152,7 @@ class DatamodelsSlurmLauncher(SlurmLauncher):
         from submitit.core.utils import JobPaths
 
         from datamodels.run.folder import submission_path
-        from datamodels.store.shards import write_atomic
+        from datamodels.tables import write_atomic
 
         record = {
             "argv0": sys.argv[0],
