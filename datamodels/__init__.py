@@ -14,8 +14,8 @@ The packages in pipeline order (each stage a Hydra job under ``jobs/``, each a p
 - :mod:`datamodels.fit`: the fit stage (:mod:`~datamodels.fit.stage`), one engine of
   :mod:`datamodels.interactions` per target (ProxySPEX, the linear datamodel, SPEX), judged on
   held-out models (:mod:`~datamodels.fit.faithfulness`), its two tables
-  (:mod:`~datamodels.fit.outputs`) read back by :mod:`~datamodels.fit.results`; exact ground truth (:mod:`~datamodels.fit.exhaustive`); TRAK
-  (:mod:`~datamodels.fit.trak`).
+  (:mod:`~datamodels.fit.outputs`) read back by :mod:`~datamodels.fit.results`; exact ground
+  truth (:mod:`~datamodels.fit.exhaustive`); TRAK (:mod:`~datamodels.fit.trak`).
 - :mod:`datamodels.pruning`: keep-sets from a fit, judged by retraining; curated datasets;
   duplicate groups (:mod:`~datamodels.pruning.duplicates`).
 - :mod:`datamodels.ablation`: retraining checks of what a fit claims, planned

@@ -132,7 +132,8 @@ def polynomials(view: FitView, engine: str, targets, coefficients: str = "mobius
     table's ``coefficients``: ``mobius`` (the sizes the fit reports: what a pair check tests) or
     ``shrunk`` (the L1 refit's: what a greedy choice optimises, as pruning does)."""
     if engine not in view.engines():
-        raise AblationError(f"{view.folder.fit_metrics_file()} holds no fit={engine} (fitted: {', '.join(view.engines())}): "
+        raise AblationError(f"{view.folder.fit_metrics_file()} holds no fit={engine} "
+                            f"(fitted: {', '.join(view.engines())}): "
                             f"run jobs/fit.py fit={engine} first, or choose ablate.fit_engine / ablate.methods")
     terms = view.terms(engine=engine)
     own = {int(t): g for t, g in terms.groupby("target")}
@@ -143,8 +144,9 @@ def polynomials(view: FitView, engine: str, targets, coefficients: str = "mobius
 
 def _interaction_terms(view: FitView, engine: str, members: bool = True) -> pd.DataFrame:
     """The fit's terms of order two and more (pairs, triples, ...), with ``claimed``: whether the fit
-    states it (not one of :func:`~datamodels.fit.outputs.untested_interactions`); ProxySPEX's untested ones are not stated
-    but still predict, so a stated pair's prediction counts the untested triples through it."""
+    states it (not one of :func:`~datamodels.fit.outputs.untested_interactions`); ProxySPEX's
+    untested ones are not stated but still predict, so a stated pair's prediction counts the
+    untested triples through it."""
     terms = view.terms(engine=engine, members=members)
     terms = terms.assign(claimed=~untested_interactions(view.interactions_arrow)[terms.index.to_numpy()])
     return terms[terms["order"] >= 2]

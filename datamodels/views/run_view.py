@@ -73,4 +73,5 @@ class RunView(FitView):
 
     def ablations(self) -> list[str]:
         """The retraining checks of this run that have been measured."""
-        return sorted(p.name for p in self.folder.ablations_dir.glob("*") if self.folder.ablation_results(p.name)[0].exists())
+        return sorted(p.name for p in self.folder.ablations_dir.glob("*")
+                      if self.folder.ablation_results(p.name)[0].exists())
